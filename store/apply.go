@@ -1,0 +1,748 @@
+package store
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/hashicorp/raft"
+)
+
+// Limits of what one command may carry; larger values are
+// StatusInvalidCommand (or StatusInvalidAmount) and change nothing.
+const (
+	// idBytesMax bounds account ids, card hashes, partners and business
+	// days: they are repeated in several index keys per transfer.
+	idBytesMax = 128
+	// keyBytesMax bounds idempotency keys and original references (the
+	// ISO 8583 key is partner+acquirer+STAN+F7+RRN+class, < 100 bytes).
+	keyBytesMax = 256
+	// amountMax bounds one movement: 10^15 minor units is far beyond any
+	// real payment and keeps every balance sum far from int64 overflow.
+	amountMax = 1_000_000_000_000_000
+	// balanceFieldMax bounds each balance counter. Posted counters only
+	// grow; a movement that would push one past this is StatusInvalidAmount
+	// rather than a silent int64 wrap that breaks double entry.
+	balanceFieldMax = math.MaxInt64 / 2
+	// transferIDDigits fixes the width of transfer ids so that their
+	// lexical order is their creation order (10^14 transfers).
+	transferIDDigits = 14
+)
+
+// Apply applies one raft log entry; see ApplyBatch.
+func (s *Store) Apply(l *raft.Log) interface{} {
+	return s.ApplyBatch([]*raft.Log{l})[0]
+}
+
+// ApplyBatch applies raft log entries in order. All their changes and the
+// new applied index go into one pebble batch committed with NoSync: the
+// raft log is the durability, and replay after a crash re-applies whatever
+// the WAL lost. Entries at or below the stored applied index are skipped
+// (their response is nil), which makes replay a no-op.
+//
+// For a LogCommand entry the response is []Result, one per command in
+// order, or an error wrapping ErrCorrupt when the entry does not decode
+// (it is still counted as applied: every replica fails it the same way).
+// Other entry types (configuration changes) only advance the index.
+//
+// It panics when pebble fails to read or commit, or a stored record does
+// not decode: continuing would make this replica diverge from the others,
+// and a crash makes it recover from the raft log instead.
+func (s *Store) ApplyBatch(logs []*raft.Log) []interface{} {
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		// raft would count these entries applied; dropping them silently
+		// would lose committed state.
+		panic("store: ApplyBatch on a closed store")
+	}
+	out := make([]interface{}, len(logs))
+	applied := s.applied.Load()
+	last := applied
+	t := newTxn(s.db, &s.cfg)
+	for i, l := range logs {
+		if l.Index <= last {
+			continue
+		}
+		last = l.Index
+		if l.Type != raft.LogCommand {
+			continue
+		}
+		cmds, err := DecodeBatch(l.Data)
+		if err != nil {
+			out[i] = fmt.Errorf("store: log entry %d: %w", l.Index, err)
+			continue
+		}
+		res := make([]Result, len(cmds))
+		for j := range cmds {
+			res[j] = t.apply(&cmds[j])
+		}
+		out[i] = res
+	}
+	if last == applied {
+		return out
+	}
+	t.commit(last)
+	s.applied.Store(last)
+	return out
+}
+
+// kvEntry is a raw write of a txn: a value or a deletion.
+type kvEntry struct {
+	val []byte
+	del bool
+}
+
+// acctEntry caches one decoded account (nil: it does not exist).
+type acctEntry struct {
+	a     *Account
+	dirty bool
+}
+
+type xferEntry struct {
+	t     *Transfer
+	dirty bool
+}
+
+// txn holds the changes of one ApplyBatch in memory, in front of the
+// committed database; reads see the txn first, so a command sees every
+// earlier command of the batch. Accounts and transfers stay decoded and are
+// encoded once at commit: a busy merchant account touched by 256 commands
+// is written once. Nothing reaches pebble until commit.
+type txn struct {
+	db  *pebble.DB
+	cfg *Config
+
+	kv    map[string]kvEntry
+	accts map[string]*acctEntry
+	xfers map[string]*xferEntry
+
+	seq       uint64
+	seqLoaded bool
+	seqDirty  bool
+}
+
+func newTxn(db *pebble.DB, cfg *Config) *txn {
+	return &txn{
+		db:    db,
+		cfg:   cfg,
+		kv:    make(map[string]kvEntry, 1024),
+		accts: make(map[string]*acctEntry, 256),
+		xfers: make(map[string]*xferEntry, 256),
+	}
+}
+
+// must panics on a storage failure inside Apply (see ApplyBatch).
+func must(err error) {
+	if err != nil {
+		panic(fmt.Sprintf("store: apply: %v", err))
+	}
+}
+
+// get returns a copy of key's value as of this txn.
+func (t *txn) get(key []byte) ([]byte, bool) {
+	if e, ok := t.kv[string(key)]; ok {
+		return e.val, !e.del
+	}
+	v, closer, err := t.db.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, false
+	}
+	must(err)
+	out := bytes.Clone(v)
+	must(closer.Close())
+	return out, true
+}
+
+func (t *txn) set(key, val []byte) { t.kv[string(key)] = kvEntry{val: val} }
+func (t *txn) del(key []byte)      { t.kv[string(key)] = kvEntry{del: true} }
+
+// scanKeys returns up to limit keys in [lo, hi) as of this txn, in order:
+// committed keys merged with the txn's own writes and deletions.
+func (t *txn) scanKeys(lo, hi []byte, limit int) [][]byte {
+	var mine []string
+	for k := range t.kv {
+		if k >= string(lo) && (hi == nil || k < string(hi)) {
+			mine = append(mine, k)
+		}
+	}
+	slices.Sort(mine)
+	it, err := t.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	must(err)
+	defer it.Close()
+	var out [][]byte
+	ok := it.First()
+	for len(out) < limit && (ok || len(mine) > 0) {
+		var k string
+		switch {
+		case !ok:
+			k, mine = mine[0], mine[1:]
+		case len(mine) == 0 || string(it.Key()) < mine[0]:
+			out = append(out, bytes.Clone(it.Key()))
+			ok = it.Next()
+			continue
+		default:
+			if string(it.Key()) == mine[0] {
+				ok = it.Next() // the txn's write shadows the committed key
+			}
+			k, mine = mine[0], mine[1:]
+		}
+		if !t.kv[k].del {
+			out = append(out, []byte(k))
+		}
+	}
+	must(it.Error())
+	return out
+}
+
+func (t *txn) account(id string) *Account {
+	if e, ok := t.accts[id]; ok {
+		return e.a
+	}
+	e := &acctEntry{}
+	if v, ok := t.get(key1(pfxAccount, id)); ok {
+		a, err := decodeAccountRecord(v)
+		must(err)
+		e.a = &a
+	}
+	t.accts[id] = e
+	return e.a
+}
+
+func (t *txn) dirtyAccount(a *Account) { t.accts[a.ID].dirty = true }
+
+func (t *txn) cardAccount(hash string) *Account {
+	id, ok := t.get(key1(pfxCard, hash))
+	if !ok {
+		return nil
+	}
+	a := t.account(string(id))
+	if a == nil {
+		panic("store: apply: card index names a missing account")
+	}
+	return a
+}
+
+func (t *txn) transfer(id string) *Transfer {
+	if e, ok := t.xfers[id]; ok {
+		return e.t
+	}
+	e := &xferEntry{}
+	if v, ok := t.get(key1(pfxTransfer, id)); ok {
+		tr, err := decodeTransferRecord(v)
+		must(err)
+		e.t = &tr
+	}
+	t.xfers[id] = e
+	return e.t
+}
+
+func (t *txn) dirtyTransfer(tr *Transfer) { t.xfers[tr.ID].dirty = true }
+
+// newTransfer assigns the next id to tr, stores it and writes its indexes.
+func (t *txn) newTransfer(tr *Transfer) {
+	if !t.seqLoaded {
+		if v, ok := t.get(keySequence); ok {
+			seq, err := strconv.ParseUint(string(v), 10, 64)
+			must(err)
+			t.seq = seq
+		}
+		t.seqLoaded = true
+	}
+	t.seq++
+	t.seqDirty = true
+	tr.ID = formatTransferID(t.seq)
+	t.xfers[tr.ID] = &xferEntry{t: tr, dirty: true}
+	empty := []byte{}
+	t.set(keyIndex(pfxByAccount, tr.Debit, tr.ID), empty)
+	t.set(keyIndex(pfxByAccount, tr.Credit, tr.ID), empty)
+	if tr.BusinessDay != "" {
+		t.set(keyIndex(pfxByDay, tr.BusinessDay, tr.ID), empty)
+		t.set(keyIndex(pfxByDayPartnr, tr.BusinessDay, tr.Partner, tr.ID), empty)
+	}
+	if tr.Status == TransferPending {
+		t.set(keyTimed(pfxExpiry, tr.Expiry, tr.ID), empty)
+	}
+}
+
+func formatTransferID(seq uint64) string {
+	var b [1 + transferIDDigits]byte
+	b[0] = 'T'
+	for i := transferIDDigits; i >= 1; i-- {
+		b[i] = byte('0' + seq%10)
+		seq /= 10
+	}
+	return string(b[:])
+}
+
+// authCode derives the 6-character approval code from a transfer id: the
+// same on every replica, spread over the whole code space so consecutive
+// ids do not give consecutive codes.
+func authCode(id string) string {
+	h := uint64(14695981039346656037) // FNV-1a
+	for i := 0; i < len(id); i++ {
+		h ^= uint64(id[i])
+		h *= 1099511628211
+	}
+	h ^= h >> 30 // splitmix64 finalizer
+	h *= 0xbf58476d1ce4e5b9
+	h ^= h >> 27
+	h *= 0x94d049bb133111eb
+	h ^= h >> 31
+	const digits = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	var b [6]byte
+	for i := range b {
+		b[i] = digits[h%36]
+		h /= 36
+	}
+	return string(b[:])
+}
+
+// commit writes the txn and the applied index in one pebble batch.
+func (t *txn) commit(applied uint64) {
+	b := t.db.NewBatch()
+	defer b.Close()
+	for k, e := range t.kv {
+		if e.del {
+			must(b.Delete([]byte(k), nil))
+		} else {
+			must(b.Set([]byte(k), e.val, nil))
+		}
+	}
+	var buf []byte
+	for id, e := range t.accts {
+		if e.dirty {
+			buf = appendAccountRecord(buf[:0], e.a)
+			must(b.Set(key1(pfxAccount, id), buf, nil)) // Set copies
+		}
+	}
+	for id, e := range t.xfers {
+		if e.dirty {
+			buf = appendTransferRecord(buf[:0], e.t)
+			must(b.Set(key1(pfxTransfer, id), buf, nil))
+		}
+	}
+	if t.seqDirty {
+		must(b.Set(keySequence, strconv.AppendUint(nil, t.seq, 10), nil))
+	}
+	var idx [8]byte
+	putUint64(idx[:], applied)
+	must(b.Set(keyApplied, idx[:], nil))
+	must(b.Commit(pebble.NoSync))
+}
+
+func putUint64(b []byte, v uint64) {
+	_ = b[7]
+	for i := 7; i >= 0; i-- {
+		b[i] = byte(v)
+		v >>= 8
+	}
+}
+
+// validID reports whether s can be an id inside index keys.
+func validID(s string) bool {
+	return s != "" && len(s) <= idBytesMax && strings.IndexByte(s, sep) < 0
+}
+
+// validOptional is validID for fields that may be empty.
+func validOptional(s string, maxBytes int) bool {
+	return len(s) <= maxBytes && strings.IndexByte(s, sep) < 0
+}
+
+func validCurrency(s string) bool {
+	if len(s) != 3 {
+		return false
+	}
+	for i := 0; i < 3; i++ {
+		if s[i] < 'A' || s[i] > 'Z' {
+			return false
+		}
+	}
+	return true
+}
+
+func invalid() Result { return Result{Status: StatusInvalidCommand} }
+
+// apply decides one command: idempotency first, then the op's rules.
+func (t *txn) apply(c *Command) Result {
+	if c.Op == OpExpire {
+		// Expiry is idempotent by nature and carries no key.
+		return t.expire(c)
+	}
+	if c.Key == "" || len(c.Key) > keyBytesMax {
+		return invalid()
+	}
+	ik := key1(pfxIdem, c.Key)
+	if v, ok := t.get(ik); ok {
+		rec, err := decodeIdemRecord(v)
+		must(err)
+		if rec.Fingerprint != c.Fingerprint {
+			return Result{Status: StatusFingerprintMismatch}
+		}
+		r := rec.Result
+		r.Replayed = true
+		return r
+	}
+	if !validOptional(c.Partner, idBytesMax) || !validOptional(c.BusinessDay, idBytesMax) ||
+		!validOptional(c.OriginalRef, keyBytesMax) {
+		return invalid()
+	}
+	var r Result
+	switch c.Op {
+	case OpCreateAccount:
+		r = t.createAccount(c)
+	case OpAuthorize, OpPost:
+		r = t.move(c)
+	case OpComplete:
+		r = t.complete(c)
+	case OpReverse:
+		r = t.reverse(c)
+	default:
+		return invalid()
+	}
+	if r.Status == StatusInvalidCommand {
+		// Not stored: the same command is invalid again on a repeat, and a
+		// corrected one may reuse the key.
+		return r
+	}
+	if r.Status == StatusOK {
+		r.AuthCode = authCodeFor(r.TransferID)
+		if c.OriginalRef != "" && r.TransferID != "" {
+			if t.originalRef(c.OriginalRef) == "" {
+				// The first transfer to claim a reference keeps it: a later
+				// collision must not redirect reversals of the first.
+				t.set(key1(pfxOrigRef, c.OriginalRef), []byte(r.TransferID))
+			}
+		}
+	}
+	t.set(ik, appendIdemRecord(nil, &idemRecord{Fingerprint: c.Fingerprint, Time: c.Time, Result: r}))
+	t.set(keyTimed(pfxIdemTime, c.Time, c.Key), []byte{})
+	return r
+}
+
+func authCodeFor(id string) string {
+	if id == "" {
+		return ""
+	}
+	return authCode(id)
+}
+
+func (t *txn) originalRef(ref string) string {
+	v, _ := t.get(key1(pfxOrigRef, ref))
+	return string(v)
+}
+
+func cardResult(r *Result, card *Account) {
+	if card != nil {
+		r.Posted = card.Posted()
+		r.Available = card.Available()
+		r.Currency = card.Currency
+	}
+}
+
+func (t *txn) createAccount(c *Command) Result {
+	a := c.Account
+	if a == nil || !validID(a.ID) || a.Kind == "" || len(a.Kind) > idBytesMax || !validCurrency(a.Currency) ||
+		!validOptional(a.Partner, idBytesMax) || !validOptional(a.CardHash, idBytesMax) ||
+		len(a.MaskedPAN) > idBytesMax ||
+		a.DebitsPending != 0 || a.DebitsPosted != 0 || a.CreditsPending != 0 || a.CreditsPosted != 0 {
+		// An account is born empty: balances only move by transfers, or
+		// double entry breaks.
+		return invalid()
+	}
+	if t.account(a.ID) != nil {
+		return Result{Status: StatusAccountExists}
+	}
+	if a.CardHash != "" {
+		if _, taken := t.get(key1(pfxCard, a.CardHash)); taken {
+			return Result{Status: StatusAccountExists}
+		}
+		t.set(key1(pfxCard, a.CardHash), []byte(a.ID))
+	}
+	na := *a
+	t.accts[a.ID] = &acctEntry{a: &na, dirty: true}
+	return Result{Status: StatusOK}
+}
+
+// checkLegs applies the rules every movement shares. debitCheck is false
+// when the movement does not lower the debit account's available balance.
+func checkLegs(c *Command, dr, cr *Account, amt int64, debitCheck bool) Status {
+	switch {
+	case dr == nil || cr == nil:
+		return StatusUnknownAccount
+	case dr.ID == cr.ID:
+		return StatusInvalidCommand
+	case dr.Currency != c.Currency || cr.Currency != c.Currency:
+		return StatusCurrencyMismatch
+	case dr.DebitsPosted > balanceFieldMax-amt || dr.DebitsPending > balanceFieldMax-amt ||
+		cr.CreditsPosted > balanceFieldMax-amt || cr.CreditsPending > balanceFieldMax-amt:
+		return StatusInvalidAmount
+	case debitCheck && !dr.Unlimited && dr.Available()-amt < dr.Floor:
+		return StatusInsufficientFunds
+	}
+	return StatusOK
+}
+
+func validAmount(amt int64) bool { return amt > 0 && amt <= amountMax }
+
+// move is OpAuthorize (a hold) and OpPost (posted at once).
+func (t *txn) move(c *Command) (r Result) {
+	var drID, crID string
+	cardDebit := c.Card != "" && !c.CreditCard
+	switch {
+	case c.Op == OpAuthorize && (c.Card == "" || c.CreditCard || c.HoldExpiry <= c.Time):
+		return invalid()
+	case c.CreditCard && c.Card == "":
+		return invalid()
+	case c.CreditCard:
+		drID = c.Debit
+	case cardDebit:
+		crID = c.Credit
+	default:
+		drID, crID = c.Debit, c.Credit
+	}
+	if (c.Card != "" && !validID(c.Card)) || (drID == "" && !cardDebit) || (crID == "" && !c.CreditCard) ||
+		!validOptional(drID, idBytesMax) || !validOptional(crID, idBytesMax) {
+		return invalid()
+	}
+	var card *Account
+	if c.Card != "" {
+		card = t.cardAccount(c.Card)
+	}
+	defer cardResult(&r, card)
+	if !validAmount(c.Amount) {
+		r.Status = StatusInvalidAmount
+		return r
+	}
+	var dr, cr *Account
+	if cardDebit {
+		dr, cr = card, t.account(crID)
+	} else if c.CreditCard {
+		dr, cr = t.account(drID), card
+	} else {
+		dr, cr = t.account(drID), t.account(crID)
+	}
+	if r.Status = checkLegs(c, dr, cr, c.Amount, true); r.Status != StatusOK {
+		return r
+	}
+	tr := &Transfer{
+		Op:          c.Op,
+		Debit:       dr.ID,
+		Credit:      cr.ID,
+		Amount:      c.Amount,
+		Currency:    c.Currency,
+		Time:        c.Time,
+		BusinessDay: c.BusinessDay,
+		Partner:     c.Partner,
+		Ref:         c.Ref,
+	}
+	if c.Op == OpAuthorize {
+		tr.Status = TransferPending
+		tr.Held = c.Amount
+		tr.Expiry = c.HoldExpiry
+		dr.DebitsPending += c.Amount
+		cr.CreditsPending += c.Amount
+	} else {
+		tr.Status = TransferPosted
+		dr.DebitsPosted += c.Amount
+		cr.CreditsPosted += c.Amount
+	}
+	t.dirtyAccount(dr)
+	t.dirtyAccount(cr)
+	t.newTransfer(tr)
+	r.TransferID = tr.ID
+	return r
+}
+
+// original resolves cmd.Original for OpComplete and OpReverse.
+func (t *txn) original(c *Command) (*Transfer, Status) {
+	if c.Original == "" || len(c.Original) > keyBytesMax {
+		return nil, StatusInvalidCommand
+	}
+	if !validAmount(c.Amount) {
+		return nil, StatusInvalidAmount
+	}
+	id := t.originalRef(c.Original)
+	if id == "" {
+		return nil, StatusUnknownOriginal
+	}
+	o := t.transfer(id)
+	if o == nil {
+		panic("store: apply: original reference names a missing transfer")
+	}
+	if o.Currency != c.Currency {
+		return nil, StatusCurrencyMismatch
+	}
+	return o, StatusOK
+}
+
+// legs returns the accounts of an existing transfer; accounts are never
+// deleted, so a missing one is a broken invariant.
+func (t *txn) legs(o *Transfer) (dr, cr *Account) {
+	dr, cr = t.account(o.Debit), t.account(o.Credit)
+	if dr == nil || cr == nil {
+		panic("store: apply: transfer names a missing account")
+	}
+	return dr, cr
+}
+
+// release lets go of amt of hold o on both of its accounts.
+func (t *txn) release(o *Transfer, dr, cr *Account, amt int64) {
+	dr.DebitsPending -= amt
+	cr.CreditsPending -= amt
+	o.Held -= amt
+	t.dirtyAccount(dr)
+	t.dirtyAccount(cr)
+	t.dirtyTransfer(o)
+}
+
+// closeHold takes a hold out of the pending state and its expiry index.
+func (t *txn) closeHold(o *Transfer, st TransferStatus) {
+	o.Status = st
+	t.del(keyTimed(pfxExpiry, o.Expiry, o.ID))
+	t.dirtyTransfer(o)
+}
+
+func (t *txn) cardOf(c *Command) *Account {
+	if c.Card == "" || !validID(c.Card) {
+		return nil
+	}
+	return t.cardAccount(c.Card)
+}
+
+func (t *txn) complete(c *Command) (r Result) {
+	o, st := t.original(c)
+	if st != StatusOK {
+		r.Status = st
+		return r
+	}
+	defer cardResult(&r, t.cardOf(c))
+	switch {
+	case o.Status != TransferPending:
+		r.Status = StatusAlreadyFinal
+		return r
+	case c.Amount > o.Held:
+		r.Status = StatusExceedsOriginal
+		return r
+	}
+	dr, cr := t.legs(o)
+	if dr.DebitsPosted > balanceFieldMax-c.Amount || cr.CreditsPosted > balanceFieldMax-c.Amount {
+		r.Status = StatusInvalidAmount
+		return r
+	}
+	// Pending becomes posted: available does not move, so no floor check.
+	t.release(o, dr, cr, c.Amount)
+	dr.DebitsPosted += c.Amount
+	cr.CreditsPosted += c.Amount
+	o.Captured += c.Amount
+	if c.Final || o.Held == 0 {
+		t.release(o, dr, cr, o.Held)
+		t.closeHold(o, TransferCompleted)
+	}
+	capture := &Transfer{
+		Op:          OpComplete,
+		Status:      TransferPosted,
+		Debit:       dr.ID,
+		Credit:      cr.ID,
+		Amount:      c.Amount,
+		Currency:    c.Currency,
+		Time:        c.Time,
+		BusinessDay: c.BusinessDay,
+		Partner:     c.Partner,
+		Original:    o.ID,
+		Ref:         c.Ref,
+	}
+	t.newTransfer(capture)
+	r.TransferID = capture.ID
+	return r
+}
+
+func (t *txn) reverse(c *Command) (r Result) {
+	o, st := t.original(c)
+	if st != StatusOK {
+		r.Status = st
+		return r
+	}
+	defer cardResult(&r, t.cardOf(c))
+	switch o.Status {
+	case TransferPending:
+		dr, cr := t.legs(o)
+		amt := min(c.Amount, o.Held)
+		t.release(o, dr, cr, amt)
+		o.Reversed += amt
+		if o.Held == 0 {
+			t.closeHold(o, TransferVoided)
+		}
+		r.TransferID = o.ID
+		return r
+	case TransferPosted:
+	default:
+		r.Status = StatusAlreadyFinal
+		return r
+	}
+	if c.Amount > o.Amount-o.Reversed {
+		r.Status = StatusExceedsOriginal
+		return r
+	}
+	// The compensating transfer runs the other way: the original's credit
+	// side gives the money back, and it may not go below its floor.
+	origDr, origCr := t.legs(o)
+	if r.Status = checkLegs(c, origCr, origDr, c.Amount, true); r.Status != StatusOK {
+		return r
+	}
+	origCr.DebitsPosted += c.Amount
+	origDr.CreditsPosted += c.Amount
+	t.dirtyAccount(origCr)
+	t.dirtyAccount(origDr)
+	o.Reversed += c.Amount
+	t.dirtyTransfer(o)
+	comp := &Transfer{
+		Op:          OpReverse,
+		Status:      TransferPosted,
+		Debit:       origCr.ID,
+		Credit:      origDr.ID,
+		Amount:      c.Amount,
+		Currency:    c.Currency,
+		Time:        c.Time,
+		BusinessDay: c.BusinessDay,
+		Partner:     c.Partner,
+		Original:    o.ID,
+		Ref:         c.Ref,
+	}
+	t.newTransfer(comp)
+	r.TransferID = comp.ID
+	return r
+}
+
+// expire releases lapsed holds and prunes old idempotency records, each at
+// most cfg.ExpireBatchMax per command.
+func (t *txn) expire(c *Command) Result {
+	var r Result
+	hi := prefixEnd([]byte{pfxExpiry})
+	if c.Time < math.MaxInt64 {
+		hi = timedBound(pfxExpiry, c.Time+1) // Expiry ≤ Time
+	}
+	for _, k := range t.scanKeys([]byte{pfxExpiry}, hi, t.cfg.ExpireBatchMax) {
+		o := t.transfer(string(k[9:]))
+		if o == nil || o.Status != TransferPending {
+			panic("store: apply: expiry index names a transfer that is not a pending hold")
+		}
+		dr, cr := t.legs(o)
+		t.release(o, dr, cr, o.Held)
+		t.closeHold(o, TransferExpired)
+		r.Expired++
+	}
+	for _, k := range t.scanKeys([]byte{pfxIdemTime}, timedBound(pfxIdemTime, c.RetainAfter), t.cfg.ExpireBatchMax) {
+		t.del(key1(pfxIdem, string(k[9:])))
+		t.del(k)
+		r.Pruned++
+	}
+	return r
+}

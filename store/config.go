@@ -1,0 +1,70 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+)
+
+// Bounds of Config. Each says why it is there.
+const (
+	// expireBatchMaxLimit caps Config.ExpireBatchMax: one OpExpire runs
+	// inside one ApplyBatch on every replica, so its work must stay small
+	// enough not to stall the apply loop (a million releases is ~seconds).
+	expireBatchMaxLimit = 1_000_000
+	// cacheBytesMin keeps pebble's block cache big enough for the index and
+	// filter blocks of a working set; below it every read goes to disk.
+	cacheBytesMin = 8 << 20
+	// cacheBytesMax is a sanity bound (the machines have 24 GiB).
+	cacheBytesMax = 16 << 30
+	// memTableBytesMin and memTableBytesMax bound pebble's memtable: too
+	// small flushes constantly, too large makes restarts replay a long WAL.
+	memTableBytesMin = 4 << 20
+	memTableBytesMax = 1 << 30
+)
+
+// Config configures a Store.
+type Config struct {
+	// Dir is the pebble directory. Restore also uses Dir+".restore",
+	// Dir+".restore.ok" and Dir+".old" beside it, so the parent must be
+	// writable.
+	Dir string
+	// Logger receives the store's and pebble's log lines; nil discards.
+	Logger *slog.Logger
+	// ExpireBatchMax is the most holds one OpExpire releases, and
+	// separately the most idempotency records it prunes. The rest waits for
+	// the next OpExpire, so a backlog never turns one log entry into an
+	// unbounded amount of work on every replica.
+	ExpireBatchMax int
+	// CacheBytes is pebble's block cache.
+	CacheBytes int64
+	// MemTableBytes is pebble's memtable size.
+	MemTableBytes uint64
+}
+
+// DefaultConfig returns a Config with every field but Dir set.
+func DefaultConfig() Config {
+	return Config{
+		ExpireBatchMax: 10_000,
+		CacheBytes:     128 << 20,
+		MemTableBytes:  64 << 20,
+	}
+}
+
+// ErrInvalidConfig is wrapped by every error Validate returns.
+var ErrInvalidConfig = errors.New("store: invalid config")
+
+// Validate reports the first field out of bounds.
+func (c Config) Validate() error {
+	switch {
+	case c.Dir == "":
+		return fmt.Errorf("%w: Dir is empty", ErrInvalidConfig)
+	case c.ExpireBatchMax < 1 || c.ExpireBatchMax > expireBatchMaxLimit:
+		return fmt.Errorf("%w: ExpireBatchMax %d not in [1, %d]", ErrInvalidConfig, c.ExpireBatchMax, expireBatchMaxLimit)
+	case c.CacheBytes < cacheBytesMin || c.CacheBytes > cacheBytesMax:
+		return fmt.Errorf("%w: CacheBytes %d not in [%d, %d]", ErrInvalidConfig, c.CacheBytes, cacheBytesMin, cacheBytesMax)
+	case c.MemTableBytes < memTableBytesMin || c.MemTableBytes > memTableBytesMax:
+		return fmt.Errorf("%w: MemTableBytes %d not in [%d, %d]", ErrInvalidConfig, c.MemTableBytes, memTableBytesMin, memTableBytesMax)
+	}
+	return nil
+}

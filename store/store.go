@@ -1,0 +1,398 @@
+// Package store is switchd's deterministic state machine: the ledger
+// (accounts, transfers, holds), idempotency records and their indexes, kept
+// in pebble and changed only by raft log entries (see DESIGN.md).
+package store
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// Read limits.
+const (
+	// listLimitDefault is the page size of Accounts and Transfers when
+	// the caller gives none.
+	listLimitDefault = 100
+	// listLimitMax caps one page: ops pages through, a page never holds
+	// a whole ledger in memory.
+	listLimitMax = 10_000
+)
+
+// ErrClosed is returned by every method of a closed Store.
+var ErrClosed = errors.New("store: closed")
+
+// Store is the FSM. Apply, ApplyBatch, Snapshot and Restore follow
+// hashicorp/raft's rules (one caller at a time); every read method may be
+// called concurrently with them and sees whole applied batches only.
+type Store struct {
+	cfg Config
+	log *slog.Logger
+
+	// applyMu serializes ApplyBatch, Snapshot and Restore. raft already
+	// calls them from one goroutine; the mutex makes misuse (tests, tools)
+	// safe instead of corrupting state.
+	applyMu sync.Mutex
+
+	// mu protects db (the pointer and its open state). Reads,
+	// ApplyBatch and every unreleased FSM snapshot hold it shared; Restore
+	// and Close hold it exclusively to swap or close the database, so
+	// nothing reads a closed DB.
+	mu     sync.RWMutex
+	db     *pebble.DB
+	closed bool
+
+	// applied is the index of the last raft entry applied, published after
+	// its batch committed.
+	applied atomic.Uint64
+}
+
+// Open opens (creating if needed) the store in cfg.Dir, first finishing or
+// discarding a Restore that a crash interrupted.
+func Open(cfg Config) (*Store, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Store{cfg: cfg, log: log.With("component", "store")}
+	if err := recoverSwap(cfg.Dir, s.log); err != nil {
+		return nil, err
+	}
+	if err := s.openDB(); err != nil {
+		return nil, err
+	}
+	s.log.Info("store open", "dir", cfg.Dir, "applied_index", s.applied.Load(),
+		"expire_batch_max", cfg.ExpireBatchMax, "cache_bytes", cfg.CacheBytes,
+		"memtable_bytes", cfg.MemTableBytes)
+	return s, nil
+}
+
+// openDB opens cfg.Dir into s.db and loads the applied index. Callers hold
+// mu exclusively or own s alone.
+func (s *Store) openDB() error {
+	// The DB takes its own reference on the cache and drops it on Close.
+	cache := pebble.NewCache(s.cfg.CacheBytes)
+	db, err := pebble.Open(s.cfg.Dir, s.pebbleOptions(cache))
+	cache.Unref()
+	if err != nil {
+		return fmt.Errorf("store: open pebble %s: %w", s.cfg.Dir, err)
+	}
+	idx, err := readApplied(db)
+	if err != nil {
+		_ = db.Close()
+		return err
+	}
+	s.db = db
+	s.applied.Store(idx)
+	return nil
+}
+
+func (s *Store) pebbleOptions(cache *pebble.Cache) *pebble.Options {
+	opts := &pebble.Options{
+		Cache:              cache,
+		MemTableSize:       s.cfg.MemTableBytes,
+		FormatMajorVersion: pebble.FormatNewest,
+		Logger:             pebbleLogger{s.log},
+	}
+	opts.EnsureDefaults()
+	return opts
+}
+
+func readApplied(r pebble.Reader) (uint64, error) {
+	v, closer, err := r.Get(keyApplied)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("store: read applied index: %w", err)
+	}
+	defer closer.Close()
+	if len(v) != 8 {
+		return 0, fmt.Errorf("%w: applied index of %d bytes", ErrCorrupt, len(v))
+	}
+	return binary.BigEndian.Uint64(v), nil
+}
+
+// Close closes the database. It waits for unreleased snapshots.
+func (s *Store) Close() error {
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	err := s.db.Close()
+	s.db = nil
+	if err != nil {
+		return fmt.Errorf("store: close pebble: %w", err)
+	}
+	return nil
+}
+
+// AppliedIndex is the index of the last raft log entry whose effects are
+// committed to pebble (0 before the first).
+func (s *Store) AppliedIndex() uint64 { return s.applied.Load() }
+
+// read runs fn against the current database with mu held shared.
+func (s *Store) read(fn func(db *pebble.DB) error) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return ErrClosed
+	}
+	return fn(s.db)
+}
+
+// getRecord reads key from r into a decoded value.
+func getRecord[T any](r pebble.Reader, key []byte, decode func([]byte) (T, error)) (T, error) {
+	var zero T
+	v, closer, err := r.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return zero, ErrNotFound
+	}
+	if err != nil {
+		return zero, fmt.Errorf("store: get: %w", err)
+	}
+	defer closer.Close()
+	return decode(v)
+}
+
+// Account returns the account with id, or ErrNotFound.
+func (s *Store) Account(id string) (Account, error) {
+	var a Account
+	err := s.read(func(db *pebble.DB) (err error) {
+		a, err = getRecord(db, key1(pfxAccount, id), decodeAccountRecord)
+		return err
+	})
+	if errors.Is(err, ErrNotFound) {
+		return Account{}, fmt.Errorf("account %q: %w", id, ErrNotFound)
+	}
+	return a, err
+}
+
+// AccountByCard returns the account whose CardHash is cardHash, or
+// ErrNotFound. The hash is not repeated in the error.
+func (s *Store) AccountByCard(cardHash string) (Account, error) {
+	var a Account
+	err := s.read(func(db *pebble.DB) error {
+		// One pebble snapshot so the index and the record agree.
+		snap := db.NewSnapshot()
+		defer snap.Close()
+		id, err := getRecord(snap, key1(pfxCard, cardHash), func(b []byte) (string, error) { return string(b), nil })
+		if err != nil {
+			return err
+		}
+		a, err = getRecord(snap, key1(pfxAccount, id), decodeAccountRecord)
+		return err
+	})
+	if errors.Is(err, ErrNotFound) {
+		return Account{}, fmt.Errorf("account by card: %w", ErrNotFound)
+	}
+	return a, err
+}
+
+func clampLimit(n int) int {
+	if n <= 0 {
+		return listLimitDefault
+	}
+	return min(n, listLimitMax)
+}
+
+// Accounts returns up to limit accounts with ids greater than after, in id
+// order (limit ≤ 0 means listLimitDefault; at most listLimitMax).
+func (s *Store) Accounts(after string, limit int) ([]Account, error) {
+	limit = clampLimit(limit)
+	var out []Account
+	err := s.read(func(db *pebble.DB) error {
+		lo := []byte{pfxAccount}
+		if after != "" {
+			lo = append(key1(pfxAccount, after), 0) // first key after `after`
+		}
+		it, err := db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: []byte{pfxAccount + 1}})
+		if err != nil {
+			return err
+		}
+		defer it.Close()
+		for ok := it.First(); ok && len(out) < limit; ok = it.Next() {
+			a, err := decodeAccountRecord(it.Value())
+			if err != nil {
+				return err
+			}
+			out = append(out, a)
+		}
+		return it.Error()
+	})
+	return out, err
+}
+
+// Transfer returns the transfer with id, or ErrNotFound.
+func (s *Store) Transfer(id string) (Transfer, error) {
+	var t Transfer
+	err := s.read(func(db *pebble.DB) (err error) {
+		t, err = getRecord(db, key1(pfxTransfer, id), decodeTransferRecord)
+		return err
+	})
+	if errors.Is(err, ErrNotFound) {
+		return Transfer{}, fmt.Errorf("transfer %q: %w", id, ErrNotFound)
+	}
+	return t, err
+}
+
+// Transfers returns up to f.Limit transfers matching f with ids greater
+// than f.After, in id order. It walks the by-account index when f.Account
+// is set, else the by-day(-and-partner) index when f.BusinessDay is set,
+// else every transfer; the remaining fields filter the records it reads.
+func (s *Store) Transfers(f TransferFilter) ([]Transfer, error) {
+	limit := clampLimit(f.Limit)
+	var out []Transfer
+	err := s.read(func(db *pebble.DB) error {
+		snap := db.NewSnapshot()
+		defer snap.Close()
+		var prefix []byte // index prefix; the transfer id follows it
+		switch {
+		case f.Account != "":
+			prefix = append(keyIndex(pfxByAccount, f.Account), sep)
+		case f.BusinessDay != "" && f.Partner != "":
+			prefix = append(keyIndex(pfxByDayPartnr, f.BusinessDay, f.Partner), sep)
+		case f.BusinessDay != "":
+			prefix = append(keyIndex(pfxByDay, f.BusinessDay), sep)
+		default:
+			prefix = []byte{pfxTransfer}
+		}
+		lo := prefix
+		if f.After != "" {
+			lo = append(append(append([]byte(nil), prefix...), f.After...), 0)
+		}
+		it, err := snap.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(prefix)})
+		if err != nil {
+			return err
+		}
+		defer it.Close()
+		indexed := prefix[0] != pfxTransfer
+		for ok := it.First(); ok && len(out) < limit; ok = it.Next() {
+			var t Transfer
+			if indexed {
+				id := it.Key()[len(prefix):]
+				t, err = getRecord(snap, append([]byte{pfxTransfer}, id...), decodeTransferRecord)
+			} else {
+				t, err = decodeTransferRecord(it.Value())
+			}
+			if err != nil {
+				if errors.Is(err, ErrNotFound) {
+					return fmt.Errorf("%w: index entry without transfer", ErrCorrupt)
+				}
+				return err
+			}
+			if f.matches(&t) {
+				out = append(out, t)
+			}
+		}
+		return it.Error()
+	})
+	return out, err
+}
+
+func (f *TransferFilter) matches(t *Transfer) bool {
+	return (f.Account == "" || t.Debit == f.Account || t.Credit == f.Account) &&
+		(f.Partner == "" || t.Partner == f.Partner) &&
+		(f.BusinessDay == "" || t.BusinessDay == f.BusinessDay) &&
+		(f.Status == "" || t.Status == f.Status)
+}
+
+// StateHash returns SHA-256 over every key and value in the store, in key
+// order, read from one pebble snapshot, together with the applied index
+// stored in that snapshot. It covers everything: accounts, transfers,
+// idempotency records, every index, the transfer sequence and the applied
+// index itself (see DESIGN.md). Each pair is hashed as uvarint(len(key)) key
+// uvarint(len(value)) value, so no two different states hash the same bytes.
+func (s *Store) StateHash() (index uint64, sum [32]byte, err error) {
+	err = s.read(func(db *pebble.DB) error {
+		snap := db.NewSnapshot()
+		defer snap.Close()
+		idx, err := readApplied(snap)
+		if err != nil {
+			return err
+		}
+		h := sha256.New()
+		if err := scanAll(context.Background(), snap, func(k, v []byte) error {
+			var lenBuf [binary.MaxVarintLen64]byte
+			h.Write(lenBuf[:binary.PutUvarint(lenBuf[:], uint64(len(k)))])
+			h.Write(k)
+			h.Write(lenBuf[:binary.PutUvarint(lenBuf[:], uint64(len(v)))])
+			h.Write(v)
+			return nil
+		}); err != nil {
+			return err
+		}
+		index = idx
+		h.Sum(sum[:0])
+		return nil
+	})
+	return index, sum, err
+}
+
+// scanAll calls fn for every key/value of r in key order.
+func scanAll(ctx context.Context, r interface {
+	NewIter(*pebble.IterOptions) (*pebble.Iterator, error)
+}, fn func(k, v []byte) error) error {
+	it, err := r.NewIter(nil)
+	if err != nil {
+		return err
+	}
+	for ok := it.First(); ok; ok = it.Next() {
+		if err := ctx.Err(); err != nil {
+			it.Close()
+			return err
+		}
+		v, err := it.ValueAndErr()
+		if err != nil {
+			it.Close()
+			return err
+		}
+		if err := fn(it.Key(), v); err != nil {
+			it.Close()
+			return err
+		}
+	}
+	if err := it.Error(); err != nil {
+		it.Close()
+		return err
+	}
+	return it.Close()
+}
+
+// pebbleLogger sends pebble's log lines to slog. Pebble's informational
+// lines (flushes, compactions) are debug noise for an operator.
+type pebbleLogger struct{ log *slog.Logger }
+
+func (l pebbleLogger) Infof(format string, args ...interface{}) {
+	l.log.Debug(fmt.Sprintf(format, args...), "source", "pebble")
+}
+func (l pebbleLogger) Errorf(format string, args ...interface{}) {
+	l.log.Error(fmt.Sprintf(format, args...), "source", "pebble")
+}
+
+// Fatalf is pebble saying it cannot go on (e.g. a failed WAL write); its
+// default exits the process. Panicking instead lets tests see it, and in
+// production the result is the same: the node stops and recovers from the
+// raft log.
+func (l pebbleLogger) Fatalf(format string, args ...interface{}) {
+	msg := fmt.Sprintf(format, args...)
+	l.log.Error(msg, "source", "pebble")
+	panic("store: pebble fatal: " + msg)
+}
+
+var _ io.Closer = (*Store)(nil)
