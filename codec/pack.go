@@ -51,7 +51,8 @@ func (c *Codec) pack(dst []byte, m *Message) ([]byte, error) {
 	present := m.present
 	present[0] &^= 1 << 63 // bit 1 is ours to compute, never a field
 	if present[1]&(1<<63) != 0 {
-		return dst, fieldErr(65, len(dst)-start, errTertiary)
+		// Bit 65 lives in the secondary bitmap; report where that would start.
+		return dst, fieldErr(65, len(dst)-start+c.bitmapLen(), errTertiary)
 	}
 	if present[1] != 0 {
 		present[0] |= 1 << 63
@@ -315,6 +316,7 @@ func (c *Codec) decodeMTI(data []byte, buf *[]byte) (int, error) {
 // dialects do not have.
 func (c *Codec) decodeBitmaps(data []byte, off int) ([2]uint64, int, error) {
 	var present [2]uint64
+	secondaryOff := off + c.bitmapLen()
 	for i := range 2 {
 		var w uint64
 		if c.bitmapHex {
@@ -342,9 +344,17 @@ func (c *Codec) decodeBitmaps(data []byte, off int) ([2]uint64, int, error) {
 		}
 	}
 	if present[1]&(1<<63) != 0 {
-		return present, off, fieldErr(65, off, errTertiary)
+		return present, off, fieldErr(65, secondaryOff, errTertiary)
 	}
 	return present, off, nil
+}
+
+// bitmapLen is the wire size of one bitmap.
+func (c *Codec) bitmapLen() int {
+	if c.bitmapHex {
+		return 16
+	}
+	return 8
 }
 
 func unhex(ch byte) byte {

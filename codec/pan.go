@@ -30,8 +30,14 @@ const (
 // (first 6, last 4, '*' between), so a PAN cannot reach a log line or a file
 // by accident (DESIGN invariant 6). The digits come out only through Digits.
 // The zero PAN is "no PAN" and renders as "".
+//
+// The digits sit behind a *string because fmt bypasses String and Format in
+// two cases — a bad verb such as %p, and a PAN inside an unexported struct
+// field — and then prints by reflection, where a pointer to a string (unlike
+// a string, or a pointer to a struct) comes out as an address only. Because
+// of that pointer, compare PANs with Digits or Hash, not ==.
 type PAN struct {
-	digits string
+	p *string
 }
 
 // ParsePAN checks that s is 12..19 digits with a valid Luhn check digit. The
@@ -48,7 +54,7 @@ func ParsePAN(s string) (PAN, error) {
 	if !luhnValid(s) {
 		return PAN{}, fmt.Errorf("%w: Luhn check failed", ErrInvalidPAN)
 	}
-	return PAN{digits: s}, nil
+	return PAN{p: &s}, nil
 }
 
 // luhnValid reports whether the digit string s passes the Luhn (mod 10)
@@ -71,12 +77,20 @@ func luhnValid(s string) bool {
 }
 
 // IsZero reports whether p holds no PAN.
-func (p PAN) IsZero() bool { return p.digits == "" }
+func (p PAN) IsZero() bool { return p.p == nil }
+
+func (p PAN) digits() string {
+	if p.p == nil {
+		return ""
+	}
+	return *p.p
+}
 
 // Masked returns the first 6 and last 4 digits with '*' for each digit
 // between: "411111******1111". This is the only form fit for display.
 func (p PAN) Masked() string {
-	n := len(p.digits)
+	d := p.digits()
+	n := len(d)
 	if n == 0 {
 		return ""
 	}
@@ -84,7 +98,7 @@ func (p PAN) Masked() string {
 		// Unreachable through ParsePAN; never reveal a short value.
 		return strings.Repeat("*", n)
 	}
-	return p.digits[:6] + strings.Repeat("*", n-10) + p.digits[n-4:]
+	return d[:6] + strings.Repeat("*", n-10) + d[n-4:]
 }
 
 // Hash returns hex(HMAC-SHA256(key, digits)): the keyed lookup hash we store
@@ -92,14 +106,14 @@ func (p PAN) Masked() string {
 // brute-force an unkeyed hash.
 func (p PAN) Hash(key []byte) string {
 	mac := hmac.New(sha256.New, key)
-	io.WriteString(mac, p.digits)
+	io.WriteString(mac, p.digits())
 	return hex.EncodeToString(mac.Sum(nil))
 }
 
 // Digits returns the full card number. Never log it, put it in an error,
 // store it or send it anywhere but the wire to an issuer: use Masked or
 // Hash instead.
-func (p PAN) Digits() string { return p.digits }
+func (p PAN) Digits() string { return p.digits() }
 
 // String returns the masked form.
 func (p PAN) String() string { return p.Masked() }

@@ -164,6 +164,9 @@ func parseSpec(dialect string, raw []byte) (*Codec, error) {
 		}
 		switch id {
 		case 0:
+			if jf.Class == "" {
+				jf.Class = "n" // an MTI is digits whatever its encoding
+			}
 			d, err := parseField(jf)
 			if err != nil {
 				return nil, fmt.Errorf("codec: dialect %q: MTI: %w", dialect, err)
