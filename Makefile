@@ -1,0 +1,44 @@
+# switchd — see README.md. Every target works on a fresh clone with Go installed.
+GO        ?= go
+BIN       := bin
+PKGS      := ./...
+# Short fault/load runs are part of `make test`; the long ones have their own targets.
+TESTFLAGS ?= -race -count=1 -timeout 15m
+BENCHTIME ?= 1s
+FUZZTIME  ?= 30s
+
+.PHONY: build run test bench bench-e2e fuzz lint clean
+
+build:
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+run: build
+	$(BIN)/switchd $(ARGS)
+
+test:
+	$(GO) vet $(PKGS)
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
+	$(GO) test $(TESTFLAGS) $(PKGS)
+
+# Micro benchmarks (codec vs moov-io, FSM apply). Results: docs/BENCHMARKS.md.
+bench:
+	$(GO) test -run=NONE -bench=. -benchmem -benchtime=$(BENCHTIME) -count=5 ./codec/ ./store/
+	$(MAKE) bench-e2e
+
+# End to end: switchd with an fsync'd raft log, driven by switchload on loopback.
+bench-e2e: build
+	./scripts/bench-e2e.sh
+
+fuzz:
+	$(GO) test -run=NONE -fuzz=FuzzUnpack -fuzztime=$(FUZZTIME) ./codec/
+	$(GO) test -run=NONE -fuzz=FuzzReadFrame -fuzztime=$(FUZZTIME) ./codec/
+	$(GO) test -run=NONE -fuzz=FuzzParseRequest -fuzztime=$(FUZZTIME) ./codec/
+	$(GO) test -run=NONE -fuzz=FuzzParseBalances -fuzztime=$(FUZZTIME) ./codec/
+
+lint:
+	$(GO) vet $(PKGS)
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
+
+clean:
+	rm -rf $(BIN) data

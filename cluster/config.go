@@ -1,0 +1,120 @@
+package cluster
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"time"
+)
+
+// Limits. Each bounds memory or latency that a flood of partner traffic
+// could otherwise grow without end.
+const (
+	// batchCommandsMaxLimit bounds one raft entry. Bigger entries amortise the
+	// fsync better but make every follower's AppendEntries and every replay
+	// heavier; 4096 commands is ~2 MiB of JSON at worst.
+	batchCommandsMaxLimit = 4096
+	// queueLenMaxLimit bounds the proposer's queue: beyond it callers are
+	// refused at once (ErrOverloaded) instead of piling up memory and latency.
+	queueLenMaxLimit = 1 << 20
+	// pipelineMaxLimit bounds raft entries in flight (applied but not yet
+	// answered). raft itself queues entries; more than this only adds latency.
+	pipelineMaxLimit = 1024
+)
+
+// Config is the cluster node's configuration.
+type Config struct {
+	// NodeID is this node's raft server id.
+	NodeID string `yaml:"node_id"`
+	// RaftAddr is the address raft listens on and advertises.
+	RaftAddr string `yaml:"raft_addr"`
+	// Dir holds the raft log (bolt) and snapshots.
+	Dir string `yaml:"-"`
+	// Bootstrap makes this node a one-voter cluster when it has no state.
+	Bootstrap bool `yaml:"bootstrap"`
+
+	// BatchCommandsMax is how many commands one raft entry may carry.
+	BatchCommandsMax int `yaml:"batch_commands_max"`
+	// QueueLenMax is how many commands may wait for a raft entry.
+	QueueLenMax int `yaml:"queue_len_max"`
+	// PipelineMax is how many raft entries may be in flight at once.
+	PipelineMax int `yaml:"pipeline_max"`
+	// ApplyTimeout bounds how long a proposal may wait to be enqueued in
+	// raft; past it the outcome is unknown and the partner must retry.
+	ApplyTimeout time.Duration `yaml:"apply_timeout"`
+
+	// Raft timing (see hashicorp/raft Config).
+	HeartbeatTimeout   time.Duration `yaml:"heartbeat_timeout"`
+	ElectionTimeout    time.Duration `yaml:"election_timeout"`
+	LeaderLeaseTimeout time.Duration `yaml:"leader_lease_timeout"`
+	// SnapshotThreshold is how many log entries since the last snapshot
+	// trigger a new one; SnapshotInterval how often raft checks.
+	SnapshotThreshold uint64        `yaml:"snapshot_threshold"`
+	SnapshotInterval  time.Duration `yaml:"snapshot_interval"`
+	// TrailingLogs kept after a snapshot so a briefly absent follower can
+	// catch up from the log instead of a whole snapshot.
+	TrailingLogs uint64 `yaml:"trailing_logs"`
+	// SnapshotsRetain is how many snapshots stay on disk.
+	SnapshotsRetain int `yaml:"snapshots_retain"`
+}
+
+// DefaultConfig is a single-node cluster on loopback.
+func DefaultConfig() Config {
+	return Config{
+		NodeID:             "n1",
+		RaftAddr:           "127.0.0.1:7001",
+		Bootstrap:          true,
+		BatchCommandsMax:   512,
+		QueueLenMax:        65536,
+		PipelineMax:        64,
+		ApplyTimeout:       5 * time.Second,
+		HeartbeatTimeout:   1000 * time.Millisecond,
+		ElectionTimeout:    1000 * time.Millisecond,
+		LeaderLeaseTimeout: 500 * time.Millisecond,
+		SnapshotThreshold:  8192,
+		SnapshotInterval:   2 * time.Minute,
+		TrailingLogs:       10240,
+		SnapshotsRetain:    2,
+	}
+}
+
+// ErrConfig is wrapped by every Validate error.
+var ErrConfig = errors.New("cluster: invalid config")
+
+// Validate checks bounds.
+func (c Config) Validate() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s", ErrConfig, fmt.Sprintf(format, args...))
+	}
+	if c.NodeID == "" {
+		return bad("node_id is empty")
+	}
+	if _, _, err := net.SplitHostPort(c.RaftAddr); err != nil {
+		return bad("raft_addr %q: %v", c.RaftAddr, err)
+	}
+	if c.Dir == "" {
+		return bad("data dir is empty")
+	}
+	if c.BatchCommandsMax < 1 || c.BatchCommandsMax > batchCommandsMaxLimit {
+		return bad("batch_commands_max %d not in [1, %d]", c.BatchCommandsMax, batchCommandsMaxLimit)
+	}
+	if c.QueueLenMax < 1 || c.QueueLenMax > queueLenMaxLimit {
+		return bad("queue_len_max %d not in [1, %d]", c.QueueLenMax, queueLenMaxLimit)
+	}
+	if c.PipelineMax < 1 || c.PipelineMax > pipelineMaxLimit {
+		return bad("pipeline_max %d not in [1, %d]", c.PipelineMax, pipelineMaxLimit)
+	}
+	if c.ApplyTimeout <= 0 {
+		return bad("apply_timeout must be positive")
+	}
+	if c.HeartbeatTimeout < 5*time.Millisecond || c.ElectionTimeout < 5*time.Millisecond {
+		return bad("heartbeat_timeout and election_timeout must be at least 5ms")
+	}
+	if c.LeaderLeaseTimeout <= 0 || c.LeaderLeaseTimeout > c.HeartbeatTimeout {
+		return bad("leader_lease_timeout must be in (0, heartbeat_timeout]")
+	}
+	if c.SnapshotThreshold < 1 || c.SnapshotInterval <= 0 || c.SnapshotsRetain < 1 {
+		return bad("snapshot settings must be positive")
+	}
+	return nil
+}

@@ -1,0 +1,473 @@
+// Package cluster runs the hashicorp/raft node that every state change goes
+// through, and the proposer that batches many partner commands into one raft
+// entry. It holds no business rules: it moves store.Commands into the log and
+// store.Results back to the callers.
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/switchd/switchd/store"
+)
+
+// Sentinel errors. Callers map them to a decline (DESIGN.md invariant 8):
+// none of them ever means the command was applied.
+var (
+	// ErrNotLeader: this node cannot accept writes now; nothing was proposed.
+	ErrNotLeader = errors.New("cluster: not the leader")
+	// ErrOverloaded: the proposer's queue is full; nothing was proposed.
+	ErrOverloaded = errors.New("cluster: proposal queue full")
+	// ErrClosed: the node is shutting down; nothing was proposed.
+	ErrClosed = errors.New("cluster: node closed")
+	// ErrUnknownOutcome: the command was handed to raft but its fate is not
+	// known (leadership lost, timeout, shutdown). It may yet commit; the
+	// partner must retry with the same idempotency key.
+	ErrUnknownOutcome = errors.New("cluster: outcome unknown")
+)
+
+const (
+	// readyBarrierTimeout bounds the Barrier a new leader issues before serving.
+	readyBarrierTimeout = 30 * time.Second
+	// transportPoolMax is raft's pooled connections per peer;
+	// transportTimeout bounds one raft RPC's I/O.
+	transportPoolMax = 3
+	transportTimeout = 10 * time.Second
+)
+
+// FSM is what the node needs of the state machine.
+type FSM interface {
+	raft.BatchingFSM
+	AppliedIndex() uint64
+}
+
+// Node is one raft member with its proposer.
+type Node struct {
+	cfg    Config
+	log    *slog.Logger
+	raft   *raft.Raft
+	trans  *raft.NetworkTransport
+	logs   *raftboltdb.BoltStore
+	fsm    FSM
+	m      *metrics
+	ready  atomic.Bool
+	closed atomic.Bool
+
+	queue    chan *proposal
+	inflight chan inflight
+	stop     chan struct{}
+	wg       sync.WaitGroup // the batcher, the waiter and the leader watcher
+	once     sync.Once
+}
+
+type proposal struct {
+	cmd  store.Command
+	done chan reply // buffered 1: the waiter never blocks on a gone caller
+}
+
+type reply struct {
+	res store.Result
+	err error
+}
+
+type inflight struct {
+	f     raft.ApplyFuture
+	props []*proposal
+	start time.Time
+}
+
+type metrics struct {
+	batchCommands prometheus.Histogram
+	commitSeconds prometheus.Histogram
+	proposals     *prometheus.CounterVec
+	queueLen      prometheus.GaugeFunc
+}
+
+// New opens the raft log under cfg.Dir, starts raft with fsm, and
+// bootstraps a one-voter cluster when cfg.Bootstrap is set and there is no
+// raft state yet. reg may be nil.
+func New(cfg Config, fsm FSM, logger *slog.Logger, reg prometheus.Registerer) (*Node, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o750); err != nil {
+		return nil, fmt.Errorf("cluster: data dir: %w", err)
+	}
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.NodeID)
+	rc.HeartbeatTimeout = cfg.HeartbeatTimeout
+	rc.ElectionTimeout = cfg.ElectionTimeout
+	rc.LeaderLeaseTimeout = cfg.LeaderLeaseTimeout
+	rc.SnapshotThreshold = cfg.SnapshotThreshold
+	rc.SnapshotInterval = cfg.SnapshotInterval
+	rc.TrailingLogs = cfg.TrailingLogs
+	// The FSM keeps its own applied index in the same pebble batch as the
+	// state, so restoring the last snapshot on start would only redo work
+	// (and briefly roll the state back). See DESIGN.md.
+	rc.NoSnapshotRestoreOnStart = true
+	rc.BatchApplyCh = true
+	rc.MaxAppendEntries = 256
+	rc.Logger = hclog.New(&hclog.LoggerOptions{
+		Name:       "raft",
+		Level:      hclog.Warn,
+		Output:     os.Stderr,
+		JSONFormat: true,
+	})
+
+	logs, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.Dir, "raft.db")})
+	if err != nil {
+		return nil, fmt.Errorf("cluster: raft log: %w", err)
+	}
+	cached, err := raft.NewLogCache(1024, logs)
+	if err != nil {
+		logs.Close()
+		return nil, fmt.Errorf("cluster: log cache: %w", err)
+	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.Dir, cfg.SnapshotsRetain, rc.Logger)
+	if err != nil {
+		logs.Close()
+		return nil, fmt.Errorf("cluster: snapshot store: %w", err)
+	}
+	addr, err := net.ResolveTCPAddr("tcp", cfg.RaftAddr)
+	if err != nil {
+		logs.Close()
+		return nil, fmt.Errorf("cluster: raft addr: %w", err)
+	}
+	var advertise net.Addr = addr
+	if addr.Port == 0 {
+		advertise = nil // tests: advertise the port the kernel picked
+	}
+	trans, err := raft.NewTCPTransportWithLogger(cfg.RaftAddr, advertise, transportPoolMax, transportTimeout, rc.Logger)
+	if err != nil {
+		logs.Close()
+		return nil, fmt.Errorf("cluster: raft transport: %w", err)
+	}
+	if cfg.Bootstrap {
+		has, err := raft.HasExistingState(cached, logs, snaps)
+		if err != nil {
+			trans.Close()
+			logs.Close()
+			return nil, fmt.Errorf("cluster: raft state: %w", err)
+		}
+		if !has {
+			boot := raft.Configuration{Servers: []raft.Server{{
+				Suffrage: raft.Voter, ID: rc.LocalID, Address: trans.LocalAddr(),
+			}}}
+			if err := raft.BootstrapCluster(rc, cached, logs, snaps, trans, boot); err != nil {
+				trans.Close()
+				logs.Close()
+				return nil, fmt.Errorf("cluster: bootstrap: %w", err)
+			}
+			logger.Info("bootstrapped single-voter cluster", "node_id", cfg.NodeID, "raft_addr", cfg.RaftAddr)
+		}
+	}
+	r, err := raft.NewRaft(rc, fsm, cached, logs, snaps, trans)
+	if err != nil {
+		trans.Close()
+		logs.Close()
+		return nil, fmt.Errorf("cluster: start raft: %w", err)
+	}
+	n := &Node{
+		cfg:      cfg,
+		log:      logger,
+		raft:     r,
+		trans:    trans,
+		logs:     logs,
+		fsm:      fsm,
+		queue:    make(chan *proposal, cfg.QueueLenMax),
+		inflight: make(chan inflight, cfg.PipelineMax),
+		stop:     make(chan struct{}),
+	}
+	n.m = newMetrics(reg, n)
+	n.wg.Add(3)
+	go n.batcher()
+	go n.waiter()
+	go n.watchLeadership()
+	return n, nil
+}
+
+func newMetrics(reg prometheus.Registerer, n *Node) *metrics {
+	m := &metrics{
+		batchCommands: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "switchd_raft_batch_commands",
+			Help:    "Commands carried by one raft entry.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 13),
+		}),
+		commitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "switchd_raft_commit_seconds",
+			Help:    "Time from handing an entry to raft until it was applied.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+		}),
+		proposals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchd_proposals_total",
+			Help: "Commands proposed, by outcome (applied, not_leader, overloaded, unknown, closed).",
+		}, []string{"outcome"}),
+		queueLen: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "switchd_proposal_queue_len",
+			Help: "Commands waiting for a raft entry.",
+		}, func() float64 { return float64(len(n.queue)) }),
+	}
+	if reg != nil {
+		reg.MustRegister(m.batchCommands, m.commitSeconds, m.proposals, m.queueLen)
+	}
+	return m
+}
+
+// Propose submits cmd and waits until it is committed and applied, returning
+// the FSM's result. An error means no approval: ErrNotLeader, ErrOverloaded
+// and ErrClosed mean nothing was proposed; ErrUnknownOutcome means it may
+// still commit.
+func (n *Node) Propose(ctx context.Context, cmd store.Command) (store.Result, error) {
+	if n.closed.Load() {
+		n.m.proposals.WithLabelValues("closed").Inc()
+		return store.Result{}, ErrClosed
+	}
+	if !n.ready.Load() {
+		n.m.proposals.WithLabelValues("not_leader").Inc()
+		return store.Result{}, ErrNotLeader
+	}
+	p := &proposal{cmd: cmd, done: make(chan reply, 1)}
+	select {
+	case n.queue <- p:
+	default:
+		n.m.proposals.WithLabelValues("overloaded").Inc()
+		return store.Result{}, ErrOverloaded
+	}
+	select {
+	case r := <-p.done:
+		return r.res, r.err
+	case <-ctx.Done():
+		n.m.proposals.WithLabelValues("unknown").Inc()
+		return store.Result{}, fmt.Errorf("%w: %w", ErrUnknownOutcome, ctx.Err())
+	case <-n.stop:
+		// Queued or in flight while shutting down: it may still commit.
+		return store.Result{}, fmt.Errorf("%w: %w", ErrUnknownOutcome, ErrClosed)
+	}
+}
+
+// batcher takes whatever is queued (up to BatchCommandsMax) into one raft
+// entry. Under light load that is one command per entry and no added delay;
+// under heavy load the queue fills while raft is busy, so entries grow and
+// one fsync serves many partners.
+func (n *Node) batcher() {
+	defer n.wg.Done()
+	defer close(n.inflight)
+	batch := make([]*proposal, 0, n.cfg.BatchCommandsMax)
+	cmds := make([]store.Command, 0, n.cfg.BatchCommandsMax)
+	for {
+		batch = batch[:0]
+		select {
+		case p := <-n.queue:
+			batch = append(batch, p)
+		case <-n.stop:
+			n.failQueued(ErrClosed)
+			return
+		}
+	fill:
+		for len(batch) < n.cfg.BatchCommandsMax {
+			select {
+			case p := <-n.queue:
+				batch = append(batch, p)
+			default:
+				break fill
+			}
+		}
+		cmds = cmds[:0]
+		for _, p := range batch {
+			cmds = append(cmds, p.cmd)
+		}
+		data, err := store.EncodeBatch(cmds)
+		if err != nil {
+			// A command that cannot be encoded is a programmer error in
+			// the caller; answer it without touching the log.
+			for _, p := range batch {
+				p.done <- reply{err: fmt.Errorf("cluster: encode: %w", err)}
+			}
+			continue
+		}
+		n.m.batchCommands.Observe(float64(len(batch)))
+		props := make([]*proposal, len(batch))
+		copy(props, batch)
+		f := n.raft.Apply(data, n.cfg.ApplyTimeout)
+		select {
+		case n.inflight <- inflight{f: f, props: props, start: time.Now()}:
+		case <-n.stop:
+			// raft.Shutdown will fail f; answer now so callers do not hang.
+			for _, p := range props {
+				p.done <- reply{err: ErrUnknownOutcome}
+			}
+			n.failQueued(ErrClosed)
+			return
+		}
+	}
+}
+
+func (n *Node) failQueued(err error) {
+	for {
+		select {
+		case p := <-n.queue:
+			p.done <- reply{err: err}
+		default:
+			return
+		}
+	}
+}
+
+// waiter answers proposals in log order as raft applies their entries.
+func (n *Node) waiter() {
+	defer n.wg.Done()
+	for in := range n.inflight {
+		n.answer(in)
+	}
+}
+
+func (n *Node) answer(in inflight) {
+	fail := func(outcome string, err error) {
+		n.m.proposals.WithLabelValues(outcome).Add(float64(len(in.props)))
+		for _, p := range in.props {
+			p.done <- reply{err: err}
+		}
+	}
+	if err := in.f.Error(); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) {
+			// Refused before it was appended: nothing was proposed.
+			fail("not_leader", fmt.Errorf("%w: %w", ErrNotLeader, err))
+			return
+		}
+		fail("unknown", fmt.Errorf("%w: %w", ErrUnknownOutcome, err))
+		return
+	}
+	n.m.commitSeconds.Observe(time.Since(in.start).Seconds())
+	switch resp := in.f.Response().(type) {
+	case []store.Result:
+		if len(resp) != len(in.props) {
+			// A broken invariant between encoder and FSM: never guess.
+			fail("unknown", fmt.Errorf("%w: %d results for %d commands", ErrUnknownOutcome, len(resp), len(in.props)))
+			return
+		}
+		n.m.proposals.WithLabelValues("applied").Add(float64(len(in.props)))
+		for i, p := range in.props {
+			p.done <- reply{res: resp[i]}
+		}
+	case error:
+		fail("unknown", fmt.Errorf("%w: fsm: %w", ErrUnknownOutcome, resp))
+	default:
+		fail("unknown", fmt.Errorf("%w: fsm returned %T", ErrUnknownOutcome, resp))
+	}
+}
+
+// watchLeadership marks the node ready only after it is leader and a
+// Barrier has applied everything earlier leaders committed, so no request
+// is validated against a stale state.
+func (n *Node) watchLeadership() {
+	defer n.wg.Done()
+	ch := n.raft.LeaderCh()
+	for {
+		select {
+		case <-n.stop:
+			n.ready.Store(false)
+			return
+		case leader := <-ch:
+			if !leader {
+				n.ready.Store(false)
+				n.log.Warn("lost leadership")
+				continue
+			}
+			if err := n.raft.Barrier(readyBarrierTimeout).Error(); err != nil {
+				n.log.Error("barrier after election failed", "err", err)
+				continue
+			}
+			n.ready.Store(n.raft.State() == raft.Leader)
+			n.log.Info("leader and ready", "applied_index", n.fsm.AppliedIndex())
+		}
+	}
+}
+
+// Ready reports whether the node is the leader and has applied everything
+// committed before it took over.
+func (n *Node) Ready() bool { return n.ready.Load() }
+
+// WaitReady blocks until Ready or ctx ends.
+func (n *Node) WaitReady(ctx context.Context) error {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for !n.ready.Load() {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("cluster: waiting for leadership: %w", ctx.Err())
+		case <-t.C:
+		}
+	}
+	return nil
+}
+
+// Status is a node's view of the cluster for ops.
+type Status struct {
+	NodeID       string `json:"node_id"`
+	RaftAddr     string `json:"raft_addr"`
+	State        string `json:"state"`
+	Ready        bool   `json:"ready"`
+	Leader       string `json:"leader"`
+	Term         uint64 `json:"term"`
+	CommitIndex  uint64 `json:"commit_index"`
+	AppliedIndex uint64 `json:"applied_index"`
+	LastIndex    uint64 `json:"last_index"`
+	FSMIndex     uint64 `json:"fsm_index"`
+}
+
+// Status reports role, term and indexes.
+func (n *Node) Status() Status {
+	st := n.raft.Stats()
+	num := func(k string) uint64 {
+		v, _ := strconv.ParseUint(st[k], 10, 64)
+		return v
+	}
+	_, leader := n.raft.LeaderWithID()
+	return Status{
+		NodeID:       n.cfg.NodeID,
+		RaftAddr:     string(n.trans.LocalAddr()),
+		State:        n.raft.State().String(),
+		Ready:        n.ready.Load(),
+		Leader:       string(leader),
+		Term:         num("term"),
+		CommitIndex:  num("commit_index"),
+		AppliedIndex: n.raft.AppliedIndex(),
+		LastIndex:    n.raft.LastIndex(),
+		FSMIndex:     n.fsm.AppliedIndex(),
+	}
+}
+
+// Close stops taking proposals, answers what is queued, shuts raft down and
+// closes the log. It is safe to call more than once.
+func (n *Node) Close() error {
+	var err error
+	n.once.Do(func() {
+		n.closed.Store(true)
+		n.ready.Store(false)
+		close(n.stop)
+		n.wg.Wait()
+		err = n.raft.Shutdown().Error()
+		err = errors.Join(err, n.trans.Close(), n.logs.Close())
+	})
+	return err
+}
+
+var _ io.Closer = (*Node)(nil)

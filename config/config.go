@@ -1,0 +1,152 @@
+// Package config is switchd's configuration file: the components' Configs
+// under one YAML document, with the demo configuration embedded so that a
+// fresh checkout runs with nothing else.
+package config
+
+import (
+	"bytes"
+	_ "embed"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/switchd/switchd/cluster"
+	"github.com/switchd/switchd/ops"
+	switching "github.com/switchd/switchd/switch"
+)
+
+//go:embed demo.yaml
+var demoYAML []byte
+
+// fileBytesMax bounds a config file: a config is not a data file.
+const fileBytesMax = 4 << 20
+
+// ErrConfig is wrapped by every error of this package.
+var ErrConfig = errors.New("config: invalid config")
+
+// File is the whole configuration.
+type File struct {
+	// DataDir holds the raft log and snapshots (raft/) and the ledger (ledger/).
+	DataDir  string                  `yaml:"data_dir"`
+	LogLevel string                  `yaml:"log_level"`
+	Cluster  cluster.Config          `yaml:"cluster"`
+	Ops      ops.Config              `yaml:"ops"`
+	Switch   switching.Config        `yaml:"switch"`
+	Accounts []switching.AccountSeed `yaml:"accounts"`
+}
+
+// Demo is the embedded demo configuration over the components' defaults.
+func Demo() File {
+	f := File{
+		Cluster: cluster.DefaultConfig(),
+		Ops:     ops.DefaultConfig(),
+		Switch:  switching.DefaultConfig(),
+	}
+	if err := decode(bytes.NewReader(demoYAML), &f); err != nil {
+		panic(fmt.Sprintf("config: embedded demo config is broken: %v", err)) // a build defect
+	}
+	return f
+}
+
+// Load reads path over the demo configuration: keys the file sets replace
+// the demo's; lists are replaced whole.
+func Load(path string) (File, error) {
+	f := Demo()
+	fh, err := os.Open(path)
+	if err != nil {
+		return f, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	defer fh.Close()
+	if err := decode(io.LimitReader(fh, fileBytesMax), &f); err != nil {
+		return f, fmt.Errorf("%w: %s: %w", ErrConfig, path, err)
+	}
+	return f, nil
+}
+
+func decode(r io.Reader, f *File) error {
+	dec := yaml.NewDecoder(r)
+	dec.KnownFields(true) // a typo in a key is an error, not a silent default
+	if err := dec.Decode(f); err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	for i := range f.Switch.Lanes {
+		f.Switch.Lanes[i] = withLaneDefaults(f.Switch.Lanes[i])
+	}
+	return nil
+}
+
+// withLaneDefaults fills the keys a lane entry left out.
+func withLaneDefaults(l switching.LaneConfig) switching.LaneConfig {
+	d := switching.DefaultLane()
+	if l.Dialect == "" {
+		l.Dialect = d.Dialect
+	}
+	if l.Header == "" {
+		l.Header = d.Header
+	}
+	if l.FrameBytesMax == 0 {
+		l.FrameBytesMax = d.FrameBytesMax
+	}
+	if l.ConnsMax == 0 {
+		l.ConnsMax = d.ConnsMax
+	}
+	if l.InflightMax == 0 {
+		l.InflightMax = d.InflightMax
+	}
+	if l.IdleTimeout == 0 {
+		l.IdleTimeout = d.IdleTimeout
+	}
+	if l.WriteTimeout == 0 {
+		l.WriteTimeout = d.WriteTimeout
+	}
+	return l
+}
+
+// Finish derives the component directories from DataDir.
+func (f *File) Finish() {
+	f.Cluster.Dir = filepath.Join(f.DataDir, "raft")
+}
+
+// LedgerDir is where pebble keeps the ledger.
+func (f File) LedgerDir() string { return filepath.Join(f.DataDir, "ledger") }
+
+// Validate checks every component.
+func (f File) Validate() error {
+	if f.DataDir == "" {
+		return fmt.Errorf("%w: data_dir is empty", ErrConfig)
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(f.LogLevel)); err != nil {
+		return fmt.Errorf("%w: log_level %q", ErrConfig, f.LogLevel)
+	}
+	for _, err := range []error{f.Cluster.Validate(), f.Ops.Validate(), f.Switch.Validate()} {
+		if err != nil {
+			return err
+		}
+	}
+	ids := map[string]bool{}
+	for _, a := range f.Accounts {
+		if a.ID == "" || ids[a.ID] {
+			return fmt.Errorf("%w: account id %q empty or duplicate", ErrConfig, a.ID)
+		}
+		ids[a.ID] = true
+	}
+	for _, a := range f.Accounts {
+		if a.Opening != "" && a.Opening != "0" && !ids[a.FundedBy] {
+			return fmt.Errorf("%w: account %q funded_by unknown account %q", ErrConfig, a.ID, a.FundedBy)
+		}
+	}
+	return nil
+}
+
+// Level is the parsed log level.
+func (f File) Level() slog.Level {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(f.LogLevel))
+	return lvl
+}

@@ -1,0 +1,363 @@
+// Package ops is the operators' HTTP API: health, readiness, Prometheus
+// metrics and read-only JSON views of the ledger. Writes (later: day close,
+// membership) go through the cluster like every other command.
+package ops
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/switchd/switchd/cluster"
+	"github.com/switchd/switchd/outcome"
+	"github.com/switchd/switchd/store"
+	switching "github.com/switchd/switchd/switch"
+)
+
+// Limits on the API.
+const (
+	// pageLimitMax bounds one list response: a client wanting more pages on.
+	pageLimitMax     = 1000
+	pageLimitDefault = 100
+	// headerBytesMax and the timeouts keep a slow or hostile client from
+	// holding a connection (Slowloris).
+	headerBytesMax    = 16 << 10
+	bodyBytesMax      = 64 << 10 // an account or admin command is small
+	writeTimeoutMax   = 15 * time.Second
+	accountIDBytesMax = 64
+	readHeaderTimeout = 5 * time.Second
+	readTimeout       = 10 * time.Second
+	writeTimeout      = 30 * time.Second
+	idleTimeout       = 2 * time.Minute
+)
+
+// ErrConfig is wrapped by every Validate error.
+var ErrConfig = errors.New("ops: invalid config")
+
+// Config is the ops listener's configuration.
+type Config struct {
+	Listen string `yaml:"listen"`
+}
+
+// DefaultConfig listens on loopback only: ops is not for the internet.
+func DefaultConfig() Config { return Config{Listen: "127.0.0.1:8080"} }
+
+// Validate checks the listen address.
+func (c Config) Validate() error {
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		return fmt.Errorf("%w: listen %q: %v", ErrConfig, c.Listen, err)
+	}
+	return nil
+}
+
+// Ledger is what ops reads.
+type Ledger interface {
+	Account(id string) (store.Account, error)
+	Accounts(after string, limit int) ([]store.Account, error)
+	Transfers(f store.TransferFilter) ([]store.Transfer, error)
+	StateHash() (uint64, [32]byte, error)
+}
+
+// Admin is the write side: every write is a command through the cluster.
+type Admin interface {
+	CreateAccount(ctx context.Context, s switching.AccountSeed) (created bool, err error)
+}
+
+// Node is what ops reports of the cluster.
+type Node interface {
+	Ready() bool
+	Status() cluster.Status
+}
+
+// Server is the ops HTTP server.
+type Server struct {
+	cfg    Config
+	ledger Ledger
+	admin  Admin
+	node   Node
+	log    *slog.Logger
+	srv    *http.Server
+	ln     net.Listener
+	done   chan struct{}
+	once   sync.Once
+}
+
+// New builds the server; gatherer serves /metrics.
+func New(cfg Config, ledger Ledger, admin Admin, node Node, gatherer prometheus.Gatherer, logger *slog.Logger) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{cfg: cfg, ledger: ledger, admin: admin, node: node, log: logger, done: make(chan struct{})}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", s.readyz)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /v1/accounts", s.accounts)
+	mux.HandleFunc("GET /v1/accounts/{id}", s.account)
+	mux.HandleFunc("POST /v1/accounts", s.createAccount)
+	mux.HandleFunc("GET /v1/transfers", s.transfers)
+	mux.HandleFunc("GET /v1/cluster/status", s.status)
+	s.srv = &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    headerBytesMax,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	return s, nil
+}
+
+// Start listens and serves in the background.
+func (s *Server) Start() error {
+	ln, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("ops: %w", err)
+	}
+	s.ln = ln
+	go func() {
+		defer close(s.done)
+		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("ops server stopped", "err", err)
+		}
+	}()
+	s.log.Info("ops listening", "addr", ln.Addr().String())
+	return nil
+}
+
+// Addr is the listening address.
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// Close shuts the server down, letting requests in flight finish.
+func (s *Server) Close(ctx context.Context) error {
+	var err error
+	s.once.Do(func() {
+		err = s.srv.Shutdown(ctx)
+		if s.ln != nil {
+			<-s.done
+		}
+	})
+	return err
+}
+
+func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
+	if !s.node.Ready() {
+		problem(w, http.StatusServiceUnavailable, "not-ready", "Not ready", "the node is not the leader or has not applied the log yet")
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+func (s *Server) status(w http.ResponseWriter, _ *http.Request) {
+	st := s.node.Status()
+	idx, sum, err := s.ledger.StateHash()
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, struct {
+		cluster.Status
+		StateHashIndex uint64 `json:"state_hash_index"`
+		StateHash      string `json:"state_hash"`
+	}{st, idx, fmt.Sprintf("%x", sum)})
+}
+
+// accountView is an account as ops sees it: balances derived, PAN masked,
+// no lookup hash.
+type accountView struct {
+	ID        string `json:"id"`
+	Kind      string `json:"kind"`
+	Currency  string `json:"currency"`
+	Partner   string `json:"partner,omitempty"`
+	MaskedPAN string `json:"masked_pan,omitempty"`
+	Posted    int64  `json:"posted"`
+	Pending   int64  `json:"pending"`
+	Available int64  `json:"available"`
+	Floor     *int64 `json:"floor,omitempty"`
+}
+
+func viewOf(a store.Account) accountView {
+	v := accountView{
+		ID: a.ID, Kind: string(a.Kind), Currency: a.Currency, Partner: a.Partner,
+		MaskedPAN: a.MaskedPAN, Posted: a.Posted(), Pending: a.DebitsPending, Available: a.Available(),
+	}
+	if !a.Unlimited {
+		f := a.Floor
+		v.Floor = &f
+	}
+	return v
+}
+
+func (s *Server) accounts(w http.ResponseWriter, r *http.Request) {
+	limit, err := pageLimit(r)
+	if err != nil {
+		problem(w, http.StatusBadRequest, "bad-request", "Bad request", err.Error())
+		return
+	}
+	accts, err := s.ledger.Accounts(r.URL.Query().Get("after"), limit)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	out := make([]accountView, 0, len(accts))
+	for _, a := range accts {
+		out = append(out, viewOf(a))
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"accounts": out})
+}
+
+func (s *Server) account(w http.ResponseWriter, r *http.Request) {
+	a, err := s.ledger.Account(r.PathValue("id"))
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, viewOf(a))
+}
+
+// accountRequest is the body of POST /v1/accounts. The PAN is used once to
+// compute the lookup hash and masked form; it is never stored or echoed.
+type accountRequest struct {
+	ID        string `json:"id"`
+	Kind      string `json:"kind"`
+	Currency  string `json:"currency"`
+	Partner   string `json:"partner"`
+	PAN       string `json:"pan"`
+	Opening   string `json:"opening"`
+	FundedBy  string `json:"funded_by"`
+	Floor     int64  `json:"floor"`
+	Unlimited bool   `json:"unlimited"`
+}
+
+func validAccountID(id string) bool {
+	if len(id) < 1 || len(id) > accountIDBytesMax {
+		return false
+	}
+	for _, c := range id {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *Server) createAccount(w http.ResponseWriter, r *http.Request) {
+	var req accountRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, bodyBytesMax))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		// The decoder's message could quote the body (a PAN): say only where.
+		problem(w, http.StatusBadRequest, "bad-request", "Bad request", "body must be one JSON account object with known fields")
+		return
+	}
+	if !validAccountID(req.ID) {
+		problem(w, http.StatusBadRequest, "bad-request", "Bad request", fmt.Sprintf("id must be 1-%d characters of [A-Za-z0-9._-]", accountIDBytesMax))
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), writeTimeoutMax)
+	defer cancel()
+	created, err := s.admin.CreateAccount(ctx, switching.AccountSeed{
+		ID: req.ID, Kind: store.AccountKind(req.Kind), Currency: req.Currency, Partner: req.Partner,
+		PAN: req.PAN, Opening: req.Opening, FundedBy: req.FundedBy, Floor: req.Floor, Unlimited: req.Unlimited,
+	})
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	a, err := s.ledger.Account(req.ID)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+	}
+	writeJSON(w, status, viewOf(a))
+}
+
+func (s *Server) transfers(w http.ResponseWriter, r *http.Request) {
+	limit, err := pageLimit(r)
+	if err != nil {
+		problem(w, http.StatusBadRequest, "bad-request", "Bad request", err.Error())
+		return
+	}
+	q := r.URL.Query()
+	f := store.TransferFilter{
+		Account: q.Get("account"), Partner: q.Get("partner"), BusinessDay: q.Get("day"),
+		Status: store.TransferStatus(q.Get("status")), Limit: limit, After: q.Get("after"),
+	}
+	if f.BusinessDay != "" {
+		if _, err := time.Parse(time.DateOnly, f.BusinessDay); err != nil {
+			problem(w, http.StatusBadRequest, "bad-request", "Bad request", "day must be YYYY-MM-DD")
+			return
+		}
+	}
+	switch f.Status {
+	case "", store.TransferPending, store.TransferPosted, store.TransferVoided, store.TransferExpired, store.TransferCompleted:
+	default:
+		problem(w, http.StatusBadRequest, "bad-request", "Bad request", "unknown status")
+		return
+	}
+	ts, err := s.ledger.Transfers(f)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	if ts == nil {
+		ts = []store.Transfer{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"transfers": ts})
+}
+
+func pageLimit(r *http.Request) (int, error) {
+	s := r.URL.Query().Get("limit")
+	if s == "" {
+		return pageLimitDefault, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || n > pageLimitMax {
+		return 0, fmt.Errorf("limit must be in [1, %d]", pageLimitMax)
+	}
+	return n, nil
+}
+
+// fail answers err through the outcome table.
+func (s *Server) fail(w http.ResponseWriter, err error) {
+	o := outcome.Of(err)
+	if o.HTTPStatus >= 500 {
+		s.log.Error("ops request failed", "err", err)
+	}
+	problem(w, o.HTTPStatus, o.Problem, o.Title, "")
+}
+
+// problem writes an RFC 9457 problem document.
+func problem(w http.ResponseWriter, status int, typ, title, detail string) {
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(map[string]any{
+		"type": "https://switchd.dev/problems/" + typ, "title": title, "status": status, "detail": detail,
+	})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,225 @@
+package switching
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/switchd/switchd/codec"
+	"github.com/switchd/switchd/specs"
+)
+
+// Limits on what config may ask for. Each bounds memory or time a lane can
+// spend on one partner.
+const (
+	connsMaxLimit        = 100_000
+	inflightMaxLimit     = 4096
+	holdExpiryMax        = 90 * 24 * time.Hour // card schemes allow at most ~30 days; 90 is generous
+	retentionMin         = time.Hour           // shorter than a partner's retry window loses exactly-once
+	housekeepingMin      = 100 * time.Millisecond
+	requestTimeoutMax    = time.Minute
+	cardKeyBytesMin      = 16 // HMAC key for PAN lookup hashes and fingerprints
+	destinationLedger    = "ledger"
+	payerTypeCard        = "card"
+	payerTypeAccount     = "account"
+	routeWildcard        = "*"
+	defaultFrameBytesMax = 8192
+)
+
+// ErrConfig is wrapped by every Validate error.
+var ErrConfig = errors.New("switch: invalid config")
+
+// Config is the switch's configuration: lanes, partners, routes, ledger
+// timing and the key for PAN hashes.
+type Config struct {
+	// CardKey is the hex HMAC key for PAN lookup hashes and request
+	// fingerprints. Secret: never logged (String redacts it).
+	CardKey Secret `yaml:"card_key"`
+	// HoldExpiry is how long an authorization's hold lives without a
+	// completion.
+	HoldExpiry time.Duration `yaml:"hold_expiry"`
+	// IdempotencyRetention is how long a key's answer is kept for repeats.
+	IdempotencyRetention time.Duration `yaml:"idempotency_retention"`
+	// HousekeepingInterval is how often the leader expires holds and prunes
+	// idempotency records.
+	HousekeepingInterval time.Duration `yaml:"housekeeping_interval"`
+	// RequestTimeout bounds one request from frame to answer; past it the
+	// partner gets 96 and must repeat.
+	RequestTimeout time.Duration `yaml:"request_timeout"`
+	// BusinessDayZone is the IANA time zone whose calendar date is the
+	// business day stamped on transfers.
+	BusinessDayZone string `yaml:"business_day_zone"`
+
+	Lanes    []LaneConfig `yaml:"lanes"`
+	Partners []Partner    `yaml:"partners"`
+	Routes   []Route      `yaml:"routes"`
+}
+
+// Secret is a string that never prints.
+type Secret string
+
+// String redacts the secret so it cannot reach a log by accident.
+func (Secret) String() string { return "[redacted]" }
+
+// LaneConfig is one listener partners connect to.
+type LaneConfig struct {
+	Name    string `yaml:"name"`
+	Listen  string `yaml:"listen"`
+	Dialect string `yaml:"dialect"`
+	// Header is the length header: binary2, ascii4 or bcd2.
+	Header        codec.Header `yaml:"header"`
+	FrameBytesMax int          `yaml:"frame_bytes_max"`
+	// ConnsMax bounds open connections; more are closed on accept.
+	ConnsMax int `yaml:"conns_max"`
+	// InflightMax bounds requests being processed per connection; past it
+	// the lane stops reading that connection (TCP backpressure), which
+	// slows only that partner.
+	InflightMax int `yaml:"inflight_max"`
+	// IdleTimeout closes a connection that sends nothing (not even an echo).
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// WriteTimeout bounds writing one answer to a slow reader.
+	WriteTimeout time.Duration `yaml:"write_timeout"`
+	// Partners allowed on this lane, by id.
+	Partners []string `yaml:"partners"`
+}
+
+// Partner is an institution that sends us messages.
+type Partner struct {
+	ID string `yaml:"id"`
+	// AcquirerIDs are the field 32 values this partner may send.
+	AcquirerIDs []string `yaml:"acquirer_ids"`
+	// SettlementAccount is credited for the partner's purchases and
+	// withdrawals when the route names no account.
+	SettlementAccount string `yaml:"settlement_account"`
+	// WithdrawalMax caps one cash withdrawal, minor units; 0 is no cap.
+	WithdrawalMax int64 `yaml:"withdrawal_max"`
+}
+
+// Route sends a request to a destination. Fields may be "*" (any); the
+// most specific matching rule wins, ties go to the first listed.
+type Route struct {
+	BillType  string `yaml:"bill_type"`
+	PayerType string `yaml:"payer_type"`
+	Partner   string `yaml:"partner"`
+	// Destination is "ledger" (on-us) for now.
+	Destination string `yaml:"destination"`
+	// SettlementAccount overrides the partner's account for this route
+	// (a biller's account for bill payments).
+	SettlementAccount string `yaml:"settlement_account"`
+}
+
+// DefaultLane is a lane with the defaults filled in.
+func DefaultLane() LaneConfig {
+	return LaneConfig{
+		Dialect:       "iso87ascii",
+		Header:        codec.HeaderBinary2,
+		FrameBytesMax: defaultFrameBytesMax,
+		ConnsMax:      1024,
+		InflightMax:   256,
+		IdleTimeout:   5 * time.Minute,
+		WriteTimeout:  10 * time.Second,
+	}
+}
+
+// DefaultConfig has no lanes, partners or key: those come from the config
+// file (the embedded demo config provides them).
+func DefaultConfig() Config {
+	return Config{
+		HoldExpiry:           7 * 24 * time.Hour,
+		IdempotencyRetention: 35 * 24 * time.Hour,
+		HousekeepingInterval: 10 * time.Second,
+		RequestTimeout:       10 * time.Second,
+		BusinessDayZone:      "UTC",
+	}
+}
+
+// Validate checks the config and its cross references.
+func (c Config) Validate() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s", ErrConfig, fmt.Sprintf(format, args...))
+	}
+	key, err := hex.DecodeString(string(c.CardKey))
+	if err != nil || len(key) < cardKeyBytesMin {
+		return bad("card_key must be at least %d bytes of hex", cardKeyBytesMin)
+	}
+	if c.HoldExpiry <= 0 || c.HoldExpiry > holdExpiryMax {
+		return bad("hold_expiry %s not in (0, %s]", c.HoldExpiry, holdExpiryMax)
+	}
+	if c.IdempotencyRetention < retentionMin {
+		return bad("idempotency_retention %s below %s", c.IdempotencyRetention, retentionMin)
+	}
+	if c.HousekeepingInterval < housekeepingMin {
+		return bad("housekeeping_interval %s below %s", c.HousekeepingInterval, housekeepingMin)
+	}
+	if c.RequestTimeout <= 0 || c.RequestTimeout > requestTimeoutMax {
+		return bad("request_timeout %s not in (0, %s]", c.RequestTimeout, requestTimeoutMax)
+	}
+	if _, err := time.LoadLocation(c.BusinessDayZone); err != nil {
+		return bad("business_day_zone %q: %v", c.BusinessDayZone, err)
+	}
+	partners := map[string]bool{}
+	acquirers := map[string]string{}
+	for _, p := range c.Partners {
+		if p.ID == "" || partners[p.ID] {
+			return bad("partner id %q empty or duplicate", p.ID)
+		}
+		partners[p.ID] = true
+		if len(p.AcquirerIDs) == 0 {
+			return bad("partner %q has no acquirer_ids", p.ID)
+		}
+		for _, a := range p.AcquirerIDs {
+			if other, dup := acquirers[a]; dup {
+				return bad("acquirer id %q belongs to %q and %q", a, other, p.ID)
+			}
+			acquirers[a] = p.ID
+		}
+		if p.WithdrawalMax < 0 {
+			return bad("partner %q withdrawal_max is negative", p.ID)
+		}
+	}
+	names := map[string]bool{}
+	known := map[string]bool{}
+	for _, n := range specs.Names() {
+		known[n] = true
+	}
+	for _, l := range c.Lanes {
+		if l.Name == "" || names[l.Name] {
+			return bad("lane name %q empty or duplicate", l.Name)
+		}
+		names[l.Name] = true
+		if _, _, err := net.SplitHostPort(l.Listen); err != nil {
+			return bad("lane %q listen %q: %v", l.Name, l.Listen, err)
+		}
+		if !known[l.Dialect] {
+			return bad("lane %q: unknown dialect %q", l.Name, l.Dialect)
+		}
+		if err := (codec.Framer{Header: l.Header, FrameBytesMax: l.FrameBytesMax}).Validate(); err != nil {
+			return bad("lane %q: %v", l.Name, err)
+		}
+		if l.ConnsMax < 1 || l.ConnsMax > connsMaxLimit {
+			return bad("lane %q conns_max %d not in [1, %d]", l.Name, l.ConnsMax, connsMaxLimit)
+		}
+		if l.InflightMax < 1 || l.InflightMax > inflightMaxLimit {
+			return bad("lane %q inflight_max %d not in [1, %d]", l.Name, l.InflightMax, inflightMaxLimit)
+		}
+		if l.IdleTimeout <= 0 || l.WriteTimeout <= 0 {
+			return bad("lane %q idle_timeout and write_timeout must be positive", l.Name)
+		}
+		for _, p := range l.Partners {
+			if !partners[p] {
+				return bad("lane %q names unknown partner %q", l.Name, p)
+			}
+		}
+	}
+	for i, r := range c.Routes {
+		if r.Destination != destinationLedger {
+			return bad("route %d: destination %q (only %q is supported)", i, r.Destination, destinationLedger)
+		}
+		if r.Partner != routeWildcard && r.Partner != "" && !partners[r.Partner] {
+			return bad("route %d names unknown partner %q", i, r.Partner)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,133 @@
+package switching_test
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/datadriven"
+	"go.uber.org/goleak"
+
+	"github.com/switchd/switchd/store"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// TestGolden runs the protocol scripts in testdata/golden against a real
+// node over TCP. Regenerate with: go test ./switch/ -run TestGolden -rewrite
+// and review the diff.
+//
+// Commands:
+//
+//	send            each input line "MTI id=value …" is sent; the answer printed
+//	frame           each input line is sent as raw payload text in one frame
+//	raw             the input is hex of whole bytes on the wire (header included)
+//	account id=X    balances of account X
+//	transfers account=X   the account's transfers
+//	sums            double-entry sums per currency (must be 0)
+//	advance by=DUR  moves the clock (Go duration, or Nd for days)
+//	expire          one housekeeping run (hold expiry)
+//	restart         stop the node and open the same data again
+func TestGolden(t *testing.T) {
+	datadriven.Walk(t, "testdata/golden", func(t *testing.T, path string) {
+		h := newHarness(t, nil)
+		datadriven.RunTest(t, path, func(t *testing.T, d *datadriven.TestData) string {
+			return h.run(t, d)
+		})
+	})
+}
+
+func (h *harness) run(t *testing.T, d *datadriven.TestData) string {
+	var out strings.Builder
+	switch d.Cmd {
+	case "send":
+		for _, line := range nonEmptyLines(d.Input) {
+			resp, closed := h.send(line)
+			if closed {
+				out.WriteString("closed\n")
+				continue
+			}
+			out.WriteString(format(resp) + "\n")
+		}
+	case "frame":
+		for _, line := range nonEmptyLines(d.Input) {
+			resp, closed := h.exchange([]byte(line))
+			if closed {
+				out.WriteString("closed\n")
+				continue
+			}
+			out.WriteString(format(resp) + "\n")
+		}
+	case "raw":
+		resp, closed := h.exchangeRaw(mustHex(t, d.Input))
+		if closed {
+			return "closed\n"
+		}
+		return format(resp) + "\n"
+	case "account":
+		var id string
+		d.ScanArgs(t, "id", &id)
+		return h.account(id) + "\n"
+	case "transfers":
+		var id string
+		d.ScanArgs(t, "account", &id)
+		ts, err := h.st.Transfers(store.TransferFilter{Account: id, Limit: 1000})
+		if err != nil {
+			return "error: " + err.Error() + "\n"
+		}
+		for _, x := range ts {
+			fmt.Fprintf(&out, "%s %s %s %s→%s amount=%d held=%d captured=%d reversed=%d day=%s",
+				x.ID, x.Op, x.Status, x.Debit, x.Credit, x.Amount, x.Held, x.Captured, x.Reversed, x.BusinessDay)
+			if x.Original != "" {
+				fmt.Fprintf(&out, " original=%s", x.Original)
+			}
+			out.WriteString("\n")
+		}
+	case "sums":
+		return h.ledgerSums() + "\n"
+	case "advance":
+		var by string
+		d.ScanArgs(t, "by", &by)
+		dur, err := parseDuration(by)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.clk.Advance(dur)
+		return fmt.Sprintf("now %s\n", h.clk.Now().Format(time.RFC3339))
+	case "expire":
+		n, err := h.hk.Once(context.Background())
+		if err != nil {
+			return "error: " + err.Error() + "\n"
+		}
+		return fmt.Sprintf("released %d\n", n)
+	case "restart":
+		h.restart()
+		return "restarted\n"
+	default:
+		t.Fatalf("unknown command %q", d.Cmd)
+	}
+	return out.String()
+}
+
+func nonEmptyLines(s string) []string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+func parseDuration(s string) (time.Duration, error) {
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.Atoi(days)
+		return time.Duration(n) * 24 * time.Hour, err
+	}
+	return time.ParseDuration(s)
+}

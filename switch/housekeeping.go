@@ -1,0 +1,204 @@
+package switching
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/switchd/switchd/cluster"
+	"github.com/switchd/switchd/codec"
+	"github.com/switchd/switchd/currency"
+	"github.com/switchd/switchd/store"
+)
+
+// Housekeeper periodically proposes OpExpire with the leader's clock: holds
+// past their expiry are released and idempotency records past retention
+// dropped. The time travels in the command, so every replica expires the
+// same holds (DESIGN.md invariant 5).
+type Housekeeper struct {
+	ledger    Ledger
+	interval  time.Duration
+	retention time.Duration
+	now       func() time.Time
+	log       *slog.Logger
+	stop      chan struct{}
+	done      chan struct{}
+	once      sync.Once
+}
+
+// NewHousekeeper starts the ticker; Close stops it.
+func NewHousekeeper(cfg Config, ledger Ledger, logger *slog.Logger, now func() time.Time) *Housekeeper {
+	if now == nil {
+		now = time.Now
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	h := &Housekeeper{
+		ledger: ledger, interval: cfg.HousekeepingInterval, retention: cfg.IdempotencyRetention,
+		now: now, log: logger, stop: make(chan struct{}), done: make(chan struct{}),
+	}
+	go h.run()
+	return h
+}
+
+func (h *Housekeeper) run() {
+	defer close(h.done)
+	t := time.NewTicker(h.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-h.stop:
+			return
+		case <-t.C:
+			// Keep expiring while a run hit the per-command limit.
+			for {
+				n, err := h.Once(context.Background())
+				if err != nil || n == 0 {
+					break
+				}
+				select {
+				case <-h.stop:
+					return
+				default:
+				}
+			}
+		}
+	}
+}
+
+// Once proposes one OpExpire now and returns how many holds and records it
+// released. Followers return no error and do nothing.
+func (h *Housekeeper) Once(ctx context.Context) (int, error) {
+	now := h.now()
+	ctx, cancel := context.WithTimeout(ctx, h.interval+5*time.Second)
+	defer cancel()
+	res, err := h.ledger.Propose(ctx, store.Command{
+		Op:          store.OpExpire,
+		Time:        now.UnixNano(),
+		RetainAfter: now.Add(-h.retention).UnixNano(),
+	})
+	if errors.Is(err, cluster.ErrNotLeader) {
+		return 0, nil
+	}
+	if err != nil {
+		h.log.Warn("housekeeping failed", "err", err)
+		return 0, err
+	}
+	if res.Expired > 0 || res.Pruned > 0 {
+		h.log.Info("housekeeping", "holds_expired", res.Expired, "idempotency_pruned", res.Pruned)
+	}
+	return res.Expired + res.Pruned, nil
+}
+
+// Close stops the ticker and waits for a run in progress.
+func (h *Housekeeper) Close() {
+	h.once.Do(func() { close(h.stop) })
+	<-h.done
+}
+
+// AccountSeed is an account the config wants to exist, with an opening
+// balance funded from a funding account (so the ledger still sums to zero).
+type AccountSeed struct {
+	ID       string            `yaml:"id"`
+	Kind     store.AccountKind `yaml:"kind"`
+	Currency string            `yaml:"currency"`
+	Partner  string            `yaml:"partner"`
+	// PAN of a cardholder account. Only its keyed hash and masked form are
+	// stored; the config file itself is the only place it appears.
+	PAN       string `yaml:"pan"`
+	Unlimited bool   `yaml:"unlimited"`
+	// Floor in minor units (0 for cardholders).
+	Floor int64 `yaml:"floor"`
+	// Opening is the opening balance as a decimal string ("1000.00"),
+	// posted from FundedBy.
+	Opening  string `yaml:"opening"`
+	FundedBy string `yaml:"funded_by"`
+}
+
+// Seed creates the seeded accounts and their opening balances through the
+// ledger. Every command has a fixed key, so seeding again (every start, or
+// on every node) changes nothing.
+func (p *Pipeline) Seed(ctx context.Context, seeds []AccountSeed, now time.Time) error {
+	for _, s := range seeds {
+		if _, err := p.createAccount(ctx, s, "seed", "seed", now); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// CreateAccount creates one account (and its opening balance) for the ops
+// API. The same id with the same content is a no-op (created=false); the
+// same id with other content is store.ErrFingerprintMismatch.
+func (p *Pipeline) CreateAccount(ctx context.Context, s AccountSeed) (created bool, err error) {
+	fp := p.fingerprintOf(s.ID, string(s.Kind), s.Currency, s.Partner, s.PAN,
+		strconv.FormatBool(s.Unlimited), strconv.FormatInt(s.Floor, 10), s.Opening, s.FundedBy)
+	return p.createAccount(ctx, s, "ops", fp, p.now())
+}
+
+func (p *Pipeline) createAccount(ctx context.Context, s AccountSeed, keyPrefix, fp string, now time.Time) (bool, error) {
+	ccy, err := currency.ByCode(s.Currency)
+	if err != nil {
+		return false, fmt.Errorf("switch: account %q: %w", s.ID, err)
+	}
+	switch s.Kind {
+	case store.KindCardholder, store.KindSettlement, store.KindFunding, store.KindBiller:
+	default:
+		return false, fmt.Errorf("switch: account %q: kind %q: %w", s.ID, s.Kind, store.ErrInvalidCommand)
+	}
+	acct := store.Account{
+		ID: s.ID, Kind: s.Kind, Currency: s.Currency, Partner: s.Partner,
+		Floor: s.Floor, Unlimited: s.Unlimited,
+	}
+	if s.PAN != "" {
+		pan, err := codec.ParsePAN(s.PAN)
+		if err != nil {
+			return false, fmt.Errorf("switch: account %q: %w", s.ID, err)
+		}
+		acct.CardHash = p.CardHash(pan)
+		acct.MaskedPAN = pan.Masked()
+	}
+	var minor int64
+	if s.Opening != "" {
+		if minor, err = currency.ParseMinor(s.Opening, ccy, '.'); err != nil {
+			return false, fmt.Errorf("switch: account %q opening: %w", s.ID, err)
+		}
+		if minor < 0 {
+			return false, fmt.Errorf("switch: account %q opening: %w", s.ID, store.ErrInvalidAmount)
+		}
+	}
+	res, err := p.ledger.Propose(ctx, store.Command{
+		Op: store.OpCreateAccount, Key: keyPrefix + "|account|" + s.ID, Fingerprint: fp,
+		Time: now.UnixNano(), Account: &acct,
+	})
+	if err != nil {
+		return false, fmt.Errorf("switch: account %q: %w", s.ID, err)
+	}
+	if err := res.Status.Err(); err != nil {
+		if keyPrefix == "seed" && errors.Is(err, store.ErrAccountExists) {
+			return false, nil
+		}
+		return false, fmt.Errorf("switch: account %q: %w", s.ID, err)
+	}
+	created := !res.Replayed
+	if minor == 0 {
+		return created, nil
+	}
+	res, err = p.ledger.Propose(ctx, store.Command{
+		Op: store.OpPost, Key: keyPrefix + "|opening|" + s.ID, Fingerprint: fp,
+		Time: now.UnixNano(), BusinessDay: now.In(p.loc).Format(time.DateOnly),
+		Debit: s.FundedBy, Credit: s.ID, Amount: minor, Currency: s.Currency,
+	})
+	if err != nil {
+		return created, fmt.Errorf("switch: account %q opening: %w", s.ID, err)
+	}
+	if err := res.Status.Err(); err != nil {
+		return created, fmt.Errorf("switch: account %q opening: %w", s.ID, err)
+	}
+	return created, nil
+}
