@@ -10,6 +10,7 @@ import (
 
 	"github.com/switchd/switchd/cluster"
 	"github.com/switchd/switchd/codec"
+	"github.com/switchd/switchd/currency"
 	"github.com/switchd/switchd/store"
 )
 
@@ -86,6 +87,9 @@ var table = []struct {
 	{codec.ErrUnknownMTI, Outcome{FormatError, http.StatusBadRequest, "unknown-mti", "Unknown message type"}},
 	{codec.ErrMissingField, Outcome{FormatError, http.StatusBadRequest, "missing-field", "Missing mandatory field"}},
 	{codec.ErrFormat, Outcome{FormatError, http.StatusBadRequest, "format-error", "Format error"}},
+
+	{currency.ErrUnknown, Outcome{FormatError, http.StatusBadRequest, "unknown-currency", "Unknown currency"}},
+	{currency.ErrAmount, Outcome{InvalidAmount, http.StatusBadRequest, "invalid-amount", "Invalid amount"}},
 
 	{ErrNotPermitted, Outcome{NotPermitted, http.StatusForbidden, "not-permitted", "Transaction not permitted"}},
 	{ErrNoRoute, Outcome{DoNotHonor, http.StatusUnprocessableEntity, "no-route", "No route"}},

@@ -12,6 +12,7 @@ import (
 	"github.com/switchd/switchd/cluster"
 	"github.com/switchd/switchd/codec"
 	"github.com/switchd/switchd/currency"
+	"github.com/switchd/switchd/outcome"
 	"github.com/switchd/switchd/store"
 )
 
@@ -149,7 +150,7 @@ func (p *Pipeline) createAccount(ctx context.Context, s AccountSeed, keyPrefix, 
 	switch s.Kind {
 	case store.KindCardholder, store.KindSettlement, store.KindFunding, store.KindBiller:
 	default:
-		return false, fmt.Errorf("switch: account %q: kind %q: %w", s.ID, s.Kind, store.ErrInvalidCommand)
+		return false, fmt.Errorf("switch: account %q: kind %q: %w", s.ID, s.Kind, outcome.ErrUnsupported)
 	}
 	acct := store.Account{
 		ID: s.ID, Kind: s.Kind, Currency: s.Currency, Partner: s.Partner,

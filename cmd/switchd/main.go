@@ -70,7 +70,7 @@ func run(ctx context.Context, cfg config.File, log *slog.Logger) error {
 
 	scfg := store.DefaultConfig()
 	scfg.Dir = cfg.LedgerDir()
-	scfg.Logger = log.With("component", "store")
+	scfg.Logger = log // the store names itself
 	st, err := store.Open(scfg)
 	if err != nil {
 		return err

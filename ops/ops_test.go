@@ -1,0 +1,176 @@
+package ops_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/goleak"
+
+	"github.com/switchd/switchd/cluster"
+	"github.com/switchd/switchd/config"
+	"github.com/switchd/switchd/ops"
+	"github.com/switchd/switchd/store"
+	switching "github.com/switchd/switchd/switch"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// startNode runs a real node (pebble, raft, pipeline) with the demo
+// accounts and an ops server on a free port.
+func startNode(t *testing.T) string {
+	t.Helper()
+	cfg := config.Demo()
+	cfg.DataDir = t.TempDir()
+	cfg.Cluster.RaftAddr = "127.0.0.1:0"
+	cfg.Cluster.HeartbeatTimeout = 50 * time.Millisecond
+	cfg.Cluster.ElectionTimeout = 50 * time.Millisecond
+	cfg.Cluster.LeaderLeaseTimeout = 50 * time.Millisecond
+	cfg.Ops.Listen = "127.0.0.1:0"
+	cfg.Finish()
+	sc := store.DefaultConfig()
+	sc.Dir = cfg.LedgerDir()
+	st, err := store.Open(sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	reg := prometheus.NewRegistry()
+	node, err := cluster.New(cfg.Cluster, st, nil, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { node.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := node.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	pipe, err := switching.NewPipeline(cfg.Switch, node, st, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pipe.Seed(ctx, cfg.Accounts, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := ops.New(cfg.Ops, st, pipe, node, reg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close(context.Background()) })
+	return "http://" + srv.Addr().String()
+}
+
+func do(t *testing.T, method, url, body string) (int, string, http.Header) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), resp.Header
+}
+
+func TestOpsAPI(t *testing.T) {
+	base := startNode(t)
+	defer http.DefaultClient.CloseIdleConnections()
+
+	for _, p := range []string{"/healthz", "/readyz"} {
+		if code, body, _ := do(t, "GET", base+p, ""); code != 200 {
+			t.Fatalf("%s: %d %s", p, code, body)
+		}
+	}
+	if code, body, _ := do(t, "GET", base+"/metrics", ""); code != 200 || !strings.Contains(body, "switchd_raft_commit_seconds") {
+		t.Fatalf("metrics: %d", code)
+	}
+
+	code, body, _ := do(t, "GET", base+"/v1/accounts/card-4111", "")
+	var acct map[string]any
+	if err := json.Unmarshal([]byte(body), &acct); err != nil || code != 200 {
+		t.Fatalf("account: %d %s", code, body)
+	}
+	if acct["available"] != 100000.0 || acct["masked_pan"] != "411111******1111" {
+		t.Fatalf("account view: %s", body)
+	}
+	if strings.Contains(body, "4111111111111111") || strings.Contains(body, "card_hash") {
+		t.Fatalf("account view leaks the PAN or its hash: %s", body)
+	}
+
+	code, body, hdr := do(t, "GET", base+"/v1/accounts/nobody", "")
+	if code != 404 || hdr.Get("Content-Type") != "application/problem+json" || !strings.Contains(body, "unknown-account") && !strings.Contains(body, "not-found") {
+		t.Fatalf("unknown account: %d %s %s", code, hdr.Get("Content-Type"), body)
+	}
+
+	code, body, _ = do(t, "GET", base+"/v1/accounts?limit=2", "")
+	var list struct{ Accounts []map[string]any }
+	if json.Unmarshal([]byte(body), &list); code != 200 || len(list.Accounts) != 2 {
+		t.Fatalf("page of 2: %d %s", code, body)
+	}
+	for _, q := range []string{"?limit=0", "?limit=100000", "?limit=x"} {
+		if code, _, _ := do(t, "GET", base+"/v1/accounts"+q, ""); code != 400 {
+			t.Errorf("accounts%s: %d, want 400", q, code)
+		}
+	}
+
+	// Create: 201, the same again: 200, other content under the same id: 409.
+	newAcct := `{"id":"load-1","kind":"cardholder","currency":"USD","pan":"4000000000000002","opening":"25.00","funded_by":"bank-funding-usd"}`
+	code, body, _ = do(t, "POST", base+"/v1/accounts", newAcct)
+	if code != 201 || strings.Contains(body, "4000000000000002") || !strings.Contains(body, `"available":2500`) {
+		t.Fatalf("create: %d %s", code, body)
+	}
+	if code, body, _ = do(t, "POST", base+"/v1/accounts", newAcct); code != 200 {
+		t.Fatalf("create again: %d %s", code, body)
+	}
+	if code, body, _ = do(t, "POST", base+"/v1/accounts", strings.Replace(newAcct, "25.00", "26.00", 1)); code != 409 {
+		t.Fatalf("create with other content: %d %s", code, body)
+	}
+	for name, b := range map[string]string{
+		"seeded id":     `{"id":"card-4111","kind":"cardholder","currency":"USD"}`,
+		"bad id":        `{"id":"a b","kind":"cardholder","currency":"USD"}`,
+		"unknown field": `{"id":"x","kind":"cardholder","currency":"USD","color":"red"}`,
+		"bad pan":       `{"id":"x2","kind":"cardholder","currency":"USD","pan":"4111111111111112"}`,
+		"bad currency":  `{"id":"x3","kind":"cardholder","currency":"XXQ"}`,
+		"bad decimals":  `{"id":"x4","kind":"cardholder","currency":"USD","opening":"1.5","funded_by":"bank-funding-usd"}`,
+		"not json":      `{"id":`,
+		"bad kind":      `{"id":"x5","kind":"wizard","currency":"USD"}`,
+	} {
+		code, body, _ := do(t, "POST", base+"/v1/accounts", b)
+		if code < 400 || code >= 500 {
+			t.Errorf("%s: %d %s, want a 4xx", name, code, body)
+		}
+		if strings.Contains(body, "4111111111111112") {
+			t.Errorf("%s: error echoes the PAN: %s", name, body)
+		}
+	}
+
+	code, body, _ = do(t, "GET", base+"/v1/transfers?account=load-1", "")
+	var tl struct{ Transfers []store.Transfer }
+	if json.Unmarshal([]byte(body), &tl); code != 200 || len(tl.Transfers) != 1 || tl.Transfers[0].Amount != 2500 {
+		t.Fatalf("transfers: %d %s", code, body)
+	}
+	for _, q := range []string{"?day=21-11-2026", "?status=lost", "?limit=-1"} {
+		if code, _, _ := do(t, "GET", base+"/v1/transfers"+q, ""); code != 400 {
+			t.Errorf("transfers%s: %d, want 400", q, code)
+		}
+	}
+
+	code, body, _ = do(t, "GET", base+"/v1/cluster/status", "")
+	if code != 200 || !strings.Contains(body, `"state":"Leader"`) || !strings.Contains(body, `"state_hash"`) {
+		t.Fatalf("status: %d %s", code, body)
+	}
+}

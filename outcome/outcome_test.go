@@ -1,0 +1,66 @@
+package outcome
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"testing"
+
+	"github.com/switchd/switchd/cluster"
+	"github.com/switchd/switchd/codec"
+	"github.com/switchd/switchd/currency"
+	"github.com/switchd/switchd/store"
+)
+
+func TestTable(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		code string
+		http int
+	}{
+		{nil, "00", http.StatusOK},
+		{store.ErrInsufficientFunds, "51", http.StatusUnprocessableEntity},
+		{store.ErrUnknownAccount, "14", http.StatusNotFound},
+		{store.ErrUnknownOriginal, "25", http.StatusNotFound},
+		{store.ErrFingerprintMismatch, "94", http.StatusConflict},
+		{store.ErrInvalidAmount, "13", http.StatusUnprocessableEntity},
+		{store.ErrExceedsOriginal, "13", http.StatusUnprocessableEntity},
+		{store.ErrAlreadyFinal, "12", http.StatusConflict},
+		{codec.ErrInvalidPAN, "14", http.StatusBadRequest},
+		{codec.ErrMissingField, "30", http.StatusBadRequest},
+		{&codec.FieldError{Field: 4, Offset: 20, Err: codec.ErrFormat}, "30", http.StatusBadRequest},
+		{currency.ErrUnknown, "30", http.StatusBadRequest},
+		{fmt.Errorf("opening: %w", currency.ErrAmount), "13", http.StatusBadRequest},
+		{ErrNotPermitted, "57", http.StatusForbidden},
+		{ErrLimitExceeded, "61", http.StatusUnprocessableEntity},
+		{ErrUnknownPartner, "05", http.StatusForbidden},
+		{ErrDestinationUnavailable, "91", http.StatusBadGateway},
+		// Fail closed: no decision made means 96, never 00.
+		{cluster.ErrNotLeader, "96", http.StatusServiceUnavailable},
+		{cluster.ErrUnknownOutcome, "96", http.StatusServiceUnavailable},
+		{fmt.Errorf("wrapped: %w", cluster.ErrOverloaded), "96", http.StatusServiceUnavailable},
+		{errors.New("disk on fire"), "96", http.StatusInternalServerError},
+	} {
+		o := Of(tc.err)
+		if o.Code != tc.code || o.HTTPStatus != tc.http {
+			t.Errorf("%v: got %s/%d, want %s/%d", tc.err, o.Code, o.HTTPStatus, tc.code, tc.http)
+		}
+	}
+}
+
+// Every store status has a row, so no ledger decline falls through to 96.
+func TestEveryStoreStatusMapped(t *testing.T) {
+	for s := store.StatusInsufficientFunds; s <= store.StatusAccountExists; s++ {
+		if o := Of(s.Err()); o == fallback {
+			t.Errorf("status %d (%v) has no row in the table", s, s.Err())
+		}
+	}
+}
+
+func TestNoApprovalForAnyError(t *testing.T) {
+	for _, e := range table {
+		if e.out.Code == Approved || e.out.HTTPStatus < 300 {
+			t.Errorf("%v maps to an approval", e.err)
+		}
+	}
+}
