@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"sort"
 	"strconv"
@@ -46,6 +47,7 @@ func (c *clock) Advance(d time.Duration) {
 // pipeline and a TCP lane, with the demo config's accounts and partners.
 type harness struct {
 	t     testing.TB
+	log   *slog.Logger
 	dir   string
 	cfg   config.File
 	clk   *clock
@@ -61,7 +63,12 @@ type harness struct {
 }
 
 func newHarness(t testing.TB, mutate func(*config.File)) *harness {
-	h := &harness{t: t, dir: t.TempDir(), clk: &clock{now: testStart}}
+	return newHarnessLog(t, mutate, nil)
+}
+
+// newHarnessLog is newHarness with every component logging to logger.
+func newHarnessLog(t testing.TB, mutate func(*config.File), logger *slog.Logger) *harness {
+	h := &harness{t: t, dir: t.TempDir(), clk: &clock{now: testStart}, log: logger}
 	h.cfg = config.Demo()
 	h.cfg.DataDir = h.dir
 	h.cfg.Cluster.RaftAddr = "127.0.0.1:0"
@@ -86,12 +93,13 @@ func (h *harness) start() {
 	t := h.t
 	scfg := store.DefaultConfig()
 	scfg.Dir = h.cfg.LedgerDir()
+	scfg.Logger = h.log
 	st, err := store.Open(scfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	h.st = st
-	node, err := cluster.New(h.cfg.Cluster, st, nil, nil)
+	node, err := cluster.New(h.cfg.Cluster, st, h.log, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,15 +109,15 @@ func (h *harness) start() {
 	if err := node.WaitReady(ctx); err != nil {
 		t.Fatal(err)
 	}
-	h.pipe, err = switching.NewPipeline(h.cfg.Switch, node, st, nil, h.clk.Now)
+	h.pipe, err = switching.NewPipeline(h.cfg.Switch, node, st, h.log, h.clk.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := h.pipe.Seed(ctx, h.cfg.Accounts, h.clk.Now()); err != nil {
 		t.Fatal(err)
 	}
-	h.hk = switching.NewHousekeeper(h.cfg.Switch, node, nil, h.clk.Now)
-	h.lane, err = switching.NewLane(h.cfg.Switch.Lanes[0], h.pipe, h.cfg.Switch.RequestTimeout, nil, nil)
+	h.hk = switching.NewHousekeeper(h.cfg.Switch, node, h.log, h.clk.Now)
+	h.lane, err = switching.NewLane(h.cfg.Switch.Lanes[0], h.pipe, h.cfg.Switch.RequestTimeout, h.log, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
