@@ -84,6 +84,18 @@ func unpad(d *fieldDesc, v string) string {
 	return strings.TrimRight(v, string(d.pad))
 }
 
+// padded is v as the codec puts it on the wire: padded per the spec.
+func padded(d *fieldDesc, v string) string {
+	if d.pad == 0 || len(v) >= d.max {
+		return v
+	}
+	pad := strings.Repeat(string(d.pad), d.max-len(v))
+	if d.padLeft {
+		return pad + v
+	}
+	return v + pad
+}
+
 // TestRoundTrip: Unpack(Pack(m)) gives m back, with fixed fields padded.
 func TestRoundTrip(t *testing.T) {
 	for _, dialect := range dialects {
@@ -103,17 +115,7 @@ func TestRoundTrip(t *testing.T) {
 					t.Fatalf("got MTI %q ids %v, want %q %v", out.MTI, out.IDs(), in.MTI, in.IDs())
 				}
 				for _, id := range in.IDs() {
-					d := &c.fields[id]
-					want := in.Get(id)
-					if d.pad != 0 && len(want) < d.max {
-						pad := strings.Repeat(string(d.pad), d.max-len(want))
-						if d.padLeft {
-							want = pad + want
-						} else {
-							want += pad
-						}
-					}
-					if out.Get(id) != want {
+					if want := padded(&c.fields[id], in.Get(id)); out.Get(id) != want {
 						t.Errorf("field %d: got %q, want %q", id, out.Get(id), want)
 					}
 				}

@@ -3,17 +3,12 @@ package codec
 import (
 	"encoding/binary"
 	"math/bits"
-	"sync"
 )
 
 // unpackBufBytesMax bounds the scratch buffers kept for reuse: a message
 // larger than this (a frame is at most 64 KiB) gets a buffer that is dropped
 // afterwards rather than pinned in the pool.
 const unpackBufBytesMax = 16 << 10
-
-// unpackBufs recycles the scratch buffer Unpack decodes values into before
-// turning them into one string.
-var unpackBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
 const hexUpper = "0123456789ABCDEF"
 
@@ -211,14 +206,20 @@ func appendBCD(dst []byte, v string, pl, pr int, pad byte) []byte {
 // *FieldError values wrapping ErrFormat that name the field and the offset
 // where it starts; on error m is left reset.
 //
+// An all-zero secondary bitmap announced by bit 1 is accepted (some hosts
+// always send both bitmaps); Pack omits it again.
+//
 // All values of one message share a single string allocation.
 func (c *Codec) Unpack(data []byte, m *Message) error {
 	m.Reset()
-	bp := unpackBufs.Get().(*[]byte)
+	bp, _ := c.bufs.Get().(*[]byte)
+	if bp == nil {
+		bp = new([]byte)
+	}
 	buf, err := c.unpack(data, m, (*bp)[:0])
 	if cap(buf) <= unpackBufBytesMax {
 		*bp = buf[:0]
-		unpackBufs.Put(bp)
+		c.bufs.Put(bp)
 	}
 	if err != nil {
 		m.Reset()

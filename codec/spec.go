@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/moov-io/iso8583"
 	moovspecs "github.com/moov-io/iso8583/specs"
@@ -131,6 +132,10 @@ type Codec struct {
 	bitmapHex bool // bitmaps as 16 hex characters (true) or 8 raw bytes
 	fields    [fieldIDMax + 1]fieldDesc
 	moov      *iso8583.MessageSpec
+
+	// bufs recycles the *[]byte scratch buffers Unpack decodes values into
+	// before turning them into one string.
+	bufs sync.Pool
 }
 
 // Load builds the codec for a dialect from specs.FS. It also builds the
