@@ -1,0 +1,128 @@
+// Command switchctl is the operators' command line for switchd: it reads
+// accounts, transfers and cluster state through the ops HTTP API, and sends
+// one-off ISO 8583 messages to a lane.
+//
+//	switchctl iso send --mti 0200 --pan 4111111111111111 --amount 12.34
+//	switchctl iso send --mti 0800 --network 301
+//	switchctl accounts
+//	switchctl accounts card-4111
+//	switchctl transfers --account card-4111 --status pending
+//	switchctl cluster status --json
+//
+// Exit status: 0 success, 1 failure (unreachable switch, API error), 2 usage.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// errUsage marks errors in how switchctl was called; they exit 2.
+var errUsage = errors.New("usage")
+
+func usagef(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", errUsage, fmt.Sprintf(format, args...))
+}
+
+const usageText = `switchctl: operate a switchd node
+
+  switchctl iso send [flags]          send one ISO 8583 message and print the answer
+      --addr 127.0.0.1:8583 --mti 0200 --pan PAN --amount 12.34 [--currency USD]
+      [--pc 000000] [--stan N] [--rrn X] [--acquirer 100001] [--terminal TERM0001]
+      [--original-stan N --original-time MMDDhhmmss --original-mti 0100] [--actual 6.00]
+      [--field 48=BT=ELEC ...] [--network 301] [--dialect iso87ascii] [--header binary2]
+  switchctl accounts [ID] [--after ID --limit N]
+  switchctl transfers [--account A] [--partner P] [--day YYYY-MM-DD] [--status S]
+  switchctl cluster status
+
+  ops commands take --ops http://127.0.0.1:8080 and --json (raw JSON).
+  Run "switchctl <command> -h" for every flag of a command.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run executes one command and returns the exit status.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usageText)
+		return 2
+	}
+	var err error
+	switch args[0] {
+	case "iso":
+		if len(args) < 2 || args[1] != "send" {
+			err = usagef("want \"iso send\"")
+			break
+		}
+		err = isoSend(args[2:], stdout)
+	case "accounts":
+		err = accountsCmd(ctx, args[1:], stdout)
+	case "transfers":
+		err = transfersCmd(ctx, args[1:], stdout)
+	case "cluster":
+		err = clusterCmd(ctx, args[1:], stdout)
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usageText)
+		return 0
+	default:
+		err = usagef("unknown command %q", args[0])
+	}
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, errUsage):
+		fmt.Fprintln(stderr, "switchctl:", err)
+		fmt.Fprintln(stderr, `run "switchctl help" for the commands, "switchctl <command> -h" for their flags`)
+		return 2
+	default:
+		fmt.Fprintln(stderr, "switchctl:", err)
+		return 1
+	}
+}
+
+// parseCmd parses a command's flags. On -h it prints them to stdout and
+// returns flag.ErrHelp (run exits 0); other flag errors are usage errors.
+func parseCmd(fs *flag.FlagSet, args []string, stdout io.Writer) ([]string, error) {
+	fs.SetOutput(io.Discard) // errors are reported once, by run
+	pos, err := parseArgs(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		fs.SetOutput(stdout)
+		fmt.Fprintf(stdout, "flags of %s:\n", fs.Name())
+		fs.PrintDefaults()
+		return nil, err
+	}
+	if err != nil {
+		return nil, usagef("%s: %v", fs.Name(), err)
+	}
+	return pos, nil
+}
+
+// parseArgs parses flags that may come before or after positional
+// arguments ("accounts card-4111 --json") and returns the positionals.
+func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}

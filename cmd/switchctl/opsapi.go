@@ -1,0 +1,364 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/switchd/switchd/currency"
+)
+
+// Ops API client limits.
+const (
+	opsTimeout      = 30 * time.Second
+	opsBodyBytesMax = 16 << 20 // a page of 1000 transfers is ~1 MiB
+	// apiPageDefault is the ops API's page length when no limit is given.
+	apiPageDefault = 100
+)
+
+// opsFlags are the options every ops subcommand shares.
+type opsFlags struct {
+	base    string
+	json    bool
+	timeout time.Duration
+}
+
+func (o *opsFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&o.base, "ops", "http://127.0.0.1:8080", "switchd ops API `URL`")
+	fs.BoolVar(&o.json, "json", false, "print the raw JSON answer")
+	fs.DurationVar(&o.timeout, "timeout", opsTimeout, "HTTP timeout")
+}
+
+// get fetches path?query and returns the JSON body of a 2xx answer. Errors
+// say what was tried and, for problem documents, what the API said.
+func (o *opsFlags) get(ctx context.Context, path string, query url.Values) ([]byte, error) {
+	u := strings.TrimRight(o.base, "/") + path
+	if len(query) > 0 {
+		u += "?" + query.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, usagef("--ops %q: %v", o.base, err)
+	}
+	// One request per run: no keep-alive connection to leave behind.
+	hc := &http.Client{Timeout: o.timeout, Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := hc.Do(req)
+	if err != nil {
+		if errors.Is(err, syscall.ECONNREFUSED) {
+			return nil, fmt.Errorf("cannot reach the ops API: GET %s: connection refused; is switchd running? (--ops)", u)
+		}
+		return nil, fmt.Errorf("cannot reach the ops API: %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, opsBodyBytesMax))
+	if err != nil {
+		return nil, fmt.Errorf("GET %s: reading the answer: %w", u, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		var p struct {
+			Title  string `json:"title"`
+			Detail string `json:"detail"`
+		}
+		msg := http.StatusText(resp.StatusCode)
+		if json.Unmarshal(body, &p) == nil && p.Title != "" {
+			msg = p.Title
+			if p.Detail != "" {
+				msg += ": " + p.Detail
+			}
+		}
+		return nil, fmt.Errorf("GET %s: %d %s", u, resp.StatusCode, msg)
+	}
+	return body, nil
+}
+
+// printJSON indents an API answer for --json.
+func printJSON(w io.Writer, body []byte) error {
+	var b bytes.Buffer
+	if err := json.Indent(&b, body, "", "  "); err != nil {
+		return fmt.Errorf("the ops API answered invalid JSON: %w", err)
+	}
+	b.WriteByte('\n')
+	_, err := b.WriteTo(w)
+	return err
+}
+
+// The ops API's JSON, as this client reads it.
+type account struct {
+	ID        string `json:"id"`
+	Kind      string `json:"kind"`
+	Currency  string `json:"currency"`
+	Partner   string `json:"partner"`
+	MaskedPAN string `json:"masked_pan"`
+	Posted    int64  `json:"posted"`
+	Pending   int64  `json:"pending"`
+	Available int64  `json:"available"`
+	Floor     *int64 `json:"floor"`
+}
+
+type transferRef struct {
+	MTI  string `json:"mti"`
+	PC   string `json:"pc"`
+	STAN string `json:"stan"`
+	RRN  string `json:"rrn"`
+}
+
+type transfer struct {
+	ID       string      `json:"id"`
+	Op       int         `json:"op"`
+	Status   string      `json:"status"`
+	Debit    string      `json:"debit"`
+	Credit   string      `json:"credit"`
+	Amount   int64       `json:"amount"`
+	Currency string      `json:"ccy"`
+	Held     int64       `json:"held"`
+	Day      string      `json:"day"`
+	Partner  string      `json:"partner"`
+	Original string      `json:"original"`
+	Ref      transferRef `json:"ref"`
+}
+
+// opName names a ledger operation (store.Op values, which are stable).
+func opName(op int) string {
+	switch op {
+	case 1:
+		return "create_account"
+	case 2:
+		return "authorize"
+	case 3:
+		return "post"
+	case 4:
+		return "complete"
+	case 5:
+		return "reverse"
+	case 6:
+		return "expire"
+	}
+	return strconv.Itoa(op)
+}
+
+// money formats minor units in a currency; an unknown currency shows the
+// bare minor units rather than guessing an exponent.
+func money(minor int64, code string) string {
+	c, err := currency.ByCode(code)
+	if err != nil {
+		return strconv.FormatInt(minor, 10)
+	}
+	return currency.FormatMinor(minor, c, '.')
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// accountsCmd: switchctl accounts [ID].
+func accountsCmd(ctx context.Context, args []string, stdout io.Writer) error {
+	var o opsFlags
+	fs := flag.NewFlagSet("switchctl accounts", flag.ContinueOnError)
+	o.register(fs)
+	after := fs.String("after", "", "list accounts after this id (paging)")
+	limit := fs.Int("limit", 0, "accounts per page (API default 100, at most 1000)")
+	pos, err := parseCmd(fs, args, stdout)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 1 {
+		return usagef("accounts: at most one account id")
+	}
+	if len(pos) == 1 {
+		body, err := o.get(ctx, "/v1/accounts/"+url.PathEscape(pos[0]), nil)
+		if err != nil {
+			return err
+		}
+		if o.json {
+			return printJSON(stdout, body)
+		}
+		var a account
+		if err := json.Unmarshal(body, &a); err != nil {
+			return fmt.Errorf("decoding the account: %w", err)
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintf(tw, "id\t%s\nkind\t%s\ncurrency\t%s\npartner\t%s\ncard\t%s\n", a.ID, a.Kind, a.Currency, orDash(a.Partner), orDash(a.MaskedPAN))
+		fmt.Fprintf(tw, "posted\t%s\npending\t%s\navailable\t%s\n", money(a.Posted, a.Currency), money(a.Pending, a.Currency), money(a.Available, a.Currency))
+		floor := "unlimited"
+		if a.Floor != nil {
+			floor = money(*a.Floor, a.Currency)
+		}
+		fmt.Fprintf(tw, "floor\t%s\n", floor)
+		return tw.Flush()
+	}
+	q := url.Values{}
+	if *after != "" {
+		q.Set("after", *after)
+	}
+	if *limit != 0 {
+		q.Set("limit", strconv.Itoa(*limit))
+	}
+	body, err := o.get(ctx, "/v1/accounts", q)
+	if err != nil {
+		return err
+	}
+	if o.json {
+		return printJSON(stdout, body)
+	}
+	var page struct {
+		Accounts []account `json:"accounts"`
+	}
+	if err := json.Unmarshal(body, &page); err != nil {
+		return fmt.Errorf("decoding accounts: %w", err)
+	}
+	t := newTable("ID", "KIND", "CCY", "CARD", "POSTED", "PENDING", "AVAILABLE").alignRight("POSTED", "PENDING", "AVAILABLE")
+	for _, a := range page.Accounts {
+		t.add(a.ID, a.Kind, a.Currency, orDash(a.MaskedPAN),
+			money(a.Posted, a.Currency), money(a.Pending, a.Currency), money(a.Available, a.Currency))
+	}
+	if err := t.write(stdout); err != nil {
+		return err
+	}
+	if n := len(page.Accounts); n > 0 && n == pageSize(*limit) {
+		fmt.Fprintf(stdout, "(more: --after %s)\n", page.Accounts[n-1].ID)
+	}
+	return nil
+}
+
+// pageSize is the page length the API uses for a --limit value.
+func pageSize(limit int) int {
+	if limit == 0 {
+		return apiPageDefault
+	}
+	return limit
+}
+
+// transfersCmd: switchctl transfers [--account A] [--partner P] [--day D] [--status S].
+func transfersCmd(ctx context.Context, args []string, stdout io.Writer) error {
+	var o opsFlags
+	fs := flag.NewFlagSet("switchctl transfers", flag.ContinueOnError)
+	o.register(fs)
+	q := url.Values{}
+	filters := []struct{ name, usage string }{
+		{"account", "only transfers debiting or crediting this account"},
+		{"partner", "only this partner's transfers"},
+		{"day", "only this business day (YYYY-MM-DD)"},
+		{"status", "only this status: pending, posted, voided, expired, completed"},
+		{"after", "list transfers after this id (paging)"},
+		{"limit", "transfers per page (API default 100, at most 1000)"},
+	}
+	vals := make([]*string, len(filters))
+	for i, f := range filters {
+		vals[i] = fs.String(f.name, "", f.usage)
+	}
+	pos, err := parseCmd(fs, args, stdout)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usagef("transfers: unexpected argument %q (filters are flags: --account, --partner, --day, --status)", pos[0])
+	}
+	for i, f := range filters {
+		if *vals[i] != "" {
+			q.Set(f.name, *vals[i])
+		}
+	}
+	body, err := o.get(ctx, "/v1/transfers", q)
+	if err != nil {
+		return err
+	}
+	if o.json {
+		return printJSON(stdout, body)
+	}
+	var page struct {
+		Transfers []transfer `json:"transfers"`
+	}
+	if err := json.Unmarshal(body, &page); err != nil {
+		return fmt.Errorf("decoding transfers: %w", err)
+	}
+	t := newTable("ID", "DAY", "OP", "STATUS", "MTI", "STAN", "RRN", "DEBIT", "CREDIT", "AMOUNT", "HELD", "CCY", "ORIGINAL").
+		alignRight("AMOUNT", "HELD")
+	for _, tr := range page.Transfers {
+		held := "-"
+		if tr.Status == "pending" {
+			held = money(tr.Held, tr.Currency)
+		}
+		t.add(tr.ID, tr.Day, opName(tr.Op), tr.Status, orDash(tr.Ref.MTI), orDash(tr.Ref.STAN), orDash(tr.Ref.RRN),
+			tr.Debit, tr.Credit, money(tr.Amount, tr.Currency), held, tr.Currency, orDash(tr.Original))
+	}
+	if err := t.write(stdout); err != nil {
+		return err
+	}
+	if n := len(page.Transfers); n > 0 && n == pageSize(atoiOr0(*vals[len(vals)-1])) {
+		fmt.Fprintf(stdout, "(more: --after %s)\n", page.Transfers[n-1].ID)
+	}
+	return nil
+}
+
+func atoiOr0(s string) int {
+	n, _ := strconv.Atoi(s)
+	return n
+}
+
+// clusterCmd: switchctl cluster status.
+func clusterCmd(ctx context.Context, args []string, stdout io.Writer) error {
+	if len(args) == 0 || args[0] != "status" {
+		return usagef("cluster: want \"cluster status\"")
+	}
+	var o opsFlags
+	fs := flag.NewFlagSet("switchctl cluster status", flag.ContinueOnError)
+	o.register(fs)
+	pos, err := parseCmd(fs, args[1:], stdout)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usagef("cluster status: unexpected argument %q", pos[0])
+	}
+	body, err := o.get(ctx, "/v1/cluster/status", nil)
+	if err != nil {
+		return err
+	}
+	if o.json {
+		return printJSON(stdout, body)
+	}
+	// Print whatever the API reports, in a fixed order for the known keys
+	// and alphabetically for any the API adds later.
+	var st map[string]any
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber() // indexes are uint64: keep them exact
+	if err := dec.Decode(&st); err != nil {
+		return fmt.Errorf("decoding cluster status: %w", err)
+	}
+	order := []string{"node_id", "raft_addr", "state", "ready", "leader", "term",
+		"commit_index", "applied_index", "last_index", "fsm_index", "state_hash_index", "state_hash"}
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	done := map[string]bool{}
+	for _, k := range order {
+		if v, ok := st[k]; ok {
+			fmt.Fprintf(tw, "%s\t%v\n", k, v)
+			done[k] = true
+		}
+	}
+	var rest []string
+	for k := range st {
+		if !done[k] {
+			rest = append(rest, k)
+		}
+	}
+	slices.Sort(rest)
+	for _, k := range rest {
+		fmt.Fprintf(tw, "%s\t%v\n", k, st[k])
+	}
+	return tw.Flush()
+}
