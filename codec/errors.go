@@ -32,6 +32,9 @@ type FieldError struct {
 }
 
 func (e *FieldError) Error() string {
+	if e.Err == nil {
+		return "codec: field " + strconv.Itoa(e.Field)
+	}
 	if e.Offset < 0 {
 		return "codec: field " + strconv.Itoa(e.Field) + ": " + e.Err.Error()
 	}
