@@ -21,6 +21,14 @@ const (
 	// small flushes constantly, too large makes restarts replay a long WAL.
 	memTableBytesMin = 4 << 20
 	memTableBytesMax = 1 << 30
+	// accountCacheMaxLimit bounds Config.AccountCacheMax (~300 bytes an
+	// entry: 10M is ~3 GiB).
+	accountCacheMaxLimit = 10_000_000
+	// cacheMemTablesMin is how many memtables the cache must hold besides
+	// blocks: pebble reserves memtable memory out of the block cache (the
+	// mutable one plus those being flushed), and a cache no larger than
+	// that holds no blocks at all (measured: every read went to disk).
+	cacheMemTablesMin = 4
 )
 
 // Config configures a Store.
@@ -36,18 +44,25 @@ type Config struct {
 	// the next OpExpire, so a backlog never turns one log entry into an
 	// unbounded amount of work on every replica.
 	ExpireBatchMax int
-	// CacheBytes is pebble's block cache.
+	// CacheBytes is pebble's block cache. Pebble reserves memtable memory
+	// out of it, so it must exceed cacheMemTablesMin × MemTableBytes.
 	CacheBytes int64
 	// MemTableBytes is pebble's memtable size.
 	MemTableBytes uint64
+	// AccountCacheMax is how many committed accounts (and card-hash →
+	// account mappings) ApplyBatch keeps decoded in memory across batches,
+	// so a hot account costs no pebble read. 0 disables the cache. It
+	// never changes results: it holds exactly what pebble holds.
+	AccountCacheMax int
 }
 
 // DefaultConfig returns a Config with every field but Dir set.
 func DefaultConfig() Config {
 	return Config{
-		ExpireBatchMax: 10_000,
-		CacheBytes:     128 << 20,
-		MemTableBytes:  64 << 20,
+		ExpireBatchMax:  10_000,
+		CacheBytes:      512 << 20,
+		MemTableBytes:   64 << 20,
+		AccountCacheMax: 200_000,
 	}
 }
 
@@ -65,6 +80,11 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: CacheBytes %d not in [%d, %d]", ErrInvalidConfig, c.CacheBytes, cacheBytesMin, cacheBytesMax)
 	case c.MemTableBytes < memTableBytesMin || c.MemTableBytes > memTableBytesMax:
 		return fmt.Errorf("%w: MemTableBytes %d not in [%d, %d]", ErrInvalidConfig, c.MemTableBytes, memTableBytesMin, memTableBytesMax)
+	case c.AccountCacheMax < 0 || c.AccountCacheMax > accountCacheMaxLimit:
+		return fmt.Errorf("%w: AccountCacheMax %d not in [0, %d]", ErrInvalidConfig, c.AccountCacheMax, accountCacheMaxLimit)
+	case c.CacheBytes < cacheMemTablesMin*int64(c.MemTableBytes)+cacheBytesMin:
+		return fmt.Errorf("%w: CacheBytes %d leaves no room for blocks beside %d memtables of %d bytes",
+			ErrInvalidConfig, c.CacheBytes, cacheMemTablesMin, c.MemTableBytes)
 	}
 	return nil
 }

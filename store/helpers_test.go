@@ -21,7 +21,7 @@ const hour = int64(time.Hour)
 func testConfig(t testing.TB) Config {
 	cfg := DefaultConfig()
 	cfg.Dir = t.TempDir() + "/db"
-	cfg.CacheBytes = cacheBytesMin
+	cfg.CacheBytes = 32 << 20
 	cfg.MemTableBytes = memTableBytesMin
 	return cfg
 }

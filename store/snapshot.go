@@ -208,6 +208,7 @@ func (s *Store) Restore(rc io.ReadCloser) error {
 		s.log.Error("restore: close old pebble", "err", err)
 	}
 	s.db = nil
+	s.cache.reset() // it describes the old state
 	if err := recoverSwap(s.cfg.Dir, s.log); err != nil {
 		s.closed = true
 		return fmt.Errorf("store: restore: swap: %w", err)

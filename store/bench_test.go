@@ -1,0 +1,203 @@
+package store
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+const (
+	benchCards     = 4000
+	benchMerchants = 50
+	benchBatchCmds = 256
+)
+
+// benchStore is a store with benchCards funded card accounts and
+// benchMerchants merchants.
+func benchStore(b *testing.B) *Store {
+	cfg := DefaultConfig()
+	cfg.Dir = b.TempDir() + "/db"
+	s := openCfg(b, cfg)
+	fund := acct("fund", KindFunding, "USD")
+	fund.Unlimited = true
+	cmds := []Command{createCmd(fund)}
+	for i := 0; i < benchMerchants; i++ {
+		cmds = append(cmds, createCmd(acct(fmt.Sprintf("m%04d", i), KindBiller, "USD")))
+	}
+	for i := 0; i < benchCards; i++ {
+		a := acct(fmt.Sprintf("c%06d", i), KindCardholder, "USD")
+		a.CardHash = fmt.Sprintf("%064x", i)
+		cmds = append(cmds, createCmd(a), postCmd("fund-"+a.ID, "fund", a.ID, 1<<40))
+	}
+	for len(cmds) > 0 {
+		n := min(len(cmds), 1000)
+		mustOK(b, s, cmds[:n]...)
+		cmds = cmds[n:]
+	}
+	return s
+}
+
+// benchEntries makes n raft entries of benchBatchCmds card commands, half
+// OpPost and half OpAuthorize, each with a fresh idempotency key.
+func benchEntries(b *testing.B, first uint64, n int, rng *rand.Rand) []*raft.Log {
+	logs := make([]*raft.Log, n)
+	seq := int(first) * benchBatchCmds
+	for i := range logs {
+		cmds := make([]Command, benchBatchCmds)
+		for j := range cmds {
+			seq++
+			card := fmt.Sprintf("%064x", rng.IntN(benchCards))
+			merch := fmt.Sprintf("m%04d", rng.IntN(benchMerchants))
+			key := fmt.Sprintf("acq:12345678:%06d:0302101500:%012d:0200", seq%1_000_000, seq)
+			if j%2 == 0 {
+				cmds[j] = postCardCmd(key, card, merch, 1+int64(rng.IntN(10_000)), "ref-"+key)
+			} else {
+				cmds[j] = authCmd(key, card, merch, 1+int64(rng.IntN(10_000)), "ref-"+key)
+			}
+			cmds[j].Fingerprint = fmt.Sprintf("%064x", seq)
+			cmds[j].Time = t0 + int64(seq)*1000
+			cmds[j].HoldExpiry = cmds[j].Time + 7*24*hour
+			cmds[j].Ref = Ref{MTI: "0200", ProcCode: "000000", STAN: "123456", RRN: "123456789012",
+				Acquirer: "12345678", Terminal: "TERM0001", Merchant: "MERCHANT0000001", TransmissionTime: "0302101500"}
+		}
+		logs[i] = logEntry(b, first+uint64(i), cmds...)
+	}
+	return logs
+}
+
+// BenchmarkApplyBatch measures the FSM end to end per ApplyBatch call:
+// decoding, rules, idempotency, indexes and the NoSync pebble commit.
+// ns/cmd is the number that matters (target well under 20 µs).
+func BenchmarkApplyBatch(b *testing.B) {
+	for _, logsPerCall := range []int{1, 4} {
+		b.Run(fmt.Sprintf("logs=%d", logsPerCall), func(b *testing.B) {
+			s := benchStore(b)
+			rng := rand.New(rand.NewPCG(1, 2))
+			logs := benchEntries(b, s.AppliedIndex()+1, b.N*logsPerCall, rng)
+			b.ReportAllocs()
+			cpu0 := processCPU()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				out := s.ApplyBatch(logs[i*logsPerCall : (i+1)*logsPerCall])
+				if rs, ok := out[0].([]Result); !ok || rs[0].Status != StatusOK {
+					b.Fatalf("apply: %v", out[0])
+				}
+			}
+			b.StopTimer()
+			cpu := processCPU() - cpu0
+			cmds := float64(b.N * logsPerCall * benchBatchCmds)
+			// CPU time of the whole process (apply plus pebble's flushes
+			// and compactions) per command: steadier than wall time on a
+			// shared machine, and what the FSM really costs the node.
+			b.ReportMetric(float64(cpu.Nanoseconds())/cmds, "cpu-ns/cmd")
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/cmds, "ns/cmd")
+			b.ReportMetric(cmds/b.Elapsed().Seconds(), "cmds/s")
+		})
+	}
+}
+
+// processCPU is the user+system CPU time this process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func benchTransfer() Transfer {
+	return Transfer{ID: "T00000000012345", Op: OpAuthorize, Status: TransferPending, Debit: "c000123", Credit: "m0001",
+		Amount: 12345, Currency: "USD", Held: 12345, Expiry: t0 + hour, Time: t0, BusinessDay: "2026-03-02", Partner: "p1",
+		Ref: Ref{MTI: "0100", ProcCode: "000000", STAN: "123456", RRN: "123456789012", Acquirer: "12345678",
+			Terminal: "TERM0001", Merchant: "MERCHANT0000001", TransmissionTime: "0302101500"}}
+}
+
+func benchAccount() Account {
+	return Account{ID: "c000123", Kind: KindCardholder, Currency: "USD", CardHash: fmt.Sprintf("%064x", 7),
+		MaskedPAN: "411111******1111", DebitsPending: 1234, DebitsPosted: 99999, CreditsPosted: 1 << 40}
+}
+
+// BenchmarkRecordEncoding compares the binary record encoding with JSON
+// (the decision recorded in DESIGN.md).
+func BenchmarkRecordEncoding(b *testing.B) {
+	tr, a := benchTransfer(), benchAccount()
+	trBin, aBin := appendTransferRecord(nil, &tr), appendAccountRecord(nil, &a)
+	trJSON, _ := json.Marshal(tr)
+	aJSON, _ := json.Marshal(a)
+	b.Run("transfer/binary/encode", func(b *testing.B) {
+		b.ReportAllocs()
+		var buf []byte
+		for b.Loop() {
+			buf = appendTransferRecord(buf[:0], &tr)
+		}
+		b.ReportMetric(float64(len(trBin)), "bytes")
+	})
+	b.Run("transfer/json/encode", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			_, _ = json.Marshal(&tr)
+		}
+		b.ReportMetric(float64(len(trJSON)), "bytes")
+	})
+	b.Run("transfer/binary/decode", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := decodeTransferRecord(trBin); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("transfer/json/decode", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			var t Transfer
+			if err := json.Unmarshal(trJSON, &t); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("account/binary/decode", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := decodeAccountRecord(aBin); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("account/json/decode", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			var a Account
+			if err := json.Unmarshal(aJSON, &a); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	cmds := benchEntries(b, 1, 1, rand.New(rand.NewPCG(1, 2)))[0].Data
+	decoded, _ := DecodeBatch(cmds)
+	cmdsJSON, _ := json.Marshal(decoded)
+	b.Run("batch256/binary/decode", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := DecodeBatch(cmds); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(len(cmds)), "bytes")
+	})
+	b.Run("batch256/json/decode", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			var out []Command
+			if err := json.Unmarshal(cmdsJSON, &out); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(len(cmdsJSON)), "bytes")
+	})
+}
