@@ -5,7 +5,9 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -127,8 +130,8 @@ func New(cfg Config, fsm FSM, logger *slog.Logger, reg prometheus.Registerer) (*
 	rc.MaxAppendEntries = 256
 	rc.Logger = hclog.New(&hclog.LoggerOptions{
 		Name:       "raft",
-		Level:      hclog.Warn,
-		Output:     os.Stderr,
+		Level:      hclog.Info,
+		Output:     raftLogWriter{logger.With("component", "raft")},
 		JSONFormat: true,
 	})
 
@@ -453,6 +456,32 @@ func (n *Node) Status() Status {
 		LastIndex:    n.raft.LastIndex(),
 		FSMIndex:     n.fsm.AppliedIndex(),
 	}
+}
+
+// raftLogWriter carries hashicorp/raft's JSON log lines into our logger, so
+// a node writes one log stream (and tests with a discarding logger are quiet).
+type raftLogWriter struct{ log *slog.Logger }
+
+func (w raftLogWriter) Write(p []byte) (int, error) {
+	var line struct {
+		Level   string `json:"@level"`
+		Message string `json:"@message"`
+	}
+	if err := json.Unmarshal(p, &line); err != nil {
+		w.log.Warn(strings.TrimSpace(string(p)))
+		return len(p), nil
+	}
+	lvl := slog.LevelInfo
+	switch line.Level {
+	case "warn":
+		lvl = slog.LevelWarn
+	case "error":
+		lvl = slog.LevelError
+	case "debug", "trace":
+		lvl = slog.LevelDebug
+	}
+	w.log.Log(context.Background(), lvl, line.Message, "raw", json.RawMessage(bytes.TrimSpace(p)))
+	return len(p), nil
 }
 
 // Close stops taking proposals, answers what is queued, shuts raft down and

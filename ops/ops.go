@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 	"sync"
 	"time"
@@ -47,6 +48,9 @@ var ErrConfig = errors.New("ops: invalid config")
 // Config is the ops listener's configuration.
 type Config struct {
 	Listen string `yaml:"listen"`
+	// Pprof serves /debug/pprof/ for profiling. Off by default: profiles
+	// show code paths and timings, so only enable it on a trusted listener.
+	Pprof bool `yaml:"pprof"`
 }
 
 // DefaultConfig listens on loopback only: ops is not for the internet.
@@ -112,6 +116,12 @@ func New(cfg Config, ledger Ledger, admin Admin, node Node, gatherer prometheus.
 	mux.HandleFunc("POST /v1/accounts", s.createAccount)
 	mux.HandleFunc("GET /v1/transfers", s.transfers)
 	mux.HandleFunc("GET /v1/cluster/status", s.status)
+	if cfg.Pprof {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	}
 	s.srv = &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: readHeaderTimeout,

@@ -94,10 +94,16 @@ func NewPipeline(cfg Config, ledger Ledger, reader Reader, logger *slog.Logger, 
 	return p, nil
 }
 
-// CardHash is the keyed lookup hash of a PAN, as stored on accounts.
+// CardHash is the keyed lookup hash of a PAN, as stored on accounts: the
+// same value as pan.Hash(card key), from a pooled HMAC because it is on
+// every request's path.
 func (p *Pipeline) CardHash(pan codec.PAN) string {
-	key, _ := hex.DecodeString(string(p.cfg.CardKey))
-	return pan.Hash(key)
+	h := p.macs.Get().(hash.Hash)
+	defer p.macs.Put(h)
+	h.Reset()
+	h.Write([]byte(pan.Digits()))
+	var sum [sha256.Size]byte
+	return hex.EncodeToString(h.Sum(sum[:0]))
 }
 
 // Process answers req into resp and returns the error behind a decline (nil
@@ -127,7 +133,15 @@ func (p *Pipeline) respond(req, resp *codec.Message, err error, res store.Result
 // genericResponseMTI answers an MTI we do not know with its response class
 // (third digit + 1), so that even a 0300 gets a 0310 with 30.
 func genericResponseMTI(mti string) string {
-	if len(mti) != 4 || mti[2] < '0' || mti[2] > '8' || (mti[2]-'0')%2 != 0 {
+	if len(mti) != 4 {
+		return ""
+	}
+	for i := 0; i < 4; i++ {
+		if mti[i] < '0' || mti[i] > '9' {
+			return ""
+		}
+	}
+	if mti[2] > '8' || (mti[2]-'0')%2 != 0 {
 		return ""
 	}
 	return mti[:2] + string(mti[2]+1) + "0"

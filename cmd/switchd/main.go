@@ -59,7 +59,7 @@ func main() {
 }
 
 // run starts the components in dependency order, waits for ctx, and stops
-// them in reverse: lanes (answer what is in flight) → ops → housekeeping →
+// them in reverse: ops → lanes (answer what is in flight) → housekeeping →
 // raft → pebble.
 func run(ctx context.Context, cfg config.File, log *slog.Logger) error {
 	log.Info("starting switchd", "data_dir", cfg.DataDir, "node_id", cfg.Cluster.NodeID,
@@ -98,19 +98,6 @@ func run(ctx context.Context, cfg config.File, log *slog.Logger) error {
 	hk := switching.NewHousekeeper(cfg.Switch, node, log.With("component", "housekeeping"), nil)
 	defer hk.Close()
 
-	srv, err := ops.New(cfg.Ops, st, pipe, node, reg, log.With("component", "ops"))
-	if err != nil {
-		return err
-	}
-	if err := srv.Start(); err != nil {
-		return err
-	}
-	defer func() {
-		sctx, c := context.WithTimeout(context.Background(), shutdownTimeout)
-		defer c()
-		srv.Close(sctx)
-	}()
-
 	metrics := switching.NewMetrics(reg)
 	var lanes []*switching.Lane
 	defer func() {
@@ -128,6 +115,20 @@ func run(ctx context.Context, cfg config.File, log *slog.Logger) error {
 		}
 		lanes = append(lanes, l)
 	}
+
+	// Ops starts last so that /readyz answering means the lanes listen too.
+	srv, err := ops.New(cfg.Ops, st, pipe, node, reg, log.With("component", "ops"))
+	if err != nil {
+		return err
+	}
+	if err := srv.Start(); err != nil {
+		return err
+	}
+	defer func() {
+		sctx, c := context.WithTimeout(context.Background(), shutdownTimeout)
+		defer c()
+		srv.Close(sctx)
+	}()
 
 	fmt.Fprintf(os.Stderr, "\nswitchd %s is up (data in %s)\n", cfg.Cluster.NodeID, cfg.DataDir)
 	for _, l := range lanes {
