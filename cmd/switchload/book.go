@@ -82,15 +82,15 @@ type book struct {
 	mixTotal int
 	runID    string // 5 characters that make this run's RRNs unique
 
-	mu        sync.Mutex // protects everything below, and the cards' expectations
-	rng       *rand.Rand
-	cards     []*card
-	holds     []*hold     // open holds nobody is working on
-	purchases []*purchase // reversible purchases nobody is working on
-	answered  []*request  // state-changing requests with a definite answer
-	seq       uint64      // requests built so far: drives STAN and RRN
-	stanBase  uint64
-	fallbacks int64 // a kind was drawn that had nothing to work on
+	mu         sync.Mutex // protects everything below, and the cards' expectations
+	rng        *rand.Rand
+	cards      []*card
+	holds      []*hold     // open holds nobody is working on
+	purchases  []*purchase // reversible purchases nobody is working on
+	answered   []*request  // state-changing requests with a definite answer
+	seq        uint64      // requests built so far: drives STAN and RRN
+	stanBase   uint64
+	nFallbacks int64 // a kind was drawn that had nothing to work on
 }
 
 func newBook(cfg Config, ccy currency.Currency, cards []*card, runID string, seed int64) *book {
@@ -140,13 +140,13 @@ func (b *book) next(now, intended time.Time) *request {
 	switch {
 	case k == kindCompletion && len(b.holds) == 0:
 		k = kindAuth // builds the holds that completions need
-		b.fallbacks++
+		b.nFallbacks++
 	case k == kindReversal && len(b.holds) == 0 && len(b.purchases) == 0:
 		k = kindPurchase
-		b.fallbacks++
+		b.nFallbacks++
 	case k == kindRepeat && len(b.answered) == 0:
 		k = kindPurchase
-		b.fallbacks++
+		b.nFallbacks++
 	}
 	var r *request
 	switch k {
@@ -457,9 +457,10 @@ func (b *book) checkBalances(f54 string) string {
 	return ""
 }
 
-// counts returns how many requests were built and how many draws fell back.
-func (b *book) counts() (built uint64, fallbacks int64) {
+// fallbacks returns how many draws found nothing to work on and became
+// another kind.
+func (b *book) fallbacks() int64 {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.seq, b.fallbacks
+	return b.nFallbacks
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/url"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -53,14 +52,32 @@ const (
 	kindCount
 )
 
-// kindNames are the names used by --mix and in the summary, by kind.
-var kindNames = [kindCount]string{"purchase", "auth", "completion", "reversal", "repeat", "balance"}
-
+// String is the kind's name in --mix and in the summary.
 func (k kind) String() string {
-	if k < kindCount {
-		return kindNames[k]
+	switch k {
+	case kindPurchase:
+		return "purchase"
+	case kindAuth:
+		return "auth"
+	case kindCompletion:
+		return "completion"
+	case kindReversal:
+		return "reversal"
+	case kindRepeat:
+		return "repeat"
+	case kindBalance:
+		return "balance"
 	}
 	return "unknown"
+}
+
+// kindList is every kind's name, for messages.
+func kindList() string {
+	names := make([]string, 0, kindCount)
+	for k := range kindCount {
+		names = append(names, k.String())
+	}
+	return strings.Join(names, ", ")
 }
 
 // mix holds the relative weight of each kind; the weights need not add up
@@ -84,16 +101,16 @@ func parseMix(s string) (mix, error) {
 			return m, fmt.Errorf("%w: mix entry %q: want kind=weight", ErrUsage, part)
 		}
 		k := kindCount
-		for i, n := range kindNames {
-			if strings.TrimSpace(name) == n {
-				k = kind(i)
+		for i := range kindCount {
+			if strings.TrimSpace(name) == i.String() {
+				k = i
 			}
 		}
 		if k == kindCount {
-			return m, fmt.Errorf("%w: mix entry %q: unknown kind (want one of %s)", ErrUsage, part, strings.Join(kindNames[:], ", "))
+			return m, fmt.Errorf("%w: mix entry %q: unknown kind (want one of %s)", ErrUsage, part, kindList())
 		}
 		if seen[k] {
-			return m, fmt.Errorf("%w: mix names %q twice", ErrUsage, kindNames[k])
+			return m, fmt.Errorf("%w: mix names %q twice", ErrUsage, k)
 		}
 		seen[k] = true
 		n, err := strconv.Atoi(strings.TrimSpace(w))
@@ -114,7 +131,7 @@ func (m mix) String() string {
 	var parts []string
 	for k, w := range m {
 		if w > 0 {
-			parts = append(parts, kindNames[k]+"="+strconv.Itoa(w))
+			parts = append(parts, kind(k).String()+"="+strconv.Itoa(w))
 		}
 	}
 	return strings.Join(parts, ",")
@@ -265,7 +282,7 @@ func parseFlags(name string, args []string) (Config, error) {
 	fs.IntVar(&c.Inflight, "inflight", c.Inflight, "requests outstanding per connection (pipelined)")
 	fs.DurationVar(&c.Duration, "duration", c.Duration, "how long to offer load")
 	fs.IntVar(&c.Rate, "rate", c.Rate, "offered requests/s, open loop (0: closed loop)")
-	mixText := fs.String("mix", defaultMix, "request mix, `kind=weight,…` ("+strings.Join(kindNames[:], ", ")+")")
+	mixText := fs.String("mix", defaultMix, "request mix, `kind=weight,…` ("+kindList()+")")
 	fs.IntVar(&c.Cards, "cards", c.Cards, "load-test card accounts to create and use")
 	fs.StringVar(&c.BIN, "bin", c.BIN, "6-digit test BIN of the generated card numbers")
 	fs.StringVar(&c.Opening, "opening", c.Opening, "opening balance of each card account (decimal)")
@@ -330,14 +347,4 @@ func (c Config) view() configView {
 		Dialect: c.Dialect, Header: string(c.Header), Acquirer: c.Acquirer, Currency: c.Currency,
 		Verify: c.Verify, Seed: c.Seed, Timeout: c.Timeout.String(),
 	}
-}
-
-// sortedKeys returns a map's keys in order, for stable output.
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

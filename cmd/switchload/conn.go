@@ -272,8 +272,17 @@ func (c *conn) write(nc net.Conn, broken <-chan struct{}, tickets <-chan time.Ti
 			c.drop(r)
 			return nil
 		}
+		if err := c.writeDeadline(nc); err != nil {
+			return err
+		}
 		_, err = bw.Write(frame)
 		return err
+	}
+	flush := func() error {
+		if err := c.writeDeadline(nc); err != nil {
+			return err
+		}
+		return bw.Flush()
 	}
 	for {
 		if r := c.popResend(time.Now()); r != nil {
@@ -285,7 +294,7 @@ func (c *conn) write(nc net.Conn, broken <-chan struct{}, tickets <-chan time.Ti
 		}
 		if closed(stopNew) {
 			// Draining: only resends from here on.
-			if err := bw.Flush(); err != nil {
+			if err := flush(); err != nil {
 				return err
 			}
 			select {
@@ -300,7 +309,7 @@ func (c *conn) write(nc net.Conn, broken <-chan struct{}, tickets <-chan time.Ti
 		select {
 		case c.slots <- struct{}{}:
 		default:
-			if err := bw.Flush(); err != nil {
+			if err := flush(); err != nil {
 				return err
 			}
 			select {
@@ -323,7 +332,7 @@ func (c *conn) write(nc net.Conn, broken <-chan struct{}, tickets <-chan time.Ti
 			select {
 			case intended = <-tickets:
 			default:
-				if err := bw.Flush(); err != nil {
+				if err := flush(); err != nil {
 					<-c.slots
 					return err
 				}
@@ -352,6 +361,13 @@ func (c *conn) write(nc net.Conn, broken <-chan struct{}, tickets <-chan time.Ti
 			return err
 		}
 	}
+}
+
+// writeDeadline bounds the next write: a switch that stops reading must
+// not block the writer for ever (done could not stop it). Past --timeout
+// the connection counts as broken and is redialled.
+func (c *conn) writeDeadline(nc net.Conn) error {
+	return nc.SetWriteDeadline(time.Now().Add(c.e.cfg.Timeout))
 }
 
 // drop gives up on a request that cannot be written.

@@ -29,6 +29,11 @@ const (
 	verifyRereadPause = 500 * time.Millisecond
 	// runIDChars is the length of the run id at the front of every RRN.
 	runIDChars = 5
+	// drainPoll is how often the drain checks for the last answers.
+	drainPoll = 10 * time.Millisecond
+	// postRunTimeout bounds verification and the metrics read, which run
+	// even after an interrupt so that a partial run still gets its summary.
+	postRunTimeout = 2 * time.Minute
 )
 
 // engine is one load run: setup, traffic, drain, verification.
@@ -129,15 +134,19 @@ func run(ctx context.Context, cfg Config, stderr io.Writer) (*Summary, error) {
 	sum.RunID = runID
 	sum.Config = cfg.view()
 	sum.Setup = setup
+	// Every outcome is settled now: verify even after an interrupt (a
+	// second signal kills the process).
+	post, cancel := context.WithTimeout(context.WithoutCancel(ctx), postRunTimeout)
+	defer cancel()
 	if cfg.Verify {
-		v, err := e.verify(ctx, cards, before)
+		v, err := e.verify(post, cards, before)
 		if err != nil {
 			return nil, fmt.Errorf("reading balances after the run: %w", err)
 		}
 		sum.Verification = v
 	}
 	// The switch's memory after the run, when its metrics expose it.
-	if rss, ok, err := e.ops.rss(ctx); err != nil {
+	if rss, ok, err := e.ops.rss(post); err != nil {
 		e.logf("reading switch metrics: %v", err)
 	} else if ok {
 		sum.SwitchRSSBytes = &rss
@@ -202,6 +211,13 @@ func (e *engine) load(ctx context.Context) (*Summary, error) {
 	prog := &progress{start: start, last: start}
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
+	report := func(now time.Time) {
+		if !e.quiet {
+			e.logMu.Lock()
+			prog.line(e.stderr, e.stats, now, outstanding())
+			e.logMu.Unlock()
+		}
+	}
 	timer := time.NewTimer(cfg.Duration)
 	defer timer.Stop()
 	interrupted := false
@@ -209,11 +225,7 @@ loop:
 	for {
 		select {
 		case now := <-tick.C:
-			if !e.quiet {
-				e.logMu.Lock()
-				prog.line(e.stderr, e.stats, now, outstanding())
-				e.logMu.Unlock()
-			}
+			report(now)
 		case <-timer.C:
 			break loop
 		case <-ctx.Done():
@@ -224,18 +236,14 @@ loop:
 	loadEnd := time.Now()
 	close(stopNew)
 
-	// Drain: every request gets its final answer, a repeat or is given up.
-	drainMax := time.Duration(sendsMax)*cfg.Timeout + drainSlack
-	drainEnd := time.Now().Add(drainMax)
+	// Drain: every request gets its final answer, or is repeated until it
+	// runs out of sends; whatever is left then is given up as unknown.
+	drainEnd := time.Now().Add(time.Duration(sendsMax)*cfg.Timeout + drainSlack)
 	for outstanding() > 0 && time.Now().Before(drainEnd) {
 		select {
 		case now := <-tick.C:
-			if !e.quiet {
-				e.logMu.Lock()
-				prog.line(e.stderr, e.stats, now, outstanding())
-				e.logMu.Unlock()
-			}
-		case <-time.After(10 * time.Millisecond):
+			report(now)
+		case <-time.After(drainPoll):
 		}
 	}
 	close(done)
@@ -243,14 +251,17 @@ loop:
 	for _, c := range conns {
 		c.abandon()
 	}
-	finished := time.Now()
+	sum := e.summarize(start, loadEnd, time.Now(), scheduled)
+	sum.Interrupted = interrupted
+	return sum, nil
+}
 
+// summarize turns the counters into the traffic part of the summary.
+func (e *engine) summarize(start, loadEnd, finished time.Time, scheduled int64) *Summary {
 	s := e.stats
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	built, fallbacks := e.book.counts()
 	sum := &Summary{
-		Interrupted:    interrupted,
 		LoadSeconds:    loadEnd.Sub(start).Seconds(),
 		ElapsedSeconds: finished.Sub(start).Seconds(),
 		Sent:           s.sent,
@@ -268,7 +279,7 @@ loop:
 		BadAnswers:     s.badAnswers,
 		ConnLost:       s.connLost,
 		PackErrors:     s.packErrors,
-		Fallbacks:      fallbacks,
+		Fallbacks:      e.book.fallbacks(),
 		Repeats: RepeatReport{
 			Checked: s.repeatChecked, Mismatches: s.repeatMismatch, Examples: s.repeatExamples,
 		},
@@ -279,15 +290,15 @@ loop:
 			sum.ByKind[kind(k).String()] = n
 		}
 	}
-	if cfg.Rate > 0 {
-		offered := int64(float64(cfg.Rate) * cfg.Duration.Seconds())
+	if e.cfg.Rate > 0 {
+		offered := int64(float64(e.cfg.Rate) * loadEnd.Sub(start).Seconds())
 		sum.Scheduled = scheduled
 		// Requests the schedule wanted sent in the window that never went
 		// out because every slot was busy: the switch fell behind the
 		// offered rate by this much.
-		sum.BacklogUnsent = max(0, offered-int64(built))
+		sum.BacklogUnsent = max(0, offered-s.sent)
 	}
-	return sum, nil
+	return sum
 }
 
 // schedule hands out intended send times at rate per second from start

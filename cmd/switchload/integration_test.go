@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -167,10 +168,20 @@ func TestLoadAgainstSwitchd(t *testing.T) {
 	if sum.Scheduled < 900 || sum.Scheduled > 1000 {
 		t.Errorf("open loop at 500/s for 2s scheduled %d requests", sum.Scheduled)
 	}
+	if sum.BacklogUnsent > 50 || sum.Sent < 950 {
+		t.Errorf("open loop at 500/s for 2s sent %d, %d never sent", sum.Sent, sum.BacklogUnsent)
+	}
 }
 
 func checkRun(t *testing.T, sum *Summary, cards int) {
 	t.Helper()
+	defer func() {
+		if t.Failed() {
+			var b strings.Builder
+			sum.writeJSON(&b)
+			t.Logf("summary:\n%s", b.String())
+		}
+	}()
 	if !sum.OK {
 		t.Errorf("run not OK: repeats %+v, balances %+v, verification %+v", sum.Repeats, sum.Balances, sum.Verification)
 	}

@@ -8,6 +8,9 @@
 //	switchload --rate 5000 --duration 1m        # open loop at 5000 requests/s
 //	switchload --mix purchase=90,repeat=10 --json run.json
 //
+// Ctrl-C ends the load early; the run still drains, verifies and prints
+// its summary. A second Ctrl-C stops at once.
+//
 // Exit status: 0 when the run found nothing wrong, 1 on a verification
 // failure, a repeat mismatch or an error, 2 on a usage error.
 package main
@@ -37,8 +40,12 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 2
 	}
+	// The first signal ends the load phase; the run still drains, verifies
+	// and prints its summary. Once it arrived, signals get their default
+	// action again, so a second one stops the process at once.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	context.AfterFunc(ctx, stop)
 	sum, err := run(ctx, cfg, stderr)
 	if err != nil {
 		fmt.Fprintln(stderr, "switchload:", err)

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"sort"
 	"strings"
 	"time"
 )
@@ -152,7 +153,11 @@ func (s *Summary) writeText(w io.Writer) {
 	p("  requests     sent %d, answered %d, approved %d, resent %d", s.Sent, s.Answered, s.Approved, s.Resent)
 	p("  throughput   %.0f answers/s, %.0f approvals/s", s.TPS, s.ApprovedTPS)
 	if c.Rate > 0 {
-		p("  schedule     %d handed out, %d never sent (switch behind the offered rate)", s.Scheduled, s.BacklogUnsent)
+		behind := ""
+		if s.BacklogUnsent > 0 {
+			behind = " (the switch fell behind the offered rate)"
+		}
+		p("  schedule     %d handed out, %d never sent%s", s.Scheduled, s.BacklogUnsent, behind)
 	}
 	l := s.Latency
 	p("  latency ms   p50 %.2f  p90 %.2f  p99 %.2f  p99.9 %.2f  max %.2f  mean %.2f", l.P50, l.P90, l.P99, l.P999, l.Max, l.Mean)
@@ -190,4 +195,14 @@ func (s *Summary) writeText(w io.Writer) {
 		verdict = "FAILED"
 	}
 	p("  result       %s", verdict)
+}
+
+// sortedKeys returns a map's keys in order, for stable output.
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
