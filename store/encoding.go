@@ -85,7 +85,9 @@ func (d *dec) uvar() uint64 {
 		return 0
 	}
 	v, n := binary.Uvarint(d.b[d.off:])
-	if n <= 0 {
+	if n <= 0 || (n > 1 && d.b[d.off+n-1] == 0) {
+		// A zero last byte is a padded, non-minimal varint: rejecting it
+		// keeps exactly one encoding per value.
 		d.fail("uvarint")
 		return 0
 	}
@@ -98,7 +100,7 @@ func (d *dec) svar() int64 {
 		return 0
 	}
 	v, n := binary.Varint(d.b[d.off:])
-	if n <= 0 {
+	if n <= 0 || (n > 1 && d.b[d.off+n-1] == 0) {
 		d.fail("varint")
 		return 0
 	}

@@ -220,3 +220,13 @@ func checkInvariants(t testing.TB, s *Store) {
 		t.Errorf("debits pending %d != credits pending %d", dPend, cPend)
 	}
 }
+
+// raftLog builds a raft.Log for fuzzers that need no encoding step.
+type raftLog struct {
+	Index uint64
+	Data  []byte
+}
+
+func (l raftLog) log() *raft.Log {
+	return &raft.Log{Index: l.Index, Term: 1, Type: raft.LogCommand, Data: l.Data}
+}

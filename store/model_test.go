@@ -509,7 +509,7 @@ func applyGrouped(t testing.TB, s *Store, rng *rand.Rand, logs []*raft.Log, maxG
 
 func TestModelRandomized(t *testing.T) {
 	ops := 30_000
-	if testing.Short() {
+	if testing.Short() || raceEnabled {
 		ops = 4_000
 	}
 	for _, seed := range []uint64{1, 2, 3} {
@@ -542,15 +542,16 @@ func modelRun(t *testing.T, seed uint64, ops int) {
 	}
 
 	rng := rand.New(rand.NewPCG(seed, 7))
-	open := func() *Store {
+	open := func(accountCacheMax int) *Store {
 		cfg := testConfig(t)
 		cfg.ExpireBatchMax = expireMax
+		cfg.AccountCacheMax = accountCacheMax
 		return openCfg(t, cfg)
 	}
 	logs := split(t, rng, cmds, 64, 1)
 
 	// A: random ApplyBatch groups, invariants checked as it goes.
-	a := open()
+	a := open(DefaultConfig().AccountCacheMax)
 	calls := 0
 	gotA := applyGrouped(t, a, rng, logs, 16, func() {
 		if calls++; calls%25 == 0 {
@@ -561,8 +562,9 @@ func modelRun(t *testing.T, seed uint64, ops int) {
 	checkInvariants(t, a)
 	compareState(t, a, m)
 
-	// B: the same entries, one per ApplyBatch: the same hash.
-	b := open()
+	// B: the same entries, one per ApplyBatch, with an account cache so
+	// small it evicts all the time: the same hash.
+	b := open(3)
 	compareResults(t, "one by one", applyGrouped(t, b, rng, logs, 1, nil), want)
 	ia, ha, _ := a.StateHash()
 	ib, hb, _ := b.StateHash()
@@ -570,8 +572,8 @@ func modelRun(t *testing.T, seed uint64, ops int) {
 		t.Errorf("state hash differs between ApplyBatch splits: %d %x vs %d %x", ia, ha, ib, hb)
 	}
 
-	// C: the same commands cut into other entries.
-	c := open()
+	// C: the same commands cut into other entries, no account cache.
+	c := open(0)
 	compareResults(t, "other entries", applyGrouped(t, c, rng, split(t, rng, cmds, 500, 1), 4, nil), want)
 	if hashExceptApplied(t, a) != hashExceptApplied(t, c) {
 		t.Error("state differs between entry splits")

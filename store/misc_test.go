@@ -1,0 +1,268 @@
+package store
+
+import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// TestNoPANAtRest runs a card flow the way the switch will (the PAN reaches
+// the store only as a keyed hash and a masked form) and then searches every
+// key and value in pebble, and every file in the directory, for the PAN's
+// digits and for its middle digits.
+func TestNoPANAtRest(t *testing.T) {
+	const pan = "4761739001010119"
+	mac := hmac.New(sha256.New, []byte("test-card-key"))
+	mac.Write([]byte(pan))
+	hash := hex.EncodeToString(mac.Sum(nil))
+	masked := pan[:6] + "******" + pan[12:]
+
+	s := openTest(t)
+	card := acct("cardholder-1", KindCardholder, "USD")
+	card.CardHash, card.MaskedPAN = hash, masked
+	fund := acct("fund", KindFunding, "USD")
+	fund.Unlimited = true
+	mustOK(t, s, createCmd(card), createCmd(fund), createCmd(acct("merch", KindBiller, "USD")))
+	mustOK(t, s, postCmd("fund", "fund", "cardholder-1", 100_000))
+	fp := func(parts ...string) string { // keyed fingerprint, as the caller computes it
+		m := hmac.New(sha256.New, []byte("test-fp-key"))
+		m.Write([]byte(strings.Join(parts, "|")))
+		return hex.EncodeToString(m.Sum(nil))
+	}
+	a := authCmd("auth-1", hash, "merch", 5000, "ref-1")
+	a.Fingerprint = fp(pan, "5000")
+	a.Ref = Ref{MTI: "0100", STAN: "000123", RRN: "000000000123", Terminal: "T1", Merchant: "M1"}
+	c := completeCmd("comp-1", "ref-1", 4000, true, "ref-2")
+	c.Card = hash
+	p := postCardCmd("post-1", hash, "merch", 700, "ref-3")
+	r := refundCmd("refund-1", "merch", hash, 300)
+	v := reverseCmd("rev-1", "ref-3", 700)
+	mustOK(t, s, a, c, p, r, v)
+	if snap := snapshotBytes(t, s); bytes.Contains(snap, []byte(pan)) {
+		t.Fatal("PAN in the snapshot stream")
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	needles := [][]byte{[]byte(pan), []byte(pan[6:12] + pan[12:])}
+	db, err := pebble.Open(s.cfg.Dir, &pebble.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	pairs := 0
+	err = scanAll(t.Context(), db, func(k, v []byte) error {
+		pairs++
+		for _, n := range needles {
+			if bytes.Contains(k, n) || bytes.Contains(v, n) {
+				t.Errorf("PAN digits in key %q", k)
+			}
+		}
+		return nil
+	})
+	if err != nil || pairs < 20 {
+		t.Fatalf("scanned %d pairs: %v", pairs, err)
+	}
+	// Masked PAN is there (display), the hash is there (lookup).
+	if a, err := s2Account(t, db, "cardholder-1"); err != nil || a.MaskedPAN != masked {
+		t.Errorf("masked pan lost: %+v %v", a, err)
+	}
+}
+
+func s2Account(t *testing.T, db *pebble.DB, id string) (Account, error) {
+	return getRecord(db, key1(pfxAccount, id), decodeAccountRecord)
+}
+
+func TestBatchEncodingRoundTrip(t *testing.T) {
+	full := Command{Op: OpAuthorize, Key: "k", Fingerprint: "f", Time: -5, BusinessDay: "2026-03-02", Partner: "p",
+		Card: "h", CreditCard: true, Debit: "d", Credit: "c", Amount: 1 << 60, Currency: "USD", HoldExpiry: 9,
+		Original: "o", Final: true, OriginalRef: "r", RetainAfter: -1,
+		Ref:     Ref{MTI: "0100", ProcCode: "00", STAN: "1", RRN: "2", Acquirer: "3", Terminal: "4", Merchant: "5", TransmissionTime: "6"},
+		Account: &Account{ID: "a", Kind: KindBiller, Currency: "EUR", Partner: "p", CardHash: "h", MaskedPAN: "m", Floor: -7, Unlimited: true, DebitsPending: 1, DebitsPosted: 2, CreditsPending: 3, CreditsPosted: 4}}
+	cmds := []Command{full, {Op: OpExpire, Time: 1}, {}}
+	data, err := EncodeBatch(cmds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := DecodeBatch(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, cmds) {
+		t.Errorf("round trip:\n got %+v\nwant %+v", got, cmds)
+	}
+	// Every truncation fails cleanly.
+	for i := 0; i < len(data); i++ {
+		if _, err := DecodeBatch(data[:i]); !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("truncated at %d: %v", i, err)
+		}
+	}
+	if _, err := EncodeBatch(nil); !errors.Is(err, ErrInvalidCommand) {
+		t.Errorf("empty batch: %v", err)
+	}
+	if _, err := EncodeBatch([]Command{{Key: strings.Repeat("x", stringBytesMax+1)}}); !errors.Is(err, ErrInvalidCommand) {
+		t.Errorf("long key: %v", err)
+	}
+	if _, err := DecodeBatch(append([]byte{batchVersion + 1}, data[1:]...)); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("unknown version: %v", err)
+	}
+}
+
+func TestRecordEncodingRoundTrip(t *testing.T) {
+	tr := benchTransfer()
+	tr.Status, tr.Original, tr.Captured, tr.Reversed = TransferCompleted, "T1", 5, 6
+	gotT, err := decodeTransferRecord(appendTransferRecord(nil, &tr))
+	if err != nil || gotT != tr {
+		t.Errorf("transfer: %+v %v", gotT, err)
+	}
+	a := benchAccount()
+	a.Floor, a.Unlimited = -100, true
+	gotA, err := decodeAccountRecord(appendAccountRecord(nil, &a))
+	if err != nil || gotA != a {
+		t.Errorf("account: %+v %v", gotA, err)
+	}
+	rec := idemRecord{Fingerprint: "fp", Time: 77, Result: Result{Status: StatusExceedsOriginal, TransferID: "T1",
+		AuthCode: "ABC123", Posted: -5, Available: 9, Currency: "USD", Expired: 3, Pruned: 4}}
+	gotR, err := decodeIdemRecord(appendIdemRecord(nil, &rec))
+	if err != nil || gotR != rec {
+		t.Errorf("idempotency record: %+v %v", gotR, err)
+	}
+	if _, err := decodeTransferRecord(appendTransferRecord(nil, &tr)[:10]); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("truncated transfer: %v", err)
+	}
+}
+
+// FuzzDecodeBatch: DecodeBatch never panics, and whatever it accepts
+// encodes back to the same bytes (one encoding per batch).
+func FuzzDecodeBatch(f *testing.F) {
+	seed, _ := EncodeBatch([]Command{authCmd("k", "h1", "merch", 5, "r"), createCmd(acct("a", KindBiller, "USD")),
+		expireCmd(1, 2)})
+	f.Add(seed)
+	f.Add([]byte{batchVersion, 1})
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cmds, err := DecodeBatch(data)
+		if err != nil {
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("error not ErrCorrupt: %v", err)
+			}
+			return
+		}
+		again, err := EncodeBatch(cmds)
+		if err != nil {
+			t.Fatalf("re-encode: %v", err)
+		}
+		if !bytes.Equal(again, data) {
+			t.Fatalf("decode/encode not the identity:\n%x\n%x", data, again)
+		}
+	})
+}
+
+// FuzzApply: any decodable batch applies without panicking and keeps the
+// ledger balanced.
+func FuzzApply(f *testing.F) {
+	seed, _ := EncodeBatch([]Command{authCmd("k", "h1", "merch", 5, "r"), completeCmd("c", "r", 5, false, ""),
+		reverseCmd("v", "r", 5), expireCmd(t0+hour, t0+hour)})
+	f.Add(seed)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if _, err := DecodeBatch(data); err != nil {
+			return
+		}
+		s := fixture(t)
+		out := s.Apply(raftLog{Index: s.AppliedIndex() + 1, Data: data}.log())
+		if _, ok := out.([]Result); !ok {
+			t.Fatalf("apply: %v", out)
+		}
+		checkInvariants(t, s)
+	})
+}
+
+func TestConfigValidate(t *testing.T) {
+	ok := DefaultConfig()
+	ok.Dir = "/x"
+	if err := ok.Validate(); err != nil {
+		t.Fatalf("default config: %v", err)
+	}
+	cases := map[string]func(*Config){
+		"no dir":             func(c *Config) { c.Dir = "" },
+		"expire max zero":    func(c *Config) { c.ExpireBatchMax = 0 },
+		"expire max huge":    func(c *Config) { c.ExpireBatchMax = expireBatchMaxLimit + 1 },
+		"cache tiny":         func(c *Config) { c.CacheBytes = 1 << 20 },
+		"cache huge":         func(c *Config) { c.CacheBytes = cacheBytesMax + 1 },
+		"memtable tiny":      func(c *Config) { c.MemTableBytes = 1 << 10 },
+		"memtable huge":      func(c *Config) { c.MemTableBytes = memTableBytesMax + 1 },
+		"cache < memtables":  func(c *Config) { c.MemTableBytes = 256 << 20; c.CacheBytes = 512 << 20 },
+		"account cache neg":  func(c *Config) { c.AccountCacheMax = -1 },
+		"account cache huge": func(c *Config) { c.AccountCacheMax = accountCacheMaxLimit + 1 },
+	}
+	for name, mutate := range cases {
+		c := ok
+		mutate(&c)
+		if err := c.Validate(); !errors.Is(err, ErrInvalidConfig) {
+			t.Errorf("%s: %v", name, err)
+		}
+		if _, err := Open(c); err == nil {
+			t.Errorf("%s: Open accepted it", name)
+		}
+	}
+}
+
+func TestTransfersQueries(t *testing.T) {
+	s := fixture(t) // T…001: fund → card1, day 2026-03-02, partner p1
+	day := func(c Command, d, p string) Command { c.BusinessDay, c.Partner = d, p; return c }
+	mustOK(t, s,
+		day(postCardCmd("q1", "h1", "merch", 1, ""), "2026-03-02", "p2"), // T2
+		day(authCmd("q2", "h1", "merch", 2, ""), "2026-03-03", "p1"),     // T3 pending
+		day(postCmd("q3", "fund", "card2", 3), "2026-03-02", "p1"),       // T4
+		day(postCardCmd("q4", "h2", "merch", 1, ""), "2026-03-02", "p2"), // T5
+	)
+	ids := func(ts []Transfer) string {
+		var out []string
+		for _, t := range ts {
+			out = append(out, strings.TrimLeft(t.ID[1:], "0"))
+		}
+		return strings.Join(out, ",")
+	}
+	cases := []struct {
+		f    TransferFilter
+		want string
+	}{
+		{TransferFilter{}, "1,2,3,4,5"},
+		{TransferFilter{Limit: 2}, "1,2"},
+		{TransferFilter{Limit: 2, After: "T00000000000002"}, "3,4"},
+		{TransferFilter{Account: "card1"}, "1,2,3"},
+		{TransferFilter{Account: "merch"}, "2,3,5"},
+		{TransferFilter{Account: "merch", After: "T00000000000003"}, "5"},
+		{TransferFilter{Account: "card1", Status: TransferPending}, "3"},
+		{TransferFilter{Account: "card1", BusinessDay: "2026-03-02"}, "1,2"},
+		{TransferFilter{BusinessDay: "2026-03-02"}, "1,2,4,5"},
+		{TransferFilter{BusinessDay: "2026-03-02", Partner: "p2"}, "2,5"},
+		{TransferFilter{BusinessDay: "2026-03-02", Partner: "p2", After: "T00000000000002"}, "5"},
+		{TransferFilter{Partner: "p1"}, "1,3,4"},
+		{TransferFilter{Status: TransferPosted, Limit: 3}, "1,2,4"},
+		{TransferFilter{Account: "nobody"}, ""},
+		{TransferFilter{BusinessDay: "2026-03-02", Partner: "p"}, ""}, // a prefix of p1/p2 is not p1
+		{TransferFilter{Account: "card"}, ""},                          // nor of card1/card2
+	}
+	for _, tc := range cases {
+		got, err := s.Transfers(tc.f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ids(got) != tc.want {
+			t.Errorf("%+v: got %s, want %s", tc.f, ids(got), tc.want)
+		}
+	}
+	accts, err := s.Accounts("card2", 2)
+	if err != nil || len(accts) != 2 || accts[0].ID != "eur1" || accts[1].ID != "fund" {
+		t.Errorf("accounts page: %+v %v", accts, err)
+	}
+}

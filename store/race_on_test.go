@@ -1,0 +1,6 @@
+//go:build race
+
+package store
+
+// raceEnabled shortens the heaviest randomized tests under -race.
+const raceEnabled = true
