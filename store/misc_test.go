@@ -250,7 +250,7 @@ func TestTransfersQueries(t *testing.T) {
 		{TransferFilter{Status: TransferPosted, Limit: 3}, "1,2,4"},
 		{TransferFilter{Account: "nobody"}, ""},
 		{TransferFilter{BusinessDay: "2026-03-02", Partner: "p"}, ""}, // a prefix of p1/p2 is not p1
-		{TransferFilter{Account: "card"}, ""},                          // nor of card1/card2
+		{TransferFilter{Account: "card"}, ""},                         // nor of card1/card2
 	}
 	for _, tc := range cases {
 		got, err := s.Transfers(tc.f)
