@@ -93,7 +93,11 @@ type book struct {
 	nFallbacks int64 // a kind was drawn that had nothing to work on
 }
 
-func newBook(cfg Config, ccy currency.Currency, cards []*card, runID string, seed int64) *book {
+// newBook prepares the requests of one run. runID goes into every RRN;
+// stanBase is where the run's STANs start: random per run, never from the
+// seed, since two runs with one seed must still not share STANs (see
+// engine.load for why that matters).
+func newBook(cfg Config, ccy currency.Currency, cards []*card, runID string, stanBase uint64, seed int64) *book {
 	unit := int64(1)
 	for range ccy.Exponent {
 		unit *= 10
@@ -108,9 +112,7 @@ func newBook(cfg Config, ccy currency.Currency, cards []*card, runID string, see
 		runID:    runID,
 		rng:      rng,
 		cards:    cards,
-		// A STAN base from the run id spreads runs over the STAN space, so
-		// two runs in the same second are unlikely to share STANs either.
-		stanBase: uint64(rng.IntN(stanModulus)),
+		stanBase: stanBase % stanModulus,
 	}
 }
 

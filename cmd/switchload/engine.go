@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"net"
@@ -74,15 +75,17 @@ func (e *engine) unknown(r *request) {
 }
 
 // newRunID returns runIDChars random upper-case letters and digits, so
-// that RRNs differ between runs even when STAN and field 7 repeat.
-func newRunID() string {
+// that RRNs differ between runs even when STAN and field 7 repeat, and a
+// random STAN base.
+func newRunID() (string, uint64) {
 	const alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-	var b [runIDChars]byte
+	var b [runIDChars + 8]byte
 	rand.Read(b[:])
-	for i := range b {
-		b[i] = alphabet[int(b[i])%len(alphabet)]
+	id := make([]byte, runIDChars)
+	for i := range id {
+		id[i] = alphabet[int(b[i])%len(alphabet)]
 	}
-	return string(b[:])
+	return string(id), binary.BigEndian.Uint64(b[runIDChars:])
 }
 
 // run performs one load run and returns its summary. An error means the
@@ -124,8 +127,8 @@ func run(ctx context.Context, cfg Config, stderr io.Writer) (*Summary, error) {
 			return nil, fmt.Errorf("reading balances before the run: %w", err)
 		}
 	}
-	runID := newRunID()
-	e.book = newBook(cfg, ccy, cards, runID, cfg.Seed)
+	runID, stanBase := newRunID()
+	e.book = newBook(cfg, ccy, cards, runID, stanBase, cfg.Seed)
 
 	sum, err := e.load(ctx)
 	if err != nil {
@@ -173,6 +176,18 @@ func (e *engine) load(ctx context.Context) (*Summary, error) {
 		conns[i] = newConn(i, e)
 	}
 
+	// Field 90 names an original by MTI, STAN, field 7 and acquirer — not
+	// RRN — so two requests of one acquirer with the same STAN in the same
+	// second make a later completion or reversal ambiguous (the switch
+	// resolves it to the first). Starting on a fresh second guarantees that
+	// a run never shares a field 7 second with the run before it; the
+	// random STAN base makes it unlikely for runs side by side.
+	if err := sleepToNextSecond(ctx); err != nil {
+		for _, c := range ncs {
+			c.Close()
+		}
+		return nil, err
+	}
 	start := time.Now()
 	end := start.Add(cfg.Duration)
 	stopNew := make(chan struct{}) // closed at the end of the load phase
@@ -254,6 +269,17 @@ loop:
 	sum := e.summarize(start, loadEnd, time.Now(), scheduled)
 	sum.Interrupted = interrupted
 	return sum, nil
+}
+
+func sleepToNextSecond(ctx context.Context) error {
+	t := time.NewTimer(time.Until(time.Now().Truncate(time.Second).Add(time.Second)))
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // summarize turns the counters into the traffic part of the summary.

@@ -130,7 +130,7 @@ func waitReady(t *testing.T, url string) {
 // A short closed-loop run against a real switch: approvals happen, every
 // repeat gets its original answer, and every card's balances moved by
 // exactly what the approvals imply. A second, open-loop run reuses the
-// cards (setup is idempotent) and verifies again.
+// cards (setup is idempotent) and verifies again; a third runs cards dry.
 func TestLoadAgainstSwitchd(t *testing.T) {
 	sw := startSwitchd(t)
 	cfg := DefaultConfig()
@@ -170,6 +170,19 @@ func TestLoadAgainstSwitchd(t *testing.T) {
 	}
 	if sum.BacklogUnsent > 50 || sum.Sent < 950 {
 		t.Errorf("open loop at 500/s for 2s sent %d, %d never sent", sum.Sent, sum.BacklogUnsent)
+	}
+
+	// Cards that run out of money: declines (51) must leave balances
+	// alone, and their repeats must replay the decline.
+	cfg.Rate, cfg.Duration = 0, time.Second
+	cfg.BIN, cfg.Opening, cfg.Cards = "999997", "50.00", 5
+	sum, err = run(ctx, cfg, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkRun(t, sum, cfg.Cards)
+	if sum.ByRC["51"] == 0 {
+		t.Errorf("no insufficient-funds declines with 50.00 per card: %v", sum.ByRC)
 	}
 }
 

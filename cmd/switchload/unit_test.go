@@ -288,7 +288,7 @@ func TestBookBuildsValidRequests(t *testing.T) {
 	usd, _ := currency.ByCode("USD")
 	cfg := DefaultConfig()
 	cards := []*card{{id: "load-1", pan: testPAN("999999", 1)}, {id: "load-2", pan: testPAN("999999", 2)}}
-	b := newBook(cfg, usd, cards, "TEST1", 42)
+	b := newBook(cfg, usd, cards, "TEST1", 999_990, 42)
 	c, err := codec.Load("iso87ascii")
 	if err != nil {
 		t.Fatal(err)
@@ -366,7 +366,7 @@ func TestRepeatMismatchDetected(t *testing.T) {
 	usd, _ := currency.ByCode("USD")
 	cfg := DefaultConfig()
 	cfg.Mix = mix{kindPurchase: 1}
-	b := newBook(cfg, usd, []*card{{id: "x", pan: testPAN("999999", 1)}}, "TEST2", 1)
+	b := newBook(cfg, usd, []*card{{id: "x", pan: testPAN("999999", 1)}}, "TEST2", 0, 1)
 	now := time.Now()
 	orig := b.next(now, now)
 	b.settle(orig, "00", "AUTH01", "")
