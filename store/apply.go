@@ -185,11 +185,11 @@ func must(err error) {
 }
 
 // get returns a copy of key's value as of this txn.
-func (t *txn) get(key []byte) ([]byte, bool) {
-	if e, ok := t.kv[string(key)]; ok {
+func (t *txn) get(key string) ([]byte, bool) {
+	if e, ok := t.kv[key]; ok {
 		return e.val, !e.del
 	}
-	v, closer, err := t.db.Get(key)
+	v, closer, err := t.db.Get([]byte(key))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return nil, false
 	}
@@ -199,12 +199,12 @@ func (t *txn) get(key []byte) ([]byte, bool) {
 	return out, true
 }
 
-func (t *txn) set(key, val []byte) { t.kv[string(key)] = kvEntry{val: val} }
-func (t *txn) del(key []byte)      { t.kv[string(key)] = kvEntry{del: true} }
+func (t *txn) set(key string, val []byte) { t.kv[key] = kvEntry{val: val} }
+func (t *txn) del(key string)             { t.kv[key] = kvEntry{del: true} }
 
 // scanKeys returns up to limit keys in [lo, hi) as of this txn, in order:
 // committed keys merged with the txn's own writes and deletions.
-func (t *txn) scanKeys(lo, hi []byte, limit int) [][]byte {
+func (t *txn) scanKeys(lo, hi []byte, limit int) []string {
 	var mine []string
 	for k := range t.kv {
 		if k >= string(lo) && (hi == nil || k < string(hi)) {
@@ -215,7 +215,7 @@ func (t *txn) scanKeys(lo, hi []byte, limit int) [][]byte {
 	it, err := t.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
 	must(err)
 	defer it.Close()
-	var out [][]byte
+	var out []string
 	ok := it.First()
 	for len(out) < limit && (ok || len(mine) > 0) {
 		var k string
@@ -223,7 +223,7 @@ func (t *txn) scanKeys(lo, hi []byte, limit int) [][]byte {
 		case !ok:
 			k, mine = mine[0], mine[1:]
 		case len(mine) == 0 || string(it.Key()) < mine[0]:
-			out = append(out, bytes.Clone(it.Key()))
+			out = append(out, string(it.Key()))
 			ok = it.Next()
 			continue
 		default:
@@ -233,7 +233,7 @@ func (t *txn) scanKeys(lo, hi []byte, limit int) [][]byte {
 			k, mine = mine[0], mine[1:]
 		}
 		if !t.kv[k].del {
-			out = append(out, []byte(k))
+			out = append(out, k)
 		}
 	}
 	must(it.Error())
@@ -247,7 +247,7 @@ func (t *txn) account(id string) *Account {
 	e := &acctEntry{}
 	if a, ok := t.cache.accts[id]; ok {
 		e.a = &a
-	} else if v, ok := t.get(key1(pfxAccount, id)); ok {
+	} else if v, ok := t.get(skey1(pfxAccount, id)); ok {
 		a, err := decodeAccountRecord(v)
 		must(err)
 		e.a = &a
@@ -273,7 +273,7 @@ func (t *txn) dirtyAccount(a *Account) { t.accts[a.ID].dirty = true }
 func (t *txn) cardAccount(hash string) *Account {
 	id, ok := t.cache.cards[hash]
 	if !ok {
-		v, found := t.get(key1(pfxCard, hash))
+		v, found := t.get(skey1(pfxCard, hash))
 		if !found {
 			return nil
 		}
@@ -291,7 +291,7 @@ func (t *txn) transfer(id string) *Transfer {
 		return e.t
 	}
 	e := &xferEntry{}
-	if v, ok := t.get(key1(pfxTransfer, id)); ok {
+	if v, ok := t.get(skey1(pfxTransfer, id)); ok {
 		tr, err := decodeTransferRecord(v)
 		must(err)
 		e.t = &tr
@@ -305,7 +305,7 @@ func (t *txn) dirtyTransfer(tr *Transfer) { t.xfers[tr.ID].dirty = true }
 // newTransfer assigns the next id to tr, stores it and writes its indexes.
 func (t *txn) newTransfer(tr *Transfer) {
 	if !t.seqLoaded {
-		if v, ok := t.get(keySequence); ok {
+		if v, ok := t.get(string(keySequence)); ok {
 			seq, err := strconv.ParseUint(string(v), 10, 64)
 			must(err)
 			t.seq = seq
@@ -317,14 +317,13 @@ func (t *txn) newTransfer(tr *Transfer) {
 	tr.ID = formatTransferID(t.seq)
 	t.xfers[tr.ID] = &xferEntry{t: tr, dirty: true}
 	empty := []byte{}
-	t.set(keyIndex(pfxByAccount, tr.Debit, tr.ID), empty)
-	t.set(keyIndex(pfxByAccount, tr.Credit, tr.ID), empty)
+	t.set(skeyIndex2(pfxByAccount, tr.Debit, tr.ID), empty)
+	t.set(skeyIndex2(pfxByAccount, tr.Credit, tr.ID), empty)
 	if tr.BusinessDay != "" {
-		t.set(keyIndex(pfxByDay, tr.BusinessDay, tr.ID), empty)
-		t.set(keyIndex(pfxByDayPartnr, tr.BusinessDay, tr.Partner, tr.ID), empty)
+		t.set(skeyIndex3(pfxByDayPartnr, tr.BusinessDay, tr.Partner, tr.ID), empty)
 	}
 	if tr.Status == TransferPending {
-		t.set(keyTimed(pfxExpiry, tr.Expiry, tr.ID), empty)
+		t.set(skeyTimed(pfxExpiry, tr.Expiry, tr.ID), empty)
 	}
 }
 
@@ -457,7 +456,7 @@ func (t *txn) apply(c *Command) Result {
 	if c.Key == "" || len(c.Key) > keyBytesMax {
 		return invalid()
 	}
-	ik := key1(pfxIdem, c.Key)
+	ik := skey1(pfxIdem, c.Key)
 	if v, ok := t.get(ik); ok {
 		rec, err := decodeIdemRecord(v)
 		must(err)
@@ -496,12 +495,12 @@ func (t *txn) apply(c *Command) Result {
 			if t.originalRef(c.OriginalRef) == "" {
 				// The first transfer to claim a reference keeps it: a later
 				// collision must not redirect reversals of the first.
-				t.set(key1(pfxOrigRef, c.OriginalRef), []byte(r.TransferID))
+				t.set(skey1(pfxOrigRef, c.OriginalRef), []byte(r.TransferID))
 			}
 		}
 	}
 	t.set(ik, appendIdemRecord(nil, &idemRecord{Fingerprint: c.Fingerprint, Time: c.Time, Result: r}))
-	t.set(keyTimed(pfxIdemTime, c.Time, c.Key), []byte{})
+	t.set(skeyTimed(pfxIdemTime, c.Time, c.Key), []byte{})
 	return r
 }
 
@@ -513,7 +512,7 @@ func authCodeFor(id string) string {
 }
 
 func (t *txn) originalRef(ref string) string {
-	v, _ := t.get(key1(pfxOrigRef, ref))
+	v, _ := t.get(skey1(pfxOrigRef, ref))
 	return string(v)
 }
 
@@ -539,13 +538,17 @@ func (t *txn) createAccount(c *Command) Result {
 		return Result{Status: StatusAccountExists}
 	}
 	if a.CardHash != "" {
-		if _, taken := t.get(key1(pfxCard, a.CardHash)); taken {
+		if _, taken := t.get(skey1(pfxCard, a.CardHash)); taken {
 			return Result{Status: StatusAccountExists}
 		}
-		t.set(key1(pfxCard, a.CardHash), []byte(a.ID))
+		t.set(skey1(pfxCard, a.CardHash), []byte(a.ID))
 	}
+	// The command's strings are cut from the whole log entry; copies keep
+	// the account cache from pinning entries in memory.
 	na := *a
-	t.accts[a.ID] = &acctEntry{a: &na, dirty: true}
+	na.ID, na.Kind, na.Currency = strings.Clone(a.ID), AccountKind(strings.Clone(string(a.Kind))), strings.Clone(a.Currency)
+	na.Partner, na.CardHash, na.MaskedPAN = strings.Clone(a.Partner), strings.Clone(a.CardHash), strings.Clone(a.MaskedPAN)
+	t.accts[na.ID] = &acctEntry{a: &na, dirty: true}
 	return Result{Status: StatusOK}
 }
 
@@ -684,7 +687,7 @@ func (t *txn) release(o *Transfer, dr, cr *Account, amt int64) {
 // closeHold takes a hold out of the pending state and its expiry index.
 func (t *txn) closeHold(o *Transfer, st TransferStatus) {
 	o.Status = st
-	t.del(keyTimed(pfxExpiry, o.Expiry, o.ID))
+	t.del(skeyTimed(pfxExpiry, o.Expiry, o.ID))
 	t.dirtyTransfer(o)
 }
 
@@ -808,7 +811,7 @@ func (t *txn) expire(c *Command) Result {
 		hi = timedBound(pfxExpiry, c.Time+1) // Expiry ≤ Time
 	}
 	for _, k := range t.scanKeys([]byte{pfxExpiry}, hi, t.cfg.ExpireBatchMax) {
-		o := t.transfer(string(k[9:]))
+		o := t.transfer(k[9:])
 		if o == nil || o.Status != TransferPending {
 			panic("store: apply: expiry index names a transfer that is not a pending hold")
 		}
@@ -818,7 +821,7 @@ func (t *txn) expire(c *Command) Result {
 		r.Expired++
 	}
 	for _, k := range t.scanKeys([]byte{pfxIdemTime}, timedBound(pfxIdemTime, c.RetainAfter), t.cfg.ExpireBatchMax) {
-		t.del(key1(pfxIdem, string(k[9:])))
+		t.del(skey1(pfxIdem, k[9:]))
 		t.del(k)
 		r.Pruned++
 	}

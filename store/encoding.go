@@ -48,10 +48,15 @@ func (e *enc) bool(v bool) {
 // dec reads what enc wrote. The first failure sticks in err and every
 // later read returns zero values, so callers check err once at the end.
 type dec struct {
-	b   []byte
+	b []byte
+	// s holds the same bytes as b. Strings are cut from it, so a whole
+	// record or batch costs one allocation instead of one per field.
+	s   string
 	off int
 	err error
 }
+
+func newDec(b []byte) dec { return dec{b: b, s: string(b)} }
 
 func (d *dec) fail(what string) {
 	if d.err == nil {
@@ -117,9 +122,9 @@ func (d *dec) str() string {
 		d.fail("string length")
 		return ""
 	}
-	s := string(d.b[d.off : d.off+int(n)])
+	v := d.s[d.off : d.off+int(n)]
 	d.off += int(n)
-	return s
+	return v
 }
 
 // done fails unless every byte was consumed: trailing bytes mean the
@@ -192,7 +197,7 @@ func appendAccountRecord(dst []byte, a *Account) []byte {
 }
 
 func decodeAccountRecord(b []byte) (Account, error) {
-	d := dec{b: b}
+	d := newDec(b)
 	var a Account
 	if v := d.byte(); v != recordVersion {
 		d.fail("account record version")
@@ -242,7 +247,7 @@ func appendTransferRecord(dst []byte, t *Transfer) []byte {
 }
 
 func decodeTransferRecord(b []byte) (Transfer, error) {
-	d := dec{b: b}
+	d := newDec(b)
 	var t Transfer
 	if v := d.byte(); v != recordVersion {
 		d.fail("transfer record version")
@@ -294,7 +299,7 @@ func appendIdemRecord(dst []byte, r *idemRecord) []byte {
 }
 
 func decodeIdemRecord(b []byte) (idemRecord, error) {
-	d := dec{b: b}
+	d := newDec(b)
 	var r idemRecord
 	if v := d.byte(); v != recordVersion {
 		d.fail("idempotency record version")
@@ -397,7 +402,7 @@ func checkStrings(c *Command) error {
 // error wrapping ErrCorrupt; it never panics and allocates at most in
 // proportion to len(data).
 func DecodeBatch(data []byte) ([]Command, error) {
-	d := dec{b: data}
+	d := newDec(data)
 	if v := d.byte(); d.err == nil && v != batchVersion {
 		return nil, fmt.Errorf("%w: batch version %d", ErrCorrupt, v)
 	}

@@ -17,7 +17,6 @@ const (
 	pfxIdem        = 'i' // i<idempotency key> → idempotency record
 	pfxIdemTime    = 'j' // j<time u64><idempotency key> → ""
 	pfxByAccount   = 'A' // A<account id>\x00<transfer id> → ""
-	pfxByDay       = 'D' // D<business day>\x00<transfer id> → ""
 	pfxByDayPartnr = 'P' // P<business day>\x00<partner>\x00<transfer id> → ""
 )
 
@@ -82,4 +81,25 @@ func prefixEnd(p []byte) []byte {
 		}
 	}
 	return nil // p is all 0xff: no upper bound
+}
+
+// String forms of the keys, for the apply path: its overlay is a map keyed
+// by string, and building the string directly saves a conversion (an
+// allocation) per key.
+
+func pfxString(pfx byte) string { return string([]byte{pfx}) } // one byte: no allocation
+
+func skey1(pfx byte, id string) string { return pfxString(pfx) + id }
+
+func skeyIndex2(pfx byte, a, b string) string { return pfxString(pfx) + a + "\x00" + b }
+
+func skeyIndex3(pfx byte, a, b, c string) string {
+	return pfxString(pfx) + a + "\x00" + b + "\x00" + c
+}
+
+func skeyTimed(pfx byte, t int64, id string) string {
+	var b [9]byte
+	b[0] = pfx
+	orderedTime(b[:1], t)
+	return string(b[:]) + id
 }

@@ -266,3 +266,28 @@ func TestTransfersQueries(t *testing.T) {
 		t.Errorf("accounts page: %+v %v", accts, err)
 	}
 }
+
+// TestTransfersDayManyPartners: past dayPartnersMax partners a day query
+// falls back to a scan and still answers in id order.
+func TestTransfersDayManyPartners(t *testing.T) {
+	s := fixture(t)
+	var cmds []Command
+	for i := 0; i < dayPartnersMax+5; i++ {
+		c := postCmd(keyN("many", i), "fund", "merch", 1)
+		c.BusinessDay, c.Partner = "2026-03-09", keyN("partner", (i*7919)%(dayPartnersMax+5))
+		cmds = append(cmds, c)
+	}
+	mustOK(t, s, cmds...)
+	got, err := s.Transfers(TransferFilter{BusinessDay: "2026-03-09", Limit: 3, After: "T00000000000010"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 3 || got[0].ID != "T00000000000011" || got[2].ID != "T00000000000013" {
+		t.Errorf("got %+v", got)
+	}
+	snap := s.db.NewSnapshot()
+	defer snap.Close()
+	if _, tooMany, err := dayPartnerPrefixes(snap, "2026-03-09"); err != nil || !tooMany {
+		t.Errorf("expected the scan fallback: %v %v", tooMany, err)
+	}
+}

@@ -4,6 +4,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -265,56 +266,178 @@ func (s *Store) Transfer(id string) (Transfer, error) {
 
 // Transfers returns up to f.Limit transfers matching f with ids greater
 // than f.After, in id order. It walks the by-account index when f.Account
-// is set, else the by-day(-and-partner) index when f.BusinessDay is set,
-// else every transfer; the remaining fields filter the records it reads.
+// is set, else the by-day-and-partner index when f.BusinessDay is set (for
+// a day without a partner it merges that day's per-partner lists), else
+// every transfer; the remaining fields filter the records it reads. All of
+// it comes from one pebble snapshot.
 func (s *Store) Transfers(f TransferFilter) ([]Transfer, error) {
 	limit := clampLimit(f.Limit)
 	var out []Transfer
 	err := s.read(func(db *pebble.DB) error {
 		snap := db.NewSnapshot()
 		defer snap.Close()
-		var prefix []byte // index prefix; the transfer id follows it
+		var prefixes [][]byte // index prefixes; the transfer id follows each
 		switch {
 		case f.Account != "":
-			prefix = append(keyIndex(pfxByAccount, f.Account), sep)
+			prefixes = [][]byte{append(keyIndex(pfxByAccount, f.Account), sep)}
 		case f.BusinessDay != "" && f.Partner != "":
-			prefix = append(keyIndex(pfxByDayPartnr, f.BusinessDay, f.Partner), sep)
+			prefixes = [][]byte{append(keyIndex(pfxByDayPartnr, f.BusinessDay, f.Partner), sep)}
 		case f.BusinessDay != "":
-			prefix = append(keyIndex(pfxByDay, f.BusinessDay), sep)
-		default:
-			prefix = []byte{pfxTransfer}
+			var err error
+			var tooMany bool
+			if prefixes, tooMany, err = dayPartnerPrefixes(snap, f.BusinessDay); err != nil {
+				return err
+			}
+			if len(prefixes) == 0 && !tooMany {
+				return nil // no transfers that day
+			}
 		}
-		lo := prefix
-		if f.After != "" {
-			lo = append(append(append([]byte(nil), prefix...), f.After...), 0)
+		if prefixes == nil {
+			return scanTransfers(snap, f, limit, &out)
 		}
-		it, err := snap.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(prefix)})
+		m, err := newIDMerge(snap, prefixes, f.After)
 		if err != nil {
 			return err
 		}
-		defer it.Close()
-		indexed := prefix[0] != pfxTransfer
-		for ok := it.First(); ok && len(out) < limit; ok = it.Next() {
-			var t Transfer
-			if indexed {
-				id := it.Key()[len(prefix):]
-				t, err = getRecord(snap, append([]byte{pfxTransfer}, id...), decodeTransferRecord)
-			} else {
-				t, err = decodeTransferRecord(it.Value())
+		defer m.close()
+		key := []byte{pfxTransfer}
+		for len(out) < limit {
+			id, ok := m.next()
+			if !ok {
+				break
+			}
+			t, err := getRecord(snap, append(key[:1], id...), decodeTransferRecord)
+			if errors.Is(err, ErrNotFound) {
+				return fmt.Errorf("%w: index entry without transfer", ErrCorrupt)
 			}
 			if err != nil {
-				if errors.Is(err, ErrNotFound) {
-					return fmt.Errorf("%w: index entry without transfer", ErrCorrupt)
-				}
 				return err
 			}
 			if f.matches(&t) {
 				out = append(out, t)
 			}
 		}
-		return it.Error()
+		return m.err()
 	})
 	return out, err
+}
+
+// scanTransfers reads the transfer table itself, for filters no index serves.
+func scanTransfers(snap *pebble.Snapshot, f TransferFilter, limit int, out *[]Transfer) error {
+	lo := []byte{pfxTransfer}
+	if f.After != "" {
+		lo = append(key1(pfxTransfer, f.After), 0)
+	}
+	it, err := snap.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: []byte{pfxTransfer + 1}})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for ok := it.First(); ok && len(*out) < limit; ok = it.Next() {
+		t, err := decodeTransferRecord(it.Value())
+		if err != nil {
+			return err
+		}
+		if f.matches(&t) {
+			*out = append(*out, t)
+		}
+	}
+	return it.Error()
+}
+
+// dayPartnersMax bounds how many partner lists one day query merges (one
+// iterator each); past it the query falls back to a table scan.
+const dayPartnersMax = 1024
+
+// dayPartnerPrefixes finds the partners that have transfers on day by
+// skipping from one partner's entries to the next, and returns the index
+// prefix of each, or tooMany when there are more than dayPartnersMax.
+func dayPartnerPrefixes(snap *pebble.Snapshot, day string) (prefixes [][]byte, tooMany bool, err error) {
+	dayPrefix := append(keyIndex(pfxByDayPartnr, day), sep)
+	it, err := snap.NewIter(&pebble.IterOptions{LowerBound: dayPrefix, UpperBound: prefixEnd(dayPrefix)})
+	if err != nil {
+		return nil, false, err
+	}
+	defer it.Close()
+	for ok := it.First(); ok; {
+		rest := it.Key()[len(dayPrefix):]
+		i := bytes.IndexByte(rest, sep)
+		if i < 0 {
+			return nil, false, fmt.Errorf("%w: day index key without partner", ErrCorrupt)
+		}
+		p := append(append([]byte(nil), it.Key()[:len(dayPrefix)+i]...), sep)
+		if len(prefixes) == dayPartnersMax {
+			return nil, true, nil
+		}
+		prefixes = append(prefixes, p)
+		// The next partner's entries start after every key with prefix p.
+		ok = it.SeekGE(prefixEnd(p))
+	}
+	return prefixes, false, it.Error()
+}
+
+// idMerge yields the transfer ids under several index prefixes in id order
+// (each prefix's entries are already in id order: ids are fixed width).
+type idMerge struct {
+	its      []*pebble.Iterator
+	prefixes [][]byte
+	valid    []bool
+	first    error
+}
+
+func newIDMerge(snap *pebble.Snapshot, prefixes [][]byte, after string) (*idMerge, error) {
+	m := &idMerge{prefixes: prefixes}
+	for _, p := range prefixes {
+		lo := p
+		if after != "" {
+			lo = append(append(append([]byte(nil), p...), after...), 0)
+		}
+		it, err := snap.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(p)})
+		if err != nil {
+			m.close()
+			return nil, err
+		}
+		m.its = append(m.its, it)
+		m.valid = append(m.valid, it.First())
+	}
+	return m, nil
+}
+
+// next returns the smallest id not yet returned. Linear in the number of
+// prefixes, which dayPartnersMax bounds.
+func (m *idMerge) next() ([]byte, bool) {
+	best := -1
+	var bestID []byte
+	for i, it := range m.its {
+		if !m.valid[i] {
+			continue
+		}
+		id := it.Key()[len(m.prefixes[i]):]
+		if best < 0 || bytes.Compare(id, bestID) < 0 {
+			best, bestID = i, id
+		}
+	}
+	if best < 0 {
+		return nil, false
+	}
+	bestID = bytes.Clone(bestID)
+	m.valid[best] = m.its[best].Next()
+	return bestID, true
+}
+
+func (m *idMerge) err() error {
+	for _, it := range m.its {
+		if err := it.Error(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (m *idMerge) close() {
+	for _, it := range m.its {
+		_ = it.Close()
+	}
 }
 
 func (f *TransferFilter) matches(t *Transfer) bool {
