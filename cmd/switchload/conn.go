@@ -16,15 +16,16 @@ const (
 	// connBufferBytes: a few dozen messages per syscall when pipelining.
 	connBufferBytes = 32 << 10
 	dialTimeout     = 5 * time.Second
-	// redialBackoffMax caps the wait between reconnect attempts.
+	// redialBackoffMin and redialBackoffMax bound the wait between
+	// reconnect attempts (doubling from min to max).
 	redialBackoffMin = 100 * time.Millisecond
 	redialBackoffMax = 2 * time.Second
 	// scanInterval is how often a connection looks for timed-out requests
 	// and resends that are due: the resolution of --timeout.
 	scanInterval = 50 * time.Millisecond
-	// rc96Backoff is the pause before repeating a request answered 96 per
-	// earlier send: the switch said it could not decide now (overload,
-	// leader change), and an instant repeat would add to the load.
+	// rc96Backoff is the pause before repeating a request answered 96,
+	// times the sends so far: the switch said it could not decide now
+	// (overload, leader change), and an instant repeat would add to the load.
 	rc96Backoff = 200 * time.Millisecond
 )
 

@@ -271,6 +271,14 @@ loop:
 	return sum, nil
 }
 
+// ticketsIn is how many tickets schedule hands out in window at rate:
+// those with i/rate < window. Whole seconds and the rest are counted
+// apart so that 24 h at a million per second cannot overflow.
+func ticketsIn(window time.Duration, rate int) int64 {
+	secs, rest := int64(window/time.Second), int64(window%time.Second)
+	return secs*int64(rate) + (rest*int64(rate)+int64(time.Second)-1)/int64(time.Second)
+}
+
 func sleepToNextSecond(ctx context.Context) error {
 	t := time.NewTimer(time.Until(time.Now().Truncate(time.Second).Add(time.Second)))
 	defer t.Stop()
@@ -317,7 +325,10 @@ func (e *engine) summarize(start, loadEnd, finished time.Time, scheduled int64) 
 		}
 	}
 	if e.cfg.Rate > 0 {
-		offered := int64(float64(e.cfg.Rate) * loadEnd.Sub(start).Seconds())
+		// Tickets fall at start + i/rate for every i with a time inside
+		// the window: the duration, or less when interrupted.
+		window := min(loadEnd.Sub(start), e.cfg.Duration)
+		offered := ticketsIn(window, e.cfg.Rate)
 		sum.Scheduled = scheduled
 		// Requests the schedule wanted sent in the window that never went
 		// out because every slot was busy: the switch fell behind the

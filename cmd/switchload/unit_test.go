@@ -8,6 +8,7 @@ import (
 
 	"github.com/switchd/switchd/codec"
 	"github.com/switchd/switchd/currency"
+	"github.com/switchd/switchd/specs"
 )
 
 func TestParseMix(t *testing.T) {
@@ -281,17 +282,21 @@ process_virtual_memory_bytes 1.2e+09
 	}
 }
 
-// Everything the book builds is a request the switch accepts: the codec's
-// own typed view parses it, field 90 names an approved original, and
+// Everything the book builds is a request the switch accepts: it packs in
+// every dialect, the codec's own typed view parses it, field 90 names an approved original, and
 // amounts stay inside what is held or outstanding.
 func TestBookBuildsValidRequests(t *testing.T) {
 	usd, _ := currency.ByCode("USD")
 	cfg := DefaultConfig()
 	cards := []*card{{id: "load-1", pan: testPAN("999999", 1)}, {id: "load-2", pan: testPAN("999999", 2)}}
 	b := newBook(cfg, usd, cards, "TEST1", 999_990, 42)
-	c, err := codec.Load("iso87ascii")
-	if err != nil {
-		t.Fatal(err)
+	var codecs []*codec.Codec
+	for _, d := range specs.Names() {
+		c, err := codec.Load(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		codecs = append(codecs, c)
 	}
 	now := time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
 	keys := map[string]bool{}
@@ -303,8 +308,10 @@ func TestBookBuildsValidRequests(t *testing.T) {
 		if _, err := codec.ParseRequest(&r.msg); err != nil {
 			t.Fatalf("request %d (%s %s) does not parse: %v", i, r.kind, r.msg.MTI, err)
 		}
-		if _, err := c.Pack(nil, &r.msg); err != nil {
-			t.Fatalf("request %d (%s) does not pack: %v", i, r.kind, err)
+		for _, c := range codecs {
+			if _, err := c.Pack(nil, &r.msg); err != nil {
+				t.Fatalf("request %d (%s) does not pack in %s: %v", i, r.kind, c.Dialect(), err)
+			}
 		}
 		if r.kind == kindRepeat {
 			if r.key != r.orig.key || r.msg.MTI != repeatMTI(r.orig.mti) {
@@ -410,6 +417,24 @@ func TestConfigValidate(t *testing.T) {
 	}
 	if _, err := parseFlags("switchload", []string{"extra"}); err == nil {
 		t.Fatal("parseFlags accepted a positional argument")
+	}
+}
+
+func TestTicketsIn(t *testing.T) {
+	for _, tt := range []struct {
+		window time.Duration
+		rate   int
+		want   int64
+	}{
+		{30 * time.Second, 5000, 150000},
+		{200 * time.Millisecond, 100, 20},
+		{201 * time.Millisecond, 100, 21}, // ticket 20 at 200ms is inside
+		{durationMax, rateMax, 86_400_000_000},
+		{0, 100, 0},
+	} {
+		if got := ticketsIn(tt.window, tt.rate); got != tt.want {
+			t.Errorf("ticketsIn(%v, %d) = %d, want %d", tt.window, tt.rate, got, tt.want)
+		}
 	}
 }
 
