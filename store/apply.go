@@ -75,11 +75,15 @@ func (s *Store) ApplyBatch(logs []*raft.Log) []interface{} {
 		if l.Type != raft.LogCommand {
 			continue
 		}
+		s.counters.entries.Add(1)
 		cmds, err := DecodeBatch(l.Data)
 		if err != nil {
+			s.counters.corrupt.Add(1)
+			s.log.Error("undecodable log entry", "index", l.Index, "err", err)
 			out[i] = fmt.Errorf("store: log entry %d: %w", l.Index, err)
 			continue
 		}
+		s.counters.commands.Add(uint64(len(cmds)))
 		res := make([]Result, len(cmds))
 		for j := range cmds {
 			res[j] = t.apply(&cmds[j])

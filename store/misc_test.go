@@ -291,3 +291,15 @@ func TestTransfersDayManyPartners(t *testing.T) {
 		t.Errorf("expected the scan fallback: %v %v", tooMany, err)
 	}
 }
+
+func TestMetrics(t *testing.T) {
+	s := fixture(t) // two entries: six creates, one post
+	s.Apply(raftLog{Index: 3, Data: []byte{0xff}}.log())
+	m := s.Metrics()
+	if m.AppliedIndex != 3 || m.Entries != 3 || m.Commands != 7 || m.CorruptEntries != 1 {
+		t.Errorf("metrics = %+v", m)
+	}
+	if m.DiskBytes == 0 {
+		t.Errorf("no disk usage reported: %+v", m)
+	}
+}

@@ -58,6 +58,8 @@ type Store struct {
 	// cache is ApplyBatch's account cache; guarded by applyMu.
 	cache acctCache
 
+	counters applyCounters
+
 	// applied is the index of the last raft entry applied, published after
 	// its batch committed.
 	applied atomic.Uint64
