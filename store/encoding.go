@@ -379,6 +379,12 @@ func (e *enc) command(c *Command) {
 	}
 }
 
+// CheckEncodable reports whether c can go into EncodeBatch (every string
+// field within the decoder's limit), so a proposer can refuse one bad
+// command alone instead of failing the whole batch it would join. It wraps
+// ErrInvalidCommand.
+func (c *Command) CheckEncodable() error { return checkStrings(c) }
+
 func checkStrings(c *Command) error {
 	strs := [...]string{c.Key, c.Fingerprint, c.BusinessDay, c.Partner, c.Card, c.Debit, c.Credit,
 		c.Currency, c.Original, c.OriginalRef, c.Ref.MTI, c.Ref.ProcCode, c.Ref.STAN, c.Ref.RRN,

@@ -111,6 +111,13 @@ func TestBatchEncodingRoundTrip(t *testing.T) {
 	if _, err := EncodeBatch([]Command{{Key: strings.Repeat("x", stringBytesMax+1)}}); !errors.Is(err, ErrInvalidCommand) {
 		t.Errorf("long key: %v", err)
 	}
+	long := Command{Ref: Ref{RRN: strings.Repeat("x", stringBytesMax+1)}}
+	if err := long.CheckEncodable(); !errors.Is(err, ErrInvalidCommand) {
+		t.Errorf("CheckEncodable of a long field: %v", err)
+	}
+	if err := full.CheckEncodable(); err != nil {
+		t.Errorf("CheckEncodable of a good command: %v", err)
+	}
 	if _, err := DecodeBatch(append([]byte{batchVersion + 1}, data[1:]...)); !errors.Is(err, ErrCorrupt) {
 		t.Errorf("unknown version: %v", err)
 	}
