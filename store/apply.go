@@ -32,6 +32,7 @@ const (
 	// transferIDDigits fixes the width of transfer ids so that their
 	// lexical order is their creation order (10^14 transfers).
 	transferIDDigits = 14
+	transferIDsMax   = 100_000_000_000_000 // 10^transferIDDigits
 )
 
 // Apply applies one raft log entry; see ApplyBatch.
@@ -317,6 +318,11 @@ func (t *txn) newTransfer(tr *Transfer) {
 		t.seqLoaded = true
 	}
 	t.seq++
+	if t.seq >= transferIDsMax {
+		// Unreachable in practice (10^14 transfers); a wrapped id would
+		// overwrite an old transfer on every replica alike, so stop instead.
+		panic("store: apply: transfer id space exhausted")
+	}
 	t.seqDirty = true
 	tr.ID = formatTransferID(t.seq)
 	t.xfers[tr.ID] = &xferEntry{t: tr, dirty: true}
