@@ -78,6 +78,7 @@ var table = []struct {
 	{store.ErrCurrencyMismatch, Outcome{InvalidTransaction, http.StatusUnprocessableEntity, "currency-mismatch", "Currency mismatch"}},
 	{store.ErrAlreadyFinal, Outcome{InvalidTransaction, http.StatusConflict, "original-final", "Original already final"}},
 	{store.ErrAccountExists, Outcome{InvalidTransaction, http.StatusConflict, "account-exists", "Account exists"}},
+	{store.ErrDuplicateReference, Outcome{DuplicateTransmision, http.StatusConflict, "duplicate-reference", "STAN and time already used by another transaction"}},
 	{store.ErrNotFound, Outcome{UnableToLocate, http.StatusNotFound, "not-found", "Not found"}},
 	{store.ErrInvalidCommand, Outcome{SystemMalfunction, http.StatusInternalServerError, "invalid-command", "Invalid command"}},
 

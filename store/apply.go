@@ -481,6 +481,13 @@ func (t *txn) apply(c *Command) Result {
 		!validOptional(c.OriginalRef, keyBytesMax) {
 		return invalid()
 	}
+	if c.OriginalRef != "" && c.Op != OpCreateAccount && t.originalRef(c.OriginalRef) != "" {
+		// Declined and stored like any decline, so its repeat gets 94 too.
+		r := Result{Status: StatusDuplicateReference}
+		t.set(ik, appendIdemRecord(nil, &idemRecord{Fingerprint: c.Fingerprint, Time: c.Time, Result: r}))
+		t.set(skeyTimed(pfxIdemTime, c.Time, c.Key), []byte{})
+		return r
+	}
 	var r Result
 	switch c.Op {
 	case OpCreateAccount:
@@ -502,11 +509,8 @@ func (t *txn) apply(c *Command) Result {
 	if r.Status == StatusOK {
 		r.AuthCode = authCodeFor(r.TransferID)
 		if c.OriginalRef != "" && r.TransferID != "" {
-			if t.originalRef(c.OriginalRef) == "" {
-				// The first transfer to claim a reference keeps it: a later
-				// collision must not redirect reversals of the first.
-				t.set(skey1(pfxOrigRef, c.OriginalRef), []byte(r.TransferID))
-			}
+			// Free: a taken reference was declined above.
+			t.set(skey1(pfxOrigRef, c.OriginalRef), []byte(r.TransferID))
 		}
 	}
 	t.set(ik, appendIdemRecord(nil, &idemRecord{Fingerprint: c.Fingerprint, Time: c.Time, Result: r}))

@@ -132,6 +132,11 @@ const (
 	StatusAlreadyFinal
 	StatusAccountExists
 	StatusInvalidCommand
+	// StatusDuplicateReference: another transfer already answers to this
+	// command's OriginalRef (same partner, acquirer, STAN, transmission
+	// time and class under a new key). Approving it would make it
+	// unreachable for completions and reversals, so it is declined.
+	StatusDuplicateReference
 )
 
 // Err returns the sentinel error for a status, nil for StatusOK.
@@ -157,6 +162,8 @@ func (s Status) Err() error {
 		return ErrAlreadyFinal
 	case StatusAccountExists:
 		return ErrAccountExists
+	case StatusDuplicateReference:
+		return ErrDuplicateReference
 	}
 	return ErrInvalidCommand
 }
@@ -174,6 +181,7 @@ var (
 	ErrAlreadyFinal        = errors.New("store: original already completed, reversed or expired")
 	ErrAccountExists       = errors.New("store: account exists")
 	ErrInvalidCommand      = errors.New("store: invalid command")
+	ErrDuplicateReference  = errors.New("store: original reference already taken by another transfer")
 	// ErrNotFound is returned by reads for a missing record.
 	ErrNotFound = errors.New("store: not found")
 	// ErrCorrupt means a stored record or log entry could not be decoded:

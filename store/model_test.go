@@ -69,6 +69,11 @@ func (m *model) apply(c Command) Result {
 		r.Replayed = true
 		return r
 	}
+	if _, taken := m.refs[c.OriginalRef]; c.OriginalRef != "" && c.Op != OpCreateAccount && taken {
+		r := Result{Status: StatusDuplicateReference}
+		m.idem[c.Key] = mIdem{c.Fingerprint, c.Time, r}
+		return r
+	}
 	var r Result
 	switch c.Op {
 	case OpCreateAccount:
@@ -87,7 +92,7 @@ func (m *model) apply(c Command) Result {
 	}
 	if r.Status == StatusOK && r.TransferID != "" {
 		r.AuthCode = authCode(r.TransferID)
-		if _, taken := m.refs[c.OriginalRef]; c.OriginalRef != "" && !taken {
+		if c.OriginalRef != "" {
 			m.refs[c.OriginalRef] = r.TransferID
 		}
 	}
@@ -368,6 +373,7 @@ func (g *gen) next() Command {
 		card = "hash-unknown"
 	}
 	ref := "R" + key
+	reused := false // this command reuses an earlier reference
 	switch p := g.rng.IntN(100); {
 	case p < 25:
 		c.Op, c.Card, c.Credit, c.Amount = OpAuthorize, card, merch, g.amount()
@@ -384,9 +390,14 @@ func (g *gen) next() Command {
 	case p < 53:
 		c.Op, c.Card, c.CreditCard, c.Debit, c.Amount, c.OriginalRef = OpPost, card, true, merch, g.amount(), ref
 		g.refs = append(g.refs, ref)
-	case p < 56:
+	case p < 55:
 		c.Op, c.Debit, c.Credit, c.Amount = OpPost, "settle-"+g.ccy[merch], merch, g.amount()*20
 		c.Currency = g.ccy[merch]
+	case p < 56 && len(g.refs) > 0:
+		// A new key reusing a reference (an acquirer's repeated STAN and
+		// time): declined when the reference was taken by an approval.
+		c.Op, c.Card, c.Credit, c.Amount, c.OriginalRef = OpPost, card, merch, g.amount(), g.pick(g.refs[max(0, len(g.refs)-80):])
+		reused = true
 	case p < 70:
 		c.Op, c.Original, c.Amount, c.Final = OpComplete, g.pick(g.auths[max(0, len(g.auths)-50):]), g.amount(), g.rng.IntN(3) == 0
 		c.Amount = g.portion(c.Original, c.Amount)
@@ -421,7 +432,7 @@ func (g *gen) next() Command {
 	if c.Op != OpExpire && c.Key != "" {
 		g.issued = append(g.issued, c)
 	}
-	if c.OriginalRef != "" {
+	if c.OriginalRef != "" && !reused {
 		g.issuedAmt[c.OriginalRef] = c.Amount
 	}
 	return c
@@ -535,7 +546,7 @@ func modelRun(t *testing.T, seed uint64, ops int) {
 	t.Logf("seed %d: %d commands, statuses %v", seed, len(cmds), statuses)
 	for _, st := range []Status{StatusOK, StatusInsufficientFunds, StatusUnknownAccount, StatusUnknownOriginal,
 		StatusFingerprintMismatch, StatusInvalidAmount, StatusCurrencyMismatch, StatusExceedsOriginal,
-		StatusAlreadyFinal, StatusAccountExists, StatusInvalidCommand} {
+		StatusAlreadyFinal, StatusAccountExists, StatusInvalidCommand, StatusDuplicateReference} {
 		if statuses[st] == 0 {
 			t.Errorf("generator never produced status %v", st)
 		}

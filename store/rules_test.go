@@ -317,8 +317,17 @@ func ruleCases() []ruleCase {
 			}},
 		{name: "reverse unknown original", cmd: reverseCmd("v1", "nope", 1), want: StatusUnknownOriginal},
 		{name: "a taken reference keeps its first transfer",
-			setup: []Command{postCardCmd("p1", "h1", "merch", 100, "R"), postCardCmd("p2", "h1", "merch", 200, "R")},
+			setup: []Command{postCardCmd("p1", "h1", "merch", 100, "R")},
 			cmd:   reverseCmd("v1", "R", 150), want: StatusExceedsOriginal},
+		{name: "a new key reusing a taken reference is declined",
+			setup: []Command{postCardCmd("p1", "h1", "merch", 100, "R")},
+			cmd:   postCardCmd("p2", "h1", "merch", 200, "R"), want: StatusDuplicateReference,
+			check: func(t *testing.T, s *Store, r Result) {
+				wantBal(t, s, "merch", bal{0, 0, 0, 100}) // only the first posted
+				if again := run1(t, s, postCardCmd("p2", "h1", "merch", 200, "R")); again.Status != StatusDuplicateReference || !again.Replayed {
+					t.Errorf("repeat of the declined command = %+v", again)
+				}
+			}},
 
 		// Expire.
 		{name: "expire releases lapsed holds only",

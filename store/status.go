@@ -25,6 +25,8 @@ func (s Status) String() string {
 		return "account_exists"
 	case StatusInvalidCommand:
 		return "invalid_command"
+	case StatusDuplicateReference:
+		return "duplicate_reference"
 	}
 	return "unknown_status"
 }
