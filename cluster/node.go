@@ -25,6 +25,7 @@ import (
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.etcd.io/bbolt"
 
 	"github.com/switchd/switchd/store"
 )
@@ -135,7 +136,12 @@ func New(cfg Config, fsm FSM, logger *slog.Logger, reg prometheus.Registerer) (*
 		JSONFormat: true,
 	})
 
-	logs, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.Dir, "raft.db")})
+	logs, err := raftboltdb.New(raftboltdb.Options{
+		Path: filepath.Join(cfg.Dir, "raft.db"),
+		// Not syncing bolt's freelist halves what each commit writes; bolt
+		// rebuilds the freelist by a scan on open (Consul does the same).
+		BoltOptions: &bbolt.Options{NoFreelistSync: true, FreelistType: bbolt.FreelistMapType, Timeout: time.Second},
+	})
 	if err != nil {
 		return nil, fmt.Errorf("cluster: raft log: %w", err)
 	}

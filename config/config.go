@@ -17,6 +17,7 @@ import (
 
 	"github.com/switchd/switchd/cluster"
 	"github.com/switchd/switchd/ops"
+	"github.com/switchd/switchd/store"
 	switching "github.com/switchd/switchd/switch"
 )
 
@@ -35,6 +36,10 @@ type File struct {
 	DataDir  string                  `yaml:"data_dir"`
 	LogLevel string                  `yaml:"log_level"`
 	Cluster  cluster.Config          `yaml:"cluster"`
+	// Store sizes the ledger's memory: the process's resident set levels
+	// off near cache_bytes (which includes the memtables) plus the Go heap
+	// and the account cache (~300 bytes an account).
+	Store store.Config `yaml:"store"`
 	Ops      ops.Config              `yaml:"ops"`
 	Switch   switching.Config        `yaml:"switch"`
 	Accounts []switching.AccountSeed `yaml:"accounts"`
@@ -44,6 +49,7 @@ type File struct {
 func Demo() File {
 	f := File{
 		Cluster: cluster.DefaultConfig(),
+		Store:   store.DefaultConfig(),
 		Ops:     ops.DefaultConfig(),
 		Switch:  switching.DefaultConfig(),
 	}
@@ -110,10 +116,9 @@ func withLaneDefaults(l switching.LaneConfig) switching.LaneConfig {
 // Finish derives the component directories from DataDir.
 func (f *File) Finish() {
 	f.Cluster.Dir = filepath.Join(f.DataDir, "raft")
+	f.Store.Dir = filepath.Join(f.DataDir, "ledger")
 }
 
-// LedgerDir is where pebble keeps the ledger.
-func (f File) LedgerDir() string { return filepath.Join(f.DataDir, "ledger") }
 
 // Validate checks every component.
 func (f File) Validate() error {
@@ -124,7 +129,7 @@ func (f File) Validate() error {
 	if err := lvl.UnmarshalText([]byte(f.LogLevel)); err != nil {
 		return fmt.Errorf("%w: log_level %q", ErrConfig, f.LogLevel)
 	}
-	for _, err := range []error{f.Cluster.Validate(), f.Ops.Validate(), f.Switch.Validate()} {
+	for _, err := range []error{f.Cluster.Validate(), f.Store.Validate(), f.Ops.Validate(), f.Switch.Validate()} {
 		if err != nil {
 			return err
 		}

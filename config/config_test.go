@@ -60,7 +60,7 @@ switch:
 	if len(f.Switch.Lanes) != 1 || l.Name != "bank-a" || l.Dialect != "iso87ascii" || l.FrameBytesMax == 0 || l.InflightMax == 0 {
 		t.Fatalf("lane defaults not filled: %+v", l)
 	}
-	if f.Cluster.Dir != filepath.Join("/var/lib/switchd", "raft") || f.LedgerDir() != filepath.Join("/var/lib/switchd", "ledger") {
+	if f.Cluster.Dir != filepath.Join("/var/lib/switchd", "raft") || f.Store.Dir != filepath.Join("/var/lib/switchd", "ledger") {
 		t.Fatal("directories not derived from data_dir")
 	}
 }
@@ -78,6 +78,7 @@ func TestLoadRejects(t *testing.T) {
 		"unfunded opening":   "accounts:\n  - {id: a, kind: cardholder, currency: USD, opening: '1.00', funded_by: nope}\n",
 		"bad log level":      "log_level: chatty\n",
 		"hold expiry 1 year": "switch:\n  hold_expiry: 8760h\n",
+		"tiny cache":         "store:\n  cache_bytes: 1000\n",
 	} {
 		t.Run(name, func(t *testing.T) {
 			f, err := Load(write(t, body))

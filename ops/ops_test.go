@@ -35,8 +35,7 @@ func startNode(t *testing.T) string {
 	cfg.Cluster.LeaderLeaseTimeout = 50 * time.Millisecond
 	cfg.Ops.Listen = "127.0.0.1:0"
 	cfg.Finish()
-	sc := store.DefaultConfig()
-	sc.Dir = cfg.LedgerDir()
+	sc := cfg.Store
 	st, err := store.Open(sc)
 	if err != nil {
 		t.Fatal(err)

@@ -36,24 +36,24 @@ type Config struct {
 	// Dir is the pebble directory. Restore also uses Dir+".restore",
 	// Dir+".restore.ok" and Dir+".old" beside it, so the parent must be
 	// writable.
-	Dir string
+	Dir string `yaml:"-"`
 	// Logger receives the store's and pebble's log lines; nil discards.
-	Logger *slog.Logger
+	Logger *slog.Logger `yaml:"-"`
 	// ExpireBatchMax is the most holds one OpExpire releases, and
 	// separately the most idempotency records it prunes. The rest waits for
 	// the next OpExpire, so a backlog never turns one log entry into an
 	// unbounded amount of work on every replica.
-	ExpireBatchMax int
+	ExpireBatchMax int `yaml:"expire_batch_max"`
 	// CacheBytes is pebble's block cache. Pebble reserves memtable memory
 	// out of it, so it must exceed cacheMemTablesMin × MemTableBytes.
-	CacheBytes int64
+	CacheBytes int64 `yaml:"cache_bytes"`
 	// MemTableBytes is pebble's memtable size.
-	MemTableBytes uint64
+	MemTableBytes uint64 `yaml:"memtable_bytes"`
 	// AccountCacheMax is how many committed accounts (and card-hash →
 	// account mappings) ApplyBatch keeps decoded in memory across batches,
 	// so a hot account costs no pebble read. 0 disables the cache. It
 	// never changes results: it holds exactly what pebble holds.
-	AccountCacheMax int
+	AccountCacheMax int `yaml:"account_cache_max"`
 }
 
 // DefaultConfig returns a Config with every field but Dir set.

@@ -91,8 +91,7 @@ func newHarnessLog(t testing.TB, mutate func(*config.File), logger *slog.Logger)
 
 func (h *harness) start() {
 	t := h.t
-	scfg := store.DefaultConfig()
-	scfg.Dir = h.cfg.LedgerDir()
+	scfg := h.cfg.Store
 	scfg.Logger = h.log
 	st, err := store.Open(scfg)
 	if err != nil {

@@ -68,8 +68,7 @@ func run(ctx context.Context, cfg config.File, log *slog.Logger) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	scfg := store.DefaultConfig()
-	scfg.Dir = cfg.LedgerDir()
+	scfg := cfg.Store
 	scfg.Logger = log // the store names itself
 	st, err := store.Open(scfg)
 	if err != nil {
