@@ -33,13 +33,13 @@ var ErrConfig = errors.New("config: invalid config")
 // File is the whole configuration.
 type File struct {
 	// DataDir holds the raft log and snapshots (raft/) and the ledger (ledger/).
-	DataDir  string                  `yaml:"data_dir"`
-	LogLevel string                  `yaml:"log_level"`
-	Cluster  cluster.Config          `yaml:"cluster"`
+	DataDir  string         `yaml:"data_dir"`
+	LogLevel string         `yaml:"log_level"`
+	Cluster  cluster.Config `yaml:"cluster"`
 	// Store sizes the ledger's memory: the process's resident set levels
 	// off near cache_bytes (which includes the memtables) plus the Go heap
 	// and the account cache (~300 bytes an account).
-	Store store.Config `yaml:"store"`
+	Store    store.Config            `yaml:"store"`
 	Ops      ops.Config              `yaml:"ops"`
 	Switch   switching.Config        `yaml:"switch"`
 	Accounts []switching.AccountSeed `yaml:"accounts"`
@@ -118,7 +118,6 @@ func (f *File) Finish() {
 	f.Cluster.Dir = filepath.Join(f.DataDir, "raft")
 	f.Store.Dir = filepath.Join(f.DataDir, "ledger")
 }
-
 
 // Validate checks every component.
 func (f File) Validate() error {
