@@ -169,6 +169,10 @@ type txn struct {
 	seq       uint64
 	seqLoaded bool
 	seqDirty  bool
+
+	// day is the open business day as of this txn (see day.go).
+	day       string
+	dayLoaded bool
 }
 
 func newTxn(db *pebble.DB, cfg *Config, cache *acctCache) *txn {
@@ -463,6 +467,9 @@ func (t *txn) apply(c *Command) Result {
 		// Expiry is idempotent by nature and carries no key.
 		return t.expire(c)
 	}
+	if c.Op == OpOpenDay || c.Op == OpCloseDay {
+		return t.dayOp(c) // idempotent by content, no key (day.go)
+	}
 	if c.Key == "" || len(c.Key) > keyBytesMax {
 		return invalid()
 	}
@@ -488,6 +495,7 @@ func (t *txn) apply(c *Command) Result {
 		t.set(skeyTimed(pfxIdemTime, c.Time, c.Key), []byte{})
 		return r
 	}
+	t.stampDay(c)
 	var r Result
 	switch c.Op {
 	case OpCreateAccount:

@@ -45,6 +45,10 @@ func (o Op) String() string {
 		return "reverse"
 	case OpExpire:
 		return "expire"
+	case OpOpenDay:
+		return "open_day"
+	case OpCloseDay:
+		return "close_day"
 	}
 	return "unknown"
 }
@@ -114,6 +118,8 @@ type Command struct {
 	// RetainAfter on OpExpire: idempotency records stamped before this time
 	// (unix nanoseconds) are dropped.
 	RetainAfter int64 `json:"retain,omitempty"`
+	// NextDay on OpCloseDay is the business day the close opens.
+	NextDay string `json:"next_day,omitempty"`
 }
 
 // Status is the outcome of a command as the FSM decided it. Values are
@@ -164,6 +170,8 @@ func (s Status) Err() error {
 		return ErrAccountExists
 	case StatusDuplicateReference:
 		return ErrDuplicateReference
+	case StatusDayMismatch:
+		return ErrDayMismatch
 	}
 	return ErrInvalidCommand
 }
@@ -210,4 +218,7 @@ type Result struct {
 	// Expired and Pruned count what OpExpire did.
 	Expired int `json:"expired,omitempty"`
 	Pruned  int `json:"pruned,omitempty"`
+	// Day is the open business day after OpOpenDay or OpCloseDay. It is
+	// not stored (day ops keep no idempotency records).
+	Day string `json:"day,omitempty"`
 }

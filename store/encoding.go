@@ -322,6 +322,7 @@ const (
 	flagCreditCard = 1 << iota
 	flagFinal
 	flagAccount
+	flagNextDay // NextDay follows the account (OpCloseDay)
 )
 
 // EncodeBatch encodes the commands of one raft log entry. The layout is
@@ -364,6 +365,9 @@ func (e *enc) command(c *Command) {
 	if c.Account != nil {
 		flags |= flagAccount
 	}
+	if c.NextDay != "" {
+		flags |= flagNextDay
+	}
 	e.byte(flags)
 	e.str(c.Debit)
 	e.str(c.Credit)
@@ -377,6 +381,9 @@ func (e *enc) command(c *Command) {
 	if c.Account != nil {
 		e.account(c.Account)
 	}
+	if c.NextDay != "" {
+		e.str(c.NextDay)
+	}
 }
 
 // CheckEncodable reports whether c can go into EncodeBatch (every string
@@ -386,7 +393,7 @@ func (e *enc) command(c *Command) {
 func (c *Command) CheckEncodable() error { return checkStrings(c) }
 
 func checkStrings(c *Command) error {
-	strs := [...]string{c.Key, c.Fingerprint, c.BusinessDay, c.Partner, c.Card, c.Debit, c.Credit,
+	strs := [...]string{c.NextDay, c.Key, c.Fingerprint, c.BusinessDay, c.Partner, c.Card, c.Debit, c.Credit,
 		c.Currency, c.Original, c.OriginalRef, c.Ref.MTI, c.Ref.ProcCode, c.Ref.STAN, c.Ref.RRN,
 		c.Ref.Acquirer, c.Ref.Terminal, c.Ref.Merchant, c.Ref.TransmissionTime}
 	for _, s := range strs {
@@ -441,7 +448,7 @@ func (d *dec) command(c *Command) {
 	c.Partner = d.str()
 	c.Card = d.str()
 	flags := d.byte()
-	if flags&^(flagCreditCard|flagFinal|flagAccount) != 0 {
+	if flags&^(flagCreditCard|flagFinal|flagAccount|flagNextDay) != 0 {
 		d.fail("command flags")
 	}
 	c.CreditCard = flags&flagCreditCard != 0
@@ -458,5 +465,10 @@ func (d *dec) command(c *Command) {
 	if flags&flagAccount != 0 {
 		c.Account = new(Account)
 		d.account(c.Account)
+	}
+	if flags&flagNextDay != 0 {
+		if c.NextDay = d.str(); c.NextDay == "" {
+			d.fail("next day") // one encoding per value: empty means no flag
+		}
 	}
 }

@@ -227,9 +227,11 @@ func TestTransfersQueries(t *testing.T) {
 	day := func(c Command, d, p string) Command { c.BusinessDay, c.Partner = d, p; return c }
 	mustOK(t, s,
 		day(postCardCmd("q1", "h1", "merch", 1, ""), "2026-03-02", "p2"), // T2
-		day(authCmd("q2", "h1", "merch", 2, ""), "2026-03-03", "p1"),     // T3 pending
-		day(postCmd("q3", "fund", "card2", 3), "2026-03-02", "p1"),       // T4
-		day(postCardCmd("q4", "h2", "merch", 1, ""), "2026-03-02", "p2"), // T5
+		day(postCmd("q3", "fund", "card2", 3), "2026-03-02", "p1"),       // T3
+		day(postCardCmd("q4", "h2", "merch", 1, ""), "2026-03-02", "p2"), // T4
+		closeDayCmd("2026-03-02", "2026-03-03"),
+		// The FSM stamps its open day; the command's own day is ignored.
+		day(authCmd("q2", "h1", "merch", 2, ""), "2026-03-02", "p1"), // T5 pending, 2026-03-03
 	)
 	ids := func(ts []Transfer) string {
 		var out []string
@@ -245,16 +247,17 @@ func TestTransfersQueries(t *testing.T) {
 		{TransferFilter{}, "1,2,3,4,5"},
 		{TransferFilter{Limit: 2}, "1,2"},
 		{TransferFilter{Limit: 2, After: "T00000000000002"}, "3,4"},
-		{TransferFilter{Account: "card1"}, "1,2,3"},
-		{TransferFilter{Account: "merch"}, "2,3,5"},
-		{TransferFilter{Account: "merch", After: "T00000000000003"}, "5"},
-		{TransferFilter{Account: "card1", Status: TransferPending}, "3"},
+		{TransferFilter{Account: "card1"}, "1,2,5"},
+		{TransferFilter{Account: "merch"}, "2,4,5"},
+		{TransferFilter{Account: "merch", After: "T00000000000003"}, "4,5"},
+		{TransferFilter{Account: "card1", Status: TransferPending}, "5"},
 		{TransferFilter{Account: "card1", BusinessDay: "2026-03-02"}, "1,2"},
-		{TransferFilter{BusinessDay: "2026-03-02"}, "1,2,4,5"},
-		{TransferFilter{BusinessDay: "2026-03-02", Partner: "p2"}, "2,5"},
-		{TransferFilter{BusinessDay: "2026-03-02", Partner: "p2", After: "T00000000000002"}, "5"},
-		{TransferFilter{Partner: "p1"}, "1,3,4"},
-		{TransferFilter{Status: TransferPosted, Limit: 3}, "1,2,4"},
+		{TransferFilter{BusinessDay: "2026-03-02"}, "1,2,3,4"},
+		{TransferFilter{BusinessDay: "2026-03-03"}, "5"},
+		{TransferFilter{BusinessDay: "2026-03-02", Partner: "p2"}, "2,4"},
+		{TransferFilter{BusinessDay: "2026-03-02", Partner: "p2", After: "T00000000000002"}, "4"},
+		{TransferFilter{Partner: "p1"}, "1,3,5"},
+		{TransferFilter{Status: TransferPosted, Limit: 3}, "1,2,3"},
 		{TransferFilter{Account: "nobody"}, ""},
 		{TransferFilter{BusinessDay: "2026-03-02", Partner: "p"}, ""}, // a prefix of p1/p2 is not p1
 		{TransferFilter{Account: "card"}, ""},                         // nor of card1/card2
@@ -278,6 +281,7 @@ func TestTransfersQueries(t *testing.T) {
 // falls back to a scan and still answers in id order.
 func TestTransfersDayManyPartners(t *testing.T) {
 	s := fixture(t)
+	mustOK(t, s, closeDayCmd("2026-03-02", "2026-03-09"))
 	var cmds []Command
 	for i := 0; i < dayPartnersMax+5; i++ {
 		c := postCmd(keyN("many", i), "fund", "merch", 1)

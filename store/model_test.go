@@ -35,6 +35,7 @@ type model struct {
 	xfers     []*Transfer // id n is xfers[n-1]
 	refs      map[string]string
 	idem      map[string]mIdem
+	days      mDays // business days (day_model_test.go)
 }
 
 func newModel(expireMax int) *model {
@@ -58,6 +59,9 @@ func (m *model) apply(c Command) Result {
 	if c.Op == OpExpire {
 		return m.expire(c)
 	}
+	if c.Op == OpOpenDay || c.Op == OpCloseDay {
+		return m.dayOp(c)
+	}
 	if c.Key == "" || len(c.Key) > keyBytesMax {
 		return Result{Status: StatusInvalidCommand}
 	}
@@ -74,6 +78,7 @@ func (m *model) apply(c Command) Result {
 		m.idem[c.Key] = mIdem{c.Fingerprint, c.Time, r}
 		return r
 	}
+	m.stampDay(&c)
 	var r Result
 	switch c.Op {
 	case OpCreateAccount:
@@ -304,6 +309,7 @@ type gen struct {
 	issuedAmt map[string]int64 // original ref → amount it was issued with
 	refs      []string         // every original ref
 	issued    []Command
+	daysShut  int // business days the generator has closed
 }
 
 func newGen(seed uint64) (*gen, []Command) {
@@ -418,6 +424,8 @@ func (g *gen) next() Command {
 		}
 	case p < 86:
 		c = Command{Op: OpExpire, Time: g.now, RetainAfter: g.now - int64(g.rng.IntN(900))*1e9}
+	case p < 87:
+		c = g.dayCmd()
 	case p < 94 && len(g.issued) > 0:
 		c = g.issued[g.rng.IntN(len(g.issued))] // exact repeat
 	case p < 97 && len(g.issued) > 0:
@@ -546,7 +554,7 @@ func modelRun(t *testing.T, seed uint64, ops int) {
 	t.Logf("seed %d: %d commands, statuses %v", seed, len(cmds), statuses)
 	for _, st := range []Status{StatusOK, StatusInsufficientFunds, StatusUnknownAccount, StatusUnknownOriginal,
 		StatusFingerprintMismatch, StatusInvalidAmount, StatusCurrencyMismatch, StatusExceedsOriginal,
-		StatusAlreadyFinal, StatusAccountExists, StatusInvalidCommand, StatusDuplicateReference} {
+		StatusAlreadyFinal, StatusAccountExists, StatusInvalidCommand, StatusDuplicateReference, StatusDayMismatch} {
 		if statuses[st] == 0 {
 			t.Errorf("generator never produced status %v", st)
 		}

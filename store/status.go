@@ -27,6 +27,8 @@ func (s Status) String() string {
 		return "invalid_command"
 	case StatusDuplicateReference:
 		return "duplicate_reference"
+	case StatusDayMismatch:
+		return "day_mismatch"
 	}
 	return "unknown_status"
 }
