@@ -1,0 +1,114 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// ScanTransfers calls fn for every transfer matching f (f.Limit and
+// f.After are ignored), in id order, all from one pebble snapshot, without
+// holding them in memory: settlement files and statements of a million
+// transfers stream through it. It walks the same indexes as Transfers.
+// orig is the transfer t completes or reverses (t.Original), read from the
+// same snapshot, else nil. Both are reused between calls; fn must copy what
+// it keeps. v reads accounts from the same snapshot (a Store read method
+// called from fn could deadlock against a Restore waiting for the lock).
+// fn's error stops the scan and is returned; so is ctx's.
+func (s *Store) ScanTransfers(ctx context.Context, f TransferFilter, fn func(t, orig *Transfer, v *ScanView) error) error {
+	return s.read(func(db *pebble.DB) error {
+		snap := db.NewSnapshot()
+		defer snap.Close()
+		var prefixes [][]byte
+		switch {
+		case f.Account != "":
+			prefixes = [][]byte{append(keyIndex(pfxByAccount, f.Account), sep)}
+		case f.BusinessDay != "" && f.Partner != "":
+			prefixes = [][]byte{append(keyIndex(pfxByDayPartnr, f.BusinessDay, f.Partner), sep)}
+		case f.BusinessDay != "":
+			var err error
+			var tooMany bool
+			if prefixes, tooMany, err = dayPartnerPrefixes(snap, f.BusinessDay); err != nil {
+				return err
+			}
+			if len(prefixes) == 0 && !tooMany {
+				return nil
+			}
+		}
+		var t, o Transfer
+		okey := []byte{pfxTransfer}
+		v := &ScanView{snap: snap}
+		call := func() error {
+			if !f.matches(&t) {
+				return nil
+			}
+			if t.Original == "" {
+				return fn(&t, nil, v)
+			}
+			okey = append(okey[:1], t.Original...)
+			var err error
+			if o, err = getRecord(snap, okey, decodeTransferRecord); err != nil {
+				if errors.Is(err, ErrNotFound) {
+					return fmt.Errorf("%w: transfer %s names a missing original", ErrCorrupt, t.ID)
+				}
+				return err
+			}
+			return fn(&t, &o, v)
+		}
+		if prefixes == nil {
+			it, err := snap.NewIter(&pebble.IterOptions{LowerBound: []byte{pfxTransfer}, UpperBound: []byte{pfxTransfer + 1}})
+			if err != nil {
+				return err
+			}
+			defer it.Close()
+			for ok := it.First(); ok; ok = it.Next() {
+				if t, err = decodeTransferRecord(it.Value()); err != nil {
+					return err
+				}
+				if err := call(); err != nil {
+					return err
+				}
+			}
+			return it.Error()
+		}
+		m, err := newIDMerge(snap, prefixes, "")
+		if err != nil {
+			return err
+		}
+		defer m.close()
+		key := []byte{pfxTransfer}
+		for n := 0; ; n++ {
+			if n%4096 == 0 {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+			}
+			id, ok := m.next()
+			if !ok {
+				break
+			}
+			key = append(key[:1], id...)
+			t, err = getRecord(snap, key, decodeTransferRecord)
+			if errors.Is(err, ErrNotFound) {
+				return fmt.Errorf("%w: index entry without transfer", ErrCorrupt)
+			}
+			if err != nil {
+				return err
+			}
+			if err := call(); err != nil {
+				return err
+			}
+		}
+		return m.err()
+	})
+}
+
+// ScanView reads from the snapshot of one ScanTransfers.
+type ScanView struct{ snap *pebble.Snapshot }
+
+// Account returns the account with id as of the scan, or ErrNotFound.
+func (v *ScanView) Account(id string) (Account, error) {
+	return getRecord(v.snap, key1(pfxAccount, id), decodeAccountRecord)
+}
