@@ -32,6 +32,12 @@ type Config struct {
 	Dir string `yaml:"-"`
 	// Bootstrap makes this node a one-voter cluster when it has no state.
 	Bootstrap bool `yaml:"bootstrap"`
+	// Join is a member's ops address (host:port); a node with no raft
+	// state asks it to add this node as a voter. Any member will do: a
+	// follower passes the request to the leader.
+	Join string `yaml:"join"`
+	// TLS secures node-to-node traffic (raft and forwarding).
+	TLS TLSConfig `yaml:"tls"`
 
 	// BatchCommandsMax is how many commands one raft entry may carry.
 	BatchCommandsMax int `yaml:"batch_commands_max"`
@@ -91,6 +97,17 @@ func (c Config) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.RaftAddr); err != nil {
 		return bad("raft_addr %q: %v", c.RaftAddr, err)
+	}
+	if c.Join != "" {
+		if c.Bootstrap {
+			return bad("bootstrap and join exclude each other")
+		}
+		if _, _, err := net.SplitHostPort(c.Join); err != nil {
+			return bad("join %q: %v", c.Join, err)
+		}
+	}
+	if err := c.TLS.validate(); err != nil {
+		return bad("tls: %v", err)
 	}
 	if c.Dir == "" {
 		return bad("data dir is empty")

@@ -6,6 +6,7 @@ package cluster
 
 import (
 	"bytes"
+	"crypto/tls"
 	"context"
 	"encoding/json"
 	"errors"
@@ -15,7 +16,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -66,17 +66,36 @@ type Node struct {
 	log    *slog.Logger
 	raft   *raft.Raft
 	trans  *raft.NetworkTransport
+	mux    *mux
 	logs   *raftboltdb.BoltStore
+	cached raft.LogStore
 	fsm    FSM
 	m      *metrics
-	ready  atomic.Bool
-	closed atomic.Bool
+	// leading: this node is the leader and its Barrier applied everything
+	// earlier terms committed; only then does it propose locally.
+	leading atomic.Bool
+	closed  atomic.Bool
+	// tlsClient dials peers (nil: plain TCP).
+	tlsClient *tls.Config
 
 	queue    chan *proposal
 	inflight chan inflight
+	// fwdQueue holds proposals a follower forwards to the leader;
+	// fwdSlots bounds forwarded batches awaiting their reply.
+	fwdQueue chan *proposal
+	fwdSlots chan struct{}
 	stop     chan struct{}
-	wg       sync.WaitGroup // the batcher, the waiter and the leader watcher
-	once     sync.Once
+	// wg: the batcher, the waiter, the leader watcher, the forwarder and
+	// every peer connection's reader.
+	wg   sync.WaitGroup
+	once sync.Once
+
+	peersMu sync.Mutex // protects peers
+	peers   map[string]*peer
+
+	// existing: the node had raft state when it started (it is, or was, a
+	// member); a joining node asks to be added only when it had none.
+	existing bool
 }
 
 type proposal struct {
@@ -160,33 +179,42 @@ func New(cfg Config, fsm FSM, logger *slog.Logger, reg prometheus.Registerer) (*
 		logs.Close()
 		return nil, fmt.Errorf("cluster: raft addr: %w", err)
 	}
+	tlsServer, tlsClient, err := cfg.tlsConfigs(logger)
+	if err != nil {
+		logs.Close()
+		return nil, err
+	}
+	mx, err := newMux(cfg.RaftAddr, tlsServer, logger)
+	if err != nil {
+		logs.Close()
+		return nil, fmt.Errorf("cluster: raft listener: %w", err)
+	}
 	var advertise net.Addr = addr
 	if addr.Port == 0 {
 		advertise = nil // tests: advertise the port the kernel picked
 	}
-	trans, err := raft.NewTCPTransportWithLogger(cfg.RaftAddr, advertise, transportPoolMax, transportTimeout, rc.Logger)
+	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream:  &raftLayer{m: mx, advertise: advertise},
+		MaxPool: transportPoolMax,
+		Timeout: transportTimeout,
+		Logger:  rc.Logger,
+	})
+	has, err := raft.HasExistingState(cached, logs, snaps)
 	if err != nil {
+		trans.Close()
 		logs.Close()
-		return nil, fmt.Errorf("cluster: raft transport: %w", err)
+		return nil, fmt.Errorf("cluster: raft state: %w", err)
 	}
-	if cfg.Bootstrap {
-		has, err := raft.HasExistingState(cached, logs, snaps)
-		if err != nil {
+	if cfg.Bootstrap && !has {
+		boot := raft.Configuration{Servers: []raft.Server{{
+			Suffrage: raft.Voter, ID: rc.LocalID, Address: trans.LocalAddr(),
+		}}}
+		if err := raft.BootstrapCluster(rc, cached, logs, snaps, trans, boot); err != nil {
 			trans.Close()
 			logs.Close()
-			return nil, fmt.Errorf("cluster: raft state: %w", err)
+			return nil, fmt.Errorf("cluster: bootstrap: %w", err)
 		}
-		if !has {
-			boot := raft.Configuration{Servers: []raft.Server{{
-				Suffrage: raft.Voter, ID: rc.LocalID, Address: trans.LocalAddr(),
-			}}}
-			if err := raft.BootstrapCluster(rc, cached, logs, snaps, trans, boot); err != nil {
-				trans.Close()
-				logs.Close()
-				return nil, fmt.Errorf("cluster: bootstrap: %w", err)
-			}
-			logger.Info("bootstrapped single-voter cluster", "node_id", cfg.NodeID, "raft_addr", cfg.RaftAddr)
-		}
+		logger.Info("bootstrapped single-voter cluster", "node_id", cfg.NodeID, "raft_addr", cfg.RaftAddr)
 	}
 	r, err := raft.NewRaft(rc, fsm, cached, logs, snaps, trans)
 	if err != nil {
@@ -195,21 +223,30 @@ func New(cfg Config, fsm FSM, logger *slog.Logger, reg prometheus.Registerer) (*
 		return nil, fmt.Errorf("cluster: start raft: %w", err)
 	}
 	n := &Node{
-		cfg:      cfg,
-		log:      logger,
-		raft:     r,
-		trans:    trans,
-		logs:     logs,
-		fsm:      fsm,
-		queue:    make(chan *proposal, cfg.QueueLenMax),
-		inflight: make(chan inflight, cfg.PipelineMax),
-		stop:     make(chan struct{}),
+		cfg:       cfg,
+		log:       logger,
+		raft:      r,
+		trans:     trans,
+		mux:       mx,
+		logs:      logs,
+		cached:    cached,
+		fsm:       fsm,
+		tlsClient: tlsClient,
+		queue:     make(chan *proposal, cfg.QueueLenMax),
+		inflight:  make(chan inflight, cfg.PipelineMax),
+		fwdQueue:  make(chan *proposal, cfg.QueueLenMax),
+		fwdSlots:  make(chan struct{}, cfg.PipelineMax),
+		stop:      make(chan struct{}),
+		peers:     map[string]*peer{},
+		existing:  has,
 	}
 	n.m = newMetrics(reg, n)
-	n.wg.Add(3)
+	mx.start(n.serveForward)
+	n.wg.Add(4)
 	go n.batcher()
 	go n.waiter()
 	go n.watchLeadership()
+	go n.forwarder()
 	return n, nil
 }
 
@@ -232,7 +269,7 @@ func newMetrics(reg prometheus.Registerer, n *Node) *metrics {
 		queueLen: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "switchd_proposal_queue_len",
 			Help: "Commands waiting for a raft entry.",
-		}, func() float64 { return float64(len(n.queue)) }),
+		}, func() float64 { return float64(len(n.queue) + len(n.fwdQueue)) }),
 	}
 	if reg != nil {
 		reg.MustRegister(m.batchCommands, m.commitSeconds, m.proposals, m.queueLen)
@@ -249,16 +286,22 @@ func (n *Node) Propose(ctx context.Context, cmd store.Command) (store.Result, er
 		n.m.proposals.WithLabelValues("closed").Inc()
 		return store.Result{}, ErrClosed
 	}
-	if !n.ready.Load() {
+	p := &proposal{cmd: cmd, done: make(chan reply, 1)}
+	switch {
+	case n.leading.Load():
+		if !n.enqueue(n.queue, p) {
+			return store.Result{}, ErrOverloaded
+		}
+	case cmd.Key == "":
+		// A command without an idempotency key (OpExpire) cannot be
+		// repeated safely after an unknown outcome, so it is only ever
+		// proposed by the leader itself, never forwarded.
 		n.m.proposals.WithLabelValues("not_leader").Inc()
 		return store.Result{}, ErrNotLeader
-	}
-	p := &proposal{cmd: cmd, done: make(chan reply, 1)}
-	select {
-	case n.queue <- p:
 	default:
-		n.m.proposals.WithLabelValues("overloaded").Inc()
-		return store.Result{}, ErrOverloaded
+		if !n.enqueue(n.fwdQueue, p) {
+			return store.Result{}, ErrOverloaded
+		}
 	}
 	select {
 	case r := <-p.done:
@@ -269,6 +312,24 @@ func (n *Node) Propose(ctx context.Context, cmd store.Command) (store.Result, er
 	case <-n.stop:
 		// Queued or in flight while shutting down: it may still commit.
 		return store.Result{}, fmt.Errorf("%w: %w", ErrUnknownOutcome, ErrClosed)
+	}
+}
+
+func (n *Node) enqueue(q chan *proposal, p *proposal) bool {
+	select {
+	case q <- p:
+		return true
+	default:
+		n.m.proposals.WithLabelValues("overloaded").Inc()
+		return false
+	}
+}
+
+// enqueueLocal queues p for the local proposer or answers it
+// ErrOverloaded.
+func (n *Node) enqueueLocal(p *proposal) {
+	if !n.enqueue(n.queue, p) {
+		p.done <- reply{err: ErrOverloaded}
 	}
 }
 
@@ -392,11 +453,11 @@ func (n *Node) watchLeadership() {
 	for {
 		select {
 		case <-n.stop:
-			n.ready.Store(false)
+			n.leading.Store(false)
 			return
 		case leader := <-ch:
 			if !leader {
-				n.ready.Store(false)
+				n.leading.Store(false)
 				n.log.Warn("lost leadership")
 				continue
 			}
@@ -404,63 +465,9 @@ func (n *Node) watchLeadership() {
 				n.log.Error("barrier after election failed", "err", err)
 				continue
 			}
-			n.ready.Store(n.raft.State() == raft.Leader)
+			n.leading.Store(n.raft.State() == raft.Leader)
 			n.log.Info("leader and ready", "applied_index", n.fsm.AppliedIndex())
 		}
-	}
-}
-
-// Ready reports whether the node is the leader and has applied everything
-// committed before it took over.
-func (n *Node) Ready() bool { return n.ready.Load() }
-
-// WaitReady blocks until Ready or ctx ends.
-func (n *Node) WaitReady(ctx context.Context) error {
-	t := time.NewTicker(10 * time.Millisecond)
-	defer t.Stop()
-	for !n.ready.Load() {
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("cluster: waiting for leadership: %w", ctx.Err())
-		case <-t.C:
-		}
-	}
-	return nil
-}
-
-// Status is a node's view of the cluster for ops.
-type Status struct {
-	NodeID       string `json:"node_id"`
-	RaftAddr     string `json:"raft_addr"`
-	State        string `json:"state"`
-	Ready        bool   `json:"ready"`
-	Leader       string `json:"leader"`
-	Term         uint64 `json:"term"`
-	CommitIndex  uint64 `json:"commit_index"`
-	AppliedIndex uint64 `json:"applied_index"`
-	LastIndex    uint64 `json:"last_index"`
-	FSMIndex     uint64 `json:"fsm_index"`
-}
-
-// Status reports role, term and indexes.
-func (n *Node) Status() Status {
-	st := n.raft.Stats()
-	num := func(k string) uint64 {
-		v, _ := strconv.ParseUint(st[k], 10, 64)
-		return v
-	}
-	_, leader := n.raft.LeaderWithID()
-	return Status{
-		NodeID:       n.cfg.NodeID,
-		RaftAddr:     string(n.trans.LocalAddr()),
-		State:        n.raft.State().String(),
-		Ready:        n.ready.Load(),
-		Leader:       string(leader),
-		Term:         num("term"),
-		CommitIndex:  num("commit_index"),
-		AppliedIndex: n.raft.AppliedIndex(),
-		LastIndex:    n.raft.LastIndex(),
-		FSMIndex:     n.fsm.AppliedIndex(),
 	}
 }
 
@@ -496,8 +503,9 @@ func (n *Node) Close() error {
 	var err error
 	n.once.Do(func() {
 		n.closed.Store(true)
-		n.ready.Store(false)
+		n.leading.Store(false)
 		close(n.stop)
+		n.closePeers()
 		n.wg.Wait()
 		err = n.raft.Shutdown().Error()
 		err = errors.Join(err, n.trans.Close(), n.logs.Close())

@@ -21,12 +21,16 @@ import (
 )
 
 // Ledger is the write path: a command in, the FSM's result out, after
-// commit and apply (cluster.Node).
+// commit and apply (cluster.Node, on any node: followers forward).
 type Ledger interface {
 	Propose(ctx context.Context, cmd store.Command) (store.Result, error)
+	// ReadIndex returns once the local store reflects every command
+	// committed before the call, so a read after it is linearizable.
+	ReadIndex(ctx context.Context) error
 }
 
-// Reader is the read path for balance inquiries (store.Store).
+// Reader is the read path for balance inquiries (store.Store), read only
+// after Ledger.ReadIndex.
 type Reader interface {
 	AccountByCard(cardHash string) (store.Account, error)
 }
@@ -157,7 +161,7 @@ func (p *Pipeline) dispatch(ctx context.Context, lanePartners map[string]bool, r
 		return store.Result{}, nil, err
 	}
 	if r.ProcCode.Type == pcBalance && (class == "010" || class == "020") {
-		return p.balance(r)
+		return p.balance(ctx, r)
 	}
 	cmd, err := p.command(r, partner, class)
 	if err != nil {
@@ -186,10 +190,13 @@ func (p *Pipeline) partnerOf(lanePartners map[string]bool, acquirer string) (Par
 	return p.partners[id], nil
 }
 
-// balance answers an inquiry from the local store. The node serves only
-// after it is leader and has applied everything committed (cluster Barrier),
-// so on a single node this read is current.
-func (p *Pipeline) balance(r *codec.Request) (store.Result, []codec.Balance, error) {
+// balance answers an inquiry from the local store after a ReadIndex: on
+// every node, leader or follower, the answer reflects every posting
+// approved before the inquiry arrived (linearizable).
+func (p *Pipeline) balance(ctx context.Context, r *codec.Request) (store.Result, []codec.Balance, error) {
+	if err := p.ledger.ReadIndex(ctx); err != nil {
+		return store.Result{}, nil, err
+	}
 	acct, err := p.reader.AccountByCard(p.CardHash(r.PAN))
 	if errors.Is(err, store.ErrNotFound) {
 		return store.Result{}, nil, store.ErrUnknownAccount

@@ -1,0 +1,297 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/switchd/switchd/store"
+)
+
+// testCluster is n in-process nodes on loopback; node 0 bootstraps, the
+// others join through it.
+type testCluster struct {
+	t     *testing.T
+	dirs  []string
+	nodes []*testNode
+}
+
+func multiConfig(c *Config) {
+	c.Bootstrap = false
+	c.HeartbeatTimeout = 200 * time.Millisecond
+	c.ElectionTimeout = 200 * time.Millisecond
+	c.LeaderLeaseTimeout = 100 * time.Millisecond
+	c.ApplyTimeout = 3 * time.Second
+}
+
+func newTestCluster(t *testing.T, size int) *testCluster {
+	t.Helper()
+	tc := &testCluster{t: t}
+	for i := 0; i < size; i++ {
+		dir := t.TempDir()
+		tc.dirs = append(tc.dirs, dir)
+		tn := open(t, dir, func(c *Config) {
+			multiConfig(c)
+			c.NodeID = fmt.Sprintf("n%d", i+1)
+			c.Bootstrap = i == 0
+		})
+		tc.nodes = append(tc.nodes, tn)
+		if i == 0 {
+			waitReady(t, tn.node)
+			createAccounts(t, tn.node)
+			continue
+		}
+		tc.join(i, tc.nodes[i-1].node) // through the previous node: a follower passes it on
+	}
+	tc.waitAllReady()
+	return tc
+}
+
+func (tc *testCluster) join(i int, via *Node) {
+	tc.t.Helper()
+	n := tc.nodes[i].node
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for {
+		err := via.Join(ctx, n.cfg.NodeID, string(n.trans.LocalAddr()))
+		if err == nil {
+			return
+		}
+		if ctx.Err() != nil {
+			tc.t.Fatalf("join n%d: %v", i+1, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (tc *testCluster) waitAllReady() {
+	tc.t.Helper()
+	for _, tn := range tc.nodes {
+		if tn != nil {
+			waitReady(tc.t, tn.node)
+		}
+	}
+}
+
+func (tc *testCluster) leader() int {
+	tc.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		for i, tn := range tc.nodes {
+			if tn != nil && tn.node.Leading() {
+				return i
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	tc.t.Fatal("no leader within 10s")
+	return -1
+}
+
+func (tc *testCluster) stop(i int) {
+	tc.nodes[i].close(tc.t)
+	tc.nodes[i] = nil
+}
+
+func (tc *testCluster) close() {
+	for i, tn := range tc.nodes {
+		if tn != nil {
+			tc.stop(i)
+		}
+	}
+}
+
+// waitConverged waits until every live node applied the same index and
+// returns their state hashes there.
+func (tc *testCluster) waitConverged() {
+	tc.t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		var idx []uint64
+		var sums [][32]byte
+		for _, tn := range tc.nodes {
+			if tn == nil {
+				continue
+			}
+			i, s, err := tn.st.StateHash()
+			if err != nil {
+				tc.t.Fatal(err)
+			}
+			idx, sums = append(idx, i), append(sums, s)
+		}
+		same := true
+		for k := range idx {
+			same = same && idx[k] == idx[0] && sums[k] == sums[0]
+		}
+		if same {
+			return
+		}
+		if time.Now().After(deadline) {
+			tc.t.Fatalf("replicas did not converge: applied %v", idx)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Any node serves: proposals through followers are forwarded to the
+// leader and answered after apply; balances read through ReadIndex on a
+// follower see every write answered before; joining twice is a no-op;
+// replicas end with equal state hashes.
+func TestClusterForwardingAndReads(t *testing.T) {
+	tc := newTestCluster(t, 3)
+	defer tc.close()
+	l := tc.leader()
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errs := make(chan error, 300)
+	for w := 0; w < 3; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n := tc.nodes[w].node
+			for i := 0; i < 100; i++ {
+				res, err := n.Propose(ctx, post(w*1000+i))
+				if err != nil || res.Status != store.StatusOK {
+					errs <- fmt.Errorf("n%d post %d: %v %v", w+1, i, res.Status, err)
+					return
+				}
+				// Read your write on the same (maybe follower) node.
+				if err := n.ReadIndex(ctx); err != nil {
+					errs <- err
+					return
+				}
+				if _, err := tc.nodes[w].st.Transfer(res.TransferID); err != nil {
+					errs <- fmt.Errorf("n%d: transfer %s answered but not readable after ReadIndex: %v", w+1, res.TransferID, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	f := (l + 1) % 3
+	shop, err := tc.nodes[f].st.Account("shop")
+	if err := tc.nodes[f].node.ReadIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	shop, err = tc.nodes[f].st.Account("shop")
+	if err != nil || shop.Posted() != 300*100 {
+		t.Fatalf("follower reads shop posted %d (%v), want %d", shop.Posted(), err, 300*100)
+	}
+	// Joining again (through a follower) changes nothing.
+	before, _ := tc.nodes[l].node.servers()
+	tc.join(2, tc.nodes[f].node)
+	after, _ := tc.nodes[l].node.servers()
+	if len(before) != 3 || len(after) != 3 {
+		t.Fatalf("servers before %v after %v", before, after)
+	}
+	cs, err := tc.nodes[f].node.ClusterStatus(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range cs.Members {
+		if m.Status == nil {
+			t.Fatalf("member %s unreachable: %s", m.ID, m.Error)
+		}
+	}
+	tc.waitConverged()
+}
+
+// The leader dies with forwarded commands in flight. Every command whose
+// outcome was unknown is repeated (same key) through a survivor: it gets
+// the original answer if it had committed, or is applied now, and the
+// ledger holds every command exactly once.
+func TestClusterUnknownOutcomeRepeatExactlyOnce(t *testing.T) {
+	tc := newTestCluster(t, 3)
+	defer tc.close()
+	l := tc.leader()
+	f := (l + 1) % 3
+	const n = 300
+	type answer struct {
+		res store.Result
+		err error
+	}
+	answers := make([]answer, n)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	done := 0
+	killed := make(chan struct{})
+	const workers = 10
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < n; i += workers {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				answers[i].res, answers[i].err = tc.nodes[f].node.Propose(ctx, post(i))
+				cancel()
+				mu.Lock()
+				done++
+				if done == n/3 {
+					go func() { tc.stop(l); close(killed) }() // kill the leader mid-stream
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	<-killed
+	tc.leader()
+	unknown, applied := 0, 0
+	for i := 0; i < n; i++ {
+		a := answers[i]
+		if a.err == nil {
+			applied++
+			continue
+		}
+		if errors.Is(a.err, ErrUnknownOutcome) {
+			unknown++
+		}
+		// Repeat on any survivor until it is answered.
+		for try := 0; ; try++ {
+			res, err := tc.nodes[(f+try)%3].nodeOr(tc.nodes[f]).Propose(context.Background(), post(i))
+			if err == nil {
+				if res.Status != store.StatusOK {
+					t.Fatalf("repeat %d: %v", i, res.Status)
+				}
+				break
+			}
+			if try > 100 {
+				t.Fatalf("repeat %d: %v", i, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	t.Logf("%d applied, %d unknown, %d refused before the repeat", applied, unknown, n-applied-unknown)
+	tc.waitConverged()
+	for _, tn := range tc.nodes {
+		if tn == nil {
+			continue
+		}
+		shop, _ := tn.st.Account("shop")
+		if shop.Posted() != n*100 {
+			t.Fatalf("shop posted %d, want %d: a command was lost or doubled", shop.Posted(), n*100)
+		}
+		for i := 0; i < n; i++ {
+			if answers[i].err == nil {
+				if _, err := tn.st.Transfer(answers[i].res.TransferID); err != nil {
+					t.Fatalf("approved transfer %s missing on a replica", answers[i].res.TransferID)
+				}
+			}
+		}
+	}
+}
+
+// nodeOr is tn's node, or other's when tn was stopped.
+func (tn *testNode) nodeOr(other *testNode) *Node {
+	if tn == nil {
+		return other.node
+	}
+	return tn.node
+}
