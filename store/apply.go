@@ -683,6 +683,13 @@ func (t *txn) original(c *Command) (*Transfer, Status) {
 	if o.Currency != c.Currency {
 		return nil, StatusCurrencyMismatch
 	}
+	if c.Card != "" {
+		// The message's card must be a side of the original: a completion
+		// or reversal with another PAN must not move that card's money.
+		if card := t.cardOf(c); card == nil || (card.ID != o.Debit && card.ID != o.Credit) {
+			return nil, StatusUnknownOriginal
+		}
+	}
 	return o, StatusOK
 }
 

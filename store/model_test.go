@@ -194,6 +194,11 @@ func (m *model) original(c Command) (*Transfer, Status) {
 	if o.Currency != c.Currency {
 		return nil, StatusCurrencyMismatch
 	}
+	if c.Card != "" {
+		if card := m.card(c.Card); card == nil || (card.ID != o.Debit && card.ID != o.Credit) {
+			return nil, StatusUnknownOriginal
+		}
+	}
 	return o, StatusOK
 }
 
@@ -307,6 +312,7 @@ type gen struct {
 	merch     []string
 	auths     []string         // original refs of authorizations
 	issuedAmt map[string]int64 // original ref → amount it was issued with
+	refCard   map[string]string // original ref → card hash it was issued with
 	refs      []string         // every original ref
 	issued    []Command
 	daysShut  int // business days the generator has closed
@@ -314,7 +320,7 @@ type gen struct {
 
 func newGen(seed uint64) (*gen, []Command) {
 	g := &gen{rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), now: t0, ccy: map[string]string{},
-		issuedAmt: map[string]int64{}}
+		issuedAmt: map[string]int64{}, refCard: map[string]string{}}
 	var setup []Command
 	add := func(a *Account) { setup = append(setup, createCmd(a)) }
 	for _, ccy := range []string{"USD", "EUR"} {
@@ -412,8 +418,11 @@ func (g *gen) next() Command {
 			c.OriginalRef = ref
 			g.refs = append(g.refs, ref)
 		}
-		if g.rng.IntN(2) == 0 {
-			c.Card = card
+		switch g.rng.IntN(10) {
+		case 0:
+			c.Card = card // usually another card's: no such original for it
+		case 1, 2, 3, 4, 5:
+			c.Card = g.refCard[c.Original] // the original's own card
 		}
 	case p < 82:
 		c.Op, c.Original, c.Amount = OpReverse, g.pick(g.refs[max(0, len(g.refs)-80):]), g.amount()
@@ -441,6 +450,7 @@ func (g *gen) next() Command {
 		g.issued = append(g.issued, c)
 	}
 	if c.OriginalRef != "" && !reused {
+		g.refCard[c.OriginalRef] = c.Card
 		g.issuedAmt[c.OriginalRef] = c.Amount
 	}
 	return c

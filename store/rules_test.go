@@ -319,6 +319,15 @@ func ruleCases() []ruleCase {
 		{name: "a taken reference keeps its first transfer",
 			setup: []Command{postCardCmd("p1", "h1", "merch", 100, "R")},
 			cmd:   reverseCmd("v1", "R", 150), want: StatusExceedsOriginal},
+		{name: "a completion naming another card finds no original",
+			setup: []Command{authCmd("a1", "h1", "merch", 1000, "A1")},
+			cmd:   set(completeCmd("c1", "A1", 500, true, ""), func(c *Command) { c.Card = "h2" }), want: StatusUnknownOriginal,
+			check: func(t *testing.T, s *Store, r Result) {
+				wantBal(t, s, "card1", bal{1000, 0, 0, 10000}) // the hold is untouched
+			}},
+		{name: "a reversal naming the original's own card applies",
+			setup: []Command{authCmd("a1", "h1", "merch", 1000, "A1")},
+			cmd:   set(reverseCmd("v1", "A1", 1000), func(c *Command) { c.Card = "h1" }), want: StatusOK},
 		{name: "a new key reusing a taken reference is declined",
 			setup: []Command{postCardCmd("p1", "h1", "merch", 100, "R")},
 			cmd:   postCardCmd("p2", "h1", "merch", 200, "R"), want: StatusDuplicateReference,
