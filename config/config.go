@@ -17,6 +17,7 @@ import (
 
 	"github.com/switchd/switchd/cluster"
 	"github.com/switchd/switchd/ops"
+	"github.com/switchd/switchd/settle"
 	"github.com/switchd/switchd/store"
 	switching "github.com/switchd/switchd/switch"
 )
@@ -43,6 +44,8 @@ type File struct {
 	Ops      ops.Config              `yaml:"ops"`
 	Switch   switching.Config        `yaml:"switch"`
 	Accounts []switching.AccountSeed `yaml:"accounts"`
+	// Settle is the business-day cutover and the settlement file jobs.
+	Settle settle.Config `yaml:"settle"`
 }
 
 // Demo is the embedded demo configuration over the components' defaults.
@@ -52,6 +55,7 @@ func Demo() File {
 		Store:   store.DefaultConfig(),
 		Ops:     ops.DefaultConfig(),
 		Switch:  switching.DefaultConfig(),
+		Settle:  settle.DefaultConfig(),
 	}
 	if err := decode(bytes.NewReader(demoYAML), &f); err != nil {
 		panic(fmt.Sprintf("config: embedded demo config is broken: %v", err)) // a build defect
@@ -117,6 +121,10 @@ func withLaneDefaults(l switching.LaneConfig) switching.LaneConfig {
 func (f *File) Finish() {
 	f.Cluster.Dir = filepath.Join(f.DataDir, "raft")
 	f.Store.Dir = filepath.Join(f.DataDir, "ledger")
+	f.Settle.Dir = filepath.Join(f.DataDir, "settle")
+	if f.Settle.Zone == "" {
+		f.Settle.Zone = f.Switch.BusinessDayZone
+	}
 }
 
 // Validate checks every component.
@@ -128,7 +136,7 @@ func (f File) Validate() error {
 	if err := lvl.UnmarshalText([]byte(f.LogLevel)); err != nil {
 		return fmt.Errorf("%w: log_level %q", ErrConfig, f.LogLevel)
 	}
-	for _, err := range []error{f.Cluster.Validate(), f.Store.Validate(), f.Ops.Validate(), f.Switch.Validate()} {
+	for _, err := range []error{f.Cluster.Validate(), f.Store.Validate(), f.Ops.Validate(), f.Switch.Validate(), f.Settle.Validate()} {
 		if err != nil {
 			return err
 		}

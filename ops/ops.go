@@ -91,6 +91,7 @@ type Server struct {
 	node   Node
 	log    *slog.Logger
 	srv    *http.Server
+	mux    *http.ServeMux // routes; HandleSettlement adds its own before Start
 	ln     net.Listener
 	done   chan struct{}
 	once   sync.Once
@@ -106,6 +107,7 @@ func New(cfg Config, ledger Ledger, admin Admin, node Node, gatherer prometheus.
 	}
 	s := &Server{cfg: cfg, ledger: ledger, admin: admin, node: node, log: logger, done: make(chan struct{})}
 	mux := http.NewServeMux()
+	s.mux = mux
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})

@@ -26,6 +26,7 @@ type Ledger interface {
 	Scanner
 	DayLedger
 	Day(day string) (store.Day, error)
+	Days(before string, limit int) ([]store.Day, error)
 }
 
 // Service runs file jobs and serves their files.
@@ -58,6 +59,22 @@ func (s *Service) Close() { s.jobs.close() }
 
 // Days returns the day operations.
 func (s *Service) Days() *Days { return s.days }
+
+// CloseDay closes the open business day now (see Days.Close).
+func (s *Service) CloseDay(ctx context.Context, day string) (DayResult, error) {
+	return s.days.Close(ctx, day)
+}
+
+// ListDays returns the open day ("" before the first) and up to limit
+// days before `before`, newest first.
+func (s *Service) ListDays(before string, limit int) (string, []store.Day, error) {
+	open, err := s.ledger.OpenDay()
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return "", nil, err
+	}
+	days, err := s.ledger.Days(before, limit)
+	return open, days, err
+}
 
 // ValidName reports whether id can name a file: 1–64 of [A-Za-z0-9._-],
 // not starting with a dot.

@@ -18,6 +18,7 @@ import (
 	"github.com/switchd/switchd/cluster"
 	"github.com/switchd/switchd/config"
 	"github.com/switchd/switchd/ops"
+	"github.com/switchd/switchd/settle"
 	"github.com/switchd/switchd/store"
 	switching "github.com/switchd/switchd/switch"
 )
@@ -97,6 +98,21 @@ func run(ctx context.Context, cfg config.File, log *slog.Logger) error {
 	hk := switching.NewHousekeeper(cfg.Switch, node, log.With("component", "housekeeping"), nil)
 	defer hk.Close()
 
+	// Business days: the leader closes the open day at the cutover; file
+	// jobs (settlements, statements) run one at a time in the background.
+	cal, err := settle.NewCalendar(cfg.Settle.Zone, cfg.Settle.Cutover)
+	if err != nil {
+		return err
+	}
+	days := settle.NewDays(cal, st, node, log.With("component", "settle"), nil)
+	cutover := settle.StartCutover(days, cfg.Settle.CheckInterval)
+	defer cutover.Close()
+	settlement, err := settle.New(cfg.Settle, st, days, log.With("component", "settle"))
+	if err != nil {
+		return err
+	}
+	defer settlement.Close()
+
 	metrics := switching.NewMetrics(reg)
 	var lanes []*switching.Lane
 	defer func() {
@@ -120,6 +136,7 @@ func run(ctx context.Context, cfg config.File, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	srv.HandleSettlement(settlement)
 	if err := srv.Start(); err != nil {
 		return err
 	}
