@@ -40,6 +40,9 @@ const usageText = `switchctl: operate a switchd node
   switchctl accounts [ID] [--after ID --limit N]
   switchctl transfers [--account A] [--partner P] [--day YYYY-MM-DD] [--status S]
   switchctl cluster status
+  switchctl day status | close [--day YYYY-MM-DD]
+  switchctl settlement pull --day D --partner P [--out DIR] [--format csv|json|all]
+  switchctl statement pull --day D --account A [--out DIR] [--format mt940|camt053|all]
 
   ops commands take --ops http://127.0.0.1:8080 and --json (raw JSON).
   Run "switchctl <command> -h" for every flag of a command.
@@ -72,6 +75,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = transfersCmd(ctx, args[1:], stdout)
 	case "cluster":
 		err = clusterCmd(ctx, args[1:], stdout)
+	case "day":
+		err = dayCmd(ctx, args[1:], stdout)
+	case "settlement", "statement":
+		err = pullCmd(ctx, args[0], args[1:], stdout)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usageText)
 		return 0
