@@ -7,7 +7,7 @@ TESTFLAGS ?= -race -count=1 -timeout 15m
 BENCHTIME ?= 1s
 FUZZTIME  ?= 30s
 
-.PHONY: build run test bench bench-e2e fuzz lint clean
+.PHONY: build run test bench bench-e2e fuzz lint clean cluster cluster-stop chaos
 
 build:
 	$(GO) build -o $(BIN)/ ./cmd/...
@@ -29,6 +29,14 @@ bench:
 # End to end: switchd with an fsync'd raft log, driven by switchload on loopback.
 bench-e2e: build
 	./scripts/bench-e2e.sh
+
+# A local 3-node cluster in the background (scripts/cluster.sh; data and
+# logs in data/cluster): lanes :8583-8585, ops :8080-8082, raft :7001-7003.
+cluster: build
+	./scripts/cluster.sh start
+
+cluster-stop:
+	./scripts/cluster.sh stop
 
 fuzz:
 	$(GO) test -run=NONE -fuzz=FuzzUnpack -fuzztime=$(FUZZTIME) ./codec/

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -48,7 +50,7 @@ func open(t *testing.T, dir string, mutate func(*Config)) *testNode {
 		mutate(&cfg)
 	}
 	reg := prometheus.NewRegistry()
-	n, err := New(cfg, st, nil, reg)
+	n, err := New(cfg, st, testLogger(), reg)
 	if err != nil {
 		st.Close()
 		t.Fatal(err)
@@ -296,4 +298,11 @@ func TestConfigValidate(t *testing.T) {
 	if err := base.Validate(); err != nil {
 		t.Fatalf("base config: %v", err)
 	}
+}
+
+func testLogger() *slog.Logger {
+	if os.Getenv("CLUSTER_TEST_LOG") == "" {
+		return nil
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }

@@ -206,7 +206,7 @@ func dialStream(addr string, kind byte, tlsCfg *tls.Config, timeout time.Duratio
 	c := raw
 	_ = raw.SetDeadline(time.Now().Add(timeout))
 	if tlsCfg != nil {
-		tc := tls.Client(raw, tlsCfg)
+		tc := tls.Client(raw, clientFor(tlsCfg, addr))
 		if err := tc.Handshake(); err != nil {
 			raw.Close()
 			return nil, fmt.Errorf("node TLS to %s: %w", addr, err)
@@ -225,6 +225,7 @@ func dialStream(addr string, kind byte, tlsCfg *tls.Config, timeout time.Duratio
 type raftLayer struct {
 	m         *mux
 	advertise net.Addr
+	tlsClient *tls.Config // nil: plain TCP
 }
 
 var _ raft.StreamLayer = (*raftLayer)(nil)
@@ -250,5 +251,5 @@ func (l *raftLayer) Addr() net.Addr {
 }
 
 func (l *raftLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	return dialStream(string(addr), streamRaft, l.m.tls, timeout)
+	return dialStream(string(addr), streamRaft, l.tlsClient, timeout)
 }

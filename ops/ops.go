@@ -77,10 +77,11 @@ type Admin interface {
 	CreateAccount(ctx context.Context, s switching.AccountSeed) (created bool, err error)
 }
 
-// Node is what ops reports of the cluster.
+// Node is what ops reports of the cluster and changes in it (cluster.go).
 type Node interface {
 	Ready() bool
 	Status() cluster.Status
+	Membership
 }
 
 // Server is the ops HTTP server.
@@ -117,7 +118,7 @@ func New(cfg Config, ledger Ledger, admin Admin, node Node, gatherer prometheus.
 	mux.HandleFunc("GET /v1/accounts/{id}", s.account)
 	mux.HandleFunc("POST /v1/accounts", s.createAccount)
 	mux.HandleFunc("GET /v1/transfers", s.transfers)
-	mux.HandleFunc("GET /v1/cluster/status", s.status)
+	s.registerCluster(mux)
 	if cfg.Pprof {
 		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
@@ -176,20 +177,6 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 }
 
-func (s *Server) status(w http.ResponseWriter, _ *http.Request) {
-	st := s.node.Status()
-	idx, sum, err := s.ledger.StateHash()
-	if err != nil {
-		s.fail(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, struct {
-		cluster.Status
-		StateHashIndex uint64 `json:"state_hash_index"`
-		StateHash      string `json:"state_hash"`
-	}{st, idx, fmt.Sprintf("%x", sum)})
-}
-
 // accountView is an account as ops sees it: balances derived, PAN masked,
 // no lookup hash.
 type accountView struct {
@@ -217,6 +204,9 @@ func viewOf(a store.Account) accountView {
 }
 
 func (s *Server) accounts(w http.ResponseWriter, r *http.Request) {
+	if !s.caughtUp(w, r) {
+		return
+	}
 	limit, err := pageLimit(r)
 	if err != nil {
 		problem(w, http.StatusBadRequest, "bad-request", "Bad request", err.Error())
@@ -235,6 +225,9 @@ func (s *Server) accounts(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) account(w http.ResponseWriter, r *http.Request) {
+	if !s.caughtUp(w, r) {
+		return
+	}
 	a, err := s.ledger.Account(r.PathValue("id"))
 	if err != nil {
 		s.fail(w, err)
@@ -292,6 +285,9 @@ func (s *Server) createAccount(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, err)
 		return
 	}
+	if !s.caughtUp(w, r) {
+		return
+	}
 	a, err := s.ledger.Account(req.ID)
 	if err != nil {
 		s.fail(w, err)
@@ -305,6 +301,9 @@ func (s *Server) createAccount(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) transfers(w http.ResponseWriter, r *http.Request) {
+	if !s.caughtUp(w, r) {
+		return
+	}
 	limit, err := pageLimit(r)
 	if err != nil {
 		problem(w, http.StatusBadRequest, "bad-request", "Bad request", err.Error())

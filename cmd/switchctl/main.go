@@ -39,7 +39,10 @@ const usageText = `switchctl: operate a switchd node
       [--field 48=BT=ELEC ...] [--network 301] [--dialect iso87ascii] [--header binary2]
   switchctl accounts [ID] [--after ID --limit N]
   switchctl transfers [--account A] [--partner P] [--day YYYY-MM-DD] [--status S]
-  switchctl cluster status
+  switchctl cluster status                                   every member: role, term, indexes, lag, state hash
+  switchctl cluster join --id ID --raft-addr HOST:PORT       add a voter (through any member)
+  switchctl cluster remove ID
+  switchctl cluster transfer-leadership [--to ID]
   switchctl day status | close [--day YYYY-MM-DD]
   switchctl settlement pull --day D --partner P [--out DIR] [--format csv|json|all]
   switchctl statement pull --day D --account A [--out DIR] [--format mt940|camt053|all]

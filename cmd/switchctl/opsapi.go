@@ -10,7 +10,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -308,57 +307,4 @@ func transfersCmd(ctx context.Context, args []string, stdout io.Writer) error {
 func atoiOr0(s string) int {
 	n, _ := strconv.Atoi(s)
 	return n
-}
-
-// clusterCmd: switchctl cluster status.
-func clusterCmd(ctx context.Context, args []string, stdout io.Writer) error {
-	if len(args) == 0 || args[0] != "status" {
-		return usagef("cluster: want \"cluster status\"")
-	}
-	var o opsFlags
-	fs := flag.NewFlagSet("switchctl cluster status", flag.ContinueOnError)
-	o.register(fs)
-	pos, err := parseCmd(fs, args[1:], stdout)
-	if err != nil {
-		return err
-	}
-	if len(pos) > 0 {
-		return usagef("cluster status: unexpected argument %q", pos[0])
-	}
-	body, err := o.get(ctx, "/v1/cluster/status", nil)
-	if err != nil {
-		return err
-	}
-	if o.json {
-		return printJSON(stdout, body)
-	}
-	// Print whatever the API reports, in a fixed order for the known keys
-	// and alphabetically for any the API adds later.
-	var st map[string]any
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber() // indexes are uint64: keep them exact
-	if err := dec.Decode(&st); err != nil {
-		return fmt.Errorf("decoding cluster status: %w", err)
-	}
-	order := []string{"node_id", "raft_addr", "state", "ready", "leader", "term",
-		"commit_index", "applied_index", "last_index", "fsm_index", "state_hash_index", "state_hash"}
-	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-	done := map[string]bool{}
-	for _, k := range order {
-		if v, ok := st[k]; ok {
-			fmt.Fprintf(tw, "%s\t%v\n", k, v)
-			done[k] = true
-		}
-	}
-	var rest []string
-	for k := range st {
-		if !done[k] {
-			rest = append(rest, k)
-		}
-	}
-	slices.Sort(rest)
-	for _, k := range rest {
-		fmt.Fprintf(tw, "%s\t%v\n", k, st[k])
-	}
-	return tw.Flush()
 }

@@ -32,6 +32,11 @@ const (
 func main() {
 	configPath := flag.String("config", "", "YAML config `file` over the embedded demo config")
 	dataDir := flag.String("data-dir", "", "data `dir` (default from config: ./data)")
+	nodeID := flag.String("node-id", "", "raft node `id` (config cluster.node_id)")
+	raftAddr := flag.String("raft-addr", "", "raft and node-to-node `host:port` (config cluster.raft_addr)")
+	join := flag.String("join", "", "join the cluster through a member's ops `host:port` (config cluster.join)")
+	bootstrap := flag.Bool("bootstrap", false, "start a new cluster with this node as its first voter (config cluster.bootstrap)")
+	opsListen := flag.String("ops-listen", "", "ops HTTP `host:port` (config ops.listen)")
 	flag.Parse()
 
 	cfg := config.Demo()
@@ -44,6 +49,21 @@ func main() {
 	}
 	if *dataDir != "" {
 		cfg.DataDir = *dataDir
+	}
+	if *nodeID != "" {
+		cfg.Cluster.NodeID = *nodeID
+	}
+	if *raftAddr != "" {
+		cfg.Cluster.RaftAddr = *raftAddr
+	}
+	if *opsListen != "" {
+		cfg.Ops.Listen = *opsListen
+	}
+	if *join != "" {
+		cfg.Cluster.Join, cfg.Cluster.Bootstrap = *join, false
+	}
+	if *bootstrap {
+		cfg.Cluster.Bootstrap, cfg.Cluster.Join = true, ""
 	}
 	cfg.Finish()
 	if err := cfg.Validate(); err != nil {
@@ -85,6 +105,12 @@ func run(ctx context.Context, cfg config.File, log *slog.Logger) error {
 
 	startCtx, cancel := context.WithTimeout(ctx, startupTimeout)
 	defer cancel()
+	if cfg.Cluster.Join != "" && !node.HadState() {
+		log.Info("joining the cluster", "via", cfg.Cluster.Join)
+		if err := ops.RequestJoin(startCtx, cfg.Cluster.Join, cfg.Cluster.NodeID, cfg.Cluster.RaftAddr); err != nil {
+			return err
+		}
+	}
 	if err := node.WaitReady(startCtx); err != nil {
 		return err
 	}

@@ -1,0 +1,189 @@
+package ops
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/switchd/switchd/cluster"
+)
+
+// membershipTimeoutMax bounds a membership request: a configuration change
+// commits in a few raft rounds unless the cluster has no quorum.
+const membershipTimeoutMax = 40 * time.Second
+
+// Membership is the cluster's membership side, on any node (a follower
+// passes changes to the leader).
+type Membership interface {
+	Join(ctx context.Context, id, raftAddr string) error
+	Remove(ctx context.Context, id string) error
+	TransferLeadership(ctx context.Context, id string) error
+	ClusterStatus(ctx context.Context) (cluster.ClusterStatus, error)
+	// ReadIndex returns once the local ledger reflects every command
+	// committed before the call.
+	ReadIndex(ctx context.Context) error
+}
+
+// readIndexTimeoutMax bounds waiting for this node to catch up before a read.
+const readIndexTimeoutMax = 10 * time.Second
+
+// caughtUp makes a ledger read on this node linearizable (a follower waits
+// until it applied what the leader had committed), or answers 503.
+func (s *Server) caughtUp(w http.ResponseWriter, r *http.Request) bool {
+	ctx, cancel := context.WithTimeout(r.Context(), readIndexTimeoutMax)
+	defer cancel()
+	if err := s.node.ReadIndex(ctx); err != nil {
+		s.clusterFail(w, err)
+		return false
+	}
+	return true
+}
+
+// JoinRequest is the body of POST /v1/cluster/join.
+type JoinRequest struct {
+	ID       string `json:"id"`
+	RaftAddr string `json:"raft_addr"`
+}
+
+// memberRequest is the body of remove and transfer-leadership.
+type memberRequest struct {
+	ID string `json:"id"`
+}
+
+func (s *Server) registerCluster(mux *http.ServeMux) {
+	mux.HandleFunc("GET /v1/cluster/status", s.status)
+	mux.HandleFunc("GET /v1/cluster/members", s.members)
+	mux.HandleFunc("POST /v1/cluster/join", s.join)
+	mux.HandleFunc("POST /v1/cluster/remove", s.remove)
+	mux.HandleFunc("POST /v1/cluster/transfer-leadership", s.transferLeadership)
+}
+
+// status is this node's own view, with its state hash.
+func (s *Server) status(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, s.node.Status())
+}
+
+// members is every member's status, gathered by this node.
+func (s *Server) members(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), writeTimeoutMax)
+	defer cancel()
+	cs, err := s.node.ClusterStatus(ctx)
+	if err != nil {
+		s.clusterFail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, cs)
+}
+
+func decodeMemberBody(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, bodyBytesMax))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		problem(w, http.StatusBadRequest, "bad-request", "Bad request", "body must be one JSON object with known fields")
+		return false
+	}
+	return true
+}
+
+func (s *Server) join(w http.ResponseWriter, r *http.Request) {
+	var req JoinRequest
+	if !decodeMemberBody(w, r, &req) {
+		return
+	}
+	if req.ID == "" || req.RaftAddr == "" {
+		problem(w, http.StatusBadRequest, "bad-request", "Bad request", "id and raft_addr are required")
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), membershipTimeoutMax)
+	defer cancel()
+	if err := s.node.Join(ctx, req.ID, req.RaftAddr); err != nil {
+		s.clusterFail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "member", "id": req.ID, "raft_addr": req.RaftAddr})
+}
+
+func (s *Server) remove(w http.ResponseWriter, r *http.Request) {
+	var req memberRequest
+	if !decodeMemberBody(w, r, &req) {
+		return
+	}
+	if req.ID == "" {
+		problem(w, http.StatusBadRequest, "bad-request", "Bad request", "id is required")
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), membershipTimeoutMax)
+	defer cancel()
+	if err := s.node.Remove(ctx, req.ID); err != nil {
+		s.clusterFail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "removed", "id": req.ID})
+}
+
+func (s *Server) transferLeadership(w http.ResponseWriter, r *http.Request) {
+	var req memberRequest
+	if r.ContentLength != 0 && !decodeMemberBody(w, r, &req) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), membershipTimeoutMax)
+	defer cancel()
+	if err := s.node.TransferLeadership(ctx, req.ID); err != nil {
+		s.clusterFail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "transferred", "id": req.ID})
+}
+
+// clusterFail answers a membership error with what went wrong: these are
+// operators' requests, and the reason is what they need to act on.
+func (s *Server) clusterFail(w http.ResponseWriter, err error) {
+	switch {
+	case errors.Is(err, cluster.ErrMembership):
+		problem(w, http.StatusConflict, "membership", "Membership change refused", err.Error())
+	case errors.Is(err, cluster.ErrNotLeader), errors.Is(err, cluster.ErrUnknownOutcome), errors.Is(err, cluster.ErrClosed):
+		problem(w, http.StatusServiceUnavailable, "no-leader", "No leader reachable, retry", err.Error())
+	default:
+		s.log.Error("cluster request failed", "err", err)
+		problem(w, http.StatusInternalServerError, "cluster", "Cluster request failed", err.Error())
+	}
+}
+
+// RequestJoin asks the member whose ops API listens at opsAddr (host:port)
+// to add this node; it retries until the member accepts or ctx ends, so a
+// node may start before the member it joins through.
+func RequestJoin(ctx context.Context, opsAddr, id, raftAddr string) error {
+	body, _ := json.Marshal(JoinRequest{ID: id, RaftAddr: raftAddr})
+	hc := &http.Client{Timeout: membershipTimeoutMax}
+	var last error
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+opsAddr+"/v1/cluster/join", bytes.NewReader(body))
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := hc.Do(req)
+		if err == nil {
+			msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			err = fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(msg))
+			if resp.StatusCode == http.StatusConflict || resp.StatusCode == http.StatusBadRequest {
+				return fmt.Errorf("ops: join via %s: %w", opsAddr, err) // retrying will not help
+			}
+		}
+		last = err
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("ops: join via %s: %w (last: %v)", opsAddr, ctx.Err(), last)
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
