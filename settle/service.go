@@ -27,6 +27,7 @@ type Ledger interface {
 	DayLedger
 	Day(day string) (store.Day, error)
 	Days(before string, limit int) ([]store.Day, error)
+	Account(id string) (store.Account, error)
 }
 
 // Service runs file jobs and serves their files.

@@ -42,6 +42,22 @@ func TestDayCloseAndSettlementPull(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "demo-acquirer.json.sha256")); err != nil {
 		t.Error(err)
 	}
+	code, out, errOut = ctl("statement", "pull", "--ops", ops, "--day", day, "--account", "card-4111", "--out", dir)
+	if code != 0 {
+		t.Fatalf("statement pull: %d %s %s", code, out, errOut)
+	}
+	mt, err := os.ReadFile(filepath.Join(dir, "card-4111-"+day+".mt940"))
+	if err != nil || !strings.Contains(string(mt), ":60F:C") || !strings.Contains(string(mt), "D12,34NTRF600000004711//") ||
+		!strings.Contains(string(mt), ":62F:C") {
+		t.Fatalf("mt940 %v:\n%s", err, mt)
+	}
+	camt, err := os.ReadFile(filepath.Join(dir, "card-4111-"+day+".camt053.xml"))
+	if err != nil || !strings.Contains(string(camt), `<Amt Ccy="USD">12.34</Amt><CdtDbtInd>DBIT</CdtDbtInd>`) {
+		t.Fatalf("camt %v:\n%s", err, camt)
+	}
+	if strings.Contains(string(mt)+string(camt), "4111111111111111") {
+		t.Error("full PAN in a statement")
+	}
 	if code, _, errOut := ctl("settlement", "pull", "--ops", ops, "--day", day); code != 2 || !strings.Contains(errOut, "--partner") {
 		t.Errorf("missing flag: %d %s", code, errOut)
 	}
