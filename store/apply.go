@@ -506,6 +506,8 @@ func (t *txn) apply(c *Command) Result {
 		r = t.complete(c)
 	case OpReverse:
 		r = t.reverse(c)
+	case OpBreak:
+		r = t.breakOp(c) // recon.go
 	default:
 		return invalid()
 	}

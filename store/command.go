@@ -49,6 +49,8 @@ func (o Op) String() string {
 		return "open_day"
 	case OpCloseDay:
 		return "close_day"
+	case OpBreak:
+		return "break"
 	}
 	return "unknown"
 }
@@ -120,6 +122,8 @@ type Command struct {
 	RetainAfter int64 `json:"retain,omitempty"`
 	// NextDay on OpCloseDay is the business day the close opens.
 	NextDay string `json:"next_day,omitempty"`
+	// Break on OpBreak assigns or resolves a reconciliation break.
+	Break *BreakUpdate `json:"break,omitempty"`
 }
 
 // Status is the outcome of a command as the FSM decided it. Values are

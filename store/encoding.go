@@ -323,6 +323,7 @@ const (
 	flagFinal
 	flagAccount
 	flagNextDay // NextDay follows the account (OpCloseDay)
+	flagBreak   // a BreakUpdate follows NextDay (OpBreak)
 )
 
 // EncodeBatch encodes the commands of one raft log entry. The layout is
@@ -368,6 +369,9 @@ func (e *enc) command(c *Command) {
 	if c.NextDay != "" {
 		flags |= flagNextDay
 	}
+	if c.Break != nil {
+		flags |= flagBreak
+	}
 	e.byte(flags)
 	e.str(c.Debit)
 	e.str(c.Credit)
@@ -384,6 +388,9 @@ func (e *enc) command(c *Command) {
 	if c.NextDay != "" {
 		e.str(c.NextDay)
 	}
+	if c.Break != nil {
+		e.breakUpdate(c.Break)
+	}
 }
 
 // CheckEncodable reports whether c can go into EncodeBatch (every string
@@ -399,6 +406,13 @@ func checkStrings(c *Command) error {
 	for _, s := range strs {
 		if len(s) > stringBytesMax {
 			return fmt.Errorf("%w: string field of %d bytes (max %d)", ErrInvalidCommand, len(s), stringBytesMax)
+		}
+	}
+	if b := c.Break; b != nil {
+		for _, s := range [...]string{b.Recon, b.Break, string(b.Action), b.Assignee, b.Note, b.Actor} {
+			if len(s) > stringBytesMax {
+				return fmt.Errorf("%w: break string field of %d bytes (max %d)", ErrInvalidCommand, len(s), stringBytesMax)
+			}
 		}
 	}
 	if a := c.Account; a != nil {
@@ -448,7 +462,7 @@ func (d *dec) command(c *Command) {
 	c.Partner = d.str()
 	c.Card = d.str()
 	flags := d.byte()
-	if flags&^(flagCreditCard|flagFinal|flagAccount|flagNextDay) != 0 {
+	if flags&^(flagCreditCard|flagFinal|flagAccount|flagNextDay|flagBreak) != 0 {
 		d.fail("command flags")
 	}
 	c.CreditCard = flags&flagCreditCard != 0
@@ -470,5 +484,9 @@ func (d *dec) command(c *Command) {
 		if c.NextDay = d.str(); c.NextDay == "" {
 			d.fail("next day") // one encoding per value: empty means no flag
 		}
+	}
+	if flags&flagBreak != 0 {
+		c.Break = new(BreakUpdate)
+		d.breakUpdate(c.Break)
 	}
 }
