@@ -38,6 +38,16 @@ cluster: build
 cluster-stop:
 	./scripts/cluster.sh stop
 
+# Long fault runs (package chaos): CHAOS_RUNS seeded runs of a 3-node cluster
+# under load while nodes are killed, restarted and partitioned; 0 violations
+# expected. A short run is part of `make test`. CHAOS_SEED=N repeats a seed.
+CHAOS_RUNS     ?= 20
+CHAOS_DURATION ?= 30s
+CHAOS_SEED     ?= 0
+chaos:
+	$(GO) test -count=1 -timeout 6h -run 'TestChaosLong' -v ./chaos/ \
+	  -chaos.runs=$(CHAOS_RUNS) -chaos.duration=$(CHAOS_DURATION) -chaos.seed=$(CHAOS_SEED)
+
 fuzz:
 	$(GO) test -run=NONE -fuzz=FuzzUnpack -fuzztime=$(FUZZTIME) ./codec/
 	$(GO) test -run=NONE -fuzz=FuzzReadFrame -fuzztime=$(FUZZTIME) ./codec/

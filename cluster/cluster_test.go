@@ -327,7 +327,7 @@ func TestClusterMutualTLS(t *testing.T) {
 		"other CA":              rogue,
 		"no client certificate": {MinVersion: tls.VersionTLS13, RootCAs: tc.nodes[l].node.tlsClient.RootCAs},
 	} {
-		c, err := dialStream(addr, streamForward, cfg, time.Second)
+		c, err := dialStream(nil, addr, streamForward, cfg, time.Second)
 		if err == nil {
 			// TLS 1.3 reports a refused client certificate on the first read.
 			_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
@@ -338,7 +338,7 @@ func TestClusterMutualTLS(t *testing.T) {
 			t.Errorf("%s: connection accepted (%v)", name, err)
 		}
 	}
-	if _, err := dialStream(addr, streamForward, nil, time.Second); err != nil {
+	if _, err := dialStream(nil, addr, streamForward, nil, time.Second); err != nil {
 		t.Fatal(err) // plain TCP connects, but the handshake then fails
 	}
 }

@@ -38,6 +38,10 @@ type Config struct {
 	Join string `yaml:"join"`
 	// TLS secures node-to-node traffic (raft and forwarding).
 	TLS TLSConfig `yaml:"tls"`
+	// Dial, when set, opens every connection to a peer (raft and
+	// forwarding) instead of a plain net.Dialer: the fault-injection
+	// harness (package chaos) cuts, delays and breaks links with it.
+	Dial DialFunc `yaml:"-"`
 
 	// BatchCommandsMax is how many commands one raft entry may carry.
 	BatchCommandsMax int `yaml:"batch_commands_max"`

@@ -282,7 +282,7 @@ type call struct {
 var errPeerDown = errors.New("cluster: connection to peer lost")
 
 func (n *Node) dialPeer(addr string) (*peer, error) {
-	c, err := dialStream(addr, streamForward, n.tlsClient, fwdDialTimeout)
+	c, err := dialStream(n.cfg.Dial, addr, streamForward, n.tlsClient, fwdDialTimeout)
 	if err != nil {
 		return nil, err
 	}

@@ -194,7 +194,7 @@ func New(cfg Config, fsm FSM, logger *slog.Logger, reg prometheus.Registerer) (*
 		advertise = nil // tests: advertise the port the kernel picked
 	}
 	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream:  &raftLayer{m: mx, advertise: advertise, tlsClient: tlsClient},
+		Stream:  &raftLayer{m: mx, advertise: advertise, tlsClient: tlsClient, dial: cfg.Dial},
 		MaxPool: transportPoolMax,
 		Timeout: transportTimeout,
 		Logger:  rc.Logger,

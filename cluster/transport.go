@@ -196,10 +196,20 @@ func (m *mux) close() error {
 	return err
 }
 
-// dial opens a stream of the given kind to a peer's raft address.
-func dialStream(addr string, kind byte, tlsCfg *tls.Config, timeout time.Duration) (net.Conn, error) {
+// DialFunc opens a TCP connection to a peer (Config.Dial).
+type DialFunc func(addr string, timeout time.Duration) (net.Conn, error)
+
+func dialTCP(addr string, timeout time.Duration) (net.Conn, error) {
 	d := net.Dialer{Timeout: timeout}
-	raw, err := d.Dial("tcp", addr)
+	return d.Dial("tcp", addr)
+}
+
+// dialStream opens a stream of the given kind to a peer's raft address.
+func dialStream(dial DialFunc, addr string, kind byte, tlsCfg *tls.Config, timeout time.Duration) (net.Conn, error) {
+	if dial == nil {
+		dial = dialTCP
+	}
+	raw, err := dial(addr, timeout)
 	if err != nil {
 		return nil, err
 	}
@@ -226,6 +236,7 @@ type raftLayer struct {
 	m         *mux
 	advertise net.Addr
 	tlsClient *tls.Config // nil: plain TCP
+	dial      DialFunc
 }
 
 var _ raft.StreamLayer = (*raftLayer)(nil)
@@ -251,5 +262,5 @@ func (l *raftLayer) Addr() net.Addr {
 }
 
 func (l *raftLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	return dialStream(string(addr), streamRaft, l.tlsClient, timeout)
+	return dialStream(l.dial, string(addr), streamRaft, l.tlsClient, timeout)
 }

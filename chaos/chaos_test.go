@@ -1,0 +1,88 @@
+package chaos
+
+import (
+	"context"
+	"flag"
+	"log/slog"
+	"os"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+var (
+	runs     = flag.Int("chaos.runs", 0, "long chaos: number of randomized runs (0: only the short run and the regression seeds)")
+	duration = flag.Duration("chaos.duration", 30*time.Second, "long chaos: load under faults per run")
+	seed0    = flag.Int64("chaos.seed", 0, "long chaos: first seed (0: from the clock)")
+	verbose  = flag.Bool("chaos.log", false, "log the nodes")
+)
+
+// regressionSeeds ran into a violation or a harness failure once; each
+// runs again in every `make test`.
+var regressionSeeds = []int64{}
+
+func runOne(t *testing.T, cfg Config) Report {
+	t.Helper()
+	cfg.Dir = t.TempDir()
+	if *verbose {
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	}
+	rep, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("seed %d: harness failed: %v", cfg.Seed, err)
+	}
+	t.Log(rep.String())
+	if len(rep.Violations) > 0 {
+		t.Errorf("seed %d: %d violations (add it to regressionSeeds)", cfg.Seed, len(rep.Violations))
+	}
+	if rep.Approved == 0 || rep.Reads == 0 {
+		t.Errorf("seed %d: no load went through (%d approved, %d reads)", cfg.Seed, rep.Approved, rep.Reads)
+	}
+	return rep
+}
+
+// TestChaosShort is the run inside `make test`: one seeded run of a
+// 3-node cluster under faults, then every check.
+func TestChaosShort(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Seed = 1
+	cfg.Duration = 12 * time.Second
+	runOne(t, cfg)
+}
+
+func TestChaosRegressionSeeds(t *testing.T) {
+	for _, s := range regressionSeeds {
+		cfg := DefaultConfig()
+		cfg.Seed = s
+		cfg.Duration = 8 * time.Second
+		runOne(t, cfg)
+	}
+}
+
+// TestChaosLong is `make chaos`: -chaos.runs randomized runs.
+func TestChaosLong(t *testing.T) {
+	if *runs == 0 {
+		t.Skip("make chaos runs this (-chaos.runs N)")
+	}
+	s := *seed0
+	if s == 0 {
+		s = time.Now().UnixNano() % 1_000_000
+	}
+	var ops, faults, violations int
+	for r := 0; r < *runs; r++ {
+		cfg := DefaultConfig()
+		cfg.Seed = s + int64(r)
+		cfg.Duration = *duration
+		rep := runOne(t, cfg)
+		ops += rep.Ops
+		faults += len(rep.Faults)
+		violations += len(rep.Violations)
+	}
+	t.Logf("chaos: %d runs (seeds %d–%d), %d faults injected, %d operations checked, %d violations",
+		*runs, s, s+int64(*runs)-1, faults, ops, violations)
+}

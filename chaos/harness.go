@@ -1,0 +1,265 @@
+// Package chaos runs an in-process switchd cluster (cluster.Node over
+// store.Store, the same write and read paths the switch uses) under load
+// with retries while a seeded fault schedule kills and restarts nodes,
+// partitions the leader, delays and breaks links and restarts everything
+// at once. Afterwards it checks what clients saw against every replica:
+// each approval exactly once, ledger rules, equal state hashes, and a
+// linearizable history per account (porcupine).
+package chaos
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/switchd/switchd/cluster"
+	"github.com/switchd/switchd/store"
+)
+
+// Config is one chaos run.
+type Config struct {
+	Seed     int64
+	Dir      string        // data dirs of the nodes
+	Nodes    int           // 3 or 5
+	Duration time.Duration // of load under faults
+	Cards    int           // accounts under load (porcupine partitions)
+	Workers  int           // concurrent clients
+	// FaultEvery is the pause between faults; each fault lasts a random
+	// part of it.
+	FaultEvery time.Duration
+	Logger     *slog.Logger
+}
+
+// DefaultConfig is a short run for `make test`.
+func DefaultConfig() Config {
+	return Config{Nodes: 3, Duration: 15 * time.Second, Cards: 8, Workers: 12, FaultEvery: time.Second}
+}
+
+// member is one node's process state; mu guards its lifetime: clients
+// hold it shared while they use the node, kill takes it exclusively.
+type member struct {
+	i    int
+	id   string
+	addr string
+	dir  string
+
+	mu   sync.RWMutex
+	st   *store.Store
+	node *cluster.Node
+}
+
+type harness struct {
+	cfg     Config
+	log     *slog.Logger
+	net     *network
+	members []*member
+}
+
+func freeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+func newHarness(cfg Config) (*harness, error) {
+	h := &harness{cfg: cfg, log: cfg.Logger, net: newNetwork(cfg.Seed)}
+	if h.log == nil {
+		h.log = slog.New(slog.DiscardHandler)
+	}
+	for i := 0; i < cfg.Nodes; i++ {
+		addr, err := freeAddr()
+		if err != nil {
+			return nil, err
+		}
+		m := &member{i: i, id: fmt.Sprintf("n%d", i+1), addr: addr, dir: filepath.Join(cfg.Dir, fmt.Sprintf("n%d", i+1))}
+		h.members = append(h.members, m)
+		h.net.setAddr(addr, i)
+	}
+	return h, nil
+}
+
+func (h *harness) clusterConfig(m *member, bootstrap bool) cluster.Config {
+	c := cluster.DefaultConfig()
+	c.NodeID = m.id
+	c.RaftAddr = m.addr
+	c.Dir = filepath.Join(m.dir, "raft")
+	c.Bootstrap = bootstrap
+	c.HeartbeatTimeout = 300 * time.Millisecond
+	c.ElectionTimeout = 300 * time.Millisecond
+	c.LeaderLeaseTimeout = 150 * time.Millisecond
+	c.ApplyTimeout = 3 * time.Second
+	// Small snapshots often: restarts and lagging followers go through
+	// snapshot install as well as log replay.
+	c.SnapshotThreshold = 2000
+	c.SnapshotInterval = time.Second
+	c.TrailingLogs = 500
+	c.Dial = h.net.dialer(m.i)
+	return c
+}
+
+// start opens member i's store and node (its data dir survives restarts).
+func (h *harness) start(i int, bootstrap bool) error {
+	m := h.members[i]
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.node != nil {
+		return nil
+	}
+	sc := store.DefaultConfig()
+	sc.Dir = filepath.Join(m.dir, "ledger")
+	sc.CacheBytes = 32 << 20
+	sc.MemTableBytes = 4 << 20
+	st, err := store.Open(sc)
+	if err != nil {
+		return err
+	}
+	var n *cluster.Node
+	// The raft port of a node killed a moment ago may still be closing.
+	for try := 0; ; try++ {
+		n, err = cluster.New(h.clusterConfig(m, bootstrap), st, h.log.With("node", m.id), nil)
+		if err == nil || try > 50 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		st.Close()
+		return err
+	}
+	m.st, m.node = st, n
+	return nil
+}
+
+// kill stops member i (waiting for clients using it to let go).
+func (h *harness) kill(i int) {
+	m := h.members[i]
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.node == nil {
+		return
+	}
+	if err := m.node.Close(); err != nil {
+		h.log.Warn("node close", "node", m.id, "err", err)
+	}
+	if err := m.st.Close(); err != nil {
+		h.log.Warn("store close", "node", m.id, "err", err)
+	}
+	m.node, m.st = nil, nil
+}
+
+func (h *harness) stopAll() {
+	for i := range h.members {
+		h.kill(i)
+	}
+	h.net.closeAll()
+}
+
+// use runs fn with member i's node and store, or returns false when the
+// member is down.
+func (h *harness) use(i int, fn func(n *cluster.Node, st *store.Store)) bool {
+	m := h.members[i]
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.node == nil {
+		return false
+	}
+	fn(m.node, m.st)
+	return true
+}
+
+// leader is the index of the ready leader, or -1.
+func (h *harness) leader() int {
+	for i := range h.members {
+		lead := false
+		h.use(i, func(n *cluster.Node, _ *store.Store) { lead = n.Leading() })
+		if lead {
+			return i
+		}
+	}
+	return -1
+}
+
+func (h *harness) waitLeader(ctx context.Context) (int, error) {
+	for {
+		if l := h.leader(); l >= 0 {
+			return l, nil
+		}
+		select {
+		case <-ctx.Done():
+			return -1, fmt.Errorf("chaos: no leader: %w", ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// form bootstraps member 0, creates the accounts and joins the others.
+func (h *harness) form(ctx context.Context, accounts []store.Command) error {
+	if err := h.start(0, true); err != nil {
+		return err
+	}
+	if _, err := h.waitLeader(ctx); err != nil {
+		return err
+	}
+	for _, c := range accounts {
+		if err := h.proposeUntil(ctx, 0, c, nil); err != nil {
+			return err
+		}
+	}
+	for i := 1; i < len(h.members); i++ {
+		if err := h.start(i, false); err != nil {
+			return err
+		}
+		for {
+			var err error
+			h.use(0, func(n *cluster.Node, _ *store.Store) { err = n.Join(ctx, h.members[i].id, h.members[i].addr) })
+			if err == nil {
+				break
+			}
+			if ctx.Err() != nil {
+				return fmt.Errorf("chaos: join %s: %w", h.members[i].id, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	return nil
+}
+
+// proposeUntil proposes c through member i (then any member) until the
+// outcome is known; res, when not nil, receives the result.
+func (h *harness) proposeUntil(ctx context.Context, i int, c store.Command, res *store.Result) error {
+	for try := 0; ; try++ {
+		var r store.Result
+		var err error
+		up := h.use((i+try)%len(h.members), func(n *cluster.Node, _ *store.Store) {
+			cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+			defer cancel()
+			r, err = n.Propose(cctx, c)
+		})
+		if up && err == nil {
+			if res != nil {
+				*res = r
+			}
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("chaos: command %s unresolved: %w (last: %v)", c.Key, ctx.Err(), err)
+		}
+		if err != nil && !isRetryable(err) {
+			return err
+		}
+		time.Sleep(30 * time.Millisecond)
+	}
+}
+
+func isRetryable(err error) bool {
+	return errors.Is(err, cluster.ErrNotLeader) || errors.Is(err, cluster.ErrOverloaded) ||
+		errors.Is(err, cluster.ErrClosed) || errors.Is(err, cluster.ErrUnknownOutcome)
+}
