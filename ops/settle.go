@@ -2,12 +2,18 @@ package ops
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/csv"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/switchd/switchd/settle"
 	"github.com/switchd/switchd/store"
@@ -214,4 +220,176 @@ func (h *settleHandlers) serve(w http.ResponseWriter, r *http.Request, sp settle
 	}
 	w.Header().Set("Content-Type", ct)
 	http.ServeContent(w, r, "", st.ModTime(), f)
+}
+
+// Recon is what the reconciliation routes use (settle.Service).
+type Recon interface {
+	UploadBytesMax() int64
+	StartRecon(day, partner string, partnerFile, billerFile io.Reader) (settle.ReconStatus, error)
+	Recon(id string) (settle.ReconStatus, error)
+	ReconBreaks(id, code string) ([]settle.Break, error)
+	ReconBreak(id, bid string) (settle.BreakDetail, error)
+	UpdateBreak(ctx context.Context, id, bid string, u store.BreakUpdate, key string, now int64) (settle.BreakDetail, error)
+}
+
+// uploadMemoryBytes is how much of an upload is held in memory; the rest
+// is spooled to temporary files.
+const uploadMemoryBytes = 32 << 20
+
+// HandleRecon adds the reconciliation routes. Call it before Start.
+//
+//	POST /v1/reconciliations                    multipart: day, partner, partner_file, biller_file → 202
+//	GET  /v1/reconciliations/{id}               state, counts per code, matched
+//	GET  /v1/reconciliations/{id}/breaks        ?code=B2 &format=csv (or Accept: text/csv)
+//	GET  /v1/reconciliations/{id}/breaks/{bid}  one break with its audit trail
+//	POST /v1/reconciliations/{id}/breaks/{bid}  {"action":"assign|resolve","assignee","note","actor"}
+func (s *Server) HandleRecon(svc Recon) {
+	h := &reconHandlers{s: s, svc: svc}
+	s.mux.HandleFunc("POST /v1/reconciliations", h.start)
+	s.mux.HandleFunc("GET /v1/reconciliations/{id}", h.status)
+	s.mux.HandleFunc("GET /v1/reconciliations/{id}/breaks", h.breaks)
+	s.mux.HandleFunc("GET /v1/reconciliations/{id}/breaks/{bid}", h.breakDetail)
+	s.mux.HandleFunc("POST /v1/reconciliations/{id}/breaks/{bid}", h.update)
+}
+
+type reconHandlers struct {
+	s   *Server
+	svc Recon
+}
+
+func (h *reconHandlers) fail(w http.ResponseWriter, err error) {
+	switch {
+	case errors.Is(err, settle.ErrInput):
+		problem(w, http.StatusUnprocessableEntity, "bad-input-file", "Bad input file", err.Error())
+	case errors.Is(err, settle.ErrNoRecon):
+		problem(w, http.StatusNotFound, "no-reconciliation", "No such reconciliation", "")
+	case errors.Is(err, settle.ErrNoBreak):
+		problem(w, http.StatusNotFound, "no-break", "No such break", "")
+	case errors.Is(err, store.ErrAlreadyFinal):
+		problem(w, http.StatusConflict, "break-resolved", "Break already resolved", "")
+	default:
+		(&settleHandlers{s: h.s}).fail(w, err)
+	}
+}
+
+func (h *reconHandlers) start(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, h.svc.UploadBytesMax())
+	if err := r.ParseMultipartForm(uploadMemoryBytes); err != nil {
+		problem(w, http.StatusBadRequest, "bad-request", "Bad request",
+			fmt.Sprintf("want multipart/form-data with day, partner, partner_file and biller_file, at most %d bytes", h.svc.UploadBytesMax()))
+		return
+	}
+	defer r.MultipartForm.RemoveAll()
+	var files [2]io.Reader
+	for i, name := range []string{"partner_file", "biller_file"} {
+		f, _, err := r.FormFile(name)
+		if err != nil {
+			problem(w, http.StatusBadRequest, "bad-request", "Bad request", "missing file "+name)
+			return
+		}
+		defer f.Close()
+		files[i] = f
+	}
+	st, err := h.svc.StartRecon(r.FormValue("day"), r.FormValue("partner"), files[0], files[1])
+	if err != nil {
+		h.fail(w, err)
+		return
+	}
+	w.Header().Set("Location", "/v1/reconciliations/"+st.ID)
+	writeJSON(w, http.StatusAccepted, st)
+}
+
+func (h *reconHandlers) status(w http.ResponseWriter, r *http.Request) {
+	st, err := h.svc.Recon(r.PathValue("id"))
+	if err != nil {
+		h.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+var breakColumns = []string{"id", "code", "owner", "source", "partner", "rrn", "stan",
+	"ledger_transfer_id", "ledger_amount", "ledger_currency", "ledger_day", "ledger_status",
+	"file_row", "file_amount", "file_currency", "file_day", "file_status", "state", "assignee", "note", "detail"}
+
+func (h *reconHandlers) breaks(w http.ResponseWriter, r *http.Request) {
+	code := r.URL.Query().Get("code")
+	switch code {
+	case "", settle.B1, settle.B2, settle.B3, settle.B4, settle.B5:
+	default:
+		problem(w, http.StatusBadRequest, "bad-request", "Bad request", "code must be B1..B5")
+		return
+	}
+	bs, err := h.svc.ReconBreaks(r.PathValue("id"), code)
+	if err != nil {
+		h.fail(w, err)
+		return
+	}
+	if r.URL.Query().Get("format") == "csv" || strings.Contains(r.Header.Get("Accept"), "text/csv") {
+		w.Header().Set("Content-Type", "text/csv; charset=utf-8")
+		cw := csv.NewWriter(w)
+		cw.Write(breakColumns)
+		for _, b := range bs {
+			var o, f settle.Side
+			if b.Ours != nil {
+				o = *b.Ours
+			}
+			if b.Theirs != nil {
+				f = *b.Theirs
+			}
+			row := ""
+			if f.Row > 0 {
+				row = strconv.Itoa(f.Row)
+			}
+			cw.Write([]string{b.ID, b.Code, b.Owner, b.Source, b.Partner, b.RRN, b.STAN,
+				o.Transfer, o.Amount, o.Currency, o.Day, o.Status, row, f.Amount, f.Currency, f.Day, f.Status,
+				b.State, b.Assignee, b.Note, b.Detail})
+		}
+		cw.Flush()
+		return
+	}
+	if bs == nil {
+		bs = []settle.Break{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"breaks": bs})
+}
+
+func (h *reconHandlers) breakDetail(w http.ResponseWriter, r *http.Request) {
+	d, err := h.svc.ReconBreak(r.PathValue("id"), r.PathValue("bid"))
+	if err != nil {
+		h.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, d)
+}
+
+func (h *reconHandlers) update(w http.ResponseWriter, r *http.Request) {
+	var u store.BreakUpdate
+	if !decodeSettleBody(w, r, &u) {
+		return
+	}
+	if u.Action != store.BreakAssign && u.Action != store.BreakResolve {
+		problem(w, http.StatusBadRequest, "bad-request", "Bad request", `action must be "assign" or "resolve"`)
+		return
+	}
+	// A client retrying after a lost answer sends the same key; without
+	// one every request is a new change.
+	key := r.Header.Get("Idempotency-Key")
+	if key == "" {
+		var b [12]byte
+		_, _ = rand.Read(b[:])
+		key = hex.EncodeToString(b[:])
+	}
+	if len(key) > 64 {
+		problem(w, http.StatusBadRequest, "bad-request", "Bad request", "Idempotency-Key longer than 64 characters")
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), writeTimeoutMax)
+	defer cancel()
+	d, err := h.svc.UpdateBreak(ctx, r.PathValue("id"), r.PathValue("bid"), u, key, time.Now().UnixNano())
+	if err != nil {
+		h.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, d)
 }

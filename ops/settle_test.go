@@ -1,10 +1,12 @@
 package ops_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"mime/multipart"
 	"net/http"
 	"strings"
 	"testing"
@@ -69,6 +71,7 @@ func startSettleNode(t *testing.T) (string, *cluster.Node) {
 		t.Fatal(err)
 	}
 	srv.HandleSettlement(svc)
+	srv.HandleRecon(svc)
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -149,5 +152,98 @@ func TestSettlementAPI(t *testing.T) {
 	}
 	if code, _, _ := do(t, "GET", base+"/v1/jobs/job-unknown", ""); code != 404 {
 		t.Errorf("unknown job: %d", code)
+	}
+}
+
+func upload(t *testing.T, url string, fields map[string]string, files map[string]string) (int, string) {
+	t.Helper()
+	var body bytes.Buffer
+	mw := multipart.NewWriter(&body)
+	for k, v := range fields {
+		mw.WriteField(k, v)
+	}
+	for k, v := range files {
+		fw, _ := mw.CreateFormFile(k, k+".csv")
+		fw.Write([]byte(v))
+	}
+	mw.Close()
+	resp, err := http.Post(url, mw.FormDataContentType(), &body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var b bytes.Buffer
+	b.ReadFrom(resp.Body)
+	return resp.StatusCode, b.String()
+}
+
+func TestReconAPI(t *testing.T) {
+	base, node := startSettleNode(t)
+	defer http.DefaultClient.CloseIdleConnections()
+	now := time.Now()
+	post := func(key, stan string, amt int64, credit string) {
+		res, err := node.Propose(context.Background(), store.Command{Op: store.OpPost, Key: key, Fingerprint: "f",
+			Time: now.UnixNano(), BusinessDay: now.UTC().Format(time.DateOnly), Partner: "demo-acquirer",
+			Debit: "card-4111", Credit: credit, Amount: amt, Currency: "USD",
+			Ref: store.Ref{MTI: "0200", ProcCode: "500000", STAN: stan, RRN: "RRN" + stan}})
+		if err != nil || res.Status != store.StatusOK {
+			t.Fatalf("post: %+v %v", res, err)
+		}
+	}
+	post("a", "000001", 1000, "biller-power-co")
+	post("b", "000002", 2000, "biller-power-co")
+	_, body, _ := do(t, "POST", base+"/v1/days/close", "")
+	var closed settle.DayResult
+	json.Unmarshal([]byte(body), &closed)
+	day := closed.Closed
+	partner := "record,rrn,stan,amount,currency,business_day,status\nD,RRN000001,000001,10.00,USD," + day + ",posted\nD,RRN000002,000002,20.01,USD," + day + ",posted\n"
+	biller := "rrn,stan,amount,currency,date,status\nRRN000001,000001,10.00,USD," + day + ",FAIL\n"
+	code, body := upload(t, base+"/v1/reconciliations", map[string]string{"day": day, "partner": "demo-acquirer"},
+		map[string]string{"partner_file": partner, "biller_file": biller})
+	var st settle.ReconStatus
+	if code != 202 || json.Unmarshal([]byte(body), &st) != nil || st.ID == "" {
+		t.Fatalf("start: %d %s", code, body)
+	}
+	for deadline := time.Now().Add(10 * time.Second); st.State != settle.JobDone; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) || st.State == settle.JobFailed {
+			t.Fatalf("recon: %+v", st)
+		}
+		_, body, _ = do(t, "GET", base+"/v1/reconciliations/"+st.ID, "")
+		st = settle.ReconStatus{}
+		json.Unmarshal([]byte(body), &st)
+	}
+	// 20.01 vs 20.00: B3; the biller failed what we posted: B4; the biller
+	// never got the second: B2.
+	if st.Counts[settle.B3] != 1 || st.Counts[settle.B4] != 1 || st.Counts[settle.B2] != 1 || st.Matched != 1 {
+		t.Fatalf("counts %s", body)
+	}
+	code, csvBody, hdr := do(t, "GET", base+"/v1/reconciliations/"+st.ID+"/breaks?code=B2&format=csv", "")
+	if code != 200 || !strings.HasPrefix(hdr.Get("Content-Type"), "text/csv") || strings.Count(csvBody, "\n") != 2 || !strings.Contains(csvBody, ",B2,Eng,biller,") {
+		t.Fatalf("B2 csv: %d %s", code, csvBody)
+	}
+	var list struct {
+		Breaks []settle.Break `json:"breaks"`
+	}
+	_, body, _ = do(t, "GET", base+"/v1/reconciliations/"+st.ID+"/breaks?code=B4", "")
+	if json.Unmarshal([]byte(body), &list) != nil || len(list.Breaks) != 1 {
+		t.Fatalf("B4: %s", body)
+	}
+	bid := list.Breaks[0].ID
+	if code, body, _ := do(t, "POST", base+"/v1/reconciliations/"+st.ID+"/breaks/"+bid, `{"action":"resolve","note":"biller retried","actor":"ops1"}`); code != 200 ||
+		!strings.Contains(body, `"state":"resolved"`) || !strings.Contains(body, `"actor":"ops1"`) {
+		t.Errorf("resolve: %d %s", code, body)
+	}
+	if code, _, _ := do(t, "POST", base+"/v1/reconciliations/"+st.ID+"/breaks/"+bid, `{"action":"resolve","note":"x"}`); code != 409 {
+		t.Errorf("resolve twice: %d", code)
+	}
+	if code, _, _ := do(t, "POST", base+"/v1/reconciliations/"+st.ID+"/breaks/"+bid, `{"action":"delete"}`); code != 400 {
+		t.Errorf("bad action: %d", code)
+	}
+	if code, _, _ := do(t, "GET", base+"/v1/reconciliations/Rnope", ""); code != 404 {
+		t.Errorf("unknown recon: %d", code)
+	}
+	if code, body := upload(t, base+"/v1/reconciliations", map[string]string{"day": day, "partner": "demo-acquirer"},
+		map[string]string{"partner_file": partner}); code != 400 {
+		t.Errorf("missing biller file: %d %s", code, body)
 	}
 }

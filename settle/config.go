@@ -21,6 +21,10 @@ const (
 	checkIntervalMin = 100 * time.Millisecond
 	checkIntervalMax = 10 * time.Minute
 	jobTimeoutMax    = 2 * time.Hour
+	// reconFileBytesMaxLimit: 4 GiB is ~20M rows, past what one day's
+	// reconciliation can hold in memory.
+	reconFileBytesMaxLimit = 4 << 30
+	toleranceDaysMax       = 7
 )
 
 // ErrConfig is wrapped by every Validate error.
@@ -49,6 +53,32 @@ type Config struct {
 	JobsKeptMax int `yaml:"jobs_kept_max"`
 	// JobTimeout bounds one job.
 	JobTimeout time.Duration `yaml:"job_timeout"`
+	// Recon configures reconciliation.
+	Recon ReconConfig `yaml:"recon"`
+}
+
+// ReconConfig configures reconciliation: file limits, date tolerance and
+// the column mapping of each partner's file and of biller files.
+type ReconConfig struct {
+	// FileBytesMax bounds one uploaded file; a larger one is refused
+	// whole.
+	FileBytesMax int64 `yaml:"file_bytes_max"`
+	// ToleranceDays: a file's date may differ from our business day by
+	// this many days before it is a B5 break (late cutover, time zones).
+	ToleranceDays int `yaml:"tolerance_days"`
+	// Partners maps a partner id to its file's columns; partners not
+	// listed send our own settlement file format.
+	Partners map[string]Mapping `yaml:"partners"`
+	// Biller is the biller posting file's columns.
+	Biller Mapping `yaml:"biller"`
+}
+
+// mapping returns partner's column mapping.
+func (c ReconConfig) mapping(partner string) Mapping {
+	if m, ok := c.Partners[partner]; ok {
+		return m.withDefaults()
+	}
+	return DefaultPartnerMapping()
 }
 
 // DefaultConfig closes the day at 23:55.
@@ -59,6 +89,11 @@ func DefaultConfig() Config {
 		JobQueueMax:   64,
 		JobsKeptMax:   1024,
 		JobTimeout:    10 * time.Minute,
+		Recon: ReconConfig{
+			FileBytesMax:  512 << 20,
+			ToleranceDays: 1,
+			Biller:        DefaultBillerMapping(),
+		},
 	}
 }
 
@@ -84,6 +119,18 @@ func (c Config) Validate() error {
 		return bad("jobs_kept_max %d not in [1, %d]", c.JobsKeptMax, jobsKeptMaxLimit)
 	case c.JobTimeout <= 0 || c.JobTimeout > jobTimeoutMax:
 		return bad("job_timeout %s not in (0, %s]", c.JobTimeout, jobTimeoutMax)
+	case c.Recon.FileBytesMax < 1 || c.Recon.FileBytesMax > reconFileBytesMaxLimit:
+		return bad("recon.file_bytes_max %d not in [1, %d]", c.Recon.FileBytesMax, reconFileBytesMaxLimit)
+	case c.Recon.ToleranceDays < 0 || c.Recon.ToleranceDays > toleranceDaysMax:
+		return bad("recon.tolerance_days %d not in [0, %d]", c.Recon.ToleranceDays, toleranceDaysMax)
+	}
+	if err := c.Recon.Biller.withDefaults().validate("recon.biller"); err != nil {
+		return err
+	}
+	for p, m := range c.Recon.Partners {
+		if err := m.withDefaults().validate("recon.partners." + p); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -27,6 +27,7 @@ type Kind string
 const (
 	KindSettlement Kind = "settlement"
 	KindStatement  Kind = "statement"
+	KindRecon      Kind = "reconciliation"
 )
 
 // JobState is where a job is.
@@ -46,6 +47,7 @@ type Spec struct {
 	Day     string `json:"day"`
 	Partner string `json:"partner,omitempty"`
 	Account string `json:"account,omitempty"`
+	Recon   string `json:"recon,omitempty"`
 }
 
 // File is one produced file.
@@ -144,6 +146,17 @@ func (j *jobs) forgetLocked() {
 		}
 		i++
 	}
+}
+
+// activeJob returns the queued or running job of spec.
+func (j *jobs) activeJob(s Spec) (Job, bool) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	id, ok := j.active[s]
+	if !ok {
+		return Job{}, false
+	}
+	return *j.byID[id], true
 }
 
 func (j *jobs) get(id string) (Job, bool) {

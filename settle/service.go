@@ -28,6 +28,7 @@ type Ledger interface {
 	Day(day string) (store.Day, error)
 	Days(before string, limit int) ([]store.Day, error)
 	Account(id string) (store.Account, error)
+	BreakLedger
 }
 
 // Service runs file jobs and serves their files.
@@ -37,6 +38,8 @@ type Service struct {
 	days   *Days
 	jobs   *jobs
 	log    *slog.Logger
+	breaks BreakLedger
+	recons reconCache
 }
 
 // New starts the job worker; Close stops it.
@@ -50,7 +53,7 @@ func New(cfg Config, ledger Ledger, days *Days, logger *slog.Logger) (*Service, 
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Service{cfg: cfg, ledger: ledger, days: days, log: logger}
+	s := &Service{cfg: cfg, ledger: ledger, days: days, log: logger, breaks: ledger}
 	s.jobs = newJobs(cfg.JobQueueMax, cfg.JobsKeptMax, cfg.JobTimeout, s.run, logger)
 	return s, nil
 }
@@ -174,6 +177,8 @@ func (s *Service) run(ctx context.Context, sp Spec) ([]File, error) {
 		return files, err
 	case KindStatement:
 		return s.statement(ctx, sp)
+	case KindRecon:
+		return s.runRecon(ctx, sp)
 	}
 	return nil, fmt.Errorf("%w: kind %q", ErrBadRequest, sp.Kind)
 }

@@ -163,6 +163,7 @@ func run(ctx context.Context, cfg config.File, log *slog.Logger) error {
 		return err
 	}
 	srv.HandleSettlement(settlement)
+	srv.HandleRecon(settlement)
 	if err := srv.Start(); err != nil {
 		return err
 	}

@@ -1,0 +1,250 @@
+package settle
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/switchd/switchd/currency"
+	"github.com/switchd/switchd/store"
+)
+
+// Break codes and their owners (DESIGN.md "Formats we emit").
+const (
+	B1 = "B1" // in the partner's (or biller's) file, missing in our ledger — Ops
+	B2 = "B2" // in our ledger, missing at the biller — Eng
+	B3 = "B3" // amount mismatch — Partner ops
+	B4 = "B4" // status mismatch — Eng
+	B5 = "B5" // currency or date mismatch — Ops
+)
+
+// BreakCodes in report order.
+var BreakCodes = []string{B1, B2, B3, B4, B5}
+
+// Owners of each break code.
+var Owners = map[string]string{B1: "Ops", B2: "Eng", B3: "Partner ops", B4: "Eng", B5: "Ops"}
+
+// Side is one source's view of a transaction in a break.
+type Side struct {
+	Row      int    `json:"row,omitempty"`         // file row (1 = header)
+	Transfer string `json:"transfer_id,omitempty"` // ledger
+	Amount   string `json:"amount,omitempty"`
+	Currency string `json:"currency,omitempty"`
+	Day      string `json:"day,omitempty"`
+	Status   string `json:"status,omitempty"`
+}
+
+// Break is one difference between the sources.
+type Break struct {
+	ID      string `json:"id"`
+	Code    string `json:"code"`
+	Owner   string `json:"owner"`
+	Source  string `json:"source"` // partner or biller: which file the ledger was compared with
+	Partner string `json:"partner"`
+	RRN     string `json:"rrn"`
+	STAN    string `json:"stan"`
+	Detail  string `json:"detail"`
+	Ours    *Side  `json:"ledger,omitempty"`
+	Theirs  *Side  `json:"file,omitempty"`
+	// State, Assignee and Note come from the replicated break state.
+	State    string `json:"state"`
+	Assignee string `json:"assignee,omitempty"`
+	Note     string `json:"note,omitempty"`
+}
+
+// ReconResult is the outcome of one reconciliation.
+type ReconResult struct {
+	ID      string `json:"id"`
+	Day     string `json:"day"`
+	Partner string `json:"partner"`
+	// Rows read from each source; ledger counts the partner's transfers
+	// of the day (matching also looks ToleranceDays around it).
+	PartnerRows int `json:"partner_rows"`
+	BillerRows  int `json:"biller_rows"`
+	LedgerRows  int `json:"ledger_rows"`
+	// Matched counts file rows that found their ledger transfer with no
+	// difference (partner and biller rows alike).
+	Matched int            `json:"matched"`
+	Counts  map[string]int `json:"counts"`
+	Breaks  []Break        `json:"breaks,omitempty"`
+}
+
+// ledgerRow is one of our transfers as reconciliation sees it.
+type ledgerRow struct {
+	id     string
+	rrn    string
+	stan   string
+	amount int64
+	ccy    string
+	day    string
+	status string
+	biller bool // credited to a biller account: the biller must have it
+	// matched by a row of the partner's / the biller's file.
+	byPartner, byBiller bool
+}
+
+// ReconLedger is what reconciliation reads.
+type ReconLedger interface {
+	Scanner
+}
+
+// reconInput is a reconciliation's parameters and parsed files.
+type reconInput struct {
+	id, day, partner string
+	toleranceDays    int
+	partnerRows      []fileRow
+	billerRows       []fileRow
+}
+
+// loadLedger reads the partner's transfers of day ± tolerance.
+func loadLedger(ctx context.Context, l ReconLedger, in *reconInput) ([]ledgerRow, map[string][]int32, error) {
+	d0, err := time.Parse(time.DateOnly, in.day)
+	if err != nil {
+		return nil, nil, err
+	}
+	var rows []ledgerRow
+	index := map[string][]int32{}
+	billers := map[string]bool{} // account id → is a biller
+	for off := -in.toleranceDays; off <= in.toleranceDays; off++ {
+		day := d0.AddDate(0, 0, off).Format(time.DateOnly)
+		err := l.ScanTransfers(ctx, store.TransferFilter{BusinessDay: day, Partner: in.partner}, func(t, _ *store.Transfer, v *store.ScanView) error {
+			isBiller, ok := billers[t.Credit]
+			if !ok {
+				a, err := v.Account(t.Credit)
+				if err != nil {
+					return fmt.Errorf("settle: account %q: %w", t.Credit, err)
+				}
+				isBiller = a.Kind == store.KindBiller
+				if len(billers) >= ownerCacheMax {
+					clear(billers)
+				}
+				billers[t.Credit] = isBiller
+			}
+			st := statusOK
+			if t.Op == store.OpAuthorize {
+				st = statusAuth
+			}
+			key := matchKey(t.Ref.RRN, t.Ref.STAN)
+			index[key] = append(index[key], int32(len(rows)))
+			rows = append(rows, ledgerRow{id: t.ID, rrn: t.Ref.RRN, stan: t.Ref.STAN, amount: t.Amount, ccy: t.Currency,
+				day: t.BusinessDay, status: st, biller: isBiller && st == statusOK})
+			return nil
+		})
+		if err != nil {
+			return nil, nil, err
+		}
+	}
+	return rows, index, nil
+}
+
+func dayDiff(a, b string) int {
+	ta, _ := time.Parse(time.DateOnly, a)
+	tb, _ := time.Parse(time.DateOnly, b)
+	d := int(ta.Sub(tb).Hours() / 24)
+	if d < 0 {
+		d = -d
+	}
+	return d
+}
+
+func fmtAmount(minor int64, code string) string {
+	c, err := currency.ByCode(code)
+	if err != nil {
+		return fmt.Sprint(minor)
+	}
+	return currency.FormatMinor(minor, c, '.')
+}
+
+// reconcile matches the files against the ledger. Break ids are assigned
+// in a fixed order (partner file order, then biller file order, then the
+// ledger's order), so the same inputs give the same list everywhere.
+func reconcile(ctx context.Context, l ReconLedger, in *reconInput) (*ReconResult, error) {
+	ledger, index, err := loadLedger(ctx, l, in)
+	if err != nil {
+		return nil, err
+	}
+	res := &ReconResult{ID: in.id, Day: in.day, Partner: in.partner, PartnerRows: len(in.partnerRows),
+		BillerRows: len(in.billerRows), Counts: map[string]int{}}
+	for _, r := range ledger {
+		if r.day == in.day {
+			res.LedgerRows++
+		}
+	}
+	add := func(b Break) {
+		b.Owner = Owners[b.Code]
+		b.Partner = in.partner
+		b.State = "open"
+		res.Counts[b.Code]++
+		res.Breaks = append(res.Breaks, b)
+	}
+	ours := func(r *ledgerRow) *Side {
+		return &Side{Transfer: r.id, Amount: fmtAmount(r.amount, r.ccy), Currency: r.ccy, Day: r.day, Status: r.status}
+	}
+	theirs := func(f *fileRow) *Side {
+		return &Side{Row: f.row, Amount: fmtAmount(f.amount, f.ccy), Currency: f.ccy, Day: f.day, Status: f.status}
+	}
+	compare := func(source string, rows []fileRow, seen func(*ledgerRow) *bool) {
+		for i := range rows {
+			f := &rows[i]
+			var lr *ledgerRow
+			for _, j := range index[f.key] {
+				if c := &ledger[j]; !*seen(c) {
+					lr = c
+					break
+				}
+			}
+			b := Break{Source: source, RRN: f.rrn, STAN: f.stan, Theirs: theirs(f)}
+			if lr == nil {
+				b.Code, b.Detail = B1, "no transfer in our ledger with this rrn and stan"
+				add(b)
+				continue
+			}
+			*seen(lr) = true
+			b.Ours = ours(lr)
+			switch {
+			case f.ccy != lr.ccy:
+				b.Code, b.Detail = B5, fmt.Sprintf("currency %s, ours %s", f.ccy, lr.ccy)
+			case f.amount != lr.amount:
+				b.Code, b.Detail = B3, fmt.Sprintf("amount %s, ours %s", fmtAmount(f.amount, f.ccy), fmtAmount(lr.amount, lr.ccy))
+			case f.status != lr.status:
+				b.Code, b.Detail = B4, fmt.Sprintf("status %s, ours %s", f.status, lr.status)
+			case dayDiff(f.day, lr.day) > in.toleranceDays:
+				b.Code, b.Detail = B5, fmt.Sprintf("date %s, ours %s (tolerance %d days)", f.day, lr.day, in.toleranceDays)
+			default:
+				res.Matched++
+				continue
+			}
+			add(b)
+		}
+	}
+	compare("partner", in.partnerRows, func(r *ledgerRow) *bool { return &r.byPartner })
+	compare("biller", in.billerRows, func(r *ledgerRow) *bool { return &r.byBiller })
+	for i := range ledger {
+		if r := &ledger[i]; r.biller && !r.byBiller && r.day == in.day {
+			add(Break{Code: B2, Source: "biller", RRN: r.rrn, STAN: r.stan, Ours: ours(r),
+				Detail: "posted to a biller account, missing in the biller's file"})
+		}
+	}
+	for i := range res.Breaks {
+		res.Breaks[i].ID = fmt.Sprintf("B%07d", i+1)
+	}
+	for _, c := range BreakCodes {
+		res.Counts[c] += 0
+	}
+	return res, ctx.Err()
+}
+
+// filterBreaks returns the breaks with code (all when empty).
+func filterBreaks(bs []Break, code string) []Break {
+	if code == "" {
+		return slices.Clone(bs)
+	}
+	var out []Break
+	for _, b := range bs {
+		if b.Code == code {
+			out = append(out, b)
+		}
+	}
+	return out
+}

@@ -1,0 +1,231 @@
+package settle
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/switchd/switchd/store"
+)
+
+func TestParseFileBadInput(t *testing.T) {
+	m := DefaultBillerMapping()
+	const head = "rrn,stan,amount,currency,date,status\n"
+	cases := []struct {
+		name, in string
+		want     string // in the error; "" means it parses
+		rows     int
+	}{
+		{"good", head + "R1,000001,12.34,USD,2026-03-02,OK\n", "", 1},
+		{"BOM and CRLF", "\ufeff" + strings.ReplaceAll(head+"R1,000001,12.34,USD,2026-03-02,OK\n", "\n", "\r\n"), "", 1},
+		{"quoted field", head + "\"R,1\",000001,12.34,USD,2026-03-02,OK\n", "", 1},
+		{"numeric currency", head + "R1,000001,12.34,840,2026-03-02,OK\n", "", 1},
+		{"no trailing newline", head + "R1,000001,12.34,USD,2026-03-02,OK", "", 1},
+		{"empty", "", "row 1: empty file", 0},
+		{"missing column", "rrn,stan,amount,currency,date\nR1,1,1.00,USD,2026-03-02\n", "row 1 column status: missing", 0},
+		{"duplicate header", "rrn,rrn,stan,amount,currency,date,status\n", "row 1 column rrn: duplicate column", 0},
+		{"too few columns", head + "R1,000001,12.34,USD,2026-03-02,OK\nR2,000002,1.00,USD\n", "row 3: 4 columns, the header has 6", 0},
+		{"too many columns", head + "R1,000001,12.34,USD,2026-03-02,OK,extra\n", "row 2: 7 columns", 0},
+		{"bad quote", head + "R1,\"00\"0001,12.34,USD,2026-03-02,OK\n", "row 2 column 7", 0},
+		{"one decimal", head + "R1,000001,12.3,USD,2026-03-02,OK\n", "row 2 column amount: \"12.3\" is not an amount with 2 decimals", 0},
+		{"three decimals", head + "R1,000001,12.345,USD,2026-03-02,OK\n", "row 2 column amount", 0},
+		{"JPY with decimals", head + "R1,000001,12.00,JPY,2026-03-02,OK\n", "row 2 column amount: \"12.00\" is not an amount with 0 decimals", 0},
+		{"comma decimal", head + "R1,000001,\"12,34\",USD,2026-03-02,OK\n", "row 2 column amount", 0},
+		{"unknown currency", head + "R1,000001,12.34,XXY,2026-03-02,OK\n", "row 2 column currency: unknown currency", 0},
+		{"bad date", head + "R1,000001,12.34,USD,02/03/2026,OK\n", "row 2 column date", 0},
+		{"duplicate row", head + "R1,000001,12.34,USD,2026-03-02,OK\nR2,000002,1.00,USD,2026-03-02,OK\nR1,000001,12.34,USD,2026-03-02,OK\n", "row 4 column rrn: duplicates row 2", 0},
+		{"no key", head + ",,12.34,USD,2026-03-02,OK\n", "row 2 column rrn: rrn and stan are both empty", 0},
+		{"stray CR", head + "R1,000001,12.34,USD,2026-03-02,\"O\rK\"\n", "row 2 column status: stray carriage return", 0},
+		{"BOM inside", head + "\ufeffR1,000001,12.34,USD,2026-03-02,OK\n", "row 2 column rrn: stray", 0},
+		{"invalid UTF-8", head + "R1\xff,000001,12.34,USD,2026-03-02,OK\n", "row 2 column rrn", 0},
+		{"too large", head + strings.Repeat("R1,000001,12.34,USD,2026-03-02,OK\n", 10), "file larger than 200 bytes", 0},
+	}
+	for _, tc := range cases {
+		rows, err := parseFile("biller.csv", strings.NewReader(tc.in), m, 200)
+		if tc.want == "" {
+			if err != nil || len(rows) != tc.rows {
+				t.Errorf("%s: %d rows, %v", tc.name, len(rows), err)
+			}
+			continue
+		}
+		if err == nil || !errors.Is(err, ErrInput) || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "biller.csv") {
+			t.Errorf("%s: %v, want an error with %q", tc.name, err, tc.want)
+		}
+		if rows != nil {
+			t.Errorf("%s: rows returned with an error", tc.name)
+		}
+	}
+}
+
+func FuzzParseFile(f *testing.F) {
+	f.Add([]byte("rrn,stan,amount,currency,date,status\nR1,000001,12.34,USD,2026-03-02,OK\n"))
+	f.Add([]byte("\ufeffrrn,stan,amount,currency,date,status\r\nR1,1,0.01,JPY,2026-03-02,FAIL\r\n"))
+	f.Add([]byte("rrn,stan,amount,currency,date,status\n\"a\"\"b\",1,-1.00,840,2026-02-30,OK\nT,1\n"))
+	m := DefaultBillerMapping()
+	m.Trailer = "T"
+	f.Fuzz(func(t *testing.T, b []byte) {
+		rows, err := parseFile("f.csv", bytes.NewReader(b), m, 1<<16)
+		if err != nil {
+			if !errors.Is(err, ErrInput) || rows != nil {
+				t.Fatalf("error %v with %d rows", err, len(rows))
+			}
+			return
+		}
+		keys := map[string]bool{}
+		for _, r := range rows {
+			if keys[r.key] || r.row < 2 || !store.ValidDay(r.day) || (r.status != statusOK && r.status != statusAuth && r.status != statusFail) {
+				t.Fatalf("bad row %+v", r)
+			}
+			keys[r.key] = true
+		}
+	})
+}
+
+// plantedFiles returns the partner's file (our settlement file with
+// planted differences) and a biller file for dayOfTraffic.
+func plantedFiles(t *testing.T, l *ledger) (partner, biller string) {
+	t.Helper()
+	csv, _ := settlementBytes(t, l, "2026-03-02", "acq")
+	p := string(csv)
+	// B3: the partner says 12.35 for our 12.34.
+	p = strings.Replace(p, ",000001,RRN000001,100001,,,12.34,", ",000001,RRN000001,100001,,,12.35,", 1)
+	// B4: the refund failed at the partner.
+	p = strings.Replace(p, "2.00,USD,acq-settle,card1,posted", "2.00,USD,acq-settle,card1,failed", 1)
+	// B5: the reversal is dated three days later.
+	p = strings.Replace(p, "D,2026-03-02,acq,T00000000000007", "D,2026-03-05,acq,T00000000000007", 1)
+	// B1: a transfer we never saw.
+	p = strings.Replace(p, "\nT,", "\nD,2026-03-02,acq,T99999999999999,financial,0200,000000,999999,RRN999999,100001,,,1.00,USD,card1,acq-settle,posted,,,,\nT,", 1)
+	// The biller never got the bill payment (B2) but reports one we
+	// never made (B1).
+	b := "rrn,stan,amount,currency,date,status\nRRN888888,888888,3.00,USD,2026-03-02,OK\n"
+	return p, b
+}
+
+func TestReconcilePlantedBreaks(t *testing.T) {
+	l := newLedger(t)
+	dayOfTraffic(t, l)
+	pf, bf := plantedFiles(t, l)
+	cfg := DefaultConfig()
+	cfg.Dir = t.TempDir()
+	cal, _ := NewCalendar("UTC", "23:55")
+	svc, err := New(cfg, l, NewDays(cal, l, l, nil, nil), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close()
+	st, err := svc.StartRecon("2026-03-02", "acq", strings.NewReader(pf), strings.NewReader(bf))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st = waitRecon(t, svc, st.ID)
+	if st.State != JobDone {
+		t.Fatalf("%+v", st)
+	}
+	want := map[string]int{B1: 2, B2: 1, B3: 1, B4: 1, B5: 1}
+	for c, n := range want {
+		if st.Counts[c] != n {
+			t.Errorf("%s: %d, want %d (%v)", c, st.Counts[c], n, st.Counts)
+		}
+	}
+	// 7 partner rows (+1 planted) and 1 biller row; 4 partner rows match
+	// cleanly (the hold, the capture, the second purchase, the bill
+	// payment).
+	if st.PartnerRows != 8 || st.BillerRows != 1 || st.LedgerRows != 7 || st.Matched != 4 {
+		t.Errorf("rows %+v", st.ReconSummary)
+	}
+	bs, err := svc.ReconBreaks(st.ID, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, b := range bs {
+		got[b.Code+"/"+b.Source+"/"+b.STAN] = b.Owner
+	}
+	for k, owner := range map[string]string{"B3/partner/000001": "Partner ops", "B4/partner/000002": "Eng", "B5/partner/000006": "Ops",
+		"B1/partner/999999": "Ops", "B1/biller/888888": "Ops", "B2/biller/000007": "Eng"} {
+		if got[k] != owner {
+			t.Errorf("break %s: owner %q (all: %v)", k, got[k], got)
+		}
+	}
+	b2, _ := svc.ReconBreaks(st.ID, B2)
+	if len(b2) != 1 || b2[0].Ours == nil || b2[0].Ours.Transfer != "T00000000000008" || b2[0].Ours.Amount != "7.50" {
+		t.Fatalf("B2: %+v", b2)
+	}
+	// Work the B2: assign, resolve with a note; the trail is kept.
+	ctx := context.Background()
+	if _, err := svc.UpdateBreak(ctx, st.ID, b2[0].ID, store.BreakUpdate{Action: store.BreakAssign, Assignee: "eng-oncall", Actor: "ops"}, "k1", 1); err != nil {
+		t.Fatal(err)
+	}
+	d, err := svc.UpdateBreak(ctx, st.ID, b2[0].ID, store.BreakUpdate{Action: store.BreakResolve, Note: "biller replayed the posting", Actor: "eng"}, "k2", 2)
+	if err != nil || d.State != "resolved" || d.Assignee != "eng-oncall" || len(d.Audit) != 2 {
+		t.Fatalf("resolve: %+v %v", d, err)
+	}
+	if _, err := svc.UpdateBreak(ctx, st.ID, b2[0].ID, store.BreakUpdate{Action: store.BreakResolve, Note: "again"}, "k3", 3); !errors.Is(err, store.ErrAlreadyFinal) {
+		t.Errorf("resolve twice: %v", err)
+	}
+	if _, err := svc.UpdateBreak(ctx, st.ID, b2[0].ID, store.BreakUpdate{Action: store.BreakResolve}, "k4", 4); !errors.Is(err, ErrBadRequest) {
+		t.Errorf("resolve without note: %v", err)
+	}
+	if _, err := svc.UpdateBreak(ctx, st.ID, "B9999999", store.BreakUpdate{Action: store.BreakAssign, Assignee: "x"}, "k5", 5); !errors.Is(err, ErrNoBreak) {
+		t.Errorf("unknown break: %v", err)
+	}
+	if bs, _ := svc.ReconBreaks(st.ID, B2); bs[0].State != "resolved" || bs[0].Note != "biller replayed the posting" {
+		t.Errorf("merged state %+v", bs[0])
+	}
+	// The same files again: the same reconciliation, decisions kept.
+	again, err := svc.StartRecon("2026-03-02", "acq", strings.NewReader(pf), strings.NewReader(bf))
+	if err != nil || again.ID != st.ID || again.State != JobDone {
+		t.Errorf("re-upload: %+v %v", again, err)
+	}
+	// A restart forgets the cache, not the result.
+	svc.recons = reconCache{}
+	if st2, err := svc.Recon(st.ID); err != nil || st2.Counts[B1] != 2 {
+		t.Errorf("from disk: %+v %v", st2, err)
+	}
+	// A bad file fails the whole reconciliation with row and column.
+	bad, err := svc.StartRecon("2026-03-02", "acq", strings.NewReader(pf), strings.NewReader("rrn,stan,amount,currency,date,status\nR,1,1.0,USD,2026-03-02,OK\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bad = waitRecon(t, svc, bad.ID); bad.State != JobFailed || !strings.Contains(bad.Error, "biller.csv row 2 column amount") || bad.ReconSummary != nil {
+		t.Errorf("bad input: %+v", bad)
+	}
+	if _, err := svc.ReconBreaks(bad.ID, ""); !errors.Is(err, ErrNoRecon) {
+		t.Errorf("breaks of a failed recon: %v", err)
+	}
+}
+
+func waitRecon(t *testing.T, svc *Service, id string) ReconStatus {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		st, err := svc.Recon(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.State == JobDone || st.State == JobFailed {
+			return st
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("recon %s stuck: %+v", id, st)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestReconDateTolerance(t *testing.T) {
+	l := newLedger(t)
+	dayOfTraffic(t, l) // the late post (RRN000009) was booked 2026-03-03
+	in := &reconInput{id: "R", day: "2026-03-02", partner: "acq", toleranceDays: 1,
+		partnerRows: []fileRow{{row: 2, key: matchKey("RRN000009", "000009"), rrn: "RRN000009", stan: "000009", amount: 300, ccy: "USD", day: "2026-03-02", status: statusOK}}}
+	res, err := reconcile(context.Background(), l, in)
+	if err != nil || res.Matched != 1 || res.Counts[B1]+res.Counts[B5] != 0 {
+		t.Errorf("within tolerance: %+v %v", res, err)
+	}
+	in.toleranceDays = 0
+	if res, _ := reconcile(context.Background(), l, in); res.Counts[B1] != 1 {
+		t.Errorf("without tolerance the next day is not searched: %+v", res)
+	}
+}

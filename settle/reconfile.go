@@ -1,0 +1,271 @@
+package settle
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/csv"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/switchd/switchd/currency"
+)
+
+// ErrInput wraps every problem with an uploaded file. The message names
+// the file, the row (1 = the header) and the column; nothing of a file
+// with any such problem is used.
+var ErrInput = errors.New("settle: bad input file")
+
+// Mapping says which columns of a partner's or biller's CSV hold what.
+// Column names are matched exactly against the header row.
+type Mapping struct {
+	RRN      string `yaml:"rrn"`
+	STAN     string `yaml:"stan"`
+	Amount   string `yaml:"amount"`
+	Currency string `yaml:"currency"`
+	Date     string `yaml:"date"`
+	Status   string `yaml:"status"`
+	// DateFormat is a Go time layout; default 2006-01-02.
+	DateFormat string `yaml:"date_format"`
+	// Decimal is the amount's decimal separator, "." or ","; the amount
+	// must have exactly the currency's number of decimals.
+	Decimal string `yaml:"decimal"`
+	// StatusOK are the status values that mean settled/posted; StatusAuth
+	// those that mean an authorization only. Anything else is FAIL.
+	StatusOK   []string `yaml:"status_ok"`
+	StatusAuth []string `yaml:"status_auth"`
+	// Record and Trailer: rows whose first field is Trailer are trailer
+	// records (our settlement file's "T" rows) and are skipped, whatever
+	// their column count.
+	Trailer string `yaml:"trailer"`
+}
+
+// DefaultPartnerMapping reads our own settlement file, so a partner can
+// send it back with their view.
+func DefaultPartnerMapping() Mapping {
+	return Mapping{RRN: "rrn", STAN: "stan", Amount: "amount", Currency: "currency", Date: "business_day",
+		Status: "status", DateFormat: time.DateOnly, Decimal: ".", StatusOK: []string{"posted", "OK", "00"},
+		StatusAuth: []string{"authorized"}, Trailer: "T"}
+}
+
+// DefaultBillerMapping reads a biller posting file rrn,stan,amount,currency,date,status.
+func DefaultBillerMapping() Mapping {
+	return Mapping{RRN: "rrn", STAN: "stan", Amount: "amount", Currency: "currency", Date: "date",
+		Status: "status", DateFormat: time.DateOnly, Decimal: ".", StatusOK: []string{"OK", "POSTED", "SUCCESS", "posted"}}
+}
+
+// withDefaults fills the date format and decimal separator when unset.
+func (m Mapping) withDefaults() Mapping {
+	if m.DateFormat == "" {
+		m.DateFormat = time.DateOnly
+	}
+	if m.Decimal == "" {
+		m.Decimal = "."
+	}
+	return m
+}
+
+func (m Mapping) validate(what string) error {
+	if m.RRN == "" || m.STAN == "" || m.Amount == "" || m.Currency == "" || m.Date == "" || m.Status == "" {
+		return fmt.Errorf("%w: %s mapping must name the rrn, stan, amount, currency, date and status columns", ErrConfig, what)
+	}
+	if m.Decimal != "." && m.Decimal != "," {
+		return fmt.Errorf("%w: %s mapping decimal %q (want . or ,)", ErrConfig, what, m.Decimal)
+	}
+	if _, err := time.Parse(m.DateFormat, time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC).Format(m.DateFormat)); err != nil || m.DateFormat == "" {
+		return fmt.Errorf("%w: %s mapping date_format %q", ErrConfig, what, m.DateFormat)
+	}
+	return nil
+}
+
+// Normalized statuses.
+const (
+	statusOK   = "OK"
+	statusAuth = "AUTH"
+	statusFail = "FAIL"
+)
+
+// fileRow is one row of an uploaded file.
+type fileRow struct {
+	row    int // 1-based line number in the file (the header is row 1)
+	key    string
+	rrn    string
+	stan   string
+	amount int64
+	ccy    string
+	day    string // YYYY-MM-DD
+	status string // statusOK, statusAuth, statusFail
+}
+
+// parseFile reads a CSV upload strictly: a leading UTF-8 BOM is dropped;
+// rows end in LF or CRLF; every row has the header's number of columns;
+// amounts have exactly the currency's decimals; (rrn, stan) is unique.
+// The first problem is returned, naming file, row and column.
+func parseFile(name string, r io.Reader, m Mapping, bytesMax int64) ([]fileRow, error) {
+	bad := func(row int, col, format string, args ...any) error {
+		where := fmt.Sprintf("%s row %d", name, row)
+		if col != "" {
+			where += " column " + col
+		}
+		return fmt.Errorf("%w: %s: %s", ErrInput, where, fmt.Sprintf(format, args...))
+	}
+	lr := &limitReader{r: r, left: bytesMax}
+	br := bufio.NewReaderSize(lr, 1<<20)
+	if bom, err := br.Peek(3); err == nil && bytes.Equal(bom, []byte{0xEF, 0xBB, 0xBF}) {
+		br.Discard(3)
+	}
+	cr := csv.NewReader(br)
+	cr.ReuseRecord = true
+	cr.FieldsPerRecord = -1 // checked here, to name the row and skip trailers
+	header, err := cr.Read()
+	if err != nil {
+		if lr.over {
+			return nil, bad(1, "", "file larger than %d bytes", bytesMax)
+		}
+		if errors.Is(err, io.EOF) {
+			return nil, bad(1, "", "empty file (want a header row)")
+		}
+		return nil, csvError(name, err)
+	}
+	header = slices.Clone(header) // ReuseRecord: the next Read overwrites it
+	cols := map[string]int{}
+	for i, h := range header {
+		if !utf8.ValidString(h) || strings.ContainsAny(h, "\r\ufeff") {
+			return nil, bad(1, fmt.Sprint(i+1), "header is not clean UTF-8 text")
+		}
+		if _, dup := cols[h]; dup {
+			return nil, bad(1, h, "duplicate column")
+		}
+		cols[h] = i
+	}
+	need := []struct{ label, col string }{{"rrn", m.RRN}, {"stan", m.STAN}, {"amount", m.Amount}, {"currency", m.Currency}, {"date", m.Date}, {"status", m.Status}}
+	idx := make([]int, len(need))
+	for i, n := range need {
+		j, ok := cols[n.col]
+		if !ok {
+			return nil, bad(1, n.col, "missing (the mapping's %s column)", n.label)
+		}
+		idx[i] = j
+	}
+	okSet, authSet := set(m.StatusOK), set(m.StatusAuth)
+	seen := map[string]int{}
+	ccys := map[string]currency.Currency{}
+	var rows []fileRow
+	for {
+		rec, err := cr.Read()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			if lr.over {
+				return nil, bad(rowOf(cr), "", "file larger than %d bytes", bytesMax)
+			}
+			return nil, csvError(name, err)
+		}
+		row, _ := cr.FieldPos(0)
+		if m.Trailer != "" && len(rec) > 0 && rec[0] == m.Trailer {
+			continue
+		}
+		if len(rec) != len(header) {
+			return nil, bad(row, "", "%d columns, the header has %d", len(rec), len(header))
+		}
+		for i, f := range rec {
+			if strings.ContainsAny(f, "\r\ufeff") || !utf8.ValidString(f) {
+				return nil, bad(row, header[i], "stray carriage return, BOM or invalid UTF-8")
+			}
+		}
+		fr := fileRow{row: row, rrn: rec[idx[0]], stan: rec[idx[1]]}
+		if fr.rrn == "" && fr.stan == "" {
+			return nil, bad(row, m.RRN, "rrn and stan are both empty")
+		}
+		code := rec[idx[3]]
+		ccy, ok := ccys[code]
+		if !ok {
+			if ccy, err = currency.ByCode(code); err != nil {
+				if ccy, err = currency.ByNumeric(code); err != nil {
+					return nil, bad(row, m.Currency, "unknown currency %q", code)
+				}
+			}
+			ccys[code] = ccy
+		}
+		fr.ccy = ccy.Code
+		if fr.amount, err = currency.ParseMinor(rec[idx[2]], ccy, m.Decimal[0]); err != nil {
+			return nil, bad(row, m.Amount, "%q is not an amount with %d decimals after %q", rec[idx[2]], ccy.Exponent, m.Decimal)
+		}
+		d, err := time.Parse(m.DateFormat, rec[idx[4]])
+		if err != nil {
+			return nil, bad(row, m.Date, "%q is not a date like %s", rec[idx[4]], m.DateFormat)
+		}
+		fr.day = d.Format(time.DateOnly)
+		switch st := rec[idx[5]]; {
+		case okSet[st]:
+			fr.status = statusOK
+		case authSet[st]:
+			fr.status = statusAuth
+		default:
+			fr.status = statusFail
+		}
+		fr.key = matchKey(fr.rrn, fr.stan)
+		if first, dup := seen[fr.key]; dup {
+			return nil, bad(row, m.RRN, "duplicates row %d (same rrn %q and stan %q)", first, fr.rrn, fr.stan)
+		}
+		seen[fr.key] = row
+		rows = append(rows, fr)
+	}
+	if lr.over {
+		return nil, bad(rowOf(cr), "", "file larger than %d bytes", bytesMax)
+	}
+	return rows, nil
+}
+
+func matchKey(rrn, stan string) string { return rrn + "\x00" + stan }
+
+func set(vals []string) map[string]bool {
+	m := make(map[string]bool, len(vals))
+	for _, v := range vals {
+		m[v] = true
+	}
+	return m
+}
+
+func rowOf(cr *csv.Reader) int {
+	line, _ := cr.FieldPos(0)
+	return line
+}
+
+// csvError turns encoding/csv's error into ours (it knows line and column).
+func csvError(name string, err error) error {
+	var pe *csv.ParseError
+	if errors.As(err, &pe) {
+		return fmt.Errorf("%w: %s row %d column %d: %v", ErrInput, name, pe.StartLine, pe.Column, pe.Err)
+	}
+	return fmt.Errorf("%w: %s: %v", ErrInput, name, err)
+}
+
+// limitReader fails once more than left bytes were read.
+type limitReader struct {
+	r    io.Reader
+	left int64
+	over bool
+}
+
+func (l *limitReader) Read(p []byte) (int, error) {
+	if l.left < 0 {
+		l.over = true
+		return 0, io.ErrUnexpectedEOF
+	}
+	if int64(len(p)) > l.left+1 {
+		p = p[:l.left+1]
+	}
+	n, err := l.r.Read(p)
+	l.left -= int64(n)
+	if l.left < 0 {
+		l.over = true
+		return 0, io.ErrUnexpectedEOF
+	}
+	return n, err
+}
