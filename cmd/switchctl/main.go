@@ -46,6 +46,9 @@ const usageText = `switchctl: operate a switchd node
   switchctl day status | close [--day YYYY-MM-DD]
   switchctl settlement pull --day D --partner P [--out DIR] [--format csv|json|all]
   switchctl statement pull --day D --account A [--out DIR] [--format mt940|camt053|all]
+  switchctl recon run --day D --partner P --partner-file F --biller-file F
+  switchctl recon status ID | breaks ID [--code B2] [--csv]
+  switchctl recon assign ID BREAK --to WHO | resolve ID BREAK --note TEXT
 
   ops commands take --ops http://127.0.0.1:8080 and --json (raw JSON).
   Run "switchctl <command> -h" for every flag of a command.
@@ -82,6 +85,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = dayCmd(ctx, args[1:], stdout)
 	case "settlement", "statement":
 		err = pullCmd(ctx, args[0], args[1:], stdout)
+	case "recon":
+		err = reconCmd(ctx, args[1:], stdout)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usageText)
 		return 0

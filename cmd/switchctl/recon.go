@@ -1,0 +1,274 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"mime/multipart"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+)
+
+// Reconciliation commands:
+//
+//	switchctl recon run --day D --partner P --partner-file F --biller-file F [--wait 5m]
+//	switchctl recon status ID
+//	switchctl recon breaks ID [--code B2] [--csv]
+//	switchctl recon assign ID BREAK --to WHO
+//	switchctl recon resolve ID BREAK --note TEXT
+
+// uploadBytesMax bounds what recon run sends (both files).
+const uploadBytesMax = 2<<30 + 1<<20
+
+func reconCmd(ctx context.Context, args []string, stdout io.Writer) error {
+	if len(args) == 0 {
+		return usagef("recon: want run, status, breaks, assign or resolve")
+	}
+	var o opsFlags
+	fs := flag.NewFlagSet("switchctl recon "+args[0], flag.ContinueOnError)
+	o.register(fs)
+	switch args[0] {
+	case "run":
+		day := fs.String("day", "", "business day YYYY-MM-DD")
+		partner := fs.String("partner", "", "partner id")
+		pf := fs.String("partner-file", "", "the partner's settlement `file` (CSV)")
+		bf := fs.String("biller-file", "", "the biller's posting `file` (CSV)")
+		wait := fs.Duration("wait", 5*time.Minute, "how long to wait for the result (0: do not wait)")
+		if err := noArgs(fs, args, stdout); err != nil {
+			return err
+		}
+		if *day == "" || *partner == "" || *pf == "" || *bf == "" {
+			return usagef("recon run: --day, --partner, --partner-file and --biller-file are required")
+		}
+		return reconRun(ctx, &o, *day, *partner, *pf, *bf, *wait, stdout)
+	case "status":
+		pos, err := parseCmd(fs, args[1:], stdout)
+		if err != nil {
+			return err
+		}
+		if len(pos) != 1 {
+			return usagef("recon status: want one reconciliation id")
+		}
+		body, err := o.get(ctx, "/v1/reconciliations/"+url.PathEscape(pos[0]), nil)
+		if err != nil {
+			return err
+		}
+		return printRecon(&o, body, stdout)
+	case "breaks":
+		code := fs.String("code", "", "only breaks with this code (B1..B5)")
+		asCSV := fs.Bool("csv", false, "print CSV")
+		pos, err := parseCmd(fs, args[1:], stdout)
+		if err != nil {
+			return err
+		}
+		if len(pos) != 1 {
+			return usagef("recon breaks: want one reconciliation id")
+		}
+		q := url.Values{}
+		if *code != "" {
+			q.Set("code", *code)
+		}
+		if *asCSV {
+			q.Set("format", "csv")
+		}
+		body, err := o.get(ctx, "/v1/reconciliations/"+url.PathEscape(pos[0])+"/breaks", q)
+		if err != nil {
+			return err
+		}
+		if *asCSV {
+			_, err := stdout.Write(body)
+			return err
+		}
+		if o.json {
+			return printJSON(stdout, body)
+		}
+		var list struct {
+			Breaks []struct {
+				ID, Code, Owner, Source, RRN, STAN, State, Assignee, Detail string
+			} `json:"breaks"`
+		}
+		if err := json.Unmarshal(body, &list); err != nil {
+			return fmt.Errorf("decoding breaks: %w", err)
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tCODE\tOWNER\tSOURCE\tRRN\tSTAN\tSTATE\tASSIGNEE\tDETAIL")
+		for _, b := range list.Breaks {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", b.ID, b.Code, b.Owner, b.Source, orDash(b.RRN), orDash(b.STAN), b.State, orDash(b.Assignee), b.Detail)
+		}
+		return tw.Flush()
+	case "assign", "resolve":
+		to := fs.String("to", "", "assignee (assign)")
+		note := fs.String("note", "", "why (resolve)")
+		actor := fs.String("actor", os.Getenv("USER"), "who is doing this, for the audit trail")
+		pos, err := parseCmd(fs, args[1:], stdout)
+		if err != nil {
+			return err
+		}
+		if len(pos) != 2 {
+			return usagef("recon %s: want a reconciliation id and a break id", args[0])
+		}
+		if args[0] == "assign" && *to == "" || args[0] == "resolve" && *note == "" {
+			return usagef("recon assign needs --to, recon resolve needs --note")
+		}
+		req := map[string]string{"action": args[0], "assignee": *to, "note": *note, "actor": *actor}
+		_, body, err := o.call(ctx, http.MethodPost, "/v1/reconciliations/"+url.PathEscape(pos[0])+"/breaks/"+url.PathEscape(pos[1]), req, opsBodyBytesMax)
+		if err != nil {
+			return err
+		}
+		if o.json {
+			return printJSON(stdout, body)
+		}
+		var d struct {
+			ID, Code, State, Assignee, Note string
+		}
+		if err := json.Unmarshal(body, &d); err != nil {
+			return fmt.Errorf("decoding the break: %w", err)
+		}
+		fmt.Fprintf(stdout, "%s %s: %s", d.ID, d.Code, d.State)
+		if d.Assignee != "" {
+			fmt.Fprintf(stdout, " (assigned to %s)", d.Assignee)
+		}
+		if d.Note != "" {
+			fmt.Fprintf(stdout, ": %s", d.Note)
+		}
+		fmt.Fprintln(stdout)
+		return nil
+	}
+	return usagef("recon: unknown subcommand %q", args[0])
+}
+
+func noArgs(fs *flag.FlagSet, args []string, stdout io.Writer) error {
+	pos, err := parseCmd(fs, args[1:], stdout)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usagef("%s: unexpected argument %q", fs.Name(), pos[0])
+	}
+	return nil
+}
+
+func reconRun(ctx context.Context, o *opsFlags, day, partner, pf, bf string, wait time.Duration, stdout io.Writer) error {
+	var body bytes.Buffer
+	mw := multipart.NewWriter(&body)
+	mw.WriteField("day", day)
+	mw.WriteField("partner", partner)
+	for field, path := range map[string]string{"partner_file": pf, "biller_file": bf} {
+		f, err := os.Open(path)
+		if err != nil {
+			return err
+		}
+		w, _ := mw.CreateFormFile(field, filepath.Base(path))
+		_, err = io.Copy(w, io.LimitReader(f, uploadBytesMax))
+		f.Close()
+		if err != nil {
+			return err
+		}
+	}
+	mw.Close()
+	if body.Len() > uploadBytesMax {
+		return fmt.Errorf("the files are larger than %d bytes together", uploadBytesMax)
+	}
+	u := strings.TrimRight(o.base, "/") + "/v1/reconciliations"
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, &body)
+	if err != nil {
+		return usagef("--ops %q: %v", o.base, err)
+	}
+	req.Header.Set("Content-Type", mw.FormDataContentType())
+	hc := &http.Client{Timeout: o.timeout, Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := hc.Do(req)
+	if err != nil {
+		if errors.Is(err, syscall.ECONNREFUSED) {
+			return fmt.Errorf("cannot reach the ops API: POST %s: connection refused; is switchd running? (--ops)", u)
+		}
+		return fmt.Errorf("cannot reach the ops API: %w", err)
+	}
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, opsBodyBytesMax))
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("POST %s: %d %s", u, resp.StatusCode, problemText(b, resp.StatusCode))
+	}
+	var st struct {
+		ID, State, Error string
+	}
+	if err := json.Unmarshal(b, &st); err != nil {
+		return fmt.Errorf("decoding the reconciliation: %w", err)
+	}
+	deadline := time.Now().Add(wait)
+	for wait > 0 && st.State != "done" && st.State != "failed" {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("reconciliation %s still %s after %s (--wait); see: switchctl recon status %s", st.ID, st.State, wait, st.ID)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+		if b, err = o.get(ctx, "/v1/reconciliations/"+st.ID, nil); err != nil {
+			return err
+		}
+		if err := json.Unmarshal(b, &st); err != nil {
+			return fmt.Errorf("decoding the reconciliation: %w", err)
+		}
+	}
+	if err := printRecon(o, b, stdout); err != nil {
+		return err
+	}
+	if st.State == "failed" {
+		return fmt.Errorf("reconciliation %s failed: %s", st.ID, st.Error)
+	}
+	return nil
+}
+
+func problemText(b []byte, status int) string {
+	var p struct{ Title, Detail string }
+	if json.Unmarshal(b, &p) == nil && p.Title != "" {
+		if p.Detail != "" {
+			return p.Title + ": " + p.Detail
+		}
+		return p.Title
+	}
+	return http.StatusText(status)
+}
+
+func printRecon(o *opsFlags, body []byte, stdout io.Writer) error {
+	if o.json {
+		return printJSON(stdout, body)
+	}
+	var st struct {
+		ID, Day, Partner, State, Error string
+		PartnerRows                    int               `json:"partner_rows"`
+		BillerRows                     int               `json:"biller_rows"`
+		LedgerRows                     int               `json:"ledger_rows"`
+		Matched                        int               `json:"matched"`
+		Counts                         map[string]int    `json:"counts"`
+		Owners                         map[string]string `json:"owners"`
+	}
+	if err := json.Unmarshal(body, &st); err != nil {
+		return fmt.Errorf("decoding the reconciliation: %w", err)
+	}
+	fmt.Fprintf(stdout, "reconciliation %s  day %s  partner %s  %s\n", st.ID, st.Day, st.Partner, st.State)
+	if st.Error != "" {
+		fmt.Fprintf(stdout, "error: %s\n", st.Error)
+	}
+	if st.State != "done" {
+		return nil
+	}
+	fmt.Fprintf(stdout, "rows: partner %d, biller %d, ledger %d; matched %d\n", st.PartnerRows, st.BillerRows, st.LedgerRows, st.Matched)
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "CODE\tCOUNT\tOWNER")
+	for _, c := range []string{"B1", "B2", "B3", "B4", "B5"} {
+		fmt.Fprintf(tw, "%s\t%d\t%s\n", c, st.Counts[c], st.Owners[c])
+	}
+	return tw.Flush()
+}
