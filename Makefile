@@ -7,7 +7,7 @@ TESTFLAGS ?= -race -count=1 -timeout 15m
 BENCHTIME ?= 1s
 FUZZTIME  ?= 30s
 
-.PHONY: build run test bench bench-e2e fuzz lint clean cluster cluster-stop chaos
+.PHONY: build run test bench bench-e2e fuzz lint clean cluster cluster-stop chaos bench-cluster
 
 build:
 	$(GO) build -o $(BIN)/ ./cmd/...
@@ -37,6 +37,11 @@ cluster: build
 
 cluster-stop:
 	./scripts/cluster.sh stop
+
+# 1 node vs 3 nodes, failover after kill -9 of the leader, catch-up of a new
+# node from a snapshot (docs/BENCHMARKS.md).
+bench-cluster: build
+	./scripts/cluster-bench.sh
 
 # Long fault runs (package chaos): CHAOS_RUNS seeded runs of a 3-node cluster
 # under load while nodes are killed, restarted and partitioned; 0 violations
