@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/switchd/switchd/currency"
@@ -70,19 +71,23 @@ type ReconResult struct {
 	Breaks  []Break        `json:"breaks,omitempty"`
 }
 
-// ledgerRow is one of our transfers as reconciliation sees it.
+// ledgerRow is one of our transfers as reconciliation sees it (small: a
+// million are held at once).
 type ledgerRow struct {
+	key    string // rrn \x00 stan
 	id     string
-	rrn    string
-	stan   string
 	amount int64
-	ccy    string
-	day    string
-	status string
+	next   int32  // the next row with the same key, -1 at the end
+	ccy    uint16 // symbols code
+	day    uint16 // symbols code
+	status byte
 	biller bool // credited to a biller account: the biller must have it
 	// matched by a row of the partner's / the biller's file.
 	byPartner, byBiller bool
 }
+
+func (r *ledgerRow) rrn() string  { v, _, _ := strings.Cut(r.key, "\x00"); return v }
+func (r *ledgerRow) stan() string { _, v, _ := strings.Cut(r.key, "\x00"); return v }
 
 // ReconLedger is what reconciliation reads.
 type ReconLedger interface {
@@ -95,17 +100,20 @@ type reconInput struct {
 	toleranceDays    int
 	partnerRows      []fileRow
 	billerRows       []fileRow
+	sym              *symbols // codes of the files' and the ledger's currencies and days
 }
 
 // loadLedger reads the partner's transfers of day ± tolerance.
-func loadLedger(ctx context.Context, l ReconLedger, in *reconInput) ([]ledgerRow, map[string][]int32, error) {
+func loadLedger(ctx context.Context, l ReconLedger, in *reconInput) ([]ledgerRow, map[string]int32, error) {
 	d0, err := time.Parse(time.DateOnly, in.day)
 	if err != nil {
 		return nil, nil, err
 	}
 	var rows []ledgerRow
-	index := map[string][]int32{}
+	index := map[string]int32{}  // key → first row; rows chain through next
+	last := map[string]int32{}   // key → last row, only for keys seen twice
 	billers := map[string]bool{} // account id → is a biller
+	sym := in.sym
 	for off := -in.toleranceDays; off <= in.toleranceDays; off++ {
 		day := d0.AddDate(0, 0, off).Format(time.DateOnly)
 		err := l.ScanTransfers(ctx, store.TransferFilter{BusinessDay: day, Partner: in.partner}, func(t, _ *store.Transfer, v *store.ScanView) error {
@@ -125,10 +133,25 @@ func loadLedger(ctx context.Context, l ReconLedger, in *reconInput) ([]ledgerRow
 			if t.Op == store.OpAuthorize {
 				st = statusAuth
 			}
-			key := matchKey(t.Ref.RRN, t.Ref.STAN)
-			index[key] = append(index[key], int32(len(rows)))
-			rows = append(rows, ledgerRow{id: t.ID, rrn: t.Ref.RRN, stan: t.Ref.STAN, amount: t.Amount, ccy: t.Currency,
-				day: t.BusinessDay, status: st, biller: isBiller && st == statusOK})
+			key := matchKey(t.Ref.RRN, t.Ref.STAN) // a new string: the record is not kept alive
+			n := int32(len(rows))
+			if first, dup := index[key]; !dup {
+				index[key] = n
+			} else {
+				prev, ok := last[key]
+				if !ok {
+					prev = first
+				}
+				rows[prev].next = n
+				last[key] = n
+			}
+			ccy, ok1 := sym.id(t.Currency)
+			day, ok2 := sym.id(t.BusinessDay)
+			if !ok1 || !ok2 {
+				return fmt.Errorf("%w: more than %d distinct currencies and dates", ErrTooLarge, symbolsMax)
+			}
+			rows = append(rows, ledgerRow{key: key, id: strings.Clone(t.ID), amount: t.Amount, ccy: ccy,
+				day: day, status: st, next: -1, biller: isBiller && st == statusOK})
 			return nil
 		})
 		if err != nil {
@@ -138,7 +161,11 @@ func loadLedger(ctx context.Context, l ReconLedger, in *reconInput) ([]ledgerRow
 	return rows, index, nil
 }
 
-func dayDiff(a, b string) int {
+func dayDiff(sym *symbols, x, y uint16) int {
+	if x == y {
+		return 0
+	}
+	a, b := sym.name(x), sym.name(y)
 	ta, _ := time.Parse(time.DateOnly, a)
 	tb, _ := time.Parse(time.DateOnly, b)
 	d := int(ta.Sub(tb).Hours() / 24)
@@ -164,10 +191,15 @@ func reconcile(ctx context.Context, l ReconLedger, in *reconInput) (*ReconResult
 	if err != nil {
 		return nil, err
 	}
+	sym := in.sym
 	res := &ReconResult{ID: in.id, Day: in.day, Partner: in.partner, PartnerRows: len(in.partnerRows),
 		BillerRows: len(in.billerRows), Counts: map[string]int{}}
+	today, ok := sym.id(in.day)
+	if !ok {
+		return nil, fmt.Errorf("%w: more than %d distinct currencies and dates", ErrTooLarge, symbolsMax)
+	}
 	for _, r := range ledger {
-		if r.day == in.day {
+		if r.day == today {
 			res.LedgerRows++
 		}
 	}
@@ -179,22 +211,24 @@ func reconcile(ctx context.Context, l ReconLedger, in *reconInput) (*ReconResult
 		res.Breaks = append(res.Breaks, b)
 	}
 	ours := func(r *ledgerRow) *Side {
-		return &Side{Transfer: r.id, Amount: fmtAmount(r.amount, r.ccy), Currency: r.ccy, Day: r.day, Status: r.status}
+		return &Side{Transfer: r.id, Amount: fmtAmount(r.amount, sym.name(r.ccy)), Currency: sym.name(r.ccy), Day: sym.name(r.day), Status: statusNames[r.status]}
 	}
 	theirs := func(f *fileRow) *Side {
-		return &Side{Row: f.row, Amount: fmtAmount(f.amount, f.ccy), Currency: f.ccy, Day: f.day, Status: f.status}
+		return &Side{Row: int(f.row), Amount: fmtAmount(f.amount, sym.name(f.ccy)), Currency: sym.name(f.ccy), Day: sym.name(f.day), Status: statusNames[f.status]}
 	}
 	compare := func(source string, rows []fileRow, seen func(*ledgerRow) *bool) {
 		for i := range rows {
 			f := &rows[i]
 			var lr *ledgerRow
-			for _, j := range index[f.key] {
+			j, ok := index[f.key]
+			for ok && j >= 0 {
 				if c := &ledger[j]; !*seen(c) {
 					lr = c
 					break
 				}
+				j = ledger[j].next
 			}
-			b := Break{Source: source, RRN: f.rrn, STAN: f.stan, Theirs: theirs(f)}
+			b := Break{Source: source, RRN: f.rrn(), STAN: f.stan(), Theirs: theirs(f)}
 			if lr == nil {
 				b.Code, b.Detail = B1, "no transfer in our ledger with this rrn and stan"
 				add(b)
@@ -204,13 +238,13 @@ func reconcile(ctx context.Context, l ReconLedger, in *reconInput) (*ReconResult
 			b.Ours = ours(lr)
 			switch {
 			case f.ccy != lr.ccy:
-				b.Code, b.Detail = B5, fmt.Sprintf("currency %s, ours %s", f.ccy, lr.ccy)
+				b.Code, b.Detail = B5, fmt.Sprintf("currency %s, ours %s", sym.name(f.ccy), sym.name(lr.ccy))
 			case f.amount != lr.amount:
-				b.Code, b.Detail = B3, fmt.Sprintf("amount %s, ours %s", fmtAmount(f.amount, f.ccy), fmtAmount(lr.amount, lr.ccy))
+				b.Code, b.Detail = B3, fmt.Sprintf("amount %s, ours %s", fmtAmount(f.amount, sym.name(f.ccy)), fmtAmount(lr.amount, sym.name(lr.ccy)))
 			case f.status != lr.status:
-				b.Code, b.Detail = B4, fmt.Sprintf("status %s, ours %s", f.status, lr.status)
-			case dayDiff(f.day, lr.day) > in.toleranceDays:
-				b.Code, b.Detail = B5, fmt.Sprintf("date %s, ours %s (tolerance %d days)", f.day, lr.day, in.toleranceDays)
+				b.Code, b.Detail = B4, fmt.Sprintf("status %s, ours %s", statusNames[f.status], statusNames[lr.status])
+			case dayDiff(sym, f.day, lr.day) > in.toleranceDays:
+				b.Code, b.Detail = B5, fmt.Sprintf("date %s, ours %s (tolerance %d days)", sym.name(f.day), sym.name(lr.day), in.toleranceDays)
 			default:
 				res.Matched++
 				continue
@@ -221,8 +255,8 @@ func reconcile(ctx context.Context, l ReconLedger, in *reconInput) (*ReconResult
 	compare("partner", in.partnerRows, func(r *ledgerRow) *bool { return &r.byPartner })
 	compare("biller", in.billerRows, func(r *ledgerRow) *bool { return &r.byBiller })
 	for i := range ledger {
-		if r := &ledger[i]; r.biller && !r.byBiller && r.day == in.day {
-			add(Break{Code: B2, Source: "biller", RRN: r.rrn, STAN: r.stan, Ours: ours(r),
+		if r := &ledger[i]; r.biller && !r.byBiller && r.day == today {
+			add(Break{Code: B2, Source: "biller", RRN: r.rrn(), STAN: r.stan(), Ours: ours(r),
 				Detail: "posted to a biller account, missing in the biller's file"})
 		}
 	}

@@ -44,7 +44,7 @@ func TestParseFileBadInput(t *testing.T) {
 		{"too large", head + strings.Repeat("R1,000001,12.34,USD,2026-03-02,OK\n", 10), "file larger than 200 bytes", 0},
 	}
 	for _, tc := range cases {
-		rows, err := parseFile("biller.csv", strings.NewReader(tc.in), m, 200)
+		rows, err := parseFile("biller.csv", strings.NewReader(tc.in), m, 200, newSymbols())
 		if tc.want == "" {
 			if err != nil || len(rows) != tc.rows {
 				t.Errorf("%s: %d rows, %v", tc.name, len(rows), err)
@@ -67,7 +67,8 @@ func FuzzParseFile(f *testing.F) {
 	m := DefaultBillerMapping()
 	m.Trailer = "T"
 	f.Fuzz(func(t *testing.T, b []byte) {
-		rows, err := parseFile("f.csv", bytes.NewReader(b), m, 1<<16)
+		sym := newSymbols()
+		rows, err := parseFile("f.csv", bytes.NewReader(b), m, 1<<16, sym)
 		if err != nil {
 			if !errors.Is(err, ErrInput) || rows != nil {
 				t.Fatalf("error %v with %d rows", err, len(rows))
@@ -76,7 +77,7 @@ func FuzzParseFile(f *testing.F) {
 		}
 		keys := map[string]bool{}
 		for _, r := range rows {
-			if keys[r.key] || r.row < 2 || !store.ValidDay(r.day) || (r.status != statusOK && r.status != statusAuth && r.status != statusFail) {
+			if keys[r.key] || r.row < 2 || !store.ValidDay(sym.name(r.day)) || (r.status != statusOK && r.status != statusAuth && r.status != statusFail) {
 				t.Fatalf("bad row %+v", r)
 			}
 			keys[r.key] = true
@@ -218,8 +219,11 @@ func waitRecon(t *testing.T, svc *Service, id string) ReconStatus {
 func TestReconDateTolerance(t *testing.T) {
 	l := newLedger(t)
 	dayOfTraffic(t, l) // the late post (RRN000009) was booked 2026-03-03
-	in := &reconInput{id: "R", day: "2026-03-02", partner: "acq", toleranceDays: 1,
-		partnerRows: []fileRow{{row: 2, key: matchKey("RRN000009", "000009"), rrn: "RRN000009", stan: "000009", amount: 300, ccy: "USD", day: "2026-03-02", status: statusOK}}}
+	sym := newSymbols()
+	usd, _ := sym.id("USD")
+	day, _ := sym.id("2026-03-02")
+	in := &reconInput{id: "R", day: "2026-03-02", partner: "acq", toleranceDays: 1, sym: sym,
+		partnerRows: []fileRow{{row: 2, key: matchKey("RRN000009", "000009"), amount: 300, ccy: usd, day: day, status: statusOK}}}
 	res, err := reconcile(context.Background(), l, in)
 	if err != nil || res.Matched != 1 || res.Counts[B1]+res.Counts[B5] != 0 {
 		t.Errorf("within tolerance: %+v %v", res, err)

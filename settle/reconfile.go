@@ -82,30 +82,65 @@ func (m Mapping) validate(what string) error {
 	return nil
 }
 
-// Normalized statuses.
+// Normalized statuses, a byte each in the rows.
 const (
-	statusOK   = "OK"
-	statusAuth = "AUTH"
-	statusFail = "FAIL"
+	statusOK byte = iota + 1
+	statusAuth
+	statusFail
 )
 
-// fileRow is one row of an uploaded file.
-type fileRow struct {
-	row    int // 1-based line number in the file (the header is row 1)
-	key    string
-	rrn    string
-	stan   string
-	amount int64
-	ccy    string
-	day    string // YYYY-MM-DD
-	status string // statusOK, statusAuth, statusFail
+var statusNames = [...]string{statusOK: "OK", statusAuth: "AUTH", statusFail: "FAIL"}
+
+// symbolsMax bounds the distinct currencies and dates of one
+// reconciliation (they are uint16 codes in the rows).
+const symbolsMax = 1 << 16
+
+// symbols gives the currencies and days of one reconciliation small
+// codes, shared by the files and the ledger so rows compare by code.
+type symbols struct {
+	ids   map[string]uint16
+	names []string
 }
+
+func newSymbols() *symbols { return &symbols{ids: map[string]uint16{}} }
+
+// id returns s's code; ok is false when the table is full.
+func (y *symbols) id(s string) (uint16, bool) {
+	if v, ok := y.ids[s]; ok {
+		return v, true
+	}
+	if len(y.names) >= symbolsMax {
+		return 0, false
+	}
+	s = strings.Clone(s)
+	v := uint16(len(y.names))
+	y.ids[s] = v
+	y.names = append(y.names, s)
+	return v, true
+}
+
+func (y *symbols) name(v uint16) string { return y.names[v] }
+
+// fileRow is one row of an uploaded file. It is kept small (a million
+// rows per file are held at once): rrn and stan live only in key, the
+// currency, day and status strings are shared.
+type fileRow struct {
+	key    string // rrn \x00 stan
+	amount int64
+	row    int32  // 1-based line number in the file (the header is row 1)
+	ccy    uint16 // symbols code
+	day    uint16 // symbols code of YYYY-MM-DD
+	status byte   // statusOK, statusAuth, statusFail
+}
+
+func (f *fileRow) rrn() string  { r, _, _ := strings.Cut(f.key, "\x00"); return r }
+func (f *fileRow) stan() string { _, s, _ := strings.Cut(f.key, "\x00"); return s }
 
 // parseFile reads a CSV upload strictly: a leading UTF-8 BOM is dropped;
 // rows end in LF or CRLF; every row has the header's number of columns;
 // amounts have exactly the currency's decimals; (rrn, stan) is unique.
 // The first problem is returned, naming file, row and column.
-func parseFile(name string, r io.Reader, m Mapping, bytesMax int64) ([]fileRow, error) {
+func parseFile(name string, r io.Reader, m Mapping, bytesMax int64, sym *symbols) ([]fileRow, error) {
 	bad := func(row int, col, format string, args ...any) error {
 		where := fmt.Sprintf("%s row %d", name, row)
 		if col != "" {
@@ -152,8 +187,13 @@ func parseFile(name string, r io.Reader, m Mapping, bytesMax int64) ([]fileRow, 
 		idx[i] = j
 	}
 	okSet, authSet := set(m.StatusOK), set(m.StatusAuth)
-	seen := map[string]int{}
-	ccys := map[string]currency.Currency{}
+	seen := map[string]int32{}
+	type ccyCode struct {
+		c  currency.Currency
+		id uint16
+	}
+	ccys := map[string]ccyCode{}
+	days := map[string]uint16{} // the column's text → symbols code
 	var rows []fileRow
 	for {
 		rec, err := cr.Read()
@@ -178,29 +218,40 @@ func parseFile(name string, r io.Reader, m Mapping, bytesMax int64) ([]fileRow, 
 				return nil, bad(row, header[i], "stray carriage return, BOM or invalid UTF-8")
 			}
 		}
-		fr := fileRow{row: row, rrn: rec[idx[0]], stan: rec[idx[1]]}
-		if fr.rrn == "" && fr.stan == "" {
+		fr := fileRow{row: int32(row)}
+		rrn, stan := rec[idx[0]], rec[idx[1]]
+		if rrn == "" && stan == "" {
 			return nil, bad(row, m.RRN, "rrn and stan are both empty")
 		}
 		code := rec[idx[3]]
-		ccy, ok := ccys[code]
+		cc, ok := ccys[code]
 		if !ok {
-			if ccy, err = currency.ByCode(code); err != nil {
-				if ccy, err = currency.ByNumeric(code); err != nil {
+			if cc.c, err = currency.ByCode(code); err != nil {
+				if cc.c, err = currency.ByNumeric(code); err != nil {
 					return nil, bad(row, m.Currency, "unknown currency %q", code)
 				}
 			}
-			ccys[code] = ccy
+			if cc.id, ok = sym.id(cc.c.Code); !ok {
+				return nil, bad(row, m.Currency, "more than %d distinct currencies and dates", symbolsMax)
+			}
+			ccys[strings.Clone(code)] = cc
 		}
-		fr.ccy = ccy.Code
+		ccy := cc.c
+		fr.ccy = cc.id
 		if fr.amount, err = currency.ParseMinor(rec[idx[2]], ccy, m.Decimal[0]); err != nil {
 			return nil, bad(row, m.Amount, "%q is not an amount with %d decimals after %q", rec[idx[2]], ccy.Exponent, m.Decimal)
 		}
-		d, err := time.Parse(m.DateFormat, rec[idx[4]])
-		if err != nil {
-			return nil, bad(row, m.Date, "%q is not a date like %s", rec[idx[4]], m.DateFormat)
+		day := rec[idx[4]]
+		if fr.day, ok = days[day]; !ok {
+			d, err := time.Parse(m.DateFormat, day)
+			if err != nil {
+				return nil, bad(row, m.Date, "%q is not a date like %s", day, m.DateFormat)
+			}
+			if fr.day, ok = sym.id(d.Format(time.DateOnly)); !ok {
+				return nil, bad(row, m.Date, "more than %d distinct currencies and dates", symbolsMax)
+			}
+			days[strings.Clone(day)] = fr.day
 		}
-		fr.day = d.Format(time.DateOnly)
 		switch st := rec[idx[5]]; {
 		case okSet[st]:
 			fr.status = statusOK
@@ -209,11 +260,11 @@ func parseFile(name string, r io.Reader, m Mapping, bytesMax int64) ([]fileRow, 
 		default:
 			fr.status = statusFail
 		}
-		fr.key = matchKey(fr.rrn, fr.stan)
+		fr.key = matchKey(rrn, stan)
 		if first, dup := seen[fr.key]; dup {
-			return nil, bad(row, m.RRN, "duplicates row %d (same rrn %q and stan %q)", first, fr.rrn, fr.stan)
+			return nil, bad(row, m.RRN, "duplicates row %d (same rrn %q and stan %q)", first, rrn, stan)
 		}
-		seen[fr.key] = row
+		seen[fr.key] = fr.row
 		rows = append(rows, fr)
 	}
 	if lr.over {

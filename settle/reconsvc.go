@@ -191,7 +191,7 @@ func (s *Service) runRecon(ctx context.Context, sp Spec) ([]File, error) {
 }
 
 func (s *Service) reconcileDir(ctx context.Context, dir string, sp Spec) (*ReconResult, error) {
-	in := &reconInput{id: sp.Recon, day: sp.Day, partner: sp.Partner, toleranceDays: s.cfg.Recon.ToleranceDays}
+	in := &reconInput{id: sp.Recon, day: sp.Day, partner: sp.Partner, toleranceDays: s.cfg.Recon.ToleranceDays, sym: newSymbols()}
 	for _, f := range []struct {
 		name string
 		m    Mapping
@@ -201,7 +201,7 @@ func (s *Service) reconcileDir(ctx context.Context, dir string, sp Spec) (*Recon
 		if err != nil {
 			return nil, err
 		}
-		rows, err := parseFile(f.name, fh, f.m, s.cfg.Recon.FileBytesMax)
+		rows, err := parseFile(f.name, fh, f.m, s.cfg.Recon.FileBytesMax, in.sym)
 		fh.Close()
 		if err != nil {
 			return nil, err

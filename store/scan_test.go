@@ -1,0 +1,82 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+)
+
+// TestScanTransfersMatchesTransfers: the streaming scan returns what
+// paging through Transfers returns, for every kind of filter, with the
+// originals resolved.
+func TestScanTransfersMatchesTransfers(t *testing.T) {
+	s := fixture(t)
+	var cmds []Command
+	for i := 0; i < 300; i++ {
+		c := postCmd(keyN("s", i), "fund", "merch", int64(1+i))
+		c.Partner = fmt.Sprintf("p%d", i%3)
+		if i%5 == 0 {
+			c.Debit, c.Credit = "fund", "card2"
+		}
+		c.OriginalRef = keyN("ref", i)
+		cmds = append(cmds, c)
+		if i%50 == 49 {
+			cmds = append(cmds, closeDayCmd(genDay(i/50), genDay(i/50+1)))
+		}
+	}
+	mustOK(t, s, cmds...)
+	mustOK(t, s, reverseCmd("rev", keyN("ref", 7), 3))
+	for _, f := range []TransferFilter{{}, {Account: "card2"}, {Account: "merch", Partner: "p1"}, {BusinessDay: genDay(2)},
+		{BusinessDay: genDay(3), Partner: "p2"}, {Partner: "p0", Status: TransferPosted}, {BusinessDay: "2001-01-01"}} {
+		var want []Transfer
+		for after := ""; ; {
+			f2 := f
+			f2.Limit, f2.After = 50, after
+			page, err := s.Transfers(f2)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want = append(want, page...)
+			if len(page) < 50 {
+				break
+			}
+			after = page[len(page)-1].ID
+		}
+		var got []Transfer
+		err := s.ScanTransfers(context.Background(), f, func(tr, orig *Transfer, v *ScanView) error {
+			if (tr.Original != "") != (orig != nil) || (orig != nil && orig.ID != tr.Original) {
+				t.Errorf("%s: original %v", tr.ID, orig)
+			}
+			if _, err := v.Account(tr.Debit); err != nil {
+				t.Error(err)
+			}
+			got = append(got, *tr)
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != len(want) {
+			t.Fatalf("%+v: %d transfers, Transfers gave %d", f, len(got), len(want))
+		}
+		for i := range got {
+			if got[i] != want[i] {
+				t.Errorf("%+v: #%d %+v, want %+v", f, i, got[i], want[i])
+			}
+		}
+	}
+	stop := errors.New("stop")
+	n := 0
+	if err := s.ScanTransfers(context.Background(), TransferFilter{Account: "merch"}, func(*Transfer, *Transfer, *ScanView) error {
+		n++
+		return stop
+	}); !errors.Is(err, stop) || n != 1 {
+		t.Errorf("stop: %v after %d", err, n)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := s.ScanTransfers(ctx, TransferFilter{Account: "merch"}, func(*Transfer, *Transfer, *ScanView) error { return nil }); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled: %v", err)
+	}
+}
