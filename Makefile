@@ -24,6 +24,8 @@ test:
 # Micro benchmarks (codec vs moov-io, FSM apply). Results: docs/BENCHMARKS.md.
 bench:
 	$(GO) test -run=NONE -bench=. -benchmem -benchtime=$(BENCHTIME) -count=5 ./codec/ ./store/
+	# Settlement file (1M transfers), MT940 (100k entries), reconciliation (100k, 1M rows per source).
+	$(GO) test -run=NONE -bench='SettlementFile|MT940|Recon' -benchtime=1x ./settle/
 	$(MAKE) bench-e2e
 
 # End to end: switchd with an fsync'd raft log, driven by switchload on loopback.
@@ -58,6 +60,7 @@ fuzz:
 	$(GO) test -run=NONE -fuzz=FuzzReadFrame -fuzztime=$(FUZZTIME) ./codec/
 	$(GO) test -run=NONE -fuzz=FuzzParseRequest -fuzztime=$(FUZZTIME) ./codec/
 	$(GO) test -run=NONE -fuzz=FuzzParseBalances -fuzztime=$(FUZZTIME) ./codec/
+	$(GO) test -run=NONE -fuzz=FuzzParseFile -fuzztime=$(FUZZTIME) ./settle/
 
 lint:
 	$(GO) vet $(PKGS)

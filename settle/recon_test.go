@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -231,5 +232,23 @@ func TestReconDateTolerance(t *testing.T) {
 	in.toleranceDays = 0
 	if res, _ := reconcile(context.Background(), l, in); res.Counts[B1] != 1 {
 		t.Errorf("without tolerance the next day is not searched: %+v", res)
+	}
+}
+
+// TestReconSampleFiles: the examples in testdata/recon parse.
+func TestReconSampleFiles(t *testing.T) {
+	for _, f := range []struct {
+		path string
+		m    Mapping
+		rows int
+	}{{"../testdata/recon/partner.csv", DefaultPartnerMapping(), 4}, {"../testdata/recon/biller.csv", DefaultBillerMapping(), 1}} {
+		b, err := os.ReadFile(f.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows, err := parseFile(f.path, bytes.NewReader(b), f.m, 1<<20, newSymbols())
+		if err != nil || len(rows) != f.rows {
+			t.Errorf("%s: %d rows, %v", f.path, len(rows), err)
+		}
 	}
 }
