@@ -310,10 +310,10 @@ type gen struct {
 	cards     []string // card hashes, USD then EUR
 	ccy       map[string]string
 	merch     []string
-	auths     []string         // original refs of authorizations
-	issuedAmt map[string]int64 // original ref → amount it was issued with
+	auths     []string          // original refs of authorizations
+	issuedAmt map[string]int64  // original ref → amount it was issued with
 	refCard   map[string]string // original ref → card hash it was issued with
-	refs      []string         // every original ref
+	refs      []string          // every original ref
 	issued    []Command
 	daysShut  int // business days the generator has closed
 }
