@@ -159,13 +159,13 @@ func TestClusterForwardingAndReads(t *testing.T) {
 			defer wg.Done()
 			n := tc.nodes[w].node
 			for i := 0; i < 100; i++ {
-				res, err := n.Propose(ctx, post(w*1000+i))
+				res, err := proposeRetry(n, post(w*1000+i))
 				if err != nil || res.Status != store.StatusOK {
 					errs <- fmt.Errorf("n%d post %d: %v %v", w+1, i, res.Status, err)
 					return
 				}
 				// Read your write on the same (maybe follower) node.
-				if err := n.ReadIndex(ctx); err != nil {
+				if err := readRetry(n); err != nil {
 					errs <- err
 					return
 				}
@@ -183,7 +183,7 @@ func TestClusterForwardingAndReads(t *testing.T) {
 	}
 	f := (l + 1) % 3
 	shop, err := tc.nodes[f].st.Account("shop")
-	if err := tc.nodes[f].node.ReadIndex(ctx); err != nil {
+	if err := readRetry(tc.nodes[f].node); err != nil {
 		t.Fatal(err)
 	}
 	shop, err = tc.nodes[f].st.Account("shop")
@@ -197,7 +197,7 @@ func TestClusterForwardingAndReads(t *testing.T) {
 	if len(before) != 3 || len(after) != 3 {
 		t.Fatalf("servers before %v after %v", before, after)
 	}
-	cs, err := tc.nodes[f].node.ClusterStatus(ctx)
+	cs, err := tc.nodes[f].node.ClusterStatus(ctx, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -291,6 +291,37 @@ func TestClusterUnknownOutcomeRepeatExactlyOnce(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// proposeRetry proposes cmd on n, repeating it (same key) while the
+// answer is a retryable error: a leader change on a loaded test machine is
+// allowed, a lost or doubled command is not.
+func proposeRetry(n *Node, cmd store.Command) (store.Result, error) {
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		res, err := n.Propose(ctx, cmd)
+		cancel()
+		retry := errors.Is(err, ErrNotLeader) || errors.Is(err, ErrUnknownOutcome) || errors.Is(err, ErrOverloaded)
+		if !retry || time.Now().After(deadline) {
+			return res, err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// readRetry is ReadIndex, repeated while no leader answers.
+func readRetry(n *Node) error {
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := n.ReadIndex(ctx)
+		cancel()
+		if err == nil || !errors.Is(err, ErrNotLeader) && !errors.Is(err, ErrUnknownOutcome) || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 

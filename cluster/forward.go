@@ -30,7 +30,7 @@ const (
 	fwdJoin     byte = 3 // payload: JSON memberRequest
 	fwdRemove   byte = 4 // payload: JSON memberRequest
 	fwdTransfer byte = 5 // payload: JSON memberRequest (ID may be empty)
-	fwdStatus   byte = 6 // reply: JSON Status
+	fwdStatus   byte = 6 // payload: [1] with the state hash; reply: JSON Status
 
 	codeOK         byte = 0
 	codeNotLeader  byte = 1
@@ -219,7 +219,7 @@ func (n *Node) serveOne(kind byte, payload []byte) (byte, []byte) {
 			return reply(nil, n.transfer(m.ID))
 		}
 	case fwdStatus:
-		return reply(n.Status(), nil)
+		return reply(n.StatusOf(len(payload) == 1 && payload[0] == 1), nil)
 	}
 	return codeError, []byte(fmt.Sprintf("unknown request kind %d", kind))
 }

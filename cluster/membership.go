@@ -18,8 +18,10 @@ const (
 	// membershipTimeout bounds one configuration change on the leader.
 	membershipTimeout = 30 * time.Second
 	// statusPeerTimeout bounds asking one peer for its status: a node that
-	// is down is reported as unreachable, not waited for.
+	// is down is reported as unreachable, not waited for. With the state
+	// hash (a scan of the whole ledger) it is statusHashTimeout.
 	statusPeerTimeout = 3 * time.Second
+	statusHashTimeout = 30 * time.Second
 	// applyPollInterval is how often a read waits for the local FSM to
 	// reach its read index.
 	applyPollInterval = 200 * time.Microsecond
@@ -291,7 +293,12 @@ type stateHasher interface {
 }
 
 // Status reports role, term, indexes and the state hash.
-func (n *Node) Status() Status {
+func (n *Node) Status() Status { return n.StatusOf(true) }
+
+// StatusOf is Status, with the state hash only when withHash is set: the
+// hash reads the whole ledger (seconds for millions of transfers), so
+// frequent pollers leave it out.
+func (n *Node) StatusOf(withHash bool) Status {
 	st := n.raft.Stats()
 	num := func(k string) uint64 {
 		v, _ := strconv.ParseUint(st[k], 10, 64)
@@ -310,7 +317,7 @@ func (n *Node) Status() Status {
 		LastIndex:    n.raft.LastIndex(),
 		FSMIndex:     n.fsm.AppliedIndex(),
 	}
-	if h, ok := n.fsm.(stateHasher); ok {
+	if h, ok := n.fsm.(stateHasher); ok && withHash {
 		idx, sum, err := h.StateHash()
 		if err != nil {
 			s.StateHashError = err.Error()
@@ -342,8 +349,9 @@ type ClusterStatus struct {
 	Members []Member `json:"members"`
 }
 
-// ClusterStatus asks every member of the configuration for its status.
-func (n *Node) ClusterStatus(ctx context.Context) (ClusterStatus, error) {
+// ClusterStatus asks every member of the configuration for its status
+// (with state hashes when withHash is set).
+func (n *Node) ClusterStatus(ctx context.Context, withHash bool) (ClusterStatus, error) {
 	servers, err := n.servers()
 	if err != nil {
 		return ClusterStatus{}, err
@@ -355,16 +363,24 @@ func (n *Node) ClusterStatus(ctx context.Context) (ClusterStatus, error) {
 		m := &out.Members[i]
 		m.ID, m.Address, m.Suffrage = string(s.ID), string(s.Address), s.Suffrage.String()
 		if string(s.ID) == n.cfg.NodeID {
-			st := n.Status()
+			st := n.StatusOf(withHash)
 			m.Status = &st
 			continue
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			cctx, cancel := context.WithTimeout(ctx, statusPeerTimeout)
+			timeout := statusPeerTimeout
+			if withHash {
+				timeout = statusHashTimeout
+			}
+			cctx, cancel := context.WithTimeout(ctx, timeout)
 			defer cancel()
-			b, err := n.call(cctx, m.Address, fwdStatus, nil)
+			var flag []byte
+			if withHash {
+				flag = []byte{1}
+			}
+			b, err := n.call(cctx, m.Address, fwdStatus, flag)
 			if err != nil {
 				m.Error = err.Error()
 				return

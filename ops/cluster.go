@@ -23,7 +23,8 @@ type Membership interface {
 	Join(ctx context.Context, id, raftAddr string) error
 	Remove(ctx context.Context, id string) error
 	TransferLeadership(ctx context.Context, id string) error
-	ClusterStatus(ctx context.Context) (cluster.ClusterStatus, error)
+	ClusterStatus(ctx context.Context, withHash bool) (cluster.ClusterStatus, error)
+	StatusOf(withHash bool) cluster.Status
 	// ReadIndex returns once the local ledger reflects every command
 	// committed before the call.
 	ReadIndex(ctx context.Context) error
@@ -63,16 +64,20 @@ func (s *Server) registerCluster(mux *http.ServeMux) {
 	mux.HandleFunc("POST /v1/cluster/transfer-leadership", s.transferLeadership)
 }
 
+// withHash: the state hash reads the whole ledger; ?hash=false leaves it
+// out for frequent polling.
+func withHash(r *http.Request) bool { return r.URL.Query().Get("hash") != "false" }
+
 // status is this node's own view, with its state hash.
-func (s *Server) status(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, s.node.Status())
+func (s *Server) status(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.node.StatusOf(withHash(r)))
 }
 
 // members is every member's status, gathered by this node.
 func (s *Server) members(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), writeTimeoutMax)
 	defer cancel()
-	cs, err := s.node.ClusterStatus(ctx)
+	cs, err := s.node.ClusterStatus(ctx, withHash(r))
 	if err != nil {
 		s.clusterFail(w, err)
 		return

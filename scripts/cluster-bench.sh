@@ -33,12 +33,12 @@ for n in names:
     r = json.load(open(f"{out}/{n}.json"))
     tot += r["approved_tps"]; p50.append(r["latency_ms"]["p50"]); p99.append(r["latency_ms"]["p99"])
     v = r.get("verification") or {}
-    ok = ok and r["approved"] > 0 and v.get("mismatches", 0) == 0
+    ok = ok and r["approved"] > 0 and v.get("ok", False)
 print(f"{tot:9.0f} approved/s   p50 {max(p50):6.2f} ms   p99 {max(p99):6.2f} ms   verification {'OK' if ok else 'FAILED'}")
 PY
 }
 leader_of() { # ops port → leader node id
-  bin/switchctl cluster status --json --ops "http://127.0.0.1:$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["leader"])'
+  bin/switchctl cluster status --no-hash --json --ops "http://127.0.0.1:$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["leader"])'
 }
 
 echo "== 1 node"
@@ -82,7 +82,7 @@ for round in 1 2 3; do
   wait $bg || true
   "${three[@]}" scripts/cluster.sh start >/dev/null # restart the killed node
 done
-bin/switchctl cluster status --ops http://127.0.0.1:32080
+sleep 3; bin/switchctl cluster status --ops http://127.0.0.1:32080
 
 if (( catchup > 0 )); then
   echo "== catch-up: a new node joins a ledger of $catchup transfers (snapshot + log tail)"
@@ -98,7 +98,7 @@ if (( catchup > 0 )); then
   t1=$(date +%s%N)
   # serves: ready (knows the leader) and applied what the leader committed
   while :; do
-    lag=$(bin/switchctl cluster status --json --ops http://127.0.0.1:32083 | python3 -c '
+    lag=$(bin/switchctl cluster status --no-hash --json --ops http://127.0.0.1:32083 | python3 -c '
 import json,sys
 cs=json.load(sys.stdin); m=[m for m in cs["members"] if m["id"]=="n4"][0]
 print(m["lag"] if m.get("status") and m["status"]["ready"] else -1)')
@@ -108,5 +108,5 @@ print(m["lag"] if m.get("status") and m["status"]["ready"] else -1)')
   t2=$(date +%s%N)
   echo "  n4 ready after $(( (t1 - t0) / 1000000 )) ms, caught up (lag 0) after $(( (t2 - t0) / 1000000 )) ms"
   grep -c '"installed remote snapshot"\|Installed remote snapshot\|snapshot restored' "$work/three/logs/n4.log" | sed 's/^/  snapshot installs logged: /' || true
-  bin/switchctl cluster status --ops http://127.0.0.1:32080
+  sleep 3; bin/switchctl cluster status --ops http://127.0.0.1:32080
 fi

@@ -45,8 +45,9 @@ launch() { # node bootstrap(0|1)
 log_level: $LOG_LEVEL
 cluster:
   tls:
-    mode: dev
+    mode: ${TLS_MODE:-dev}
     dev_ca_dir: $DIR/ca
+${CLUSTER_YAML:-}
 switch:
   lanes:
     - name: demo

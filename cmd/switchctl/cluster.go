@@ -49,6 +49,7 @@ func clusterCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	var o opsFlags
 	fs := flag.NewFlagSet("switchctl cluster "+args[0], flag.ContinueOnError)
 	o.register(fs)
+	noHash := fs.Bool("no-hash", false, "leave out the state hashes (they read every node's whole ledger)")
 	switch args[0] {
 	case "status":
 		pos, err := parseCmd(fs, args[1:], stdout)
@@ -58,7 +59,7 @@ func clusterCmd(ctx context.Context, args []string, stdout io.Writer) error {
 		if len(pos) > 0 {
 			return usagef("cluster status: unexpected argument %q", pos[0])
 		}
-		return clusterStatusCmd(ctx, &o, stdout)
+		return clusterStatusCmd(ctx, &o, stdout, !*noHash)
 	case "join":
 		id := fs.String("id", "", "the new node's `id`")
 		addr := fs.String("raft-addr", "", "the new node's raft `host:port`")
@@ -98,7 +99,7 @@ func clusterCmd(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		// The new leader serves after its Barrier: show it once it does.
 		for i := 0; i < 50; i++ {
-			_, b, err := o.call(ctx, http.MethodGet, "/v1/cluster/members", nil, clusterBodyBytesMax)
+			_, b, err := o.call(ctx, http.MethodGet, "/v1/cluster/members?hash=false", nil, clusterBodyBytesMax)
 			var cs clusterStatus
 			if err == nil && json.Unmarshal(b, &cs) == nil && leaderReady(cs) {
 				break
@@ -106,7 +107,7 @@ func clusterCmd(ctx context.Context, args []string, stdout io.Writer) error {
 			time.Sleep(100 * time.Millisecond)
 		}
 		fmt.Fprintln(stdout, "leadership transferred; now:")
-		return clusterStatusCmd(ctx, &o, stdout)
+		return clusterStatusCmd(ctx, &o, stdout, false)
 	}
 	return usagef("cluster: unknown command %q (want status, join, remove or transfer-leadership)", args[0])
 }
@@ -128,8 +129,12 @@ func clusterPost(ctx context.Context, o *opsFlags, path string, body any, stdout
 // clusterStatusCmd prints one row per member: role, term, indexes, lag and
 // the state hash at the index it was taken (equal hashes at equal indexes
 // mean byte-identical ledgers).
-func clusterStatusCmd(ctx context.Context, o *opsFlags, stdout io.Writer) error {
-	_, body, err := o.call(ctx, http.MethodGet, "/v1/cluster/members", nil, clusterBodyBytesMax)
+func clusterStatusCmd(ctx context.Context, o *opsFlags, stdout io.Writer, hash bool) error {
+	path := "/v1/cluster/members"
+	if !hash {
+		path += "?hash=false"
+	}
+	_, body, err := o.call(ctx, http.MethodGet, path, nil, clusterBodyBytesMax)
 	if err != nil {
 		return err
 	}
