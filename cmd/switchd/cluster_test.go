@@ -1,0 +1,221 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/switchd/switchd/codec"
+)
+
+// clusterNode is one switchd process of a test cluster.
+type clusterNode struct {
+	id, ops, raft, lane, cfg, data string
+	args                           []string
+	cmd                            *exec.Cmd
+}
+
+func (n *clusterNode) start(t *testing.T, bin string) {
+	t.Helper()
+	lf, err := os.OpenFile(n.data+".log", os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := append([]string{"--config", n.cfg, "--data-dir", n.data, "--node-id", n.id, "--raft-addr", n.raft, "--ops-listen", n.ops}, n.args...)
+	n.cmd = exec.Command(bin, args...)
+	n.cmd.Stdout, n.cmd.Stderr = lf, lf
+	if err := n.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	cmd := n.cmd
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait(); lf.Close() })
+}
+
+func (n *clusterNode) kill9() {
+	n.cmd.Process.Signal(os.Kill)
+	n.cmd.Wait()
+}
+
+func waitReadyz(t *testing.T, n *clusterNode) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		if resp, err := http.Get("http://" + n.ops + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	b, _ := os.ReadFile(n.data + ".log")
+	t.Fatalf("%s not ready after 60s; log:\n%s", n.id, b)
+}
+
+type members struct {
+	Leader  string `json:"leader"`
+	Members []struct {
+		ID     string `json:"id"`
+		Status *struct {
+			Ready          bool   `json:"ready"`
+			StateHashIndex uint64 `json:"state_hash_index"`
+			StateHash      string `json:"state_hash"`
+		} `json:"status"`
+	} `json:"members"`
+}
+
+func getMembers(ops string) (members, error) {
+	var m members
+	resp, err := http.Get("http://" + ops + "/v1/cluster/members")
+	if err != nil {
+		return m, err
+	}
+	defer resp.Body.Close()
+	return m, json.NewDecoder(resp.Body).Decode(&m)
+}
+
+// isoClient sends 0200s of 0.01 on card 4111 and returns 39 and 38.
+type isoClient struct {
+	t  *testing.T
+	c  *codec.Codec
+	fr codec.Framer
+}
+
+func (ic *isoClient) send(lane, mti string, stan int) (rc, auth string, err error) {
+	conn, err := net.DialTimeout("tcp", lane, time.Second)
+	if err != nil {
+		return "", "", err
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	m := new(codec.Message)
+	m.MTI = mti
+	for id, v := range map[int]string{2: "4111111111111111", 3: "000000", 4: "000000000001",
+		7: "1121130000", 11: fmt.Sprintf("%06d", stan), 32: "100001", 37: fmt.Sprintf("%012d", stan), 49: "840"} {
+		m.Set(id, v)
+	}
+	b, err := ic.c.Pack(nil, m)
+	if err != nil {
+		ic.t.Fatal(err)
+	}
+	f, _ := ic.fr.AppendFrame(nil, b)
+	if _, err := conn.Write(f); err != nil {
+		return "", "", err
+	}
+	ans, err := ic.fr.ReadFrame(bufio.NewReader(conn), nil)
+	if err != nil {
+		return "", "", err
+	}
+	r := new(codec.Message)
+	if err := ic.c.Unpack(ans, r); err != nil {
+		return "", "", err
+	}
+	return r.Get(39), r.Get(38), nil
+}
+
+// Three switchd processes: --bootstrap and --join through the ops API
+// (with node TLS from a shared development CA), a 0200 through a follower
+// lane, kill -9 of the leader, approvals through a survivor, the repeat of
+// the first request on another node gets the original answer, and after
+// the killed node restarts every replica has the same state hash.
+func TestThreeNodeCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs three switchd processes")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "switchd")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	var nodes []*clusterNode
+	for i := 1; i <= 3; i++ {
+		n := &clusterNode{id: fmt.Sprintf("n%d", i), ops: freePort(t), raft: freePort(t), lane: freePort(t),
+			cfg: filepath.Join(dir, fmt.Sprintf("n%d.yaml", i)), data: filepath.Join(dir, fmt.Sprintf("n%d", i))}
+		os.WriteFile(n.cfg, []byte(fmt.Sprintf(`
+log_level: info
+cluster:
+  heartbeat_timeout: 300ms
+  election_timeout: 300ms
+  leader_lease_timeout: 150ms
+  tls: {mode: dev, dev_ca_dir: "%s"}
+switch:
+  lanes:
+    - {name: demo, listen: "%s", partners: [demo-acquirer]}
+`, filepath.Join(dir, "ca"), n.lane)), 0o600)
+		if i == 1 {
+			n.args = []string{"--bootstrap"}
+		} else {
+			n.args = []string{"--join", nodes[0].ops}
+		}
+		nodes = append(nodes, n)
+		n.start(t, bin)
+		waitReadyz(t, n)
+	}
+	c, err := codec.Load("iso87ascii")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ic := &isoClient{t: t, c: c, fr: codec.Framer{Header: codec.HeaderBinary2, FrameBytesMax: 8192}}
+
+	m, err := getMembers(nodes[2].ops)
+	if err != nil || len(m.Members) != 3 || m.Leader != "n1" {
+		t.Fatalf("members: %+v %v", m, err)
+	}
+	rc, auth, err := ic.send(nodes[1].lane, "0200", 1)
+	if err != nil || rc != "00" {
+		t.Fatalf("0200 through follower n2: rc %q %v", rc, err)
+	}
+	// Joining again (same id and address, through a follower) is a no-op.
+	resp, err := http.Post("http://"+nodes[2].ops+"/v1/cluster/join", "application/json",
+		strings.NewReader(fmt.Sprintf(`{"id":"n2","raft_addr":"%s"}`, nodes[1].raft)))
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("join again: %v %v", resp, err)
+	}
+	resp.Body.Close()
+
+	nodes[0].kill9() // the leader
+	start := time.Now()
+	stan := 100
+	for {
+		stan++
+		if rc, _, err := ic.send(nodes[2].lane, "0200", stan); err == nil && rc == "00" {
+			break
+		}
+		if time.Since(start) > 30*time.Second {
+			t.Fatal("no approval through a survivor 30s after kill -9 of the leader")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("first approval through n3 %s after kill -9 of the leader", time.Since(start).Round(time.Millisecond))
+	if rc2, auth2, err := ic.send(nodes[2].lane, "0201", 1); err != nil || rc2 != "00" || auth2 != auth {
+		t.Fatalf("repeat on n3 of the first 0200: %q %q %v, want 00 %q", rc2, auth2, err, auth)
+	}
+
+	nodes[0].args = nil // restarts with its raft state: no bootstrap, no join
+	nodes[0].start(t, bin)
+	waitReadyz(t, nodes[0])
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		m, err := getMembers(nodes[0].ops)
+		same := err == nil && len(m.Members) == 3
+		for _, x := range m.Members {
+			same = same && x.Status != nil && x.Status.Ready && x.Status.StateHash == m.Members[0].Status.StateHash &&
+				x.Status.StateHashIndex == m.Members[0].Status.StateHashIndex
+		}
+		if same {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("replicas did not converge: %+v %v", m, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
