@@ -150,6 +150,12 @@ func TestSettlementAPI(t *testing.T) {
 	if code, _, _ := do(t, "GET", base+"/v1/settlements/"+day+"/demo-acquirer.xls", ""); code != 404 {
 		t.Errorf("unknown extension: %d", code)
 	}
+	if code, body, _ := do(t, "POST", base+"/v1/statements", `{"day":"`+day+`","account":"nobody"}`); code != 404 {
+		t.Errorf("statement of an unknown account: %d %s", code, body)
+	}
+	if code, body, _ := do(t, "GET", base+"/v1/statements/card-4111/"+day+".mt940", ""); code != 202 || !strings.Contains(body, `"kind":"statement"`) {
+		t.Errorf("statement GET: %d %s", code, body)
+	}
 	if code, _, _ := do(t, "GET", base+"/v1/jobs/job-unknown", ""); code != 404 {
 		t.Errorf("unknown job: %d", code)
 	}

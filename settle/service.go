@@ -109,6 +109,11 @@ func (s *Service) check(sp Spec) error {
 		if !ValidName(sp.Account) || sp.Partner != "" {
 			return fmt.Errorf("%w: account must be 1-%d characters of [A-Za-z0-9._-]", ErrBadRequest, nameBytesMax)
 		}
+		if _, err := s.ledger.Account(sp.Account); errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("settle: statement of %q: %w", sp.Account, store.ErrUnknownAccount)
+		} else if err != nil {
+			return err
+		}
 	default:
 		return fmt.Errorf("%w: kind %q", ErrBadRequest, sp.Kind)
 	}
