@@ -35,7 +35,8 @@ type model struct {
 	xfers     []*Transfer // id n is xfers[n-1]
 	refs      map[string]string
 	idem      map[string]mIdem
-	days      mDays // business days (day_model_test.go)
+	days      mDays                 // business days (day_model_test.go)
+	breaks    map[string]BreakState // recon\x00break → state (recon_model_test.go)
 }
 
 func newModel(expireMax int) *model {
@@ -89,6 +90,8 @@ func (m *model) apply(c Command) Result {
 		r = m.complete(c)
 	case OpReverse:
 		r = m.reverse(c)
+	case OpBreak:
+		r = m.breakOp(c)
 	default:
 		r = Result{Status: StatusInvalidCommand}
 	}
@@ -435,6 +438,8 @@ func (g *gen) next() Command {
 		c = Command{Op: OpExpire, Time: g.now, RetainAfter: g.now - int64(g.rng.IntN(900))*1e9}
 	case p < 87:
 		c = g.dayCmd()
+	case p < 88:
+		c.Op, c.Break = OpBreak, g.breakUpdate()
 	case p < 94 && len(g.issued) > 0:
 		c = g.issued[g.rng.IntN(len(g.issued))] // exact repeat
 	case p < 97 && len(g.issued) > 0:
@@ -590,6 +595,7 @@ func modelRun(t *testing.T, seed uint64, ops int) {
 	compareResults(t, "grouped", gotA, want)
 	checkInvariants(t, a)
 	compareState(t, a, m)
+	compareBreaks(t, a, m)
 
 	// B: the same entries, one per ApplyBatch, with an account cache so
 	// small it evicts all the time: the same hash.
