@@ -114,6 +114,17 @@ func run(ctx context.Context, cfg config.File, log *slog.Logger) error {
 	if err := node.WaitReady(startCtx); err != nil {
 		return err
 	}
+	// Business days: the leader closes the open day at the cutover. On a
+	// fresh ledger the calendar's day opens before anything is posted (else
+	// the first posting's clock date would, cutover or not).
+	cal, err := settle.NewCalendar(cfg.Settle.Zone, cfg.Settle.Cutover)
+	if err != nil {
+		return err
+	}
+	days := settle.NewDays(cal, st, node, log.With("component", "settle"), nil)
+	if _, err := days.Tick(startCtx); err != nil {
+		log.Warn("opening the business day failed; the first posting opens it", "err", err)
+	}
 	pipe, err := switching.NewPipeline(cfg.Switch, node, st, log.With("component", "switch"), nil)
 	if err != nil {
 		return err
@@ -124,13 +135,8 @@ func run(ctx context.Context, cfg config.File, log *slog.Logger) error {
 	hk := switching.NewHousekeeper(cfg.Switch, node, log.With("component", "housekeeping"), nil)
 	defer hk.Close()
 
-	// Business days: the leader closes the open day at the cutover; file
-	// jobs (settlements, statements) run one at a time in the background.
-	cal, err := settle.NewCalendar(cfg.Settle.Zone, cfg.Settle.Cutover)
-	if err != nil {
-		return err
-	}
-	days := settle.NewDays(cal, st, node, log.With("component", "settle"), nil)
+	// File jobs (settlements, statements, reconciliations) run one at a
+	// time in the background.
 	cutover := settle.StartCutover(days, cfg.Settle.CheckInterval)
 	defer cutover.Close()
 	settlement, err := settle.New(cfg.Settle, st, days, log.With("component", "settle"))
