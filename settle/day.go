@@ -94,7 +94,14 @@ type Days struct {
 	prop   Proposer
 	now    func() time.Time
 	log    *slog.Logger
+	// leading, when set, gates Tick: only the leader's clock closes days
+	// (followers would forward the same, harmless, close).
+	leading func() bool
 }
+
+// OnlyWhen makes Tick do nothing unless leading() (cluster.Node.Leading).
+// Call it before the ticker starts.
+func (d *Days) OnlyWhen(leading func() bool) { d.leading = leading }
 
 // NewDays builds the day operations.
 func NewDays(cal Calendar, ledger DayLedger, prop Proposer, logger *slog.Logger, now func() time.Time) *Days {
@@ -159,6 +166,9 @@ func (d *Days) propose(ctx context.Context, cmd store.Command) (DayResult, error
 // once its cutover passed. Followers' proposals fail with
 // cluster.ErrNotLeader, which is not an error here.
 func (d *Days) Tick(ctx context.Context) (DayResult, error) {
+	if d.leading != nil && !d.leading() {
+		return DayResult{}, nil
+	}
 	now := d.now()
 	open, err := d.ledger.OpenDay()
 	var res DayResult

@@ -111,6 +111,16 @@ func TestTickOpensClosesAndSkipsIdleDays(t *testing.T) {
 	if _, err := d.Close(ctx, "2026-03-09"); !errors.Is(err, store.ErrDayMismatch) {
 		t.Fatalf("closing a day that is not open: %v", err)
 	}
+	// Gated on leadership: a node that is not leading does not tick.
+	d.OnlyWhen(func() bool { return false })
+	now = time.Date(2026, 3, 8, 8, 0, 0, 0, time.UTC)
+	if r, err := d.Tick(ctx); err != nil || r != (DayResult{}) {
+		t.Fatalf("not leading: %+v %v", r, err)
+	}
+	if open, _ := l.OpenDay(); open != "2026-03-07" {
+		t.Fatalf("a node that is not leading closed a day: %s open", open)
+	}
+	d.OnlyWhen(nil)
 	// A follower's ticker does nothing and reports nothing.
 	l.follower = true
 	now = time.Date(2026, 3, 8, 8, 0, 0, 0, time.UTC)

@@ -122,6 +122,7 @@ func run(ctx context.Context, cfg config.File, log *slog.Logger) error {
 		return err
 	}
 	days := settle.NewDays(cal, st, node, log.With("component", "settle"), nil)
+	days.OnlyWhen(node.Leading)
 	if _, err := days.Tick(startCtx); err != nil {
 		log.Warn("opening the business day failed; the first posting opens it", "err", err)
 	}
