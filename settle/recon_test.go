@@ -45,7 +45,7 @@ func TestParseFileBadInput(t *testing.T) {
 		{"too large", head + strings.Repeat("R1,000001,12.34,USD,2026-03-02,OK\n", 10), "file larger than 200 bytes", 0},
 	}
 	for _, tc := range cases {
-		rows, err := parseFile("biller.csv", strings.NewReader(tc.in), m, 200, newSymbols())
+		rows, err := parseFile("biller.csv", strings.NewReader(tc.in), m, 200, newSymbols(), "")
 		if tc.want == "" {
 			if err != nil || len(rows) != tc.rows {
 				t.Errorf("%s: %d rows, %v", tc.name, len(rows), err)
@@ -69,7 +69,7 @@ func FuzzParseFile(f *testing.F) {
 	m.Trailer = "T"
 	f.Fuzz(func(t *testing.T, b []byte) {
 		sym := newSymbols()
-		rows, err := parseFile("f.csv", bytes.NewReader(b), m, 1<<16, sym)
+		rows, err := parseFile("f.csv", bytes.NewReader(b), m, 1<<16, sym, "")
 		if err != nil {
 			if !errors.Is(err, ErrInput) || rows != nil {
 				t.Fatalf("error %v with %d rows", err, len(rows))
@@ -246,9 +246,29 @@ func TestReconSampleFiles(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		rows, err := parseFile(f.path, bytes.NewReader(b), f.m, 1<<20, newSymbols())
+		rows, err := parseFile(f.path, bytes.NewReader(b), f.m, 1<<20, newSymbols(), "")
 		if err != nil || len(rows) != f.rows {
 			t.Errorf("%s: %d rows, %v", f.path, len(rows), err)
 		}
+	}
+}
+
+// TestParseFilePartnerColumn: a biller file with every partner's rows
+// gives only the reconciled partner's (the others are still checked).
+func TestParseFilePartnerColumn(t *testing.T) {
+	m := DefaultBillerMapping()
+	m.Partner = "acquirer"
+	in := "rrn,stan,amount,currency,date,status,acquirer\nR1,1,1.00,USD,2026-03-02,OK,acq\nR2,2,2.00,USD,2026-03-02,OK,other\nR3,3,3.00,USD,2026-03-02,OK,acq\nR1,1,1.00,USD,2026-03-02,OK,other\n"
+	rows, err := parseFile("b.csv", strings.NewReader(in), m, 1<<20, newSymbols(), "acq")
+	if err != nil || len(rows) != 2 || rows[1].rrn() != "R3" {
+		t.Fatalf("%+v %v", rows, err)
+	}
+	if _, err := parseFile("b.csv", strings.NewReader(in+"R4,4,4.0,USD,2026-03-02,OK,other\n"), m, 1<<20, newSymbols(), "acq"); err == nil ||
+		!strings.Contains(err.Error(), "row 5 column amount") {
+		t.Errorf("another partner's bad row: %v", err)
+	}
+	m.Partner = "nope"
+	if _, err := parseFile("b.csv", strings.NewReader(in), m, 1<<20, newSymbols(), "acq"); err == nil || !strings.Contains(err.Error(), "row 1 column nope") {
+		t.Errorf("missing partner column: %v", err)
 	}
 }

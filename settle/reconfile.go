@@ -29,6 +29,9 @@ type Mapping struct {
 	Currency string `yaml:"currency"`
 	Date     string `yaml:"date"`
 	Status   string `yaml:"status"`
+	// Partner, optional, names a column holding the partner id: rows of
+	// other partners are skipped (a biller's file covers every partner).
+	Partner string `yaml:"partner"`
 	// DateFormat is a Go time layout; default 2006-01-02.
 	DateFormat string `yaml:"date_format"`
 	// Decimal is the amount's decimal separator, "." or ","; the amount
@@ -140,7 +143,10 @@ func (f *fileRow) stan() string { _, s, _ := strings.Cut(f.key, "\x00"); return 
 // rows end in LF or CRLF; every row has the header's number of columns;
 // amounts have exactly the currency's decimals; (rrn, stan) is unique.
 // The first problem is returned, naming file, row and column.
-func parseFile(name string, r io.Reader, m Mapping, bytesMax int64, sym *symbols) ([]fileRow, error) {
+//
+// When the mapping names a partner column, rows whose partner is not
+// partner are checked like the others but not returned.
+func parseFile(name string, r io.Reader, m Mapping, bytesMax int64, sym *symbols, partner string) ([]fileRow, error) {
 	bad := func(row int, col, format string, args ...any) error {
 		where := fmt.Sprintf("%s row %d", name, row)
 		if col != "" {
@@ -185,6 +191,14 @@ func parseFile(name string, r io.Reader, m Mapping, bytesMax int64, sym *symbols
 			return nil, bad(1, n.col, "missing (the mapping's %s column)", n.label)
 		}
 		idx[i] = j
+	}
+	partnerCol := -1
+	if m.Partner != "" {
+		j, ok := cols[m.Partner]
+		if !ok {
+			return nil, bad(1, m.Partner, "missing (the mapping's partner column)")
+		}
+		partnerCol = j
 	}
 	okSet, authSet := set(m.StatusOK), set(m.StatusAuth)
 	seen := map[string]int32{}
@@ -259,6 +273,9 @@ func parseFile(name string, r io.Reader, m Mapping, bytesMax int64, sym *symbols
 			fr.status = statusAuth
 		default:
 			fr.status = statusFail
+		}
+		if partnerCol >= 0 && rec[partnerCol] != partner {
+			continue // checked, not ours; (rrn, stan) is unique per partner
 		}
 		fr.key = matchKey(rrn, stan)
 		if first, dup := seen[fr.key]; dup {

@@ -201,7 +201,7 @@ func (s *Service) reconcileDir(ctx context.Context, dir string, sp Spec) (*Recon
 		if err != nil {
 			return nil, err
 		}
-		rows, err := parseFile(f.name, fh, f.m, s.cfg.Recon.FileBytesMax, in.sym)
+		rows, err := parseFile(f.name, fh, f.m, s.cfg.Recon.FileBytesMax, in.sym, sp.Partner)
 		fh.Close()
 		if err != nil {
 			return nil, err
