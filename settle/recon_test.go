@@ -264,7 +264,7 @@ func TestParseFilePartnerColumn(t *testing.T) {
 		t.Fatalf("%+v %v", rows, err)
 	}
 	if _, err := parseFile("b.csv", strings.NewReader(in+"R4,4,4.0,USD,2026-03-02,OK,other\n"), m, 1<<20, newSymbols(), "acq"); err == nil ||
-		!strings.Contains(err.Error(), "row 5 column amount") {
+		!strings.Contains(err.Error(), "row 6 column amount") {
 		t.Errorf("another partner's bad row: %v", err)
 	}
 	m.Partner = "nope"
