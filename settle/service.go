@@ -28,6 +28,7 @@ type Ledger interface {
 	Day(day string) (store.Day, error)
 	Days(before string, limit int) ([]store.Day, error)
 	Account(id string) (store.Account, error)
+	ScanAccountBack(ctx context.Context, account string, fn func(t *store.Transfer) (bool, error)) (store.Account, error)
 	BreakLedger
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	"github.com/switchd/switchd/currency"
@@ -60,43 +61,41 @@ func movement(t *store.Transfer) bool {
 
 // StatementLedger is what BuildStatement reads.
 type StatementLedger interface {
-	Scanner
-	Account(id string) (store.Account, error)
+	ScanAccountBack(ctx context.Context, account string, fn func(t *store.Transfer) (bool, error)) (store.Account, error)
 	Day(day string) (store.Day, error)
 }
 
-// BuildStatement collects account's statement for day from one scan of
-// the account's transfers: everything booked on earlier days makes the
-// opening balance, the day's movements are the entries.
+// BuildStatement collects account's statement for day. It reads the
+// account's transfers newest first, down to the day (business days never
+// go back, store.ScanAccountBack): the closing balance is the posted
+// balance now less every movement booked after the day, the opening is the
+// closing less the day's entries. Its cost follows the account's activity
+// since the day, not its whole history.
 func BuildStatement(ctx context.Context, l StatementLedger, account, day string) (*Statement, error) {
-	a, err := l.Account(account)
-	if err != nil {
-		return nil, err
-	}
 	d, err := l.Day(day)
 	if err != nil {
 		return nil, err
 	}
-	ccy, err := currency.ByCode(a.Currency)
-	if err != nil {
-		return nil, err
-	}
-	st := &Statement{Account: a.ID, Currency: ccy, Day: day, Created: time.Unix(0, d.ClosedAt).UTC()}
-	err = l.ScanTransfers(ctx, store.TransferFilter{Account: account}, func(t, _ *store.Transfer, _ *store.ScanView) error {
-		if !movement(t) || t.BusinessDay > day {
-			return nil
+	st := &Statement{Account: account, Day: day, Created: time.Unix(0, d.ClosedAt).UTC()}
+	var later, dayNet int64 // signed movements after the day, and on it
+	a, err := l.ScanAccountBack(ctx, account, func(t *store.Transfer) (bool, error) {
+		if t.BusinessDay < day {
+			return false, nil
+		}
+		if !movement(t) {
+			return true, nil
 		}
 		credit := t.Credit == account
 		signed := t.Amount
 		if !credit {
 			signed = -signed
 		}
-		if t.BusinessDay < day {
-			st.Opening += signed
-			return nil
+		if t.BusinessDay > day {
+			later += signed
+			return true, nil
 		}
 		if len(st.Entries) >= statementEntriesMax {
-			return fmt.Errorf("%w: more than %d entries", ErrTooLarge, statementEntriesMax)
+			return false, fmt.Errorf("%w: more than %d entries", ErrTooLarge, statementEntriesMax)
 		}
 		other := t.Debit
 		if !credit {
@@ -104,13 +103,19 @@ func BuildStatement(ctx context.Context, l StatementLedger, account, day string)
 		}
 		st.Entries = append(st.Entries, Entry{TransferID: t.ID, Credit: credit, Reversal: t.Op == store.OpReverse,
 			Amount: t.Amount, Type: rowType(t), Ref: t.Ref, Partner: t.Partner, Counterparty: other, Original: t.Original})
-		st.Closing += signed
-		return nil
+		dayNet += signed
+		return true, nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	st.Closing += st.Opening
+	slices.Reverse(st.Entries) // oldest first
+	if st.Currency, err = currency.ByCode(a.Currency); err != nil {
+		return nil, err
+	}
+	st.Account = a.ID
+	st.Closing = a.Posted() - later
+	st.Opening = st.Closing - dayNet
 	return st, nil
 }
 

@@ -147,3 +147,81 @@ type ScanView struct{ snap *pebble.Snapshot }
 func (v *ScanView) Account(id string) (Account, error) {
 	return getRecord(v.snap, key1(pfxAccount, id), decodeAccountRecord)
 }
+
+// ScanAccountBack calls fn for the transfers debiting or crediting
+// account, newest first, from one pebble snapshot, until fn returns false;
+// it returns the account as of that snapshot. Business days never go back
+// (the FSM stamps its open day, and days only close forward), so a
+// statement reads back from the newest transfer only to the day it wants:
+// its cost follows the account's recent activity, not its whole history.
+// The *Transfer is reused between calls.
+func (s *Store) ScanAccountBack(ctx context.Context, account string, fn func(t *Transfer) (bool, error)) (Account, error) {
+	var a Account
+	err := s.read(func(db *pebble.DB) error {
+		snap := db.NewSnapshot()
+		defer snap.Close()
+		var err error
+		if a, err = getRecord(snap, key1(pfxAccount, account), decodeAccountRecord); err != nil {
+			return err
+		}
+		p := append(keyIndex(pfxByAccount, account), sep)
+		it, err := snap.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+		if err != nil {
+			return err
+		}
+		defer it.Close()
+		// Records are read with one iterator moving backwards (a few Prev
+		// calls, else a SeekLT), as ScanTransfers does forwards.
+		rit, err := snap.NewIter(&pebble.IterOptions{LowerBound: []byte{pfxTransfer}, UpperBound: []byte{pfxTransfer + 1}})
+		if err != nil {
+			return err
+		}
+		defer rit.Close()
+		valid := rit.Last()
+		key := []byte{pfxTransfer}
+		var t Transfer
+		for ok, n := it.Last(), 0; ok; ok, n = it.Prev(), n+1 {
+			if n%4096 == 0 {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+			}
+			key = append(key[:1], it.Key()[len(p):]...)
+			found := false
+			for steps := 0; valid && steps < scanNextMax; steps++ {
+				c := bytes.Compare(rit.Key(), key)
+				if c <= 0 {
+					found = c == 0
+					break
+				}
+				valid = rit.Prev()
+			}
+			if !found {
+				valid = rit.SeekLT(append(key, 0)) // the greatest key ≤ key
+				found = valid && bytes.Equal(rit.Key(), key)
+			}
+			if !found {
+				if err := rit.Error(); err != nil {
+					return err
+				}
+				return fmt.Errorf("%w: index entry without transfer", ErrCorrupt)
+			}
+			v, err := rit.ValueAndErr()
+			if err != nil {
+				return err
+			}
+			if t, err = decodeTransferRecord(v); err != nil {
+				return err
+			}
+			more, err := fn(&t)
+			if err != nil || !more {
+				return err
+			}
+		}
+		return it.Error()
+	})
+	if errors.Is(err, ErrNotFound) {
+		return Account{}, fmt.Errorf("account %q: %w", account, ErrNotFound)
+	}
+	return a, err
+}

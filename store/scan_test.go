@@ -80,3 +80,23 @@ func TestScanTransfersMatchesTransfers(t *testing.T) {
 		t.Errorf("cancelled: %v", err)
 	}
 }
+
+func TestScanAccountBack(t *testing.T) {
+	s := fixture(t)
+	mustOK(t, s, postCmd("a1", "fund", "card2", 5), closeDayCmd("2026-03-02", "2026-03-03"), postCmd("a2", "card2", "merch", 2))
+	var ids []string
+	a, err := s.ScanAccountBack(context.Background(), "card2", func(tr *Transfer) (bool, error) {
+		ids = append(ids, tr.ID+"/"+tr.BusinessDay)
+		return true, nil
+	})
+	if err != nil || a.ID != "card2" || a.Posted() != 3 || len(ids) != 2 || ids[0] != "T00000000000003/2026-03-03" || ids[1] != "T00000000000002/2026-03-02" {
+		t.Fatalf("%+v %v %v", a, ids, err)
+	}
+	n := 0
+	if _, err := s.ScanAccountBack(context.Background(), "card2", func(*Transfer) (bool, error) { n++; return false, nil }); err != nil || n != 1 {
+		t.Errorf("stop: %d %v", n, err)
+	}
+	if _, err := s.ScanAccountBack(context.Background(), "nobody", func(*Transfer) (bool, error) { return true, nil }); !errors.Is(err, ErrNotFound) {
+		t.Errorf("unknown account: %v", err)
+	}
+}
