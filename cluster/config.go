@@ -30,7 +30,9 @@ type Config struct {
 	RaftAddr string `yaml:"raft_addr"`
 	// Dir holds the raft log (bolt) and snapshots.
 	Dir string `yaml:"-"`
-	// Bootstrap makes this node a one-voter cluster when it has no state.
+	// Bootstrap makes this node a one-voter cluster when it has no state
+	// (ignored when Join is set: a joining node must not start a cluster
+	// of its own).
 	Bootstrap bool `yaml:"bootstrap"`
 	// Join is a member's ops address (host:port); a node with no raft
 	// state asks it to add this node as a voter. Any member will do: a
@@ -103,9 +105,6 @@ func (c Config) Validate() error {
 		return bad("raft_addr %q: %v", c.RaftAddr, err)
 	}
 	if c.Join != "" {
-		if c.Bootstrap {
-			return bad("bootstrap and join exclude each other")
-		}
 		if _, _, err := net.SplitHostPort(c.Join); err != nil {
 			return bad("join %q: %v", c.Join, err)
 		}

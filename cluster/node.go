@@ -205,7 +205,7 @@ func New(cfg Config, fsm FSM, logger *slog.Logger, reg prometheus.Registerer) (*
 		logs.Close()
 		return nil, fmt.Errorf("cluster: raft state: %w", err)
 	}
-	if cfg.Bootstrap && !has {
+	if cfg.Bootstrap && cfg.Join == "" && !has {
 		boot := raft.Configuration{Servers: []raft.Server{{
 			Suffrage: raft.Voter, ID: rc.LocalID, Address: trans.LocalAddr(),
 		}}}

@@ -17,7 +17,12 @@ work=$(mktemp -d)
 export BIN=bin LOG_LEVEL=warn
 one=(env CLUSTER_DIR="$work/one" CLUSTER_SIZE=1 LANE_BASE=31583 OPS_BASE=31080 RAFT_BASE=31001)
 three=(env CLUSTER_DIR="$work/three" CLUSTER_SIZE=3 LANE_BASE=32583 OPS_BASE=32080 RAFT_BASE=32001)
-cleanup() { "${one[@]}" scripts/cluster.sh stop >/dev/null 2>&1 || true; "${three[@]}" scripts/cluster.sh stop >/dev/null 2>&1 || true; rm -rf "$work"; }
+cleanup() {
+  "${one[@]}" scripts/cluster.sh stop >/dev/null 2>&1 || true
+  "${three[@]}" scripts/cluster.sh stop >/dev/null 2>&1 || true
+  for c in one three; do [[ -d "$work/$c/logs" ]] && mkdir -p "$out/logs-$c" && cp "$work/$c/logs/"* "$out/logs-$c/"; done
+  rm -rf "$work"
+}
 trap cleanup EXIT
 
 load() { # name lane ops [switchload flags...]
@@ -41,6 +46,7 @@ leader_of() { # ops port → leader node id
   bin/switchctl cluster status --no-hash --json --ops "http://127.0.0.1:$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["leader"])'
 }
 
+if [[ -z ${SKIP_THROUGHPUT:-} ]]; then
 echo "== 1 node"
 "${one[@]}" scripts/cluster.sh start >/dev/null
 load one-closed 31583 31080 --duration "$dur"
@@ -61,6 +67,9 @@ load three-rate-leader "$lane_l" "$ops_l" --duration 20s --rate "$rate"
 printf '  open loop %s/s on the leader:       ' "$rate"; summary three-rate-leader
 for i in 1 2 3; do load "three-rate-n$i" $((32582 + i)) $((32079 + i)) --duration 20s --rate $((rate / 3)) --bin "99999$i" --conns 3 & done; wait
 printf '  open loop %s/s spread over 3 lanes: ' "$rate"; summary three-rate-n1 three-rate-n2 three-rate-n3
+else
+"${three[@]}" scripts/cluster.sh start >/dev/null
+fi
 
 echo "== failover: kill -9 of the leader → first approval through a survivor"
 for round in 1 2 3; do
@@ -80,9 +89,9 @@ for round in 1 2 3; do
   t1=$(date +%s%N)
   echo "  round $round: killed leader $l, first approval via n$s after $(( (t1 - t0) / 1000000 )) ms"
   wait $bg || true
-  "${three[@]}" scripts/cluster.sh start >/dev/null # restart the killed node
+  "${three[@]}" scripts/cluster.sh start >"$out/restart.txt" || { cat "$out/restart.txt"; exit 1; } # restart the killed node
 done
-sleep 3; bin/switchctl cluster status --ops http://127.0.0.1:32080
+sleep 3; bin/switchctl cluster status --ops http://127.0.0.1:32080 || true
 
 if (( catchup > 0 )); then
   echo "== catch-up: a new node joins a ledger of $catchup transfers (snapshot + log tail)"
