@@ -131,9 +131,15 @@ switch:
 			if err != nil {
 				return
 			}
+			// The writer must be done before the test reads sent: close
+			// the connection (a blocked Write returns) and wait for it.
+			var writer sync.WaitGroup
+			defer writer.Wait()
 			defer conn.Close()
 			br := bufio.NewReader(conn)
+			writer.Add(1)
 			go func() {
+				defer writer.Done()
 				for stan := ci*100000 + 1; time.Now().Before(stop); stan++ {
 					mu.Lock()
 					sent[stan] = true
