@@ -72,7 +72,7 @@ else
 fi
 
 echo "== failover: kill -9 of the leader → first approval through a survivor"
-for round in 1 2 3; do
+for round in $(seq 1 "${FAILOVER_ROUNDS:-3}"); do
   l=$(leader_of 32080 2>/dev/null || leader_of 32081); k=${l#n}
   s=$(( k % 3 + 1 )) # a survivor
   # light background load on the survivor, so the cluster is busy when it happens
@@ -91,7 +91,7 @@ for round in 1 2 3; do
   wait $bg || true
   "${three[@]}" scripts/cluster.sh start >"$out/restart.txt" || { cat "$out/restart.txt"; exit 1; } # restart the killed node
 done
-sleep 3; bin/switchctl cluster status --ops http://127.0.0.1:32080 || true
+sleep 3; bin/switchctl cluster status --no-hash --ops http://127.0.0.1:32080 || true
 
 if (( catchup > 0 )); then
   echo "== catch-up: a new node joins a ledger of $catchup transfers (snapshot + log tail)"
@@ -107,10 +107,10 @@ if (( catchup > 0 )); then
   t1=$(date +%s%N)
   # serves: ready (knows the leader) and applied what the leader committed
   while :; do
-    lag=$(bin/switchctl cluster status --no-hash --json --ops http://127.0.0.1:32083 | python3 -c '
+    lag=$(bin/switchctl cluster status --no-hash --json --ops http://127.0.0.1:32080 | python3 -c '
 import json,sys
-cs=json.load(sys.stdin); m=[m for m in cs["members"] if m["id"]=="n4"][0]
-print(m["lag"] if m.get("status") and m["status"]["ready"] else -1)')
+cs=json.load(sys.stdin); m=[m for m in cs["members"] if m["id"]=="n4"]
+print(m[0]["lag"] if m and m[0].get("status") and m[0]["status"]["ready"] else -1)' || echo -1)
     [[ $lag == 0 ]] && break
     sleep 0.2
   done
