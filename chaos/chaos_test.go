@@ -52,6 +52,7 @@ func TestChaosShort(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.Seed = 1
 	cfg.Duration = 12 * time.Second
+	cfg.TLS = true
 	runOne(t, cfg)
 }
 
@@ -78,6 +79,7 @@ func TestChaosLong(t *testing.T) {
 		cfg := DefaultConfig()
 		cfg.Seed = s + int64(r)
 		cfg.Duration = *duration
+		cfg.TLS = cfg.Seed%2 == 0 // half the runs with node TLS
 		rep := runOne(t, cfg)
 		ops += rep.Ops
 		faults += len(rep.Faults)

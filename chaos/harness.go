@@ -32,7 +32,9 @@ type Config struct {
 	// FaultEvery is the pause between faults; each fault lasts a random
 	// part of it.
 	FaultEvery time.Duration
-	Logger     *slog.Logger
+	// TLS runs node-to-node traffic over mutual TLS (a dev CA in Dir).
+	TLS    bool
+	Logger *slog.Logger
 }
 
 // DefaultConfig is a short run for `make test`.
@@ -102,6 +104,9 @@ func (h *harness) clusterConfig(m *member, bootstrap bool) cluster.Config {
 	c.SnapshotInterval = time.Second
 	c.TrailingLogs = 500
 	c.Dial = h.net.dialer(m.i)
+	if h.cfg.TLS {
+		c.TLS = cluster.TLSConfig{Mode: "dev", DevCADir: filepath.Join(h.cfg.Dir, "ca")}
+	}
 	return c
 }
 

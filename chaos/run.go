@@ -31,6 +31,7 @@ const (
 // Report is what one run did and found.
 type Report struct {
 	Seed       int64
+	TLS        bool
 	Faults     []string
 	Ops        int // client operations in the history
 	Debits     int
@@ -43,8 +44,8 @@ type Report struct {
 
 func (r Report) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "seed %d: %d ops (%d debits: %d approved, %d declined; %d reads), %d retries, %d faults, %d violations",
-		r.Seed, r.Ops, r.Debits, r.Approved, r.Declined, r.Reads, r.Retries, len(r.Faults), len(r.Violations))
+	fmt.Fprintf(&b, "seed %d (tls %v): %d ops (%d debits: %d approved, %d declined; %d reads), %d retries, %d faults, %d violations",
+		r.Seed, r.TLS, r.Ops, r.Debits, r.Approved, r.Declined, r.Reads, r.Retries, len(r.Faults), len(r.Violations))
 	fmt.Fprintf(&b, "\n  faults: %s", strings.Join(r.Faults, ", "))
 	for _, v := range r.Violations {
 		fmt.Fprintf(&b, "\n  VIOLATION: %s", v)
@@ -98,7 +99,7 @@ func (hs *history) add(client int, in opInput, out opOutput, call, ret time.Time
 // Run runs one chaos run and returns its report; an error means the
 // harness itself failed (not a violation).
 func Run(ctx context.Context, cfg Config) (Report, error) {
-	rep := Report{Seed: cfg.Seed}
+	rep := Report{Seed: cfg.Seed, TLS: cfg.TLS}
 	h, err := newHarness(cfg)
 	if err != nil {
 		return rep, err
