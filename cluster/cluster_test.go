@@ -2,11 +2,15 @@ package cluster
 
 import (
 	"context"
+	"crypto/ecdsa"
 	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -372,4 +376,46 @@ func TestClusterMutualTLS(t *testing.T) {
 	if _, err := dialStream(nil, addr, streamForward, nil, time.Second); err != nil {
 		t.Fatal(err) // plain TCP connects, but the handshake then fails
 	}
+}
+
+// tls.mode files: certificates from config (here one certificate for both
+// nodes, issued by a CA written to files).
+func TestClusterTLSFromFiles(t *testing.T) {
+	dir := t.TempDir()
+	ca, caKey, _, err := loadOrCreateDevCA(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := devNodeCert("node", "127.0.0.1:0", ca, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(cert.PrivateKey.(*ecdsa.PrivateKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	write := func(name, typ string, der []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	files := TLSConfig{Mode: "files",
+		CertFile: write("node.pem", "CERTIFICATE", cert.Certificate[0]),
+		KeyFile:  write("node.key", "EC PRIVATE KEY", keyDER),
+		CAFile:   write("ca-only.pem", "CERTIFICATE", ca.Raw)}
+	if err := files.validate(); err != nil {
+		t.Fatal(err)
+	}
+	if err := (TLSConfig{Mode: "files", CertFile: "x"}).validate(); err == nil {
+		t.Fatal("files without key and CA validated")
+	}
+	tc := newTestCluster(t, 2, func(c *Config) { c.TLS = files })
+	defer tc.close()
+	l := tc.leader()
+	if res, err := proposeRetry(tc.nodes[1-l].node, post(7)); err != nil || res.Status != store.StatusOK {
+		t.Fatalf("forwarded over TLS from files: %v %v", res.Status, err)
+	}
+	tc.waitConverged()
 }
