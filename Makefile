@@ -51,9 +51,10 @@ bench-cluster: build
 CHAOS_RUNS     ?= 20
 CHAOS_DURATION ?= 30s
 CHAOS_SEED     ?= 0
+CHAOS_NODES    ?= 3
 chaos:
 	$(GO) test -count=1 -timeout 6h -run 'TestChaosLong' -v ./chaos/ \
-	  -chaos.runs=$(CHAOS_RUNS) -chaos.duration=$(CHAOS_DURATION) -chaos.seed=$(CHAOS_SEED)
+	  -chaos.runs=$(CHAOS_RUNS) -chaos.duration=$(CHAOS_DURATION) -chaos.seed=$(CHAOS_SEED) -chaos.nodes=$(CHAOS_NODES)
 
 fuzz:
 	$(GO) test -run=NONE -fuzz=FuzzUnpack -fuzztime=$(FUZZTIME) ./codec/
