@@ -528,18 +528,6 @@ func (n *Node) forward(props []*proposal) {
 			p.done <- reply{err: err}
 		}
 	}
-	if n.leading.Load() {
-		// Became the leader while these waited: propose them here.
-		for _, p := range props {
-			n.enqueueLocal(p)
-		}
-		return
-	}
-	addr, id := n.raft.LeaderWithID()
-	if addr == "" || string(id) == n.cfg.NodeID {
-		failAll("not_leader", fmt.Errorf("%w: no leader to forward to", ErrNotLeader))
-		return
-	}
 	cmds := make([]store.Command, len(props))
 	for i, p := range props {
 		cmds[i] = p.cmd
@@ -551,10 +539,38 @@ func (n *Node) forward(props []*proposal) {
 		}
 		return
 	}
-	peer, err := n.peerTo(string(addr))
-	if err != nil {
-		failAll("not_leader", fmt.Errorf("%w: leader %s unreachable: %w", ErrNotLeader, addr, err))
-		return
+	// During an election there is no leader, or the one raft remembers is
+	// dead: hold the batch (nothing was sent) until a leader answers
+	// instead of refusing at once, so a failover costs partners a delay,
+	// not a storm of 96s. The callers' own deadlines still apply.
+	var peer *peer
+	deadline := time.Now().Add(n.leaderWait())
+	for {
+		if n.leading.Load() {
+			// Became the leader while these waited: propose them here.
+			for _, p := range props {
+				n.enqueueLocal(p)
+			}
+			return
+		}
+		addr, id := n.raft.LeaderWithID()
+		if addr == "" || string(id) == n.cfg.NodeID {
+			err = fmt.Errorf("%w: no leader to forward to", ErrNotLeader)
+		} else if peer, err = n.peerTo(string(addr)); err != nil {
+			err = fmt.Errorf("%w: leader %s unreachable: %w", ErrNotLeader, addr, err)
+		} else {
+			break
+		}
+		if time.Now().After(deadline) {
+			failAll("not_leader", err)
+			return
+		}
+		select {
+		case <-n.stop:
+			failAll("closed", ErrClosed)
+			return
+		case <-time.After(leaderPollInterval):
+		}
 	}
 	select {
 	case n.fwdSlots <- struct{}{}:
@@ -564,6 +580,7 @@ func (n *Node) forward(props []*proposal) {
 	}
 	n.m.batchCommands.Observe(float64(len(props)))
 	start := time.Now()
+	addr := peer.addr
 	err = peer.send(fwdPropose, data, func(code byte, payload []byte, err error) {
 		defer func() { <-n.fwdSlots }()
 		if err != nil {
@@ -599,6 +616,15 @@ func (n *Node) forward(props []*proposal) {
 		failAll("not_leader", fmt.Errorf("%w: leader %s: %w", ErrNotLeader, addr, err))
 	}
 }
+
+// leaderPollInterval is how often a follower holding a batch looks for a
+// leader during an election.
+const leaderPollInterval = 20 * time.Millisecond
+
+// leaderWait is how long a follower holds forwarded commands while there
+// is no reachable leader: an election takes one to two election timeouts,
+// plus the new leader's Barrier.
+func (n *Node) leaderWait() time.Duration { return 3 * n.cfg.ElectionTimeout }
 
 func outcomeLabel(err error) string {
 	switch {

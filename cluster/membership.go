@@ -77,14 +77,32 @@ func (n *Node) ReadIndex(ctx context.Context) error {
 			return err
 		}
 	} else {
-		b, err := n.callLeader(ctx, fwdRead, nil)
-		if err != nil {
-			return err
+		// A read has no side effect: during an election keep asking
+		// (like forwarded writes, leaderWait) instead of failing at once.
+		deadline := time.Now().Add(n.leaderWait())
+		for {
+			b, err := n.callLeader(ctx, fwdRead, nil)
+			if err == nil && len(b) == 8 {
+				idx = binary.BigEndian.Uint64(b)
+				break
+			}
+			if err == nil {
+				return fmt.Errorf("cluster: bad read index reply")
+			}
+			if n.leading.Load() {
+				return n.ReadIndex(ctx) // became the leader meanwhile
+			}
+			if ctx.Err() != nil || time.Now().After(deadline) {
+				return err
+			}
+			select {
+			case <-n.stop:
+				return ErrClosed
+			case <-ctx.Done():
+				return err
+			case <-time.After(leaderPollInterval):
+			}
 		}
-		if len(b) != 8 {
-			return fmt.Errorf("cluster: bad read index reply")
-		}
-		idx = binary.BigEndian.Uint64(b)
 	}
 	return n.waitApplied(ctx, idx)
 }
