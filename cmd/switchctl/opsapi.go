@@ -4,15 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
-	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -43,43 +40,11 @@ func (o *opsFlags) register(fs *flag.FlagSet) {
 // get fetches path?query and returns the JSON body of a 2xx answer. Errors
 // say what was tried and, for problem documents, what the API said.
 func (o *opsFlags) get(ctx context.Context, path string, query url.Values) ([]byte, error) {
-	u := strings.TrimRight(o.base, "/") + path
 	if len(query) > 0 {
-		u += "?" + query.Encode()
+		path += "?" + query.Encode()
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return nil, usagef("--ops %q: %v", o.base, err)
-	}
-	// One request per run: no keep-alive connection to leave behind.
-	hc := &http.Client{Timeout: o.timeout, Transport: &http.Transport{DisableKeepAlives: true}}
-	resp, err := hc.Do(req)
-	if err != nil {
-		if errors.Is(err, syscall.ECONNREFUSED) {
-			return nil, fmt.Errorf("cannot reach the ops API: GET %s: connection refused; is switchd running? (--ops)", u)
-		}
-		return nil, fmt.Errorf("cannot reach the ops API: %w", err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, opsBodyBytesMax))
-	if err != nil {
-		return nil, fmt.Errorf("GET %s: reading the answer: %w", u, err)
-	}
-	if resp.StatusCode/100 != 2 {
-		var p struct {
-			Title  string `json:"title"`
-			Detail string `json:"detail"`
-		}
-		msg := http.StatusText(resp.StatusCode)
-		if json.Unmarshal(body, &p) == nil && p.Title != "" {
-			msg = p.Title
-			if p.Detail != "" {
-				msg += ": " + p.Detail
-			}
-		}
-		return nil, fmt.Errorf("GET %s: %d %s", u, resp.StatusCode, msg)
-	}
-	return body, nil
+	_, body, err := o.call(ctx, http.MethodGet, path, nil, opsBodyBytesMax)
+	return body, err
 }
 
 // printJSON indents an API answer for --json.
