@@ -27,6 +27,22 @@ func TestMain(m *testing.M) {
 // accounts and an ops server on a free port.
 func startNode(t *testing.T) string {
 	t.Helper()
+	tn := newTestNode(t)
+	return tn.start(t)
+}
+
+// testNode is a real node (pebble, raft, pipeline with the demo accounts)
+// and an ops server on a free port that is not started yet, so a test can
+// add routes first.
+type testNode struct {
+	cfg  config.File
+	st   *store.Store
+	node *cluster.Node
+	srv  *ops.Server
+}
+
+func newTestNode(t *testing.T) *testNode {
+	t.Helper()
 	cfg := config.Demo()
 	cfg.DataDir = t.TempDir()
 	cfg.Cluster.RaftAddr = "127.0.0.1:0"
@@ -35,8 +51,7 @@ func startNode(t *testing.T) string {
 	cfg.Cluster.LeaderLeaseTimeout = 50 * time.Millisecond
 	cfg.Ops.Listen = "127.0.0.1:0"
 	cfg.Finish()
-	sc := cfg.Store
-	st, err := store.Open(sc)
+	st, err := store.Open(cfg.Store)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,11 +78,17 @@ func startNode(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := srv.Start(); err != nil {
+	return &testNode{cfg: cfg, st: st, node: node, srv: srv}
+}
+
+// start serves the ops API and returns its base URL.
+func (tn *testNode) start(t *testing.T) string {
+	t.Helper()
+	if err := tn.srv.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { srv.Close(context.Background()) })
-	return "http://" + srv.Addr().String()
+	t.Cleanup(func() { tn.srv.Close(context.Background()) })
+	return "http://" + tn.srv.Addr().String()
 }
 
 func do(t *testing.T, method, url, body string) (int, string, http.Header) {

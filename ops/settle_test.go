@@ -12,71 +12,28 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/switchd/switchd/cluster"
-	"github.com/switchd/switchd/config"
-	"github.com/switchd/switchd/ops"
 	"github.com/switchd/switchd/settle"
 	"github.com/switchd/switchd/store"
-	switching "github.com/switchd/switchd/switch"
 )
 
 // startSettleNode is startNode with the settlement routes, and returns
 // the node to propose with.
 func startSettleNode(t *testing.T) (string, *cluster.Node) {
 	t.Helper()
-	cfg := config.Demo()
-	cfg.DataDir = t.TempDir()
-	cfg.Cluster.RaftAddr = "127.0.0.1:0"
-	cfg.Cluster.HeartbeatTimeout = 50 * time.Millisecond
-	cfg.Cluster.ElectionTimeout = 50 * time.Millisecond
-	cfg.Cluster.LeaderLeaseTimeout = 50 * time.Millisecond
-	cfg.Ops.Listen = "127.0.0.1:0"
-	cfg.Finish()
-	st, err := store.Open(cfg.Store)
+	tn := newTestNode(t)
+	cal, err := settle.NewCalendar(tn.cfg.Settle.Zone, tn.cfg.Settle.Cutover)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { st.Close() })
-	reg := prometheus.NewRegistry()
-	node, err := cluster.New(cfg.Cluster, st, nil, reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { node.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := node.WaitReady(ctx); err != nil {
-		t.Fatal(err)
-	}
-	pipe, err := switching.NewPipeline(cfg.Switch, node, st, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := pipe.Seed(ctx, cfg.Accounts, time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	cal, err := settle.NewCalendar(cfg.Settle.Zone, cfg.Settle.Cutover)
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc, err := settle.New(cfg.Settle, st, settle.NewDays(cal, st, node, nil, nil), nil)
+	svc, err := settle.New(tn.cfg.Settle, tn.st, settle.NewDays(cal, tn.st, tn.node, nil, nil), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(svc.Close)
-	srv, err := ops.New(cfg.Ops, st, pipe, node, reg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.HandleSettlement(svc)
-	srv.HandleRecon(svc)
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close(context.Background()) })
-	return "http://" + srv.Addr().String(), node
+	tn.srv.HandleSettlement(svc)
+	tn.srv.HandleRecon(svc)
+	return tn.start(t), tn.node
 }
 
 func TestSettlementAPI(t *testing.T) {
