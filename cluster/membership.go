@@ -355,7 +355,9 @@ type Member struct {
 	Status   *Status `json:"status,omitempty"`
 	Error    string  `json:"error,omitempty"`
 	// Lag is the highest commit index any member reported minus this
-	// member's applied index.
+	// member's applied index (the larger of raft's and the FSM's: right
+	// after a restart raft's restarts from its snapshot while the FSM
+	// already holds everything it applied before).
 	Lag uint64 `json:"lag"`
 }
 
@@ -419,8 +421,10 @@ func (n *Node) ClusterStatus(ctx context.Context, withHash bool) (ClusterStatus,
 		}
 	}
 	for i := range out.Members {
-		if st := out.Members[i].Status; st != nil && commit > st.AppliedIndex {
-			out.Members[i].Lag = commit - st.AppliedIndex
+		if st := out.Members[i].Status; st != nil {
+			if applied := max(st.AppliedIndex, st.FSMIndex); commit > applied {
+				out.Members[i].Lag = commit - applied
+			}
 		}
 	}
 	return out, nil

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -32,6 +33,9 @@ type Lane struct {
 	partners map[string]bool
 	timeout  time.Duration
 	msgs     sync.Pool // *codec.Message
+
+	last96       atomic.Int64 // unix nanos of the last "declined with 96" line
+	suppressed96 atomic.Int64 // 96 lines left out since then
 
 	ln net.Listener
 
@@ -291,11 +295,29 @@ func (l *Lane) handle(log *slog.Logger, frame []byte) []byte {
 	l.m.messages.WithLabelValues(l.cfg.Name, mtiLabel, rc).Inc()
 	l.m.latency.WithLabelValues(l.cfg.Name, mtiLabel).Observe(time.Since(start).Seconds())
 	if err != nil && rc == outcome.SystemMalfunction {
-		log.Warn("declined with 96", "mti", req.MTI, "stan", req.Get(11), "err", err)
+		l.warn96(log, mtiLabel, req.Get(11), err)
 	} else if log.Enabled(context.Background(), slog.LevelDebug) {
 		log.Debug("answered", "mti", req.MTI, "stan", req.Get(11), "rc", rc, "err", err)
 	}
 	return framed
+}
+
+// warn96Interval is the least time between two "declined with 96" lines of
+// one lane: during an election every request is a 96, and a line each would
+// flood the log; switchd_lane_messages_total{rc="96"} still counts them all.
+const warn96Interval = time.Second
+
+// warn96 logs a 96 decline, at most one line per warn96Interval, saying how
+// many it left out since the last.
+func (l *Lane) warn96(log *slog.Logger, mti, stan string, err error) {
+	now := time.Now().UnixNano()
+	last := l.last96.Load()
+	if now-last < int64(warn96Interval) || !l.last96.CompareAndSwap(last, now) {
+		l.suppressed96.Add(1)
+		return
+	}
+	log.Warn("declined with 96", "mti", mti, "stan", stan, "err", err,
+		"suppressed_since_last", l.suppressed96.Swap(0))
 }
 
 // Close stops accepting, stops reading every connection, lets requests in

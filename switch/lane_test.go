@@ -232,3 +232,28 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 	defer l.mu.Unlock()
 	return l.w.Write(p)
 }
+
+// When the cluster cannot decide, every request is a 96; the log gets one
+// line per second per lane, not one per request.
+func TestDeclines96AreSampledInTheLog(t *testing.T) {
+	var logs bytes.Buffer
+	var mu sync.Mutex
+	logger := slog.New(slog.NewJSONHandler(lockedWriter{&mu, &logs}, nil))
+	h := newHarnessLog(t, nil, logger)
+	if err := h.node.Close(); err != nil { // proposals now fail closed: 96
+		t.Fatal(err)
+	}
+	const n = 50
+	for i := 1; i <= n; i++ {
+		m, closed := h.send(purchase(i, "4111111111111111", 1))
+		if closed || m.Get(39) != "96" {
+			t.Fatalf("request %d: want 96, got %v", i, m)
+		}
+	}
+	mu.Lock()
+	lines := strings.Count(logs.String(), `"declined with 96"`)
+	mu.Unlock()
+	if lines < 1 || lines > 3 {
+		t.Fatalf("%d 96 lines for %d declines within a few seconds, want 1 to 3", lines, n)
+	}
+}

@@ -171,7 +171,7 @@ func clusterStatusCmd(ctx context.Context, o *opsFlags, stdout io.Writer, hash b
 			hashes[s.StateHashIndex][s.StateHash] = true
 		}
 		t.add(m.ID, s.State, yesNo(s.Ready), strconv.FormatUint(s.Term, 10), strconv.FormatUint(s.CommitIndex, 10),
-			strconv.FormatUint(s.AppliedIndex, 10), strconv.FormatUint(m.Lag, 10), hash, m.Address)
+			strconv.FormatUint(max(s.AppliedIndex, s.FSMIndex), 10), strconv.FormatUint(m.Lag, 10), hash, m.Address)
 	}
 	fmt.Fprintf(stdout, "cluster of %d (asked %s): leader %s, %d ready\n", len(cs.Members), cs.Via, leader, ready)
 	if err := t.write(stdout); err != nil {
