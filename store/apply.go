@@ -758,21 +758,7 @@ func (t *txn) complete(c *Command) (r Result) {
 		t.release(o, dr, cr, o.Held)
 		t.closeHold(o, TransferCompleted)
 	}
-	capture := &Transfer{
-		Op:          OpComplete,
-		Status:      TransferPosted,
-		Debit:       dr.ID,
-		Credit:      cr.ID,
-		Amount:      c.Amount,
-		Currency:    c.Currency,
-		Time:        c.Time,
-		BusinessDay: c.BusinessDay,
-		Partner:     c.Partner,
-		Original:    o.ID,
-		Ref:         c.Ref,
-	}
-	t.newTransfer(capture)
-	r.TransferID = capture.ID
+	r.TransferID = t.postFor(c, o, dr, cr)
 	return r
 }
 
@@ -815,11 +801,18 @@ func (t *txn) reverse(c *Command) (r Result) {
 	t.dirtyAccount(origDr)
 	o.Reversed += c.Amount
 	t.dirtyTransfer(o)
-	comp := &Transfer{
-		Op:          OpReverse,
+	r.TransferID = t.postFor(c, o, origCr, origDr)
+	return r
+}
+
+// postFor records the posted transfer a completion or reversal makes from
+// original o (balances are already moved) and returns its id.
+func (t *txn) postFor(c *Command, o *Transfer, dr, cr *Account) string {
+	tr := &Transfer{
+		Op:          c.Op,
 		Status:      TransferPosted,
-		Debit:       origCr.ID,
-		Credit:      origDr.ID,
+		Debit:       dr.ID,
+		Credit:      cr.ID,
 		Amount:      c.Amount,
 		Currency:    c.Currency,
 		Time:        c.Time,
@@ -828,9 +821,8 @@ func (t *txn) reverse(c *Command) (r Result) {
 		Original:    o.ID,
 		Ref:         c.Ref,
 	}
-	t.newTransfer(comp)
-	r.TransferID = comp.ID
-	return r
+	t.newTransfer(tr)
+	return tr.ID
 }
 
 // expire releases lapsed holds and prunes old idempotency records, each at
