@@ -48,8 +48,8 @@ func FormatBalances(b []Balance) string {
 			break
 		}
 		if len(e.AccountType) != 2 || len(e.AmountType) != 2 || len(e.Currency.Numeric) != 3 ||
-			!validClassString(classN, e.AccountType) || !validClassString(classN, e.AmountType) ||
-			!validClassString(classN, e.Currency.Numeric) ||
+			!validClass(classN, e.AccountType) || !validClass(classN, e.AmountType) ||
+			!validClass(classN, e.Currency.Numeric) ||
 			e.Minor > balanceMinorMax || e.Minor < -balanceMinorMax {
 			continue
 		}
@@ -75,7 +75,7 @@ func ParseBalances(s string) ([]Balance, error) {
 	for i := 0; i < len(s); i += balanceEntryLen {
 		e := s[i : i+balanceEntryLen]
 		entry := i / balanceEntryLen
-		if !validClassString(classN, e[0:7]) || !validClassString(classN, e[8:20]) {
+		if !validClass(classN, e[0:7]) || !validClass(classN, e[8:20]) {
 			return nil, fieldErr(balanceField, -1, formatf("entry %d: non-digit", entry))
 		}
 		if e[7] != 'C' && e[7] != 'D' {

@@ -138,31 +138,10 @@ func classOK(cl charClass, ch byte) bool {
 	return classBits[ch]&(1<<cl) != 0
 }
 
-// validClass reports whether every byte of v belongs to class cl.
-func validClass(cl charClass, v []byte) bool {
-	switch cl {
-	case classB:
-		return true
-	case classXN:
-		if len(v) == 0 {
-			return true
-		}
-		if v[0] != 'C' && v[0] != 'D' {
-			return false
-		}
-		v = v[1:]
-		cl = classN
-	}
-	mask := uint8(1) << cl
-	for _, ch := range v {
-		if classBits[ch]&mask == 0 {
-			return false
-		}
-	}
-	return true
-}
-
-func validClassString(cl charClass, v string) bool {
+// validClass reports whether every byte of v belongs to class cl. It is
+// generic so that raw frames ([]byte) and field values (string) are checked
+// by one loop without a conversion (no allocation on the hot path).
+func validClass[T string | []byte](cl charClass, v T) bool {
 	switch cl {
 	case classB:
 		return true

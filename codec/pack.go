@@ -34,7 +34,7 @@ func (c *Codec) Pack(dst []byte, m *Message) ([]byte, error) {
 
 func (c *Codec) pack(dst []byte, m *Message) ([]byte, error) {
 	start := len(dst)
-	if len(m.MTI) != 4 || !validClassString(classN, m.MTI) {
+	if len(m.MTI) != 4 || !validClass(classN, m.MTI) {
 		return dst, fieldErr(0, 0, formatf("MTI must be 4 digits"))
 	}
 	if c.mti.enc == encBCD {
@@ -111,7 +111,7 @@ func appendField(dst []byte, d *fieldDesc, v string) ([]byte, error) {
 	} else if total > d.max || total > d.lenMax {
 		return dst, formatf("length %d exceeds maximum %d", n, min(d.max, d.lenMax))
 	}
-	if !validClassString(d.class, v) {
+	if !validClass(d.class, v) {
 		return dst, classErr(d.class)
 	}
 

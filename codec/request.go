@@ -257,7 +257,7 @@ func ParseRequest(m *Message) (*Request, error) {
 		if err := checkText(v, 42, 42, classAN); err != nil {
 			return nil, fieldErr(95, -1, err)
 		}
-		if !validClassString(classN, v[:amountDigits]) {
+		if !validClass(classN, v[:amountDigits]) {
 			return nil, fieldErr(95, -1, errNotNumeric)
 		}
 		a := parseDigits(v[:amountDigits])
@@ -278,7 +278,7 @@ func checkText(v string, fixed, max int, cl charClass) error {
 	if fixed == 0 && (len(v) == 0 || len(v) > max) {
 		return formatf("length %d, want 1..%d", len(v), max)
 	}
-	if !validClassString(cl, v) {
+	if !validClass(cl, v) {
 		return classErr(cl)
 	}
 	return nil
