@@ -4,111 +4,24 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/switchd/switchd/internal/switchdtest"
 )
 
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// freePort learns a free loopback port; it could be taken again before
-// switchd binds it, which is rare enough on a test machine.
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-// startSwitchd builds cmd/switchd from this checkout and runs it on free
-// ports with the demo accounts; it returns the lane address and the ops
-// URL and stops the process at cleanup.
+// startSwitchd runs the switchd binary built from this checkout on free
+// ports with the demo accounts; it returns the lane address and ops URL.
 func startSwitchd(t *testing.T) (isoAddr, opsURL string) {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("builds and starts switchd")
-	}
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("no go tool to build switchd")
-	}
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "switchd")
-	if out, err := exec.Command(goBin, "build", "-o", bin, "github.com/switchd/switchd/cmd/switchd").CombinedOutput(); err != nil {
-		t.Fatalf("building switchd: %v\n%s", err, out)
-	}
-	isoAddr = freePort(t)
-	opsAddr, raftAddr := freePort(t), freePort(t)
-	cfg := fmt.Sprintf(`log_level: warn
-cluster:
-  raft_addr: %s
-  heartbeat_timeout: 100ms
-  election_timeout: 100ms
-  leader_lease_timeout: 100ms
-ops:
-  listen: %s
-switch:
-  lanes:
-    - name: test
-      listen: %s
-      partners: [demo-acquirer]
-`, raftAddr, opsAddr, isoAddr)
-	cfgPath := filepath.Join(dir, "switchd.yaml")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	logf, err := os.Create(filepath.Join(dir, "switchd.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "--data-dir", filepath.Join(dir, "data"), "--config", cfgPath)
-	cmd.Stdout, cmd.Stderr = logf, logf // files: no copying goroutines
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Signal(os.Interrupt)
-		exited := make(chan error, 1)
-		go func() { exited <- cmd.Wait() }()
-		select {
-		case <-exited:
-		case <-time.After(20 * time.Second):
-			cmd.Process.Kill()
-			<-exited
-		}
-		logf.Close()
-		if t.Failed() {
-			b, _ := os.ReadFile(logf.Name())
-			t.Logf("switchd log:\n%s", b)
-		}
-	})
-	opsURL = "http://" + opsAddr
-	hc := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: time.Second}
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		resp, err := hc.Get(opsURL + "/readyz")
-		if err == nil {
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return isoAddr, opsURL
-			}
-		}
-	}
-	t.Fatalf("switchd not ready at %s", opsURL)
-	return "", ""
+	n := switchdtest.Start(t, switchdtest.Build(t))
+	return n.LaneAddr, n.OpsURL
 }
 
 // ctl runs switchctl in-process and returns exit code, stdout and stderr.
@@ -180,7 +93,7 @@ func TestAgainstSwitchd(t *testing.T) {
 	if code != 1 || !strings.Contains(errOut, "404") {
 		t.Errorf("unknown account: exit %d, %q", code, errOut)
 	}
-	dead := freePort(t)
+	dead := switchdtest.FreePort(t)
 	code, _, errOut = ctl("accounts", "--ops", "http://"+dead)
 	if code != 1 || !strings.Contains(errOut, "connection refused") || !strings.Contains(errOut, dead) {
 		t.Errorf("ops down: exit %d, %q", code, errOut)

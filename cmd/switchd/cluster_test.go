@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/switchd/switchd/codec"
+	"github.com/switchd/switchd/internal/switchdtest"
 )
 
 // clusterNode is one switchd process of a test cluster.
@@ -127,17 +128,11 @@ func (ic *isoClient) send(lane, mti string, stan int) (rc, auth string, err erro
 // the first request on another node gets the original answer, and after
 // the killed node restarts every replica has the same state hash.
 func TestThreeNodeCluster(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs three switchd processes")
-	}
+	bin := switchdtest.Build(t) // skips under -short
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "switchd")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
 	var nodes []*clusterNode
 	for i := 1; i <= 3; i++ {
-		n := &clusterNode{id: fmt.Sprintf("n%d", i), ops: freePort(t), raft: freePort(t), lane: freePort(t),
+		n := &clusterNode{id: fmt.Sprintf("n%d", i), ops: switchdtest.FreePort(t), raft: switchdtest.FreePort(t), lane: switchdtest.FreePort(t),
 			cfg: filepath.Join(dir, fmt.Sprintf("n%d.yaml", i)), data: filepath.Join(dir, fmt.Sprintf("n%d", i))}
 		os.WriteFile(n.cfg, []byte(fmt.Sprintf(`
 log_level: info

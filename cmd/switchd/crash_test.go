@@ -7,13 +7,12 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/switchd/switchd/codec"
+	"github.com/switchd/switchd/internal/switchdtest"
 )
 
 // crashLoad is how long traffic runs before the kill -9; the test stays
@@ -25,49 +24,6 @@ func crashLoad() time.Duration {
 	return 2 * time.Second
 }
 
-func freePort(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-type proc struct {
-	cmd *exec.Cmd
-	log *os.File
-}
-
-func startSwitchd(t *testing.T, bin, cfgPath, dataDir, opsAddr string) *proc {
-	t.Helper()
-	lf, err := os.OpenFile(filepath.Join(dataDir+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "--config", cfgPath, "--data-dir", dataDir)
-	cmd.Stdout, cmd.Stderr = lf, lf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &proc{cmd: cmd, log: lf}
-	t.Cleanup(func() { p.cmd.Process.Kill(); p.cmd.Wait(); lf.Close() })
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		resp, err := http.Get("http://" + opsAddr + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return p
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	b, _ := os.ReadFile(dataDir + ".log")
-	t.Fatalf("switchd not ready after 60s; log:\n%s", b)
-	return nil
-}
-
 type answer struct {
 	rc, auth string
 }
@@ -75,26 +31,8 @@ type answer struct {
 // The brief's "done means": approvals survive kill -9, balances are as the
 // approvals say, and a repeat of an earlier request gets its original answer.
 func TestKill9KeepsEveryApproval(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the switchd binary")
-	}
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "switchd")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
-	opsAddr, raftAddr, laneAddr := freePort(t), freePort(t), freePort(t)
-	cfgPath := filepath.Join(dir, "switchd.yaml")
-	os.WriteFile(cfgPath, []byte(fmt.Sprintf(`
-log_level: warn
-ops: {listen: "%s"}
-cluster: {raft_addr: "%s", heartbeat_timeout: 100ms, election_timeout: 100ms, leader_lease_timeout: 100ms}
-switch:
-  lanes:
-    - {name: demo, listen: "%s", partners: [demo-acquirer]}
-`, opsAddr, raftAddr, laneAddr)), 0o600)
-	dataDir := filepath.Join(dir, "data")
-	p := startSwitchd(t, bin, cfgPath, dataDir, opsAddr)
+	node := switchdtest.Start(t, switchdtest.Build(t))
+	laneAddr, opsAddr := node.LaneAddr, node.OpsAddr
 
 	c, err := codec.Load("iso87ascii")
 	if err != nil {
@@ -169,10 +107,7 @@ switch:
 		}()
 	}
 	time.Sleep(crashLoad() - crashLoad()/4)
-	if err := p.cmd.Process.Signal(os.Kill); err != nil {
-		t.Fatal(err)
-	}
-	p.cmd.Wait()
+	node.Kill9()
 	wg.Wait()
 
 	mu.Lock()
@@ -188,7 +123,7 @@ switch:
 	}
 	mu.Unlock()
 
-	startSwitchd(t, bin, cfgPath, dataDir, opsAddr)
+	node.Restart()
 	conn, err := net.Dial("tcp", laneAddr)
 	if err != nil {
 		t.Fatal(err)
