@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"syscall"
 	"testing"
 	"time"
@@ -23,6 +24,10 @@ const (
 func benchStore(b *testing.B) *Store {
 	cfg := DefaultConfig()
 	cfg.Dir = b.TempDir() + "/db"
+	return benchStoreCfg(b, cfg)
+}
+
+func benchStoreCfg(b testing.TB, cfg Config) *Store {
 	s := openCfg(b, cfg)
 	fund := acct("fund", KindFunding, "USD")
 	fund.Unlimited = true
@@ -46,10 +51,15 @@ func benchStore(b *testing.B) *Store {
 // benchEntries makes n raft entries of benchBatchCmds card commands, half
 // OpPost and half OpAuthorize, each with a fresh idempotency key.
 func benchEntries(b *testing.B, first uint64, n int, rng *rand.Rand) []*raft.Log {
+	return benchEntriesOf(b, first, n, benchBatchCmds, rng)
+}
+
+// benchEntriesOf makes n raft entries of per commands each.
+func benchEntriesOf(b testing.TB, first uint64, n, per int, rng *rand.Rand) []*raft.Log {
 	logs := make([]*raft.Log, n)
-	seq := int(first) * benchBatchCmds
+	seq := int(first) * per
 	for i := range logs {
-		cmds := make([]Command, benchBatchCmds)
+		cmds := make([]Command, per)
 		for j := range cmds {
 			seq++
 			card := fmt.Sprintf("%064x", rng.IntN(benchCards))
@@ -251,4 +261,75 @@ func BenchmarkOverlay(b *testing.B) {
 		}
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/key")
 	})
+}
+
+// BenchmarkFlushStall applies raft-sized entries (10 commands) at a steady
+// 10,000 commands/s, as a cluster leader does, while another goroutine
+// appends and fsyncs a file beside the ledger the way the raft log does.
+// It reports the worst ApplyBatch and the worst fsync over a run that
+// crosses several memtable flushes, with pebble's WAL written back as it
+// grows (our default) and left dirty until the WAL is closed (pebble's
+// default). Compare the two in one run: the machine is shared.
+func BenchmarkFlushStall(b *testing.B) {
+	const (
+		perEntry = 10
+		entries  = 14_000 // 140k commands: two flushes of a 64 MiB memtable
+		pace     = time.Millisecond
+	)
+	for _, bps := range []int{0, DefaultConfig().WALBytesPerSync} {
+		b.Run(fmt.Sprintf("wal_bytes_per_sync=%d", bps), func(b *testing.B) {
+			cfg := DefaultConfig()
+			cfg.Dir = b.TempDir() + "/db"
+			cfg.WALBytesPerSync = bps
+			s := benchStoreCfg(b, cfg)
+			logs := benchEntriesOf(b, s.AppliedIndex()+1, entries, perEntry, rand.New(rand.NewPCG(1, 2)))
+
+			f, err := os.Create(b.TempDir() + "/raft-log")
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer f.Close()
+			stop, done := make(chan struct{}), make(chan time.Duration, 1)
+			go func() { // the raft log's appends
+				var worst time.Duration
+				buf := make([]byte, 3000)
+				for {
+					select {
+					case <-stop:
+						done <- worst
+						return
+					case <-time.After(pace):
+					}
+					_, _ = f.Write(buf)
+					t := time.Now()
+					_ = f.Sync()
+					worst = max(worst, time.Since(t))
+				}
+			}()
+			var worst time.Duration
+			var slow int // applies over 5 ms
+			tick := time.NewTicker(pace)
+			defer tick.Stop()
+			b.ResetTimer()
+			for i := range logs {
+				<-tick.C
+				t := time.Now()
+				out := s.ApplyBatch(logs[i : i+1])
+				d := time.Since(t)
+				if rs, ok := out[0].([]Result); !ok || rs[0].Status != StatusOK {
+					b.Fatalf("apply: %v", out[0])
+				}
+				worst = max(worst, d)
+				if d > 5*time.Millisecond {
+					slow++
+				}
+			}
+			b.StopTimer()
+			close(stop)
+			fsyncWorst := <-done
+			b.ReportMetric(float64(worst.Microseconds())/1000, "worst-apply-ms")
+			b.ReportMetric(float64(slow), "applies>5ms")
+			b.ReportMetric(float64(fsyncWorst.Microseconds())/1000, "worst-fsync-ms")
+		})
+	}
 }

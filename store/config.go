@@ -29,6 +29,9 @@ const (
 	// mutable one plus those being flushed), and a cache no larger than
 	// that holds no blocks at all (measured: every read went to disk).
 	cacheMemTablesMin = 4
+	// walBytesPerSyncMax bounds Config.WALBytesPerSync: beyond a few MiB
+	// the write-back comes in bursts again.
+	walBytesPerSyncMax = 64 << 20
 )
 
 // Config configures a Store.
@@ -54,6 +57,14 @@ type Config struct {
 	// so a hot account costs no pebble read. 0 disables the cache. It
 	// never changes results: it holds exactly what pebble holds.
 	AccountCacheMax int `yaml:"account_cache_max"`
+	// WALBytesPerSync makes the kernel write pebble's WAL back every so
+	// many bytes (sync_file_range; it is not an fsync). We commit with
+	// NoSync, so with 0 a whole memtable's worth of WAL sits dirty in the
+	// page cache until pebble closes the WAL at memtable rotation and
+	// fsyncs it in one go: measured 20–40 ms during which commits and the
+	// raft log's fsyncs on the same disk wait (BenchmarkFlushStall,
+	// docs/BENCHMARKS.md). 64 KiB keeps that under 5 ms.
+	WALBytesPerSync int `yaml:"wal_bytes_per_sync"`
 }
 
 // DefaultConfig returns a Config with every field but Dir set.
@@ -63,6 +74,7 @@ func DefaultConfig() Config {
 		CacheBytes:      512 << 20,
 		MemTableBytes:   64 << 20,
 		AccountCacheMax: 200_000,
+		WALBytesPerSync: 64 << 10,
 	}
 }
 
@@ -82,6 +94,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: MemTableBytes %d not in [%d, %d]", ErrInvalidConfig, c.MemTableBytes, memTableBytesMin, memTableBytesMax)
 	case c.AccountCacheMax < 0 || c.AccountCacheMax > accountCacheMaxLimit:
 		return fmt.Errorf("%w: AccountCacheMax %d not in [0, %d]", ErrInvalidConfig, c.AccountCacheMax, accountCacheMaxLimit)
+	case c.WALBytesPerSync < 0 || c.WALBytesPerSync > walBytesPerSyncMax:
+		return fmt.Errorf("%w: WALBytesPerSync %d not in [0, %d]", ErrInvalidConfig, c.WALBytesPerSync, walBytesPerSyncMax)
 	case c.CacheBytes < cacheMemTablesMin*int64(c.MemTableBytes)+cacheBytesMin:
 		return fmt.Errorf("%w: CacheBytes %d leaves no room for blocks beside %d memtables of %d bytes",
 			ErrInvalidConfig, c.CacheBytes, cacheMemTablesMin, c.MemTableBytes)

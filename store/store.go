@@ -114,12 +114,14 @@ func (s *Store) pebbleOptions(cache *pebble.Cache) *pebble.Options {
 		MemTableSize:       s.cfg.MemTableBytes,
 		FormatMajorVersion: pebble.FormatNewest,
 		Logger:             pebbleLogger{s.log},
+		WALBytesPerSync:    s.cfg.WALBytesPerSync,
 	}
 	// Bloom filters on every level (the others inherit L0's): about half
 	// of the point reads of a command miss (a new idempotency key, a new
 	// original reference), and without a filter each miss reads and
 	// decompresses a data block in every level.
 	opts.Levels[0].FilterPolicy = bloom.FilterPolicy(bloomBitsPerKey)
+	opts.EventListener = s.pebbleEvents()
 	opts.EnsureDefaults()
 	return opts
 }
@@ -530,6 +532,23 @@ func (l pebbleLogger) Fatalf(format string, args ...interface{}) {
 	msg := fmt.Sprintf(format, args...)
 	l.log.Error(msg, "source", "pebble")
 	panic("store: pebble fatal: " + msg)
+}
+
+// pebbleEvents logs pebble's flushes and compactions at debug (with their
+// durations: a flush is a burst of CPU that shows in the tail latency), and
+// what an operator must see at warn: writes stalled because compaction
+// fell behind, and a disk operation that hung.
+func (s *Store) pebbleEvents() *pebble.EventListener {
+	l := pebble.MakeLoggingEventListener(pebbleLogger{s.log})
+	l.WriteStallBegin = func(info pebble.WriteStallBeginInfo) {
+		s.log.Warn("ledger writes stalled", "reason", info.Reason, "source", "pebble")
+	}
+	l.WriteStallEnd = func() { s.log.Warn("ledger writes resumed", "source", "pebble") }
+	l.DiskSlow = func(info pebble.DiskSlowInfo) {
+		s.log.Warn("ledger disk slow", "op", info.OpType.String(), "path", info.Path,
+			"bytes", info.WriteSize, "duration", info.Duration, "source", "pebble")
+	}
+	return &l
 }
 
 var _ io.Closer = (*Store)(nil)
