@@ -28,8 +28,13 @@ type Config struct {
 	NodeID string `yaml:"node_id"`
 	// RaftAddr is the address raft listens on and advertises.
 	RaftAddr string `yaml:"raft_addr"`
-	// Dir holds the raft log (bolt) and snapshots.
+	// Dir holds the raft log and snapshots.
 	Dir string `yaml:"-"`
+	// LogStore is the raft log's storage: "wal" (hashicorp/raft-wal) or
+	// "bolt" (raft-boltdb/v2). Empty keeps what Dir already holds and
+	// takes the WAL for a new node. A store other than the one Dir holds
+	// is refused (ErrLogStoreMismatch): the node would forget its log.
+	LogStore string `yaml:"log_store"`
 	// Bootstrap makes this node a one-voter cluster when it has no state
 	// (ignored when Join is set: a joining node must not start a cluster
 	// of its own).
@@ -118,6 +123,11 @@ func (c Config) Validate() error {
 	}
 	if c.Dir == "" {
 		return bad("data dir is empty")
+	}
+	switch c.LogStore {
+	case "", LogStoreWAL, LogStoreBolt:
+	default:
+		return bad("log_store %q: want %q or %q", c.LogStore, LogStoreWAL, LogStoreBolt)
 	}
 	if c.BatchCommandsMax < 1 || c.BatchCommandsMax > batchCommandsMaxLimit {
 		return bad("batch_commands_max %d not in [1, %d]", c.BatchCommandsMax, batchCommandsMaxLimit)

@@ -15,7 +15,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -23,9 +22,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"github.com/prometheus/client_golang/prometheus"
-	"go.etcd.io/bbolt"
 
 	"github.com/switchd/switchd/store"
 )
@@ -67,7 +64,7 @@ type Node struct {
 	raft   *raft.Raft
 	trans  *raft.NetworkTransport
 	mux    *mux
-	logs   *raftboltdb.BoltStore
+	logs   logStore
 	cached raft.LogStore
 	fsm    FSM
 	m      *metrics
@@ -155,15 +152,11 @@ func New(cfg Config, fsm FSM, logger *slog.Logger, reg prometheus.Registerer) (*
 		JSONFormat: true,
 	})
 
-	logs, err := raftboltdb.New(raftboltdb.Options{
-		Path: filepath.Join(cfg.Dir, "raft.db"),
-		// Not syncing bolt's freelist halves what each commit writes; bolt
-		// rebuilds the freelist by a scan on open (Consul does the same).
-		BoltOptions: &bbolt.Options{NoFreelistSync: true, FreelistType: bbolt.FreelistMapType, Timeout: time.Second},
-	})
+	logs, kind, err := openLogStore(cfg.Dir, cfg.LogStore, rc.Logger, reg)
 	if err != nil {
-		return nil, fmt.Errorf("cluster: raft log: %w", err)
+		return nil, err
 	}
+	logger.Info("raft log open", "store", kind, "dir", cfg.Dir)
 	cached, err := raft.NewLogCache(1024, logs)
 	if err != nil {
 		logs.Close()

@@ -217,7 +217,7 @@ func TestNoPANInLogsOrFiles(t *testing.T) {
 		return nil
 	})
 	sort.Strings(files)
-	if !strings.Contains(strings.Join(files, " "), "raft.db") {
+	if !strings.Contains(strings.Join(files, " "), ".wal") {
 		t.Fatalf("raft log not among files checked: %v", files)
 	}
 }

@@ -1,0 +1,79 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+// A new node keeps its raft log in raft-wal, and raft-wal's counters reach
+// /metrics.
+func TestLogStoreNewNodeUsesWAL(t *testing.T) {
+	dir := t.TempDir()
+	tn := open(t, dir, nil)
+	waitReady(t, tn.node)
+	createAccounts(t, tn.node)
+	if _, err := os.Stat(filepath.Join(dir, "raft", walDir)); err != nil {
+		t.Fatalf("no wal dir: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "raft", boltFile)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a new node also made %s: %v", boltFile, err)
+	}
+	n, err := testutil.GatherAndCount(tn.reg, "switchd_raft_wal_log_appends")
+	if err != nil || n != 1 {
+		t.Fatalf("wal metric: %d series, %v", n, err)
+	}
+	mfs, err := tn.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "switchd_raft_wal_log_appends" && mf.GetMetric()[0].GetCounter().GetValue() < 3 {
+			t.Fatalf("log_appends %v after bootstrap and two proposals", mf.GetMetric()[0].GetCounter().GetValue())
+		}
+	}
+	tn.close(t)
+}
+
+// A data dir made with the bolt log keeps it when log_store is unset, and
+// naming the other store is refused instead of starting from an empty log
+// (which would forget the node's term, vote and entries).
+func TestLogStoreKeepsWhatTheDirHolds(t *testing.T) {
+	dir := t.TempDir()
+	tn := open(t, dir, func(c *Config) { c.LogStore = LogStoreBolt })
+	waitReady(t, tn.node)
+	createAccounts(t, tn.node)
+	last := tn.node.raft.LastIndex()
+	tn.close(t)
+
+	tn = open(t, dir, nil) // log_store unset
+	if got := tn.node.raft.LastIndex(); got < last {
+		t.Fatalf("reopened with last index %d, had %d: the bolt log was not used", got, last)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "raft", walDir)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("reopening a bolt dir made a wal dir: %v", err)
+	}
+	waitReady(t, tn.node)
+	if _, err := tn.node.Propose(context.Background(), post(1)); err != nil {
+		t.Fatal(err)
+	}
+	tn.close(t)
+
+	cfg := testConfig(dir)
+	cfg.LogStore = LogStoreWAL
+	if _, _, err := openLogStore(cfg.Dir, cfg.LogStore, nil, nil); !errors.Is(err, ErrLogStoreMismatch) {
+		t.Fatalf("wal over a bolt dir: %v, want ErrLogStoreMismatch", err)
+	}
+}
+
+func TestLogStoreConfig(t *testing.T) {
+	cfg := testConfig(t.TempDir())
+	cfg.LogStore = "leveldb"
+	if err := cfg.Validate(); !errors.Is(err, ErrConfig) {
+		t.Fatalf("log_store leveldb: %v", err)
+	}
+}
