@@ -425,6 +425,19 @@ func checkStrings(c *Command) error {
 	return nil
 }
 
+// batchLen is how many commands an encoded batch says it holds (0 when it
+// is no batch); a size hint only, DecodeBatch checks it.
+func batchLen(data []byte) int {
+	if len(data) < 2 || data[0] != batchVersion {
+		return 0
+	}
+	n, w := binary.Uvarint(data[1:])
+	if w <= 0 || n > batchCommandsMax {
+		return 0
+	}
+	return int(n)
+}
+
 // DecodeBatch decodes what EncodeBatch wrote. Any malformed input gives an
 // error wrapping ErrCorrupt; it never panics and allocates at most in
 // proportion to len(data).
