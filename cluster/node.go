@@ -93,6 +93,8 @@ type Node struct {
 	// existing: the node had raft state when it started (it is, or was, a
 	// member); a joining node asks to be added only when it had none.
 	existing bool
+	// closing is shared with raft's log writer (see raftLogWriter).
+	closing *atomic.Bool
 }
 
 type proposal struct {
@@ -131,6 +133,9 @@ func New(cfg Config, fsm FSM, logger *slog.Logger, reg prometheus.Registerer) (*
 	if err := os.MkdirAll(cfg.Dir, 0o750); err != nil {
 		return nil, fmt.Errorf("cluster: data dir: %w", err)
 	}
+	// closing is set by Close: raft's complaints about connections that
+	// Close itself shut are then expected and go to debug.
+	closing := new(atomic.Bool)
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.NodeID)
 	rc.HeartbeatTimeout = cfg.HeartbeatTimeout
@@ -148,7 +153,7 @@ func New(cfg Config, fsm FSM, logger *slog.Logger, reg prometheus.Registerer) (*
 	rc.Logger = hclog.New(&hclog.LoggerOptions{
 		Name:       "raft",
 		Level:      hclog.Info,
-		Output:     raftLogWriter{logger.With("component", "raft")},
+		Output:     raftLogWriter{log: logger.With("component", "raft"), closing: closing},
 		JSONFormat: true,
 	})
 
@@ -232,6 +237,7 @@ func New(cfg Config, fsm FSM, logger *slog.Logger, reg prometheus.Registerer) (*
 		stop:      make(chan struct{}),
 		peers:     map[string]*peer{},
 		existing:  has,
+		closing:   closing,
 	}
 	n.m = newMetrics(reg, n)
 	mx.start(n.serveForward)
@@ -466,7 +472,14 @@ func (n *Node) watchLeadership() {
 
 // raftLogWriter carries hashicorp/raft's JSON log lines into our logger, so
 // a node writes one log stream (and tests with a discarding logger are quiet).
-type raftLogWriter struct{ log *slog.Logger }
+//
+// Once the node is closing, raft's errors about closed connections (its
+// listener and peer connections being shut by Close) are logged at debug:
+// an operator stopping a node should not read ERROR lines about it.
+type raftLogWriter struct {
+	log     *slog.Logger
+	closing *atomic.Bool
+}
 
 func (w raftLogWriter) Write(p []byte) (int, error) {
 	var line struct {
@@ -486,8 +499,22 @@ func (w raftLogWriter) Write(p []byte) (int, error) {
 	case "debug", "trace":
 		lvl = slog.LevelDebug
 	}
+	if lvl > slog.LevelInfo && w.closing != nil && w.closing.Load() && shutdownNoise(p) {
+		lvl = slog.LevelDebug
+	}
 	w.log.Log(context.Background(), lvl, line.Message, "raw", json.RawMessage(bytes.TrimSpace(p)))
 	return len(p), nil
+}
+
+// shutdownNoise: raft's line is about a connection or transport that was
+// closed under it.
+func shutdownNoise(p []byte) bool {
+	for _, s := range [][]byte{[]byte("use of closed network connection"), []byte("transport shutdown"), []byte("raft is already shutdown")} {
+		if bytes.Contains(p, s) {
+			return true
+		}
+	}
+	return false
 }
 
 // Close stops taking proposals, answers what is queued, shuts raft down and
@@ -496,6 +523,7 @@ func (n *Node) Close() error {
 	var err error
 	n.once.Do(func() {
 		n.closed.Store(true)
+		n.closing.Store(true)
 		n.leading.Store(false)
 		close(n.stop)
 		n.closePeers()

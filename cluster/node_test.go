@@ -1,12 +1,15 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -305,4 +308,38 @@ func testLogger() *slog.Logger {
 		return nil
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// Raft's errors about connections that Close shut go to debug once the
+// node is closing; the same line before that, and other errors, stay errors.
+func TestRaftShutdownNoiseIsDebug(t *testing.T) {
+	var buf bytes.Buffer
+	closing := new(atomic.Bool)
+	w := raftLogWriter{
+		log:     slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		closing: closing,
+	}
+	noise := `{"@level":"error","@message":"failed to accept connection","error":"accept tcp 127.0.0.1:7001: use of closed network connection"}`
+	other := `{"@level":"error","@message":"failed to appendEntries to","error":"dial tcp: connection refused"}`
+	level := func(line string) string {
+		buf.Reset()
+		if _, err := w.Write([]byte(line)); err != nil {
+			t.Fatal(err)
+		}
+		var rec struct{ Level string }
+		if err := json.Unmarshal(buf.Bytes(), &rec); err != nil {
+			t.Fatalf("%v: %s", err, buf.String())
+		}
+		return rec.Level
+	}
+	if got := level(noise); got != "ERROR" {
+		t.Fatalf("closed connection while running: %s, want ERROR", got)
+	}
+	closing.Store(true)
+	if got := level(noise); got != "DEBUG" {
+		t.Fatalf("closed connection while closing: %s, want DEBUG", got)
+	}
+	if got := level(other); got != "ERROR" {
+		t.Fatalf("other error while closing: %s, want ERROR", got)
+	}
 }
