@@ -23,7 +23,10 @@ test:
 
 # Micro benchmarks (codec vs moov-io, FSM apply). Results: docs/BENCHMARKS.md.
 bench:
-	$(GO) test -run=NONE -bench=. -benchmem -benchtime=$(BENCHTIME) -count=5 ./codec/ ./store/
+	$(GO) test -run=NONE -bench=. -skip=FlushStall -benchmem -benchtime=$(BENCHTIME) -count=5 ./codec/ ./store/
+	# Raft log stores (bolt vs WAL, fsync per append) and pebble's flush stall (~30 s).
+	$(GO) test -run=NONE -bench=LogStoreAppend -benchtime=2000x ./cluster/
+	$(GO) test -run=NONE -bench=FlushStall ./store/
 	# Settlement file (1M transfers), MT940 (100k entries), reconciliation (100k, 1M rows per source).
 	$(GO) test -run=NONE -bench='SettlementFile|MT940|Recon' -benchtime=1x ./settle/
 	$(MAKE) bench-e2e
