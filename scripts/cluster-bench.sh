@@ -61,12 +61,15 @@ l=$(leader_of 32080); k=${l#n}
 lane_l=$((32583 + k - 1)); ops_l=$((32080 + k - 1))
 load three-closed-leader "$lane_l" "$ops_l" --duration "$dur"
 printf '  closed loop on the leader (%s):      ' "$l"; summary three-closed-leader
-for i in 1 2 3; do load "three-closed-n$i" $((32582 + i)) $((32079 + i)) --duration "$dur" --bin "99999$i" --conns 3 & done; wait
-printf '  closed loop spread, 3 lanes x 3x64:  '; summary three-closed-n1 three-closed-n2 three-closed-n3
+# Spread: one switchload over all three lanes, 3 conns each (conn i → lane i mod 3);
+# its --addr comes after load's and wins. 600 cards, as the three processes had before.
+spread=127.0.0.1:32583,127.0.0.1:32584,127.0.0.1:32585
+load three-closed-spread "$lane_l" "$ops_l" --addr "$spread" --duration "$dur" --bin 999991 --cards 600 --conns 9
+printf '  closed loop spread, 3 lanes x 3x64:  '; summary three-closed-spread
 load three-rate-leader "$lane_l" "$ops_l" --duration 20s --rate "$rate"
 printf '  open loop %s/s on the leader:       ' "$rate"; summary three-rate-leader
-for i in 1 2 3; do load "three-rate-n$i" $((32582 + i)) $((32079 + i)) --duration 20s --rate $((rate / 3)) --bin "99999$i" --conns 3 & done; wait
-printf '  open loop %s/s spread over 3 lanes: ' "$rate"; summary three-rate-n1 three-rate-n2 three-rate-n3
+load three-rate-spread "$lane_l" "$ops_l" --addr "$spread" --duration 20s --rate "$rate" --bin 999991 --cards 600 --conns 9
+printf '  open loop %s/s spread over 3 lanes: ' "$rate"; summary three-rate-spread
 else
 "${three[@]}" scripts/cluster.sh start >/dev/null
 fi

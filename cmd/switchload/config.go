@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -159,6 +160,9 @@ func (m mix) total() int {
 
 // Config is one run's configuration, from flags.
 type Config struct {
+	// Addr is one lane address, host:port, or a comma-separated list of
+	// them to spread the connections over several nodes: connection i
+	// dials entry i mod the count, and redials the same entry.
 	Addr     string
 	Ops      string
 	Conns    int
@@ -216,14 +220,18 @@ func (c Config) Validate() error {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: %s", ErrUsage, fmt.Sprintf(format, args...))
 	}
-	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
-		return bad("--addr %q: %v", c.Addr, err)
+	addrs, err := parseAddrs(c.Addr)
+	if err != nil {
+		return err
 	}
 	if u, err := url.Parse(c.Ops); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return bad("--ops %q: want http://host:port", c.Ops)
 	}
 	if c.Conns < 1 || c.Conns > connsMax {
 		return bad("--conns %d not in [1, %d]", c.Conns, connsMax)
+	}
+	if len(addrs) > c.Conns {
+		return bad("--addr lists %d lanes but --conns is %d: every lane needs a connection", len(addrs), c.Conns)
 	}
 	if c.Inflight < 1 || c.Inflight > inflightMax {
 		return bad("--inflight %d not in [1, %d]", c.Inflight, inflightMax)
@@ -272,13 +280,46 @@ func (c Config) Validate() error {
 	return nil
 }
 
+// parseAddrs splits --addr into its lane addresses, in order, with the
+// spaces around each trimmed. Every entry must be host:port with a port;
+// an empty entry or an address listed twice is an error (twice would load
+// that lane double). Their number is bounded by --conns (see Validate).
+func parseAddrs(s string) ([]string, error) {
+	parts := strings.Split(s, ",")
+	addrs := make([]string, 0, len(parts))
+	for i, a := range parts {
+		a = strings.TrimSpace(a)
+		if a == "" {
+			return nil, fmt.Errorf("%w: --addr %q: entry %d of %d is empty", ErrUsage, s, i+1, len(parts))
+		}
+		_, port, err := net.SplitHostPort(a)
+		if err != nil {
+			return nil, fmt.Errorf("%w: --addr %q: %v", ErrUsage, a, err)
+		}
+		if port == "" {
+			return nil, fmt.Errorf("%w: --addr %q: no port", ErrUsage, a)
+		}
+		if slices.Contains(addrs, a) {
+			return nil, fmt.Errorf("%w: --addr lists %q twice", ErrUsage, a)
+		}
+		addrs = append(addrs, a)
+	}
+	return addrs, nil
+}
+
+// laneAddr is the lane address of connection conn: the connections go
+// round the list, so the lanes' connection counts differ by at most one.
+func laneAddr(addrs []string, conn int) string {
+	return addrs[conn%len(addrs)]
+}
+
 // parseFlags reads the command line into a Config over DefaultConfig.
 func parseFlags(name string, args []string) (Config, error) {
 	c := DefaultConfig()
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.StringVar(&c.Addr, "addr", c.Addr, "switch ISO 8583 lane `host:port`")
+	fs.StringVar(&c.Addr, "addr", c.Addr, "switch ISO 8583 lane `host:port`; a comma-separated list spreads the connections over several lanes (connection i uses entry i mod the count)")
 	fs.StringVar(&c.Ops, "ops", c.Ops, "switch ops API `URL`")
-	fs.IntVar(&c.Conns, "conns", c.Conns, "TCP connections to the lane")
+	fs.IntVar(&c.Conns, "conns", c.Conns, "TCP connections, in total over the --addr lanes")
 	fs.IntVar(&c.Inflight, "inflight", c.Inflight, "requests outstanding per connection (pipelined)")
 	fs.DurationVar(&c.Duration, "duration", c.Duration, "how long to offer load")
 	fs.IntVar(&c.Rate, "rate", c.Rate, "offered requests/s, open loop (0: closed loop)")
@@ -316,6 +357,7 @@ func parseFlags(name string, args []string) (Config, error) {
 
 // configView is the configuration as the summary reports it.
 type configView struct {
+	// Addr is the lane addresses joined with commas, as --addr takes them.
 	Addr     string `json:"addr"`
 	Ops      string `json:"ops"`
 	Conns    int    `json:"conns"`
@@ -337,12 +379,16 @@ type configView struct {
 }
 
 func (c Config) view() configView {
+	addr := c.Addr
+	if addrs, err := parseAddrs(c.Addr); err == nil {
+		addr = strings.Join(addrs, ",")
+	}
 	mode := "closed-loop"
 	if c.Rate > 0 {
 		mode = "open-loop"
 	}
 	return configView{
-		Addr: c.Addr, Ops: c.Ops, Conns: c.Conns, Inflight: c.Inflight, Duration: c.Duration.String(),
+		Addr: addr, Ops: c.Ops, Conns: c.Conns, Inflight: c.Inflight, Duration: c.Duration.String(),
 		Rate: c.Rate, Mode: mode, Mix: c.Mix.String(), Cards: c.Cards, BIN: c.BIN, Opening: c.Opening,
 		Dialect: c.Dialect, Header: string(c.Header), Acquirer: c.Acquirer, Currency: c.Currency,
 		Verify: c.Verify, Seed: c.Seed, Timeout: c.Timeout.String(),

@@ -37,6 +37,7 @@ var errConnBroken = errors.New("switchload: connection broken")
 // times out or whose connection drops is repeated on the same conn.
 type conn struct {
 	id    int
+	addr  string // the lane it dials, and redials after a break: laneAddr(e.addrs, id)
 	e     *engine
 	slots chan struct{} // a counting semaphore of --inflight: send takes a slot, receive gives one back
 	kick  chan struct{} // wakes the writer when resend gets an entry
@@ -49,6 +50,7 @@ type conn struct {
 func newConn(id int, e *engine) *conn {
 	return &conn{
 		id:      id,
+		addr:    laneAddr(e.addrs, id),
 		e:       e,
 		slots:   make(chan struct{}, e.cfg.Inflight),
 		kick:    make(chan struct{}, 1),
@@ -227,7 +229,7 @@ func (c *conn) run(nc net.Conn, tickets <-chan time.Time, stopNew, done <-chan s
 func (c *conn) redial(done <-chan struct{}) net.Conn {
 	backoff := redialBackoffMin
 	for {
-		nc, err := net.DialTimeout("tcp", c.e.cfg.Addr, dialTimeout)
+		nc, err := net.DialTimeout("tcp", c.addr, dialTimeout)
 		if err == nil {
 			return nc
 		}

@@ -40,6 +40,7 @@ const (
 // engine is one load run: setup, traffic, drain, verification.
 type engine struct {
 	cfg    Config
+	addrs  []string // the lanes of --addr; see laneAddr
 	codec  *codec.Codec
 	framer codec.Framer
 	ccy    currency.Currency
@@ -103,8 +104,10 @@ func run(ctx context.Context, cfg Config, stderr io.Writer) (*Summary, error) {
 		return nil, err
 	}
 	ccy, _ := currency.ByCode(cfg.Currency) // checked by Validate
+	addrs, _ := parseAddrs(cfg.Addr)        // checked by Validate
 	e := &engine{
 		cfg:    cfg,
+		addrs:  addrs,
 		codec:  c,
 		framer: codec.Framer{Header: cfg.Header, FrameBytesMax: codec.FrameBytesMaxLimit},
 		ccy:    ccy,
@@ -165,15 +168,15 @@ func (e *engine) load(ctx context.Context) (*Summary, error) {
 	conns := make([]*conn, cfg.Conns)
 	ncs := make([]net.Conn, cfg.Conns)
 	for i := range conns {
-		nc, err := net.DialTimeout("tcp", cfg.Addr, dialTimeout)
+		conns[i] = newConn(i, e)
+		nc, err := net.DialTimeout("tcp", conns[i].addr, dialTimeout)
 		if err != nil {
 			for _, c := range ncs[:i] {
 				c.Close()
 			}
-			return nil, fmt.Errorf("connecting to the switch at %s (--addr): %w", cfg.Addr, err)
+			return nil, fmt.Errorf("connecting to the switch at %s (--addr): %w", conns[i].addr, err)
 		}
 		ncs[i] = nc
-		conns[i] = newConn(i, e)
 	}
 
 	// Field 90 names an original by MTI, STAN, field 7 and acquirer — not

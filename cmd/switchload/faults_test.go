@@ -81,6 +81,25 @@ func (f *flakyLane) accept() {
 	}
 }
 
+// sawKey reports whether a request with key (STAN + field 7) reached
+// this lane.
+func (f *flakyLane) sawKey(key string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.seen[key] > 0
+}
+
+// keys is every request key that reached this lane.
+func (f *flakyLane) keys() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	keys := make([]string, 0, len(f.seen))
+	for k := range f.seen {
+		keys = append(keys, k)
+	}
+	return keys
+}
+
 // What the lane does with the first sight of a request.
 const (
 	actAnswer = iota
@@ -226,6 +245,60 @@ func TestResendsResolveEveryRequest(t *testing.T) {
 	}
 	if !sum.OK {
 		t.Errorf("run not OK: %+v", sum)
+	}
+}
+
+// One run spread over two lanes that drop connections: both lanes get
+// traffic, and a request never reaches both, because a connection's
+// repeats stay on it and it redials its own lane. Purchases only: the
+// repeat kind may send an earlier request's key on another connection.
+func TestSpreadOverLanes(t *testing.T) {
+	a, b := newFlakyLane(t), newFlakyLane(t)
+	defer a.close()
+	defer b.close()
+	ops := fakeOps(t)
+	defer ops.Close()
+
+	cfg := DefaultConfig()
+	cfg.Addr, cfg.Ops = a.ln.Addr().String()+","+b.ln.Addr().String(), ops.URL
+	cfg.Mix = mix{kindPurchase: 1}
+	cfg.Duration = time.Second
+	cfg.Conns, cfg.Inflight = 3, 16
+	cfg.Cards = 5
+	cfg.Timeout = 200 * time.Millisecond
+	cfg.Verify = false
+	cfg.Quiet = true
+	cfg.Seed = 13
+	sum, err := run(context.Background(), cfg, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Config.Addr != cfg.Addr {
+		t.Errorf("summary addr %q, want %q", sum.Config.Addr, cfg.Addr)
+	}
+	if sum.Unresolved != 0 || sum.Answered != sum.Sent || sum.ConnLost == 0 || sum.Resent == 0 {
+		t.Errorf("sent %d, answered %d, unresolved %d, connections lost %d, resent %d",
+			sum.Sent, sum.Answered, sum.Unresolved, sum.ConnLost, sum.Resent)
+	}
+	keysA, keysB := a.keys(), b.keys()
+	if len(keysA) == 0 || len(keysB) == 0 {
+		t.Fatalf("lane a saw %d requests, lane b %d: want both busy", len(keysA), len(keysB))
+	}
+	// Conns 0 and 2 dial a, conn 1 dials b.
+	if len(keysA) < len(keysB) {
+		t.Errorf("lane a (2 conns) saw %d requests, lane b (1 conn) %d", len(keysA), len(keysB))
+	}
+	both := 0
+	for _, k := range keysA {
+		if b.sawKey(k) {
+			both++
+		}
+	}
+	if both > 0 {
+		t.Errorf("%d requests reached both lanes", both)
+	}
+	if int64(len(keysA)+len(keysB)) != sum.Sent {
+		t.Errorf("lanes saw %d+%d requests, sent %d", len(keysA), len(keysB), sum.Sent)
 	}
 }
 

@@ -7,6 +7,7 @@
 //	switchload --duration 30s                   # closed loop, 8 conns x 64 inflight
 //	switchload --rate 5000 --duration 1m        # open loop at 5000 requests/s
 //	switchload --mix purchase=90,repeat=10 --json run.json
+//	switchload --addr 127.0.0.1:8583,127.0.0.1:8584,127.0.0.1:8585 --conns 9   # 3 conns per node
 //
 // Ctrl-C ends the load early; the run still drains, verifies and prints
 // its summary. A second Ctrl-C stops at once.

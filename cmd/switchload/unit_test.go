@@ -1,7 +1,10 @@
 package main
 
 import (
+	"errors"
 	"math/rand/v2"
+	"net"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -417,6 +420,123 @@ func TestConfigValidate(t *testing.T) {
 	}
 	if _, err := parseFlags("switchload", []string{"extra"}); err == nil {
 		t.Fatal("parseFlags accepted a positional argument")
+	}
+}
+
+func TestParseAddrs(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    []string
+		wantErr string // and the error names the bad entry
+	}{
+		{in: "127.0.0.1:8583", want: []string{"127.0.0.1:8583"}},
+		{in: "127.0.0.1:8583,127.0.0.1:8584,127.0.0.1:8585", want: []string{"127.0.0.1:8583", "127.0.0.1:8584", "127.0.0.1:8585"}},
+		{in: " a:1 , [::1]:2", want: []string{"a:1", "[::1]:2"}},
+		{in: ":8583", want: []string{":8583"}}, // local system, as net.Dial takes it
+		{in: "", wantErr: `entry 1 of 1 is empty`},
+		{in: "a:1,", wantErr: `entry 2 of 2 is empty`},
+		{in: "a:1,,b:2", wantErr: `entry 2 of 3 is empty`},
+		{in: "a:1, ,b:2", wantErr: `entry 2 of 3 is empty`},
+		{in: "a:1,nohostport", wantErr: `"nohostport": address nohostport: missing port`},
+		{in: "a:1,b:", wantErr: `"b:": no port`},
+		{in: "a:1,b:2,a:1", wantErr: `lists "a:1" twice`},
+		{in: "a:1, a:1", wantErr: `lists "a:1" twice`},
+	}
+	for _, tt := range tests {
+		got, err := parseAddrs(tt.in)
+		if tt.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !errors.Is(err, ErrUsage) {
+				t.Errorf("parseAddrs(%q) = %v, %v; want usage error containing %q", tt.in, got, err, tt.wantErr)
+			}
+			continue
+		}
+		if err != nil || !slices.Equal(got, tt.want) {
+			t.Errorf("parseAddrs(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
+		}
+	}
+}
+
+// Connection i goes to lane i mod the count, so 9 connections over 3 lanes
+// are 3 each, and a single lane takes them all.
+func TestLaneAddr(t *testing.T) {
+	addrs := []string{"a:1", "b:2", "c:3"}
+	perLane := map[string][]int{}
+	for i := range 9 {
+		a := laneAddr(addrs, i)
+		perLane[a] = append(perLane[a], i)
+	}
+	want := map[string][]int{"a:1": {0, 3, 6}, "b:2": {1, 4, 7}, "c:3": {2, 5, 8}}
+	for a, ids := range want {
+		if !slices.Equal(perLane[a], ids) {
+			t.Errorf("lane %s got conns %v, want %v", a, perLane[a], ids)
+		}
+	}
+	e := &engine{cfg: DefaultConfig(), addrs: addrs[:1]}
+	for i := range 4 {
+		if c := newConn(i, e); c.addr != "a:1" {
+			t.Errorf("single lane: conn %d dials %q", i, c.addr)
+		}
+	}
+}
+
+// A connection redials its own lane, not the first one or the next one.
+func TestRedialSameLane(t *testing.T) {
+	var lns []net.Listener
+	var addrs []string
+	for range 3 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		lns = append(lns, ln)
+		addrs = append(addrs, ln.Addr().String())
+	}
+	e := &engine{cfg: DefaultConfig(), addrs: addrs, quiet: true}
+	for _, id := range []int{1, 5} {
+		c := newConn(id, e)
+		nc := c.redial(make(chan struct{}))
+		if nc == nil {
+			t.Fatalf("conn %d: redial gave up", id)
+		}
+		if got, want := nc.RemoteAddr().String(), addrs[id%3]; got != want {
+			t.Errorf("conn %d redialled %s, want %s", id, got, want)
+		}
+		nc.Close()
+	}
+}
+
+func TestAddrConfig(t *testing.T) {
+	c := DefaultConfig()
+	c.Addr, c.Conns = "a:1, b:2,c:3", 3
+	if err := c.Validate(); err != nil {
+		t.Fatalf("three lanes, three conns: %v", err)
+	}
+	if got := c.view().Addr; got != "a:1,b:2,c:3" {
+		t.Errorf("summary addr = %q, want the lanes joined by commas", got)
+	}
+	c.Conns = 2
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "3 lanes but --conns is 2") {
+		t.Errorf("three lanes, two conns: %v", err)
+	}
+	c.Addr, c.Conns = "a:1,b:2,a:1", 9
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), `"a:1" twice`) {
+		t.Errorf("duplicate lane: %v", err)
+	}
+	if got := DefaultConfig().view().Addr; got != "127.0.0.1:8583" {
+		t.Errorf("single lane summary addr = %q", got)
+	}
+	cfg, err := parseFlags("switchload", []string{"--addr", "127.0.0.1:8583,127.0.0.1:8584", "--conns", "4"})
+	if err != nil || cfg.Addr != "127.0.0.1:8583,127.0.0.1:8584" {
+		t.Errorf("parseFlags: %+v, %v", cfg.Addr, err)
+	}
+	// scripts/cluster-bench.sh relies on a later --addr replacing an earlier one.
+	cfg, err = parseFlags("switchload", []string{"--addr", "127.0.0.1:1", "--addr", "127.0.0.1:2,127.0.0.1:3"})
+	if err != nil || cfg.Addr != "127.0.0.1:2,127.0.0.1:3" {
+		t.Errorf("parseFlags with --addr twice: %+v, %v", cfg.Addr, err)
+	}
+	if _, err := parseFlags("switchload", []string{"--addr", "127.0.0.1:8583,,127.0.0.1:8584"}); !errors.Is(err, ErrUsage) {
+		t.Errorf("parseFlags with an empty lane: %v", err)
 	}
 }
 
