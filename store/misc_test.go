@@ -5,7 +5,9 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
+	"log/slog"
 	"reflect"
 	"strings"
 	"testing"
@@ -312,5 +314,36 @@ func TestMetrics(t *testing.T) {
 	}
 	if m.DiskBytes == 0 {
 		t.Errorf("no disk usage reported: %+v", m)
+	}
+}
+
+// A memtable flush is logged at info with its duration (each flush is a
+// burst of CPU that shows in tail latency); pebble's other chatter is not.
+func TestFlushIsLoggedAtInfo(t *testing.T) {
+	var buf bytes.Buffer
+	cfg := testConfig(t)
+	cfg.Logger = slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	s := openCfg(t, cfg)
+	fund := acct("fund", KindFunding, "USD")
+	fund.Unlimited = true
+	mustOK(t, s, createCmd(fund), createCmd(acct("shop", KindSettlement, "USD")))
+	if err := s.db.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	var flushed bool
+	for _, line := range bytes.Split(bytes.TrimSpace(buf.Bytes()), []byte("\n")) {
+		var rec struct{ Level, Msg, Source string }
+		if err := json.Unmarshal(line, &rec); err != nil {
+			t.Fatalf("%v: %s", err, line)
+		}
+		if rec.Source == "pebble" && strings.Contains(rec.Msg, "flushed") {
+			flushed = rec.Level == "INFO"
+		}
+		if rec.Source == "pebble" && strings.Contains(rec.Msg, "WAL created") {
+			t.Errorf("pebble chatter at %s: %s", rec.Level, rec.Msg)
+		}
+	}
+	if !flushed {
+		t.Fatalf("no flush at info in:\n%s", buf.String())
 	}
 }

@@ -534,12 +534,16 @@ func (l pebbleLogger) Fatalf(format string, args ...interface{}) {
 	panic("store: pebble fatal: " + msg)
 }
 
-// pebbleEvents logs pebble's flushes and compactions at debug (with their
-// durations: a flush is a burst of CPU that shows in the tail latency), and
-// what an operator must see at warn: writes stalled because compaction
-// fell behind, and a disk operation that hung.
+// pebbleEvents logs the end of each flush and compaction at info (with its
+// duration: each is a burst of CPU that shows in the tail latency, and one
+// line every few seconds under load is worth it), the rest of pebble's
+// events at debug, and what an operator must act on at warn: writes stalled
+// because compaction fell behind, and a disk operation that hung.
 func (s *Store) pebbleEvents() *pebble.EventListener {
 	l := pebble.MakeLoggingEventListener(pebbleLogger{s.log})
+	info := pebbleInfoLogger{s.log}
+	l.FlushEnd = pebble.MakeLoggingEventListener(info).FlushEnd
+	l.CompactionEnd = pebble.MakeLoggingEventListener(info).CompactionEnd
 	l.WriteStallBegin = func(info pebble.WriteStallBeginInfo) {
 		s.log.Warn("ledger writes stalled", "reason", info.Reason, "source", "pebble")
 	}
@@ -549,6 +553,20 @@ func (s *Store) pebbleEvents() *pebble.EventListener {
 			"bytes", info.WriteSize, "duration", info.Duration, "source", "pebble")
 	}
 	return &l
+}
+
+// pebbleInfoLogger is pebbleLogger with pebble's informational lines at info.
+type pebbleInfoLogger struct{ log *slog.Logger }
+
+func (l pebbleInfoLogger) Errorf(format string, args ...interface{}) {
+	pebbleLogger(l).Errorf(format, args...)
+}
+func (l pebbleInfoLogger) Fatalf(format string, args ...interface{}) {
+	pebbleLogger(l).Fatalf(format, args...)
+}
+
+func (l pebbleInfoLogger) Infof(format string, args ...interface{}) {
+	l.log.Info(fmt.Sprintf(format, args...), "source", "pebble")
 }
 
 var _ io.Closer = (*Store)(nil)
