@@ -13,7 +13,6 @@ import (
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	wal "github.com/hashicorp/raft-wal"
-	"github.com/hashicorp/raft-wal/metadb"
 	walmetrics "github.com/hashicorp/raft-wal/metrics"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.etcd.io/bbolt"
@@ -21,7 +20,10 @@ import (
 
 // Raft log stores. Both keep raft's log and its stable values (term, vote).
 const (
-	// LogStoreWAL is hashicorp/raft-wal: append-only segment files, one
+	// LogStoreWAL is hashicorp/raft-wal (v0.4.2 at least: v0.4.0 left a
+	// sealed segment without its index after a tail truncation, and the
+	// node then panicked on restart; our chaos suite found it, upstream
+	// fixed it as hashicorp/raft-wal#31): append-only segment files, one
 	// fsync per append. On this machine an append costs a third of bolt's
 	// CPU and wall time (docs/BENCHMARKS.md), and the raft log is on the
 	// critical path of every approval on the leader and on a follower.
@@ -107,31 +109,18 @@ func openLogStore(dir, kind string, logger hclog.Logger, reg prometheus.Register
 		if err := os.MkdirAll(d, 0o750); err != nil {
 			return nil, "", fmt.Errorf("cluster: raft log (wal): %w", err)
 		}
-		// Our own meta store, because raft-wal v0.4.0's Close leaves its
-		// meta DB open: the bolt file lock would then block the next Open
-		// in this process (a node restarted in place) forever.
-		meta := &metadb.BoltMetaDB{}
 		w, err := wal.Open(d,
-			wal.WithMetaStore(meta),
 			wal.WithLogger(logger.Named("wal")),
 			wal.WithSegmentSize(walSegmentBytes),
 			wal.WithMetricsCollector(newWALMetrics(reg)))
 		if err != nil {
-			return nil, "", errors.Join(fmt.Errorf("cluster: raft log (wal): %w", err), meta.Close())
+			return nil, "", fmt.Errorf("cluster: raft log (wal): %w", err)
 		}
-		return walStore{WAL: w, meta: meta}, kind, nil
+		return w, kind, nil
 	default:
 		return nil, "", fmt.Errorf("%w: log_store %q", ErrConfig, kind)
 	}
 }
-
-// walStore closes raft-wal's meta DB after the WAL.
-type walStore struct {
-	*wal.WAL
-	meta *metadb.BoltMetaDB
-}
-
-func (s walStore) Close() error { return errors.Join(s.WAL.Close(), s.meta.Close()) }
 
 // walMetrics exports raft-wal's counters and gauges to prometheus as
 // switchd_raft_wal_<name>.

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
@@ -75,5 +76,55 @@ func TestLogStoreConfig(t *testing.T) {
 	cfg.LogStore = "leveldb"
 	if err := cfg.Validate(); !errors.Is(err, ErrConfig) {
 		t.Fatalf("log_store leveldb: %v", err)
+	}
+}
+
+// A follower whose log tail raft truncates (a new leader overwrote
+// entries it had not committed) must still open its log afterwards.
+// raft-wal v0.4.0 marked the tail segment sealed without writing its
+// index, and the restarted node panicked reading index 1 (chaos seed
+// 778205, hashicorp/raft-wal#31).
+func TestLogStoreReopensAfterTailTruncation(t *testing.T) {
+	for _, kind := range []string{LogStoreWAL, LogStoreBolt} {
+		t.Run(kind, func(t *testing.T) {
+			dir := t.TempDir()
+			s, _, err := openLogStore(dir, kind, nil, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var logs []*raft.Log
+			for i := uint64(1); i <= 10; i++ {
+				logs = append(logs, &raft.Log{Index: i, Term: 1, Type: raft.LogCommand, Data: []byte{byte(i)}})
+			}
+			if err := s.StoreLogs(logs); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.DeleteRange(8, 10); err != nil { // tail truncation
+				t.Fatal(err)
+			}
+			if err := s.StoreLog(&raft.Log{Index: 8, Term: 2, Type: raft.LogCommand, Data: []byte{88}}); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			s, _, err = openLogStore(dir, kind, nil, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			for i := uint64(1); i <= 8; i++ {
+				var l raft.Log
+				if err := s.GetLog(i, &l); err != nil {
+					t.Fatalf("index %d after reopen: %v", i, err)
+				}
+				if want := byte(i); i == 8 && (l.Term != 2 || l.Data[0] != 88) || i < 8 && l.Data[0] != want {
+					t.Fatalf("index %d: term %d data %v", i, l.Term, l.Data)
+				}
+			}
+			if last, err := s.LastIndex(); err != nil || last != 8 {
+				t.Fatalf("last index %d, %v; want 8", last, err)
+			}
+		})
 	}
 }
