@@ -32,6 +32,8 @@ const (
 	// walBytesPerSyncMax bounds Config.WALBytesPerSync: beyond a few MiB
 	// the write-back comes in bursts again.
 	walBytesPerSyncMax = 64 << 20
+	// backgroundNiceMax is the lowest priority Linux has (nice 19).
+	backgroundNiceMax = 19
 )
 
 // Config configures a Store.
@@ -65,6 +67,13 @@ type Config struct {
 	// raft log's fsyncs on the same disk wait (BenchmarkFlushStall,
 	// docs/BENCHMARKS.md). 64 KiB keeps that under 5 ms.
 	WALBytesPerSync int `yaml:"wal_bytes_per_sync"`
+	// BackgroundNice is the nice value (Linux) of the threads that run
+	// pebble's flushes and compactions; 0 leaves them at normal priority.
+	// Each flush is a burst of CPU (~0.4 s per 64 MiB memtable) that, at
+	// normal priority, queues partner requests behind it on a busy
+	// machine; lowered, it runs in the CPU the request path leaves idle
+	// (docs/BENCHMARKS.md, "Cluster tail latency").
+	BackgroundNice int `yaml:"background_nice"`
 }
 
 // DefaultConfig returns a Config with every field but Dir set.
@@ -75,6 +84,7 @@ func DefaultConfig() Config {
 		MemTableBytes:   64 << 20,
 		AccountCacheMax: 200_000,
 		WALBytesPerSync: 64 << 10,
+		BackgroundNice:  10,
 	}
 }
 
@@ -96,6 +106,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: AccountCacheMax %d not in [0, %d]", ErrInvalidConfig, c.AccountCacheMax, accountCacheMaxLimit)
 	case c.WALBytesPerSync < 0 || c.WALBytesPerSync > walBytesPerSyncMax:
 		return fmt.Errorf("%w: WALBytesPerSync %d not in [0, %d]", ErrInvalidConfig, c.WALBytesPerSync, walBytesPerSyncMax)
+	case c.BackgroundNice < 0 || c.BackgroundNice > backgroundNiceMax:
+		return fmt.Errorf("%w: BackgroundNice %d not in [0, %d]", ErrInvalidConfig, c.BackgroundNice, backgroundNiceMax)
 	case c.CacheBytes < cacheMemTablesMin*int64(c.MemTableBytes)+cacheBytesMin:
 		return fmt.Errorf("%w: CacheBytes %d leaves no room for blocks beside %d memtables of %d bytes",
 			ErrInvalidConfig, c.CacheBytes, cacheMemTablesMin, c.MemTableBytes)

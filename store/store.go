@@ -542,18 +542,39 @@ func (l pebbleLogger) Fatalf(format string, args ...interface{}) {
 func (s *Store) pebbleEvents() *pebble.EventListener {
 	l := pebble.MakeLoggingEventListener(pebbleLogger{s.log})
 	info := pebbleInfoLogger{s.log}
-	l.FlushEnd = pebble.MakeLoggingEventListener(info).FlushEnd
+	flushEnd := pebble.MakeLoggingEventListener(info).FlushEnd
+	l.FlushEnd = func(fi pebble.FlushInfo) {
+		flushEnd(fi)
+		if testFlushEnd != nil {
+			testFlushEnd()
+		}
+	}
 	l.CompactionEnd = pebble.MakeLoggingEventListener(info).CompactionEnd
 	l.WriteStallBegin = func(info pebble.WriteStallBeginInfo) {
 		s.log.Warn("ledger writes stalled", "reason", info.Reason, "source", "pebble")
 	}
 	l.WriteStallEnd = func() { s.log.Warn("ledger writes resumed", "source", "pebble") }
+	if nice := s.cfg.BackgroundNice; nice > 0 {
+		// Both callbacks run on the goroutine that then does the work.
+		flushBegin, compactionBegin := l.FlushBegin, l.CompactionBegin
+		lower := func() {
+			if err := lowerThreadPriority(nice); err != nil {
+				s.log.Warn("could not lower the priority of pebble's background thread", "nice", nice, "err", err)
+			}
+		}
+		l.FlushBegin = func(info pebble.FlushInfo) { lower(); flushBegin(info) }
+		l.CompactionBegin = func(info pebble.CompactionInfo) { lower(); compactionBegin(info) }
+	}
 	l.DiskSlow = func(info pebble.DiskSlowInfo) {
 		s.log.Warn("ledger disk slow", "op", info.OpType.String(), "path", info.Path,
 			"bytes", info.WriteSize, "duration", info.Duration, "source", "pebble")
 	}
 	return &l
 }
+
+// testFlushEnd, when set by a test, runs at the end of each flush on the
+// flushing goroutine.
+var testFlushEnd func()
 
 // pebbleInfoLogger is pebbleLogger with pebble's informational lines at info.
 type pebbleInfoLogger struct{ log *slog.Logger }
