@@ -28,15 +28,30 @@ var demoYAML []byte
 // fileBytesMax bounds a config file: a config is not a data file.
 const fileBytesMax = 4 << 20
 
+// gcPercentDefault, gcPercentMin and gcPercentMax bound File.GCPercent:
+// below 25 the collector runs nearly all the time, above 1000 the heap may
+// grow to ten times its live size between collections.
+const (
+	gcPercentDefault = 200
+	gcPercentMin     = 25
+	gcPercentMax     = 1000
+)
+
 // ErrConfig is wrapped by every error of this package.
 var ErrConfig = errors.New("config: invalid config")
 
 // File is the whole configuration.
 type File struct {
 	// DataDir holds the raft log and snapshots (raft/) and the ledger (ledger/).
-	DataDir  string         `yaml:"data_dir"`
-	LogLevel string         `yaml:"log_level"`
-	Cluster  cluster.Config `yaml:"cluster"`
+	DataDir  string `yaml:"data_dir"`
+	LogLevel string `yaml:"log_level"`
+	// GCPercent is the Go collector's GOGC. The heap is small (pebble
+	// keeps its cache and memtables outside it), so collecting at 3× the
+	// live heap instead of 2× costs little memory and saves CPU that a
+	// 3-node cluster on few cores needs for requests (docs/BENCHMARKS.md).
+	// GOGC in the environment wins.
+	GCPercent int            `yaml:"gc_percent"`
+	Cluster   cluster.Config `yaml:"cluster"`
 	// Store sizes the ledger's memory: the process's resident set levels
 	// off near cache_bytes (which includes the memtables) plus the Go heap
 	// and the account cache (~300 bytes an account).
@@ -51,11 +66,12 @@ type File struct {
 // Demo is the embedded demo configuration over the components' defaults.
 func Demo() File {
 	f := File{
-		Cluster: cluster.DefaultConfig(),
-		Store:   store.DefaultConfig(),
-		Ops:     ops.DefaultConfig(),
-		Switch:  switching.DefaultConfig(),
-		Settle:  settle.DefaultConfig(),
+		GCPercent: gcPercentDefault,
+		Cluster:   cluster.DefaultConfig(),
+		Store:     store.DefaultConfig(),
+		Ops:       ops.DefaultConfig(),
+		Switch:    switching.DefaultConfig(),
+		Settle:    settle.DefaultConfig(),
 	}
 	if err := decode(bytes.NewReader(demoYAML), &f); err != nil {
 		panic(fmt.Sprintf("config: embedded demo config is broken: %v", err)) // a build defect
@@ -135,6 +151,9 @@ func (f File) Validate() error {
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(f.LogLevel)); err != nil {
 		return fmt.Errorf("%w: log_level %q", ErrConfig, f.LogLevel)
+	}
+	if f.GCPercent < gcPercentMin || f.GCPercent > gcPercentMax {
+		return fmt.Errorf("%w: gc_percent %d not in [%d, %d]", ErrConfig, f.GCPercent, gcPercentMin, gcPercentMax)
 	}
 	for _, err := range []error{f.Cluster.Validate(), f.Store.Validate(), f.Ops.Validate(), f.Switch.Validate(), f.Settle.Validate()} {
 		if err != nil {

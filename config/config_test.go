@@ -79,6 +79,9 @@ func TestLoadRejects(t *testing.T) {
 		"bad log level":      "log_level: chatty\n",
 		"hold expiry 1 year": "switch:\n  hold_expiry: 8760h\n",
 		"tiny cache":         "store:\n  cache_bytes: 1000\n",
+		"gc_percent 5":       "gc_percent: 5\n",
+		"background nice 40": "store:\n  background_nice: 40\n",
+		"log store leveldb":  "cluster:\n  log_store: leveldb\n",
 	} {
 		t.Run(name, func(t *testing.T) {
 			f, err := Load(write(t, body))

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -72,7 +73,7 @@ func main() {
 		os.Exit(2)
 	}
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.Level()}))
-	procsForBackground(cfg, log)
+	tuneRuntime(cfg, log)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, cfg, log); err != nil {
@@ -81,15 +82,19 @@ func main() {
 	}
 }
 
-// procsForBackground gives the Go scheduler one more P than it would take
-// when pebble's background threads run at a lowered priority
+// tuneRuntime sets the collector's GOGC from gc_percent, and gives the Go
+// scheduler one more P than it would take when pebble's background threads
+// run at a lowered priority
 // (store.background_nice): such a thread keeps its P while the kernel
 // prefers other threads, and without a spare P the request path would be
 // one P short for the length of every flush and compaction. Measured on
 // the 2-core machine: 3-node p99 at 5,000/s 21–27 ms with the nice value
 // alone, 16–21 ms with the extra P (docs/BENCHMARKS.md). An explicit
-// GOMAXPROCS in the environment wins.
-func procsForBackground(cfg config.File, log *slog.Logger) {
+// GOGC and GOMAXPROCS in the environment win.
+func tuneRuntime(cfg config.File, log *slog.Logger) {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(cfg.GCPercent)
+	}
 	if cfg.Store.BackgroundNice == 0 || os.Getenv("GOMAXPROCS") != "" {
 		return
 	}
