@@ -25,7 +25,14 @@ raft() { echo $((RAFT_BASE + $(num "$1") - 1)); }
 nodes() { for ((k = 1; k <= SIZE; k++)); do echo "n$k"; done; }
 known() { (cd "$DIR" 2>/dev/null && ls ./*.pid 2>/dev/null | sed 's|./||; s|.pid||') || true; }
 
-alive() { [[ -f "$DIR/$1.pid" ]] && kill -0 "$(cat "$DIR/$1.pid")" 2>/dev/null; }
+# alive: the node's process exists and is not a zombie (a node killed with
+# -9 stays a zombie until something reaps it, and kill -0 still succeeds).
+alive() {
+  [[ -f "$DIR/$1.pid" ]] || return 1
+  local pid; pid=$(cat "$DIR/$1.pid")
+  kill -0 "$pid" 2>/dev/null || return 1
+  [[ ! -r /proc/$pid/stat ]] || [[ $(awk '{print $3}' "/proc/$pid/stat") != Z ]]
+}
 
 wait_ready() { # node
   for _ in $(seq 1 600); do
