@@ -541,15 +541,14 @@ func (l pebbleLogger) Fatalf(format string, args ...interface{}) {
 // because compaction fell behind, and a disk operation that hung.
 func (s *Store) pebbleEvents() *pebble.EventListener {
 	l := pebble.MakeLoggingEventListener(pebbleLogger{s.log})
-	info := pebbleInfoLogger{s.log}
-	flushEnd := pebble.MakeLoggingEventListener(info).FlushEnd
+	atInfo := pebble.MakeLoggingEventListener(pebbleInfoLogger{s.log})
 	l.FlushEnd = func(fi pebble.FlushInfo) {
-		flushEnd(fi)
+		atInfo.FlushEnd(fi)
 		if testFlushEnd != nil {
 			testFlushEnd()
 		}
 	}
-	l.CompactionEnd = pebble.MakeLoggingEventListener(info).CompactionEnd
+	l.CompactionEnd = atInfo.CompactionEnd
 	l.WriteStallBegin = func(info pebble.WriteStallBeginInfo) {
 		s.log.Warn("ledger writes stalled", "reason", info.Reason, "source", "pebble")
 	}
