@@ -205,6 +205,21 @@ func fakeOps(t *testing.T) *httptest.Server {
 	return httptest.NewServer(mux)
 }
 
+// flakyConfig is a one-second run against flaky lanes at addr: short
+// timeouts so faults are repeated many times, no balance verification.
+func flakyConfig(addr, opsURL string, seed int64) Config {
+	cfg := DefaultConfig()
+	cfg.Addr, cfg.Ops = addr, opsURL
+	cfg.Duration = time.Second
+	cfg.Conns, cfg.Inflight = 3, 16
+	cfg.Cards = 5
+	cfg.Timeout = 200 * time.Millisecond
+	cfg.Verify = false
+	cfg.Quiet = true
+	cfg.Seed = seed
+	return cfg
+}
+
 // Requests that get no answer, a 96 or a dropped connection are repeated
 // until they get a real one; nothing stays unresolved, and every repeat
 // gets the answer its original got.
@@ -214,15 +229,7 @@ func TestResendsResolveEveryRequest(t *testing.T) {
 	ops := fakeOps(t)
 	defer ops.Close()
 
-	cfg := DefaultConfig()
-	cfg.Addr, cfg.Ops = lane.ln.Addr().String(), ops.URL
-	cfg.Duration = time.Second
-	cfg.Conns, cfg.Inflight = 3, 16
-	cfg.Cards = 5
-	cfg.Timeout = 200 * time.Millisecond
-	cfg.Verify = false
-	cfg.Quiet = true
-	cfg.Seed = 11
+	cfg := flakyConfig(lane.ln.Addr().String(), ops.URL, 11)
 	sum, err := run(context.Background(), cfg, io.Discard)
 	if err != nil {
 		t.Fatal(err)
@@ -259,16 +266,8 @@ func TestSpreadOverLanes(t *testing.T) {
 	ops := fakeOps(t)
 	defer ops.Close()
 
-	cfg := DefaultConfig()
-	cfg.Addr, cfg.Ops = a.ln.Addr().String()+","+b.ln.Addr().String(), ops.URL
+	cfg := flakyConfig(a.ln.Addr().String()+","+b.ln.Addr().String(), ops.URL, 13)
 	cfg.Mix = mix{kindPurchase: 1}
-	cfg.Duration = time.Second
-	cfg.Conns, cfg.Inflight = 3, 16
-	cfg.Cards = 5
-	cfg.Timeout = 200 * time.Millisecond
-	cfg.Verify = false
-	cfg.Quiet = true
-	cfg.Seed = 13
 	sum, err := run(context.Background(), cfg, io.Discard)
 	if err != nil {
 		t.Fatal(err)
