@@ -15,6 +15,7 @@ import (
 	"net"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/switchd/switchd/cluster"
@@ -33,8 +34,14 @@ type Config struct {
 	// part of it.
 	FaultEvery time.Duration
 	// TLS runs node-to-node traffic over mutual TLS (a dev CA in Dir).
-	TLS    bool
-	Logger *slog.Logger
+	TLS bool
+	// LogStore is the nodes' raft log store ("wal", "bolt"; empty: the
+	// default, wal). raft-wal drops the log's head only a whole segment at
+	// a time, so a lagging follower of a wal leader catches up from the
+	// log; bolt drops exactly up to each snapshot, so followers that fall
+	// behind are sent snapshots: runs need both.
+	LogStore string
+	Logger   *slog.Logger
 }
 
 // DefaultConfig is a short run for `make test`.
@@ -60,6 +67,8 @@ type harness struct {
 	log     *slog.Logger
 	net     *network
 	members []*member
+	// restores counts snapshot installs of stores already closed.
+	restores atomic.Int64
 }
 
 func freeAddr() (string, error) {
@@ -98,11 +107,13 @@ func (h *harness) clusterConfig(m *member, bootstrap bool) cluster.Config {
 	c.ElectionTimeout = 300 * time.Millisecond
 	c.LeaderLeaseTimeout = 150 * time.Millisecond
 	c.ApplyTimeout = 3 * time.Second
-	// Small snapshots often: restarts and lagging followers go through
-	// snapshot install as well as log replay.
-	c.SnapshotThreshold = 2000
-	c.SnapshotInterval = time.Second
-	c.TrailingLogs = 500
+	// Snapshots often (a snapshot is a reference, cheap to take): with a
+	// bolt log, restarts and lagging followers go through snapshot install
+	// as well as log replay.
+	c.SnapshotThreshold = 500
+	c.SnapshotInterval = 200 * time.Millisecond
+	c.TrailingLogs = 100
+	c.LogStore = h.cfg.LogStore
 	c.Dial = h.net.dialer(m.i)
 	if h.cfg.TLS {
 		c.TLS = cluster.TLSConfig{Mode: "dev", DevCADir: filepath.Join(h.cfg.Dir, "ca")}
@@ -154,6 +165,7 @@ func (h *harness) kill(i int) {
 	if err := m.node.Close(); err != nil {
 		h.log.Warn("node close", "node", m.id, "err", err)
 	}
+	h.restores.Add(int64(m.st.Metrics().Restores))
 	if err := m.st.Close(); err != nil {
 		h.log.Warn("store close", "node", m.id, "err", err)
 	}

@@ -30,22 +30,24 @@ const (
 
 // Report is what one run did and found.
 type Report struct {
-	Seed       int64
-	TLS        bool
-	Faults     []string
-	Ops        int // client operations in the history
-	Debits     int
-	Approved   int
-	Declined   int
-	Reads      int
-	Retries    int // attempts that ended in an error and were repeated
-	Violations []string
+	Seed     int64
+	TLS      bool
+	Faults   []string
+	Ops      int // client operations in the history
+	Debits   int
+	Approved int
+	Declined int
+	Reads    int
+	Retries  int // attempts that ended in an error and were repeated
+	// SnapshotInstalls counts snapshots followers restored from a leader.
+	SnapshotInstalls int
+	Violations       []string
 }
 
 func (r Report) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "seed %d (tls %v): %d ops (%d debits: %d approved, %d declined; %d reads), %d retries, %d faults, %d violations",
-		r.Seed, r.TLS, r.Ops, r.Debits, r.Approved, r.Declined, r.Reads, r.Retries, len(r.Faults), len(r.Violations))
+	fmt.Fprintf(&b, "seed %d (tls %v): %d ops (%d debits: %d approved, %d declined; %d reads), %d retries, %d faults, %d snapshot installs, %d violations",
+		r.Seed, r.TLS, r.Ops, r.Debits, r.Approved, r.Declined, r.Reads, r.Retries, len(r.Faults), r.SnapshotInstalls, len(r.Violations))
 	fmt.Fprintf(&b, "\n  faults: %s", strings.Join(r.Faults, ", "))
 	for _, v := range r.Violations {
 		fmt.Fprintf(&b, "\n  VIOLATION: %s", v)
@@ -162,6 +164,8 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	rep.Ops = len(hs.ops)
 	rep.Violations = append(rep.Violations, h.checkReplicas(cfg.Cards, hs)...)
 	rep.Violations = append(rep.Violations, checkLinearizable(hs.ops)...)
+	h.stopAll()
+	rep.SnapshotInstalls = int(h.restores.Load())
 	return rep, nil
 }
 

@@ -419,3 +419,64 @@ func TestClusterTLSFromFiles(t *testing.T) {
 	}
 	tc.waitConverged()
 }
+
+// A follower that was away past the leader's log gets a snapshot: the
+// leader's snapshot on disk is only a reference, raft sends the live state
+// in its place (its applied index may be past the reference's), and the
+// follower ends with the same state as everyone else and keeps applying.
+func TestClusterCatchUpFromSnapshotReference(t *testing.T) {
+	// bolt: raft-wal drops the log's head only a whole 64 MiB segment at a
+	// time, so the follower would catch up from the log instead.
+	small := func(c *Config) { c.SnapshotThreshold = 8; c.TrailingLogs = 4; c.LogStore = "bolt" }
+	tc := newTestCluster(t, 3, small)
+	defer tc.close()
+	l := tc.leader()
+	away := (l + 1) % 3
+	addr := string(tc.nodes[away].node.trans.LocalAddr())
+	tc.stop(away)
+	leader := tc.nodes[l]
+	for i := 0; i < 60; i++ {
+		if res, err := proposeRetry(leader.node, post(i)); err != nil || res.Status != store.StatusOK {
+			t.Fatalf("post %d: %v %v", i, res.Status, err)
+		}
+	}
+	if err := leader.node.raft.Snapshot().Error(); err != nil {
+		t.Fatalf("snapshot: %v", err)
+	}
+	metas, err := leader.node.snaps.List()
+	if err != nil || len(metas) == 0 {
+		t.Fatalf("leader snapshots: %v %v", metas, err)
+	}
+	if metas[0].Size != int64(store.SnapshotRefBytes) {
+		t.Fatalf("leader persisted a %d-byte snapshot, want a %d-byte reference", metas[0].Size, store.SnapshotRefBytes)
+	}
+	// The live state moves past the reference before anyone opens it.
+	for i := 60; i < 70; i++ {
+		if res, err := proposeRetry(leader.node, post(i)); err != nil || res.Status != store.StatusOK {
+			t.Fatalf("post %d: %v %v", i, res.Status, err)
+		}
+	}
+
+	tc.nodes[away] = open(t, tc.dirs[away], func(c *Config) {
+		multiConfig(c)
+		small(c)
+		c.NodeID = fmt.Sprintf("n%d", away+1)
+		c.RaftAddr = addr // its peers know it there
+	})
+	waitReady(t, tc.nodes[away].node)
+	tc.waitConverged()
+	got, err := tc.nodes[away].node.snaps.List()
+	if err != nil || len(got) == 0 || got[0].Size <= int64(store.SnapshotRefBytes) {
+		t.Fatalf("the returning follower holds no received snapshot: %v %v", got, err)
+	}
+	for i := 70; i < 80; i++ {
+		if res, err := proposeRetry(tc.nodes[away].node, post(i)); err != nil || res.Status != store.StatusOK {
+			t.Fatalf("post %d through the caught-up node: %v %v", i, res.Status, err)
+		}
+	}
+	tc.waitConverged()
+	shop, err := tc.nodes[away].st.Account("shop")
+	if err != nil || shop.Posted() != 80*100 {
+		t.Fatalf("caught-up node reads shop posted %d (%v), want %d", shop.Posted(), err, 80*100)
+	}
+}

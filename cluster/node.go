@@ -55,6 +55,9 @@ const (
 type FSM interface {
 	raft.BatchingFSM
 	AppliedIndex() uint64
+	// OpenState streams the live state to a follower that needs a
+	// snapshot: the FSM's own snapshots are references (snapshots.go).
+	stateOpener
 }
 
 // Node is one raft member with its proposer.
@@ -64,6 +67,7 @@ type Node struct {
 	raft   *raft.Raft
 	trans  *raft.NetworkTransport
 	mux    *mux
+	snaps  *snapshotStore
 	logs   logStore
 	cached raft.LogStore
 	fsm    FSM
@@ -167,11 +171,12 @@ func New(cfg Config, fsm FSM, logger *slog.Logger, reg prometheus.Registerer) (*
 		logs.Close()
 		return nil, fmt.Errorf("cluster: log cache: %w", err)
 	}
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.Dir, cfg.SnapshotsRetain, rc.Logger)
+	files, err := raft.NewFileSnapshotStoreWithLogger(cfg.Dir, cfg.SnapshotsRetain, rc.Logger)
 	if err != nil {
 		logs.Close()
 		return nil, fmt.Errorf("cluster: snapshot store: %w", err)
 	}
+	snaps := &snapshotStore{FileSnapshotStore: files, state: fsm}
 	addr, err := net.ResolveTCPAddr("tcp", cfg.RaftAddr)
 	if err != nil {
 		logs.Close()
@@ -228,6 +233,7 @@ func New(cfg Config, fsm FSM, logger *slog.Logger, reg prometheus.Registerer) (*
 		mux:       mx,
 		logs:      logs,
 		cached:    cached,
+		snaps:     snaps,
 		fsm:       fsm,
 		tlsClient: tlsClient,
 		queue:     make(chan *proposal, cfg.QueueLenMax),

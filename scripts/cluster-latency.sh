@@ -6,6 +6,7 @@
 # ("Cluster tail latency") explains what it showed.
 #   make build && scripts/cluster-latency.sh
 #   SIZE=3 RATE=5000 DUR=25s PREFILL=      (PREFILL=45s: fill the ledger first)
+#   SPREAD=1                               (offer over every node's lane, 3 conns each)
 #   CLUSTER_YAML=$'store:\n  memtable_bytes: 16777216'   (other settings)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,7 +24,12 @@ fi
 cpu() { for n in $(seq 1 "$size"); do awk '{print $14+$15}' "/proc/$(cat "$work/c/n$n.pid")/stat"; done | paste -sd' '; }
 c0=$(cpu)
 start=$(date +%s.%N)
-bin/switchload --addr "$lane" --ops "$ops" --mix purchase=100 --duration "${DUR:-25s}" --rate "${RATE:-5000}" \
+flags=(--addr "$lane")
+if [[ -n ${SPREAD:-} ]]; then
+  lanes=$(for n in $(seq 1 "$size"); do echo "127.0.0.1:$((33582 + n))"; done | paste -sd,)
+  flags=(--addr "$lanes" --conns $((3 * size)))
+fi
+bin/switchload "${flags[@]}" --ops "$ops" --mix purchase=100 --duration "${DUR:-25s}" --rate "${RATE:-5000}" \
   --json "$work/r.json" >/dev/null 2>"$work/progress.txt"
 c1=$(cpu)
 python3 - "$work" "$start" "$size" "$l" "$c0" "$c1" <<'PY'

@@ -9,6 +9,9 @@ import (
 // applyCounters are bumped by ApplyBatch, read by Metrics.
 type applyCounters struct {
 	entries, commands, corrupt atomic.Uint64
+	// restores counts snapshot streams restored; streams and streamBytes
+	// the state streams opened for followers and the bytes read from them.
+	restores, streams, streamBytes atomic.Uint64
 }
 
 // StoreMetrics is a point-in-time view for the metrics endpoint. Counters
@@ -18,6 +21,9 @@ type StoreMetrics struct {
 	// Entries and Commands applied (replayed raft entries not counted);
 	// CorruptEntries did not decode.
 	Entries, Commands, CorruptEntries uint64
+	// Restores of snapshot streams from a leader; StateStreams opened for
+	// followers and StateStreamBytes read from them.
+	Restores, StateStreams, StateStreamBytes uint64
 	// DiskBytes is pebble's on-disk size; L0Files and CompactionDebtBytes
 	// show whether compaction keeps up (write stalls follow when not).
 	DiskBytes           uint64
@@ -34,6 +40,10 @@ func (s *Store) Metrics() StoreMetrics {
 		Entries:        s.counters.entries.Load(),
 		Commands:       s.counters.commands.Load(),
 		CorruptEntries: s.counters.corrupt.Load(),
+
+		Restores:         s.counters.restores.Load(),
+		StateStreams:     s.counters.streams.Load(),
+		StateStreamBytes: s.counters.streamBytes.Load(),
 	}
 	_ = s.read(func(db *pebble.DB) error {
 		pm := db.Metrics()

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"hash/crc32"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -20,14 +21,31 @@ import (
 	"github.com/hashicorp/raft"
 )
 
-// Snapshot stream format (see DESIGN.md):
+// Raft snapshots of this store are references, not copies (see DESIGN.md,
+// "Snapshot and restore"). The pebble directory already holds the applied
+// state durably once its WAL is synced, so what raft persists at each
+// snapshot is only
+//
+//	magic "SWDSREF" version(1) applied index(u64 BE) crc32c(the 16 bytes before)
+//
+// and a follower that needs the state gets a full stream of the live state,
+// opened when the leader sends it (OpenState):
 //
 //	magic "SWDSNAP" version(1)
 //	{ 1 uvarint(len k) k uvarint(len v) v }   every pair, in key order
 //	0 count(uint64 BE) sha256(everything before it)
+//
+// The stream's applied index may be past the reference's: the live state
+// has moved on since raft took the snapshot. That is safe because every
+// applied entry is committed, and a restored follower skips log entries at
+// or below the applied index inside the stream.
 const (
-	snapMagic   = "SWDSNAP"
-	snapVersion = 1
+	snapMagic      = "SWDSNAP"
+	snapVersion    = 1
+	snapRefMagic   = "SWDSREF"
+	snapRefVersion = 1
+	// SnapshotRefBytes is the size of a snapshot reference.
+	SnapshotRefBytes = len(snapRefMagic) + 1 + 8 + 4
 	// snapKeyBytesMax and snapValueBytesMax bound one pair read back, so
 	// a corrupt length cannot make Restore allocate gigabytes. Our largest
 	// records are a few hundred bytes.
@@ -41,103 +59,223 @@ const (
 	restoreBatchBytes = 4 << 20
 )
 
+// ErrSnapshotAhead is returned by Restore when it is given a snapshot
+// reference whose index is past this store's applied state: a reference
+// names state this store must already hold.
+var ErrSnapshotAhead = errors.New("store: snapshot reference is ahead of the local state")
+
+var crc32c = crc32.MakeTable(crc32.Castagnoli)
+
 // Paths beside Dir used by Restore's swap.
 func restorePaths(dir string) (next, ok, old string) {
 	dir = filepath.Clean(dir)
 	return dir + ".restore", dir + ".restore.ok", dir + ".old"
 }
 
-// fsmSnapshot streams one pebble snapshot. It holds Store.mu shared until
-// Release so that Restore or Close cannot close the DB under it.
-type fsmSnapshot struct {
-	s       *Store
-	snap    *pebble.Snapshot
-	index   uint64
-	release sync.Once
+// appendSnapshotRef appends the reference to the state at index.
+func appendSnapshotRef(b []byte, index uint64) []byte {
+	start := len(b)
+	b = append(b, snapRefMagic...)
+	b = append(b, snapRefVersion)
+	b = binary.BigEndian.AppendUint64(b, index)
+	return binary.BigEndian.AppendUint32(b, crc32.Checksum(b[start:], crc32c))
 }
 
-// Snapshot captures the state at the current applied index. It first
-// syncs pebble's WAL: raft may truncate its log up to this index once the
-// snapshot is persisted, so everything applied so far (committed NoSync)
-// must survive a crash from now on. Persist may run concurrently with
-// ApplyBatch; Release must be called (raft always does).
+// ParseSnapshotRef reports whether b is exactly a snapshot reference, and
+// the applied index it names.
+func ParseSnapshotRef(b []byte) (index uint64, ok bool) {
+	if len(b) != SnapshotRefBytes || string(b[:len(snapRefMagic)]) != snapRefMagic ||
+		b[len(snapRefMagic)] != snapRefVersion {
+		return 0, false
+	}
+	body := b[:SnapshotRefBytes-4]
+	if crc32.Checksum(body, crc32c) != binary.BigEndian.Uint32(b[SnapshotRefBytes-4:]) {
+		return 0, false
+	}
+	return binary.BigEndian.Uint64(body[len(snapRefMagic)+1:]), true
+}
+
+// refSnapshot is what raft persists: a reference to the applied index.
+type refSnapshot struct{ index uint64 }
+
+// Snapshot makes the state at the current applied index durable (it syncs
+// pebble's WAL: raft may truncate its log up to this index once the
+// snapshot is persisted, and every batch so far was committed NoSync) and
+// returns a reference to it. It costs one WAL sync, not a copy of the
+// ledger: Persist writes SnapshotRefBytes.
 func (s *Store) Snapshot() (raft.FSMSnapshot, error) {
 	s.applyMu.Lock()
 	defer s.applyMu.Unlock()
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return nil, ErrClosed
+	}
+	if err := s.db.LogData(nil, pebble.Sync); err != nil {
+		return nil, fmt.Errorf("store: snapshot: sync WAL: %w", err)
+	}
+	return &refSnapshot{index: s.applied.Load()}, nil
+}
+
+// Persist writes the reference to sink and closes it.
+func (r *refSnapshot) Persist(sink raft.SnapshotSink) error {
+	if _, err := sink.Write(appendSnapshotRef(nil, r.index)); err != nil {
+		_ = sink.Cancel()
+		return fmt.Errorf("store: persist snapshot reference at %d: %w", r.index, err)
+	}
+	return sink.Close()
+}
+
+// Release has nothing to release: a reference holds no pebble snapshot.
+func (r *refSnapshot) Release() {}
+
+// StateStream is the full snapshot stream of the state as it was when
+// OpenState was called. Its length is known up front (raft sends it in
+// the InstallSnapshot header). It holds a pebble snapshot and Store.mu
+// shared, so Restore and Close wait for it: Close it when done.
+type StateStream struct {
+	s     *Store
+	snap  *pebble.Snapshot
+	it    *pebble.Iterator
+	index uint64
+	size  int64
+
+	h       hash.Hash
+	buf     []byte // encoded, not yet read: buf[off:]
+	off     int
+	valid   bool // it is positioned on a pair not yet encoded
+	done    bool // the trailer is in buf
+	count   uint64
+	written int64
+	closed  sync.Once
+}
+
+// OpenState opens a stream of the whole live state. Two passes over one
+// pebble snapshot: the first adds up the stream's length, the second (as
+// the stream is read) encodes it.
+func (s *Store) OpenState() (*StateStream, error) {
 	s.mu.RLock()
 	if s.closed {
 		s.mu.RUnlock()
 		return nil, ErrClosed
 	}
-	if err := s.db.LogData(nil, pebble.Sync); err != nil {
-		s.mu.RUnlock()
-		return nil, fmt.Errorf("store: snapshot: sync WAL: %w", err)
+	st := &StateStream{s: s, snap: s.db.NewSnapshot(), h: sha256.New()}
+	fail := func(err error) (*StateStream, error) {
+		st.Close()
+		return nil, fmt.Errorf("store: open state stream: %w", err)
 	}
-	return &fsmSnapshot{s: s, snap: s.db.NewSnapshot(), index: s.applied.Load()}, nil
-}
-
-// Persist writes the snapshot to sink and closes it, or cancels it on error.
-func (f *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
-	if err := f.writeTo(sink); err != nil {
-		_ = sink.Cancel()
-		return fmt.Errorf("store: persist snapshot at %d: %w", f.index, err)
+	var err error
+	if st.index, err = readApplied(st.snap); err != nil {
+		return fail(err)
 	}
-	return sink.Close()
-}
-
-// hashWriter hashes what it writes.
-type hashWriter struct {
-	w *bufio.Writer
-	h hash.Hash
-}
-
-func (w *hashWriter) Write(p []byte) (int, error) {
-	w.h.Write(p)
-	return w.w.Write(p)
-}
-
-func (f *fsmSnapshot) writeTo(out io.Writer) error {
-	w := &hashWriter{w: bufio.NewWriterSize(out, snapBufferBytes), h: sha256.New()}
-	if _, err := w.Write(append([]byte(snapMagic), snapVersion)); err != nil {
-		return err
+	size := int64(len(snapMagic) + 1 + 1 + 8 + sha256.Size)
+	if err := scanAll(context.Background(), st.snap, func(k, v []byte) error {
+		size += int64(pairBytes(k, v))
+		return nil
+	}); err != nil {
+		return fail(err)
 	}
-	var count uint64
-	var hdr []byte
-	err := scanAll(context.Background(), f.snap, func(k, v []byte) error {
-		hdr = append(hdr[:0], 1)
-		hdr = binary.AppendUvarint(hdr, uint64(len(k)))
-		if _, err := w.Write(hdr); err != nil {
-			return err
+	st.size = size
+	if st.it, err = st.snap.NewIter(nil); err != nil {
+		return fail(err)
+	}
+	st.buf = append(make([]byte, 0, snapBufferBytes+4096), snapMagic...)
+	st.buf = append(st.buf, snapVersion)
+	st.h.Write(st.buf)
+	st.valid = st.it.First()
+	s.counters.streams.Add(1)
+	return st, nil
+}
+
+func uvarintLen(x uint64) int {
+	n := 1
+	for x >= 0x80 {
+		x >>= 7
+		n++
+	}
+	return n
+}
+
+func pairBytes(k, v []byte) int {
+	return 1 + uvarintLen(uint64(len(k))) + len(k) + uvarintLen(uint64(len(v))) + len(v)
+}
+
+// Index is the applied index of the streamed state.
+func (st *StateStream) Index() uint64 { return st.index }
+
+// Size is the stream's length in bytes.
+func (st *StateStream) Size() int64 { return st.size }
+
+// Read implements io.Reader.
+func (st *StateStream) Read(p []byte) (int, error) {
+	for st.off == len(st.buf) {
+		if st.done {
+			return 0, io.EOF
 		}
-		if _, err := w.Write(k); err != nil {
-			return err
+		if err := st.fill(); err != nil {
+			return 0, err
 		}
-		hdr = binary.AppendUvarint(hdr[:0], uint64(len(v)))
-		if _, err := w.Write(hdr); err != nil {
-			return err
+	}
+	n := copy(p, st.buf[st.off:])
+	st.off += n
+	st.written += int64(n)
+	st.s.counters.streamBytes.Add(uint64(n))
+	return n, nil
+}
+
+// fill encodes the next pairs (about snapBufferBytes) into buf, and the
+// trailer after the last one.
+func (st *StateStream) fill() error {
+	if st.it == nil {
+		return ErrClosed
+	}
+	st.buf, st.off = st.buf[:0], 0
+	for st.valid && len(st.buf) < snapBufferBytes {
+		k := st.it.Key()
+		v, err := st.it.ValueAndErr()
+		if err != nil {
+			return fmt.Errorf("store: state stream: %w", err)
 		}
-		count++
-		_, err := w.Write(v)
-		return err
+		st.buf = append(st.buf, 1)
+		st.buf = binary.AppendUvarint(st.buf, uint64(len(k)))
+		st.buf = append(st.buf, k...)
+		st.buf = binary.AppendUvarint(st.buf, uint64(len(v)))
+		st.buf = append(st.buf, v...)
+		st.count++
+		st.valid = st.it.Next()
+	}
+	if !st.valid {
+		if err := st.it.Error(); err != nil {
+			return fmt.Errorf("store: state stream: %w", err)
+		}
+		st.buf = append(st.buf, 0)
+		st.buf = binary.BigEndian.AppendUint64(st.buf, st.count)
+		st.h.Write(st.buf)
+		st.buf = st.h.Sum(st.buf)
+		st.done = true
+		if got := st.written + int64(len(st.buf)); got != st.size {
+			// Both passes read one pebble snapshot; a mismatch is a bug,
+			// and raft would reject the short or long stream anyway.
+			return fmt.Errorf("store: state stream of %d bytes, %d announced", got, st.size)
+		}
+		return nil
+	}
+	st.h.Write(st.buf)
+	return nil
+}
+
+// Close releases the pebble snapshot and lets Restore and Close proceed.
+// It is safe to call more than once.
+func (st *StateStream) Close() error {
+	st.closed.Do(func() {
+		if st.it != nil {
+			_ = st.it.Close()
+			st.it = nil
+		}
+		_ = st.snap.Close()
+		st.s.mu.RUnlock()
 	})
-	if err != nil {
-		return err
-	}
-	if _, err := w.Write(binary.BigEndian.AppendUint64([]byte{0}, count)); err != nil {
-		return err
-	}
-	if _, err := w.w.Write(w.h.Sum(nil)); err != nil {
-		return err
-	}
-	return w.w.Flush()
-}
-
-// Release closes the pebble snapshot and lets Restore and Close proceed.
-func (f *fsmSnapshot) Release() {
-	f.release.Do(func() {
-		_ = f.snap.Close()
-		f.s.mu.RUnlock()
-	})
+	return nil
 }
 
 // hashReader hashes what it reads.
@@ -167,7 +305,9 @@ func errSnapshot(format string, args ...any) error {
 	return fmt.Errorf("%w: snapshot: %s", ErrCorrupt, fmt.Sprintf(format, args...))
 }
 
-// Restore replaces the whole state with a snapshot stream. The stream is
+// Restore replaces the whole state with a snapshot stream (OpenState's
+// format), or checks a snapshot reference against the local state (see
+// restoreRef). The stream is
 // written into a new pebble directory beside Dir and verified (checksum,
 // count, key order) before anything is swapped, so a bad stream leaves the
 // current state untouched. The swap is two renames with a marker file; a
@@ -183,6 +323,10 @@ func (s *Store) Restore(rc io.ReadCloser) error {
 	if closed {
 		return ErrClosed
 	}
+	in := bufio.NewReaderSize(rc, snapBufferBytes)
+	if head, _ := in.Peek(len(snapRefMagic)); string(head) == snapRefMagic {
+		return s.restoreRef(in)
+	}
 	next, okFile, _ := restorePaths(s.cfg.Dir)
 	if err := os.RemoveAll(next); err != nil {
 		return fmt.Errorf("store: restore: clear %s: %w", next, err)
@@ -190,7 +334,7 @@ func (s *Store) Restore(rc io.ReadCloser) error {
 	if err := os.Remove(okFile); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("store: restore: %w", err)
 	}
-	n, err := s.writeRestore(next, rc)
+	n, err := s.writeRestore(next, in)
 	if err != nil {
 		_ = os.RemoveAll(next)
 		return fmt.Errorf("store: restore: %w", err)
@@ -217,7 +361,26 @@ func (s *Store) Restore(rc io.ReadCloser) error {
 		s.closed = true
 		return fmt.Errorf("store: restore: reopen: %w", err)
 	}
+	s.counters.restores.Add(1)
 	s.log.Info("restored snapshot", "pairs", n, "applied_index", s.applied.Load())
+	return nil
+}
+
+// restoreRef "restores" a snapshot reference: raft only hands one back to
+// the store that wrote it (a follower is always sent a full stream), whose
+// pebble directory holds that state or a later one already.
+func (s *Store) restoreRef(in io.Reader) error {
+	b, err := io.ReadAll(io.LimitReader(in, int64(SnapshotRefBytes)+1))
+	if err != nil {
+		return fmt.Errorf("store: restore: %w", err)
+	}
+	index, ok := ParseSnapshotRef(b)
+	if !ok {
+		return errSnapshot("bad reference %q", b)
+	}
+	if applied := s.applied.Load(); index > applied {
+		return fmt.Errorf("%w: reference to index %d, applied %d", ErrSnapshotAhead, index, applied)
+	}
 	return nil
 }
 

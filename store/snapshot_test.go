@@ -6,6 +6,9 @@ import (
 	"io"
 	"os"
 	"testing"
+	"testing/iotest"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/hashicorp/raft"
 )
@@ -20,7 +23,27 @@ func (m *memSink) ID() string    { return "mem" }
 func (m *memSink) Close() error  { m.closed = true; return nil }
 func (m *memSink) Cancel() error { m.cancelled = true; return nil }
 
+// snapshotBytes reads a full state stream of s, checking that it is as
+// long as announced and carries s's applied index.
 func snapshotBytes(t *testing.T, s *Store) []byte {
+	t.Helper()
+	st, err := s.OpenState()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	b, err := io.ReadAll(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if int64(len(b)) != st.Size() || st.Index() != s.AppliedIndex() {
+		t.Fatalf("stream of %d bytes at %d; announced %d bytes, store at %d", len(b), st.Index(), st.Size(), s.AppliedIndex())
+	}
+	return b
+}
+
+// persistRef takes a raft snapshot of s and returns what it persists.
+func persistRef(t *testing.T, s *Store) []byte {
 	t.Helper()
 	snap, err := s.Snapshot()
 	if err != nil {
@@ -35,6 +58,41 @@ func snapshotBytes(t *testing.T, s *Store) []byte {
 		t.Fatalf("sink closed=%v cancelled=%v", sink.closed, sink.cancelled)
 	}
 	return sink.Bytes()
+}
+
+// A raft snapshot is a reference to the applied index, not a copy: it
+// restores only into a store that holds that state (or a later one).
+func TestSnapshotIsAReference(t *testing.T) {
+	src := fixture(t)
+	mustOK(t, src, postCardCmd("p1", "h1", "merch", 100, "P1"))
+	ref := persistRef(t, src)
+	if len(ref) != SnapshotRefBytes {
+		t.Fatalf("persisted %d bytes, want a %d-byte reference", len(ref), SnapshotRefBytes)
+	}
+	if idx, ok := ParseSnapshotRef(ref); !ok || idx != src.AppliedIndex() {
+		t.Fatalf("reference names %d (ok %v), store at %d", idx, ok, src.AppliedIndex())
+	}
+	mustOK(t, src, postCardCmd("p2", "h1", "merch", 1, ""))
+	_, before, _ := src.StateHash()
+	if err := src.Restore(io.NopCloser(bytes.NewReader(ref))); err != nil {
+		t.Fatalf("restoring its own reference: %v", err)
+	}
+	if _, after, _ := src.StateHash(); after != before {
+		t.Error("restoring a reference changed the state")
+	}
+
+	behind := openTest(t)
+	if err := behind.Restore(io.NopCloser(bytes.NewReader(ref))); !errors.Is(err, ErrSnapshotAhead) {
+		t.Errorf("reference restored into a store that lacks the state: %v", err)
+	}
+	bad := bytes.Clone(ref)
+	bad[len(snapRefMagic)+3] ^= 1
+	if err := src.Restore(io.NopCloser(bytes.NewReader(bad))); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("reference with a flipped bit: %v, want ErrCorrupt", err)
+	}
+	if _, ok := ParseSnapshotRef(append(bytes.Clone(ref), 0)); ok {
+		t.Error("a reference with a trailing byte parsed")
+	}
 }
 
 func TestSnapshotRestoreRoundTrip(t *testing.T) {
@@ -85,32 +143,57 @@ func TestSnapshotRestoreRoundTrip(t *testing.T) {
 	}
 }
 
-func TestSnapshotWhileApplying(t *testing.T) {
+// A state stream holds the state as it was when opened, while applies go on.
+func TestStateStreamWhileApplying(t *testing.T) {
 	s := fixture(t)
-	snap, err := s.Snapshot()
+	st, err := s.OpenState()
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer st.Close()
 	_, before, _ := s.StateHash()
 	done := make(chan []byte)
 	go func() {
-		var sink memSink
-		if err := snap.Persist(&sink); err != nil {
+		// iotest.OneByteReader: many small reads cross every buffer edge.
+		b, err := io.ReadAll(iotest.OneByteReader(st))
+		if err != nil {
 			t.Error(err)
 		}
-		snap.Release()
-		done <- sink.Bytes()
+		done <- b
 	}()
 	for i := 0; i < 50; i++ {
 		mustOK(t, s, postCardCmd(keyN("k", i), "h1", "merch", 1, ""))
 	}
 	data := <-done
+	if int64(len(data)) != st.Size() {
+		t.Errorf("read %d bytes, announced %d", len(data), st.Size())
+	}
 	r := openTest(t)
 	if err := r.Restore(io.NopCloser(bytes.NewReader(data))); err != nil {
 		t.Fatal(err)
 	}
 	if _, h, _ := r.StateHash(); h != before {
-		t.Error("snapshot taken before the posts does not hold the state at that time")
+		t.Error("stream opened before the posts does not hold the state at that time")
+	}
+}
+
+// A stream longer than one buffer: many pairs, restored intact.
+func TestStateStreamLarge(t *testing.T) {
+	s := fixture(t)
+	for i := 0; i < 3000; i++ {
+		mustOK(t, s, postCardCmd(keyN("big", i), "h1", "merch", 1, ""))
+	}
+	data := snapshotBytes(t, s)
+	if len(data) < 2*snapBufferBytes {
+		t.Fatalf("stream of %d bytes does not cross buffer edges", len(data))
+	}
+	r := openTest(t)
+	if err := r.Restore(io.NopCloser(bytes.NewReader(data))); err != nil {
+		t.Fatal(err)
+	}
+	_, want, _ := s.StateHash()
+	if _, got, _ := r.StateHash(); got != want {
+		t.Error("restored state differs")
 	}
 }
 
@@ -226,14 +309,74 @@ func TestSnapshotReleaseTwiceAndClose(t *testing.T) {
 	}
 	snap.Release()
 	snap.Release()
+	// A stream closed before it was read to the end, twice.
+	st, err := s.OpenState()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Read(make([]byte, 10)); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	st.Close()
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.Snapshot(); !errors.Is(err, ErrClosed) {
 		t.Errorf("snapshot of closed store: %v", err)
 	}
+	if _, err := s.OpenState(); !errors.Is(err, ErrClosed) {
+		t.Errorf("state stream of closed store: %v", err)
+	}
 	if _, err := s.Account("x"); !errors.Is(err, ErrClosed) {
 		t.Errorf("read of closed store: %v", err)
 	}
 	var _ raft.FSMSnapshot = snap
+}
+
+// The store's metrics reach prometheus: state streams and their bytes,
+// restores, and the applied index.
+func TestCollectorExportsSnapshotCounters(t *testing.T) {
+	src := fixture(t)
+	data := snapshotBytes(t, src)
+	dst := openTest(t)
+	if err := dst.Restore(io.NopCloser(bytes.NewReader(data))); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		s    *Store
+		want map[string]float64
+	}{
+		{src, map[string]float64{
+			"switchd_store_state_streams_total":      1,
+			"switchd_store_state_stream_bytes_total": float64(len(data)),
+			"switchd_store_snapshot_restores_total":  0,
+			"switchd_store_applied_index":            float64(src.AppliedIndex()),
+		}},
+		{dst, map[string]float64{
+			"switchd_store_state_streams_total":     0,
+			"switchd_store_snapshot_restores_total": 1,
+			"switchd_store_applied_index":           float64(src.AppliedIndex()),
+		}},
+	} {
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(c.s.Collector())
+		families, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(families) != len(storeMetrics) {
+			t.Errorf("gathered %d families, want %d", len(families), len(storeMetrics))
+		}
+		got := map[string]float64{}
+		for _, f := range families {
+			m := f.GetMetric()[0]
+			got[f.GetName()] = m.GetCounter().GetValue() + m.GetGauge().GetValue()
+		}
+		for name, want := range c.want {
+			if v, ok := got[name]; !ok || v != want {
+				t.Errorf("%s = %v (exported %v), want %v", name, v, ok, want)
+			}
+		}
+	}
 }

@@ -121,6 +121,7 @@ func run(ctx context.Context, cfg config.File, log *slog.Logger) error {
 		return err
 	}
 	defer st.Close()
+	reg.MustRegister(st.Collector())
 
 	node, err := cluster.New(cfg.Cluster, st, log.With("component", "cluster"), reg)
 	if err != nil {
