@@ -199,6 +199,27 @@ func (n *Node) TransferLeadership(ctx context.Context, id string) error {
 	return n.memberCall(ctx, fwdTransfer, memberRequest{ID: id})
 }
 
+// Snapshot takes a raft snapshot on this node now and returns its index:
+// one pebble WAL sync and a reference (snapshots.go), after which raft
+// drops this node's log up to trailing_logs before it. Operators use it
+// before adding a node, or to reclaim log space; raft takes snapshots on
+// its own every snapshot_threshold entries. With nothing applied since the
+// last one, that one's index is returned.
+func (n *Node) Snapshot() (uint64, error) {
+	err := n.raft.Snapshot().Error()
+	if err != nil && !errors.Is(err, raft.ErrNothingNewToSnapshot) {
+		return 0, fmt.Errorf("cluster: snapshot: %w", raftErr(err))
+	}
+	metas, err := n.snaps.List()
+	if err != nil {
+		return 0, fmt.Errorf("cluster: snapshot: %w", err)
+	}
+	if len(metas) == 0 {
+		return 0, fmt.Errorf("cluster: snapshot: none on disk after taking one")
+	}
+	return metas[0].Index, nil
+}
+
 func (n *Node) memberCall(ctx context.Context, kind byte, m memberRequest) error {
 	b, _ := json.Marshal(m)
 	_, err := n.callLeader(ctx, kind, b)

@@ -23,6 +23,8 @@ type Membership interface {
 	Join(ctx context.Context, id, raftAddr string) error
 	Remove(ctx context.Context, id string) error
 	TransferLeadership(ctx context.Context, id string) error
+	// Snapshot takes a raft snapshot on this node and returns its index.
+	Snapshot() (uint64, error)
 	ClusterStatus(ctx context.Context, withHash bool) (cluster.ClusterStatus, error)
 	StatusOf(withHash bool) cluster.Status
 	// ReadIndex returns once the local ledger reflects every command
@@ -62,6 +64,19 @@ func (s *Server) registerCluster(mux *http.ServeMux) {
 	mux.HandleFunc("POST /v1/cluster/join", s.join)
 	mux.HandleFunc("POST /v1/cluster/remove", s.remove)
 	mux.HandleFunc("POST /v1/cluster/transfer-leadership", s.transferLeadership)
+	mux.HandleFunc("POST /v1/cluster/snapshot", s.snapshot)
+}
+
+// snapshot takes a raft snapshot on this node (not cluster-wide: each
+// node snapshots and truncates its own log).
+func (s *Server) snapshot(w http.ResponseWriter, _ *http.Request) {
+	idx, err := s.node.Snapshot()
+	if err != nil {
+		s.clusterFail(w, err)
+		return
+	}
+	s.log.Info("raft snapshot taken on request", "index", idx)
+	writeJSON(w, http.StatusOK, map[string]uint64{"index": idx})
 }
 
 // withHash: the state hash reads the whole ledger; ?hash=false leaves it

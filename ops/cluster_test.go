@@ -81,4 +81,16 @@ func TestClusterMembershipAPI(t *testing.T) {
 	if cs := members(); len(cs.Members) != 1 {
 		t.Fatalf("members after remove: %+v", cs)
 	}
+	// A snapshot on request, at the applied index; again with nothing new
+	// applied: the same one.
+	for i := 0; i < 2; i++ {
+		code, body, _ := do(t, "POST", base+"/v1/cluster/snapshot", "")
+		var got struct{ Index uint64 }
+		if code != 200 || json.Unmarshal([]byte(body), &got) != nil || got.Index == 0 {
+			t.Fatalf("snapshot #%d: %d %s", i+1, code, body)
+		}
+		if st := members().Members[0].Status; st == nil || got.Index != st.AppliedIndex {
+			t.Errorf("snapshot #%d at %d, node applied %+v", i+1, got.Index, st)
+		}
+	}
 }

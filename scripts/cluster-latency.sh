@@ -14,7 +14,7 @@ size=${SIZE:-3}
 work=$(mktemp -d)
 export BIN=bin LOG_LEVEL=info CLUSTER_DIR="$work/c" CLUSTER_SIZE=$size LANE_BASE=33583 OPS_BASE=33080 RAFT_BASE=33001
 trap 'scripts/cluster.sh stop >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
-scripts/cluster.sh start >/dev/null
+scripts/cluster.sh start >"$work/start.txt" || { cat "$work/start.txt"; exit 1; }
 l=$(bin/switchctl cluster status --no-hash --json --ops http://127.0.0.1:33080 | python3 -c 'import json,sys; print(json.load(sys.stdin)["leader"])')
 k=${l#n}
 lane=127.0.0.1:$((33582 + k)) ops=http://127.0.0.1:$((33079 + k))

@@ -11,7 +11,7 @@ import (
 	"time"
 )
 
-// switchctl cluster status | join | remove | transfer-leadership.
+// switchctl cluster status | join | remove | transfer-leadership | snapshot.
 //
 // Any member's ops API will do: a follower gathers the status of every
 // member over the node-to-node connections and passes membership changes
@@ -44,7 +44,7 @@ type clusterStatus struct {
 
 func clusterCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	if len(args) == 0 {
-		return usagef("cluster: want status, join, remove or transfer-leadership")
+		return usagef("cluster: want status, join, remove, transfer-leadership or snapshot")
 	}
 	var o opsFlags
 	fs := flag.NewFlagSet("switchctl cluster "+args[0], flag.ContinueOnError)
@@ -108,8 +108,32 @@ func clusterCmd(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		fmt.Fprintln(stdout, "leadership transferred; now:")
 		return clusterStatusCmd(ctx, &o, stdout, false)
+	case "snapshot":
+		pos, err := parseCmd(fs, args[1:], stdout)
+		if err != nil {
+			return err
+		}
+		if len(pos) > 0 {
+			return usagef("cluster snapshot: unexpected argument %q", pos[0])
+		}
+		var out struct {
+			Index uint64 `json:"index"`
+		}
+		_, b, err := o.call(ctx, http.MethodPost, "/v1/cluster/snapshot", nil, clusterBodyBytesMax)
+		if err != nil {
+			return err
+		}
+		if o.json {
+			_, err := stdout.Write(b)
+			return err
+		}
+		if err := json.Unmarshal(b, &out); err != nil {
+			return fmt.Errorf("cluster snapshot: answer: %w", err)
+		}
+		fmt.Fprintf(stdout, "snapshot at index %d on this node\n", out.Index)
+		return nil
 	}
-	return usagef("cluster: unknown command %q (want status, join, remove or transfer-leadership)", args[0])
+	return usagef("cluster: unknown command %q (want status, join, remove, transfer-leadership or snapshot)", args[0])
 }
 
 func clusterPost(ctx context.Context, o *opsFlags, path string, body any, stdout io.Writer, done string) error {

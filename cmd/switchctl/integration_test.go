@@ -87,6 +87,10 @@ func TestAgainstSwitchd(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "Leader") || !strings.Contains(out, "ready") {
 		t.Errorf("cluster status: exit %d\n%s", code, out)
 	}
+	code, out, _ = ctl("cluster", "snapshot", "--ops", ops)
+	if code != 0 || !strings.HasPrefix(out, "snapshot at index ") {
+		t.Errorf("cluster snapshot: exit %d\n%s", code, out)
+	}
 
 	// Failures: exit 1 with a message that says what was tried.
 	code, _, errOut = ctl("accounts", "no-such-account", "--ops", ops)

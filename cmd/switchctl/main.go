@@ -43,6 +43,7 @@ const usageText = `switchctl: operate a switchd node
   switchctl cluster join --id ID --raft-addr HOST:PORT       add a voter (through any member)
   switchctl cluster remove ID
   switchctl cluster transfer-leadership [--to ID]
+  switchctl cluster snapshot
   switchctl day status | close [--day YYYY-MM-DD]
   switchctl settlement pull --day D --partner P [--out DIR] [--format csv|json|all]
   switchctl statement pull --day D --account A [--out DIR] [--format mt940|camt053|all]
