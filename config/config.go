@@ -5,6 +5,7 @@ package config
 
 import (
 	"bytes"
+	"crypto/subtle"
 	_ "embed"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"gopkg.in/yaml.v3"
 
@@ -61,6 +63,10 @@ type File struct {
 	Accounts []switching.AccountSeed `yaml:"accounts"`
 	// Settle is the business-day cutover and the settlement file jobs.
 	Settle settle.Config `yaml:"settle"`
+
+	// demo: this is the embedded demo configuration itself, not a file
+	// over it. Only the demo may run on the demo card key.
+	demo bool
 }
 
 // Demo is the embedded demo configuration over the components' defaults.
@@ -76,13 +82,19 @@ func Demo() File {
 	if err := decode(bytes.NewReader(demoYAML), &f); err != nil {
 		panic(fmt.Sprintf("config: embedded demo config is broken: %v", err)) // a build defect
 	}
+	f.demo = true
 	return f
 }
 
 // Load reads path over the demo configuration: keys the file sets replace
-// the demo's; lists are replaced whole.
+// the demo's; lists are replaced whole. The demo's card key is not
+// inherited: it is public (it ships in this repository), and a masked PAN
+// plus its keyed hash under a known key gives the full PAN back in about
+// 10⁵ HMACs. A file must set switch.card_key itself (Validate).
 func Load(path string) (File, error) {
 	f := Demo()
+	f.demo = false
+	f.Switch.CardKey = ""
 	fh, err := os.Open(path)
 	if err != nil {
 		return f, fmt.Errorf("%w: %w", ErrConfig, err)
@@ -155,6 +167,9 @@ func (f File) Validate() error {
 	if f.GCPercent < gcPercentMin || f.GCPercent > gcPercentMax {
 		return fmt.Errorf("%w: gc_percent %d not in [%d, %d]", ErrConfig, f.GCPercent, gcPercentMin, gcPercentMax)
 	}
+	if err := f.validateCardKey(); err != nil {
+		return err
+	}
 	for _, err := range []error{f.Cluster.Validate(), f.Store.Validate(), f.Ops.Validate(), f.Switch.Validate(), f.Settle.Validate()} {
 		if err != nil {
 			return err
@@ -174,6 +189,27 @@ func (f File) Validate() error {
 	}
 	return nil
 }
+
+// validateCardKey refuses a config file without its own card key, and one
+// that sets the public demo key; the embedded demo config alone uses it.
+func (f File) validateCardKey() error {
+	if f.demo {
+		return nil
+	}
+	if f.Switch.CardKey == "" {
+		return fmt.Errorf("%w: switch.card_key is not set: a config file must bring its own secret "+
+			"(32 random bytes as hex, e.g. `openssl rand -hex 32`; every node of a cluster needs the same one); "+
+			"only the embedded demo config (switchd without --config) runs on the public demo key", ErrConfig)
+	}
+	if subtle.ConstantTimeCompare([]byte(strings.ToLower(string(f.Switch.CardKey))), []byte(demoCardKey())) == 1 {
+		return fmt.Errorf("%w: switch.card_key is the public demo key from config/demo.yaml: "+
+			"set a secret of your own (e.g. `openssl rand -hex 32`)", ErrConfig)
+	}
+	return nil
+}
+
+// demoCardKey is the card key of the embedded demo config, lower case.
+func demoCardKey() string { return strings.ToLower(string(Demo().Switch.CardKey)) }
 
 // Level is the parsed log level.
 func (f File) Level() slog.Level {

@@ -24,6 +24,21 @@ func TestDemoIsValid(t *testing.T) {
 	}
 }
 
+// testCardKey is a card key for config files in tests (not the demo's).
+const testCardKey = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+
+// withKey adds switch.card_key to a config body, so that a test of some
+// other refusal is not refused for the missing key instead.
+func withKey(body string) string {
+	if strings.Contains(body, "card_key:") {
+		return body
+	}
+	if strings.Contains(body, "switch:\n") {
+		return strings.Replace(body, "switch:\n", "switch:\n  card_key: "+testCardKey+"\n", 1)
+	}
+	return body + "\nswitch:\n  card_key: " + testCardKey + "\n"
+}
+
 func write(t *testing.T, body string) string {
 	p := filepath.Join(t.TempDir(), "c.yaml")
 	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
@@ -36,6 +51,7 @@ func TestLoadOverridesOnlyWhatItSets(t *testing.T) {
 	f, err := Load(write(t, `
 data_dir: /var/lib/switchd
 switch:
+  card_key: `+testCardKey+`
   hold_expiry: 48h
   lanes:
     - name: bank-a
@@ -84,7 +100,7 @@ func TestLoadRejects(t *testing.T) {
 		"log store leveldb":  "cluster:\n  log_store: leveldb\n",
 	} {
 		t.Run(name, func(t *testing.T) {
-			f, err := Load(write(t, body))
+			f, err := Load(write(t, withKey(body)))
 			if err == nil {
 				f.Finish()
 				err = f.Validate()
@@ -93,6 +109,44 @@ func TestLoadRejects(t *testing.T) {
 				t.Fatal("accepted")
 			}
 		})
+	}
+}
+
+// A config file without its own card key must not start on the demo's:
+// that key is public, and a masked PAN plus its hash under it gives the
+// PAN back. The demo itself (no --config) keeps it.
+func TestLoadRequiresOwnCardKey(t *testing.T) {
+	for name, body := range map[string]string{
+		"no card key":       "data_dir: /tmp/x\n",
+		"empty card key":    "switch:\n  card_key: ''\n",
+		"demo key":          "switch:\n  card_key: " + string(Demo().Switch.CardKey) + "\n",
+		"demo key in upper": "switch:\n  card_key: " + strings.ToUpper(string(Demo().Switch.CardKey)) + "\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			f, err := Load(write(t, body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.Finish()
+			err = f.Validate()
+			if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "card_key") {
+				t.Fatalf("got %v, want a card_key refusal", err)
+			}
+			if strings.Contains(err.Error(), string(Demo().Switch.CardKey)) {
+				t.Fatal("the refusal prints the key")
+			}
+		})
+	}
+	f, err := Load(write(t, withKey("data_dir: /tmp/x\n")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Finish()
+	if err := f.Validate(); err != nil {
+		t.Fatalf("own key refused: %v", err)
+	}
+	if string(f.Switch.CardKey) != testCardKey {
+		t.Fatal("own key not used")
 	}
 }
 

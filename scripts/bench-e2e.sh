@@ -24,6 +24,7 @@ log_level: warn
 ops: {listen: "127.0.0.1:28080"}
 cluster: {raft_addr: "127.0.0.1:27001"}
 switch:
+  card_key: $(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')
   lanes:
     - {name: demo, listen: "127.0.0.1:28583", partners: [demo-acquirer], conns_max: 1024, inflight_max: 256}
 YAML

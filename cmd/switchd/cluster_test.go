@@ -22,6 +22,7 @@ type clusterNode struct {
 	id, ops, raft, lane, cfg, data string
 	args                           []string
 	cmd                            *exec.Cmd
+	done                           chan struct{} // closed when cmd has been waited for
 }
 
 func (n *clusterNode) start(t *testing.T, bin string) {
@@ -36,13 +37,25 @@ func (n *clusterNode) start(t *testing.T, bin string) {
 	if err := n.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	cmd := n.cmd
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait(); lf.Close() })
+	cmd, done := n.cmd, make(chan struct{})
+	n.done = done
+	go func() { cmd.Wait(); close(done) }() // reaps it, so exited can tell
+	t.Cleanup(func() { cmd.Process.Kill(); <-done; lf.Close() })
 }
 
 func (n *clusterNode) kill9() {
 	n.cmd.Process.Signal(os.Kill)
-	n.cmd.Wait()
+	<-n.done
+}
+
+// exited reports whether the process has ended.
+func (n *clusterNode) exited() bool {
+	select {
+	case <-n.done:
+		return true
+	default:
+		return false
+	}
 }
 
 func waitReadyz(t *testing.T, n *clusterNode) {
@@ -142,9 +155,10 @@ cluster:
   leader_lease_timeout: 150ms
   tls: {mode: dev, dev_ca_dir: "%s"}
 switch:
+  card_key: %s
   lanes:
     - {name: demo, listen: "%s", partners: [demo-acquirer]}
-`, filepath.Join(dir, "ca"), n.lane)), 0o600)
+`, filepath.Join(dir, "ca"), switchdtest.CardKey, n.lane)), 0o600)
 		if i == 1 {
 			n.args = []string{"--bootstrap"}
 		} else {
@@ -197,20 +211,77 @@ switch:
 	nodes[0].args = nil // restarts with its raft state: no bootstrap, no join
 	nodes[0].start(t, bin)
 	waitReadyz(t, nodes[0])
+	waitConverged(t, nodes[0])
+
+	// kill -9 of every node, then the way `make cluster` restarts (n1 with
+	// --bootstrap again, the others with --join): starting must never depend
+	// on proposing. n2 comes back first, alone: it stays up, serves /healthz,
+	// is not ready, and declines with 96 (no quorum, nothing approved).
+	for _, n := range nodes {
+		n.kill9()
+	}
+	nodes[1].start(t, bin)
+	deadline := time.Now().Add(10 * time.Second)
+	for !httpOK("http://" + nodes[1].ops + "/healthz") {
+		if time.Now().After(deadline) || nodes[1].exited() {
+			b, _ := os.ReadFile(nodes[1].data + ".log")
+			t.Fatalf("n2 restarted alone: ops API not up (exited %v); log:\n%s", nodes[1].exited(), b)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if httpOK("http://" + nodes[1].ops + "/readyz") {
+		t.Fatal("n2 alone, without a quorum, says it is ready")
+	}
+	if rc, _, err := ic.send(nodes[1].lane, "0200", 900); err != nil || rc != "96" {
+		t.Fatalf("0200 on n2 without a quorum: rc %q %v, want 96", rc, err)
+	}
+	nodes[0].args = []string{"--bootstrap"}
+	nodes[0].start(t, bin)
+	nodes[2].start(t, bin)
+	for _, n := range nodes {
+		waitReadyz(t, n)
+		if n.exited() {
+			t.Fatalf("%s exited after the restart of the whole cluster", n.id)
+		}
+	}
+	for i, n := range nodes {
+		if rc, _, err := ic.send(n.lane, "0200", 1000+i); err != nil || rc != "00" {
+			t.Fatalf("0200 through %s after the whole cluster restarted: rc %q %v", n.id, rc, err)
+		}
+	}
+	if rc2, auth2, err := ic.send(nodes[2].lane, "0201", 1); err != nil || rc2 != "00" || auth2 != auth {
+		t.Fatalf("repeat of the first 0200 after the restart: %q %q %v, want 00 %q", rc2, auth2, err, auth)
+	}
+	waitConverged(t, nodes[1])
+}
+
+// waitConverged waits until every member, asked through n, is ready with
+// the same state hash at the same index.
+func waitConverged(t *testing.T, n *clusterNode) {
+	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		m, err := getMembers(nodes[0].ops)
+		m, err := getMembers(n.ops)
 		same := err == nil && len(m.Members) == 3
 		for _, x := range m.Members {
 			same = same && x.Status != nil && x.Status.Ready && x.Status.StateHash == m.Members[0].Status.StateHash &&
 				x.Status.StateHashIndex == m.Members[0].Status.StateHashIndex
 		}
 		if same {
-			break
+			return
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("replicas did not converge: %+v %v", m, err)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+func httpOK(url string) bool {
+	resp, err := http.Get(url)
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
 }

@@ -25,11 +25,22 @@ import (
 	switching "github.com/switchd/switchd/switch"
 )
 
-// Shutdown budget: lanes finish requests in flight, then ops, then raft.
+// joinTimeout bounds a fresh node's request to be added to the cluster.
+// shutdownTimeout is the shutdown budget: lanes finish requests in flight,
+// then ops, then raft.
 const (
-	startupTimeout  = 60 * time.Second
+	joinTimeout     = 60 * time.Second
 	shutdownTimeout = 15 * time.Second
 )
+
+// readyNode is the node as ops reports it: ready once the node is and,
+// on the bootstrapping node, the seed accounts exist.
+type readyNode struct {
+	*cluster.Node
+	ready func() bool
+}
+
+func (r readyNode) Ready() bool { return r.ready() }
 
 func main() {
 	configPath := flag.String("config", "", "YAML config `file` over the embedded demo config")
@@ -129,35 +140,44 @@ func run(ctx context.Context, cfg config.File, log *slog.Logger) error {
 	}
 	defer node.Close()
 
-	startCtx, cancel := context.WithTimeout(ctx, startupTimeout)
-	defer cancel()
+	// A fresh node asks a member to add it; that needs a leader, and a
+	// node that cannot join has nothing to serve, so it is bounded here.
+	// Nothing else at start waits for a leader or proposes: a restarted
+	// member serves (96 until it has a leader, /readyz 503 until it is
+	// ready) instead of exiting when its peers are still down.
 	if cfg.Cluster.Join != "" && !node.HadState() {
+		joinCtx, cancel := context.WithTimeout(ctx, joinTimeout)
 		log.Info("joining the cluster", "via", cfg.Cluster.Join)
-		if err := ops.RequestJoin(startCtx, cfg.Cluster.Join, cfg.Cluster.NodeID, cfg.Cluster.RaftAddr); err != nil {
+		err := ops.RequestJoin(joinCtx, cfg.Cluster.Join, cfg.Cluster.NodeID, cfg.Cluster.RaftAddr)
+		cancel()
+		if err != nil {
 			return err
 		}
 	}
-	if err := node.WaitReady(startCtx); err != nil {
-		return err
-	}
-	// Business days: the leader closes the open day at the cutover. On a
-	// fresh ledger the calendar's day opens before anything is posted (else
-	// the first posting's clock date would, cutover or not).
+	// Business days: the leader closes the open day at the cutover.
 	cal, err := settle.NewCalendar(cfg.Settle.Zone, cfg.Settle.Cutover)
 	if err != nil {
 		return err
 	}
 	days := settle.NewDays(cal, st, node, log.With("component", "settle"), nil)
 	days.OnlyWhen(node.Leading)
-	if _, err := days.Tick(startCtx); err != nil {
-		log.Warn("opening the business day failed; the first posting opens it", "err", err)
-	}
 	pipe, err := switching.NewPipeline(cfg.Switch, node, st, log.With("component", "switch"), nil)
 	if err != nil {
 		return err
 	}
-	if err := pipe.Seed(startCtx, cfg.Accounts, time.Now()); err != nil {
-		return err
+	// Seeding belongs to the node that bootstraps: in the background,
+	// retried until a leader takes it, and a no-op once the accounts exist.
+	// On a fresh ledger the calendar's day opens before the opening
+	// balances are posted (else the first posting's clock date would,
+	// cutover or not).
+	ready := func() bool { return node.Ready() }
+	if cfg.Cluster.Bootstrap && cfg.Cluster.Join == "" && len(cfg.Accounts) > 0 {
+		seeder := pipe.StartSeeder(cfg.Accounts, st, func(ctx context.Context) error {
+			_, err := days.Tick(ctx)
+			return err
+		}, log.With("component", "seed"))
+		defer seeder.Close()
+		ready = func() bool { return node.Ready() && seeder.Done() }
 	}
 	hk := switching.NewHousekeeper(cfg.Switch, node, log.With("component", "housekeeping"), nil)
 	defer hk.Close()
@@ -191,7 +211,7 @@ func run(ctx context.Context, cfg config.File, log *slog.Logger) error {
 	}
 
 	// Ops starts last so that /readyz answering means the lanes listen too.
-	srv, err := ops.New(cfg.Ops, st, pipe, node, reg, log.With("component", "ops"))
+	srv, err := ops.New(cfg.Ops, st, pipe, readyNode{node, ready}, reg, log.With("component", "ops"))
 	if err != nil {
 		return err
 	}
@@ -213,7 +233,8 @@ func run(ctx context.Context, cfg config.File, log *slog.Logger) error {
 	fmt.Fprintf(os.Stderr, "  ops HTTP           http://%s  (/healthz /readyz /metrics /v1/accounts /v1/transfers)\n", srv.Addr())
 	fmt.Fprintf(os.Stderr, "  raft               %s\n", cfg.Cluster.RaftAddr)
 	if len(lanes) > 0 {
-		fmt.Fprintf(os.Stderr, "\nTry: go run ./cmd/switchctl iso send --addr %s --mti 0200 --pan 4111111111111111 --amount 12.34\n\n", lanes[0].Addr())
+		// No PAN here: this lands in log files (README "Demo data" has the cards).
+		fmt.Fprintf(os.Stderr, "\nTry: go run ./cmd/switchctl iso send --addr %s --mti 0200 --pan <a demo card, README \"Demo data\"> --amount 12.34\n\n", lanes[0].Addr())
 	}
 	<-ctx.Done()
 	log.Info("shutting down")

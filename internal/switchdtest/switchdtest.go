@@ -71,6 +71,10 @@ type Node struct {
 	logf    *os.File
 }
 
+// CardKey is the card key of the configs tests write: a config file must
+// bring its own (only the embedded demo runs on the demo key).
+const CardKey = "7465737420636172642068617368206b65792c206e6f7420666f72207573652e"
+
 // Start writes a config over the demo one that moves every listener to a
 // free port (fast raft timeouts, log level warn), starts bin, waits until
 // /readyz answers 200, and stops the process at cleanup.
@@ -93,11 +97,12 @@ cluster:
 ops:
   listen: %s
 switch:
+  card_key: %s
   lanes:
     - name: test
       listen: %s
       partners: [demo-acquirer]
-`, n.RaftAddr, n.OpsAddr, n.LaneAddr)
+`, n.RaftAddr, n.OpsAddr, CardKey, n.LaneAddr)
 	if err := os.WriteFile(n.cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -128,6 +133,12 @@ func (n *Node) Restart() {
 	}
 	n.cmd, n.logf = cmd, logf
 	WaitReady(n.t, n.OpsURL)
+}
+
+// Log is what the process wrote to its log so far.
+func (n *Node) Log() []byte {
+	b, _ := os.ReadFile(n.logPath)
+	return b
 }
 
 // Kill9 kills the process without warning and waits for it to be gone.
