@@ -1,0 +1,142 @@
+package switching_test
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/switchd/switchd/cluster"
+	"github.com/switchd/switchd/config"
+	"github.com/switchd/switchd/store"
+	switching "github.com/switchd/switchd/switch"
+)
+
+// gateLedger is the node as a seeder sees it during an outage: while down,
+// every proposal and read fails as on a node without a leader.
+type gateLedger struct {
+	node      *cluster.Node
+	down      atomic.Bool
+	proposals atomic.Int64 // proposals that reached the node
+}
+
+func (g *gateLedger) Propose(ctx context.Context, cmd store.Command) (store.Result, error) {
+	if g.down.Load() {
+		return store.Result{}, cluster.ErrNotLeader
+	}
+	g.proposals.Add(1)
+	return g.node.Propose(ctx, cmd)
+}
+
+func (g *gateLedger) ReadIndex(ctx context.Context) error {
+	if g.down.Load() {
+		return cluster.ErrNotLeader
+	}
+	return g.node.ReadIndex(ctx)
+}
+
+// Seeding waits for the cluster instead of failing the start, creates the
+// accounts and opening balances once, and a later seeder on a seeded
+// ledger proposes nothing.
+func TestSeederRetriesUntilALeaderThenProposesNothing(t *testing.T) {
+	cfg := config.Demo()
+	cfg.DataDir = t.TempDir()
+	cfg.Cluster.RaftAddr = "127.0.0.1:0"
+	cfg.Cluster.HeartbeatTimeout, cfg.Cluster.ElectionTimeout, cfg.Cluster.LeaderLeaseTimeout = 50*time.Millisecond, 50*time.Millisecond, 50*time.Millisecond
+	cfg.Finish()
+	st, err := store.Open(cfg.Store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	node, err := cluster.New(cfg.Cluster, st, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer node.Close()
+	g := &gateLedger{node: node}
+	g.down.Store(true)
+	pipe, err := switching.NewPipeline(cfg.Switch, g, st, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var prepared atomic.Int64
+	prepare := func(context.Context) error { prepared.Add(1); return nil }
+
+	s := pipe.StartSeeder(cfg.Accounts, st, prepare, nil)
+	defer s.Close()
+	time.Sleep(300 * time.Millisecond) // several retries while down
+	if s.Done() || g.proposals.Load() != 0 {
+		t.Fatalf("seeded without a leader: done %v, proposals %d", s.Done(), g.proposals.Load())
+	}
+	g.down.Store(false)
+	seedWaitFor(t, 10*time.Second, s.Done)
+	for _, a := range cfg.Accounts {
+		if _, err := st.Account(a.ID); err != nil {
+			t.Fatalf("seed account %s: %v", a.ID, err)
+		}
+	}
+	card, _ := st.Account("card-4111")
+	if card.Posted() != 100000 {
+		t.Fatalf("card-4111 posted %d, want the opening 100000 once", card.Posted())
+	}
+	if prepared.Load() != 1 {
+		t.Fatalf("prepare ran %d times, want once before the accounts were created", prepared.Load())
+	}
+
+	before := g.proposals.Load()
+	s2 := pipe.StartSeeder(cfg.Accounts, st, prepare, nil)
+	defer s2.Close()
+	seedWaitFor(t, 10*time.Second, s2.Done)
+	if n := g.proposals.Load() - before; n != 0 || prepared.Load() != 1 {
+		t.Fatalf("a seeder on a seeded ledger proposed %d commands (prepare ran %d times)", n, prepared.Load())
+	}
+	if card, _ := st.Account("card-4111"); card.Posted() != 100000 {
+		t.Fatalf("card-4111 posted %d after a second seeder", card.Posted())
+	}
+}
+
+// Close stops a seeder that is still waiting for a leader.
+func TestSeederCloseWhileWaiting(t *testing.T) {
+	cfg := config.Demo()
+	cfg.DataDir = t.TempDir()
+	cfg.Cluster.RaftAddr = "127.0.0.1:0"
+	cfg.Finish()
+	st, err := store.Open(cfg.Store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	node, err := cluster.New(cfg.Cluster, st, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer node.Close()
+	g := &gateLedger{node: node}
+	g.down.Store(true)
+	pipe, err := switching.NewPipeline(cfg.Switch, g, st, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := pipe.StartSeeder(cfg.Accounts, st, nil, nil)
+	time.Sleep(50 * time.Millisecond)
+	done := make(chan struct{})
+	go func() { s.Close(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not stop a waiting seeder")
+	}
+	if s.Done() {
+		t.Fatal("done without seeding")
+	}
+}
+
+func seedWaitFor(t *testing.T, d time.Duration, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(d); !cond(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met within %s", d)
+		}
+	}
+}
