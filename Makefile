@@ -7,7 +7,7 @@ TESTFLAGS ?= -race -count=1 -timeout 15m
 BENCHTIME ?= 1s
 FUZZTIME  ?= 30s
 
-.PHONY: build run test bench bench-e2e fuzz lint clean cluster cluster-stop chaos bench-cluster
+.PHONY: build run test bench bench-e2e fuzz lint clean cluster cluster-stop chaos bench-cluster readme
 
 build:
 	$(GO) build -o $(BIN)/ ./cmd/...
@@ -58,6 +58,12 @@ CHAOS_NODES    ?= 3
 chaos:
 	$(GO) test -count=1 -timeout 6h -run 'TestChaosLong' -v ./chaos/ \
 	  -chaos.runs=$(CHAOS_RUNS) -chaos.duration=$(CHAOS_DURATION) -chaos.seed=$(CHAOS_SEED) -chaos.nodes=$(CHAOS_NODES)
+
+# Every command README.md shows, run in order on a copy of the checkout
+# (scripts/readme.sh; ~4 min: two switchload runs of 30 s and one of 60 s).
+# .ci/run runs it after make test, so the README cannot drift.
+readme:
+	./scripts/readme.sh
 
 fuzz:
 	$(GO) test -run=NONE -fuzz=FuzzUnpack -fuzztime=$(FUZZTIME) ./codec/

@@ -480,3 +480,31 @@ func TestClusterCatchUpFromSnapshotReference(t *testing.T) {
 		t.Fatalf("caught-up node reads shop posted %d (%v), want %d", shop.Posted(), err, 80*100)
 	}
 }
+
+// Day operations carry no idempotency key but are decided by content, so a
+// follower forwards them (ops closes the day through any node); OpExpire,
+// which carries the proposer's clock, stays leader-only.
+func TestClusterFollowerForwardsDayOperations(t *testing.T) {
+	tc := newTestCluster(t, 3)
+	defer tc.close()
+	f := tc.nodes[(tc.leader()+1)%3].node
+	now := time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC).UnixNano()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	res, err := f.Propose(ctx, store.Command{Op: store.OpOpenDay, Time: now, BusinessDay: "2026-11-21"})
+	if err != nil || res.Status != store.StatusOK {
+		t.Fatalf("open day through a follower: %v %v", res.Status, err)
+	}
+	closeDay := store.Command{Op: store.OpCloseDay, Time: now, BusinessDay: "2026-11-21", NextDay: "2026-11-22"}
+	res, err = f.Propose(ctx, closeDay)
+	if err != nil || res.Status != store.StatusOK || res.Replayed {
+		t.Fatalf("close day through a follower: %v replayed %v %v", res.Status, res.Replayed, err)
+	}
+	// The same close again (a retry after an unknown outcome) is a replay.
+	if res, err = f.Propose(ctx, closeDay); err != nil || !res.Replayed {
+		t.Fatalf("repeated close: replayed %v %v", res.Replayed, err)
+	}
+	if _, err := f.Propose(ctx, store.Command{Op: store.OpExpire, Time: now}); !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("OpExpire through a follower: %v, want ErrNotLeader", err)
+	}
+}

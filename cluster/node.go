@@ -297,10 +297,11 @@ func (n *Node) Propose(ctx context.Context, cmd store.Command) (store.Result, er
 		if !n.enqueue(n.queue, p) {
 			return store.Result{}, ErrOverloaded
 		}
-	case cmd.Key == "":
-		// A command without an idempotency key (OpExpire) cannot be
-		// repeated safely after an unknown outcome, so it is only ever
-		// proposed by the leader itself, never forwarded.
+	case !cmd.RepeatSafe():
+		// A command that cannot be repeated safely after an unknown
+		// outcome (OpExpire) is only ever proposed by the leader itself,
+		// never forwarded. Day operations are: ops may close the day
+		// through any node.
 		n.m.proposals.WithLabelValues("not_leader").Inc()
 		return store.Result{}, ErrNotLeader
 	default:

@@ -103,7 +103,45 @@ func Load(path string) (File, error) {
 	if err := decode(io.LimitReader(fh, fileBytesMax), &f); err != nil {
 		return f, fmt.Errorf("%w: %s: %w", ErrConfig, path, err)
 	}
+	if err := f.readCardKeyFile(); err != nil {
+		return f, err
+	}
 	return f, nil
+}
+
+// cardKeyFileBytesMax bounds a card key file: 32 bytes of hex and a newline,
+// with room for a longer key.
+const cardKeyFileBytesMax = 1 << 10
+
+// readCardKeyFile loads switch.card_key from switch.card_key_file. The
+// file must be readable by its owner only, like an ssh key: a secret that
+// every local user can read is no secret.
+func (f *File) readCardKeyFile() error {
+	name := f.Switch.CardKeyFile
+	if name == "" {
+		return nil
+	}
+	if f.Switch.CardKey != "" {
+		return fmt.Errorf("%w: switch.card_key and switch.card_key_file are both set; keep one", ErrConfig)
+	}
+	fh, err := os.Open(name)
+	if err != nil {
+		return fmt.Errorf("%w: switch.card_key_file: %w", ErrConfig, err)
+	}
+	defer fh.Close()
+	fi, err := fh.Stat()
+	if err != nil {
+		return fmt.Errorf("%w: switch.card_key_file: %w", ErrConfig, err)
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return fmt.Errorf("%w: switch.card_key_file %s is readable by others (mode %v): chmod 600 it", ErrConfig, name, fi.Mode().Perm())
+	}
+	b, err := io.ReadAll(io.LimitReader(fh, cardKeyFileBytesMax+1))
+	if err != nil || len(b) > cardKeyFileBytesMax {
+		return fmt.Errorf("%w: switch.card_key_file %s: not a key file", ErrConfig, name)
+	}
+	f.Switch.CardKey = switching.Secret(strings.TrimSpace(string(b)))
+	return nil
 }
 
 func decode(r io.Reader, f *File) error {

@@ -150,6 +150,37 @@ func TestLoadRequiresOwnCardKey(t *testing.T) {
 	}
 }
 
+// card_key_file keeps the secret out of the config; a file others can
+// read is refused, and so is setting both.
+func TestCardKeyFile(t *testing.T) {
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "card.key")
+	if err := os.WriteFile(keyFile, []byte(testCardKey+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := Load(write(t, "switch:\n  card_key_file: "+keyFile+"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Finish()
+	if err := f.Validate(); err != nil || string(f.Switch.CardKey) != testCardKey {
+		t.Fatalf("key from file: %v", err)
+	}
+	if _, err := Load(write(t, "switch:\n  card_key_file: "+keyFile+"\n  card_key: "+testCardKey+"\n")); !errors.Is(err, ErrConfig) {
+		t.Fatalf("both set: %v", err)
+	}
+	if err := os.Chmod(keyFile, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Load(write(t, "switch:\n  card_key_file: "+keyFile+"\n"))
+	if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "readable by others") || strings.Contains(err.Error(), testCardKey) {
+		t.Fatalf("world-readable key file: %v", err)
+	}
+	if _, err := Load(write(t, "switch:\n  card_key_file: "+filepath.Join(dir, "none")+"\n")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("missing key file: %v", err)
+	}
+}
+
 func TestLoadMissingFile(t *testing.T) {
 	_, err := Load(filepath.Join(t.TempDir(), "none.yaml"))
 	if !errors.Is(err, ErrConfig) || !errors.Is(err, os.ErrNotExist) {

@@ -126,6 +126,14 @@ type Command struct {
 	Break *BreakUpdate `json:"break,omitempty"`
 }
 
+// RepeatSafe reports whether proposing c again after an unknown outcome
+// changes nothing: it has an idempotency key, or it is a business-day
+// operation, which the FSM decides by content (closing a closed day is a
+// replay). OpExpire is neither: it carries the proposer's clock.
+func (c *Command) RepeatSafe() bool {
+	return c.Key != "" || c.Op == OpOpenDay || c.Op == OpCloseDay
+}
+
 // Status is the outcome of a command as the FSM decided it. Values are
 // stable: they are stored in idempotency records and replayed to repeats.
 type Status uint8

@@ -37,6 +37,10 @@ type Config struct {
 	// CardKey is the hex HMAC key for PAN lookup hashes and request
 	// fingerprints. Secret: never logged (String redacts it).
 	CardKey Secret `yaml:"card_key"`
+	// CardKeyFile names a file holding CardKey (hex, only the owner may
+	// read it), so the secret stays out of the config file; config.Load
+	// reads it. At most one of the two is set.
+	CardKeyFile string `yaml:"card_key_file"`
 	// HoldExpiry is how long an authorization's hold lives without a
 	// completion.
 	HoldExpiry time.Duration `yaml:"hold_expiry"`

@@ -7,11 +7,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 )
 
-// switchctl cluster status | join | remove | transfer-leadership | snapshot.
+// switchctl cluster status | leader | join | remove | transfer-leadership | snapshot.
 //
 // Any member's ops API will do: a follower gathers the status of every
 // member over the node-to-node connections and passes membership changes
@@ -44,7 +45,7 @@ type clusterStatus struct {
 
 func clusterCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	if len(args) == 0 {
-		return usagef("cluster: want status, join, remove, transfer-leadership or snapshot")
+		return usagef("cluster: want status, leader, join, remove, transfer-leadership or snapshot")
 	}
 	var o opsFlags
 	fs := flag.NewFlagSet("switchctl cluster "+args[0], flag.ContinueOnError)
@@ -60,6 +61,26 @@ func clusterCmd(ctx context.Context, args []string, stdout io.Writer) error {
 			return usagef("cluster status: unexpected argument %q", pos[0])
 		}
 		return clusterStatusCmd(ctx, &o, stdout, !*noHash)
+	case "leader":
+		// The leader's id alone, for scripts (README: kill -9 the leader).
+		if err := noArgs(fs, args, stdout); err != nil {
+			return err
+		}
+		body, err := o.get(ctx, "/v1/cluster/status", url.Values{"hash": {"false"}})
+		if err != nil {
+			return err
+		}
+		var st struct {
+			Leader string `json:"leader"`
+		}
+		if err := json.Unmarshal(body, &st); err != nil {
+			return fmt.Errorf("decoding the status: %w", err)
+		}
+		if st.Leader == "" {
+			return fmt.Errorf("no leader now (an election, or no quorum)")
+		}
+		fmt.Fprintln(stdout, st.Leader)
+		return nil
 	case "join":
 		id := fs.String("id", "", "the new node's `id`")
 		addr := fs.String("raft-addr", "", "the new node's raft `host:port`")

@@ -44,13 +44,14 @@ func reconCmd(ctx context.Context, args []string, stdout io.Writer) error {
 		pf := fs.String("partner-file", "", "the partner's settlement `file` (CSV)")
 		bf := fs.String("biller-file", "", "the biller's posting `file` (CSV)")
 		wait := fs.Duration("wait", 5*time.Minute, "how long to wait for the result (0: do not wait)")
+		printID := fs.Bool("print-id", false, "print only the reconciliation's id (for scripts: rec=$(switchctl recon run … --print-id))")
 		if err := noArgs(fs, args, stdout); err != nil {
 			return err
 		}
 		if *day == "" || *partner == "" || *pf == "" || *bf == "" {
 			return usagef("recon run: --day, --partner, --partner-file and --biller-file are required")
 		}
-		return reconRun(ctx, &o, *day, *partner, *pf, *bf, *wait, stdout)
+		return reconRun(ctx, &o, *day, *partner, *pf, *bf, *wait, *printID, stdout)
 	case "status":
 		pos, err := parseCmd(fs, args[1:], stdout)
 		if err != nil {
@@ -158,7 +159,7 @@ func noArgs(fs *flag.FlagSet, args []string, stdout io.Writer) error {
 	return nil
 }
 
-func reconRun(ctx context.Context, o *opsFlags, day, partner, pf, bf string, wait time.Duration, stdout io.Writer) error {
+func reconRun(ctx context.Context, o *opsFlags, day, partner, pf, bf string, wait time.Duration, printID bool, stdout io.Writer) error {
 	var body bytes.Buffer
 	mw := multipart.NewWriter(&body)
 	mw.WriteField("day", day)
@@ -221,7 +222,9 @@ func reconRun(ctx context.Context, o *opsFlags, day, partner, pf, bf string, wai
 			return fmt.Errorf("decoding the reconciliation: %w", err)
 		}
 	}
-	if err := printRecon(o, b, stdout); err != nil {
+	if printID {
+		fmt.Fprintln(stdout, st.ID)
+	} else if err := printRecon(o, b, stdout); err != nil {
 		return err
 	}
 	if st.State == "failed" {

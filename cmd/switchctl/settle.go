@@ -97,6 +97,7 @@ func dayCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("switchctl day "+args[0], flag.ContinueOnError)
 	o.register(fs)
 	day := fs.String("day", "", "the day to close; it must be the open one (default: whichever is open)")
+	printDay := fs.Bool("print-day", false, "close: print only the closed day, YYYY-MM-DD (for scripts: day=$(switchctl day close --print-day))")
 	pos, err := parseCmd(fs, args[1:], stdout)
 	if err != nil {
 		return err
@@ -155,7 +156,9 @@ func dayCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := json.Unmarshal(body, &res); err != nil {
 		return fmt.Errorf("decoding the close: %w", err)
 	}
-	if res.AlreadyClosed {
+	if *printDay {
+		fmt.Fprintln(stdout, res.Closed)
+	} else if res.AlreadyClosed {
 		fmt.Fprintf(stdout, "business day %s was already closed; open: %s\n", res.Closed, res.Open)
 	} else {
 		fmt.Fprintf(stdout, "closed business day %s; open: %s\n", res.Closed, res.Open)
