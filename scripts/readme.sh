@@ -8,7 +8,8 @@
 #   make test    skipped: it is the step of .ci/run before this script
 #   make chaos   skipped: hours long; TestChaosShort inside make test runs it short
 # and the first `make cluster` stops the background `make run` first (they
-# share the ports). Everything started is stopped at the end.
+# share the ports). Everything started is stopped at the end; READMEKEEP=1
+# keeps the copy and its logs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -84,7 +85,7 @@ done <"$work/commands.tsv"
 cleanup() {
   (cd "$copy" && ./scripts/cluster.sh stop >/dev/null 2>&1) || true
   pkill -f "$copy/bin/switchd" 2>/dev/null || true
-  rm -rf "$work"
+  if [[ -n ${READMEKEEP:-} ]]; then echo "readme: kept $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
 echo "readme: running the $count commands of README.md in $copy"
