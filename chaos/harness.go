@@ -236,7 +236,7 @@ func (h *harness) form(ctx context.Context, accounts []store.Command) error {
 		}
 		for {
 			var err error
-			h.use(0, func(n *cluster.Node, _ *store.Store) { err = n.Join(ctx, h.members[i].id, h.members[i].addr) })
+			h.use(0, func(n *cluster.Node, _ *store.Store) { _, err = n.Join(ctx, h.members[i].id, h.members[i].addr) })
 			if err == nil {
 				break
 			}
