@@ -692,12 +692,10 @@ type Status struct {
 }
 
 // stateIndex is StateIndex, or for a node that does not report it (an
-// older version) the larger of raft's and the FSM's applied index.
+// older version, or nothing applied yet) the FSM's applied index: raft's
+// may run ahead of what the state holds.
 func (s Status) stateIndex() uint64 {
-	if s.StateIndex != 0 {
-		return s.StateIndex
-	}
-	return max(s.AppliedIndex, s.FSMIndex)
+	return max(s.StateIndex, s.FSMIndex)
 }
 
 // stateHasher is the FSM's optional state hash (store.Store has it).
