@@ -65,8 +65,12 @@ func TestChaosShort(t *testing.T) {
 	cfg.Duration = 12 * time.Second
 	cfg.TLS = true
 	cfg.LogStore = "bolt"
-	if rep := runOne(t, cfg); rep.SnapshotInstalls == 0 {
+	rep := runOne(t, cfg)
+	if rep.SnapshotInstalls == 0 {
 		t.Error("no follower was sent a snapshot: the run did not test snapshot install")
+	}
+	if rep.BogusJoins == 0 {
+		t.Error("no bogus join was tried: the run did not test join checks")
 	}
 }
 

@@ -1,10 +1,12 @@
 // Package chaos runs an in-process switchd cluster (cluster.Node over
 // store.Store, the same write and read paths the switch uses) under load
 // with retries while a seeded fault schedule kills and restarts nodes,
-// partitions the leader, delays and breaks links and restarts everything
-// at once. Afterwards it checks what clients saw against every replica:
-// each approval exactly once, ledger rules, equal state hashes, and a
-// linearizable history per account (porcupine).
+// partitions the leader, delays and breaks links, restarts everything at
+// once and asks members to add nodes that do not exist (bogus joins).
+// Afterwards it checks what clients saw against every replica: each
+// approval exactly once, ledger rules, equal state hashes, a linearizable
+// history per account (porcupine), and a configuration of exactly the
+// harness's nodes.
 package chaos
 
 import (
@@ -236,7 +238,7 @@ func (h *harness) form(ctx context.Context, accounts []store.Command) error {
 		}
 		for {
 			var err error
-			h.use(0, func(n *cluster.Node, _ *store.Store) { err = n.Join(ctx, h.members[i].id, h.members[i].addr) })
+			h.use(0, func(n *cluster.Node, _ *store.Store) { _, err = n.Join(ctx, h.members[i].id, h.members[i].addr) })
 			if err == nil {
 				break
 			}

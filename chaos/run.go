@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand"
 	"sort"
@@ -41,13 +42,16 @@ type Report struct {
 	Retries  int // attempts that ended in an error and were repeated
 	// SnapshotInstalls counts snapshots followers restored from a leader.
 	SnapshotInstalls int
-	Violations       []string
+	// BogusJoins counts joins of nodes that do not exist or are not what
+	// they claim (never to be accepted).
+	BogusJoins int
+	Violations []string
 }
 
 func (r Report) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "seed %d (tls %v): %d ops (%d debits: %d approved, %d declined; %d reads), %d retries, %d faults, %d snapshot installs, %d violations",
-		r.Seed, r.TLS, r.Ops, r.Debits, r.Approved, r.Declined, r.Reads, r.Retries, len(r.Faults), r.SnapshotInstalls, len(r.Violations))
+	fmt.Fprintf(&b, "seed %d (tls %v): %d ops (%d debits: %d approved, %d declined; %d reads), %d retries, %d faults (%d bogus joins), %d snapshot installs, %d violations",
+		r.Seed, r.TLS, r.Ops, r.Debits, r.Approved, r.Declined, r.Reads, r.Retries, len(r.Faults), r.BogusJoins, r.SnapshotInstalls, len(r.Violations))
 	fmt.Fprintf(&b, "\n  faults: %s", strings.Join(r.Faults, ", "))
 	for _, v := range r.Violations {
 		fmt.Fprintf(&b, "\n  VIOLATION: %s", v)
@@ -162,6 +166,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		return rep, nil
 	}
 	rep.Ops = len(hs.ops)
+	rep.Violations = append(rep.Violations, h.checkMembers(resolveCtx)...)
 	rep.Violations = append(rep.Violations, h.checkReplicas(cfg.Cards, hs)...)
 	rep.Violations = append(rep.Violations, checkLinearizable(hs.ops)...)
 	h.stopAll()
@@ -277,7 +282,13 @@ func (h *harness) faults(ctx context.Context, rng *rand.Rand, rep *Report) {
 		rep.Faults = append(rep.Faults, s)
 		h.log.Info("fault", "what", s)
 	}
+	// Bogus joins draw from their own stream, so the schedule of the
+	// other faults (and of every seed recorded before) stays the same.
+	bogus := rand.New(rand.NewSource(h.cfg.Seed ^ bogusJoinSeedMix))
 	for sleep(h.cfg.FaultEvery/2 + time.Duration(rng.Int63n(int64(h.cfg.FaultEvery)))) {
+		if bogus.Intn(bogusJoinOneIn) == 0 {
+			h.bogusJoin(ctx, bogus, rep)
+		}
 		hold := h.cfg.FaultEvery/2 + time.Duration(rng.Int63n(int64(h.cfg.FaultEvery)))
 		l := h.leader()
 		switch k := rng.Intn(6); {
@@ -321,6 +332,84 @@ func (h *harness) faults(ctx context.Context, rng *rand.Rand, rep *Report) {
 			}
 		}
 	}
+}
+
+const (
+	// bogusJoinOneIn: before each fault, a bogus join with chance 1 in
+	// this (a short run of ~12 faults sees a few).
+	bogusJoinOneIn = 3
+	// bogusJoinSeedMix derives the bogus joins' stream from the seed.
+	bogusJoinSeedMix = 0x6a6f696e
+	// bogusJoinTimeout bounds one bogus join: refusing takes a probe
+	// (joinProbeTimeout, 2 s) plus finding the leader during a fault.
+	bogusJoinTimeout = 5 * time.Second
+)
+
+// bogusJoin asks random live members to add a node that does not exist
+// (an address nothing listens on) and one that is not what it claims (a
+// member's address under a made-up id). Issue 9 item 4: one such call
+// used to add an unreachable voter and cost the quorum. Neither may ever
+// be accepted; a refusal for lack of a leader during a fault is fine.
+func (h *harness) bogusJoin(ctx context.Context, rng *rand.Rand, rep *Report) {
+	free, err := freeAddr() // free a moment ago: nothing listens now
+	if err != nil {
+		return
+	}
+	m := h.members[rng.Intn(len(h.members))]
+	for _, b := range []struct{ what, addr string }{{"nothing there", free}, {"impostor of " + m.id, m.addr}} {
+		via := rng.Intn(len(h.members))
+		id := fmt.Sprintf("bogus-%d", rep.BogusJoins)
+		var err error
+		up := h.use(via, func(n *cluster.Node, _ *store.Store) {
+			cctx, cancel := context.WithTimeout(ctx, bogusJoinTimeout)
+			defer cancel()
+			_, err = n.Join(cctx, id, b.addr)
+		})
+		if !up {
+			continue
+		}
+		rep.BogusJoins++
+		var note string
+		switch {
+		case err == nil:
+			rep.Violations = append(rep.Violations, fmt.Sprintf("bogus join of %s at %s (%s) via %s was accepted", id, b.addr, b.what, h.members[via].id))
+			note = fmt.Sprintf("bogus join (%s) ACCEPTED", b.what)
+		case errors.Is(err, cluster.ErrMembership):
+			note = fmt.Sprintf("bogus join (%s) refused", b.what)
+		default:
+			note = fmt.Sprintf("bogus join (%s) not taken: %v", b.what, err)
+		}
+		rep.Faults = append(rep.Faults, note)
+		h.log.Info("fault", "what", note, "err", err)
+	}
+}
+
+// checkMembers: after healing, the configuration is exactly the
+// harness's nodes, all voters (no bogus member slipped in).
+func (h *harness) checkMembers(ctx context.Context) []string {
+	l, err := h.waitLeader(ctx)
+	if err != nil {
+		return []string{err.Error()}
+	}
+	var cs cluster.ClusterStatus
+	h.use(l, func(n *cluster.Node, _ *store.Store) { cs, err = n.ClusterStatus(ctx, false) })
+	if err != nil {
+		return []string{fmt.Sprintf("cluster status: %v", err)}
+	}
+	known := map[string]bool{}
+	for _, m := range h.members {
+		known[m.id] = true
+	}
+	var v []string
+	for _, m := range cs.Members {
+		if !known[m.ID] || m.Suffrage != "Voter" {
+			v = append(v, fmt.Sprintf("configuration holds %s at %s as %s", m.ID, m.Address, m.Suffrage))
+		}
+	}
+	if len(cs.Members) != len(h.members) {
+		v = append(v, fmt.Sprintf("configuration has %d members, want %d", len(cs.Members), len(h.members)))
+	}
+	return v
 }
 
 func (h *harness) mustStart(i int) {

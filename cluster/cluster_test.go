@@ -66,7 +66,7 @@ func (tc *testCluster) join(i int, via *Node) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for {
-		err := via.Join(ctx, n.cfg.NodeID, string(n.trans.LocalAddr()))
+		_, err := via.Join(ctx, n.cfg.NodeID, string(n.trans.LocalAddr()))
 		if err == nil {
 			return
 		}

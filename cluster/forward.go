@@ -38,6 +38,11 @@ const (
 	codeUnknown    byte = 3
 	codeClosed     byte = 4
 	codeError      byte = 5 // payload: message
+	// codeMembership: a refused membership change; payload: one byte,
+	// the index of its sentinel in membershipErrs, then the message. The
+	// caller's error matches the same sentinel (errors.Is), so a change
+	// refused on the leader is answered alike on every node.
+	codeMembership byte = 6
 
 	// fwdFrameBytesMax bounds one frame: a full batch of the largest
 	// commands is well under it; a peer sending more is broken.
@@ -82,6 +87,8 @@ func codeOf(err error) (byte, string) {
 		return codeOverloaded, err.Error()
 	case errors.Is(err, ErrClosed):
 		return codeClosed, err.Error()
+	case errors.Is(err, ErrMembership):
+		return codeMembership, string([]byte{membershipKind(err)}) + err.Error()
 	}
 	return codeError, err.Error()
 }
@@ -100,6 +107,10 @@ func errOf(code byte, msg string) error {
 		return fmt.Errorf("%w (leader said: %s)", ErrNotLeader, msg)
 	case codeUnknown:
 		return fmt.Errorf("%w (leader said: %s)", ErrUnknownOutcome, msg)
+	case codeMembership:
+		if msg != "" && int(msg[0]) < len(membershipErrs) {
+			return &memberError{msg: msg[1:], kind: membershipErrs[msg[0]]}
+		}
 	}
 	return fmt.Errorf("cluster: leader: %s", msg)
 }
@@ -129,12 +140,17 @@ func (e *partialWriteError) Error() string { return "partial write: " + e.err.Er
 func (e *partialWriteError) Unwrap() error { return e.err }
 
 func readFrame(r *bufio.Reader) (id uint64, kind byte, payload []byte, err error) {
+	return readFrameMax(r, fwdFrameBytesMax)
+}
+
+// readFrameMax is readFrame for frames of at most bytesMax.
+func readFrameMax(r *bufio.Reader, bytesMax uint32) (id uint64, kind byte, payload []byte, err error) {
 	var hdr [13]byte
 	if _, err = io.ReadFull(r, hdr[:]); err != nil {
 		return 0, 0, nil, err
 	}
 	n := binary.BigEndian.Uint32(hdr[:4])
-	if n < 9 || n > fwdFrameBytesMax {
+	if n < 9 || n > bytesMax {
 		return 0, 0, nil, fmt.Errorf("cluster: forwarding frame of %d bytes", n)
 	}
 	payload = make([]byte, n-9)

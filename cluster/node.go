@@ -90,6 +90,16 @@ type Node struct {
 	// every peer connection's reader.
 	wg   sync.WaitGroup
 	once sync.Once
+	// memberWG: the membership loop (membership.go). Close waits for it
+	// after raft's shutdown, which ends a configuration change it may be
+	// waiting on.
+	memberWG sync.WaitGroup
+	// promoteKick wakes the membership loop after a join (buffered 1).
+	promoteKick chan struct{}
+	// leaderCommit is the leader's commit index as a follower last heard
+	// it from the leader (0: not yet); Ready compares it with what this
+	// node applied.
+	leaderCommit atomic.Uint64
 
 	peersMu sync.Mutex // protects peers
 	peers   map[string]*peer
@@ -244,6 +254,8 @@ func New(cfg Config, fsm FSM, logger *slog.Logger, reg prometheus.Registerer) (*
 		peers:     map[string]*peer{},
 		existing:  has,
 		closing:   closing,
+
+		promoteKick: make(chan struct{}, 1),
 	}
 	n.m = newMetrics(reg, n)
 	mx.start(n.serveForward)
@@ -252,6 +264,8 @@ func New(cfg Config, fsm FSM, logger *slog.Logger, reg prometheus.Registerer) (*
 	go n.waiter()
 	go n.watchLeadership()
 	go n.forwarder()
+	n.memberWG.Add(1)
+	go n.memberLoop()
 	return n, nil
 }
 
@@ -536,6 +550,7 @@ func (n *Node) Close() error {
 		n.closePeers()
 		n.wg.Wait()
 		err = n.raft.Shutdown().Error()
+		n.memberWG.Wait()
 		err = errors.Join(err, n.trans.Close(), n.logs.Close())
 	})
 	return err

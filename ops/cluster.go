@@ -7,10 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"time"
 
 	"github.com/switchd/switchd/cluster"
+	"github.com/switchd/switchd/outcome"
 )
 
 // membershipTimeoutMax bounds a membership request: a configuration change
@@ -20,7 +22,10 @@ const membershipTimeoutMax = 40 * time.Second
 // Membership is the cluster's membership side, on any node (a follower
 // passes changes to the leader).
 type Membership interface {
-	Join(ctx context.Context, id, raftAddr string) error
+	// Join adds a node (checked first: it must answer at raftAddr as id)
+	// as a non-voter and reports whether it was promoted to voter before
+	// the wait ended; the leader promotes it once it has caught up.
+	Join(ctx context.Context, id, raftAddr string) (voter bool, err error)
 	Remove(ctx context.Context, id string) error
 	TransferLeadership(ctx context.Context, id string) error
 	// Snapshot takes a raft snapshot on this node and returns its index.
@@ -119,13 +124,24 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request) {
 		problem(w, http.StatusBadRequest, "bad-request", "Bad request", "id and raft_addr are required")
 		return
 	}
+	if host, port, err := net.SplitHostPort(req.RaftAddr); err != nil || host == "" || port == "" {
+		problem(w, http.StatusBadRequest, "bad-request", "Bad request", "raft_addr must be host:port")
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), membershipTimeoutMax)
 	defer cancel()
-	if err := s.node.Join(ctx, req.ID, req.RaftAddr); err != nil {
+	voter, err := s.node.Join(ctx, req.ID, req.RaftAddr)
+	if err != nil {
 		s.clusterFail(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "member", "id": req.ID, "raft_addr": req.RaftAddr})
+	if !voter {
+		// A member, still catching up: the leader promotes it later.
+		writeJSON(w, http.StatusAccepted, map[string]string{"status": "nonvoter", "id": req.ID, "raft_addr": req.RaftAddr,
+			"detail": "added as a non-voter; it becomes a voter once it has caught up"})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "voter", "id": req.ID, "raft_addr": req.RaftAddr})
 }
 
 func (s *Server) remove(w http.ResponseWriter, r *http.Request) {
@@ -165,7 +181,8 @@ func (s *Server) transferLeadership(w http.ResponseWriter, r *http.Request) {
 func (s *Server) clusterFail(w http.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, cluster.ErrMembership):
-		problem(w, http.StatusConflict, "membership", "Membership change refused", err.Error())
+		o := outcome.Of(err)
+		problem(w, o.HTTPStatus, o.Problem, o.Title, err.Error())
 	case errors.Is(err, cluster.ErrNotLeader), errors.Is(err, cluster.ErrUnknownOutcome), errors.Is(err, cluster.ErrClosed):
 		problem(w, http.StatusServiceUnavailable, "no-leader", "No leader reachable, retry", err.Error())
 	default:
@@ -175,8 +192,10 @@ func (s *Server) clusterFail(w http.ResponseWriter, err error) {
 }
 
 // RequestJoin asks the member whose ops API listens at opsAddr (host:port)
-// to add this node; it retries until the member accepts or ctx ends, so a
-// node may start before the member it joins through.
+// to add this node; it retries until the member accepts (200: a voter;
+// 202: a non-voter, promoted once caught up) or ctx ends, so a node may
+// start before the member it joins through. A refusal (400, 409, 422:
+// e.g. the leader cannot reach raftAddr) is final.
 func RequestJoin(ctx context.Context, opsAddr, id, raftAddr string) error {
 	body, _ := json.Marshal(JoinRequest{ID: id, RaftAddr: raftAddr})
 	hc := &http.Client{Timeout: membershipTimeoutMax}
@@ -191,11 +210,12 @@ func RequestJoin(ctx context.Context, opsAddr, id, raftAddr string) error {
 		if err == nil {
 			msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
+			if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusAccepted {
+				return nil // a voter, or a non-voter the leader promotes once caught up
 			}
 			err = fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(msg))
-			if resp.StatusCode == http.StatusConflict || resp.StatusCode == http.StatusBadRequest {
+			switch resp.StatusCode {
+			case http.StatusConflict, http.StatusBadRequest, http.StatusUnprocessableEntity:
 				return fmt.Errorf("ops: join via %s: %w", opsAddr, err) // retrying will not help
 			}
 		}

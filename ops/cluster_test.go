@@ -3,7 +3,10 @@ package ops_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"net"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -92,5 +95,79 @@ func TestClusterMembershipAPI(t *testing.T) {
 		if st := members().Members[0].Status; st == nil || got.Index != st.AppliedIndex {
 			t.Errorf("snapshot #%d at %d, node applied %+v", i+1, got.Index, st)
 		}
+	}
+}
+
+// closedAddr is a loopback address nothing listens on.
+func closedAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+func problemType(t *testing.T, body string) string {
+	t.Helper()
+	var p struct{ Type string }
+	if err := json.Unmarshal([]byte(body), &p); err != nil {
+		t.Fatalf("not a problem document: %s", body)
+	}
+	return strings.TrimPrefix(p.Type, "https://switchd.dev/problems/")
+}
+
+// Issue 9 item 4: one unauthenticated join with a made-up id and address
+// used to add an unreachable voter to a single-node cluster (quorum lost:
+// writes 503/96, /readyz 503, remove 503). Now it is refused at once with
+// a problem naming the reason, and the node keeps serving. Transfer of
+// leadership on a single node answers a clear problem too.
+func TestClusterBogusJoinRefused(t *testing.T) {
+	tn := newTestNode(t)
+	base := tn.start(t)
+	defer http.DefaultClient.CloseIdleConnections()
+
+	for _, c := range []struct {
+		name, body string
+		want       int
+		problem    string
+	}{
+		{"nothing listens", fmt.Sprintf(`{"id":"bogus","raft_addr":%q}`, closedAddr(t)), 422, "join-unreachable"},
+		// Something listens, but it is not a switchd raft port (the ops API).
+		{"not a node", fmt.Sprintf(`{"id":"bogus","raft_addr":%q}`, base[len("http://"):]), 422, "join-unreachable"},
+		// A real node's address under another id.
+		{"wrong id", fmt.Sprintf(`{"id":"bogus","raft_addr":%q}`, tn.node.Status().RaftAddr), 409, "membership"},
+		{"bad address", `{"id":"bogus","raft_addr":"no-port"}`, 400, "bad-request"},
+	} {
+		code, body, _ := do(t, "POST", base+"/v1/cluster/join", c.body)
+		if code != c.want || problemType(t, body) != c.problem {
+			t.Errorf("join, %s: %d %s, want %d %s", c.name, code, body, c.want, c.problem)
+		}
+	}
+	for _, c := range []struct {
+		body, problem string
+	}{
+		{"", "no-other-voter"},
+		{`{"id":"n1"}`, "already-leader"},
+	} {
+		code, body, _ := do(t, "POST", base+"/v1/cluster/transfer-leadership", c.body)
+		if code != 409 || problemType(t, body) != c.problem {
+			t.Errorf("transfer-leadership %q on a single node: %d %s, want 409 %s", c.body, code, body, c.problem)
+		}
+	}
+	// Still one member, ready, and writes commit.
+	code, body, _ := do(t, "GET", base+"/v1/cluster/members?hash=false", "")
+	var cs cluster.ClusterStatus
+	if code != 200 || json.Unmarshal([]byte(body), &cs) != nil || len(cs.Members) != 1 {
+		t.Fatalf("members after bogus joins: %d %s", code, body)
+	}
+	if code, body, _ := do(t, "GET", base+"/readyz", ""); code != 200 {
+		t.Fatalf("readyz after bogus joins: %d %s", code, body)
+	}
+	acct := `{"id":"after-bogus","kind":"cardholder","currency":"USD","pan":"4000000000000002","opening":"1.00","funded_by":"bank-funding-usd"}`
+	if code, body, _ := do(t, "POST", base+"/v1/accounts", acct); code != 201 {
+		t.Fatalf("a write after bogus joins: %d %s", code, body)
 	}
 }

@@ -103,6 +103,19 @@ var table = []struct {
 	{cluster.ErrOverloaded, Outcome{SystemMalfunction, http.StatusServiceUnavailable, "overloaded", "Overloaded"}},
 	{cluster.ErrClosed, Outcome{SystemMalfunction, http.StatusServiceUnavailable, "shutting-down", "Shutting down"}},
 	{cluster.ErrUnknownOutcome, Outcome{SystemMalfunction, http.StatusServiceUnavailable, "outcome-unknown", "Outcome unknown, retry with the same key"}},
+
+	// Issue 9 item 4 (membership): refused membership changes. Only the
+	// ops API answers them (a partner never sees one; 96 if it did). 422:
+	// the request names a node that does not check out; 409: the change
+	// conflicts with the cluster as it is. The specific entries come
+	// before ErrMembership, which each of them wraps.
+	{cluster.ErrJoinUnreachable, Outcome{SystemMalfunction, http.StatusUnprocessableEntity, "join-unreachable", "Joining node does not answer at its raft address"}},
+	{cluster.ErrJoinIdentity, Outcome{SystemMalfunction, http.StatusUnprocessableEntity, "join-identity-mismatch", "Node at that raft address has another id"}},
+	{cluster.ErrQuorumAtRisk, Outcome{SystemMalfunction, http.StatusConflict, "quorum-at-risk", "Change would leave too few reachable voters for a quorum"}},
+	{cluster.ErrAlreadyLeader, Outcome{SystemMalfunction, http.StatusConflict, "already-leader", "That node already leads"}},
+	{cluster.ErrNoOtherVoter, Outcome{SystemMalfunction, http.StatusConflict, "no-other-voter", "No other voter to hand leadership to"}},
+	{cluster.ErrNotVoter, Outcome{SystemMalfunction, http.StatusConflict, "not-a-voter", "Leadership can go only to a voter"}},
+	{cluster.ErrMembership, Outcome{SystemMalfunction, http.StatusConflict, "membership", "Membership change refused"}},
 }
 
 var (

@@ -37,6 +37,7 @@ type clusterStatus struct {
 			CommitIndex    uint64 `json:"commit_index"`
 			AppliedIndex   uint64 `json:"applied_index"`
 			FSMIndex       uint64 `json:"fsm_index"`
+			StateIndex     uint64 `json:"state_index"`
 			StateHashIndex uint64 `json:"state_hash_index"`
 			StateHash      string `json:"state_hash"`
 		} `json:"status"`
@@ -82,8 +83,8 @@ func clusterCmd(ctx context.Context, args []string, stdout io.Writer) error {
 		fmt.Fprintln(stdout, st.Leader)
 		return nil
 	case "join":
-		id := fs.String("id", "", "the new node's `id`")
-		addr := fs.String("raft-addr", "", "the new node's raft `host:port`")
+		id := fs.String("id", "", "the new node's `id` (the node must be running)")
+		addr := fs.String("raft-addr", "", "the new node's raft `host:port`, where it must answer as --id")
 		pos, err := parseCmd(fs, args[1:], stdout)
 		if err != nil {
 			return err
@@ -91,8 +92,28 @@ func clusterCmd(ctx context.Context, args []string, stdout io.Writer) error {
 		if len(pos) > 0 || *id == "" || *addr == "" {
 			return usagef("cluster join: want --id ID --raft-addr HOST:PORT")
 		}
-		return clusterPost(ctx, &o, "/v1/cluster/join", map[string]string{"id": *id, "raft_addr": *addr}, stdout,
-			fmt.Sprintf("%s (%s) is a member", *id, *addr))
+		// The node must already be running: the leader checks that its
+		// raft address answers as that id (else 422), adds it as a
+		// non-voter and promotes it once it has caught up.
+		_, b, err := o.call(ctx, http.MethodPost, "/v1/cluster/join", map[string]string{"id": *id, "raft_addr": *addr}, clusterBodyBytesMax)
+		if err != nil {
+			return err
+		}
+		if o.json {
+			return printJSON(stdout, b)
+		}
+		var out struct {
+			Status string `json:"status"`
+		}
+		if err := json.Unmarshal(b, &out); err != nil {
+			return fmt.Errorf("cluster join: answer: %w", err)
+		}
+		if out.Status == "voter" {
+			fmt.Fprintf(stdout, "%s (%s) is a voter\n", *id, *addr)
+			return nil
+		}
+		fmt.Fprintf(stdout, "%s (%s) joined as a non-voter, still catching up; the leader makes it a voter once it has (cluster status shows its lag)\n", *id, *addr)
+		return nil
 	case "remove":
 		pos, err := parseCmd(fs, args[1:], stdout)
 		if err != nil {
@@ -215,8 +236,12 @@ func clusterStatusCmd(ctx context.Context, o *opsFlags, stdout io.Writer, hash b
 			}
 			hashes[s.StateHashIndex][s.StateHash] = true
 		}
-		t.add(m.ID, s.State, yesNo(s.Ready), strconv.FormatUint(s.Term, 10), strconv.FormatUint(s.CommitIndex, 10),
-			strconv.FormatUint(max(s.AppliedIndex, s.FSMIndex), 10), strconv.FormatUint(m.Lag, 10), hash, m.Address)
+		role := s.State
+		if m.Suffrage == "Nonvoter" {
+			role += " (non-voter)" // joined, not yet caught up
+		}
+		t.add(m.ID, role, yesNo(s.Ready), strconv.FormatUint(s.Term, 10), strconv.FormatUint(s.CommitIndex, 10),
+			strconv.FormatUint(max(s.StateIndex, s.FSMIndex), 10), strconv.FormatUint(m.Lag, 10), hash, m.Address)
 	}
 	fmt.Fprintf(stdout, "cluster of %d (asked %s): leader %s, %d ready\n", len(cs.Members), cs.Via, leader, ready)
 	if err := t.write(stdout); err != nil {

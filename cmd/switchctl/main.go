@@ -40,7 +40,7 @@ const usageText = `switchctl: operate a switchd node
   switchctl accounts [ID] [--after ID --limit N]
   switchctl transfers [--account A] [--partner P] [--day YYYY-MM-DD] [--status S]
   switchctl cluster status                                   every member: role, term, indexes, lag, state hash
-  switchctl cluster join --id ID --raft-addr HOST:PORT       add a voter (through any member)
+  switchctl cluster join --id ID --raft-addr HOST:PORT       add a running node: a non-voter, a voter once caught up
   switchctl cluster remove ID
   switchctl cluster transfer-leadership [--to ID]
   switchctl cluster snapshot
