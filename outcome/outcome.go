@@ -11,6 +11,7 @@ import (
 	"github.com/switchd/switchd/cluster"
 	"github.com/switchd/switchd/codec"
 	"github.com/switchd/switchd/currency"
+	"github.com/switchd/switchd/disk"
 	"github.com/switchd/switchd/store"
 )
 
@@ -103,6 +104,13 @@ var table = []struct {
 	{cluster.ErrOverloaded, Outcome{SystemMalfunction, http.StatusServiceUnavailable, "overloaded", "Overloaded"}},
 	{cluster.ErrClosed, Outcome{SystemMalfunction, http.StatusServiceUnavailable, "shutting-down", "Shutting down"}},
 	{cluster.ErrUnknownOutcome, Outcome{SystemMalfunction, http.StatusServiceUnavailable, "outcome-unknown", "Outcome unknown, retry with the same key"}},
+
+	// Issue 9 item 2 (a full disk fails closed). Nothing was proposed while
+	// the disk guard refuses; a failed ledger write stops applying until a
+	// restart (an entry it refused reaches the partner as outcome-unknown
+	// above, since it is committed in the raft log and will be applied).
+	{disk.ErrLowSpace, Outcome{SystemMalfunction, http.StatusInsufficientStorage, "insufficient-storage", "Insufficient storage, retry later"}},
+	{store.ErrFailed, Outcome{SystemMalfunction, http.StatusServiceUnavailable, "ledger-failed", "Ledger write failed, retry with the same key"}},
 }
 
 var (
