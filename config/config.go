@@ -16,6 +16,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/switchd/switchd/cluster"
+	"github.com/switchd/switchd/disk"
 	"github.com/switchd/switchd/ops"
 	"github.com/switchd/switchd/settle"
 	"github.com/switchd/switchd/store"
@@ -61,6 +62,10 @@ type File struct {
 	Accounts []switching.AccountSeed `yaml:"accounts"`
 	// Settle is the business-day cutover and the settlement file jobs.
 	Settle settle.Config `yaml:"settle"`
+
+	// Disk is the free-space guard over the ledger and raft volumes
+	// (issue 9 item 2: a full disk fails closed).
+	Disk disk.Config `yaml:"disk"`
 }
 
 // Demo is the embedded demo configuration over the components' defaults.
@@ -72,6 +77,7 @@ func Demo() File {
 		Ops:       ops.DefaultConfig(),
 		Switch:    switching.DefaultConfig(),
 		Settle:    settle.DefaultConfig(),
+		Disk:      disk.DefaultConfig(),
 	}
 	if err := decode(bytes.NewReader(demoYAML), &f); err != nil {
 		panic(fmt.Sprintf("config: embedded demo config is broken: %v", err)) // a build defect
@@ -160,6 +166,9 @@ func (f File) Validate() error {
 			return err
 		}
 	}
+	if err := f.validateDisk(); err != nil {
+		return err
+	}
 	ids := map[string]bool{}
 	for _, a := range f.Accounts {
 		if a.ID == "" || ids[a.ID] {
@@ -171,6 +180,21 @@ func (f File) Validate() error {
 		if a.Opening != "" && a.Opening != "0" && !ids[a.FundedBy] {
 			return fmt.Errorf("%w: account %q funded_by unknown account %q", ErrConfig, a.ID, a.FundedBy)
 		}
+	}
+	return nil
+}
+
+// validateDisk checks the disk guard (issue 9 item 2) against the raft
+// log: raft-wal preallocates a whole segment at each rotation, so a
+// reserve smaller than a segment lets a rotation fail on a volume the
+// guard still calls fine.
+func (f File) validateDisk() error {
+	if err := f.Disk.Validate(); err != nil {
+		return err
+	}
+	if f.Cluster.LogStore != cluster.LogStoreBolt && f.Disk.ReserveBytes < uint64(f.Cluster.WALSegmentBytes) {
+		return fmt.Errorf("%w: disk.reserve_bytes %d below cluster.wal_segment_bytes %d (raft-wal preallocates a segment at each rotation)",
+			ErrConfig, f.Disk.ReserveBytes, f.Cluster.WALSegmentBytes)
 	}
 	return nil
 }
