@@ -1,7 +1,7 @@
 // Package disk watches the free space of the volumes that hold a node's
 // state (the ledger and the raft log) and says when the node must stop
 // taking new state changes: below a reserve, before pebble or the raft log
-// hit "no space left on device" (see DESIGN.md in this folder).
+// hit "no space left on device" (see store/DESIGN.md, "A failed write").
 //
 // It is its own package because two components with no other link need
 // it: the switch's pipeline refuses state-changing requests through it
