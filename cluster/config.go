@@ -23,6 +23,15 @@ const (
 	// catchUpLagMaxLimit bounds CatchUpLagMax: a node a million entries
 	// behind is not "caught up" by any measure.
 	catchUpLagMaxLimit = 1 << 20
+	// walSegmentBytesMin keeps a raft-wal segment at twice the largest
+	// entry (batchCommandsMaxLimit commands, ~2 MiB); walSegmentBytesMax
+	// is 1 GiB, well inside raft-wal's limit (math.MaxInt32) and large
+	// enough for any volume.
+	walSegmentBytesMin = 4 << 20
+	walSegmentBytesMax = 1 << 30
+	// walSegmentBytesDefault: TrailingLogs entries of up to
+	// batchCommandsMaxLimit commands fit in a few segments.
+	walSegmentBytesDefault = 64 << 20
 )
 
 // Config is the cluster node's configuration.
@@ -38,6 +47,12 @@ type Config struct {
 	// takes the WAL for a new node. A store other than the one Dir holds
 	// is refused (ErrLogStoreMismatch): the node would forget its log.
 	LogStore string `yaml:"log_store"`
+	// WALSegmentBytes is the size of one raft-wal segment file. raft-wal
+	// preallocates each segment in full when it opens it, so the raft
+	// volume needs this much free at every rotation: a small volume (a
+	// test tmpfs, an edge box) wants a smaller one. Changing it applies to
+	// new segments only; existing ones keep their size.
+	WALSegmentBytes int `yaml:"wal_segment_bytes"`
 	// Bootstrap makes this node a one-voter cluster when it has no state
 	// (ignored when Join is set: a joining node must not start a cluster
 	// of its own).
@@ -95,6 +110,7 @@ func DefaultConfig() Config {
 		QueueLenMax:      65536,
 		PipelineMax:      64,
 		ApplyTimeout:     5 * time.Second,
+		WALSegmentBytes:  walSegmentBytesDefault,
 		// A follower calls an election after 1–2 heartbeat timeouts of
 		// silence: 500 ms keeps a kill -9 of the leader to ~1–2 s before
 		// a survivor approves again (issue 3: ≤ 3 s), and is still well
@@ -143,6 +159,9 @@ func (c Config) Validate() error {
 	case "", LogStoreWAL, LogStoreBolt:
 	default:
 		return bad("log_store %q: want %q or %q", c.LogStore, LogStoreWAL, LogStoreBolt)
+	}
+	if c.WALSegmentBytes < walSegmentBytesMin || c.WALSegmentBytes > walSegmentBytesMax {
+		return bad("wal_segment_bytes %d not in [%d, %d]", c.WALSegmentBytes, walSegmentBytesMin, walSegmentBytesMax)
 	}
 	if c.BatchCommandsMax < 1 || c.BatchCommandsMax > batchCommandsMaxLimit {
 		return bad("batch_commands_max %d not in [1, %d]", c.BatchCommandsMax, batchCommandsMaxLimit)

@@ -36,9 +36,6 @@ const (
 const (
 	boltFile = "raft.db"
 	walDir   = "wal"
-	// walSegmentBytes is one raft-wal segment file; TrailingLogs entries of
-	// up to batchCommandsMaxLimit commands fit in a few.
-	walSegmentBytes = 64 << 20
 )
 
 // ErrLogStoreMismatch: the data dir holds a raft log of another kind than
@@ -52,6 +49,10 @@ type logStore interface {
 	raft.StableStore
 	io.Closer
 }
+
+// testLogStore, when set by a test, wraps the log store a node opens (to
+// inject append failures: a full raft volume).
+var testLogStore func(logStore) logStore
 
 // detectLogStore says which store dir already holds ("" when none).
 func detectLogStore(dir string) (string, error) {
@@ -76,7 +77,8 @@ func detectLogStore(dir string) (string, error) {
 
 // openLogStore opens (or creates) the raft log named by kind under dir; an
 // empty kind takes whatever dir holds, and the WAL for a new dir.
-func openLogStore(dir, kind string, logger hclog.Logger, reg prometheus.Registerer) (logStore, string, error) {
+// segmentBytes is raft-wal's segment size (Config.WALSegmentBytes).
+func openLogStore(dir, kind string, segmentBytes int, logger hclog.Logger, reg prometheus.Registerer) (logStore, string, error) {
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}
@@ -111,7 +113,7 @@ func openLogStore(dir, kind string, logger hclog.Logger, reg prometheus.Register
 		}
 		w, err := wal.Open(d,
 			wal.WithLogger(logger.Named("wal")),
-			wal.WithSegmentSize(walSegmentBytes),
+			wal.WithSegmentSize(segmentBytes),
 			wal.WithMetricsCollector(newWALMetrics(reg)))
 		if err != nil {
 			return nil, "", fmt.Errorf("cluster: raft log (wal): %w", err)

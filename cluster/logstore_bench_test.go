@@ -17,7 +17,7 @@ func BenchmarkLogStoreAppend(b *testing.B) {
 	for _, size := range []int{600, 3000, 30000} {
 		for _, kind := range []string{LogStoreBolt, LogStoreWAL} {
 			b.Run(fmt.Sprintf("%s/entry=%dB", kind, size), func(b *testing.B) {
-				s, _, err := openLogStore(b.TempDir(), kind, nil, nil)
+				s, _, err := openLogStore(b.TempDir(), kind, walSegmentBytesDefault, nil, nil)
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -66,7 +66,7 @@ func TestLogStoreKeepsWhatTheDirHolds(t *testing.T) {
 
 	cfg := testConfig(dir)
 	cfg.LogStore = LogStoreWAL
-	if _, _, err := openLogStore(cfg.Dir, cfg.LogStore, nil, nil); !errors.Is(err, ErrLogStoreMismatch) {
+	if _, _, err := openLogStore(cfg.Dir, cfg.LogStore, walSegmentBytesDefault, nil, nil); !errors.Is(err, ErrLogStoreMismatch) {
 		t.Fatalf("wal over a bolt dir: %v, want ErrLogStoreMismatch", err)
 	}
 }
@@ -88,7 +88,7 @@ func TestLogStoreReopensAfterTailTruncation(t *testing.T) {
 	for _, kind := range []string{LogStoreWAL, LogStoreBolt} {
 		t.Run(kind, func(t *testing.T) {
 			dir := t.TempDir()
-			s, _, err := openLogStore(dir, kind, nil, nil)
+			s, _, err := openLogStore(dir, kind, walSegmentBytesDefault, nil, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -108,7 +108,7 @@ func TestLogStoreReopensAfterTailTruncation(t *testing.T) {
 			if err := s.Close(); err != nil {
 				t.Fatal(err)
 			}
-			s, _, err = openLogStore(dir, kind, nil, nil)
+			s, _, err = openLogStore(dir, kind, walSegmentBytesDefault, nil, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

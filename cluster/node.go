@@ -171,11 +171,14 @@ func New(cfg Config, fsm FSM, logger *slog.Logger, reg prometheus.Registerer) (*
 		JSONFormat: true,
 	})
 
-	logs, kind, err := openLogStore(cfg.Dir, cfg.LogStore, rc.Logger, reg)
+	logs, kind, err := openLogStore(cfg.Dir, cfg.LogStore, cfg.WALSegmentBytes, rc.Logger, reg)
 	if err != nil {
 		return nil, err
 	}
-	logger.Info("raft log open", "store", kind, "dir", cfg.Dir)
+	if testLogStore != nil {
+		logs = testLogStore(logs)
+	}
+	logger.Info("raft log open", "store", kind, "dir", cfg.Dir, "wal_segment_bytes", cfg.WALSegmentBytes)
 	cached, err := raft.NewLogCache(1024, logs)
 	if err != nil {
 		logs.Close()

@@ -291,6 +291,8 @@ func TestConfigValidate(t *testing.T) {
 		"apply timeout":  func(c *Config) { c.ApplyTimeout = 0 },
 		"no snapshots":   func(c *Config) { c.SnapshotsRetain = 0 },
 		"tiny heartbeat": func(c *Config) { c.HeartbeatTimeout = time.Millisecond },
+		"tiny segment":   func(c *Config) { c.WALSegmentBytes = walSegmentBytesMin - 1 },
+		"huge segment":   func(c *Config) { c.WALSegmentBytes = walSegmentBytesMax + 1 },
 	} {
 		c := base
 		mutate(&c)

@@ -18,6 +18,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/switchd/switchd/cluster"
+	"github.com/switchd/switchd/disk"
 	"github.com/switchd/switchd/ops"
 	"github.com/switchd/switchd/settle"
 	"github.com/switchd/switchd/store"
@@ -67,6 +68,10 @@ type File struct {
 	// demo: this is the embedded demo configuration itself, not a file
 	// over it. Only the demo may run on the demo card key.
 	demo bool
+
+	// Disk is the free-space guard over the ledger and raft volumes
+	// (issue 9 item 2: a full disk fails closed).
+	Disk disk.Config `yaml:"disk"`
 }
 
 // Demo is the embedded demo configuration over the components' defaults.
@@ -78,6 +83,7 @@ func Demo() File {
 		Ops:       ops.DefaultConfig(),
 		Switch:    switching.DefaultConfig(),
 		Settle:    settle.DefaultConfig(),
+		Disk:      disk.DefaultConfig(),
 	}
 	if err := decode(bytes.NewReader(demoYAML), &f); err != nil {
 		panic(fmt.Sprintf("config: embedded demo config is broken: %v", err)) // a build defect
@@ -213,6 +219,9 @@ func (f File) Validate() error {
 			return err
 		}
 	}
+	if err := f.validateDisk(); err != nil {
+		return err
+	}
 	ids := map[string]bool{}
 	for _, a := range f.Accounts {
 		if a.ID == "" || ids[a.ID] {
@@ -242,6 +251,21 @@ func (f File) validateCardKey() error {
 	if subtle.ConstantTimeCompare([]byte(strings.ToLower(string(f.Switch.CardKey))), []byte(demoCardKey())) == 1 {
 		return fmt.Errorf("%w: switch.card_key is the public demo key from config/demo.yaml: "+
 			"set a secret of your own (e.g. `openssl rand -hex 32`)", ErrConfig)
+	}
+	return nil
+}
+
+// validateDisk checks the disk guard (issue 9 item 2) against the raft
+// log: raft-wal preallocates a whole segment at each rotation, so a
+// reserve smaller than a segment lets a rotation fail on a volume the
+// guard still calls fine.
+func (f File) validateDisk() error {
+	if err := f.Disk.Validate(); err != nil {
+		return err
+	}
+	if f.Cluster.LogStore != cluster.LogStoreBolt && f.Disk.ReserveBytes < uint64(f.Cluster.WALSegmentBytes) {
+		return fmt.Errorf("%w: disk.reserve_bytes %d below cluster.wal_segment_bytes %d (raft-wal preallocates a segment at each rotation)",
+			ErrConfig, f.Disk.ReserveBytes, f.Cluster.WALSegmentBytes)
 	}
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/switchd/switchd/cluster"
 	"github.com/switchd/switchd/codec"
 	"github.com/switchd/switchd/currency"
+	"github.com/switchd/switchd/disk"
 	"github.com/switchd/switchd/store"
 )
 
@@ -116,6 +117,12 @@ var table = []struct {
 	{cluster.ErrNoOtherVoter, Outcome{SystemMalfunction, http.StatusConflict, "no-other-voter", "No other voter to hand leadership to"}},
 	{cluster.ErrNotVoter, Outcome{SystemMalfunction, http.StatusConflict, "not-a-voter", "Leadership can go only to a voter"}},
 	{cluster.ErrMembership, Outcome{SystemMalfunction, http.StatusConflict, "membership", "Membership change refused"}},
+	// Issue 9 item 2 (a full disk fails closed). Nothing was proposed while
+	// the disk guard refuses; a failed ledger write stops applying until a
+	// restart (an entry it refused reaches the partner as outcome-unknown
+	// above, since it is committed in the raft log and will be applied).
+	{disk.ErrLowSpace, Outcome{SystemMalfunction, http.StatusInsufficientStorage, "insufficient-storage", "Insufficient storage, retry later"}},
+	{store.ErrFailed, Outcome{SystemMalfunction, http.StatusServiceUnavailable, "ledger-failed", "Ledger write failed, retry with the same key"}},
 }
 
 var (

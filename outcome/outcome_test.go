@@ -9,6 +9,7 @@ import (
 	"github.com/switchd/switchd/cluster"
 	"github.com/switchd/switchd/codec"
 	"github.com/switchd/switchd/currency"
+	"github.com/switchd/switchd/disk"
 	"github.com/switchd/switchd/store"
 )
 
@@ -40,6 +41,10 @@ func TestTable(t *testing.T) {
 		{cluster.ErrUnknownOutcome, "96", http.StatusServiceUnavailable},
 		{fmt.Errorf("wrapped: %w", cluster.ErrOverloaded), "96", http.StatusServiceUnavailable},
 		{errors.New("disk on fire"), "96", http.StatusInternalServerError},
+		// Issue 9 item 2: a full disk.
+		{fmt.Errorf("volume raft: %w", disk.ErrLowSpace), "96", http.StatusInsufficientStorage},
+		{store.ErrFailed, "96", http.StatusServiceUnavailable},
+		{fmt.Errorf("%w: fsm: %w", cluster.ErrUnknownOutcome, store.ErrFailed), "96", http.StatusServiceUnavailable},
 	} {
 		o := Of(tc.err)
 		if o.Code != tc.code || o.HTTPStatus != tc.http {

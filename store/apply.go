@@ -51,10 +51,17 @@ func (s *Store) Apply(l *raft.Log) interface{} {
 // (it is still counted as applied: every replica fails it the same way).
 // Other entry types (configuration changes) only advance the index.
 //
-// It panics when pebble fails to read or commit, or a stored record does
-// not decode: continuing would make this replica diverge from the others,
-// and a crash makes it recover from the raft log instead.
-func (s *Store) ApplyBatch(logs []*raft.Log) []interface{} {
+// When pebble fails to read or commit (an I/O error, no space left on
+// device) the store fails (ErrFailed, Failed): this batch and every later
+// one are answered with an error wrapping ErrFailed and change nothing, so
+// the proposers decline (the outcome is unknown to them: the entries are
+// committed in raft) and this replica never applies entry N+1 onto a state
+// that lacks N. Raft counts them applied; the store's own applied index
+// stays at the last batch that committed, so a restart replays the rest
+// from the raft log. It panics when a stored record does not decode or an
+// index names a missing record: that is a broken invariant, not an
+// operating error.
+func (s *Store) ApplyBatch(logs []*raft.Log) (out []interface{}) {
 	s.applyMu.Lock()
 	defer s.applyMu.Unlock()
 	s.mu.RLock()
@@ -64,7 +71,20 @@ func (s *Store) ApplyBatch(logs []*raft.Log) []interface{} {
 		// would lose committed state.
 		panic("store: ApplyBatch on a closed store")
 	}
-	out := make([]interface{}, len(logs))
+	if err := s.Err(); err != nil {
+		return failedResponses(logs, err)
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			f, ok := r.(writeFault)
+			if !ok {
+				panic(r)
+			}
+			s.fail(f.err)
+			out = failedResponses(logs, s.Err())
+		}
+	}()
+	out = make([]interface{}, len(logs))
 	applied := s.applied.Load()
 	last := applied
 	var cmds int
@@ -103,6 +123,20 @@ func (s *Store) ApplyBatch(logs []*raft.Log) []interface{} {
 	t.publish()
 	return out
 }
+
+// failedResponses answers every entry of logs with err (ErrFailed).
+func failedResponses(logs []*raft.Log, err error) []interface{} {
+	out := make([]interface{}, len(logs))
+	for i, l := range logs {
+		out[i] = fmt.Errorf("store: log entry %d not applied: %w", l.Index, err)
+	}
+	return out
+}
+
+// writeFault carries a pebble read or write error out of the apply code
+// to ApplyBatch, which fails the store with it (must panics with it;
+// nothing else does).
+type writeFault struct{ err error }
 
 // acctCache keeps committed accounts and card-hash → account id mappings
 // decoded across ApplyBatch calls. Only ApplyBatch and Restore use it, under
@@ -205,8 +239,16 @@ func newTxn(db *pebble.DB, cfg *Config, cache *acctCache, cmds int) *txn {
 	}
 }
 
-// must panics on a storage failure inside Apply (see ApplyBatch).
+// must hands a storage failure inside Apply to ApplyBatch (see there).
 func must(err error) {
+	if err != nil {
+		panic(writeFault{err: err})
+	}
+}
+
+// mustDecode panics when a stored record does not decode: the state is
+// corrupt, which no restart or free space mends (see ApplyBatch).
+func mustDecode(err error) {
 	if err != nil {
 		panic(fmt.Sprintf("store: apply: %v", err))
 	}
@@ -277,7 +319,7 @@ func (t *txn) account(id string) *Account {
 		e.a = &a
 	} else if v, ok := t.get(skey1(pfxAccount, id)); ok {
 		a, err := decodeAccountRecord(v)
-		must(err)
+		mustDecode(err)
 		e.a = &a
 	}
 	t.accts[id] = e
@@ -324,7 +366,7 @@ func (t *txn) transfer(id string) *Transfer {
 	e := &xferEntry{}
 	if v, ok := t.get(skey1(pfxTransfer, id)); ok {
 		tr, err := decodeTransferRecord(v)
-		must(err)
+		mustDecode(err)
 		e.t = &tr
 	}
 	t.xfers[id] = e
@@ -338,7 +380,7 @@ func (t *txn) newTransfer(tr *Transfer) {
 	if !t.seqLoaded {
 		if v, ok := t.get(string(keySequence)); ok {
 			seq, err := strconv.ParseUint(string(v), 10, 64)
-			must(err)
+			mustDecode(err)
 			t.seq = seq
 		}
 		t.seqLoaded = true
@@ -430,7 +472,24 @@ func (t *txn) commit(applied uint64) {
 			must(b.Set(key1(pfxTransfer, id), buf, nil))
 		}
 	}
-	must(b.Commit(pebble.NoSync))
+	must(commitBatch(b))
+}
+
+// commitBatch commits b with NoSync. Pebble panics (with the error) when
+// its WAL write fails (db.go commitWrite); that is an I/O error like any
+// other here, so it is returned. Anything else pebble panics with is not
+// an I/O error and is not caught.
+func commitBatch(b *pebble.Batch) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			e, ok := r.(error)
+			if !ok {
+				panic(r)
+			}
+			err = fmt.Errorf("store: commit: %w", e)
+		}
+	}()
+	return b.Commit(pebble.NoSync)
 }
 
 // batchBytes estimates the batch size so it is allocated once.
@@ -498,7 +557,7 @@ func (t *txn) apply(c *Command) Result {
 	ik := skey1(pfxIdem, c.Key)
 	if v, ok := t.get(ik); ok {
 		rec, err := decodeIdemRecord(v)
-		must(err)
+		mustDecode(err)
 		if rec.Fingerprint != c.Fingerprint {
 			return Result{Status: StatusFingerprintMismatch}
 		}

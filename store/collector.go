@@ -29,6 +29,8 @@ var storeMetrics = []storeMetric{
 		prometheus.CounterValue, func(m *StoreMetrics) float64 { return float64(m.StateStreams) }},
 	{prometheus.NewDesc("switchd_store_state_stream_bytes_total", "Bytes sent in state streams.", nil, nil),
 		prometheus.CounterValue, func(m *StoreMetrics) float64 { return float64(m.StateStreamBytes) }},
+	{prometheus.NewDesc("switchd_store_write_failed", "1 once a ledger write failed: the store applies nothing more until the node restarts.", nil, nil),
+		prometheus.GaugeValue, func(m *StoreMetrics) float64 { return float64(m.WriteFailed) }},
 	{prometheus.NewDesc("switchd_store_disk_bytes", "Pebble's on-disk size.", nil, nil),
 		prometheus.GaugeValue, func(m *StoreMetrics) float64 { return float64(m.DiskBytes) }},
 	{prometheus.NewDesc("switchd_store_l0_files", "Sstables in pebble's L0 (write stalls follow when this grows).", nil, nil),

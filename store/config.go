@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
 // Bounds of Config. Each says why it is there.
@@ -44,6 +46,9 @@ type Config struct {
 	Dir string `yaml:"-"`
 	// Logger receives the store's and pebble's log lines; nil discards.
 	Logger *slog.Logger `yaml:"-"`
+	// FS is pebble's file system; nil is the OS's. Tests inject faults
+	// with pebble's vfs/errorfs (a write failing with ENOSPC).
+	FS vfs.FS `yaml:"-"`
 	// ExpireBatchMax is the most holds one OpExpire releases, and
 	// separately the most idempotency records it prunes. The rest waits for
 	// the next OpExpire, so a backlog never turns one log entry into an

@@ -122,7 +122,7 @@ func (t *txn) dayRecord(day string) (Day, bool) {
 		return Day{}, false
 	}
 	d, err := decodeDayRecord(day, v)
-	must(err)
+	mustDecode(err)
 	return d, true
 }
 

@@ -12,6 +12,8 @@ type applyCounters struct {
 	// restores counts snapshot streams restored; streams and streamBytes
 	// the state streams opened for followers and the bytes read from them.
 	restores, streams, streamBytes atomic.Uint64
+	// writeFailures is 1 once a pebble write failed in ApplyBatch.
+	writeFailures atomic.Uint64
 }
 
 // StoreMetrics is a point-in-time view for the metrics endpoint. Counters
@@ -24,6 +26,8 @@ type StoreMetrics struct {
 	// Restores of snapshot streams from a leader; StateStreams opened for
 	// followers and StateStreamBytes read from them.
 	Restores, StateStreams, StateStreamBytes uint64
+	// WriteFailed is 1 once a pebble write failed in ApplyBatch (ErrFailed).
+	WriteFailed uint64
 	// DiskBytes is pebble's on-disk size; L0Files and CompactionDebtBytes
 	// show whether compaction keeps up (write stalls follow when not).
 	DiskBytes           uint64
@@ -44,6 +48,7 @@ func (s *Store) Metrics() StoreMetrics {
 		Restores:         s.counters.restores.Load(),
 		StateStreams:     s.counters.streams.Load(),
 		StateStreamBytes: s.counters.streamBytes.Load(),
+		WriteFailed:      s.counters.writeFailures.Load(),
 	}
 	_ = s.read(func(db *pebble.DB) error {
 		pm := db.Metrics()

@@ -170,7 +170,7 @@ func (t *txn) breakOp(c *Command) Result {
 	if v, ok := t.get(k); ok {
 		var err error
 		st, err = decodeBreakState(u.Recon, u.Break, v)
-		must(err)
+		mustDecode(err)
 	}
 	if st.State == "resolved" {
 		return Result{Status: StatusAlreadyFinal}

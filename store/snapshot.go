@@ -111,6 +111,11 @@ func (s *Store) Snapshot() (raft.FSMSnapshot, error) {
 	if s.closed {
 		return nil, ErrClosed
 	}
+	if err := s.Err(); err != nil {
+		// Raft would truncate its log past entries this store never
+		// applied, and pebble cannot write anyway.
+		return nil, err
+	}
 	if err := s.db.LogData(nil, pebble.Sync); err != nil {
 		return nil, fmt.Errorf("store: snapshot: sync WAL: %w", err)
 	}
@@ -322,6 +327,9 @@ func (s *Store) Restore(rc io.ReadCloser) error {
 	s.mu.RUnlock()
 	if closed {
 		return ErrClosed
+	}
+	if err := s.Err(); err != nil {
+		return err // closing the wedged DB for the swap would hang (see Close)
 	}
 	in := bufio.NewReaderSize(rc, snapBufferBytes)
 	if head, _ := in.Peek(len(snapRefMagic)); string(head) == snapRefMagic {

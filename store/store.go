@@ -35,6 +35,14 @@ const (
 // ErrClosed is returned by every method of a closed Store.
 var ErrClosed = errors.New("store: closed")
 
+// ErrFailed: a write to pebble failed inside ApplyBatch (e.g. no space
+// left on device). The store applies nothing more until it is reopened:
+// ApplyBatch answers every later entry with an error wrapping ErrFailed,
+// Snapshot refuses, and Failed is closed. The raft log still holds every
+// entry not applied, so a restart replays them (see DESIGN.md, "A failed
+// write").
+var ErrFailed = errors.New("store: ledger write failed; restart to replay the raft log")
+
 // Store is the FSM. Apply, ApplyBatch, Snapshot and Restore follow
 // hashicorp/raft's rules (one caller at a time); every read method may be
 // called concurrently with them and sees whole applied batches only.
@@ -63,6 +71,12 @@ type Store struct {
 	// applied is the index of the last raft entry applied, published after
 	// its batch committed.
 	applied atomic.Uint64
+
+	// failErr is the write error that failed the store (nil while
+	// healthy); failed is closed when it is set. Set once, under applyMu.
+	failErr  atomic.Pointer[error]
+	failed   chan struct{}
+	failOnce sync.Once
 }
 
 // Open opens (creating if needed) the store in cfg.Dir, first finishing or
@@ -75,7 +89,7 @@ func Open(cfg Config) (*Store, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Store{cfg: cfg, log: log.With("component", "store")}
+	s := &Store{cfg: cfg, log: log.With("component", "store"), failed: make(chan struct{})}
 	if err := recoverSwap(cfg.Dir, s.log); err != nil {
 		return nil, err
 	}
@@ -115,6 +129,7 @@ func (s *Store) pebbleOptions(cache *pebble.Cache) *pebble.Options {
 		FormatMajorVersion: pebble.FormatNewest,
 		Logger:             pebbleLogger{s.log},
 		WALBytesPerSync:    s.cfg.WALBytesPerSync,
+		FS:                 s.cfg.FS,
 	}
 	// Bloom filters on every level (the others inherit L0's): about half
 	// of the point reads of a command miss (a new idempotency key, a new
@@ -142,6 +157,13 @@ func readApplied(r pebble.Reader) (uint64, error) {
 }
 
 // Close closes the database. It waits for unreleased snapshots.
+//
+// A failed store (ErrFailed) is marked closed but its pebble DB is left
+// open: after a failed WAL write pebble holds its commit pipeline's lock
+// for good (db.go commitWrite panics while holding it) and its Close
+// would wait for that lock forever. The process is about to exit; the
+// kernel releases the files and the lock, and the next Open recovers from
+// pebble's WAL like after a crash. Close then returns the ErrFailed error.
 func (s *Store) Close() error {
 	s.applyMu.Lock()
 	defer s.applyMu.Unlock()
@@ -151,12 +173,42 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.closed = true
+	if err := s.Err(); err != nil {
+		s.db = nil
+		return err
+	}
 	err := s.db.Close()
 	s.db = nil
 	if err != nil {
 		return fmt.Errorf("store: close pebble: %w", err)
 	}
 	return nil
+}
+
+// Failed is closed once a write to pebble failed inside ApplyBatch (Err
+// then returns the error). The owner should stop the node so that a
+// restart replays the raft log; until then nothing more is applied.
+func (s *Store) Failed() <-chan struct{} { return s.failed }
+
+// Err returns an error wrapping ErrFailed and the write error once the
+// store failed, else nil.
+func (s *Store) Err() error {
+	if p := s.failErr.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// fail records the first write failure. Callers hold applyMu.
+func (s *Store) fail(cause error) {
+	s.failOnce.Do(func() {
+		err := fmt.Errorf("%w: %w", ErrFailed, cause)
+		s.failErr.Store(&err)
+		s.counters.writeFailures.Add(1)
+		s.log.Error("ledger write failed: applying nothing more; stop the node and restart it once there is space, it replays the raft log",
+			"applied_index", s.applied.Load(), "err", cause)
+		close(s.failed)
+	})
 }
 
 // AppliedIndex is the index of the last raft log entry whose effects are
@@ -253,6 +305,33 @@ func (s *Store) Accounts(after string, limit int) ([]Account, error) {
 		return it.Error()
 	})
 	return out, err
+}
+
+// Replay answers a repeat from the applied state without a log entry,
+// exactly as ApplyBatch would: the stored result (Replayed) when key is
+// recorded with fingerprint, StatusFingerprintMismatch when it is recorded
+// with another, and ok false when key is not recorded here. A record
+// committed but not yet applied on this node is not seen: the caller must
+// treat ok false as "unknown", never as "new".
+func (s *Store) Replay(key, fingerprint string) (res Result, ok bool, err error) {
+	err = s.read(func(db *pebble.DB) error {
+		rec, err := getRecord(db, []byte(skey1(pfxIdem, key)), decodeIdemRecord)
+		if errors.Is(err, ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		ok = true
+		if rec.Fingerprint != fingerprint {
+			res = Result{Status: StatusFingerprintMismatch}
+			return nil
+		}
+		res = rec.Result
+		res.Replayed = true
+		return nil
+	})
+	return res, ok, err
 }
 
 // Transfer returns the transfer with id, or ErrNotFound.

@@ -35,6 +35,18 @@ type Reader interface {
 	AccountByCard(cardHash string) (store.Account, error)
 }
 
+// DiskGuard says whether the node may take new state changes (disk.Guard):
+// Check fails (wrapping disk.ErrLowSpace) while a volume is short of space.
+type DiskGuard interface {
+	Check() error
+}
+
+// Replayer answers a repeat from the applied state without a log write
+// (store.Store.Replay).
+type Replayer interface {
+	Replay(key, fingerprint string) (store.Result, bool, error)
+}
+
 // Processing code transaction types (field 3, first two digits) we handle.
 const (
 	pcPurchase   = "00"
@@ -61,6 +73,19 @@ type Pipeline struct {
 	acquirers map[string]string // field 32 (no leading zeros) → partner id
 	partners  map[string]Partner
 	macs      sync.Pool // hash.Hash keyed with the card key
+
+	// disk and replays are set once by GuardDisk, before any request.
+	disk    DiskGuard
+	replays Replayer
+}
+
+// GuardDisk makes the pipeline refuse state-changing requests while g
+// fails (issue 9 item 2): a repeat whose answer r already holds still gets
+// it; anything else is declined with g's error (96) and nothing is
+// proposed. Balance inquiries and network management are not affected.
+// Call it before the lanes start.
+func (p *Pipeline) GuardDisk(g DiskGuard, r Replayer) {
+	p.disk, p.replays = g, r
 }
 
 // NewPipeline builds the pipeline. now is the clock (time.Now in
@@ -167,11 +192,32 @@ func (p *Pipeline) dispatch(ctx context.Context, lanePartners map[string]bool, r
 	if err != nil {
 		return store.Result{}, nil, err
 	}
+	if p.disk != nil {
+		if err := p.disk.Check(); err != nil {
+			return p.replayOrRefuse(cmd, err)
+		}
+	}
 	res, err := p.ledger.Propose(ctx, cmd)
 	if err != nil {
 		return store.Result{}, nil, err
 	}
 	return res, nil, res.Status.Err()
+}
+
+// replayOrRefuse answers cmd while the disk guard refuses: the stored
+// answer when cmd repeats a recorded request (a record is never changed,
+// only pruned after the retention, so a local read is exact without a
+// ReadIndex), else refused. A record
+// not applied here yet is not found, which only turns a repeat into a 96
+// the partner retries: never an answer that was not decided.
+func (p *Pipeline) replayOrRefuse(cmd store.Command, refused error) (store.Result, []codec.Balance, error) {
+	if p.replays != nil {
+		res, ok, err := p.replays.Replay(cmd.Key, cmd.Fingerprint)
+		if err == nil && ok {
+			return res, nil, res.Status.Err()
+		}
+	}
+	return store.Result{}, nil, refused
 }
 
 func (p *Pipeline) network(r *codec.Request) error {

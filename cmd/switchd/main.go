@@ -125,6 +125,14 @@ func run(ctx context.Context, cfg config.File, log *slog.Logger) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
+	// Disk guard (issue 9 item 2): watches free space from before the
+	// store opens; the pipeline refuses state changes through it.
+	guard, err := startDiskGuard(cfg, log, reg)
+	if err != nil {
+		return err
+	}
+	defer guard.Close()
+
 	scfg := cfg.Store
 	scfg.Logger = log // the store names itself
 	st, err := store.Open(scfg)
@@ -165,6 +173,7 @@ func run(ctx context.Context, cfg config.File, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	pipe.GuardDisk(guard, st) // a full disk fails closed
 	// Seeding belongs to the node that bootstraps: in the background,
 	// retried until a leader takes it, and a no-op once the accounts exist.
 	// On a fresh ledger the calendar's day opens before the opening
@@ -236,7 +245,16 @@ func run(ctx context.Context, cfg config.File, log *slog.Logger) error {
 		// No PAN here: this lands in log files (README "Demo data" has the cards).
 		fmt.Fprintf(os.Stderr, "\nTry: go run ./cmd/switchctl iso send --addr %s --mti 0200 --pan <a demo card, README \"Demo data\"> --amount 12.34\n\n", lanes[0].Addr())
 	}
-	<-ctx.Done()
+	select {
+	case <-ctx.Done():
+	case <-st.Failed():
+		// Issue 9 item 2: the ledger could not write (e.g. the disk is
+		// full) and applies nothing more. Stop in order so that what is in
+		// flight is answered (96), and exit non-zero: a restart, once
+		// there is space, replays the raft log and loses nothing.
+		log.Error("ledger write failed: shutting down; restart once there is space", "err", st.Err())
+		return st.Err()
+	}
 	log.Info("shutting down")
 	return nil
 }

@@ -80,11 +80,36 @@ const CardKey = "7465737420636172642068617368206b65792c206e6f7420666f72207573652
 // /readyz answers 200, and stops the process at cleanup.
 func Start(t testing.TB, bin string) *Node {
 	t.Helper()
+	return StartWith(t, bin, Options{})
+}
+
+// Options change what Start writes.
+type Options struct {
+	// DataDir replaces the temporary data directory (e.g. one on a small
+	// file system the test mounted).
+	DataDir string
+	// Cluster is extra "key: value" lines for the cluster section.
+	Cluster []string
+	// Extra is YAML appended at the top level (sections Start does not
+	// write: store, disk, settle…).
+	Extra string
+}
+
+// StartWith is Start with opts.
+func StartWith(t testing.TB, bin string, opts Options) *Node {
+	t.Helper()
 	dir := t.TempDir()
 	n := &Node{
 		LaneAddr: FreePort(t), OpsAddr: FreePort(t), RaftAddr: FreePort(t),
 		DataDir: filepath.Join(dir, "data"), t: t, bin: bin,
 		cfgPath: filepath.Join(dir, "switchd.yaml"), logPath: filepath.Join(dir, "switchd.log"),
+	}
+	if opts.DataDir != "" {
+		n.DataDir = opts.DataDir
+	}
+	var clusterExtra string
+	for _, l := range opts.Cluster {
+		clusterExtra += "  " + l + "\n"
 	}
 	n.OpsURL = "http://" + n.OpsAddr
 	// Lanes are replaced as a whole list; the rest keeps the demo config.
@@ -94,7 +119,7 @@ cluster:
   heartbeat_timeout: 100ms
   election_timeout: 100ms
   leader_lease_timeout: 100ms
-ops:
+%sops:
   listen: %s
 switch:
   card_key: %s
@@ -102,7 +127,7 @@ switch:
     - name: test
       listen: %s
       partners: [demo-acquirer]
-`, n.RaftAddr, n.OpsAddr, CardKey, n.LaneAddr)
+%s`, n.RaftAddr, clusterExtra, n.OpsAddr, CardKey, n.LaneAddr, opts.Extra)
 	if err := os.WriteFile(n.cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
