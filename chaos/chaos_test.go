@@ -58,13 +58,17 @@ func runOne(t *testing.T, cfg Config) Report {
 // TestChaosShort is the run inside `make test`: one seeded run of a
 // 3-node cluster under faults, then every check. The regression seeds run
 // on raft-wal; this one keeps its log in bolt so that followers are sent
-// snapshots (a reference on the leader, the live state on the wire).
+// snapshots (a reference on the leader, the live state on the wire). The
+// faults alone gave one only in about 2 runs of 3 (issue 9 item 7), so
+// after them the run forces one (Config.ForceSnapshotInstall) and the
+// checks cover the follower that restored it.
 func TestChaosShort(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.Seed = 1
 	cfg.Duration = 12 * time.Second
 	cfg.TLS = true
 	cfg.LogStore = "bolt"
+	cfg.ForceSnapshotInstall = true
 	rep := runOne(t, cfg)
 	if rep.SnapshotInstalls == 0 {
 		t.Error("no follower was sent a snapshot: the run did not test snapshot install")

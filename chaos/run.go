@@ -106,6 +106,9 @@ func (hs *history) add(client int, in opInput, out opOutput, call, ret time.Time
 // harness itself failed (not a violation).
 func Run(ctx context.Context, cfg Config) (Report, error) {
 	rep := Report{Seed: cfg.Seed, TLS: cfg.TLS}
+	if cfg.ForceSnapshotInstall && cfg.LogStore != "bolt" {
+		return rep, fmt.Errorf("chaos: ForceSnapshotInstall needs LogStore bolt, not %q", cfg.LogStore)
+	}
 	h, err := newHarness(cfg)
 	if err != nil {
 		return rep, err
@@ -161,6 +164,12 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		rep.Violations = append(rep.Violations, fmt.Sprintf("after healing: %v", rerr))
 		return rep, nil
 	}
+	if cfg.ForceSnapshotInstall {
+		if err := h.forceSnapshotInstall(resolveCtx); err != nil {
+			return rep, err
+		}
+		rep.Faults = append(rep.Faults, "forced snapshot install")
+	}
 	if err := h.converge(resolveCtx); err != nil {
 		rep.Violations = append(rep.Violations, err.Error())
 		return rep, nil
@@ -172,6 +181,96 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	h.stopAll()
 	rep.SnapshotInstalls = int(h.restores.Load())
 	return rep, nil
+}
+
+// Forced snapshot install (Config.ForceSnapshotInstall).
+const (
+	// appendEntriesMax is cluster/node.go's raft MaxAppendEntries. An
+	// AppendEntries the leader built for the stopped follower before the
+	// snapshot dropped the log can still be in flight when the follower
+	// is back (the raft dial retries a refused peer for up to a second),
+	// and that request alone moves the follower up to this many entries:
+	// the gap must be wider for the next request to need the snapshot.
+	appendEntriesMax = 256
+	// snapshotLagMargin is how many entries past trailing_logs and
+	// appendEntriesMax the leader writes while the follower is down,
+	// beyond the follower's last index as read just before it stopped
+	// (it may receive a few more before it stops).
+	snapshotLagMargin = 50
+	// snapshotInstallAttempts bounds the retries: a leader change during
+	// the step (the new leader still holds the follower's log) spoils an
+	// attempt, not the run.
+	snapshotInstallAttempts = 3
+	// snapshotInstallWait bounds the wait for the restarted follower's
+	// restore in one attempt.
+	snapshotInstallWait = 30 * time.Second
+)
+
+// forceSnapshotInstall stops a follower, writes enough through the leader
+// that a snapshot there drops the log the follower needs, takes that
+// snapshot, restarts the follower and waits until its store restored a
+// snapshot stream from the leader. The writes are funding → merchant
+// postings: no card is touched, so the client history stays complete.
+func (h *harness) forceSnapshotInstall(ctx context.Context) error {
+	trailing := h.clusterConfig(h.members[0], false).TrailingLogs
+	var last error
+	for attempt := 0; attempt < snapshotInstallAttempts; attempt++ {
+		l, err := h.waitLeader(ctx)
+		if err != nil {
+			return err
+		}
+		f := (l + 1) % len(h.members)
+		var fLast uint64
+		h.use(f, func(n *cluster.Node, _ *store.Store) { fLast = n.StatusOf(false).LastIndex })
+		h.log.Info("forced snapshot install", "attempt", attempt, "leader", h.members[l].id,
+			"follower", h.members[f].id, "follower_last_index", fLast)
+		h.kill(f)
+		target := fLast + trailing + appendEntriesMax + snapshotLagMargin
+		for i := 0; ; i++ {
+			var leaderLast uint64
+			up := h.use(l, func(n *cluster.Node, _ *store.Store) { leaderLast = n.StatusOf(false).LastIndex })
+			if !up {
+				return fmt.Errorf("chaos: forced snapshot install: leader %s down", h.members[l].id)
+			}
+			if leaderLast > target {
+				break
+			}
+			c := store.Command{Op: store.OpPost, Key: fmt.Sprintf("snap|%d|%d", attempt, i), Fingerprint: "snap",
+				Time: time.Now().UnixNano(), BusinessDay: "2026-11-21", Debit: "funding", Credit: "merchant", Amount: 1, Currency: ccy}
+			if err := h.proposeUntil(ctx, l, c, nil); err != nil {
+				return fmt.Errorf("chaos: forced snapshot install: %w", err)
+			}
+		}
+		var snapErr error
+		h.use(l, func(n *cluster.Node, _ *store.Store) { _, snapErr = n.Snapshot() })
+		if snapErr != nil {
+			return fmt.Errorf("chaos: forced snapshot install: snapshot on %s: %w", h.members[l].id, snapErr)
+		}
+		if err := h.start(f, false); err != nil {
+			return fmt.Errorf("chaos: forced snapshot install: restart %s: %w", h.members[f].id, err)
+		}
+		// The restarted store counts restores from zero, and a restart
+		// does not restore its own snapshot (the FSM keeps its state): a
+		// restore now can only be one the leader sent.
+		waitCtx, cancel := context.WithTimeout(ctx, snapshotInstallWait)
+		installed := false
+		for !installed && waitCtx.Err() == nil {
+			h.use(f, func(_ *cluster.Node, st *store.Store) { installed = st.Metrics().Restores > 0 })
+			if !installed {
+				select {
+				case <-waitCtx.Done():
+				case <-time.After(20 * time.Millisecond):
+				}
+			}
+		}
+		cancel()
+		if installed {
+			return nil
+		}
+		last = fmt.Errorf("follower %s restarted without a snapshot install (leader %s)", h.members[f].id, h.members[l].id)
+		h.log.Warn("forced snapshot install: retrying", "err", last)
+	}
+	return fmt.Errorf("chaos: forced snapshot install: %d attempts: %w", snapshotInstallAttempts, last)
 }
 
 func setupCommands(cards int) []store.Command {

@@ -177,6 +177,9 @@ func withLaneDefaults(l switching.LaneConfig) switching.LaneConfig {
 	if l.ConnsMax == 0 {
 		l.ConnsMax = d.ConnsMax
 	}
+	if l.ConnsPerSourceMax == 0 {
+		l.ConnsPerSourceMax = d.ConnsPerSourceMax
+	}
 	if l.InflightMax == 0 {
 		l.InflightMax = d.InflightMax
 	}
@@ -185,6 +188,9 @@ func withLaneDefaults(l switching.LaneConfig) switching.LaneConfig {
 	}
 	if l.WriteTimeout == 0 {
 		l.WriteTimeout = d.WriteTimeout
+	}
+	if l.FirstFrameTimeout == 0 {
+		l.FirstFrameTimeout = min(d.FirstFrameTimeout, l.IdleTimeout)
 	}
 	return l
 }

@@ -14,7 +14,10 @@ import (
 // Limits on what config may ask for. Each bounds memory or time a lane can
 // spend on one partner.
 const (
-	connsMaxLimit        = 100_000
+	connsMaxLimit = 100_000
+	// firstFrameTimeoutMin leaves a partner on a slow link (a TLS
+	// handshake, then a sign-on over a satellite hop) time to speak.
+	firstFrameTimeoutMin = 100 * time.Millisecond
 	inflightMaxLimit     = 4096
 	holdExpiryMax        = 90 * 24 * time.Hour // card schemes allow at most ~30 days; 90 is generous
 	retentionMin         = time.Hour           // shorter than a partner's retry window loses exactly-once
@@ -77,6 +80,14 @@ type LaneConfig struct {
 	FrameBytesMax int          `yaml:"frame_bytes_max"`
 	// ConnsMax bounds open connections; more are closed on accept.
 	ConnsMax int `yaml:"conns_max"`
+	// ConnsPerSourceMax bounds open connections from one remote IP, so
+	// one source cannot take every slot of the lane; more are closed on
+	// accept. Above conns_max it has no effect.
+	ConnsPerSourceMax int `yaml:"conns_per_source_max"`
+	// FirstFrameTimeout closes a connection that has not sent a whole
+	// first frame (typically its sign-on) this long after it opened; after
+	// the first frame, idle_timeout applies. At most idle_timeout.
+	FirstFrameTimeout time.Duration `yaml:"first_frame_timeout"`
 	// InflightMax bounds requests being processed per connection; past it
 	// the lane stops reading that connection (TCP backpressure), which
 	// slows only that partner.
@@ -121,9 +132,18 @@ func DefaultLane() LaneConfig {
 		Header:        codec.HeaderBinary2,
 		FrameBytesMax: defaultFrameBytesMax,
 		ConnsMax:      1024,
-		InflightMax:   256,
-		IdleTimeout:   5 * time.Minute,
-		WriteTimeout:  10 * time.Second,
+		// A partner host or concentrator keeps a pool of a few to a few
+		// dozen connections per address (jPOS channel pools, ATM
+		// concentrators); 64 leaves room for that and a reconnect storm,
+		// and one address can hold only 1/16 of the default lane.
+		ConnsPerSourceMax: 64,
+		InflightMax:       256,
+		// A partner signs on right after connecting; 10 s covers a slow
+		// link and a TLS handshake, and an idle flood holds a slot for
+		// 10 s instead of the 5-minute idle timeout.
+		FirstFrameTimeout: 10 * time.Second,
+		IdleTimeout:       5 * time.Minute,
+		WriteTimeout:      10 * time.Second,
 	}
 }
 
@@ -205,11 +225,17 @@ func (c Config) Validate() error {
 		if l.ConnsMax < 1 || l.ConnsMax > connsMaxLimit {
 			return bad("lane %q conns_max %d not in [1, %d]", l.Name, l.ConnsMax, connsMaxLimit)
 		}
+		if l.ConnsPerSourceMax < 1 || l.ConnsPerSourceMax > connsMaxLimit {
+			return bad("lane %q conns_per_source_max %d not in [1, %d]", l.Name, l.ConnsPerSourceMax, connsMaxLimit)
+		}
 		if l.InflightMax < 1 || l.InflightMax > inflightMaxLimit {
 			return bad("lane %q inflight_max %d not in [1, %d]", l.Name, l.InflightMax, inflightMaxLimit)
 		}
 		if l.IdleTimeout <= 0 || l.WriteTimeout <= 0 {
 			return bad("lane %q idle_timeout and write_timeout must be positive", l.Name)
+		}
+		if l.FirstFrameTimeout < firstFrameTimeoutMin || l.FirstFrameTimeout > l.IdleTimeout {
+			return bad("lane %q first_frame_timeout %s not in [%s, idle_timeout %s]", l.Name, l.FirstFrameTimeout, firstFrameTimeoutMin, l.IdleTimeout)
 		}
 		for _, p := range l.Partners {
 			if !partners[p] {

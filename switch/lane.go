@@ -22,6 +22,34 @@ import (
 // typical messages, so pipelined partners need few syscalls.
 const connBufferBytes = 16 << 10
 
+// Closing after bad input: the lane half-closes (FIN after the answers it
+// owes), then reads and discards what the partner still sends until the
+// partner closes too. Closing with unread bytes in the kernel's receive
+// buffer would send a reset instead, and a reset makes the partner's
+// kernel drop answers it has received but not yet read (and ours drop
+// the ones not yet sent). Both bounds keep a partner that never closes
+// from holding the connection.
+const (
+	closeLingerTimeout  = 2 * time.Second
+	closeLingerBytesMax = 1 << 20
+)
+
+// refusalLogInterval is the least time between two "connections refused"
+// lines of one lane: an idle-connection flood is thousands of refusals a
+// second, and a line each would be a second flood, in the log;
+// switchd_lane_connections_rejected_total still counts every one.
+const refusalLogInterval = 10 * time.Second
+
+// Reasons a connection is refused (label values of
+// switchd_lane_connections_rejected_total and keys of the log summary).
+const (
+	refusedLaneFull     = "lane_full"           // conns_max reached
+	refusedSourceFull   = "source_full"         // conns_per_source_max reached for the remote IP
+	refusedNoFirstFrame = "first_frame_timeout" // nothing sent within first_frame_timeout
+)
+
+var refusalReasons = []string{refusedLaneFull, refusedSourceFull, refusedNoFirstFrame}
+
 // Lane is one listener partners connect to, with its dialect and framing.
 type Lane struct {
 	cfg      LaneConfig
@@ -37,11 +65,18 @@ type Lane struct {
 	last96       atomic.Int64 // unix nanos of the last "declined with 96" line
 	suppressed96 atomic.Int64 // 96 lines left out since then
 
+	refusals refusalLog
+
 	ln net.Listener
 
-	mu      sync.Mutex // protects conns and closing
-	conns   map[net.Conn]struct{}
-	closing bool
+	// stopping is set once Close begins; a reader checks it after each
+	// read deadline it sets, so Close's wake-up cannot be overwritten.
+	stopping atomic.Bool
+
+	mu       sync.Mutex // protects conns, bySource and closing
+	conns    map[net.Conn]struct{}
+	bySource map[string]int // open connections per remote IP
+	closing  bool
 
 	wg   sync.WaitGroup // the accept loop and every connection's serve
 	once sync.Once
@@ -73,7 +108,9 @@ func NewLane(cfg LaneConfig, pipe *Pipeline, requestTimeout time.Duration, logge
 		partners: map[string]bool{},
 		timeout:  requestTimeout,
 		conns:    map[net.Conn]struct{}{},
+		bySource: map[string]int{},
 	}
+	l.refusals = refusalLog{log: l.log, every: refusalLogInterval, counts: map[string]int64{}}
 	l.msgs.New = func() any { return new(codec.Message) }
 	for _, p := range cfg.Partners {
 		l.partners[p] = true
@@ -92,7 +129,9 @@ func (l *Lane) Start() error {
 	go l.accept()
 	l.log.Info("lane listening", "addr", ln.Addr().String(), "dialect", l.cfg.Dialect,
 		"header", l.cfg.Header, "frame_bytes_max", l.cfg.FrameBytesMax,
-		"conns_max", l.cfg.ConnsMax, "inflight_max", l.cfg.InflightMax)
+		"conns_max", l.cfg.ConnsMax, "conns_per_source_max", l.cfg.ConnsPerSourceMax,
+		"inflight_max", l.cfg.InflightMax, "first_frame_timeout", l.cfg.FirstFrameTimeout,
+		"idle_timeout", l.cfg.IdleTimeout, "write_timeout", l.cfg.WriteTimeout)
 	return nil
 }
 
@@ -115,57 +154,128 @@ func (l *Lane) accept() {
 			time.Sleep(50 * time.Millisecond)
 			continue
 		}
+		src := sourceOf(c.RemoteAddr())
 		l.mu.Lock()
-		if l.closing || len(l.conns) >= l.cfg.ConnsMax {
-			full := !l.closing
+		refused := ""
+		switch {
+		case l.closing:
+		case len(l.conns) >= l.cfg.ConnsMax:
+			refused = refusedLaneFull
+		case l.bySource[src] >= l.cfg.ConnsPerSourceMax:
+			refused = refusedSourceFull
+		default:
+			l.conns[c] = struct{}{}
+			l.bySource[src]++
+			l.wg.Add(1)
 			l.mu.Unlock()
-			if full {
-				l.m.connsRejected.WithLabelValues(l.cfg.Name).Inc()
-				l.log.Warn("connection refused: lane full", "remote", c.RemoteAddr().String(), "conns_max", l.cfg.ConnsMax)
-			}
-			c.Close()
+			l.m.conns.WithLabelValues(l.cfg.Name).Inc()
+			go l.serve(c, src)
 			continue
 		}
-		l.conns[c] = struct{}{}
-		l.wg.Add(1)
 		l.mu.Unlock()
-		l.m.conns.WithLabelValues(l.cfg.Name).Inc()
-		go l.serve(c)
+		// Nothing was read: a plain close (no linger) is safe and cheap.
+		c.Close()
+		if refused != "" {
+			l.refuse(refused)
+		}
 	}
 }
+
+// refuse counts a refused connection and adds it to the log summary.
+func (l *Lane) refuse(reason string) {
+	l.m.connsRejected.WithLabelValues(l.cfg.Name, reason).Inc()
+	l.refusals.add(reason)
+}
+
+// sourceOf is the key conns_per_source_max counts by: the remote IP.
+func sourceOf(a net.Addr) string {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		return ta.IP.String()
+	}
+	host, _, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	return host
+}
+
+// Why a connection's reader stopped, beyond what its read error says.
+const (
+	stopNone       int32 = iota
+	stopUnreadable       // a handler found a frame it cannot answer
+)
 
 // serve reads frames from one connection and answers each on it. Up to
 // InflightMax requests run at once; answers go out in completion order
 // (partners match them by STAN, as ISO 8583 allows).
-func (l *Lane) serve(c net.Conn) {
+//
+// However reading ends (EOF, a bad frame, an unreadable message, the lane
+// closing), every request already read is answered before the connection
+// closes: the reader stops, the requests in flight finish (each bounded by
+// the request timeout), the writer flushes their answers (each write
+// bounded by write_timeout), and only then is the connection closed.
+func (l *Lane) serve(c net.Conn, src string) {
 	remote := c.RemoteAddr().String()
 	log := l.log.With("remote", remote)
-	log.Info("connection opened")
+	// A connection is logged at info once it has sent a frame: one that
+	// never does is a refusal, and those are logged as a summary, so that
+	// a flood of silent connections does not flood the log.
+	log.Debug("connection accepted")
+	frames := 0
+	var lingered bool
 	defer func() {
 		l.mu.Lock()
 		delete(l.conns, c)
+		if l.bySource[src]--; l.bySource[src] <= 0 {
+			delete(l.bySource, src)
+		}
 		l.mu.Unlock()
 		c.Close()
 		l.m.conns.WithLabelValues(l.cfg.Name).Dec()
-		log.Info("connection closed")
+		level := slog.LevelInfo
+		if frames == 0 {
+			level = slog.LevelDebug
+		}
+		log.Log(context.Background(), level, "connection closed", "frames", frames, "lingered", lingered)
 		l.wg.Done()
 	}()
 
 	out := make(chan []byte, l.cfg.InflightMax) // never blocks a handler: at most InflightMax answers exist
 	sem := make(chan struct{}, l.cfg.InflightMax)
 	var handlers sync.WaitGroup
+	var stop atomic.Int32 // stopNone or why a handler stopped the reader
 	writerDone := make(chan struct{})
-	go l.write(c, out, writerDone)
+	writeFailed := false
+	go func() {
+		defer close(writerDone)
+		writeFailed = !l.write(c, out)
+	}()
 
+	// Until the first frame arrives the connection gets only
+	// first_frame_timeout (whole, not per byte): a connection that never
+	// speaks must not hold a slot for the idle timeout.
+	deadline := l.cfg.FirstFrameTimeout
+	linger := false
 	br := bufio.NewReaderSize(c, connBufferBytes)
 	for {
-		if err := c.SetReadDeadline(time.Now().Add(l.cfg.IdleTimeout)); err != nil {
+		if err := c.SetReadDeadline(time.Now().Add(deadline)); err != nil {
+			break
+		}
+		// Checked after setting the deadline: a handler or Close that
+		// wakes the reader sets its flag first and the deadline after,
+		// so either the flag is seen here or the wake-up deadline wins.
+		if stop.Load() != stopNone || l.stopping.Load() {
+			linger = true
 			break
 		}
 		frame, err := l.framer.ReadFrame(br, nil)
 		if err != nil {
-			l.readFailed(log, err)
+			linger = l.readFailed(log, err, frames, stop.Load())
 			break
+		}
+		if frames++; frames == 1 {
+			log.Info("connection opened")
+			deadline = l.cfg.IdleTimeout
 		}
 		sem <- struct{}{}
 		handlers.Add(1)
@@ -177,22 +287,56 @@ func (l *Lane) serve(c net.Conn) {
 				return
 			}
 			// Unreadable: no MTI to answer with. Closing is the
-			// defined answer; it costs only this connection.
-			c.Close()
+			// defined answer, after the answers this connection is
+			// owed; it costs only this connection.
+			if stop.CompareAndSwap(stopNone, stopUnreadable) {
+				c.SetReadDeadline(time.Now())
+			}
 		}()
 	}
 	handlers.Wait()
 	close(out)
 	<-writerDone
+	if linger && !writeFailed {
+		lingered = true
+		lingerClose(c)
+	}
 }
 
-func (l *Lane) readFailed(log *slog.Logger, err error) {
+// lingerClose sends FIN after everything written and discards what the
+// partner still sends until it closes, closeLingerTimeout passes or
+// closeLingerBytesMax arrive, so that the final close sends no reset.
+func lingerClose(c net.Conn) {
+	cw, ok := c.(interface{ CloseWrite() error })
+	if !ok || cw.CloseWrite() != nil {
+		return
+	}
+	if c.SetReadDeadline(time.Now().Add(closeLingerTimeout)) != nil {
+		return
+	}
+	io.CopyN(io.Discard, c, closeLingerBytesMax)
+}
+
+// readFailed logs and counts why reading stopped after frames good ones,
+// and says whether unread input may be left (close with a linger).
+func (l *Lane) readFailed(log *slog.Logger, err error, frames int, stop int32) (linger bool) {
 	var ne net.Error
 	switch {
+	case stop == stopUnreadable:
+		return true // the handler counted and logged it
 	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
+		return false
 	case errors.As(err, &ne) && ne.Timeout():
+		if l.stopping.Load() {
+			return true // Close woke us; partners may be mid-pipeline
+		}
+		if frames == 0 {
+			l.refuse(refusedNoFirstFrame)
+			return false
+		}
 		l.m.frameErrors.WithLabelValues(l.cfg.Name, "idle").Inc()
 		log.Info("closing idle connection", "idle_timeout", l.cfg.IdleTimeout)
+		return false
 	case errors.Is(err, codec.ErrFrameTooLarge):
 		l.m.frameErrors.WithLabelValues(l.cfg.Name, "too_large").Inc()
 		log.Warn("closing connection: frame too large", "frame_bytes_max", l.cfg.FrameBytesMax)
@@ -205,12 +349,13 @@ func (l *Lane) readFailed(log *slog.Logger, err error) {
 	default:
 		log.Info("closing connection", "err", err)
 	}
+	return true
 }
 
 // write sends answers, flushing when no more are waiting so that a busy
-// connection gets many answers per syscall and an idle one no delay.
-func (l *Lane) write(c net.Conn, out <-chan []byte, done chan<- struct{}) {
-	defer close(done)
+// connection gets many answers per syscall and an idle one no delay. It
+// reports whether every answer was written.
+func (l *Lane) write(c net.Conn, out <-chan []byte) bool {
 	bw := bufio.NewWriterSize(c, connBufferBytes)
 	failed := false
 	for b := range out {
@@ -229,9 +374,13 @@ func (l *Lane) write(c net.Conn, out <-chan []byte, done chan<- struct{}) {
 		failed = true
 		c.Close() // a partner that does not read its answers loses its connection
 	}
-	if !failed {
-		bw.Flush()
+	if failed {
+		return false
 	}
+	if c.SetWriteDeadline(time.Now().Add(l.cfg.WriteTimeout)) != nil {
+		return false
+	}
+	return bw.Flush() == nil
 }
 
 // handle answers one frame; nil means the frame could not be answered and
@@ -324,6 +473,7 @@ func (l *Lane) warn96(log *slog.Logger, mti, stan string, err error) {
 // flight finish and their answers go out, then closes the connections.
 func (l *Lane) Close() error {
 	l.once.Do(func() {
+		l.stopping.Store(true)
 		l.mu.Lock()
 		l.closing = true
 		if l.ln != nil {
@@ -335,8 +485,73 @@ func (l *Lane) Close() error {
 		}
 		l.mu.Unlock()
 		l.wg.Wait()
+		l.refusals.close()
 	})
 	return nil
+}
+
+// refusalLog turns refusals into at most one log line per interval with
+// the counts by reason; what is left over at the end of an interval is
+// logged then (a timer), so the last burst is not lost from the log.
+type refusalLog struct {
+	log   *slog.Logger
+	every time.Duration
+
+	mu     sync.Mutex // protects the following fields
+	counts map[string]int64
+	last   time.Time   // when the last line was logged
+	timer  *time.Timer // pending flush, nil when none
+	closed bool
+}
+
+func (r *refusalLog) add(reason string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.counts[reason]++
+	if r.timer != nil || r.closed {
+		return
+	}
+	if wait := r.every - time.Since(r.last); wait > 0 {
+		r.timer = time.AfterFunc(wait, r.flush)
+		return
+	}
+	r.flushLocked()
+}
+
+func (r *refusalLog) flush() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.timer = nil
+	r.flushLocked()
+}
+
+func (r *refusalLog) flushLocked() {
+	var total int64
+	attrs := make([]any, 0, 2*len(refusalReasons)+4)
+	for _, reason := range refusalReasons {
+		if n := r.counts[reason]; n > 0 {
+			attrs = append(attrs, reason, n)
+			total += n
+		}
+	}
+	if total == 0 {
+		return
+	}
+	clear(r.counts)
+	r.last = time.Now()
+	r.log.Warn("connections refused", append(attrs, "total", total, "interval", r.every.String())...)
+}
+
+// close logs what is left and stops the pending flush.
+func (r *refusalLog) close() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.closed = true
+	if r.timer != nil {
+		r.timer.Stop()
+		r.timer = nil
+	}
+	r.flushLocked()
 }
 
 // Metrics are the lanes' Prometheus metrics, shared by all lanes.
@@ -355,8 +570,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "switchd_lane_connections", Help: "Open partner connections.",
 		}, []string{"lane"}),
 		connsRejected: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "switchd_lane_connections_rejected_total", Help: "Connections closed on accept because the lane was full.",
-		}, []string{"lane"}),
+			Name: "switchd_lane_connections_rejected_total",
+			Help: "Connections refused: on accept (lane_full, source_full) or closed before their first frame (first_frame_timeout).",
+		}, []string{"lane", "reason"}),
 		frameErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchd_lane_frame_errors_total", Help: "Connections closed for framing or unreadable messages, by reason.",
 		}, []string{"lane", "reason"}),
