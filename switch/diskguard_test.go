@@ -1,11 +1,15 @@
 package switching_test
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"testing"
 
 	"github.com/switchd/switchd/disk"
+	"github.com/switchd/switchd/store"
+	switching "github.com/switchd/switchd/switch"
 )
 
 // fakeGuard refuses while low is set, as disk.Guard does below its reserve.
@@ -65,6 +69,12 @@ func TestDiskGuardRefusesStateChangesOnly(t *testing.T) {
 	}
 	if m, _ := h.send("0800 7=1121120000 11=000005 70=301"); m.Get(39) != "00" {
 		t.Fatalf("echo while short of disk: %s", m.Get(39))
+	}
+	if _, err := h.pipe.CreateAccount(context.Background(), switching.AccountSeed{ID: "new-acct", Kind: store.KindFunding, Currency: "USD"}); !errors.Is(err, disk.ErrLowSpace) {
+		t.Fatalf("ops account create while short of disk: %v, want disk.ErrLowSpace", err)
+	}
+	if _, err := h.st.Account("new-acct"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("refused account exists: %v", err)
 	}
 	if after := h.account("card-4111"); after != before {
 		t.Fatalf("refused requests changed the ledger: %s, then %s", before, after)

@@ -139,6 +139,12 @@ func (p *Pipeline) Seed(ctx context.Context, seeds []AccountSeed, now time.Time)
 func (p *Pipeline) CreateAccount(ctx context.Context, s AccountSeed) (created bool, err error) {
 	fp := p.fingerprintOf(s.ID, string(s.Kind), s.Currency, s.Partner, s.PAN,
 		strconv.FormatBool(s.Unlimited), strconv.FormatInt(s.Floor, 10), s.Opening, s.FundedBy)
+	if p.disk != nil {
+		// Short of disk, ops writes are refused like partners' (HTTP 507).
+		if err := p.disk.Check(); err != nil {
+			return false, fmt.Errorf("switch: account %q: %w", s.ID, err)
+		}
+	}
 	return p.createAccount(ctx, s, "ops", fp, p.now())
 }
 
