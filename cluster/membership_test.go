@@ -3,7 +3,6 @@ package cluster
 import (
 	"context"
 	"errors"
-	"net"
 	"sync"
 	"testing"
 	"time"
@@ -11,20 +10,9 @@ import (
 	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/switchd/switchd/internal/switchdtest"
 	"github.com/switchd/switchd/store"
 )
-
-// closedAddr is a loopback address nothing listens on.
-func closedAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
 
 // waitFor polls cond until it holds or d passes.
 func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
@@ -66,7 +54,7 @@ func TestClusterBogusJoinRefused(t *testing.T) {
 	ctx := context.Background()
 
 	start := time.Now()
-	if _, err := tn.node.Join(ctx, "bogus", closedAddr(t)); !errors.Is(err, ErrJoinUnreachable) {
+	if _, err := tn.node.Join(ctx, "bogus", switchdtest.FreePort(t)); !errors.Is(err, ErrJoinUnreachable) {
 		t.Fatalf("join of an address nothing answers: %v, want ErrJoinUnreachable", err)
 	}
 	if d := time.Since(start); d > joinProbeTimeout+time.Second {
@@ -113,7 +101,7 @@ func TestClusterMembershipRefusalsThroughFollower(t *testing.T) {
 	dead := (l + 2) % 3
 	ctx := context.Background()
 	via := tc.nodes[f].node
-	if _, err := via.Join(ctx, "bogus", closedAddr(t)); !errors.Is(err, ErrJoinUnreachable) {
+	if _, err := via.Join(ctx, "bogus", switchdtest.FreePort(t)); !errors.Is(err, ErrJoinUnreachable) {
 		t.Fatalf("bogus join through a follower: %v, want ErrJoinUnreachable", err)
 	}
 	leaderID := tc.nodes[l].node.cfg.NodeID

@@ -4,13 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/switchd/switchd/cluster"
+	"github.com/switchd/switchd/internal/switchdtest"
 	"github.com/switchd/switchd/ops"
 	"github.com/switchd/switchd/store"
 )
@@ -98,18 +98,6 @@ func TestClusterMembershipAPI(t *testing.T) {
 	}
 }
 
-// closedAddr is a loopback address nothing listens on.
-func closedAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
-
 func problemType(t *testing.T, body string) string {
 	t.Helper()
 	var p struct{ Type string }
@@ -134,7 +122,7 @@ func TestClusterBogusJoinRefused(t *testing.T) {
 		want       int
 		problem    string
 	}{
-		{"nothing listens", fmt.Sprintf(`{"id":"bogus","raft_addr":%q}`, closedAddr(t)), 422, "join-unreachable"},
+		{"nothing listens", fmt.Sprintf(`{"id":"bogus","raft_addr":%q}`, switchdtest.FreePort(t)), 422, "join-unreachable"},
 		// Something listens, but it is not a switchd raft port (the ops API).
 		{"not a node", fmt.Sprintf(`{"id":"bogus","raft_addr":%q}`, base[len("http://"):]), 422, "join-unreachable"},
 		// A real node's address under another id.

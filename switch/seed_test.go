@@ -35,10 +35,10 @@ func (g *gateLedger) ReadIndex(ctx context.Context) error {
 	return g.node.ReadIndex(ctx)
 }
 
-// Seeding waits for the cluster instead of failing the start, creates the
-// accounts and opening balances once, and a later seeder on a seeded
-// ledger proposes nothing.
-func TestSeederRetriesUntilALeaderThenProposesNothing(t *testing.T) {
+// seedSetup is a one-voter node behind a gate that is down (no leader), and
+// a pipeline proposing through the gate; all closed at cleanup.
+func seedSetup(t *testing.T) (config.File, *store.Store, *gateLedger, *switching.Pipeline) {
+	t.Helper()
 	cfg := config.Demo()
 	cfg.DataDir = t.TempDir()
 	cfg.Cluster.RaftAddr = "127.0.0.1:0"
@@ -48,18 +48,26 @@ func TestSeederRetriesUntilALeaderThenProposesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st.Close()
+	t.Cleanup(func() { st.Close() })
 	node, err := cluster.New(cfg.Cluster, st, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer node.Close()
+	t.Cleanup(func() { node.Close() }) // before the store: cleanups run last-in first-out
 	g := &gateLedger{node: node}
 	g.down.Store(true)
 	pipe, err := switching.NewPipeline(cfg.Switch, g, st, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return cfg, st, g, pipe
+}
+
+// Seeding waits for the cluster instead of failing the start, creates the
+// accounts and opening balances once, and a later seeder on a seeded
+// ledger proposes nothing.
+func TestSeederRetriesUntilALeaderThenProposesNothing(t *testing.T) {
+	cfg, st, g, pipe := seedSetup(t)
 	var prepared atomic.Int64
 	prepare := func(context.Context) error { prepared.Add(1); return nil }
 
@@ -98,26 +106,7 @@ func TestSeederRetriesUntilALeaderThenProposesNothing(t *testing.T) {
 
 // Close stops a seeder that is still waiting for a leader.
 func TestSeederCloseWhileWaiting(t *testing.T) {
-	cfg := config.Demo()
-	cfg.DataDir = t.TempDir()
-	cfg.Cluster.RaftAddr = "127.0.0.1:0"
-	cfg.Finish()
-	st, err := store.Open(cfg.Store)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	node, err := cluster.New(cfg.Cluster, st, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer node.Close()
-	g := &gateLedger{node: node}
-	g.down.Store(true)
-	pipe, err := switching.NewPipeline(cfg.Switch, g, st, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg, st, _, pipe := seedSetup(t)
 	s := pipe.StartSeeder(cfg.Accounts, st, nil, nil)
 	time.Sleep(50 * time.Millisecond)
 	done := make(chan struct{})
