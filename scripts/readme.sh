@@ -8,7 +8,8 @@
 #   make test    skipped: it is the step of .ci/run before this script
 #   make chaos   skipped: hours long; TestChaosShort inside make test runs it short
 # and the first `make cluster` stops the background `make run` first (they
-# share the ports). Everything started is stopped at the end; READMEKEEP=1
+# share the ports). Make targets the prose names inline must exist (a dry
+# run). Everything started is stopped at the end; READMEKEEP=1
 # keeps the copy and its logs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,6 +44,11 @@ awk '
     cmd = ""
   }
 ' README.md >"$work/commands.tsv"
+# Make targets the prose names inline (`make bench`, `make fuzz`, …) are
+# too long to run here; each must at least exist (a dry run).
+for target in $(grep -o '`make [a-z][a-z-]*' README.md | sed 's/`make //' | sort -u); do
+  make -n -C "$copy" "$target" >/dev/null 2>&1 || { echo "readme: README.md names 'make $target', which the Makefile does not have" >&2; exit 1; }
+done
 count=$(wc -l <"$work/commands.tsv")
 [[ $count -gt 0 ]] || { echo "readme: no commands found in README.md" >&2; exit 1; }
 
