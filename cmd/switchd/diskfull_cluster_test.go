@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/switchd/switchd/internal/switchdtest"
 )
@@ -16,17 +17,25 @@ import (
 // with 96 and stays up (it still applies what the others commit, which the
 // reserve is there for), answers balance inquiries, and once the filler is
 // deleted approves again by itself. Every replica ends with the same state
-// hash, and the card's balance is the opening less the approvals.
+// hash, and the card's balance is the opening less the approvals. When
+// the full node leads, it first hands leadership to another voter.
 func TestDiskFullOnOneClusterNode(t *testing.T) {
 	bin := switchdtest.Build(t)
+	t.Run("follower", func(t *testing.T) { diskFullOnOneNode(t, bin, 1) })
+	t.Run("leader", func(t *testing.T) { diskFullOnOneNode(t, bin, 0) })
+}
+
+// diskFullOnOneNode runs the scenario with node index full (0: n1, which
+// bootstraps and so leads) on the small volume.
+func diskFullOnOneNode(t *testing.T, bin string, full int) {
 	vol := mountTmpfs(t, diskVolBytes)
 	dir := t.TempDir()
 	var nodes []*clusterNode
 	for i := 1; i <= 3; i++ {
 		n := &clusterNode{id: fmt.Sprintf("n%d", i), ops: switchdtest.FreePort(t), raft: switchdtest.FreePort(t), lane: switchdtest.FreePort(t),
 			cfg: filepath.Join(dir, fmt.Sprintf("n%d.yaml", i)), data: filepath.Join(dir, fmt.Sprintf("n%d", i))}
-		if i == 2 {
-			n.data = filepath.Join(vol, "n2")
+		if i == full+1 {
+			n.data = filepath.Join(vol, n.id)
 		}
 		body := fmt.Sprintf(`log_level: info
 cluster:
@@ -54,11 +63,15 @@ switch:
 		n.start(t, bin)
 		waitReadyz(t, n)
 	}
-	t.Cleanup(func() { // stop n2 before the tmpfs is unmounted
-		nodes[1].cmd.Process.Signal(os.Interrupt)
-		<-nodes[1].done
+	t.Cleanup(func() { // stop the full node before the tmpfs is unmounted
+		nodes[full].cmd.Process.Signal(os.Interrupt)
+		<-nodes[full].done
 	})
 
+	before, err := getMembers(nodes[full].ops)
+	if err != nil || (full == 0 && before.Leader != "n1") {
+		t.Fatalf("members before the disk fills: %+v %v (n1 bootstraps, so it leads)", before, err)
+	}
 	var st syscall.Statfs_t
 	if err := syscall.Statfs(vol, &st); err != nil {
 		t.Fatal(err)
@@ -67,8 +80,26 @@ switch:
 	if err := fillFile(filler, int64(st.Bavail)*int64(st.Bsize)-diskReserveBytes+(1<<20)); err != nil {
 		t.Fatal(err)
 	}
-	n2ops := "http://" + nodes[1].ops
-	waitMetric(t, n2ops, "switchd_disk_refusing", 1)
+	fullOps := "http://" + nodes[full].ops
+	waitMetric(t, fullOps, "switchd_disk_refusing", 1)
+	if before.Leader == nodes[full].id {
+		// It leads: it must hand over (handOverWhenShort).
+		deadline := time.Now().Add(diskPhaseTimeout)
+		for {
+			m, err := getMembers(nodes[full].ops)
+			if err == nil && m.Leader != "" && m.Leader != nodes[full].id {
+				t.Logf("%s, short of disk, handed leadership to %s", nodes[full].id, m.Leader)
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s is short of disk and still leads after %s", nodes[full].id, diskPhaseTimeout)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		for _, n := range nodes {
+			waitReadyz(t, n)
+		}
+	}
 
 	approved := 0
 	for round := 0; round < 3; round++ {
@@ -78,34 +109,34 @@ switch:
 				stan := 1_000_000*(i+1) + round*1000 + k
 				a := cl.send(purchaseMsg(t, "0200", stan))
 				switch {
-				case i == 1 && a.rc != "96":
-					t.Fatalf("purchase on n2 below its reserve: %s, want 96", a.rc)
-				case i != 1 && a.rc != "00":
-					t.Fatalf("purchase on %s while n2's disk is full: %s, want 00", n.id, a.rc)
+				case i == full && a.rc != "96":
+					t.Fatalf("purchase on %s below its reserve: %s, want 96", n.id, a.rc)
+				case i != full && a.rc != "00":
+					t.Fatalf("purchase on %s while %s's disk is full: %s, want 00", n.id, nodes[full].id, a.rc)
 				}
 				if a.rc == "00" {
 					approved++
 				}
 			}
-			if i == 1 {
+			if i == full {
 				if a := cl.send(balanceMsg(t, 3_000_000+round)); a.rc != "00" || a.balances == "" {
-					t.Fatalf("balance inquiry on n2 below its reserve: %s (54=%q)", a.rc, a.balances)
+					t.Fatalf("balance inquiry on %s below its reserve: %s (54=%q)", n.id, a.rc, a.balances)
 				}
 			}
 		}
 	}
-	if nodes[1].exited() {
-		t.Fatal("n2 exited while its disk was full")
+	if nodes[full].exited() {
+		t.Fatalf("%s exited while its disk was full", nodes[full].id)
 	}
 
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
 	}
-	waitMetric(t, n2ops, "switchd_disk_refusing", 0)
-	cl := newDiskClient(t, nodes[1].lane).conn()
+	waitMetric(t, fullOps, "switchd_disk_refusing", 0)
+	cl := newDiskClient(t, nodes[full].lane).conn()
 	for k := 0; k < diskProbes; k++ {
 		if a := cl.send(purchaseMsg(t, "0200", 5_000_000+k)); a.rc != "00" {
-			t.Fatalf("purchase on n2 after the space came back: %s", a.rc)
+			t.Fatalf("purchase on %s after the space came back: %s", nodes[full].id, a.rc)
 		}
 		approved++
 	}

@@ -174,6 +174,7 @@ func run(ctx context.Context, cfg config.File, log *slog.Logger) error {
 		return err
 	}
 	pipe.GuardDisk(guard, st) // a full disk fails closed
+	defer handOverWhenShort(guard, node, log.With("component", "disk"))()
 	// Seeding belongs to the node that bootstraps: in the background,
 	// retried until a leader takes it, and a no-op once the accounts exist.
 	// On a fresh ledger the calendar's day opens before the opening
