@@ -41,7 +41,11 @@ type testNode struct {
 	srv  *ops.Server
 }
 
-func newTestNode(t *testing.T) *testNode {
+func newTestNode(t *testing.T) *testNode { return newTestNodeVia(t, nil) }
+
+// newTestNodeVia is newTestNode; with via set, the node is a fresh member
+// that via's node adds (no seeding: it replicates via's accounts).
+func newTestNodeVia(t *testing.T, via *testNode) *testNode {
 	t.Helper()
 	cfg := config.Demo()
 	cfg.DataDir = t.TempDir()
@@ -50,6 +54,9 @@ func newTestNode(t *testing.T) *testNode {
 	cfg.Cluster.ElectionTimeout = 50 * time.Millisecond
 	cfg.Cluster.LeaderLeaseTimeout = 50 * time.Millisecond
 	cfg.Ops.Listen = "127.0.0.1:0"
+	if via != nil {
+		cfg.Cluster.NodeID, cfg.Cluster.Bootstrap = via.cfg.Cluster.NodeID+"-f", false
+	}
 	cfg.Finish()
 	st, err := store.Open(cfg.Store)
 	if err != nil {
@@ -64,6 +71,11 @@ func newTestNode(t *testing.T) *testNode {
 	t.Cleanup(func() { node.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	if via != nil {
+		if _, err := via.node.Join(ctx, cfg.Cluster.NodeID, node.Status().RaftAddr); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if err := node.WaitReady(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -71,8 +83,10 @@ func newTestNode(t *testing.T) *testNode {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := pipe.Seed(ctx, cfg.Accounts, time.Now()); err != nil {
-		t.Fatal(err)
+	if via == nil {
+		if err := pipe.Seed(ctx, cfg.Accounts, time.Now()); err != nil {
+			t.Fatal(err)
+		}
 	}
 	srv, err := ops.New(cfg.Ops, st, pipe, node, reg, nil)
 	if err != nil {

@@ -95,6 +95,9 @@ func (h *settleHandlers) days(w http.ResponseWriter, r *http.Request) {
 		problem(w, http.StatusBadRequest, "bad-request", "Bad request", err.Error())
 		return
 	}
+	if !h.s.caughtUp(w, r) { // a day closed through another node shows here too
+		return
+	}
 	open, days, err := h.svc.ListDays(r.URL.Query().Get("before"), limit)
 	if err != nil {
 		h.fail(w, err)
@@ -320,6 +323,9 @@ func (h *reconHandlers) breaks(w http.ResponseWriter, r *http.Request) {
 		problem(w, http.StatusBadRequest, "bad-request", "Bad request", "code must be B1..B5")
 		return
 	}
+	if !h.s.caughtUp(w, r) { // assignments and resolutions made through another node
+		return
+	}
 	bs, err := h.svc.ReconBreaks(r.PathValue("id"), code)
 	if err != nil {
 		h.fail(w, err)
@@ -355,6 +361,9 @@ func (h *reconHandlers) breaks(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *reconHandlers) breakDetail(w http.ResponseWriter, r *http.Request) {
+	if !h.s.caughtUp(w, r) {
+		return
+	}
 	d, err := h.svc.ReconBreak(r.PathValue("id"), r.PathValue("bid"))
 	if err != nil {
 		h.fail(w, err)
@@ -386,7 +395,17 @@ func (h *reconHandlers) update(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), writeTimeoutMax)
 	defer cancel()
-	d, err := h.svc.UpdateBreak(ctx, r.PathValue("id"), r.PathValue("bid"), u, key, time.Now().UnixNano())
+	if _, err := h.svc.UpdateBreak(ctx, r.PathValue("id"), r.PathValue("bid"), u, key, time.Now().UnixNano()); err != nil {
+		h.fail(w, err)
+		return
+	}
+	// Through a follower the change was applied on the leader when
+	// UpdateBreak returns, not yet here: read it back after catching up,
+	// so the answer shows the change it made.
+	if !h.s.caughtUp(w, r) {
+		return
+	}
+	d, err := h.svc.ReconBreak(r.PathValue("id"), r.PathValue("bid"))
 	if err != nil {
 		h.fail(w, err)
 		return

@@ -21,7 +21,15 @@ import (
 // the node to propose with.
 func startSettleNode(t *testing.T) (string, *cluster.Node) {
 	t.Helper()
-	tn := newTestNode(t)
+	base, tn := startSettleNodeVia(t, nil)
+	return base, tn.node
+}
+
+// startSettleNodeVia is startSettleNode for a member that via adds (nil:
+// a new cluster).
+func startSettleNodeVia(t *testing.T, via *testNode) (string, *testNode) {
+	t.Helper()
+	tn := newTestNodeVia(t, via)
 	cal, err := settle.NewCalendar(tn.cfg.Settle.Zone, tn.cfg.Settle.Cutover)
 	if err != nil {
 		t.Fatal(err)
@@ -33,7 +41,7 @@ func startSettleNode(t *testing.T) (string, *cluster.Node) {
 	t.Cleanup(svc.Close)
 	tn.srv.HandleSettlement(svc)
 	tn.srv.HandleRecon(svc)
-	return tn.start(t), tn.node
+	return tn.start(t), tn
 }
 
 func TestSettlementAPI(t *testing.T) {
@@ -208,5 +216,63 @@ func TestReconAPI(t *testing.T) {
 	if code, body := upload(t, base+"/v1/reconciliations", map[string]string{"day": day, "partner": "demo-acquirer"},
 		map[string]string{"partner_file": partner}); code != 400 {
 		t.Errorf("missing biller file: %d %s", code, body)
+	}
+}
+
+// Through a follower: closing the day is forwarded to the leader, the day
+// list shows the close at once, and a break resolved through the follower
+// answers with its new state (the follower reads it back after catching up
+// with the leader, which applied it first).
+func TestSettleAPIThroughFollower(t *testing.T) {
+	_, leader := startSettleNodeVia(t, nil)
+	base, follower := startSettleNodeVia(t, leader)
+	defer http.DefaultClient.CloseIdleConnections()
+	now := time.Now()
+	res, err := leader.node.Propose(context.Background(), store.Command{Op: store.OpPost, Key: "a", Fingerprint: "f",
+		Time: now.UnixNano(), BusinessDay: now.UTC().Format(time.DateOnly), Partner: "demo-acquirer",
+		Debit: "card-4111", Credit: "biller-power-co", Amount: 1000, Currency: "USD",
+		Ref: store.Ref{MTI: "0200", ProcCode: "500000", STAN: "000001", RRN: "RRN000001"}})
+	if err != nil || res.Status != store.StatusOK {
+		t.Fatalf("post: %+v %v", res, err)
+	}
+	code, body, _ := do(t, "POST", base+"/v1/days/close", "")
+	var closed settle.DayResult
+	if code != 200 || json.Unmarshal([]byte(body), &closed) != nil || closed.Closed == "" {
+		t.Fatalf("close the day through the follower: %d %s", code, body)
+	}
+	day := closed.Closed
+	if code, body, _ := do(t, "GET", base+"/v1/days", ""); code != 200 || !strings.Contains(body, `"day":"`+day+`","state":"closed"`) {
+		t.Fatalf("days through the follower right after the close: %d %s", code, body)
+	}
+	if err := follower.node.ReadIndex(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	partner := "record,rrn,stan,amount,currency,business_day,status\nD,RRN000001,000001,10.01,USD," + day + ",posted\n"
+	biller := "rrn,stan,amount,currency,date,status\nRRN000001,000001,10.00,USD," + day + ",OK\n"
+	code, body = upload(t, base+"/v1/reconciliations", map[string]string{"day": day, "partner": "demo-acquirer"},
+		map[string]string{"partner_file": partner, "biller_file": biller})
+	var st settle.ReconStatus
+	if code != 202 || json.Unmarshal([]byte(body), &st) != nil || st.ID == "" {
+		t.Fatalf("start: %d %s", code, body)
+	}
+	for deadline := time.Now().Add(10 * time.Second); st.State != settle.JobDone; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) || st.State == settle.JobFailed {
+			t.Fatalf("recon: %+v", st)
+		}
+		_, body, _ = do(t, "GET", base+"/v1/reconciliations/"+st.ID, "")
+		st = settle.ReconStatus{}
+		json.Unmarshal([]byte(body), &st)
+	}
+	var list struct {
+		Breaks []settle.Break `json:"breaks"`
+	}
+	if _, body, _ = do(t, "GET", base+"/v1/reconciliations/"+st.ID+"/breaks?code=B3", ""); json.Unmarshal([]byte(body), &list) != nil || len(list.Breaks) != 1 {
+		t.Fatalf("B3 (10.01 against 10.00): %s", body)
+	}
+	for i, b := range []string{`{"action":"assign","assignee":"ops2","actor":"ops1"}`, `{"action":"resolve","note":"partner re-sent","actor":"ops1"}`} {
+		want := []string{`"state":"assigned"`, `"state":"resolved"`}[i]
+		if code, body, _ := do(t, "POST", base+"/v1/reconciliations/"+st.ID+"/breaks/"+list.Breaks[0].ID, b); code != 200 || !strings.Contains(body, want) {
+			t.Fatalf("%s through the follower: %d %s, want %s", b, code, body, want)
+		}
 	}
 }
