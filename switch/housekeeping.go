@@ -126,7 +126,7 @@ type AccountSeed struct {
 // on every node) changes nothing.
 func (p *Pipeline) Seed(ctx context.Context, seeds []AccountSeed, now time.Time) error {
 	for _, s := range seeds {
-		if _, err := p.createAccount(ctx, s, "seed", "seed", now); err != nil {
+		if _, err := p.createAccount(ctx, s, seedPrefix, seedFingerprint, now); err != nil {
 			return err
 		}
 	}
@@ -170,24 +170,19 @@ func (p *Pipeline) createAccount(ctx context.Context, s AccountSeed, keyPrefix, 
 		acct.CardHash = p.CardHash(pan)
 		acct.MaskedPAN = pan.Masked()
 	}
-	var minor int64
-	if s.Opening != "" {
-		if minor, err = currency.ParseMinor(s.Opening, ccy, '.'); err != nil {
-			return false, fmt.Errorf("switch: account %q opening: %w", s.ID, err)
-		}
-		if minor < 0 {
-			return false, fmt.Errorf("switch: account %q opening: %w", s.ID, store.ErrInvalidAmount)
-		}
+	minor, err := openingMinor(s, ccy)
+	if err != nil {
+		return false, err
 	}
 	res, err := p.ledger.Propose(ctx, store.Command{
-		Op: store.OpCreateAccount, Key: keyPrefix + "|account|" + s.ID, Fingerprint: fp,
+		Op: store.OpCreateAccount, Key: keyPrefix + "|account|" + s.ID, Fingerprint: fp, // seedKey for seeds
 		Time: now.UnixNano(), Account: &acct,
 	})
 	if err != nil {
 		return false, fmt.Errorf("switch: account %q: %w", s.ID, err)
 	}
 	if err := res.Status.Err(); err != nil {
-		if keyPrefix == "seed" && errors.Is(err, store.ErrAccountExists) {
+		if keyPrefix == seedPrefix && errors.Is(err, store.ErrAccountExists) {
 			return false, nil
 		}
 		return false, fmt.Errorf("switch: account %q: %w", s.ID, err)
@@ -208,4 +203,19 @@ func (p *Pipeline) createAccount(ctx context.Context, s AccountSeed, keyPrefix, 
 		return created, fmt.Errorf("switch: account %q opening: %w", s.ID, err)
 	}
 	return created, nil
+}
+
+// openingMinor is s's opening balance in minor units of ccy (0 for none).
+func openingMinor(s AccountSeed, ccy currency.Currency) (int64, error) {
+	if s.Opening == "" {
+		return 0, nil
+	}
+	minor, err := currency.ParseMinor(s.Opening, ccy, '.')
+	if err != nil {
+		return 0, fmt.Errorf("switch: account %q opening: %w", s.ID, err)
+	}
+	if minor < 0 {
+		return 0, fmt.Errorf("switch: account %q opening: %w", s.ID, store.ErrInvalidAmount)
+	}
+	return minor, nil
 }

@@ -3,11 +3,13 @@ package switching
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/switchd/switchd/currency"
 	"github.com/switchd/switchd/store"
 )
 
@@ -25,10 +27,20 @@ const (
 	seedRetryMax = 5 * time.Second
 )
 
-// AccountReader finds an account by id (store.Store), read after
-// Ledger.ReadIndex.
+// Seed commands' keys are seedPrefix|account|ID and seedPrefix|opening|ID
+// (createAccount), all with the fingerprint seedFingerprint.
+const (
+	seedPrefix      = "seed"
+	seedFingerprint = "seed"
+)
+
+func seedKey(what, id string) string { return seedPrefix + "|" + what + "|" + id }
+
+// AccountReader finds an account by id and a stored answer by idempotency
+// key (store.Store), read after Ledger.ReadIndex.
 type AccountReader interface {
 	Account(id string) (store.Account, error)
+	Replay(key, fingerprint string) (store.Result, bool, error)
 }
 
 // Seeder makes sure the config's seed accounts exist, on the node that
@@ -112,12 +124,12 @@ func (s *Seeder) pass() (int, error) {
 	}
 	var missing []AccountSeed
 	for _, seed := range s.seeds {
-		_, err := s.accounts.Account(seed.ID)
-		switch {
-		case errors.Is(err, store.ErrNotFound):
-			missing = append(missing, seed)
-		case err != nil:
+		need, err := s.needsPass(seed)
+		if err != nil {
 			return 0, err
+		}
+		if need {
+			missing = append(missing, seed)
 		}
 	}
 	if len(missing) == 0 {
@@ -130,7 +142,7 @@ func (s *Seeder) pass() (int, error) {
 	}
 	created := 0
 	for _, seed := range missing {
-		ok, err := s.p.createAccount(ctx, seed, "seed", "seed", s.p.now())
+		ok, err := s.p.createAccount(ctx, seed, seedPrefix, seedFingerprint, s.p.now())
 		if err != nil {
 			return created, err
 		}
@@ -139,4 +151,34 @@ func (s *Seeder) pass() (int, error) {
 		}
 	}
 	return created, nil
+}
+
+// needsPass reports whether seed still needs creating: its account is
+// missing, or a seed pass created it and stopped (a crash) before posting
+// its opening balance. That case shows as the creation's idempotency
+// record without the opening's; both are stamped at the same time, so
+// they are kept and pruned together, and once pruned the opening was
+// posted long ago or never will be (creating again only finds the
+// account).
+func (s *Seeder) needsPass(seed AccountSeed) (bool, error) {
+	_, err := s.accounts.Account(seed.ID)
+	if errors.Is(err, store.ErrNotFound) {
+		return true, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	ccy, err := currency.ByCode(seed.Currency)
+	if err != nil {
+		return false, fmt.Errorf("switch: account %q: %w", seed.ID, err)
+	}
+	if minor, err := openingMinor(seed, ccy); err != nil || minor == 0 {
+		return false, err
+	}
+	_, created, err := s.accounts.Replay(seedKey("account", seed.ID), seedFingerprint)
+	if err != nil || !created {
+		return false, err
+	}
+	_, opened, err := s.accounts.Replay(seedKey("opening", seed.ID), seedFingerprint)
+	return !opened, err
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/switchd/switchd/cluster"
+	"github.com/switchd/switchd/codec"
 	"github.com/switchd/switchd/config"
 	"github.com/switchd/switchd/store"
 	switching "github.com/switchd/switchd/switch"
@@ -128,4 +129,53 @@ func seedWaitFor(t *testing.T, d time.Duration, cond func() bool) {
 			t.Fatalf("condition not met within %s", d)
 		}
 	}
+}
+
+// A seed pass cut short between an account's creation and its opening
+// balance (a crash) is finished by the next seeder: the opening is posted
+// once, and only for that account.
+func TestSeederFinishesAPassCutShort(t *testing.T) {
+	cfg, st, g, pipe := seedSetup(t)
+	g.down.Store(false)
+	seedWaitFor(t, 10*time.Second, g.node.Ready)
+	// What the cut-short pass left: card-4111 created, its opening not.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var card switching.AccountSeed
+	for _, a := range cfg.Accounts {
+		if a.ID == "card-4111" {
+			card = a
+		}
+	}
+	res, err := g.node.Propose(ctx, store.Command{Op: store.OpCreateAccount, Key: "seed|account|card-4111", Fingerprint: "seed",
+		Time: time.Now().UnixNano(), Account: &store.Account{ID: card.ID, Kind: card.Kind, Currency: card.Currency,
+			CardHash: pipe.CardHash(mustPAN(t, card.PAN)), MaskedPAN: "411111******1111"}})
+	if err != nil || res.Status != store.StatusOK {
+		t.Fatalf("create: %v %v", res.Status, err)
+	}
+	s := pipe.StartSeeder(cfg.Accounts, st, nil, nil)
+	defer s.Close()
+	seedWaitFor(t, 10*time.Second, s.Done)
+	if a, _ := st.Account("card-4111"); a.Posted() != 100000 {
+		t.Fatalf("card-4111 posted %d, want its opening 100000", a.Posted())
+	}
+	before := g.proposals.Load()
+	s2 := pipe.StartSeeder(cfg.Accounts, st, nil, nil)
+	defer s2.Close()
+	seedWaitFor(t, 10*time.Second, s2.Done)
+	if n := g.proposals.Load() - before; n != 0 {
+		t.Fatalf("the finished ledger got %d more seed proposals", n)
+	}
+	if a, _ := st.Account("card-4111"); a.Posted() != 100000 {
+		t.Fatalf("card-4111 posted %d after another seeder, want 100000", a.Posted())
+	}
+}
+
+func mustPAN(t *testing.T, s string) codec.PAN {
+	t.Helper()
+	pan, err := codec.ParsePAN(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pan
 }
