@@ -126,6 +126,25 @@ func TestSettlementAPI(t *testing.T) {
 	}
 }
 
+// waitRecon takes the answer (code, body) to a reconciliation's upload and
+// polls it until it is done; it returns its status and the last body.
+func waitRecon(t *testing.T, base string, code int, body string) (settle.ReconStatus, string) {
+	t.Helper()
+	var st settle.ReconStatus
+	if code != 202 || json.Unmarshal([]byte(body), &st) != nil || st.ID == "" {
+		t.Fatalf("start: %d %s", code, body)
+	}
+	for deadline := time.Now().Add(10 * time.Second); st.State != settle.JobDone; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) || st.State == settle.JobFailed {
+			t.Fatalf("recon: %+v", st)
+		}
+		_, body, _ = do(t, "GET", base+"/v1/reconciliations/"+st.ID, "")
+		st = settle.ReconStatus{}
+		json.Unmarshal([]byte(body), &st)
+	}
+	return st, body
+}
+
 func upload(t *testing.T, url string, fields map[string]string, files map[string]string) (int, string) {
 	t.Helper()
 	var body bytes.Buffer
@@ -171,18 +190,7 @@ func TestReconAPI(t *testing.T) {
 	biller := "rrn,stan,amount,currency,date,status\nRRN000001,000001,10.00,USD," + day + ",FAIL\n"
 	code, body := upload(t, base+"/v1/reconciliations", map[string]string{"day": day, "partner": "demo-acquirer"},
 		map[string]string{"partner_file": partner, "biller_file": biller})
-	var st settle.ReconStatus
-	if code != 202 || json.Unmarshal([]byte(body), &st) != nil || st.ID == "" {
-		t.Fatalf("start: %d %s", code, body)
-	}
-	for deadline := time.Now().Add(10 * time.Second); st.State != settle.JobDone; time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) || st.State == settle.JobFailed {
-			t.Fatalf("recon: %+v", st)
-		}
-		_, body, _ = do(t, "GET", base+"/v1/reconciliations/"+st.ID, "")
-		st = settle.ReconStatus{}
-		json.Unmarshal([]byte(body), &st)
-	}
+	st, body := waitRecon(t, base, code, body)
 	// 20.01 vs 20.00: B3; the biller failed what we posted: B4; the biller
 	// never got the second: B2.
 	if st.Counts[settle.B3] != 1 || st.Counts[settle.B4] != 1 || st.Counts[settle.B2] != 1 || st.Matched != 1 {
@@ -251,18 +259,7 @@ func TestSettleAPIThroughFollower(t *testing.T) {
 	biller := "rrn,stan,amount,currency,date,status\nRRN000001,000001,10.00,USD," + day + ",OK\n"
 	code, body = upload(t, base+"/v1/reconciliations", map[string]string{"day": day, "partner": "demo-acquirer"},
 		map[string]string{"partner_file": partner, "biller_file": biller})
-	var st settle.ReconStatus
-	if code != 202 || json.Unmarshal([]byte(body), &st) != nil || st.ID == "" {
-		t.Fatalf("start: %d %s", code, body)
-	}
-	for deadline := time.Now().Add(10 * time.Second); st.State != settle.JobDone; time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) || st.State == settle.JobFailed {
-			t.Fatalf("recon: %+v", st)
-		}
-		_, body, _ = do(t, "GET", base+"/v1/reconciliations/"+st.ID, "")
-		st = settle.ReconStatus{}
-		json.Unmarshal([]byte(body), &st)
-	}
+	st, body := waitRecon(t, base, code, body)
 	var list struct {
 		Breaks []settle.Break `json:"breaks"`
 	}

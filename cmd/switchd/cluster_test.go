@@ -135,30 +135,42 @@ func (ic *isoClient) send(lane, mti string, stan int) (rc, auth string, err erro
 	return r.Get(39), r.Get(38), nil
 }
 
-// Three switchd processes: --bootstrap and --join through the ops API
-// (with node TLS from a shared development CA), a 0200 through a follower
-// lane, kill -9 of the leader, approvals through a survivor, the repeat of
-// the first request on another node gets the original answer, and after
-// the killed node restarts every replica has the same state hash.
-func TestThreeNodeCluster(t *testing.T) {
-	bin := switchdtest.Build(t) // skips under -short
+// clusterSpec adjusts the nodes startClusterNodes starts.
+type clusterSpec struct {
+	// clusterYAML and extraYAML are lines added under cluster: and at the
+	// top of every node's config.
+	clusterYAML, extraYAML string
+	// dataOf, when set, names node i's (1-based) data dir, "" for the default.
+	dataOf func(i int) string
+}
+
+// startClusterNodes starts three switchd processes on free ports under one
+// temporary dir: n1 with --bootstrap, n2 and n3 with --join through n1's
+// ops API, node TLS from a shared development CA, each ready before the next.
+func startClusterNodes(t *testing.T, bin string, spec clusterSpec) []*clusterNode {
+	t.Helper()
 	dir := t.TempDir()
 	var nodes []*clusterNode
 	for i := 1; i <= 3; i++ {
 		n := &clusterNode{id: fmt.Sprintf("n%d", i), ops: switchdtest.FreePort(t), raft: switchdtest.FreePort(t), lane: switchdtest.FreePort(t),
 			cfg: filepath.Join(dir, fmt.Sprintf("n%d.yaml", i)), data: filepath.Join(dir, fmt.Sprintf("n%d", i))}
-		os.WriteFile(n.cfg, []byte(fmt.Sprintf(`
-log_level: info
+		if spec.dataOf != nil && spec.dataOf(i) != "" {
+			n.data = spec.dataOf(i)
+		}
+		body := fmt.Sprintf(`log_level: info
 cluster:
   heartbeat_timeout: 300ms
   election_timeout: 300ms
   leader_lease_timeout: 150ms
   tls: {mode: dev, dev_ca_dir: "%s"}
-switch:
+%s%sswitch:
   card_key: %s
   lanes:
     - {name: demo, listen: "%s", partners: [demo-acquirer]}
-`, filepath.Join(dir, "ca"), switchdtest.CardKey, n.lane)), 0o600)
+`, filepath.Join(dir, "ca"), spec.clusterYAML, spec.extraYAML, switchdtest.CardKey, n.lane)
+		if err := os.WriteFile(n.cfg, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
 		if i == 1 {
 			n.args = []string{"--bootstrap"}
 		} else {
@@ -168,6 +180,17 @@ switch:
 		n.start(t, bin)
 		waitReadyz(t, n)
 	}
+	return nodes
+}
+
+// Three switchd processes: --bootstrap and --join through the ops API
+// (with node TLS from a shared development CA), a 0200 through a follower
+// lane, kill -9 of the leader, approvals through a survivor, the repeat of
+// the first request on another node gets the original answer, and after
+// the killed node restarts every replica has the same state hash.
+func TestThreeNodeCluster(t *testing.T) {
+	bin := switchdtest.Build(t) // skips under -short
+	nodes := startClusterNodes(t, bin, clusterSpec{})
 	c, err := codec.Load("iso87ascii")
 	if err != nil {
 		t.Fatal(err)

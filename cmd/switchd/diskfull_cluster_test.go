@@ -29,40 +29,17 @@ func TestDiskFullOnOneClusterNode(t *testing.T) {
 // bootstraps and so leads) on the small volume.
 func diskFullOnOneNode(t *testing.T, bin string, full int) {
 	vol := mountTmpfs(t, diskVolBytes)
-	dir := t.TempDir()
-	var nodes []*clusterNode
-	for i := 1; i <= 3; i++ {
-		n := &clusterNode{id: fmt.Sprintf("n%d", i), ops: switchdtest.FreePort(t), raft: switchdtest.FreePort(t), lane: switchdtest.FreePort(t),
-			cfg: filepath.Join(dir, fmt.Sprintf("n%d.yaml", i)), data: filepath.Join(dir, fmt.Sprintf("n%d", i))}
-		if i == full+1 {
-			n.data = filepath.Join(vol, n.id)
-		}
-		body := fmt.Sprintf(`log_level: info
-cluster:
-  heartbeat_timeout: 300ms
-  election_timeout: 300ms
-  leader_lease_timeout: 150ms
-  wal_segment_bytes: 4194304
-  tls: {mode: dev, dev_ca_dir: "%s"}
-store: {memtable_bytes: 4194304, cache_bytes: 33554432}
-disk: {reserve_bytes: %d, check_interval: 50ms}
-switch:
-  card_key: %s
-  lanes:
-    - {name: demo, listen: "%s", partners: [demo-acquirer]}
-`, filepath.Join(dir, "ca"), diskReserveBytes, switchdtest.CardKey, n.lane)
-		if err := os.WriteFile(n.cfg, []byte(body), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if i == 1 {
-			n.args = []string{"--bootstrap"}
-		} else {
-			n.args = []string{"--join", nodes[0].ops}
-		}
-		nodes = append(nodes, n)
-		n.start(t, bin)
-		waitReadyz(t, n)
-	}
+	nodes := startClusterNodes(t, bin, clusterSpec{
+		clusterYAML: "  wal_segment_bytes: 4194304\n",
+		extraYAML: fmt.Sprintf("store: {memtable_bytes: 4194304, cache_bytes: 33554432}\n"+
+			"disk: {reserve_bytes: %d, check_interval: 50ms}\n", diskReserveBytes),
+		dataOf: func(i int) string {
+			if i == full+1 {
+				return filepath.Join(vol, fmt.Sprintf("n%d", i))
+			}
+			return ""
+		},
+	})
 	t.Cleanup(func() { // stop the full node before the tmpfs is unmounted
 		nodes[full].cmd.Process.Signal(os.Interrupt)
 		<-nodes[full].done
