@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -12,7 +11,6 @@ import (
 	"time"
 
 	"github.com/switchd/switchd/cluster"
-	"github.com/switchd/switchd/outcome"
 )
 
 // membershipTimeoutMax bounds a membership request: a configuration change
@@ -176,20 +174,8 @@ func (s *Server) transferLeadership(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "transferred", "id": req.ID})
 }
 
-// clusterFail answers a membership error with what went wrong: these are
-// operators' requests, and the reason is what they need to act on.
-func (s *Server) clusterFail(w http.ResponseWriter, err error) {
-	switch {
-	case errors.Is(err, cluster.ErrMembership):
-		o := outcome.Of(err)
-		problem(w, o.HTTPStatus, o.Problem, o.Title, err.Error())
-	case errors.Is(err, cluster.ErrNotLeader), errors.Is(err, cluster.ErrUnknownOutcome), errors.Is(err, cluster.ErrClosed):
-		problem(w, http.StatusServiceUnavailable, "no-leader", "No leader reachable, retry", err.Error())
-	default:
-		s.log.Error("cluster request failed", "err", err)
-		problem(w, http.StatusInternalServerError, "cluster", "Cluster request failed", err.Error())
-	}
-}
+// clusterFail answers a cluster call's error through the one table.
+func (s *Server) clusterFail(w http.ResponseWriter, err error) { s.fail(w, err) }
 
 // RequestJoin asks the member whose ops API listens at opsAddr (host:port)
 // to add this node; it retries until the member accepts (200: a voter;

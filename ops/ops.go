@@ -350,12 +350,22 @@ func pageLimit(r *http.Request) (int, error) {
 }
 
 // fail answers err through the outcome table.
+// fail answers err with its problem from the one table (outcome): its
+// status, type and title, its text as the detail where the table says it
+// is safe to show, and Retry-After where it says so.
 func (s *Server) fail(w http.ResponseWriter, err error) {
 	o := outcome.Of(err)
-	if o.HTTPStatus >= 500 {
+	if o.HTTPStatus >= 500 && o.RetryAfter == 0 {
 		s.log.Error("ops request failed", "err", err)
 	}
-	problem(w, o.HTTPStatus, o.Problem, o.Title, "")
+	detail := ""
+	if o.Detail {
+		detail = err.Error()
+	}
+	if o.RetryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int(o.RetryAfter.Seconds())))
+	}
+	problem(w, o.HTTPStatus, o.Problem, o.Title, detail)
 }
 
 // problem writes an RFC 9457 problem document.

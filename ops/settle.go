@@ -57,27 +57,8 @@ type settleHandlers struct {
 	svc Settlement
 }
 
-// settleFail answers the settle package's errors; the rest go through the
-// outcome table.
-func (h *settleHandlers) fail(w http.ResponseWriter, err error) {
-	switch {
-	case errors.Is(err, settle.ErrBadRequest):
-		problem(w, http.StatusBadRequest, "bad-request", "Bad request", err.Error())
-	case errors.Is(err, settle.ErrDayNotClosed):
-		problem(w, http.StatusConflict, "day-not-closed", "Business day not closed", err.Error())
-	case errors.Is(err, settle.ErrNoOpenDay):
-		problem(w, http.StatusConflict, "no-open-day", "No business day open", err.Error())
-	case errors.Is(err, store.ErrDayMismatch):
-		problem(w, http.StatusConflict, "day-mismatch", "Not the open business day", err.Error())
-	case errors.Is(err, settle.ErrQueueFull):
-		w.Header().Set("Retry-After", "10")
-		problem(w, http.StatusServiceUnavailable, "queue-full", "Job queue full", err.Error())
-	case errors.Is(err, settle.ErrNoFile):
-		problem(w, http.StatusNotFound, "no-file", "No such file", "")
-	default:
-		h.s.fail(w, err)
-	}
-}
+// fail answers through the one error table (Server.fail).
+func (h *settleHandlers) fail(w http.ResponseWriter, err error) { h.s.fail(w, err) }
 
 func decodeSettleBody(w http.ResponseWriter, r *http.Request, v any) bool {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, bodyBytesMax))
@@ -260,20 +241,8 @@ type reconHandlers struct {
 	svc Recon
 }
 
-func (h *reconHandlers) fail(w http.ResponseWriter, err error) {
-	switch {
-	case errors.Is(err, settle.ErrInput):
-		problem(w, http.StatusUnprocessableEntity, "bad-input-file", "Bad input file", err.Error())
-	case errors.Is(err, settle.ErrNoRecon):
-		problem(w, http.StatusNotFound, "no-reconciliation", "No such reconciliation", "")
-	case errors.Is(err, settle.ErrNoBreak):
-		problem(w, http.StatusNotFound, "no-break", "No such break", "")
-	case errors.Is(err, store.ErrAlreadyFinal):
-		problem(w, http.StatusConflict, "break-resolved", "Break already resolved", "")
-	default:
-		(&settleHandlers{s: h.s}).fail(w, err)
-	}
-}
+// fail answers through the one error table (Server.fail).
+func (h *reconHandlers) fail(w http.ResponseWriter, err error) { h.s.fail(w, err) }
 
 func (h *reconHandlers) start(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, h.svc.UploadBytesMax())

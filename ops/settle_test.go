@@ -212,14 +212,14 @@ func TestReconAPI(t *testing.T) {
 		!strings.Contains(body, `"state":"resolved"`) || !strings.Contains(body, `"actor":"ops1"`) {
 		t.Errorf("resolve: %d %s", code, body)
 	}
-	if code, _, _ := do(t, "POST", base+"/v1/reconciliations/"+st.ID+"/breaks/"+bid, `{"action":"resolve","note":"x"}`); code != 409 {
-		t.Errorf("resolve twice: %d", code)
+	if code, body, _ := do(t, "POST", base+"/v1/reconciliations/"+st.ID+"/breaks/"+bid, `{"action":"resolve","note":"x"}`); code != 409 || problemType(t, body) != "break-resolved" {
+		t.Errorf("resolve twice: %d %s", code, body)
 	}
 	if code, _, _ := do(t, "POST", base+"/v1/reconciliations/"+st.ID+"/breaks/"+bid, `{"action":"delete"}`); code != 400 {
 		t.Errorf("bad action: %d", code)
 	}
-	if code, _, _ := do(t, "GET", base+"/v1/reconciliations/Rnope", ""); code != 404 {
-		t.Errorf("unknown recon: %d", code)
+	if code, body, _ := do(t, "GET", base+"/v1/reconciliations/Rnope", ""); code != 404 || problemType(t, body) != "no-reconciliation" {
+		t.Errorf("unknown recon: %d %s", code, body)
 	}
 	if code, body := upload(t, base+"/v1/reconciliations", map[string]string{"day": day, "partner": "demo-acquirer"},
 		map[string]string{"partner_file": partner}); code != 400 {

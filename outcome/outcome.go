@@ -7,11 +7,13 @@ package outcome
 import (
 	"errors"
 	"net/http"
+	"time"
 
 	"github.com/switchd/switchd/cluster"
 	"github.com/switchd/switchd/codec"
 	"github.com/switchd/switchd/currency"
 	"github.com/switchd/switchd/disk"
+	"github.com/switchd/switchd/settle"
 	"github.com/switchd/switchd/store"
 )
 
@@ -61,6 +63,11 @@ type Outcome struct {
 	Problem    string
 	// Title is a short human text, safe to show (never request data).
 	Title string
+	// Detail: the error's own text is safe to show as the problem's
+	// detail (it names a file row, a day or a node, never request data).
+	Detail bool
+	// RetryAfter, when set, is the Retry-After an HTTP answer carries.
+	RetryAfter time.Duration
 }
 
 // table is checked in order; the first entry whose error matches wins.
@@ -70,64 +77,77 @@ var table = []struct {
 	err error
 	out Outcome
 }{
-	{store.ErrInsufficientFunds, Outcome{InsufficientFunds, http.StatusUnprocessableEntity, "insufficient-funds", "Insufficient funds"}},
-	{store.ErrUnknownAccount, Outcome{InvalidCardNumber, http.StatusNotFound, "unknown-account", "Unknown account"}},
-	{store.ErrUnknownOriginal, Outcome{UnableToLocate, http.StatusNotFound, "unknown-original", "Unable to locate original"}},
-	{store.ErrFingerprintMismatch, Outcome{DuplicateTransmision, http.StatusConflict, "idempotency-conflict", "Key reused with different content"}},
-	{store.ErrInvalidAmount, Outcome{InvalidAmount, http.StatusUnprocessableEntity, "invalid-amount", "Invalid amount"}},
-	{store.ErrExceedsOriginal, Outcome{InvalidAmount, http.StatusUnprocessableEntity, "exceeds-original", "Amount exceeds original"}},
-	{store.ErrCurrencyMismatch, Outcome{InvalidTransaction, http.StatusUnprocessableEntity, "currency-mismatch", "Currency mismatch"}},
-	{store.ErrAlreadyFinal, Outcome{InvalidTransaction, http.StatusConflict, "original-final", "Original already final"}},
-	{store.ErrAccountExists, Outcome{InvalidTransaction, http.StatusConflict, "account-exists", "Account exists"}},
-	{store.ErrDuplicateReference, Outcome{DuplicateTransmision, http.StatusConflict, "duplicate-reference", "STAN and time already used by another transaction"}},
-	{store.ErrNotFound, Outcome{UnableToLocate, http.StatusNotFound, "not-found", "Not found"}},
-	{store.ErrInvalidCommand, Outcome{SystemMalfunction, http.StatusInternalServerError, "invalid-command", "Invalid command"}},
+	// Settlement and reconciliation (ops only; a partner never sees them,
+	// 96 if it did). First: ErrBreakResolved wraps store.ErrAlreadyFinal.
+	{settle.ErrBreakResolved, Outcome{Code: SystemMalfunction, HTTPStatus: http.StatusConflict, Problem: "break-resolved", Title: "Break already resolved", Detail: true}},
+	{settle.ErrBadRequest, Outcome{Code: SystemMalfunction, HTTPStatus: http.StatusBadRequest, Problem: "bad-request", Title: "Bad request", Detail: true}},
+	{settle.ErrDayNotClosed, Outcome{Code: SystemMalfunction, HTTPStatus: http.StatusConflict, Problem: "day-not-closed", Title: "Business day not closed", Detail: true}},
+	{settle.ErrNoOpenDay, Outcome{Code: SystemMalfunction, HTTPStatus: http.StatusConflict, Problem: "no-open-day", Title: "No business day open", Detail: true}},
+	{store.ErrDayMismatch, Outcome{Code: SystemMalfunction, HTTPStatus: http.StatusConflict, Problem: "day-mismatch", Title: "Not the open business day", Detail: true}},
+	{settle.ErrQueueFull, Outcome{Code: SystemMalfunction, HTTPStatus: http.StatusServiceUnavailable, Problem: "queue-full", Title: "Job queue full", Detail: true, RetryAfter: 10 * time.Second}},
+	{settle.ErrNoFile, Outcome{Code: SystemMalfunction, HTTPStatus: http.StatusNotFound, Problem: "no-file", Title: "No such file"}},
+	{settle.ErrInput, Outcome{Code: SystemMalfunction, HTTPStatus: http.StatusUnprocessableEntity, Problem: "bad-input-file", Title: "Bad input file", Detail: true}},
+	{settle.ErrNoRecon, Outcome{Code: SystemMalfunction, HTTPStatus: http.StatusNotFound, Problem: "no-reconciliation", Title: "No such reconciliation"}},
+	{settle.ErrNoBreak, Outcome{Code: SystemMalfunction, HTTPStatus: http.StatusNotFound, Problem: "no-break", Title: "No such break"}},
 
-	{codec.ErrInvalidPAN, Outcome{InvalidCardNumber, http.StatusBadRequest, "invalid-pan", "Invalid card number"}},
-	{codec.ErrInvalidAmount, Outcome{InvalidAmount, http.StatusBadRequest, "invalid-amount", "Invalid amount"}},
-	{codec.ErrUnknownCurrency, Outcome{FormatError, http.StatusBadRequest, "unknown-currency", "Unknown currency"}},
-	{codec.ErrUnknownMTI, Outcome{FormatError, http.StatusBadRequest, "unknown-mti", "Unknown message type"}},
-	{codec.ErrMissingField, Outcome{FormatError, http.StatusBadRequest, "missing-field", "Missing mandatory field"}},
-	{codec.ErrFormat, Outcome{FormatError, http.StatusBadRequest, "format-error", "Format error"}},
+	{store.ErrInsufficientFunds, Outcome{Code: InsufficientFunds, HTTPStatus: http.StatusUnprocessableEntity, Problem: "insufficient-funds", Title: "Insufficient funds"}},
+	{store.ErrUnknownAccount, Outcome{Code: InvalidCardNumber, HTTPStatus: http.StatusNotFound, Problem: "unknown-account", Title: "Unknown account"}},
+	{store.ErrUnknownOriginal, Outcome{Code: UnableToLocate, HTTPStatus: http.StatusNotFound, Problem: "unknown-original", Title: "Unable to locate original"}},
+	{store.ErrFingerprintMismatch, Outcome{Code: DuplicateTransmision, HTTPStatus: http.StatusConflict, Problem: "idempotency-conflict", Title: "Key reused with different content"}},
+	{store.ErrInvalidAmount, Outcome{Code: InvalidAmount, HTTPStatus: http.StatusUnprocessableEntity, Problem: "invalid-amount", Title: "Invalid amount"}},
+	{store.ErrExceedsOriginal, Outcome{Code: InvalidAmount, HTTPStatus: http.StatusUnprocessableEntity, Problem: "exceeds-original", Title: "Amount exceeds original"}},
+	{store.ErrCurrencyMismatch, Outcome{Code: InvalidTransaction, HTTPStatus: http.StatusUnprocessableEntity, Problem: "currency-mismatch", Title: "Currency mismatch"}},
+	{store.ErrAlreadyFinal, Outcome{Code: InvalidTransaction, HTTPStatus: http.StatusConflict, Problem: "original-final", Title: "Original already final"}},
+	{store.ErrAccountExists, Outcome{Code: InvalidTransaction, HTTPStatus: http.StatusConflict, Problem: "account-exists", Title: "Account exists"}},
+	{store.ErrDuplicateReference, Outcome{Code: DuplicateTransmision, HTTPStatus: http.StatusConflict, Problem: "duplicate-reference", Title: "STAN and time already used by another transaction"}},
+	{store.ErrNotFound, Outcome{Code: UnableToLocate, HTTPStatus: http.StatusNotFound, Problem: "not-found", Title: "Not found"}},
+	{store.ErrInvalidCommand, Outcome{Code: SystemMalfunction, HTTPStatus: http.StatusInternalServerError, Problem: "invalid-command", Title: "Invalid command"}},
 
-	{currency.ErrUnknown, Outcome{FormatError, http.StatusBadRequest, "unknown-currency", "Unknown currency"}},
-	{currency.ErrAmount, Outcome{InvalidAmount, http.StatusBadRequest, "invalid-amount", "Invalid amount"}},
+	{codec.ErrInvalidPAN, Outcome{Code: InvalidCardNumber, HTTPStatus: http.StatusBadRequest, Problem: "invalid-pan", Title: "Invalid card number"}},
+	{codec.ErrInvalidAmount, Outcome{Code: InvalidAmount, HTTPStatus: http.StatusBadRequest, Problem: "invalid-amount", Title: "Invalid amount"}},
+	{codec.ErrUnknownCurrency, Outcome{Code: FormatError, HTTPStatus: http.StatusBadRequest, Problem: "unknown-currency", Title: "Unknown currency"}},
+	{codec.ErrUnknownMTI, Outcome{Code: FormatError, HTTPStatus: http.StatusBadRequest, Problem: "unknown-mti", Title: "Unknown message type"}},
+	{codec.ErrMissingField, Outcome{Code: FormatError, HTTPStatus: http.StatusBadRequest, Problem: "missing-field", Title: "Missing mandatory field"}},
+	{codec.ErrFormat, Outcome{Code: FormatError, HTTPStatus: http.StatusBadRequest, Problem: "format-error", Title: "Format error"}},
 
-	{ErrNotPermitted, Outcome{NotPermitted, http.StatusForbidden, "not-permitted", "Transaction not permitted"}},
-	{ErrNoRoute, Outcome{DoNotHonor, http.StatusUnprocessableEntity, "no-route", "No route"}},
-	{ErrLimitExceeded, Outcome{ExceedsLimit, http.StatusUnprocessableEntity, "limit-exceeded", "Amount exceeds limit"}},
-	{ErrUnknownPartner, Outcome{DoNotHonor, http.StatusForbidden, "unknown-partner", "Unknown partner"}},
-	{ErrUnsupported, Outcome{InvalidTransaction, http.StatusBadRequest, "unsupported", "Unsupported request"}},
-	{ErrDestinationUnavailable, Outcome{IssuerUnavailable, http.StatusBadGateway, "destination-unavailable", "Destination unavailable"}},
+	{currency.ErrUnknown, Outcome{Code: FormatError, HTTPStatus: http.StatusBadRequest, Problem: "unknown-currency", Title: "Unknown currency"}},
+	{currency.ErrAmount, Outcome{Code: InvalidAmount, HTTPStatus: http.StatusBadRequest, Problem: "invalid-amount", Title: "Invalid amount"}},
 
-	{cluster.ErrNotLeader, Outcome{SystemMalfunction, http.StatusServiceUnavailable, "not-leader", "Not the leader"}},
-	{cluster.ErrOverloaded, Outcome{SystemMalfunction, http.StatusServiceUnavailable, "overloaded", "Overloaded"}},
-	{cluster.ErrClosed, Outcome{SystemMalfunction, http.StatusServiceUnavailable, "shutting-down", "Shutting down"}},
-	{cluster.ErrUnknownOutcome, Outcome{SystemMalfunction, http.StatusServiceUnavailable, "outcome-unknown", "Outcome unknown, retry with the same key"}},
+	{ErrNotPermitted, Outcome{Code: NotPermitted, HTTPStatus: http.StatusForbidden, Problem: "not-permitted", Title: "Transaction not permitted"}},
+	{ErrNoRoute, Outcome{Code: DoNotHonor, HTTPStatus: http.StatusUnprocessableEntity, Problem: "no-route", Title: "No route"}},
+	{ErrLimitExceeded, Outcome{Code: ExceedsLimit, HTTPStatus: http.StatusUnprocessableEntity, Problem: "limit-exceeded", Title: "Amount exceeds limit"}},
+	{ErrUnknownPartner, Outcome{Code: DoNotHonor, HTTPStatus: http.StatusForbidden, Problem: "unknown-partner", Title: "Unknown partner"}},
+	{ErrUnsupported, Outcome{Code: InvalidTransaction, HTTPStatus: http.StatusBadRequest, Problem: "unsupported", Title: "Unsupported request"}},
+	{ErrDestinationUnavailable, Outcome{Code: IssuerUnavailable, HTTPStatus: http.StatusBadGateway, Problem: "destination-unavailable", Title: "Destination unavailable"}},
+
+	{cluster.ErrNotLeader, Outcome{Code: SystemMalfunction, HTTPStatus: http.StatusServiceUnavailable, Problem: "not-leader", Title: "Not the leader"}},
+	{cluster.ErrOverloaded, Outcome{Code: SystemMalfunction, HTTPStatus: http.StatusServiceUnavailable, Problem: "overloaded", Title: "Overloaded"}},
+	{cluster.ErrClosed, Outcome{Code: SystemMalfunction, HTTPStatus: http.StatusServiceUnavailable, Problem: "shutting-down", Title: "Shutting down"}},
+	{cluster.ErrUnknownOutcome, Outcome{Code: SystemMalfunction, HTTPStatus: http.StatusServiceUnavailable, Problem: "outcome-unknown", Title: "Outcome unknown, retry with the same key"}},
 
 	// Issue 9 item 4 (membership): refused membership changes. Only the
 	// ops API answers them (a partner never sees one; 96 if it did). 422:
 	// the request names a node that does not check out; 409: the change
 	// conflicts with the cluster as it is. The specific entries come
 	// before ErrMembership, which each of them wraps.
-	{cluster.ErrJoinUnreachable, Outcome{SystemMalfunction, http.StatusUnprocessableEntity, "join-unreachable", "Joining node does not answer at its raft address"}},
-	{cluster.ErrJoinIdentity, Outcome{SystemMalfunction, http.StatusUnprocessableEntity, "join-identity-mismatch", "Node at that raft address has another id"}},
-	{cluster.ErrQuorumAtRisk, Outcome{SystemMalfunction, http.StatusConflict, "quorum-at-risk", "Change would leave too few reachable voters for a quorum"}},
-	{cluster.ErrAlreadyLeader, Outcome{SystemMalfunction, http.StatusConflict, "already-leader", "That node already leads"}},
-	{cluster.ErrNoOtherVoter, Outcome{SystemMalfunction, http.StatusConflict, "no-other-voter", "No other voter to hand leadership to"}},
-	{cluster.ErrNotVoter, Outcome{SystemMalfunction, http.StatusConflict, "not-a-voter", "Leadership can go only to a voter"}},
-	{cluster.ErrMembership, Outcome{SystemMalfunction, http.StatusConflict, "membership", "Membership change refused"}},
+	{cluster.ErrJoinUnreachable, Outcome{Code: SystemMalfunction, HTTPStatus: http.StatusUnprocessableEntity, Problem: "join-unreachable", Title: "Joining node does not answer at its raft address", Detail: true}},
+	{cluster.ErrJoinIdentity, Outcome{Code: SystemMalfunction, HTTPStatus: http.StatusUnprocessableEntity, Problem: "join-identity-mismatch", Title: "Node at that raft address has another id", Detail: true}},
+	{cluster.ErrQuorumAtRisk, Outcome{Code: SystemMalfunction, HTTPStatus: http.StatusConflict, Problem: "quorum-at-risk", Title: "Change would leave too few reachable voters for a quorum", Detail: true}},
+	{cluster.ErrAlreadyLeader, Outcome{Code: SystemMalfunction, HTTPStatus: http.StatusConflict, Problem: "already-leader", Title: "That node already leads", Detail: true}},
+	{cluster.ErrNoOtherVoter, Outcome{Code: SystemMalfunction, HTTPStatus: http.StatusConflict, Problem: "no-other-voter", Title: "No other voter to hand leadership to", Detail: true}},
+	{cluster.ErrNotVoter, Outcome{Code: SystemMalfunction, HTTPStatus: http.StatusConflict, Problem: "not-a-voter", Title: "Leadership can go only to a voter", Detail: true}},
+	{cluster.ErrMembership, Outcome{Code: SystemMalfunction, HTTPStatus: http.StatusConflict, Problem: "membership", Title: "Membership change refused", Detail: true}},
 	// Issue 9 item 2 (a full disk fails closed). Nothing was proposed while
 	// the disk guard refuses; a failed ledger write stops applying until a
 	// restart (an entry it refused reaches the partner as outcome-unknown
 	// above, since it is committed in the raft log and will be applied).
-	{disk.ErrLowSpace, Outcome{SystemMalfunction, http.StatusInsufficientStorage, "insufficient-storage", "Insufficient storage, retry later"}},
-	{store.ErrFailed, Outcome{SystemMalfunction, http.StatusServiceUnavailable, "ledger-failed", "Ledger write failed, retry with the same key"}},
+	{disk.ErrLowSpace, Outcome{Code: SystemMalfunction, HTTPStatus: http.StatusInsufficientStorage, Problem: "insufficient-storage", Title: "Insufficient storage, retry later"}},
+	{store.ErrFailed, Outcome{Code: SystemMalfunction, HTTPStatus: http.StatusServiceUnavailable, Problem: "ledger-failed", Title: "Ledger write failed, retry with the same key"}},
 }
 
 var (
-	approved = Outcome{Approved, http.StatusOK, "", "Approved"}
-	fallback = Outcome{SystemMalfunction, http.StatusInternalServerError, "internal", "System malfunction"}
+	approved = Outcome{Code: Approved, HTTPStatus: http.StatusOK, Problem: "", Title: "Approved"}
+	fallback = Outcome{Code: SystemMalfunction, HTTPStatus: http.StatusInternalServerError, Problem: "internal", Title: "System malfunction"}
 )
 
 // Of returns the outcome for err: Approved for nil, the first matching table

@@ -10,6 +10,7 @@ import (
 	"github.com/switchd/switchd/codec"
 	"github.com/switchd/switchd/currency"
 	"github.com/switchd/switchd/disk"
+	"github.com/switchd/switchd/settle"
 	"github.com/switchd/switchd/store"
 )
 
@@ -44,6 +45,12 @@ func TestTable(t *testing.T) {
 		// Issue 9 item 2: a full disk.
 		{fmt.Errorf("volume raft: %w", disk.ErrLowSpace), "96", http.StatusInsufficientStorage},
 		{store.ErrFailed, "96", http.StatusServiceUnavailable},
+		// Settlement and reconciliation: ops only, each its own problem.
+		{fmt.Errorf("%w: B0000001: %w", settle.ErrBreakResolved, store.ErrAlreadyFinal), "96", http.StatusConflict},
+		{settle.ErrDayNotClosed, "96", http.StatusConflict},
+		{settle.ErrQueueFull, "96", http.StatusServiceUnavailable},
+		{settle.ErrNoRecon, "96", http.StatusNotFound},
+		{fmt.Errorf("row 3: %w", settle.ErrInput), "96", http.StatusUnprocessableEntity},
 		{fmt.Errorf("%w: fsm: %w", cluster.ErrUnknownOutcome, store.ErrFailed), "96", http.StatusServiceUnavailable},
 	} {
 		o := Of(tc.err)
@@ -70,5 +77,20 @@ func TestNoApprovalForAnyError(t *testing.T) {
 		if e.out.Code == Approved || e.out.HTTPStatus < 300 {
 			t.Errorf("%v maps to an approval", e.err)
 		}
+	}
+}
+
+// A resolved break is its own problem, not the ledger's "original final";
+// the queue-full answer says when to retry; only entries marked Detail
+// show the error's text.
+func TestProblemAttributes(t *testing.T) {
+	if o := Of(fmt.Errorf("%w: %w", settle.ErrBreakResolved, store.ErrAlreadyFinal)); o.Problem != "break-resolved" || !o.Detail {
+		t.Fatalf("resolved break: %+v", o)
+	}
+	if o := Of(settle.ErrQueueFull); o.RetryAfter <= 0 {
+		t.Fatalf("queue full without Retry-After: %+v", o)
+	}
+	if o := Of(store.ErrInsufficientFunds); o.Detail || o.RetryAfter != 0 {
+		t.Fatalf("a ledger decline shows its text or a retry: %+v", o)
 	}
 }

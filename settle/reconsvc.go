@@ -22,6 +22,9 @@ var (
 	ErrNoRecon = errors.New("settle: no such reconciliation")
 	// ErrNoBreak: the reconciliation has no break with that id.
 	ErrNoBreak = errors.New("settle: no such break")
+	// ErrBreakResolved: the break is resolved already; it wraps
+	// store.ErrAlreadyFinal, which the FSM answered.
+	ErrBreakResolved = errors.New("settle: break already resolved")
 )
 
 // reconCacheMax bounds the results kept decoded in memory (a 1M-row day
@@ -346,6 +349,9 @@ func (s *Service) UpdateBreak(ctx context.Context, id, bid string, u store.Break
 		return BreakDetail{}, err
 	}
 	if err := res.Status.Err(); err != nil {
+		if errors.Is(err, store.ErrAlreadyFinal) {
+			return BreakDetail{}, fmt.Errorf("%w: %s: %w", ErrBreakResolved, bid, err)
+		}
 		if errors.Is(err, store.ErrInvalidCommand) {
 			return BreakDetail{}, fmt.Errorf("%w: an assignment needs an assignee, a resolution a note (at most 1000 bytes)", ErrBadRequest)
 		}
