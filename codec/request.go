@@ -117,6 +117,33 @@ const (
 	NetworkEcho    = "301"
 )
 
+// Transaction types (field 3, first two digits) the switch serves.
+const (
+	ProcPurchase = "00"
+	ProcCash     = "01"
+	ProcRefund   = "20"
+	ProcBalance  = "31"
+	ProcBillPay  = "50"
+)
+
+// GenericResponseMTI is the response to an MTI the dialect does not know,
+// by its class (third digit + 1: a 0300 gets a 0310), so that even a
+// message we cannot serve is answered; "" when mti is not a request MTI.
+func GenericResponseMTI(mti string) string {
+	if len(mti) != 4 {
+		return ""
+	}
+	for i := 0; i < 4; i++ {
+		if mti[i] < '0' || mti[i] > '9' {
+			return ""
+		}
+	}
+	if mti[2] > '8' || (mti[2]-'0')%2 != 0 {
+		return ""
+	}
+	return mti[:2] + string(mti[2]+1) + "0"
+}
+
 // Mandatory fields per MTI. Network management needs only its own fields;
 // financial and authorization requests need everything that identifies and
 // prices them; advices and reversals also need field 90 to find the original.
@@ -222,7 +249,7 @@ func ParseRequest(m *Message) (*Request, error) {
 			return nil, fieldErr(4, -1, err)
 		}
 		r.Amount = parseDigits(v)
-		if r.Amount == 0 && r.ProcCode.Type != "31" {
+		if r.Amount == 0 && r.ProcCode.Type != ProcBalance {
 			return nil, fieldErr(4, -1, &reasonError{ErrInvalidAmount, "invalid amount: zero outside a balance inquiry"})
 		}
 	}

@@ -291,3 +291,11 @@ func TestBuildResponse(t *testing.T) {
 		}
 	}
 }
+
+func TestGenericResponseMTI(t *testing.T) {
+	for in, want := range map[string]string{"0300": "0310", "0600": "0610", "0810": "", "9999": "", "02": "", "0a00": ""} {
+		if got := GenericResponseMTI(in); got != want {
+			t.Errorf("%q: %q, want %q", in, got, want)
+		}
+	}
+}

@@ -399,7 +399,7 @@ func (l *Lane) handle(log *slog.Logger, frame []byte) []byte {
 		mti, stan, ok := l.codec.Peek(frame)
 		rmti := string(codec.MTI(mti).Response())
 		if rmti == "" {
-			rmti = genericResponseMTI(mti)
+			rmti = codec.GenericResponseMTI(mti)
 		}
 		if !ok || rmti == "" {
 			l.m.frameErrors.WithLabelValues(l.cfg.Name, "unreadable").Inc()

@@ -47,18 +47,8 @@ type Replayer interface {
 	Replay(key, fingerprint string) (store.Result, bool, error)
 }
 
-// Processing code transaction types (field 3, first two digits) we handle.
-const (
-	pcPurchase   = "00"
-	pcCash       = "01"
-	pcRefund     = "20"
-	pcBalance    = "31"
-	pcBillPay    = "50"
-	networkSign  = "001"
-	networkOff   = "002"
-	networkEcho  = "301"
-	fingerprintN = 16 // bytes of HMAC kept: 128 bits makes a collision irrelevant
-)
+// fingerprintN is the bytes of HMAC kept: 128 bits makes a collision irrelevant.
+const fingerprintN = 16
 
 // Pipeline turns one decoded request into one answer. It is safe for
 // concurrent use; it holds no per-connection state.
@@ -155,25 +145,8 @@ func (p *Pipeline) respond(req, resp *codec.Message, err error, res store.Result
 	}
 	codec.BuildResponse(req, out, resp)
 	if resp.MTI == "" {
-		resp.MTI = genericResponseMTI(req.MTI)
+		resp.MTI = codec.GenericResponseMTI(req.MTI)
 	}
-}
-
-// genericResponseMTI answers an MTI we do not know with its response class
-// (third digit + 1), so that even a 0300 gets a 0310 with 30.
-func genericResponseMTI(mti string) string {
-	if len(mti) != 4 {
-		return ""
-	}
-	for i := 0; i < 4; i++ {
-		if mti[i] < '0' || mti[i] > '9' {
-			return ""
-		}
-	}
-	if mti[2] > '8' || (mti[2]-'0')%2 != 0 {
-		return ""
-	}
-	return mti[:2] + string(mti[2]+1) + "0"
 }
 
 func (p *Pipeline) dispatch(ctx context.Context, lanePartners map[string]bool, r *codec.Request) (store.Result, []codec.Balance, error) {
@@ -185,7 +158,7 @@ func (p *Pipeline) dispatch(ctx context.Context, lanePartners map[string]bool, r
 	if err != nil {
 		return store.Result{}, nil, err
 	}
-	if r.ProcCode.Type == pcBalance && (class == "010" || class == "020") {
+	if r.ProcCode.Type == codec.ProcBalance && (class == "010" || class == "020") {
 		return p.balance(ctx, r)
 	}
 	cmd, err := p.command(r, partner, class)
@@ -222,7 +195,7 @@ func (p *Pipeline) replayOrRefuse(cmd store.Command, refused error) (store.Resul
 
 func (p *Pipeline) network(r *codec.Request) error {
 	switch r.NetworkCode {
-	case networkSign, networkOff, networkEcho:
+	case codec.NetworkSignOn, codec.NetworkSignOff, codec.NetworkEcho:
 		return nil
 	}
 	return fmt.Errorf("%w: network management code %q", outcome.ErrUnsupported, r.NetworkCode)
@@ -289,20 +262,20 @@ func (p *Pipeline) command(r *codec.Request, partner Partner, class string) (sto
 		}
 		cmd.OriginalRef = originalRef(partner.ID, r.Acquirer, r.STAN, r.TransmissionTime, class)
 		switch {
-		case class == "010" && (r.ProcCode.Type == pcPurchase || r.ProcCode.Type == pcCash):
+		case class == "010" && (r.ProcCode.Type == codec.ProcPurchase || r.ProcCode.Type == codec.ProcCash):
 			cmd.Op = store.OpAuthorize
 			cmd.Credit = dest.SettlementAccount
 			cmd.HoldExpiry = now.Add(p.cfg.HoldExpiry).UnixNano()
-		case class == "020" && (r.ProcCode.Type == pcPurchase || r.ProcCode.Type == pcBillPay):
+		case class == "020" && (r.ProcCode.Type == codec.ProcPurchase || r.ProcCode.Type == codec.ProcBillPay):
 			cmd.Op = store.OpPost
 			cmd.Credit = dest.SettlementAccount
-		case class == "020" && r.ProcCode.Type == pcCash:
+		case class == "020" && r.ProcCode.Type == codec.ProcCash:
 			if partner.WithdrawalMax > 0 && r.Amount > partner.WithdrawalMax {
 				return cmd, fmt.Errorf("%w: withdrawal above partner cap", outcome.ErrLimitExceeded)
 			}
 			cmd.Op = store.OpPost
 			cmd.Credit = dest.SettlementAccount
-		case class == "020" && r.ProcCode.Type == pcRefund:
+		case class == "020" && r.ProcCode.Type == codec.ProcRefund:
 			cmd.Op = store.OpPost
 			cmd.CreditCard = true
 			cmd.Debit = dest.SettlementAccount

@@ -67,11 +67,3 @@ func TestRoutesMostSpecificFirst(t *testing.T) {
 		t.Error("empty table routed a request")
 	}
 }
-
-func TestGenericResponseMTI(t *testing.T) {
-	for in, want := range map[string]string{"0300": "0310", "0600": "0610", "0810": "", "9999": "", "02": "", "0a00": ""} {
-		if got := genericResponseMTI(in); got != want {
-			t.Errorf("%q: %q, want %q", in, got, want)
-		}
-	}
-}

@@ -106,17 +106,17 @@ func responseMeaning(rc string) string {
 // processingType names the transaction type (field 3, first two digits).
 func processingType(t string) string {
 	switch t {
-	case "00":
+	case codec.ProcPurchase:
 		return "purchase"
-	case "01":
+	case codec.ProcCash:
 		return "cash withdrawal"
-	case "20":
+	case codec.ProcRefund:
 		return "refund"
-	case "31":
+	case codec.ProcBalance:
 		return "balance inquiry"
-	case "40":
+	case "40": // ISO 8583's transfer; the switch does not serve it
 		return "transfer"
-	case "50":
+	case codec.ProcBillPay:
 		return "bill payment"
 	}
 	return ""
@@ -125,11 +125,11 @@ func processingType(t string) string {
 // networkCode names a network management code (field 70).
 func networkCode(c string) string {
 	switch c {
-	case "001":
+	case codec.NetworkSignOn:
 		return "sign-on"
-	case "002":
+	case codec.NetworkSignOff:
 		return "sign-off"
-	case "301":
+	case codec.NetworkEcho:
 		return "echo test"
 	}
 	return ""
