@@ -120,10 +120,12 @@ var table = []struct {
 	{ErrUnsupported, Outcome{Code: InvalidTransaction, HTTPStatus: http.StatusBadRequest, Problem: "unsupported", Title: "Unsupported request"}},
 	{ErrDestinationUnavailable, Outcome{Code: IssuerUnavailable, HTTPStatus: http.StatusBadGateway, Problem: "destination-unavailable", Title: "Destination unavailable"}},
 
-	{cluster.ErrNotLeader, Outcome{Code: SystemMalfunction, HTTPStatus: http.StatusServiceUnavailable, Problem: "not-leader", Title: "Not the leader"}},
-	{cluster.ErrOverloaded, Outcome{Code: SystemMalfunction, HTTPStatus: http.StatusServiceUnavailable, Problem: "overloaded", Title: "Overloaded"}},
+	// Transient: Retry-After tells an HTTP client when (an election takes
+	// about a second); Server.fail logs no error for them.
+	{cluster.ErrNotLeader, Outcome{Code: SystemMalfunction, HTTPStatus: http.StatusServiceUnavailable, Problem: "not-leader", Title: "Not the leader", RetryAfter: time.Second}},
+	{cluster.ErrOverloaded, Outcome{Code: SystemMalfunction, HTTPStatus: http.StatusServiceUnavailable, Problem: "overloaded", Title: "Overloaded", RetryAfter: time.Second}},
 	{cluster.ErrClosed, Outcome{Code: SystemMalfunction, HTTPStatus: http.StatusServiceUnavailable, Problem: "shutting-down", Title: "Shutting down"}},
-	{cluster.ErrUnknownOutcome, Outcome{Code: SystemMalfunction, HTTPStatus: http.StatusServiceUnavailable, Problem: "outcome-unknown", Title: "Outcome unknown, retry with the same key"}},
+	{cluster.ErrUnknownOutcome, Outcome{Code: SystemMalfunction, HTTPStatus: http.StatusServiceUnavailable, Problem: "outcome-unknown", Title: "Outcome unknown, retry with the same key", RetryAfter: time.Second}},
 
 	// Issue 9 item 4 (membership): refused membership changes. Only the
 	// ops API answers them (a partner never sees one; 96 if it did). 422:

@@ -90,6 +90,9 @@ func TestProblemAttributes(t *testing.T) {
 	if o := Of(settle.ErrQueueFull); o.RetryAfter <= 0 {
 		t.Fatalf("queue full without Retry-After: %+v", o)
 	}
+	if o := Of(fmt.Errorf("forward: %w", cluster.ErrNotLeader)); o.RetryAfter <= 0 || o.HTTPStatus != http.StatusServiceUnavailable {
+		t.Fatalf("not the leader: want 503 with Retry-After, got %+v", o)
+	}
 	if o := Of(store.ErrInsufficientFunds); o.Detail || o.RetryAfter != 0 {
 		t.Fatalf("a ledger decline shows its text or a retry: %+v", o)
 	}
