@@ -165,8 +165,7 @@ func diskFullChild(t *testing.T, dir string) {
 		}
 		return nil
 	})
-	cfg := testConfig(t)
-	cfg.Dir = dir
+	cfg := testConfigIn(dir) // not testConfig: its t.TempDir would outlive os.Exit
 	cfg.FS = errorfs.Wrap(vfs.Default, inj)
 	s, err := Open(cfg)
 	if err != nil {

@@ -19,8 +19,14 @@ var t0 = time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC).UnixNano()
 const hour = int64(time.Hour)
 
 func testConfig(t testing.TB) Config {
+	return testConfigIn(t.TempDir() + "/db")
+}
+
+// testConfigIn is testConfig in dir, for a test that owns its directory
+// (the disk-full child exits without cleanups: a t.TempDir would be left).
+func testConfigIn(dir string) Config {
 	cfg := DefaultConfig()
-	cfg.Dir = t.TempDir() + "/db"
+	cfg.Dir = dir
 	cfg.CacheBytes = 32 << 20
 	cfg.MemTableBytes = memTableBytesMin
 	return cfg
