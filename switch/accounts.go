@@ -37,8 +37,10 @@ type AccountSeed struct {
 }
 
 // Seed creates the seeded accounts and their opening balances through the
-// ledger. Every command has a fixed key, so seeding again (every start, or
-// on every node) changes nothing.
+// ledger, now, and fails if the ledger cannot take them: the synchronous
+// form for test harnesses that own a ready one-node cluster. switchd seeds
+// with StartSeeder, which never holds up a start. Every command has a
+// fixed key, so seeding again changes nothing.
 func (p *Pipeline) Seed(ctx context.Context, seeds []AccountSeed, now time.Time) error {
 	for _, s := range seeds {
 		if _, err := p.createAccount(ctx, s, seedPrefix, seedFingerprint, now); err != nil {
