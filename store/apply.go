@@ -91,7 +91,7 @@ func (s *Store) ApplyBatch(logs []*raft.Log) (out []interface{}) {
 	for _, l := range logs {
 		cmds += batchLen(l.Data)
 	}
-	t := newTxn(s.db, &s.cfg, &s.cache, cmds)
+	t := newTxn(s.db, &s.cfg, &s.cache, s.dir.Load(), cmds)
 	for i, l := range logs {
 		if l.Index <= last {
 			continue
@@ -119,6 +119,11 @@ func (s *Store) ApplyBatch(logs []*raft.Log) (out []interface{}) {
 		return out
 	}
 	t.commit(last)
+	if t.dir != nil {
+		// Before the applied index: whoever waits for this index (a
+		// ReadIndex after a route change) routes by the new table.
+		s.dir.Store(t.dir)
+	}
 	s.applied.Store(last)
 	t.publish()
 	return out
@@ -218,16 +223,25 @@ type txn struct {
 	// day is the open business day as of this txn (see day.go).
 	day       string
 	dayLoaded bool
+
+	// baseDir is the committed directory; dir the txn's changed copy (nil
+	// until an admin command changes it), published after commit.
+	baseDir *Directory
+	dir     *Directory
+	// audit is the chain head as of this txn (audit.go).
+	audit       auditHead
+	auditLoaded bool
 }
 
 // newTxn sizes the overlay for about cmds commands (~8 keys, 2 accounts
 // and a transfer each). In a cluster most batches carry a handful of
 // commands: overlays made for 256 cost more to allocate and zero than the
 // commands cost to apply (measured: 11 % of ApplyBatch's CPU).
-func newTxn(db *pebble.DB, cfg *Config, cache *acctCache, cmds int) *txn {
+func newTxn(db *pebble.DB, cfg *Config, cache *acctCache, dir *Directory, cmds int) *txn {
 	cmds = min(cmds, 256)
 	return &txn{
-		db:    db,
+		baseDir: dir,
+		db:      db,
 		cfg:   cfg,
 		cache: cache,
 		kv:    make(map[string]kvEntry, 8*cmds),
@@ -590,7 +604,16 @@ func (t *txn) apply(c *Command) Result {
 	case OpBreak:
 		r = t.breakOp(c) // recon.go
 	default:
-		return invalid()
+		if !c.Op.IsAdmin() || c.Admin == nil {
+			return invalid()
+		}
+		r = t.adminOp(c) // admin.go
+	}
+	switch r.Status {
+	case StatusInvalidChange, StatusVersionConflict, StatusNotFound:
+		// Not stored, like an invalid command: the change did not happen
+		// and a corrected one may reuse the key.
+		return r
 	}
 	if r.Status == StatusInvalidCommand {
 		// Not stored: the same command is invalid again on a repeat, and a
@@ -654,6 +677,9 @@ func (t *txn) createAccount(c *Command) Result {
 	na.ID, na.Kind, na.Currency = strings.Clone(a.ID), AccountKind(strings.Clone(string(a.Kind))), strings.Clone(a.Currency)
 	na.Partner, na.CardHash, na.MaskedPAN = strings.Clone(a.Partner), strings.Clone(a.CardHash), strings.Clone(a.MaskedPAN)
 	t.accts[na.ID] = &acctEntry{a: &na, dirty: true}
+	shown := na
+	shown.CardHash = "" // a lookup hash says nothing to an auditor
+	t.appendAudit(c, "account.create", "account/"+na.ID, nil, mustJSON(&shown))
 	return Result{Status: StatusOK}
 }
 
@@ -718,6 +744,12 @@ func (t *txn) move(c *Command) (r Result) {
 	if r.Status = checkLegs(c, dr, cr, c.Amount, true); r.Status != StatusOK {
 		return r
 	}
+	if c.Agent != "" && c.Op == OpPost {
+		// Cash an OTC agent collects counts against its limit (admin.go).
+		if r.Status = t.chargeAgent(c, c.Amount); r.Status != StatusOK {
+			return r
+		}
+	}
 	tr := &Transfer{
 		Op:          c.Op,
 		Debit:       dr.ID,
@@ -728,6 +760,8 @@ func (t *txn) move(c *Command) (r Result) {
 		BusinessDay: c.BusinessDay,
 		Partner:     c.Partner,
 		Ref:         c.Ref,
+		PayerType:   c.PayerType,
+		Agent:       c.Agent,
 	}
 	if c.Op == OpAuthorize {
 		tr.Status = TransferPending
@@ -882,6 +916,9 @@ func (t *txn) reverse(c *Command) (r Result) {
 	t.dirtyAccount(origDr)
 	o.Reversed += c.Amount
 	t.dirtyTransfer(o)
+	if o.Agent != "" && o.Op == OpPost {
+		t.refundAgent(o.Agent, c.Amount) // the cash goes back to the customer
+	}
 	r.TransferID = t.postFor(c, o, origCr, origDr)
 	return r
 }
@@ -901,6 +938,7 @@ func (t *txn) postFor(c *Command, o *Transfer, dr, cr *Account) string {
 		Partner:     c.Partner,
 		Original:    o.ID,
 		Ref:         c.Ref,
+		PayerType:   o.PayerType,
 	}
 	t.newTransfer(tr)
 	return tr.ID

@@ -230,7 +230,7 @@ func BenchmarkOverlay(b *testing.B) {
 	b.Run("map", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			t := newTxn(s.db, &s.cfg, &s.cache, 256)
+			t := newTxn(s.db, &s.cfg, &s.cache, s.dir.Load(), 256)
 			for i, k := range keys {
 				t.set(k, val)
 				if _, ok := t.get(keys[i/2]); !ok {

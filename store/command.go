@@ -51,6 +51,20 @@ func (o Op) String() string {
 		return "close_day"
 	case OpBreak:
 		return "break"
+	case OpPutRoute:
+		return "put_route"
+	case OpDeleteRoute:
+		return "delete_route"
+	case OpReplaceRoutes:
+		return "replace_routes"
+	case OpPutPartner:
+		return "put_partner"
+	case OpPutAgent:
+		return "put_agent"
+	case OpSettleAgent:
+		return "settle_agent"
+	case OpAudit:
+		return "audit"
 	}
 	return "unknown"
 }
@@ -115,6 +129,13 @@ type Command struct {
 
 	Ref Ref `json:"ref,omitempty"`
 
+	// PayerType is the payer type the front door classified the request
+	// as (stamped on the transfer).
+	PayerType string `json:"payer,omitempty"`
+	// Agent names the OTC agent (AgentID) whose cash limit an OpPost
+	// counts against; empty when the payer is no agent.
+	Agent string `json:"agent,omitempty"`
+
 	// Account is the account to create on OpCreateAccount.
 	Account *Account `json:"account,omitempty"`
 	// RetainAfter on OpExpire: idempotency records stamped before this time
@@ -124,6 +145,9 @@ type Command struct {
 	NextDay string `json:"next_day,omitempty"`
 	// Break on OpBreak assigns or resolves a reconciliation break.
 	Break *BreakUpdate `json:"break,omitempty"`
+	// Admin carries an administrative change (admin.go) and who asked
+	// for it; every command that has one appends to the audit chain.
+	Admin *Admin `json:"admin,omitempty"`
 }
 
 // RepeatSafe reports whether proposing c again after an unknown outcome
@@ -184,6 +208,16 @@ func (s Status) Err() error {
 		return ErrDuplicateReference
 	case StatusDayMismatch:
 		return ErrDayMismatch
+	case StatusVersionConflict:
+		return ErrVersionConflict
+	case StatusNotFound:
+		return ErrNotFound
+	case StatusAgentLimit:
+		return ErrAgentLimit
+	case StatusUnknownAgent:
+		return ErrUnknownAgent
+	case StatusInvalidChange:
+		return ErrInvalidChange
 	}
 	return ErrInvalidCommand
 }
@@ -233,4 +267,9 @@ type Result struct {
 	// Day is the open business day after OpOpenDay or OpCloseDay. It is
 	// not stored (day ops keep no idempotency records).
 	Day string `json:"day,omitempty"`
+	// Version is the routing table's version after a route change, and
+	// Detail says which field an invalid change got wrong. Neither is
+	// stored (a repeat answers Replayed without them).
+	Version uint64 `json:"version,omitempty"`
+	Detail  string `json:"detail,omitempty"`
 }

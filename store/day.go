@@ -168,6 +168,7 @@ func (t *txn) dayOp(c *Command) Result {
 			return Result{Status: StatusDayMismatch, Day: open}
 		}
 		t.setOpenDay(c.BusinessDay, c.Time)
+		t.appendAudit(c, "day.open", "day/"+c.BusinessDay, nil, mustJSON(map[string]string{"state": string(DayOpen)}))
 		return Result{Status: StatusOK, Day: c.BusinessDay}
 	case OpCloseDay:
 		if !ValidDay(c.NextDay) || c.NextDay <= c.BusinessDay {
@@ -191,6 +192,8 @@ func (t *txn) dayOp(c *Command) Result {
 		rec.State, rec.ClosedAt, rec.Next = DayClosed, c.Time, c.NextDay
 		t.putDay(&rec)
 		t.setOpenDay(c.NextDay, c.Time)
+		t.appendAudit(c, "day.close", "day/"+c.BusinessDay, mustJSON(map[string]string{"state": string(DayOpen)}),
+			mustJSON(map[string]string{"state": string(DayClosed), "next": c.NextDay}))
 		return Result{Status: StatusOK, Day: c.NextDay}
 	}
 	return invalid()

@@ -243,6 +243,12 @@ func appendTransferRecord(dst []byte, t *Transfer) []byte {
 	e.str(t.Partner)
 	e.str(t.Original)
 	e.ref(&t.Ref)
+	// Written only when set, so a transfer without them keeps the layout
+	// (and state hash) it had before they existed.
+	if t.PayerType != "" || t.Agent != "" {
+		e.str(t.PayerType)
+		e.str(t.Agent)
+	}
 	return e.b
 }
 
@@ -272,6 +278,10 @@ func decodeTransferRecord(b []byte) (Transfer, error) {
 	t.Partner = d.str()
 	t.Original = d.str()
 	d.ref(&t.Ref)
+	if d.err == nil && d.off < len(d.b) {
+		t.PayerType = d.str()
+		t.Agent = d.str()
+	}
 	return t, d.done()
 }
 
@@ -324,6 +334,8 @@ const (
 	flagAccount
 	flagNextDay // NextDay follows the account (OpCloseDay)
 	flagBreak   // a BreakUpdate follows NextDay (OpBreak)
+	flagPayer   // PayerType and Agent follow the BreakUpdate
+	flagAdmin   // an Admin (JSON) follows PayerType
 )
 
 // EncodeBatch encodes the commands of one raft log entry. The layout is
@@ -372,6 +384,12 @@ func (e *enc) command(c *Command) {
 	if c.Break != nil {
 		flags |= flagBreak
 	}
+	if c.PayerType != "" || c.Agent != "" {
+		flags |= flagPayer
+	}
+	if c.Admin != nil {
+		flags |= flagAdmin
+	}
 	e.byte(flags)
 	e.str(c.Debit)
 	e.str(c.Credit)
@@ -391,6 +409,13 @@ func (e *enc) command(c *Command) {
 	if c.Break != nil {
 		e.breakUpdate(c.Break)
 	}
+	if c.PayerType != "" || c.Agent != "" {
+		e.str(c.PayerType)
+		e.str(c.Agent)
+	}
+	if c.Admin != nil {
+		e.blob(adminJSON(c.Admin))
+	}
 }
 
 // CheckEncodable reports whether c can go into EncodeBatch (every string
@@ -400,7 +425,7 @@ func (e *enc) command(c *Command) {
 func (c *Command) CheckEncodable() error { return checkStrings(c) }
 
 func checkStrings(c *Command) error {
-	strs := [...]string{c.NextDay, c.Key, c.Fingerprint, c.BusinessDay, c.Partner, c.Card, c.Debit, c.Credit,
+	strs := [...]string{c.PayerType, c.Agent, c.NextDay, c.Key, c.Fingerprint, c.BusinessDay, c.Partner, c.Card, c.Debit, c.Credit,
 		c.Currency, c.Original, c.OriginalRef, c.Ref.MTI, c.Ref.ProcCode, c.Ref.STAN, c.Ref.RRN,
 		c.Ref.Acquirer, c.Ref.Terminal, c.Ref.Merchant, c.Ref.TransmissionTime}
 	for _, s := range strs {
@@ -413,6 +438,11 @@ func checkStrings(c *Command) error {
 			if len(s) > stringBytesMax {
 				return fmt.Errorf("%w: break string field of %d bytes (max %d)", ErrInvalidCommand, len(s), stringBytesMax)
 			}
+		}
+	}
+	if c.Admin != nil {
+		if n := len(adminJSON(c.Admin)); n > adminBytesMax {
+			return fmt.Errorf("%w: admin change of %d bytes (max %d)", ErrInvalidCommand, n, adminBytesMax)
 		}
 	}
 	if a := c.Account; a != nil {
@@ -475,7 +505,7 @@ func (d *dec) command(c *Command) {
 	c.Partner = d.str()
 	c.Card = d.str()
 	flags := d.byte()
-	if flags&^(flagCreditCard|flagFinal|flagAccount|flagNextDay|flagBreak) != 0 {
+	if flags&^(flagCreditCard|flagFinal|flagAccount|flagNextDay|flagBreak|flagPayer|flagAdmin) != 0 {
 		d.fail("command flags")
 	}
 	c.CreditCard = flags&flagCreditCard != 0
@@ -501,5 +531,15 @@ func (d *dec) command(c *Command) {
 	if flags&flagBreak != 0 {
 		c.Break = new(BreakUpdate)
 		d.breakUpdate(c.Break)
+	}
+	if flags&flagPayer != 0 {
+		c.PayerType = d.str()
+		c.Agent = d.str()
+		if c.PayerType == "" && c.Agent == "" {
+			d.fail("payer") // one encoding per value
+		}
+	}
+	if flags&flagAdmin != 0 {
+		c.Admin = decodeAdmin(d)
 	}
 }

@@ -178,6 +178,7 @@ func (t *txn) breakOp(c *Command) Result {
 	if st.Changes >= breakAuditMax {
 		return invalid()
 	}
+	before := st
 	switch u.Action {
 	case BreakAssign:
 		st.State, st.Assignee = "assigned", u.Assignee
@@ -189,6 +190,7 @@ func (t *txn) breakOp(c *Command) Result {
 	t.set(k, appendBreakState(nil, &st))
 	t.set(breakAuditKey(u.Recon, u.Break, st.Changes), appendBreakAudit(nil, &BreakAudit{
 		Time: c.Time, Action: u.Action, Assignee: u.Assignee, Note: u.Note, Actor: u.Actor, Key: c.Key}))
+	t.appendAudit(c, "break."+string(u.Action), "break/"+u.Recon+"/"+u.Break, mustJSON(&before), mustJSON(&st))
 	return Result{Status: StatusOK}
 }
 

@@ -72,6 +72,9 @@ type Store struct {
 	// its batch committed.
 	applied atomic.Uint64
 
+	// dir is the routing state as of applied (admin.go, directory.go).
+	dir atomic.Pointer[Directory]
+
 	// failErr is the write error that failed the store (nil while
 	// healthy); failed is closed when it is set. Set once, under applyMu.
 	failErr  atomic.Pointer[error]
@@ -117,7 +120,13 @@ func (s *Store) openDB() error {
 		_ = db.Close()
 		return err
 	}
+	dir, err := loadDirectory(db)
+	if err != nil {
+		_ = db.Close()
+		return fmt.Errorf("store: load directory: %w", err)
+	}
 	s.db = db
+	s.dir.Store(dir)
 	s.applied.Store(idx)
 	return nil
 }
@@ -527,7 +536,8 @@ func (f *TransferFilter) matches(t *Transfer) bool {
 	return (f.Account == "" || t.Debit == f.Account || t.Credit == f.Account) &&
 		(f.Partner == "" || t.Partner == f.Partner) &&
 		(f.BusinessDay == "" || t.BusinessDay == f.BusinessDay) &&
-		(f.Status == "" || t.Status == f.Status)
+		(f.Status == "" || t.Status == f.Status) &&
+		(f.PayerType == "" || t.PayerType == f.PayerType)
 }
 
 // StateHash returns SHA-256 over every key and value in the store, in key

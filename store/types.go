@@ -83,6 +83,10 @@ type Transfer struct {
 	// Original is the id of the transfer this one completes or reverses.
 	Original string `json:"original,omitempty"`
 	Ref      Ref    `json:"ref"`
+	// PayerType is how the front door classified the payer.
+	PayerType string `json:"payer_type,omitempty"`
+	// Agent is the OTC agent whose cash limit the transfer counts against.
+	Agent string `json:"agent,omitempty"`
 }
 
 // TransferFilter selects transfers for ops queries. Empty fields match all.
@@ -91,6 +95,7 @@ type TransferFilter struct {
 	Partner     string
 	BusinessDay string
 	Status      TransferStatus
+	PayerType   string
 	// Limit caps the number returned; After is the last id of the previous
 	// page.
 	Limit int

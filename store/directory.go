@@ -1,0 +1,304 @@
+package store
+
+import (
+	"slices"
+	"strings"
+)
+
+// The directory is the replicated routing state: partners and routing
+// rules. It lives in pebble (one record each, changed only by admin
+// commands, see admin.go) and, for the request path, in an immutable
+// in-memory index that the store swaps after every batch that changed it.
+// A node routes by what it has applied: no cache, no TTL.
+
+// Wildcard matches any value in a route's key fields.
+const Wildcard = "*"
+
+// DestinationLedger is the on-us destination: the switch posts the
+// transfer in its own ledger. Outbound hosts (issue 13) add others.
+const DestinationLedger = "ledger"
+
+// Payer types the switch knows by name. Others are data: any token of
+// lower-case letters, digits and '_' up to payerTypeBytesMax is accepted.
+const (
+	PayerBankCustomer    = "bank_customer"
+	PayerMFSUser         = "mfs_user"
+	PayerOTCAgent        = "otc_agent"
+	PayerCardOnFile      = "card_on_file"
+	PayerWalletAggregtor = "wallet_aggregator"
+)
+
+const (
+	payerTypeBytesMax = 32
+	billTypeBytesMax  = 32
+	// routesMax bounds the routing table (a bank's has a few hundred rows).
+	routesMax = 100_000
+	// partnerListMax bounds a partner's acquirer ids, lanes and payer types.
+	partnerListMax = 64
+)
+
+// Route sends requests with a key (bill type, payer type, partner) to a
+// destination; "*" in a key field matches anything. The most specific
+// matching rule wins (see Directory.Lookup).
+type Route struct {
+	ID        string `json:"id"`
+	BillType  string `json:"bill_type"`
+	PayerType string `json:"payer_type"`
+	Partner   string `json:"partner"`
+	// Destination is where the request goes: "ledger" (on-us).
+	Destination string `json:"destination"`
+	// SettlementAccount is credited (debited for refunds); empty means the
+	// partner's settlement account.
+	SettlementAccount string `json:"settlement_account,omitempty"`
+}
+
+// RouteKey is what a request is routed by.
+type RouteKey struct {
+	BillType  string
+	PayerType string
+	Partner   string
+}
+
+// Key is the rule's key with empty fields read as "*".
+func (r *Route) Key() RouteKey {
+	return RouteKey{BillType: wild(r.BillType), PayerType: wild(r.PayerType), Partner: wild(r.Partner)}
+}
+
+func wild(s string) string {
+	if s == "" {
+		return Wildcard
+	}
+	return s
+}
+
+// Partner is an institution that sends us messages.
+type Partner struct {
+	ID string `json:"id"`
+	// AcquirerIDs are the ISO 8583 field 32 values the partner may send
+	// (compared without leading zeros).
+	AcquirerIDs []string `json:"acquirer_ids"`
+	// Lanes the partner may use, by lane name.
+	Lanes []string `json:"lanes"`
+	// SettlementAccount is credited for the partner's purchases and
+	// withdrawals when the route names no account.
+	SettlementAccount string `json:"settlement_account,omitempty"`
+	// WithdrawalMax caps one cash withdrawal, minor units; 0 is no cap.
+	WithdrawalMax int64 `json:"withdrawal_max,omitempty"`
+	// PayerType is the payer type of the partner's messages unless a
+	// message refines it to one of PayerTypes.
+	PayerType  string   `json:"payer_type"`
+	PayerTypes []string `json:"payer_types,omitempty"`
+	// Suspended partners are refused on every lane (ISO 62, HTTP 403);
+	// their history stays.
+	Suspended bool `json:"suspended,omitempty"`
+}
+
+// MayRefineTo reports whether a message of p may name payer type t.
+func (p *Partner) MayRefineTo(t string) bool {
+	return t == p.PayerType || slices.Contains(p.PayerTypes, t)
+}
+
+// OnLane reports whether p may use lane.
+func (p *Partner) OnLane(lane string) bool { return slices.Contains(p.Lanes, lane) }
+
+// Directory is an immutable view of the routing state as of one applied
+// index. Its methods are safe for concurrent use and allocate nothing.
+type Directory struct {
+	version   uint64
+	routes    map[RouteKey]*Route
+	byID      map[string]*Route
+	partners  map[string]*Partner
+	acquirers map[string]*Partner // acquirer id without leading zeros
+}
+
+func newDirectory() *Directory {
+	return &Directory{
+		routes:    map[RouteKey]*Route{},
+		byID:      map[string]*Route{},
+		partners:  map[string]*Partner{},
+		acquirers: map[string]*Partner{},
+	}
+}
+
+// NewDirectory builds a directory from plain lists (tests and tools; the
+// store builds its own from applied state). Later duplicates replace
+// earlier ones.
+func NewDirectory(partners []Partner, routes []Route) *Directory {
+	d := newDirectory()
+	for i := range partners {
+		p := partners[i]
+		d.putPartner(&p)
+	}
+	for i := range routes {
+		r := routes[i]
+		d.putRoute(&r)
+	}
+	return d
+}
+
+// clone copies d for a txn to change (the maps, not the records: records
+// are replaced, never changed in place).
+func (d *Directory) clone() *Directory {
+	c := &Directory{
+		version:   d.version,
+		routes:    make(map[RouteKey]*Route, len(d.routes)),
+		byID:      make(map[string]*Route, len(d.byID)),
+		partners:  make(map[string]*Partner, len(d.partners)),
+		acquirers: make(map[string]*Partner, len(d.acquirers)),
+	}
+	for k, v := range d.routes {
+		c.routes[k] = v
+	}
+	for k, v := range d.byID {
+		c.byID[k] = v
+	}
+	for k, v := range d.partners {
+		c.partners[k] = v
+	}
+	for k, v := range d.acquirers {
+		c.acquirers[k] = v
+	}
+	return c
+}
+
+func (d *Directory) putRoute(r *Route) {
+	if old := d.byID[r.ID]; old != nil {
+		delete(d.routes, old.Key())
+	}
+	d.byID[r.ID] = r
+	d.routes[r.Key()] = r
+}
+
+func (d *Directory) deleteRoute(id string) {
+	if old := d.byID[id]; old != nil {
+		delete(d.routes, old.Key())
+		delete(d.byID, id)
+	}
+}
+
+func (d *Directory) putPartner(p *Partner) {
+	if old := d.partners[p.ID]; old != nil {
+		for _, a := range old.AcquirerIDs {
+			delete(d.acquirers, TrimZeros(a))
+		}
+	}
+	d.partners[p.ID] = p
+	for _, a := range p.AcquirerIDs {
+		d.acquirers[TrimZeros(a)] = p
+	}
+}
+
+// Version counts changes of the routing table; a bulk replace names the
+// version it was based on.
+func (d *Directory) Version() uint64 { return d.version }
+
+// Partner returns the partner with id.
+func (d *Directory) Partner(id string) (*Partner, bool) {
+	p, ok := d.partners[id]
+	return p, ok
+}
+
+// PartnerByAcquirer returns the partner that sends acquirer id acq (field
+// 32, leading zeros ignored).
+func (d *Directory) PartnerByAcquirer(acq string) (*Partner, bool) {
+	p, ok := d.acquirers[TrimZeros(acq)]
+	return p, ok
+}
+
+// Route returns the rule with id.
+func (d *Directory) Route(id string) (*Route, bool) {
+	r, ok := d.byID[id]
+	return r, ok
+}
+
+// Routes returns every rule, by id.
+func (d *Directory) Routes() []Route {
+	out := make([]Route, 0, len(d.byID))
+	for _, r := range d.byID {
+		out = append(out, *r)
+	}
+	slices.SortFunc(out, func(a, b Route) int { return strings.Compare(a.ID, b.ID) })
+	return out
+}
+
+// Partners returns every partner, by id.
+func (d *Directory) Partners() []Partner {
+	out := make([]Partner, 0, len(d.partners))
+	for _, p := range d.partners {
+		out = append(out, *p)
+	}
+	slices.SortFunc(out, func(a, b Partner) int { return strings.Compare(a.ID, b.ID) })
+	return out
+}
+
+// probes is the lookup order: a rule naming more key fields wins; between
+// rules naming as many, bill type outranks payer type, which outranks
+// partner (a bill payment goes to the biller whoever sends it). Bit 4 is
+// bill type, 2 payer type, 1 partner.
+var probes = [8]uint8{7, 6, 5, 3, 4, 2, 1, 0}
+
+func probeKey(k RouteKey, mask uint8) RouteKey {
+	if mask&4 == 0 {
+		k.BillType = Wildcard
+	}
+	if mask&2 == 0 {
+		k.PayerType = Wildcard
+	}
+	if mask&1 == 0 {
+		k.Partner = Wildcard
+	}
+	return k
+}
+
+// Lookup returns the rule that routes k: at most eight map probes, no
+// allocation, whatever the size of the table.
+func (d *Directory) Lookup(k RouteKey) (*Route, bool) {
+	for _, m := range probes {
+		if r, ok := d.routes[probeKey(k, m)]; ok {
+			return r, true
+		}
+	}
+	return nil, false
+}
+
+// Candidate is one step of an explanation: the key probed and the rule
+// found there, if any.
+type Candidate struct {
+	BillType  string `json:"bill_type"`
+	PayerType string `json:"payer_type"`
+	Partner   string `json:"partner"`
+	Route     *Route `json:"route,omitempty"`
+	// Why says what this probe means for the lookup.
+	Why string `json:"why"`
+}
+
+// Explain lists the probes Lookup makes for k, in order, up to and
+// including the one that matched: each more specific key that has no rule
+// says so.
+func (d *Directory) Explain(k RouteKey) (match *Route, steps []Candidate) {
+	for _, m := range probes {
+		pk := probeKey(k, m)
+		c := Candidate{BillType: pk.BillType, PayerType: pk.PayerType, Partner: pk.Partner}
+		r, ok := d.routes[pk]
+		if ok {
+			rc := *r
+			c.Route = &rc
+			c.Why = "matches: the most specific rule for this request"
+			steps = append(steps, c)
+			return &rc, steps
+		}
+		c.Why = "no rule with this key"
+		steps = append(steps, c)
+	}
+	return nil, steps
+}
+
+// TrimZeros drops leading zeros ("000123" → "123", "000" → "0") without
+// allocating: acquirer ids are compared that way.
+func TrimZeros(s string) string {
+	t := strings.TrimLeft(s, "0")
+	if t == "" && s != "" {
+		return "0"
+	}
+	return t
+}
