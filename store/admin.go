@@ -68,7 +68,7 @@ const (
 	pfxAgent   = 'g' // g<agent id> → agent (JSON)
 	// adminBytesMax bounds one encoded Admin: a 10,000-rule replace is
 	// about 1.2 MB.
-	adminBytesMax = 8 << 20
+	adminBytesMax  = 8 << 20
 	reasonBytesMax = 1024
 	// cashLimitMax keeps limit arithmetic far from int64 overflow.
 	cashLimitMax = amountMax

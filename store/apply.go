@@ -242,12 +242,12 @@ func newTxn(db *pebble.DB, cfg *Config, cache *acctCache, dir *Directory, cmds i
 	return &txn{
 		baseDir: dir,
 		db:      db,
-		cfg:   cfg,
-		cache: cache,
-		kv:    make(map[string]kvEntry, 8*cmds),
-		accts: make(map[string]*acctEntry, 2*cmds),
-		xfers: make(map[string]*xferEntry, cmds),
-		day:   cache.day,
+		cfg:     cfg,
+		cache:   cache,
+		kv:      make(map[string]kvEntry, 8*cmds),
+		accts:   make(map[string]*acctEntry, 2*cmds),
+		xfers:   make(map[string]*xferEntry, cmds),
+		day:     cache.day,
 		// dayLoaded: the committed day is known, no need to read it.
 		dayLoaded: cache.dayOK,
 	}
