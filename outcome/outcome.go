@@ -34,11 +34,17 @@ var (
 	ErrDestinationUnavailable = errors.New("switch: destination unavailable")
 	// ErrUnsupported: a well-formed request the switch does not handle.
 	ErrUnsupported = errors.New("switch: unsupported request")
+	// ErrPartnerSuspended: ops suspended the sending partner.
+	ErrPartnerSuspended = errors.New("switch: partner suspended")
+	// ErrActorRequired: an ops write without the caller's identity
+	// (X-Actor) is refused: every change names who made it.
+	ErrActorRequired = errors.New("ops: X-Actor header required on every change")
 )
 
 // ISO 8583:1987 response codes (field 39) that switchd sends.
 const (
 	Approved             = "00"
+	InvalidMerchant      = "03"
 	DoNotHonor           = "05"
 	InvalidTransaction   = "12"
 	InvalidAmount        = "13"
@@ -48,6 +54,7 @@ const (
 	InsufficientFunds    = "51"
 	NotPermitted         = "57"
 	ExceedsLimit         = "61"
+	RestrictedCard       = "62"
 	IssuerUnavailable    = "91"
 	DuplicateTransmision = "94"
 	SystemMalfunction    = "96"
@@ -100,6 +107,10 @@ var table = []struct {
 	{store.ErrAlreadyFinal, Outcome{Code: InvalidTransaction, HTTPStatus: http.StatusConflict, Problem: "original-final", Title: "Original already final"}},
 	{store.ErrAccountExists, Outcome{Code: InvalidTransaction, HTTPStatus: http.StatusConflict, Problem: "account-exists", Title: "Account exists"}},
 	{store.ErrDuplicateReference, Outcome{Code: DuplicateTransmision, HTTPStatus: http.StatusConflict, Problem: "duplicate-reference", Title: "STAN and time already used by another transaction"}},
+	{store.ErrAgentLimit, Outcome{Code: ExceedsLimit, HTTPStatus: http.StatusUnprocessableEntity, Problem: "agent-limit-exceeded", Title: "Agent cash limit exceeded, settle first"}},
+	{store.ErrUnknownAgent, Outcome{Code: InvalidMerchant, HTTPStatus: http.StatusUnprocessableEntity, Problem: "unknown-agent", Title: "Unknown agent"}},
+	{store.ErrVersionConflict, Outcome{Code: SystemMalfunction, HTTPStatus: http.StatusConflict, Problem: "version-conflict", Title: "Routing table changed since the version given", Detail: true}},
+	{store.ErrInvalidChange, Outcome{Code: SystemMalfunction, HTTPStatus: http.StatusUnprocessableEntity, Problem: "invalid-change", Title: "Invalid change", Detail: true}},
 	{store.ErrNotFound, Outcome{Code: UnableToLocate, HTTPStatus: http.StatusNotFound, Problem: "not-found", Title: "Not found"}},
 	{store.ErrInvalidCommand, Outcome{Code: SystemMalfunction, HTTPStatus: http.StatusInternalServerError, Problem: "invalid-command", Title: "Invalid command"}},
 
@@ -116,6 +127,8 @@ var table = []struct {
 	{ErrNotPermitted, Outcome{Code: NotPermitted, HTTPStatus: http.StatusForbidden, Problem: "not-permitted", Title: "Transaction not permitted"}},
 	{ErrNoRoute, Outcome{Code: DoNotHonor, HTTPStatus: http.StatusUnprocessableEntity, Problem: "no-route", Title: "No route"}},
 	{ErrLimitExceeded, Outcome{Code: ExceedsLimit, HTTPStatus: http.StatusUnprocessableEntity, Problem: "limit-exceeded", Title: "Amount exceeds limit"}},
+	{ErrPartnerSuspended, Outcome{Code: RestrictedCard, HTTPStatus: http.StatusForbidden, Problem: "partner-suspended", Title: "Partner suspended"}},
+	{ErrActorRequired, Outcome{Code: SystemMalfunction, HTTPStatus: http.StatusBadRequest, Problem: "actor-required", Title: "X-Actor header required", Detail: true}},
 	{ErrUnknownPartner, Outcome{Code: DoNotHonor, HTTPStatus: http.StatusForbidden, Problem: "unknown-partner", Title: "Unknown partner"}},
 	{ErrUnsupported, Outcome{Code: InvalidTransaction, HTTPStatus: http.StatusBadRequest, Problem: "unsupported", Title: "Unsupported request"}},
 	{ErrDestinationUnavailable, Outcome{Code: IssuerUnavailable, HTTPStatus: http.StatusBadGateway, Problem: "destination-unavailable", Title: "Destination unavailable"}},

@@ -237,48 +237,83 @@ func (t *txn) adminOp(c *Command) Result {
 	return invalid()
 }
 
-// checkRoute validates r against the directory d (which must not yet hold
-// r's replacement).
-func (t *txn) checkRoute(d *Directory, r *Route, field string) Result {
+// ChangeError is why an admin change is refused: the field at fault and
+// what is wrong with it. It wraps ErrInvalidChange.
+type ChangeError struct {
+	Field string
+	Msg   string
+}
+
+func (e *ChangeError) Error() string { return "store: invalid change: " + e.Field + ": " + e.Msg }
+func (e *ChangeError) Unwrap() error { return ErrInvalidChange }
+
+func changeError(field, format string, args ...any) error {
+	return &ChangeError{Field: field, Msg: fmt.Sprintf(format, args...)}
+}
+
+// resultOf turns a validation error into the FSM's answer.
+func resultOf(err error) Result {
+	var ce *ChangeError
+	if errors.As(err, &ce) {
+		return Result{Status: StatusInvalidChange, Detail: ce.Field + ": " + ce.Msg}
+	}
+	return Result{Status: StatusInvalidChange, Detail: err.Error()}
+}
+
+// AccountLookup finds an account for validation.
+type AccountLookup func(id string) (Account, bool)
+
+func (t *txn) lookup(id string) (Account, bool) {
+	if a := t.account(id); a != nil {
+		return *a, true
+	}
+	return Account{}, false
+}
+
+// CheckRoute reports whether r may be stored in d: the same rules the FSM
+// applies, so the ops API can refuse a bad change before proposing it
+// (field names are prefixed with field). A route being replaced keeps its
+// own key.
+func (d *Directory) CheckRoute(r Route, accounts AccountLookup, field string) error {
 	if !validToken(r.ID, idBytesMax) {
-		return changeErr(field+".id", "%q: letters, digits, '_', '-', '.', at most %d", r.ID, idBytesMax)
+		return changeError(field+".id", "%q: letters, digits, '_', '-', '.', at most %d", r.ID, idBytesMax)
 	}
 	if !validKeyField(wild(r.BillType), billTypeBytesMax) {
-		return changeErr(field+".bill_type", "%q is not a bill type or *", r.BillType)
+		return changeError(field+".bill_type", "%q is not a bill type or *", r.BillType)
 	}
 	if !validKeyField(wild(r.PayerType), payerTypeBytesMax) {
-		return changeErr(field+".payer_type", "%q is not a payer type or *", r.PayerType)
+		return changeError(field+".payer_type", "%q is not a payer type or *", r.PayerType)
 	}
 	var partner *Partner
 	if p := wild(r.Partner); p != Wildcard {
 		var ok bool
 		if partner, ok = d.Partner(p); !ok {
-			return changeErr(field+".partner", "no partner %q", p)
+			return changeError(field+".partner", "no partner %q", p)
 		}
 	}
 	if r.Destination != DestinationLedger {
-		return changeErr(field+".destination", "no destination %q (known: %s)", r.Destination, DestinationLedger)
+		return changeError(field+".destination", "no destination %q (known: %s)", r.Destination, DestinationLedger)
 	}
 	if r.SettlementAccount != "" {
-		acct := t.account(r.SettlementAccount)
-		if acct == nil {
-			return changeErr(field+".settlement_account", "no account %q", r.SettlementAccount)
+		acct, ok := accounts(r.SettlementAccount)
+		if !ok {
+			return changeError(field+".settlement_account", "no account %q", r.SettlementAccount)
 		}
 		if partner != nil && partner.SettlementAccount != "" {
-			if pa := t.account(partner.SettlementAccount); pa != nil && pa.Currency != acct.Currency {
-				return changeErr(field+".settlement_account", "%q is in %s, partner %q settles in %s",
+			if pa, ok := accounts(partner.SettlementAccount); ok && pa.Currency != acct.Currency {
+				return changeError(field+".settlement_account", "%q is in %s, partner %q settles in %s",
 					acct.ID, acct.Currency, partner.ID, pa.Currency)
 			}
 		}
 	} else if partner != nil && partner.SettlementAccount == "" {
-		return changeErr(field+".settlement_account", "required: partner %q has no settlement account", partner.ID)
+		return changeError(field+".settlement_account", "required: partner %q has no settlement account", partner.ID)
 	}
 	if other, ok := d.routes[r.Key()]; ok && other.ID != r.ID {
 		k := r.Key()
-		return changeErr(field, "route %q already has key (bill_type %s, payer_type %s, partner %s)",
+		return changeError(field, "route %q already has key (bill_type %s, payer_type %s, partner %s)",
 			other.ID, k.BillType, k.PayerType, k.Partner)
 	}
-	return Result{Status: StatusOK}
+	return nil
 }
 
 // normRoute copies r with its key fields normalized and its strings
@@ -303,8 +338,8 @@ func (t *txn) putRoute(c *Command) Result {
 		return changeErr("route", "required")
 	}
 	r := normRoute(c.Admin.Route)
-	if res := t.checkRoute(t.directory(), r, "route"); res.Status != StatusOK {
-		return res
+	if err := t.directory().CheckRoute(*r, t.lookup, "route"); err != nil {
+		return resultOf(err)
 	}
 	d := t.dirForChange()
 	before, _ := d.Route(r.ID)
@@ -361,8 +396,8 @@ func (t *txn) replaceRoutes(c *Command) Result {
 		if _, dup := nd.byID[r.ID]; dup {
 			return changeErr(field+".id", "%q appears twice", r.ID)
 		}
-		if res := t.checkRoute(nd, r, field); res.Status != StatusOK {
-			return res
+		if err := nd.CheckRoute(*r, t.lookup, field); err != nil {
+			return resultOf(err)
 		}
 		nd.putRoute(r)
 	}
@@ -404,39 +439,9 @@ func (t *txn) putPartner(c *Command) Result {
 			*l.out = append(*l.out, strings.Clone(s))
 		}
 	}
-	if !validToken(p.ID, idBytesMax) {
-		return changeErr("partner.id", "%q: letters, digits, '_', '-', '.'", p.ID)
-	}
 	d := t.directory()
-	if len(p.AcquirerIDs) == 0 {
-		return changeErr("partner.acquirer_ids", "at least one")
-	}
-	for _, a := range p.AcquirerIDs {
-		if len(a) == 0 || len(a) > 11 || strings.Trim(a, "0123456789") != "" {
-			return changeErr("partner.acquirer_ids", "%q is not 1 to 11 digits", a)
-		}
-		if other, ok := d.PartnerByAcquirer(a); ok && other.ID != p.ID {
-			return changeErr("partner.acquirer_ids", "%q belongs to partner %q", a, other.ID)
-		}
-	}
-	for _, l := range p.Lanes {
-		if !validToken(l, idBytesMax) {
-			return changeErr("partner.lanes", "%q is not a lane name", l)
-		}
-	}
-	if !validToken(p.PayerType, payerTypeBytesMax) {
-		return changeErr("partner.payer_type", "%q is not a payer type", p.PayerType)
-	}
-	for _, pt := range p.PayerTypes {
-		if !validToken(pt, payerTypeBytesMax) {
-			return changeErr("partner.payer_types", "%q is not a payer type", pt)
-		}
-	}
-	if p.SettlementAccount != "" && t.account(p.SettlementAccount) == nil {
-		return changeErr("partner.settlement_account", "no account %q", p.SettlementAccount)
-	}
-	if p.WithdrawalMax < 0 || p.WithdrawalMax > amountMax {
-		return changeErr("partner.withdrawal_max", "%d not in [0, %d]", p.WithdrawalMax, int64(amountMax))
+	if err := d.CheckPartner(*p, t.lookup); err != nil {
+		return resultOf(err)
 	}
 	before, existed := d.Partner(p.ID)
 	action := "partner.put"
@@ -459,6 +464,49 @@ func (t *txn) putPartner(c *Command) Result {
 	}
 	t.appendAudit(c, action, "partner/"+p.ID, b, mustJSON(p))
 	return Result{Status: StatusOK}
+}
+
+// CheckPartner reports whether p may be stored in d (see CheckRoute).
+func (d *Directory) CheckPartner(p Partner, accounts AccountLookup) error {
+	if !validToken(p.ID, idBytesMax) {
+		return changeError("partner.id", "%q: letters, digits, '_', '-', '.'", p.ID)
+	}
+	if len(p.AcquirerIDs) == 0 {
+		return changeError("partner.acquirer_ids", "at least one")
+	}
+	for _, a := range p.AcquirerIDs {
+		if len(a) == 0 || len(a) > 11 || strings.Trim(a, "0123456789") != "" {
+			return changeError("partner.acquirer_ids", "%q is not 1 to 11 digits", a)
+		}
+		if other, ok := d.PartnerByAcquirer(a); ok && other.ID != p.ID {
+			return changeError("partner.acquirer_ids", "%q belongs to partner %q", a, other.ID)
+		}
+	}
+	for _, l := range p.Lanes {
+		if !validToken(l, idBytesMax) {
+			return changeError("partner.lanes", "%q is not a lane name", l)
+		}
+	}
+	if !validToken(p.PayerType, payerTypeBytesMax) {
+		return changeError("partner.payer_type", "%q is not a payer type", p.PayerType)
+	}
+	for _, pt := range p.PayerTypes {
+		if !validToken(pt, payerTypeBytesMax) {
+			return changeError("partner.payer_types", "%q is not a payer type", pt)
+		}
+	}
+	if p.SettlementAccount != "" && !hasAccount(accounts, p.SettlementAccount) {
+		return changeError("partner.settlement_account", "no account %q", p.SettlementAccount)
+	}
+	if p.WithdrawalMax < 0 || p.WithdrawalMax > amountMax {
+		return changeError("partner.withdrawal_max", "%d not in [0, %d]", p.WithdrawalMax, int64(amountMax))
+	}
+	return nil
+}
+
+func hasAccount(accounts AccountLookup, id string) bool {
+	_, ok := accounts(id)
+	return ok
 }
 
 func (t *txn) agent(id string) *Agent {
