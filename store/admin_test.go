@@ -364,7 +364,7 @@ func BenchmarkRouteLookup10k(b *testing.B) {
 	for i := 0; len(routes) < 10_000; i++ {
 		routes = append(routes, Route{ID: fmt.Sprintf("r%05d", i), BillType: fmt.Sprintf("B%03d", i%100),
 			PayerType: []string{PayerBankCustomer, PayerMFSUser, PayerOTCAgent, Wildcard}[i/100%4],
-			Partner: partners[i/400%100].ID, Destination: DestinationLedger})
+			Partner:   partners[i/400%100].ID, Destination: DestinationLedger})
 	}
 	routes = append(routes, Route{ID: "default", Destination: DestinationLedger})
 	d := NewDirectory(partners, routes)
