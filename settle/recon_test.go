@@ -99,7 +99,7 @@ func plantedFiles(t *testing.T, l *ledger) (partner, biller string) {
 	// B5: the reversal is dated three days later.
 	p = strings.Replace(p, "D,2026-03-02,acq,T00000000000007", "D,2026-03-05,acq,T00000000000007", 1)
 	// B1: a transfer we never saw.
-	p = strings.Replace(p, "\nT,", "\nD,2026-03-02,acq,T99999999999999,financial,0200,000000,999999,RRN999999,100001,,,1.00,USD,card1,acq-settle,posted,,,,\nT,", 1)
+	p = strings.Replace(p, "\nT,", "\nD,2026-03-02,acq,T99999999999999,financial,0200,000000,999999,RRN999999,100001,,,1.00,USD,card1,acq-settle,posted,,,,,,\nT,", 1)
 	// The biller never got the bill payment (B2) but reports one we
 	// never made (B1).
 	b := "rrn,stan,amount,currency,date,status\nRRN888888,888888,3.00,USD,2026-03-02,OK\n"

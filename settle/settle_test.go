@@ -158,6 +158,7 @@ func dayOfTraffic(t testing.TB, l *ledger) {
 	fund.Debit, fund.Credit, fund.Partner = "fund", "card1", "bank"
 	buy := txn(store.OpPost, "buy-000001", 1234, step())
 	buy.Card, buy.Credit, buy.OriginalRef = "h1", "acq-settle", "ref-buy"
+	buy.PayerType = store.PayerBankCustomer
 	refund := txn(store.OpPost, "refund-000002", 200, step())
 	refund.Card, refund.CreditCard, refund.Debit = "h1", true, "acq-settle"
 	refund.Ref.ProcCode = "200000"
@@ -174,6 +175,7 @@ func dayOfTraffic(t testing.TB, l *ledger) {
 	rev.Ref.MTI = "0400"
 	bill := txn(store.OpPost, "bill-000007", 750, step())
 	bill.Card, bill.Credit = "h1", "biller"
+	bill.PayerType = store.PayerMFSUser // the classified payer type is in the file
 	bill.Ref.ProcCode = "500000"
 	odd := txn(store.OpPost, "odd-000008", 1, step())
 	odd.Card, odd.Credit = "h2", "acq-settle" // declined: card2 is empty

@@ -23,6 +23,9 @@ var settlementColumns = []string{
 	"record", "business_day", "partner", "transfer_id", "type", "mti", "processing_code", "stan", "rrn",
 	"acquirer", "terminal", "transmission_time", "amount", "currency", "debit_account", "credit_account",
 	"status", "original_transfer_id", "original_mti", "original_stan", "original_rrn",
+	// Appended (issue 10), so a parser reading columns by position keeps
+	// working: how the payer was classified, and the OTC agent if any.
+	"payer_type", "agent",
 }
 
 // trailerColumns is the trailer record, one per currency, after the rows.
@@ -181,7 +184,7 @@ func (w *settlementWriter) row(t, orig *store.Transfer, v *store.ScanView) error
 	}
 	rec := [...]string{"D", t.BusinessDay, t.Partner, t.ID, rowType(t), t.Ref.MTI, t.Ref.ProcCode, t.Ref.STAN, t.Ref.RRN,
 		t.Ref.Acquirer, t.Ref.Terminal, t.Ref.TransmissionTime, amount, t.Currency, t.Debit, t.Credit,
-		rowStatus(t), oid, omti, ostan, orrn}
+		rowStatus(t), oid, omti, ostan, orrn, t.PayerType, t.Agent}
 	w.csvRecord(rec[:])
 	if w.rows > 0 {
 		w.js.WriteByte(',')

@@ -66,7 +66,7 @@ func TestDayCloseAndSettlementPull(t *testing.T) {
 	// amount difference and a transfer we never saw; the biller's file
 	// misses the bill payment.
 	planted := strings.Replace(string(csv), ",12.34,USD,", ",12.43,USD,", 1)
-	planted = strings.Replace(planted, "\nT,", "\nD,"+day+",demo-acquirer,T99999999999999,financial,0200,000000,999999,999999999999,100001,,,1.00,USD,card-4111,demo-acquirer-settlement,posted,,,,\nT,", 1)
+	planted = strings.Replace(planted, "\nT,", "\nD,"+day+",demo-acquirer,T99999999999999,financial,0200,000000,999999,999999999999,100001,,,1.00,USD,card-4111,demo-acquirer-settlement,posted,,,,,,\nT,", 1)
 	pf, bf := filepath.Join(dir, "partner.csv"), filepath.Join(dir, "biller.csv")
 	os.WriteFile(pf, []byte(planted), 0o600)
 	os.WriteFile(bf, []byte("rrn,stan,amount,currency,date,status\r\n"), 0o600)
