@@ -7,7 +7,7 @@ TESTFLAGS ?= -race -count=1 -timeout 15m
 BENCHTIME ?= 1s
 FUZZTIME  ?= 30s
 
-.PHONY: build run test bench bench-e2e fuzz lint clean cluster cluster-stop chaos bench-cluster readme
+.PHONY: build run test bench bench-e2e bench-route fuzz lint clean cluster cluster-stop chaos bench-cluster readme
 
 build:
 	$(GO) build -o $(BIN)/ ./cmd/...
@@ -34,6 +34,11 @@ bench:
 # End to end: switchd with an fsync'd raft log, driven by switchload on loopback.
 bench-e2e: build
 	./scripts/bench-e2e.sh
+
+# Route change → first message on another node's lane that takes it, on a
+# 3-node cluster under BENCH_ROUTE_RATE/s (default 5000). docs/BENCHMARKS.md.
+bench-route:
+	$(GO) test -run='^$$' -bench=RouteChange -benchtime=$(or $(BENCH_ROUTE_FLIPS),100)x -timeout=10m ./cmd/switchd/
 
 # A local 3-node cluster in the background (scripts/cluster.sh; data and
 # logs in data/cluster): lanes :8583-8585, ops :8080-8082, raft :7001-7003.

@@ -25,7 +25,7 @@ type clusterNode struct {
 	done                           chan struct{} // closed when cmd has been waited for
 }
 
-func (n *clusterNode) start(t *testing.T, bin string) {
+func (n *clusterNode) start(t testing.TB, bin string) {
 	t.Helper()
 	lf, err := os.OpenFile(n.data+".log", os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
@@ -58,7 +58,7 @@ func (n *clusterNode) exited() bool {
 	}
 }
 
-func waitReadyz(t *testing.T, n *clusterNode) {
+func waitReadyz(t testing.TB, n *clusterNode) {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
@@ -147,7 +147,7 @@ type clusterSpec struct {
 // startClusterNodes starts three switchd processes on free ports under one
 // temporary dir: n1 with --bootstrap, n2 and n3 with --join through n1's
 // ops API, node TLS from a shared development CA, each ready before the next.
-func startClusterNodes(t *testing.T, bin string, spec clusterSpec) []*clusterNode {
+func startClusterNodes(t testing.TB, bin string, spec clusterSpec) []*clusterNode {
 	t.Helper()
 	dir := t.TempDir()
 	var nodes []*clusterNode
