@@ -31,8 +31,9 @@ const (
 const (
 	payerTypeBytesMax = 32
 	billTypeBytesMax  = 32
-	// routesMax bounds the routing table (a bank's has a few hundred rows).
-	routesMax = 100_000
+	// routesMax bounds the routing table (a bank's has a few hundred
+	// rows); a whole table must fit one admin command (adminBytesMax).
+	routesMax = 15_000
 	// partnerListMax bounds a partner's acquirer ids, lanes and payer types.
 	partnerListMax = 64
 )
