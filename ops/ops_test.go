@@ -105,12 +105,23 @@ func (tn *testNode) start(t *testing.T) string {
 	return "http://" + tn.srv.Addr().String()
 }
 
+// testActor is the X-Actor do sends.
+const testActor = "ops-test"
+
+// do sends one request as testActor.
 func do(t *testing.T, method, url, body string) (int, string, http.Header) {
+	t.Helper()
+	return doWith(t, http.Header{ops.ActorHeader: {testActor}}, method, url, body)
+}
+
+// doWith sends one request with exactly the headers hdr.
+func doWith(t *testing.T, hdr http.Header, method, url, body string) (int, string, http.Header) {
 	t.Helper()
 	req, err := http.NewRequest(method, url, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
+	req.Header = hdr
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/switchd/switchd/cluster"
+	"github.com/switchd/switchd/ops"
 	"github.com/switchd/switchd/settle"
 	"github.com/switchd/switchd/store"
 )
@@ -208,7 +209,8 @@ func TestReconAPI(t *testing.T) {
 		t.Fatalf("B4: %s", body)
 	}
 	bid := list.Breaks[0].ID
-	if code, body, _ := do(t, "POST", base+"/v1/reconciliations/"+st.ID+"/breaks/"+bid, `{"action":"resolve","note":"biller retried","actor":"ops1"}`); code != 200 ||
+	ops1 := http.Header{ops.ActorHeader: {"ops1"}}
+	if code, body, _ := doWith(t, ops1, "POST", base+"/v1/reconciliations/"+st.ID+"/breaks/"+bid, `{"action":"resolve","note":"biller retried","actor":"ops1"}`); code != 200 ||
 		!strings.Contains(body, `"state":"resolved"`) || !strings.Contains(body, `"actor":"ops1"`) {
 		t.Errorf("resolve: %d %s", code, body)
 	}
@@ -268,7 +270,7 @@ func TestSettleAPIThroughFollower(t *testing.T) {
 	}
 	for i, b := range []string{`{"action":"assign","assignee":"ops2","actor":"ops1"}`, `{"action":"resolve","note":"partner re-sent","actor":"ops1"}`} {
 		want := []string{`"state":"assigned"`, `"state":"resolved"`}[i]
-		if code, body, _ := do(t, "POST", base+"/v1/reconciliations/"+st.ID+"/breaks/"+list.Breaks[0].ID, b); code != 200 || !strings.Contains(body, want) {
+		if code, body, _ := doWith(t, http.Header{ops.ActorHeader: {"ops1"}}, "POST", base+"/v1/reconciliations/"+st.ID+"/breaks/"+list.Breaks[0].ID, b); code != 200 || !strings.Contains(body, want) {
 			t.Fatalf("%s through the follower: %d %s, want %s", b, code, body, want)
 		}
 	}
