@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/user"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -132,6 +133,10 @@ type transfer struct {
 	Partner  string      `json:"partner"`
 	Original string      `json:"original"`
 	Ref      transferRef `json:"ref"`
+	// PayerType is how the front door classified the payer; Agent the OTC
+	// agent whose cash limit it counts against.
+	PayerType string `json:"payer_type"`
+	Agent     string `json:"agent"`
 }
 
 // opName names a ledger operation (store.Op values, which are stable).
@@ -259,6 +264,7 @@ func transfersCmd(ctx context.Context, args []string, stdout io.Writer) error {
 		{"partner", "only this partner's transfers"},
 		{"day", "only this business day (YYYY-MM-DD)"},
 		{"status", "only this status: pending, posted, voided, expired, completed"},
+		{"payer-type", "only this payer type, e.g. otc_agent"},
 		{"after", "list transfers after this id (paging)"},
 		{"limit", "transfers per page (API default 100, at most 1000)"},
 	}
@@ -275,7 +281,7 @@ func transfersCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	for i, f := range filters {
 		if *vals[i] != "" {
-			q.Set(f.name, *vals[i])
+			q.Set(strings.ReplaceAll(f.name, "-", "_"), *vals[i])
 		}
 	}
 	body, err := o.get(ctx, "/v1/transfers", q)
@@ -291,7 +297,7 @@ func transfersCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := json.Unmarshal(body, &page); err != nil {
 		return fmt.Errorf("decoding transfers: %w", err)
 	}
-	t := newTable("ID", "DAY", "OP", "STATUS", "MTI", "STAN", "RRN", "DEBIT", "CREDIT", "AMOUNT", "HELD", "CCY", "ORIGINAL").
+	t := newTable("ID", "DAY", "OP", "STATUS", "MTI", "STAN", "RRN", "DEBIT", "CREDIT", "AMOUNT", "HELD", "CCY", "PAYER", "AGENT", "ORIGINAL").
 		alignRight("AMOUNT", "HELD")
 	for _, tr := range page.Transfers {
 		held := "-"
@@ -299,7 +305,7 @@ func transfersCmd(ctx context.Context, args []string, stdout io.Writer) error {
 			held = money(tr.Held, tr.Currency)
 		}
 		t.add(tr.ID, tr.Day, opName(tr.Op), tr.Status, orDash(tr.Ref.MTI), orDash(tr.Ref.STAN), orDash(tr.Ref.RRN),
-			tr.Debit, tr.Credit, money(tr.Amount, tr.Currency), held, tr.Currency, orDash(tr.Original))
+			tr.Debit, tr.Credit, money(tr.Amount, tr.Currency), held, tr.Currency, orDash(tr.PayerType), orDash(tr.Agent), orDash(tr.Original))
 	}
 	if err := t.write(stdout); err != nil {
 		return err
