@@ -550,15 +550,31 @@ func TestMembershipAudited(t *testing.T) {
 	if code != 200 || !strings.Contains(body, `"audited":true`) {
 		t.Fatalf("join: %d %s", code, body)
 	}
+	// Leadership over and back: each record is proposed after the
+	// transfer, through whichever node leads by then.
+	lead := leader.cfg.Cluster.NodeID
+	for _, to := range []string{id, lead} {
+		code, body, _ := doWith(t, http.Header{ops.ActorHeader: {"ops1"}}, "POST", base+"/v1/cluster/transfer-leadership", fmt.Sprintf(`{"id":%q}`, to))
+		if code != 200 || !strings.Contains(body, `"audited":true`) {
+			t.Fatalf("transfer to %s: %d %s", to, code, body)
+		}
+	}
+	if err := leader.node.WaitReady(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	if code, body, _ := doWith(t, http.Header{ops.ActorHeader: {"ops2"}}, "POST", base+"/v1/cluster/remove", fmt.Sprintf(`{"id":%q}`, id)); code != 200 ||
 		!strings.Contains(body, `"audited":true`) {
 		t.Fatalf("remove: %d %s", code, body)
 	}
 	recs := auditOf(t, base, "node/"+id)
-	if len(recs) != 2 || recs[0].Action != "cluster.join" || recs[0].Actor != "ops1" || recs[0].Reason != "rejoin after maintenance" ||
-		!strings.Contains(string(recs[0].After), `"raft_addr":"`+addr+`"`) || recs[1].Action != "cluster.remove" || recs[1].Actor != "ops2" ||
-		!strings.HasPrefix(recs[1].Remote, "127.0.0.1:") {
+	if len(recs) != 3 || recs[0].Action != "cluster.join" || recs[0].Actor != "ops1" || recs[0].Reason != "rejoin after maintenance" ||
+		!strings.Contains(string(recs[0].After), `"raft_addr":"`+addr+`"`) ||
+		recs[1].Action != "cluster.transfer-leadership" || !strings.Contains(string(recs[1].After), `"from":"`+lead+`"`) ||
+		recs[2].Action != "cluster.remove" || recs[2].Actor != "ops2" || !strings.HasPrefix(recs[2].Remote, "127.0.0.1:") {
 		t.Fatalf("membership audit: %+v", recs)
+	}
+	if back := auditOf(t, base, "node/"+lead); len(back) != 1 || !strings.Contains(string(back[0].After), `"to":"`+lead+`"`) {
+		t.Fatalf("audit of the transfer back: %+v", back)
 	}
 	// A refused change is not recorded.
 	if code, _, _ := do(t, "POST", base+"/v1/cluster/transfer-leadership", ""); code != 409 {
