@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -57,6 +58,28 @@ type AdminLedger interface {
 // way ops changes replicated state.
 type Proposer interface {
 	Propose(ctx context.Context, cmd store.Command) (store.Result, error)
+}
+
+// registerAdmin adds the routes of routes.go, partners.go, agents.go and
+// audit.go.
+func (s *Server) registerAdmin(mux *http.ServeMux) {
+	mux.HandleFunc("GET /v1/routes", s.listRoutes)
+	mux.HandleFunc("PUT /v1/routes", s.replaceRoutes)
+	mux.HandleFunc("GET /v1/routes/explain", s.explainRoute)
+	mux.HandleFunc("GET /v1/routes/{id}", s.getRoute)
+	mux.HandleFunc("PUT /v1/routes/{id}", s.putRoute)
+	mux.HandleFunc("DELETE /v1/routes/{id}", s.deleteRoute)
+	mux.HandleFunc("GET /v1/partners", s.listPartners)
+	mux.HandleFunc("GET /v1/partners/{id}", s.getPartner)
+	mux.HandleFunc("PUT /v1/partners/{id}", s.putPartner)
+	mux.HandleFunc("POST /v1/partners/{id}/suspend", s.suspendPartner(true))
+	mux.HandleFunc("POST /v1/partners/{id}/resume", s.suspendPartner(false))
+	mux.HandleFunc("GET /v1/agents", s.listAgents)
+	mux.HandleFunc("GET /v1/agents/{id}", s.getAgent)
+	mux.HandleFunc("PUT /v1/agents/{id}", s.putAgent)
+	mux.HandleFunc("POST /v1/agents/{id}/settlements", s.settleAgent)
+	mux.HandleFunc("GET /v1/audit", s.audit)
+	mux.HandleFunc("GET /v1/audit/verify", s.verifyAudit)
 }
 
 // validActor: 1 to actorBytesMax characters of an RFC 9110 token, plus '@'
@@ -224,6 +247,9 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any, maxBytes int64, o
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBytes))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
+		if optional && errors.Is(err, io.EOF) {
+			return true // a chunked empty body
+		}
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
 			problem(w, http.StatusRequestEntityTooLarge, "too-large", "Body too large", fmt.Sprintf("at most %d bytes", maxBytes))

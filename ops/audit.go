@@ -22,26 +22,6 @@ import (
 // names the first bad record and what is wrong), not an error of the
 // request; a monitor alerts on ok.
 
-func (s *Server) registerAdmin(mux *http.ServeMux) {
-	mux.HandleFunc("GET /v1/routes", s.listRoutes)
-	mux.HandleFunc("PUT /v1/routes", s.replaceRoutes)
-	mux.HandleFunc("GET /v1/routes/explain", s.explainRoute)
-	mux.HandleFunc("GET /v1/routes/{id}", s.getRoute)
-	mux.HandleFunc("PUT /v1/routes/{id}", s.putRoute)
-	mux.HandleFunc("DELETE /v1/routes/{id}", s.deleteRoute)
-	mux.HandleFunc("GET /v1/partners", s.listPartners)
-	mux.HandleFunc("GET /v1/partners/{id}", s.getPartner)
-	mux.HandleFunc("PUT /v1/partners/{id}", s.putPartner)
-	mux.HandleFunc("POST /v1/partners/{id}/suspend", s.suspendPartner(true))
-	mux.HandleFunc("POST /v1/partners/{id}/resume", s.suspendPartner(false))
-	mux.HandleFunc("GET /v1/agents", s.listAgents)
-	mux.HandleFunc("GET /v1/agents/{id}", s.getAgent)
-	mux.HandleFunc("PUT /v1/agents/{id}", s.putAgent)
-	mux.HandleFunc("POST /v1/agents/{id}/settlements", s.settleAgent)
-	mux.HandleFunc("GET /v1/audit", s.audit)
-	mux.HandleFunc("GET /v1/audit/verify", s.verifyAudit)
-}
-
 func (s *Server) audit(w http.ResponseWriter, r *http.Request) {
 	limit, err := pageLimit(r)
 	if err != nil {

@@ -150,7 +150,10 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	adm.Reason = req.Reason
-	status := map[bool]string{true: "voter", false: "nonvoter"}[voter]
+	status := "voter"
+	if !voter {
+		status = "nonvoter"
+	}
 	audited := s.auditMembership(ctx, adm, "cluster.join", req.ID, map[string]any{"id": req.ID, "raft_addr": req.RaftAddr, "status": status})
 	if !voter {
 		// A member, still catching up: the leader promotes it later.

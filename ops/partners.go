@@ -94,7 +94,10 @@ func (s *Server) putPartner(w http.ResponseWriter, r *http.Request) {
 
 // suspend and resume: POST /v1/partners/{id}/suspend|resume {reason}.
 func (s *Server) suspendPartner(suspended bool) http.HandlerFunc {
-	action := map[bool]string{true: "partner.suspend", false: "partner.resume"}[suspended]
+	action := "partner.resume"
+	if suspended {
+		action = "partner.suspend"
+	}
 	return func(w http.ResponseWriter, r *http.Request) {
 		adm, ok := s.requireActor(w, r)
 		if !ok {
