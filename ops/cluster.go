@@ -54,11 +54,14 @@ func (s *Server) caughtUp(w http.ResponseWriter, r *http.Request) bool {
 type JoinRequest struct {
 	ID       string `json:"id"`
 	RaftAddr string `json:"raft_addr"`
+	// Reason goes into the audit record (optional).
+	Reason string `json:"reason,omitempty"`
 }
 
 // memberRequest is the body of remove and transfer-leadership.
 type memberRequest struct {
-	ID string `json:"id"`
+	ID     string `json:"id"`
+	Reason string `json:"reason,omitempty"`
 }
 
 func (s *Server) registerCluster(mux *http.ServeMux) {
@@ -71,14 +74,19 @@ func (s *Server) registerCluster(mux *http.ServeMux) {
 }
 
 // snapshot takes a raft snapshot on this node (not cluster-wide: each
-// node snapshots and truncates its own log).
-func (s *Server) snapshot(w http.ResponseWriter, _ *http.Request) {
+// node snapshots and truncates its own log). It changes no replicated
+// state, so it is logged with its actor rather than audited.
+func (s *Server) snapshot(w http.ResponseWriter, r *http.Request) {
+	adm, ok := s.requireActor(w, r)
+	if !ok {
+		return
+	}
 	idx, err := s.node.Snapshot()
 	if err != nil {
 		s.clusterFail(w, err)
 		return
 	}
-	s.log.Info("raft snapshot taken on request", "index", idx)
+	s.log.Info("raft snapshot taken on request", "index", idx, "actor", adm.Actor, "remote", adm.Remote)
 	writeJSON(w, http.StatusOK, map[string]uint64{"index": idx})
 }
 
@@ -113,7 +121,15 @@ func decodeMemberBody(w http.ResponseWriter, r *http.Request, v any) bool {
 	return true
 }
 
+// Membership changes (join, remove, transfer-leadership) need an X-Actor
+// and are audited once they succeeded (auditMembership); the answer's
+// "audited" says whether the record was written.
+
 func (s *Server) join(w http.ResponseWriter, r *http.Request) {
+	adm, ok := s.requireActor(w, r)
+	if !ok {
+		return
+	}
 	var req JoinRequest
 	if !decodeMemberBody(w, r, &req) {
 		return
@@ -133,16 +149,26 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request) {
 		s.clusterFail(w, err)
 		return
 	}
+	adm.Reason = req.Reason
+	status := "voter"
+	if !voter {
+		status = "nonvoter"
+	}
+	audited := s.auditMembership(ctx, adm, "cluster.join", req.ID, map[string]any{"id": req.ID, "raft_addr": req.RaftAddr, "status": status})
 	if !voter {
 		// A member, still catching up: the leader promotes it later.
-		writeJSON(w, http.StatusAccepted, map[string]string{"status": "nonvoter", "id": req.ID, "raft_addr": req.RaftAddr,
-			"detail": "added as a non-voter; it becomes a voter once it has caught up"})
+		writeJSON(w, http.StatusAccepted, map[string]any{"status": status, "id": req.ID, "raft_addr": req.RaftAddr,
+			"detail": "added as a non-voter; it becomes a voter once it has caught up", "audited": audited})
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "voter", "id": req.ID, "raft_addr": req.RaftAddr})
+	writeJSON(w, http.StatusOK, map[string]any{"status": status, "id": req.ID, "raft_addr": req.RaftAddr, "audited": audited})
 }
 
 func (s *Server) remove(w http.ResponseWriter, r *http.Request) {
+	adm, ok := s.requireActor(w, r)
+	if !ok {
+		return
+	}
 	var req memberRequest
 	if !decodeMemberBody(w, r, &req) {
 		return
@@ -157,21 +183,42 @@ func (s *Server) remove(w http.ResponseWriter, r *http.Request) {
 		s.clusterFail(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "removed", "id": req.ID})
+	adm.Reason = req.Reason
+	audited := s.auditMembership(ctx, adm, "cluster.remove", req.ID, map[string]any{"id": req.ID, "status": "removed"})
+	writeJSON(w, http.StatusOK, map[string]any{"status": "removed", "id": req.ID, "audited": audited})
 }
 
 func (s *Server) transferLeadership(w http.ResponseWriter, r *http.Request) {
+	adm, ok := s.requireActor(w, r)
+	if !ok {
+		return
+	}
 	var req memberRequest
 	if r.ContentLength != 0 && !decodeMemberBody(w, r, &req) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), membershipTimeoutMax)
 	defer cancel()
+	from := s.node.StatusOf(false).Leader
 	if err := s.node.TransferLeadership(ctx, req.ID); err != nil {
 		s.clusterFail(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "transferred", "id": req.ID})
+	// Without an id raft picks the voter; the object names it when this
+	// node already knows the new leader.
+	to := req.ID
+	if to == "" {
+		if to = s.node.StatusOf(false).Leader; to == from {
+			to = ""
+		}
+	}
+	object := to
+	if object == "" {
+		object = "any"
+	}
+	adm.Reason = req.Reason
+	audited := s.auditMembership(ctx, adm, "cluster.transfer-leadership", object, map[string]any{"from": from, "to": to})
+	writeJSON(w, http.StatusOK, map[string]any{"status": "transferred", "id": req.ID, "audited": audited})
 }
 
 // clusterFail answers a cluster call's error through the one table.
@@ -181,9 +228,14 @@ func (s *Server) clusterFail(w http.ResponseWriter, err error) { s.fail(w, err) 
 // to add this node; it retries until the member accepts (200: a voter;
 // 202: a non-voter, promoted once caught up) or ctx ends, so a node may
 // start before the member it joins through. A refusal (400, 409, 422:
-// e.g. the leader cannot reach raftAddr) is final.
+// e.g. the leader cannot reach raftAddr) is final. The audit record names
+// the node itself as the actor ("node:<id>").
 func RequestJoin(ctx context.Context, opsAddr, id, raftAddr string) error {
-	body, _ := json.Marshal(JoinRequest{ID: id, RaftAddr: raftAddr})
+	body, _ := json.Marshal(JoinRequest{ID: id, RaftAddr: raftAddr, Reason: "the node joins at start (cluster.join in its config)"})
+	actor := "node:" + id
+	if !validActor(actor) {
+		actor = "node"
+	}
 	hc := &http.Client{Timeout: membershipTimeoutMax}
 	var last error
 	for {
@@ -192,6 +244,7 @@ func RequestJoin(ctx context.Context, opsAddr, id, raftAddr string) error {
 			return err
 		}
 		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set(ActorHeader, actor)
 		resp, err := hc.Do(req)
 		if err == nil {
 			msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))

@@ -70,6 +70,7 @@ type Ledger interface {
 	Accounts(after string, limit int) ([]store.Account, error)
 	Transfers(f store.TransferFilter) ([]store.Transfer, error)
 	StateHash() (uint64, [32]byte, error)
+	AdminLedger
 }
 
 // Admin is the write side: every write is a command through the cluster.
@@ -82,6 +83,7 @@ type Node interface {
 	Ready() bool
 	Status() cluster.Status
 	Membership
+	Proposer
 }
 
 // Server is the ops HTTP server.
@@ -113,12 +115,16 @@ func New(cfg Config, ledger Ledger, admin Admin, node Node, gatherer prometheus.
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("GET /readyz", s.readyz)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
+	// The agents' cash-limit gauges are read from the ledger on scrape.
+	own := prometheus.NewRegistry()
+	own.MustRegister(newAgentCollector(ledger))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(prometheus.Gatherers{gatherer, own}, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /v1/accounts", s.accounts)
 	mux.HandleFunc("GET /v1/accounts/{id}", s.account)
 	mux.HandleFunc("POST /v1/accounts", s.createAccount)
 	mux.HandleFunc("GET /v1/transfers", s.transfers)
 	s.registerCluster(mux)
+	s.registerAdmin(mux)
 	if cfg.Pprof {
 		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
@@ -263,6 +269,10 @@ func validAccountID(id string) bool {
 }
 
 func (s *Server) createAccount(w http.ResponseWriter, r *http.Request) {
+	adm, ok := s.requireActor(w, r)
+	if !ok {
+		return
+	}
 	var req accountRequest
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, bodyBytesMax))
 	dec.DisallowUnknownFields()
@@ -277,6 +287,7 @@ func (s *Server) createAccount(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), writeTimeoutMax)
 	defer cancel()
+	_ = adm // TODO(merge): pass adm to CreateAccount (it takes an *store.Admin on feat/payment).
 	created, err := s.admin.CreateAccount(ctx, switching.AccountSeed{
 		ID: req.ID, Kind: store.AccountKind(req.Kind), Currency: req.Currency, Partner: req.Partner,
 		PAN: req.PAN, Opening: req.Opening, FundedBy: req.FundedBy, Floor: req.Floor, Unlimited: req.Unlimited,
@@ -312,7 +323,7 @@ func (s *Server) transfers(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	f := store.TransferFilter{
 		Account: q.Get("account"), Partner: q.Get("partner"), BusinessDay: q.Get("day"),
-		Status: store.TransferStatus(q.Get("status")), Limit: limit, After: q.Get("after"),
+		Status: store.TransferStatus(q.Get("status")), Limit: limit, After: q.Get("after"), PayerType: q.Get("payer_type"),
 	}
 	if f.BusinessDay != "" {
 		if _, err := time.Parse(time.DateOnly, f.BusinessDay); err != nil {

@@ -47,17 +47,31 @@ func newTestNode(t *testing.T) *testNode { return newTestNodeVia(t, nil) }
 // that via's node adds (no seeding: it replicates via's accounts).
 func newTestNodeVia(t *testing.T, via *testNode) *testNode {
 	t.Helper()
-	cfg := config.Demo()
-	cfg.DataDir = t.TempDir()
-	cfg.Cluster.RaftAddr = "127.0.0.1:0"
-	cfg.Cluster.HeartbeatTimeout = 50 * time.Millisecond
-	cfg.Cluster.ElectionTimeout = 50 * time.Millisecond
-	cfg.Cluster.LeaderLeaseTimeout = 50 * time.Millisecond
-	cfg.Ops.Listen = "127.0.0.1:0"
+	cfg := testConfig(t, "127.0.0.1:0")
 	if via != nil {
 		cfg.Cluster.NodeID, cfg.Cluster.Bootstrap = via.cfg.Cluster.NodeID+"-f", false
 	}
 	cfg.Finish()
+	return openTestNode(t, cfg, via, via == nil)
+}
+
+// testConfig is the demo config in a temporary data dir, raft on
+// raftAddr, with fast elections.
+func testConfig(t *testing.T, raftAddr string) config.File {
+	cfg := config.Demo()
+	cfg.DataDir = t.TempDir()
+	cfg.Cluster.RaftAddr = raftAddr
+	cfg.Cluster.HeartbeatTimeout = 50 * time.Millisecond
+	cfg.Cluster.ElectionTimeout = 50 * time.Millisecond
+	cfg.Cluster.LeaderLeaseTimeout = 50 * time.Millisecond
+	cfg.Ops.Listen = "127.0.0.1:0"
+	return cfg
+}
+
+// openTestNode opens the node of cfg (a new one, or one closed before in
+// the same data dir) and seeds the demo accounts when seed is set.
+func openTestNode(t *testing.T, cfg config.File, via *testNode, seed bool) *testNode {
+	t.Helper()
 	st, err := store.Open(cfg.Store)
 	if err != nil {
 		t.Fatal(err)
@@ -83,7 +97,7 @@ func newTestNodeVia(t *testing.T, via *testNode) *testNode {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if via == nil {
+	if seed {
 		if err := pipe.Seed(ctx, cfg.Accounts, time.Now()); err != nil {
 			t.Fatal(err)
 		}
@@ -93,6 +107,14 @@ func newTestNodeVia(t *testing.T, via *testNode) *testNode {
 		t.Fatal(err)
 	}
 	return &testNode{cfg: cfg, st: st, node: node, srv: srv}
+}
+
+// close stops the server, the node and the store (a test may open the
+// data dir again).
+func (tn *testNode) close() {
+	tn.srv.Close(context.Background())
+	tn.node.Close()
+	tn.st.Close()
 }
 
 // start serves the ops API and returns its base URL.
@@ -105,12 +127,23 @@ func (tn *testNode) start(t *testing.T) string {
 	return "http://" + tn.srv.Addr().String()
 }
 
+// testActor is the X-Actor do sends.
+const testActor = "ops-test"
+
+// do sends one request as testActor.
 func do(t *testing.T, method, url, body string) (int, string, http.Header) {
+	t.Helper()
+	return doWith(t, http.Header{ops.ActorHeader: {testActor}}, method, url, body)
+}
+
+// doWith sends one request with exactly the headers hdr.
+func doWith(t *testing.T, hdr http.Header, method, url, body string) (int, string, http.Header) {
 	t.Helper()
 	req, err := http.NewRequest(method, url, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
+	req.Header = hdr
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

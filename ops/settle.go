@@ -21,7 +21,7 @@ import (
 
 // Settlement is what the business-day and file routes use (settle.Service).
 type Settlement interface {
-	CloseDay(ctx context.Context, day string) (settle.DayResult, error)
+	CloseDay(ctx context.Context, day string, admin *store.Admin) (settle.DayResult, error)
 	ListDays(before string, limit int) (open string, days []store.Day, err error)
 	Submit(sp settle.Spec) (settle.Job, error)
 	Job(id string) (settle.Job, bool)
@@ -90,9 +90,16 @@ func (h *settleHandlers) days(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"open": open, "days": days})
 }
 
+// closeDay closes the day for the X-Actor (the day.close audit record
+// names them; the cutover's names "system").
 func (h *settleHandlers) closeDay(w http.ResponseWriter, r *http.Request) {
+	adm, ok := h.s.requireActor(w, r)
+	if !ok {
+		return
+	}
 	var req struct {
-		Day string `json:"day"`
+		Day    string `json:"day"`
+		Reason string `json:"reason"`
 	}
 	if r.ContentLength != 0 && !decodeSettleBody(w, r, &req) {
 		return
@@ -103,7 +110,8 @@ func (h *settleHandlers) closeDay(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), writeTimeoutMax)
 	defer cancel()
-	res, err := h.svc.CloseDay(ctx, req.Day)
+	adm.Reason = req.Reason
+	res, err := h.svc.CloseDay(ctx, req.Day, adm)
 	if err != nil {
 		h.fail(w, err)
 		return
@@ -213,7 +221,7 @@ type Recon interface {
 	Recon(id string) (settle.ReconStatus, error)
 	ReconBreaks(id, code string) ([]settle.Break, error)
 	ReconBreak(id, bid string) (settle.BreakDetail, error)
-	UpdateBreak(ctx context.Context, id, bid string, u store.BreakUpdate, key string, now int64) (settle.BreakDetail, error)
+	UpdateBreak(ctx context.Context, id, bid string, u store.BreakUpdate, key string, now int64, admin *store.Admin) (settle.BreakDetail, error)
 }
 
 // uploadMemoryBytes is how much of an upload is held in memory; the rest
@@ -226,7 +234,7 @@ const uploadMemoryBytes = 32 << 20
 //	GET  /v1/reconciliations/{id}               state, counts per code, matched
 //	GET  /v1/reconciliations/{id}/breaks        ?code=B2 &format=csv (or Accept: text/csv)
 //	GET  /v1/reconciliations/{id}/breaks/{bid}  one break with its audit trail
-//	POST /v1/reconciliations/{id}/breaks/{bid}  {"action":"assign|resolve","assignee","note","actor"}
+//	POST /v1/reconciliations/{id}/breaks/{bid}  {"action":"assign|resolve","assignee","note"} with X-Actor
 func (s *Server) HandleRecon(svc Recon) {
 	h := &reconHandlers{s: s, svc: svc}
 	s.mux.HandleFunc("POST /v1/reconciliations", h.start)
@@ -341,11 +349,22 @@ func (h *reconHandlers) breakDetail(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, d)
 }
 
+// update assigns or resolves a break for the X-Actor. A body's "actor"
+// (what older clients send) must be the same.
 func (h *reconHandlers) update(w http.ResponseWriter, r *http.Request) {
+	adm, ok := h.s.requireActor(w, r)
+	if !ok {
+		return
+	}
 	var u store.BreakUpdate
 	if !decodeSettleBody(w, r, &u) {
 		return
 	}
+	if u.Actor != "" && u.Actor != adm.Actor {
+		problem(w, http.StatusBadRequest, "bad-request", "Bad request", "the body's actor is not the X-Actor header")
+		return
+	}
+	u.Actor, adm.Reason = adm.Actor, u.Note
 	if u.Action != store.BreakAssign && u.Action != store.BreakResolve {
 		problem(w, http.StatusBadRequest, "bad-request", "Bad request", `action must be "assign" or "resolve"`)
 		return
@@ -364,7 +383,7 @@ func (h *reconHandlers) update(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), writeTimeoutMax)
 	defer cancel()
-	if _, err := h.svc.UpdateBreak(ctx, r.PathValue("id"), r.PathValue("bid"), u, key, time.Now().UnixNano()); err != nil {
+	if _, err := h.svc.UpdateBreak(ctx, r.PathValue("id"), r.PathValue("bid"), u, key, time.Now().UnixNano(), adm); err != nil {
 		h.fail(w, err)
 		return
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/switchd/switchd/cluster"
+	"github.com/switchd/switchd/ops"
 	"github.com/switchd/switchd/settle"
 	"github.com/switchd/switchd/store"
 )
@@ -75,6 +76,10 @@ func TestSettlementAPI(t *testing.T) {
 	}
 	if code, body, _ := do(t, "POST", base+"/v1/days/close", `{"day":"`+day+`"}`); code != 200 || !strings.Contains(body, `"already_closed":true`) {
 		t.Errorf("second close: %d %s", code, body)
+	}
+	// The close names its operator in the audit chain.
+	if recs := auditOf(t, base, "day/"+day); len(recs) == 0 || recs[len(recs)-1].Action != "day.close" || recs[len(recs)-1].Actor != testActor {
+		t.Errorf("audit of the close: %+v", recs)
 	}
 	if code, body, _ := do(t, "POST", base+"/v1/days/close", `{"day":"2001-01-01"}`); code != 409 {
 		t.Errorf("close a day that is not open: %d %s", code, body)
@@ -208,9 +213,26 @@ func TestReconAPI(t *testing.T) {
 		t.Fatalf("B4: %s", body)
 	}
 	bid := list.Breaks[0].ID
-	if code, body, _ := do(t, "POST", base+"/v1/reconciliations/"+st.ID+"/breaks/"+bid, `{"action":"resolve","note":"biller retried","actor":"ops1"}`); code != 200 ||
+	// Without an actor, or with a body naming someone else: refused, the
+	// break stays open.
+	for _, hdr := range []http.Header{{}, {ops.ActorHeader: {"ops2"}}} {
+		code, body, _ := doWith(t, hdr, "POST", base+"/v1/reconciliations/"+st.ID+"/breaks/"+bid, `{"action":"resolve","note":"x","actor":"ops1"}`)
+		want := map[bool]string{true: "actor-required", false: "bad-request"}[len(hdr) == 0]
+		if code != 400 || problemType(t, body) != want {
+			t.Errorf("resolve as %v: %d %s, want 400 %s", hdr, code, body, want)
+		}
+	}
+	if _, body, _ := do(t, "GET", base+"/v1/reconciliations/"+st.ID+"/breaks/"+bid, ""); !strings.Contains(body, `"state":"open"`) {
+		t.Errorf("break after refused resolves: %s", body)
+	}
+	ops1 := http.Header{ops.ActorHeader: {"ops1"}}
+	if code, body, _ := doWith(t, ops1, "POST", base+"/v1/reconciliations/"+st.ID+"/breaks/"+bid, `{"action":"resolve","note":"biller retried","actor":"ops1"}`); code != 200 ||
 		!strings.Contains(body, `"state":"resolved"`) || !strings.Contains(body, `"actor":"ops1"`) {
 		t.Errorf("resolve: %d %s", code, body)
+	}
+	if recs := auditOf(t, base, "break/"+st.ID+"/"+bid); len(recs) != 1 || recs[0].Actor != "ops1" ||
+		!strings.HasPrefix(recs[0].Remote, "127.0.0.1:") || recs[0].Reason != "biller retried" {
+		t.Errorf("audit of the resolve: %+v", recs)
 	}
 	if code, body, _ := do(t, "POST", base+"/v1/reconciliations/"+st.ID+"/breaks/"+bid, `{"action":"resolve","note":"x"}`); code != 409 || problemType(t, body) != "break-resolved" {
 		t.Errorf("resolve twice: %d %s", code, body)
@@ -268,7 +290,7 @@ func TestSettleAPIThroughFollower(t *testing.T) {
 	}
 	for i, b := range []string{`{"action":"assign","assignee":"ops2","actor":"ops1"}`, `{"action":"resolve","note":"partner re-sent","actor":"ops1"}`} {
 		want := []string{`"state":"assigned"`, `"state":"resolved"`}[i]
-		if code, body, _ := do(t, "POST", base+"/v1/reconciliations/"+st.ID+"/breaks/"+list.Breaks[0].ID, b); code != 200 || !strings.Contains(body, want) {
+		if code, body, _ := doWith(t, http.Header{ops.ActorHeader: {"ops1"}}, "POST", base+"/v1/reconciliations/"+st.ID+"/breaks/"+list.Breaks[0].ID, b); code != 200 || !strings.Contains(body, want) {
 			t.Fatalf("%s through the follower: %d %s, want %s", b, code, body, want)
 		}
 	}

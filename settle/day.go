@@ -128,8 +128,10 @@ type DayResult struct {
 
 // Close closes the open business day now (or day, which must be the open
 // one when given) and opens the next: the later of the calendar's next
-// day and the day the clock is in.
-func (d *Days) Close(ctx context.Context, day string) (DayResult, error) {
+// day and the day the clock is in. admin names the operator who asked
+// (the day.close audit record shows it); nil is the switch itself, as for
+// the cutover (actor "system").
+func (d *Days) Close(ctx context.Context, day string, admin *store.Admin) (DayResult, error) {
 	open, err := d.ledger.OpenDay()
 	if errors.Is(err, store.ErrNotFound) {
 		return DayResult{}, ErrNoOpenDay
@@ -144,7 +146,7 @@ func (d *Days) Close(ctx context.Context, day string) (DayResult, error) {
 	if at := d.cal.DayAt(d.now()); at > next {
 		next = at
 	}
-	return d.propose(ctx, store.Command{Op: store.OpCloseDay, Time: d.now().UnixNano(), BusinessDay: day, NextDay: next})
+	return d.propose(ctx, store.Command{Op: store.OpCloseDay, Time: d.now().UnixNano(), BusinessDay: day, NextDay: next, Admin: admin})
 }
 
 func (d *Days) propose(ctx context.Context, cmd store.Command) (DayResult, error) {

@@ -158,20 +158,20 @@ func TestReconcilePlantedBreaks(t *testing.T) {
 	}
 	// Work the B2: assign, resolve with a note; the trail is kept.
 	ctx := context.Background()
-	if _, err := svc.UpdateBreak(ctx, st.ID, b2[0].ID, store.BreakUpdate{Action: store.BreakAssign, Assignee: "eng-oncall", Actor: "ops"}, "k1", 1); err != nil {
+	if _, err := svc.UpdateBreak(ctx, st.ID, b2[0].ID, store.BreakUpdate{Action: store.BreakAssign, Assignee: "eng-oncall", Actor: "ops"}, "k1", 1, nil); err != nil {
 		t.Fatal(err)
 	}
-	d, err := svc.UpdateBreak(ctx, st.ID, b2[0].ID, store.BreakUpdate{Action: store.BreakResolve, Note: "biller replayed the posting", Actor: "eng"}, "k2", 2)
+	d, err := svc.UpdateBreak(ctx, st.ID, b2[0].ID, store.BreakUpdate{Action: store.BreakResolve, Note: "biller replayed the posting", Actor: "eng"}, "k2", 2, nil)
 	if err != nil || d.State != "resolved" || d.Assignee != "eng-oncall" || len(d.Audit) != 2 {
 		t.Fatalf("resolve: %+v %v", d, err)
 	}
-	if _, err := svc.UpdateBreak(ctx, st.ID, b2[0].ID, store.BreakUpdate{Action: store.BreakResolve, Note: "again"}, "k3", 3); !errors.Is(err, store.ErrAlreadyFinal) {
+	if _, err := svc.UpdateBreak(ctx, st.ID, b2[0].ID, store.BreakUpdate{Action: store.BreakResolve, Note: "again"}, "k3", 3, nil); !errors.Is(err, store.ErrAlreadyFinal) {
 		t.Errorf("resolve twice: %v", err)
 	}
-	if _, err := svc.UpdateBreak(ctx, st.ID, b2[0].ID, store.BreakUpdate{Action: store.BreakResolve}, "k4", 4); !errors.Is(err, ErrBadRequest) {
+	if _, err := svc.UpdateBreak(ctx, st.ID, b2[0].ID, store.BreakUpdate{Action: store.BreakResolve}, "k4", 4, nil); !errors.Is(err, ErrBadRequest) {
 		t.Errorf("resolve without note: %v", err)
 	}
-	if _, err := svc.UpdateBreak(ctx, st.ID, "B9999999", store.BreakUpdate{Action: store.BreakAssign, Assignee: "x"}, "k5", 5); !errors.Is(err, ErrNoBreak) {
+	if _, err := svc.UpdateBreak(ctx, st.ID, "B9999999", store.BreakUpdate{Action: store.BreakAssign, Assignee: "x"}, "k5", 5, nil); !errors.Is(err, ErrNoBreak) {
 		t.Errorf("unknown break: %v", err)
 	}
 	if bs, _ := svc.ReconBreaks(st.ID, B2); bs[0].State != "resolved" || bs[0].Note != "biller replayed the posting" {

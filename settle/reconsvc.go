@@ -332,8 +332,9 @@ func breakIndex(r *ReconResult, bid string) int {
 
 // UpdateBreak assigns or resolves a break through the cluster. key is the
 // request's idempotency key: a retry with the same key changes nothing
-// twice.
-func (s *Service) UpdateBreak(ctx context.Context, id, bid string, u store.BreakUpdate, key string, now int64) (BreakDetail, error) {
+// twice. admin, when set, is who asked (its actor should be u.Actor); the
+// audit record names it and its address.
+func (s *Service) UpdateBreak(ctx context.Context, id, bid string, u store.BreakUpdate, key string, now int64, admin *store.Admin) (BreakDetail, error) {
 	r, err := s.result(id)
 	if err != nil {
 		return BreakDetail{}, err
@@ -344,7 +345,7 @@ func (s *Service) UpdateBreak(ctx context.Context, id, bid string, u store.Break
 	u.Recon, u.Break = id, bid
 	fp := sha256.Sum256([]byte(string(u.Action) + "\x00" + u.Assignee + "\x00" + u.Note + "\x00" + u.Actor))
 	res, err := s.days.prop.Propose(ctx, store.Command{Op: store.OpBreak, Key: "break|" + id + "|" + bid + "|" + key,
-		Fingerprint: hex.EncodeToString(fp[:16]), Time: now, Break: &u})
+		Fingerprint: hex.EncodeToString(fp[:16]), Time: now, Break: &u, Admin: admin})
 	if err != nil {
 		return BreakDetail{}, err
 	}

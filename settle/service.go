@@ -65,9 +65,9 @@ func (s *Service) Close() { s.jobs.close() }
 // Days returns the day operations.
 func (s *Service) Days() *Days { return s.days }
 
-// CloseDay closes the open business day now (see Days.Close).
-func (s *Service) CloseDay(ctx context.Context, day string) (DayResult, error) {
-	return s.days.Close(ctx, day)
+// CloseDay closes the open business day now for admin (see Days.Close).
+func (s *Service) CloseDay(ctx context.Context, day string, admin *store.Admin) (DayResult, error) {
+	return s.days.Close(ctx, day, admin)
 }
 
 // ListDays returns the open day ("" before the first) and up to limit

@@ -101,14 +101,28 @@ func TestTickOpensClosesAndSkipsIdleDays(t *testing.T) {
 		t.Fatalf("after downtime: %+v %v", r, err)
 	}
 	// Manual close, then the schedule tries the same day: a no-op.
-	r, err := d.Close(ctx, "")
+	r, err := d.Close(ctx, "", &store.Admin{Actor: "ops1", Remote: "192.0.2.7:4711"})
 	if err != nil || r.Closed != "2026-03-06" || r.Open != "2026-03-07" || r.AlreadyClosed {
 		t.Fatalf("manual close: %+v %v", r, err)
 	}
-	if r, err := d.Close(ctx, "2026-03-06"); err != nil || !r.AlreadyClosed {
+	// The audit chain names the operator of the manual close and the
+	// switch for the cutover's.
+	for day, want := range map[string]string{"2026-03-06": "ops1", "2026-03-03": "system"} {
+		recs, err := l.Audit(store.AuditFilter{Object: "day/" + day})
+		var close *store.AuditRecord
+		for i := range recs {
+			if recs[i].Action == "day.close" {
+				close = &recs[i]
+			}
+		}
+		if err != nil || close == nil || close.Actor != want || want == "ops1" && close.Remote != "192.0.2.7:4711" {
+			t.Errorf("day.close of %s: %+v %v, want actor %s", day, close, err, want)
+		}
+	}
+	if r, err := d.Close(ctx, "2026-03-06", nil); err != nil || !r.AlreadyClosed {
 		t.Fatalf("second close: %+v %v", r, err)
 	}
-	if _, err := d.Close(ctx, "2026-03-09"); !errors.Is(err, store.ErrDayMismatch) {
+	if _, err := d.Close(ctx, "2026-03-09", nil); !errors.Is(err, store.ErrDayMismatch) {
 		t.Fatalf("closing a day that is not open: %v", err)
 	}
 	// Gated on leadership: a node that is not leading does not tick.

@@ -85,6 +85,7 @@ func clusterCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	case "join":
 		id := fs.String("id", "", "the new node's `id` (the node must be running)")
 		addr := fs.String("raft-addr", "", "the new node's raft `host:port`, where it must answer as --id")
+		reason := fs.String("reason", "", "why, for the audit chain")
 		pos, err := parseCmd(fs, args[1:], stdout)
 		if err != nil {
 			return err
@@ -92,10 +93,13 @@ func clusterCmd(ctx context.Context, args []string, stdout io.Writer) error {
 		if len(pos) > 0 || *id == "" || *addr == "" {
 			return usagef("cluster join: want --id ID --raft-addr HOST:PORT")
 		}
+		if err := o.needActor(); err != nil {
+			return err
+		}
 		// The node must already be running: the leader checks that its
 		// raft address answers as that id (else 422), adds it as a
 		// non-voter and promotes it once it has caught up.
-		_, b, err := o.call(ctx, http.MethodPost, "/v1/cluster/join", map[string]string{"id": *id, "raft_addr": *addr}, clusterBodyBytesMax)
+		_, b, err := o.call(ctx, http.MethodPost, "/v1/cluster/join", map[string]string{"id": *id, "raft_addr": *addr, "reason": *reason}, clusterBodyBytesMax)
 		if err != nil {
 			return err
 		}
@@ -115,6 +119,7 @@ func clusterCmd(ctx context.Context, args []string, stdout io.Writer) error {
 		fmt.Fprintf(stdout, "%s (%s) joined as a non-voter, still catching up; the leader makes it a voter once it has (cluster status shows its lag)\n", *id, *addr)
 		return nil
 	case "remove":
+		reason := fs.String("reason", "", "why, for the audit chain")
 		pos, err := parseCmd(fs, args[1:], stdout)
 		if err != nil {
 			return err
@@ -122,10 +127,14 @@ func clusterCmd(ctx context.Context, args []string, stdout io.Writer) error {
 		if len(pos) != 1 {
 			return usagef("cluster remove: want one node id")
 		}
-		return clusterPost(ctx, &o, "/v1/cluster/remove", map[string]string{"id": pos[0]}, stdout,
+		if err := o.needActor(); err != nil {
+			return err
+		}
+		return clusterPost(ctx, &o, "/v1/cluster/remove", map[string]string{"id": pos[0], "reason": *reason}, stdout,
 			fmt.Sprintf("%s is no longer a member", pos[0]))
 	case "transfer-leadership":
 		to := fs.String("to", "", "the node `id` to hand leadership to (default: any up-to-date voter)")
+		reason := fs.String("reason", "", "why, for the audit chain")
 		pos, err := parseCmd(fs, args[1:], stdout)
 		if err != nil {
 			return err
@@ -133,7 +142,10 @@ func clusterCmd(ctx context.Context, args []string, stdout io.Writer) error {
 		if len(pos) > 0 {
 			return usagef("cluster transfer-leadership: unexpected argument %q", pos[0])
 		}
-		if err := clusterPost(ctx, &o, "/v1/cluster/transfer-leadership", map[string]string{"id": *to}, io.Discard, ""); err != nil {
+		if err := o.needActor(); err != nil {
+			return err
+		}
+		if err := clusterPost(ctx, &o, "/v1/cluster/transfer-leadership", map[string]string{"id": *to, "reason": *reason}, io.Discard, ""); err != nil {
 			return err
 		}
 		if o.json {
@@ -157,6 +169,9 @@ func clusterCmd(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		if len(pos) > 0 {
 			return usagef("cluster snapshot: unexpected argument %q", pos[0])
+		}
+		if err := o.needActor(); err != nil {
+			return err
 		}
 		var out struct {
 			Index uint64 `json:"index"`

@@ -1,6 +1,7 @@
 // Command switchctl is the operators' command line for switchd: it reads
-// accounts, transfers and cluster state through the ops HTTP API, and sends
-// one-off ISO 8583 messages to a lane.
+// accounts, transfers and cluster state through the ops HTTP API, changes
+// routes, partners and OTC agents, reads and verifies the audit chain, and
+// sends one-off ISO 8583 messages to a lane.
 //
 //	switchctl iso send --mti 0200 --pan 4111111111111111 --amount 12.34
 //	switchctl iso send --mti 0800 --network 301
@@ -8,8 +9,20 @@
 //	switchctl accounts card-4111
 //	switchctl transfers --account card-4111 --status pending
 //	switchctl cluster status --json
+//	switchctl routes set r-water --bill-type WATER --settlement-account biller-water --reason "new biller"
+//	switchctl routes explain --bill-type WATER --payer-type bank_customer --partner demo-acquirer
+//	switchctl routes export --out routes.json && switchctl routes import routes.json --reason "quarterly review"
+//	switchctl partners suspend demo-acquirer --reason "fraud alert"
+//	switchctl agents settle demo-acquirer:TERM0001 --amount 120.00 --reference SLIP-0042
+//	switchctl audit list --object route/r-water
+//	switchctl audit verify
 //
-// Exit status: 0 success, 1 failure (unreachable switch, API error), 2 usage.
+// Every change names who makes it (the ops API's X-Actor, recorded in the
+// audit chain with the caller's address): --actor, else $SWITCHCTL_ACTOR,
+// else $USER, else the login name; without any switchctl refuses (exit 2).
+//
+// Exit status: 0 success, 1 failure (unreachable switch, API error, a
+// broken audit chain), 2 usage.
 package main
 
 import (
@@ -38,7 +51,7 @@ const usageText = `switchctl: operate a switchd node
       [--original-stan N --original-time MMDDhhmmss --original-mti 0100] [--actual 6.00]
       [--field 48=BT=ELEC ...] [--network 301] [--dialect iso87ascii] [--header binary2]
   switchctl accounts [ID] [--after ID --limit N]
-  switchctl transfers [--account A] [--partner P] [--day YYYY-MM-DD] [--status S]
+  switchctl transfers [--account A] [--partner P] [--day YYYY-MM-DD] [--status S] [--payer-type T]
   switchctl cluster status                                   every member: role, term, indexes, lag, state hash
   switchctl cluster join --id ID --raft-addr HOST:PORT       add a running node: a non-voter, a voter once caught up
   switchctl cluster remove ID
@@ -50,8 +63,22 @@ const usageText = `switchctl: operate a switchd node
   switchctl recon run --day D --partner P --partner-file F --biller-file F
   switchctl recon status ID | breaks ID [--code B2] [--csv]
   switchctl recon assign ID BREAK --to WHO | resolve ID BREAK --note TEXT
+  switchctl routes list | get ID | export [--out FILE]
+  switchctl routes set ID [--bill-type B] [--payer-type P] [--partner P] [--destination ledger]
+      [--settlement-account A] --reason TEXT         only the flags given change; a new route is created
+  switchctl routes delete ID --reason TEXT
+  switchctl routes import FILE --reason TEXT [--base-version N]   replace the table with an export file
+  switchctl routes explain [--bill-type B] [--payer-type P] [--partner P]   which rule routes such a request, and why
+  switchctl partners list | get ID | suspend ID --reason TEXT | resume ID --reason TEXT
+  switchctl partners set ID [--acquirer-ids A,B] [--lanes L] [--settlement-account A]
+      [--withdrawal-max 500.00 [--currency USD]] [--payer-type T] [--payer-types T,U] --reason TEXT
+  switchctl agents list | get PARTNER:TERMINAL
+  switchctl agents set PARTNER:TERMINAL [--currency USD] [--cash-limit 500.00] [--reason TEXT]
+  switchctl agents settle PARTNER:TERMINAL --amount 12.34 [--currency USD] --reference SLIP
+  switchctl audit list [--object route/ID] [--from T] [--to T] [--after SEQ] | verify
 
-  ops commands take --ops http://127.0.0.1:8080 and --json (raw JSON).
+  ops commands take --ops http://127.0.0.1:8080 and --json (raw JSON). Changes take
+  --actor NAME (default $SWITCHCTL_ACTOR, else $USER, else the login name).
   Run "switchctl <command> -h" for every flag of a command.
 `
 
@@ -88,6 +115,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = pullCmd(ctx, args[0], args[1:], stdout)
 	case "recon":
 		err = reconCmd(ctx, args[1:], stdout)
+	case "routes":
+		err = routesCmd(ctx, args[1:], stdout)
+	case "partners":
+		err = partnersCmd(ctx, args[1:], stdout)
+	case "agents":
+		err = agentsCmd(ctx, args[1:], stdout)
+	case "audit":
+		err = auditCmd(ctx, args[1:], stdout)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usageText)
 		return 0

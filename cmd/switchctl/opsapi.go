@@ -9,7 +9,10 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
+	"os/user"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -29,12 +32,51 @@ type opsFlags struct {
 	base    string
 	json    bool
 	timeout time.Duration
+	// actor is --actor; needActor resolves it for a change, and call
+	// sends it as X-Actor once resolved.
+	actor string
 }
 
 func (o *opsFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.base, "ops", "http://127.0.0.1:8080", "switchd ops API `URL`")
 	fs.BoolVar(&o.json, "json", false, "print the raw JSON answer")
 	fs.DurationVar(&o.timeout, "timeout", opsTimeout, "HTTP timeout")
+	fs.StringVar(&o.actor, "actor", "", "who makes a change, for the audit chain (default: $SWITCHCTL_ACTOR, else $USER, else the login name)")
+}
+
+// needActor resolves who makes a change before a write: every ops write
+// names its actor (X-Actor), so without one switchctl refuses.
+func (o *opsFlags) needActor() error {
+	a, err := resolveActor(o.actor, os.Getenv, loginName)
+	if err != nil {
+		return err
+	}
+	o.actor = a
+	return nil
+}
+
+// resolveActor is --actor, else $SWITCHCTL_ACTOR, else $USER, else the
+// login name of the process's uid (cron jobs and containers often have no
+// $USER), else a usage error.
+func resolveActor(flagValue string, getenv func(string) string, login func() string) (string, error) {
+	for _, a := range []string{flagValue, getenv("SWITCHCTL_ACTOR"), getenv("USER")} {
+		if a != "" {
+			return a, nil
+		}
+	}
+	if a := login(); a != "" {
+		return a, nil
+	}
+	return "", usagef("who makes this change? set --actor NAME or $SWITCHCTL_ACTOR (the audit chain records it)")
+}
+
+// loginName is the user name of the process's uid, "" when unknown.
+func loginName() string {
+	u, err := user.Current()
+	if err != nil {
+		return ""
+	}
+	return u.Username
 }
 
 // get fetches path?query and returns the JSON body of a 2xx answer. Errors
@@ -91,6 +133,10 @@ type transfer struct {
 	Partner  string      `json:"partner"`
 	Original string      `json:"original"`
 	Ref      transferRef `json:"ref"`
+	// PayerType is how the front door classified the payer; Agent the OTC
+	// agent whose cash limit it counts against.
+	PayerType string `json:"payer_type"`
+	Agent     string `json:"agent"`
 }
 
 // opName names a ledger operation (store.Op values, which are stable).
@@ -218,6 +264,7 @@ func transfersCmd(ctx context.Context, args []string, stdout io.Writer) error {
 		{"partner", "only this partner's transfers"},
 		{"day", "only this business day (YYYY-MM-DD)"},
 		{"status", "only this status: pending, posted, voided, expired, completed"},
+		{"payer-type", "only this payer type, e.g. otc_agent"},
 		{"after", "list transfers after this id (paging)"},
 		{"limit", "transfers per page (API default 100, at most 1000)"},
 	}
@@ -234,7 +281,7 @@ func transfersCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	for i, f := range filters {
 		if *vals[i] != "" {
-			q.Set(f.name, *vals[i])
+			q.Set(strings.ReplaceAll(f.name, "-", "_"), *vals[i])
 		}
 	}
 	body, err := o.get(ctx, "/v1/transfers", q)
@@ -250,7 +297,7 @@ func transfersCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := json.Unmarshal(body, &page); err != nil {
 		return fmt.Errorf("decoding transfers: %w", err)
 	}
-	t := newTable("ID", "DAY", "OP", "STATUS", "MTI", "STAN", "RRN", "DEBIT", "CREDIT", "AMOUNT", "HELD", "CCY", "ORIGINAL").
+	t := newTable("ID", "DAY", "OP", "STATUS", "MTI", "STAN", "RRN", "DEBIT", "CREDIT", "AMOUNT", "HELD", "CCY", "PAYER", "AGENT", "ORIGINAL").
 		alignRight("AMOUNT", "HELD")
 	for _, tr := range page.Transfers {
 		held := "-"
@@ -258,7 +305,7 @@ func transfersCmd(ctx context.Context, args []string, stdout io.Writer) error {
 			held = money(tr.Held, tr.Currency)
 		}
 		t.add(tr.ID, tr.Day, opName(tr.Op), tr.Status, orDash(tr.Ref.MTI), orDash(tr.Ref.STAN), orDash(tr.Ref.RRN),
-			tr.Debit, tr.Credit, money(tr.Amount, tr.Currency), held, tr.Currency, orDash(tr.Original))
+			tr.Debit, tr.Credit, money(tr.Amount, tr.Currency), held, tr.Currency, orDash(tr.PayerType), orDash(tr.Agent), orDash(tr.Original))
 	}
 	if err := t.write(stdout); err != nil {
 		return err

@@ -110,7 +110,6 @@ func reconCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	case "assign", "resolve":
 		to := fs.String("to", "", "assignee (assign)")
 		note := fs.String("note", "", "why (resolve)")
-		actor := fs.String("actor", os.Getenv("USER"), "who is doing this, for the audit trail")
 		pos, err := parseCmd(fs, args[1:], stdout)
 		if err != nil {
 			return err
@@ -121,7 +120,10 @@ func reconCmd(ctx context.Context, args []string, stdout io.Writer) error {
 		if args[0] == "assign" && *to == "" || args[0] == "resolve" && *note == "" {
 			return usagef("recon assign needs --to, recon resolve needs --note")
 		}
-		req := map[string]string{"action": args[0], "assignee": *to, "note": *note, "actor": *actor}
+		if err := o.needActor(); err != nil {
+			return err
+		}
+		req := map[string]string{"action": args[0], "assignee": *to, "note": *note}
 		_, body, err := o.call(ctx, http.MethodPost, "/v1/reconciliations/"+url.PathEscape(pos[0])+"/breaks/"+url.PathEscape(pos[1]), req, opsBodyBytesMax)
 		if err != nil {
 			return err

@@ -50,6 +50,9 @@ func (o *opsFlags) call(ctx context.Context, method, path string, body any, maxB
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	if o.actor != "" {
+		req.Header.Set("X-Actor", o.actor)
+	}
 	hc := &http.Client{Timeout: o.timeout, Transport: &http.Transport{DisableKeepAlives: true}}
 	resp, err := hc.Do(req)
 	if err != nil {
@@ -136,6 +139,9 @@ func dayCmd(ctx context.Context, args []string, stdout io.Writer) error {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", d.Day, d.State, time.Unix(0, d.OpenedAt).UTC().Format(time.RFC3339), closed)
 		}
 		return tw.Flush()
+	}
+	if err := o.needActor(); err != nil {
+		return err
 	}
 	var req any
 	if *day != "" {

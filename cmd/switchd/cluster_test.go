@@ -206,8 +206,11 @@ func TestThreeNodeCluster(t *testing.T) {
 		t.Fatalf("0200 through follower n2: rc %q %v", rc, err)
 	}
 	// Joining again (same id and address, through a follower) is a no-op.
-	resp, err := http.Post("http://"+nodes[2].ops+"/v1/cluster/join", "application/json",
+	req, _ := http.NewRequest(http.MethodPost, "http://"+nodes[2].ops+"/v1/cluster/join",
 		strings.NewReader(fmt.Sprintf(`{"id":"n2","raft_addr":"%s"}`, nodes[1].raft)))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Actor", "cluster-test")
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("join again: %v %v", resp, err)
 	}

@@ -90,6 +90,10 @@ func (o *opsClient) do(ctx context.Context, method, path string, body, out any) 
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	if method != http.MethodGet {
+		// Every ops write names who makes it (the audit chain records it).
+		req.Header.Set("X-Actor", "switchload")
+	}
 	resp, err := o.hc.Do(req)
 	if err != nil {
 		if errors.Is(err, syscall.ECONNREFUSED) {
