@@ -1,4 +1,4 @@
-package switching_test
+package payment_test
 
 import (
 	"context"
