@@ -131,9 +131,17 @@ func (c *Core) fingerprint(pan PAN, parts []string) string {
 // the replicated directory (else outcome.ErrUnknownPartner), on that lane
 // (else outcome.ErrUnknownPartner too: a lane does not tell a stranger
 // which partners exist elsewhere) and not suspended (else
-// outcome.ErrPartnerSuspended). Submit starts with it; a front door calls
-// it itself only to rank its own refusals after the partner's.
-func (c *Core) Admit(lane, acquirer string) (*store.Partner, error) {
+// outcome.ErrPartnerSuspended). A refusal is confirmed like Submit's.
+// Submit starts with the same checks; a front door calls Admit itself
+// only to rank its own refusals after the partner's.
+func (c *Core) Admit(ctx context.Context, lane, acquirer string) (*store.Partner, error) {
+	p, err := admit(c.dir(), lane, acquirer)
+	if err == nil {
+		return p, nil
+	}
+	if rerr := c.ledger.ReadIndex(ctx); rerr != nil {
+		return nil, rerr
+	}
 	return admit(c.dir(), lane, acquirer)
 }
 
@@ -160,41 +168,81 @@ func classify(p *store.Partner, refinement string) (string, error) {
 	return refinement, nil
 }
 
-// Submit decides one request: the partner (Admit), its payer type, its
-// limits, the route, then the ledger command, proposed through the
-// cluster; or, for reads, a linearizable read. The error is the reason
-// for a decline (nil for an approval), to be answered from outcome's
-// table; the Outcome says how far the request got.
-func (c *Core) Submit(ctx context.Context, in Intent) (Outcome, error) {
-	var out Outcome
-	d := c.dir()
+// decision is what the directory says about a request.
+type decision struct {
+	partner   *store.Partner
+	payerType string
+	account   string // the routed settlement account ("" when not routed)
+	route     string
+}
+
+// decide applies the directory's rules to in, in order: partner, lane,
+// suspension, payer type, the partner's limits, the route.
+func decide(d *store.Directory, in *Intent) (decision, error) {
+	var dc decision
 	p, err := admit(d, in.Lane, in.Acquirer)
 	if err != nil {
-		return out, err
+		return dc, err
 	}
-	out.Partner = p.ID
-	if out.PayerType, err = classify(p, in.PayerType); err != nil {
+	dc.partner = p
+	if dc.payerType, err = classify(p, in.PayerType); err != nil {
+		return dc, err
+	}
+	if in.Kind.reads() {
+		return dc, nil
+	}
+	if dc.payerType == store.PayerOTCAgent && (in.Kind == KindAuthorize || in.Kind == KindFundsBlock) {
+		// The FSM counts an agent's cash on OpPost; a hold and its later
+		// completion would pass beside the agent's limit.
+		return dc, fmt.Errorf("%w: %s by an OTC agent", outcome.ErrNotPermitted, in.Kind)
+	}
+	if in.Kind == KindCashWithdrawal && p.WithdrawalMax > 0 && in.Amount > p.WithdrawalMax {
+		return dc, fmt.Errorf("%w: withdrawal above partner cap", outcome.ErrLimitExceeded)
+	}
+	if in.Kind.routed() {
+		dc.account, dc.route, err = route(d, p, in.BillType, dc.payerType)
+	}
+	return dc, err
+}
+
+// Submit decides one request: the partner, its payer type, its limits and
+// the route from the replicated directory, then the ledger command,
+// proposed through the cluster; or, for reads, a linearizable read. The
+// error is the reason for a decline (nil for an approval), to be answered
+// from outcome's table; the Outcome says how far the request got.
+//
+// The directory is the node's applied copy, so an approval may follow a
+// change by the time the node applies it (as any state does). A refusal
+// is confirmed first: after a ReadIndex the request is decided again on
+// the caught-up directory, so a node that restarted alone, or lags, never
+// refuses a partner the cluster knows (it answers the read's error, 96,
+// instead).
+func (c *Core) Submit(ctx context.Context, in Intent) (Outcome, error) {
+	var out Outcome
+	if in.Kind == KindUnknown || in.Kind >= kindEnd {
+		return out, fmt.Errorf("%w: kind %d", outcome.ErrUnsupported, in.Kind)
+	}
+	dc, err := decide(c.dir(), &in)
+	if err != nil {
+		if rerr := c.ledger.ReadIndex(ctx); rerr != nil {
+			return out, rerr
+		}
+		dc, err = decide(c.dir(), &in)
+	}
+	if dc.partner != nil {
+		out.Partner = dc.partner.ID
+	}
+	out.PayerType, out.Route = dc.payerType, dc.route
+	if err != nil {
 		return out, err
 	}
 	if in.Kind.reads() {
 		return c.read(ctx, in, out)
 	}
-	if in.Kind == KindUnknown || in.Kind >= kindEnd {
-		return out, fmt.Errorf("%w: kind %d", outcome.ErrUnsupported, in.Kind)
-	}
-	agent := out.PayerType == store.PayerOTCAgent
-	if agent && (in.Kind == KindAuthorize || in.Kind == KindFundsBlock) {
-		// The FSM counts an agent's cash on OpPost; a hold and its later
-		// completion would pass beside the agent's limit.
-		return out, fmt.Errorf("%w: %s by an OTC agent", outcome.ErrNotPermitted, in.Kind)
-	}
-	if in.Kind == KindCashWithdrawal && p.WithdrawalMax > 0 && in.Amount > p.WithdrawalMax {
-		return out, fmt.Errorf("%w: withdrawal above partner cap", outcome.ErrLimitExceeded)
-	}
 	if in.IdempotencyKey == "" {
 		return out, fmt.Errorf("%w: %s intent without an idempotency key", store.ErrInvalidCommand, in.Kind)
 	}
-
+	p := dc.partner
 	now := c.now()
 	cmd := store.Command{
 		Key:         p.ID + "|" + in.IdempotencyKey,
@@ -206,10 +254,10 @@ func (c *Core) Submit(ctx context.Context, in Intent) (Outcome, error) {
 		Amount:      in.Amount,
 		Currency:    in.Currency,
 		Ref:         in.Ref,
-		PayerType:   out.PayerType,
+		PayerType:   dc.payerType,
 	}
 	cmd.Ref.Acquirer, cmd.Ref.Terminal, cmd.Ref.Merchant = in.Acquirer, in.Terminal, in.Merchant
-	if agent {
+	if dc.payerType == store.PayerOTCAgent {
 		cmd.Agent = store.AgentID(p.ID, in.Terminal)
 	}
 	if in.OriginalRef != "" {
@@ -218,24 +266,18 @@ func (c *Core) Submit(ctx context.Context, in Intent) (Outcome, error) {
 	if in.Original != "" {
 		cmd.Original = p.ID + "|" + in.Original
 	}
-	var account string
-	if in.Kind.routed() {
-		if account, out.Route, err = route(d, p, in.BillType, out.PayerType); err != nil {
-			return out, err
-		}
-	}
 	switch in.Kind {
 	case KindAuthorize, KindFundsBlock:
 		cmd.Op = store.OpAuthorize
-		cmd.Credit = account
+		cmd.Credit = dc.account
 		cmd.HoldExpiry = now.Add(c.cfg.HoldExpiry).UnixNano()
 	case KindPurchase, KindBillPayment, KindCashWithdrawal:
 		cmd.Op = store.OpPost
-		cmd.Credit = account
+		cmd.Credit = dc.account
 	case KindRefund:
 		cmd.Op = store.OpPost
 		cmd.CreditCard = true
-		cmd.Debit = account
+		cmd.Debit = dc.account
 	case KindCompletion:
 		cmd.Op = store.OpComplete
 		cmd.Final = in.Final

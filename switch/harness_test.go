@@ -246,8 +246,11 @@ func parseMessage(line string) (*codec.Message, error) {
 		if err != nil {
 			return nil, fmt.Errorf("field %q: %v", f, err)
 		}
-		// "_" stands for a space inside a value (fields like 43 have them).
-		m.Set(id, strings.ReplaceAll(v, "_", " "))
+		// "_" stands for a space inside a value (fields like 43 have
+		// them), "\_" for an underscore (payer types have them).
+		v = strings.ReplaceAll(v, `\_`, "\x00")
+		v = strings.ReplaceAll(v, "_", " ")
+		m.Set(id, strings.ReplaceAll(v, "\x00", "_"))
 	}
 	return m, nil
 }

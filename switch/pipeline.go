@@ -66,7 +66,7 @@ func (p *Pipeline) dispatch(ctx context.Context, lane string, r *codec.Request) 
 	if err != nil {
 		// Who sends is checked before what they ask: an unknown or
 		// suspended partner learns nothing about what is supported.
-		if _, aerr := p.core.Admit(lane, r.Acquirer); aerr != nil {
+		if _, aerr := p.core.Admit(ctx, lane, r.Acquirer); aerr != nil {
 			return "", nil, aerr
 		}
 		return "", nil, err
