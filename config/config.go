@@ -60,7 +60,7 @@ type File struct {
 	// Store sizes the ledger's memory: the process's resident set levels
 	// off near cache_bytes (which includes the memtables) plus the Go heap
 	// and the account cache (~300 bytes an account).
-	Store    store.Config            `yaml:"store"`
+	Store  store.Config     `yaml:"store"`
 	Ops    ops.Config       `yaml:"ops"`
 	Switch switching.Config `yaml:"switch"`
 	// Accounts are made sure of by the bootstrapping node on every start.

@@ -357,4 +357,3 @@ func (okLedger) Propose(context.Context, store.Command) (store.Result, error) {
 	return store.Result{Status: store.StatusOK, TransferID: "T00000000000001", AuthCode: "ABC123"}, nil
 }
 func (okLedger) ReadIndex(context.Context) error { return nil }
-
