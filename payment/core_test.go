@@ -2,6 +2,9 @@ package payment_test
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -363,3 +366,25 @@ func (okLedger) Propose(context.Context, store.Command) (store.Result, error) {
 	return store.Result{Status: store.StatusOK, TransferID: "T00000000000001", AuthCode: "ABC123"}, nil
 }
 func (okLedger) ReadIndex(context.Context) error { return nil }
+
+// CardHash is hex HMAC-SHA256(card key, digits), as stored on accounts
+// by every version: a pooled hash must be reset between uses.
+func TestCardHash(t *testing.T) {
+	cfg := payment.DefaultConfig()
+	cfg.CardKey = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
+	core, err := payment.NewCore(cfg, okLedger{}, nil, func() *store.Directory { return store.NewDirectory(nil, nil) }, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := hex.DecodeString(string(cfg.CardKey))
+	for _, s := range []string{"4111111111111111", "5500000000000004", "378282246310005"} {
+		mac := hmac.New(sha256.New, key)
+		mac.Write([]byte(s))
+		want := hex.EncodeToString(mac.Sum(nil))
+		for i := 0; i < 3; i++ {
+			if got := core.CardHash(mustPAN(t, s)); got != want {
+				t.Fatalf("%s: %s, want %s", mustPAN(t, s), got, want)
+			}
+		}
+	}
+}

@@ -25,7 +25,8 @@ const (
 	defaultFrameBytesMax = 8192
 )
 
-// ErrConfig is wrapped by every Validate error.
+// ErrConfig is wrapped by every Validate error but the payment core's
+// own (payment.ErrConfig).
 var ErrConfig = errors.New("switch: invalid config")
 
 // Config is the switch's configuration: the payment core's keys (card key,
