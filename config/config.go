@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -20,6 +21,7 @@ import (
 	"github.com/switchd/switchd/cluster"
 	"github.com/switchd/switchd/disk"
 	"github.com/switchd/switchd/ops"
+	"github.com/switchd/switchd/payment"
 	"github.com/switchd/switchd/settle"
 	"github.com/switchd/switchd/store"
 	switching "github.com/switchd/switchd/switch"
@@ -58,10 +60,15 @@ type File struct {
 	// Store sizes the ledger's memory: the process's resident set levels
 	// off near cache_bytes (which includes the memtables) plus the Go heap
 	// and the account cache (~300 bytes an account).
-	Store    store.Config            `yaml:"store"`
-	Ops      ops.Config              `yaml:"ops"`
-	Switch   switching.Config        `yaml:"switch"`
-	Accounts []switching.AccountSeed `yaml:"accounts"`
+	Store  store.Config     `yaml:"store"`
+	Ops    ops.Config       `yaml:"ops"`
+	Switch switching.Config `yaml:"switch"`
+	// Accounts are made sure of by the bootstrapping node on every start.
+	Accounts []payment.AccountSeed `yaml:"accounts"`
+	// Agents are OTC agents (cash limits) that seed a new cluster, like
+	// switch.partners and switch.routes: ignored once the cluster has a
+	// directory.
+	Agents []payment.AgentSeed `yaml:"agents"`
 	// Settle is the business-day cutover and the settlement file jobs.
 	Settle settle.Config `yaml:"settle"`
 
@@ -146,7 +153,7 @@ func (f *File) readCardKeyFile() error {
 	if err != nil || len(b) > cardKeyFileBytesMax {
 		return fmt.Errorf("%w: switch.card_key_file %s: not a key file", ErrConfig, name)
 	}
-	f.Switch.CardKey = switching.Secret(strings.TrimSpace(string(b)))
+	f.Switch.CardKey = payment.Secret(strings.TrimSpace(string(b)))
 	return nil
 }
 
@@ -240,7 +247,38 @@ func (f File) Validate() error {
 			return fmt.Errorf("%w: account %q funded_by unknown account %q", ErrConfig, a.ID, a.FundedBy)
 		}
 	}
+	return f.validateAgents()
+}
+
+// validateAgents checks each agent against its partner: the FSM takes an
+// agent only for a partner whose messages may be otc_agent.
+func (f File) validateAgents() error {
+	partners, _ := f.Switch.DirectorySeeds()
+	seen := map[string]bool{}
+	for i, as := range f.Agents {
+		a, err := as.Agent()
+		if err != nil {
+			return fmt.Errorf("%w: agents[%d]: %w", ErrConfig, i, err)
+		}
+		id := store.AgentID(a.Partner, a.Terminal)
+		if a.Terminal == "" || seen[id] {
+			return fmt.Errorf("%w: agents[%d]: terminal %q of partner %q empty or duplicate", ErrConfig, i, a.Terminal, a.Partner)
+		}
+		seen[id] = true
+		j := slices.IndexFunc(partners, func(p store.Partner) bool { return p.ID == a.Partner })
+		if j < 0 || !partners[j].MayRefineTo(store.PayerOTCAgent) {
+			return fmt.Errorf("%w: agents[%d]: partner %q is not a switch.partners entry with payer type %s",
+				ErrConfig, i, a.Partner, store.PayerOTCAgent)
+		}
+	}
 	return nil
+}
+
+// Seeds is what the bootstrapping node seeds: accounts on every start;
+// partners, agents and routes on a brand-new cluster only.
+func (f File) Seeds() payment.Seeds {
+	partners, routes := f.Switch.DirectorySeeds()
+	return payment.Seeds{Accounts: f.Accounts, Partners: partners, Routes: routes, Agents: f.Agents}
 }
 
 // validateCardKey refuses a config file without its own card key, and one

@@ -21,8 +21,8 @@ import (
 
 	"github.com/switchd/switchd/cluster"
 	"github.com/switchd/switchd/outcome"
+	"github.com/switchd/switchd/payment"
 	"github.com/switchd/switchd/store"
-	switching "github.com/switchd/switchd/switch"
 )
 
 // Limits on the API.
@@ -75,7 +75,7 @@ type Ledger interface {
 
 // Admin is the write side: every write is a command through the cluster.
 type Admin interface {
-	CreateAccount(ctx context.Context, s switching.AccountSeed) (created bool, err error)
+	CreateAccount(ctx context.Context, s payment.AccountSeed, admin *store.Admin) (created bool, err error)
 }
 
 // Node is what ops reports of the cluster and changes in it (cluster.go).
@@ -287,11 +287,10 @@ func (s *Server) createAccount(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), writeTimeoutMax)
 	defer cancel()
-	_ = adm // TODO(merge): pass adm to CreateAccount (it takes an *store.Admin on feat/payment).
-	created, err := s.admin.CreateAccount(ctx, switching.AccountSeed{
+	created, err := s.admin.CreateAccount(ctx, payment.AccountSeed{
 		ID: req.ID, Kind: store.AccountKind(req.Kind), Currency: req.Currency, Partner: req.Partner,
 		PAN: req.PAN, Opening: req.Opening, FundedBy: req.FundedBy, Floor: req.Floor, Unlimited: req.Unlimited,
-	})
+	}, adm)
 	if err != nil {
 		s.fail(w, err)
 		return

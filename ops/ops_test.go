@@ -15,8 +15,8 @@ import (
 	"github.com/switchd/switchd/cluster"
 	"github.com/switchd/switchd/config"
 	"github.com/switchd/switchd/ops"
+	"github.com/switchd/switchd/payment"
 	"github.com/switchd/switchd/store"
-	switching "github.com/switchd/switchd/switch"
 )
 
 func TestMain(m *testing.M) {
@@ -93,16 +93,16 @@ func openTestNode(t *testing.T, cfg config.File, via *testNode, seed bool) *test
 	if err := node.WaitReady(ctx); err != nil {
 		t.Fatal(err)
 	}
-	pipe, err := switching.NewPipeline(cfg.Switch, node, st, nil, nil)
+	core, err := payment.NewCore(cfg.Switch.Config, node, st, st.Directory, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if seed {
-		if err := pipe.Seed(ctx, cfg.Accounts, time.Now()); err != nil {
+		if err := core.Seed(ctx, cfg.Seeds(), st, time.Now()); err != nil {
 			t.Fatal(err)
 		}
 	}
-	srv, err := ops.New(cfg.Ops, st, pipe, node, reg, nil)
+	srv, err := ops.New(cfg.Ops, st, core, node, reg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -36,6 +36,9 @@ var (
 	ErrUnsupported = errors.New("switch: unsupported request")
 	// ErrPartnerSuspended: ops suspended the sending partner.
 	ErrPartnerSuspended = errors.New("switch: partner suspended")
+	// ErrInvalidPAN: a card number that is not 12–19 digits with a valid
+	// Luhn check digit (payment.ParsePAN; the ISO codec has its own).
+	ErrInvalidPAN = errors.New("payment: invalid PAN")
 	// ErrActorRequired: an ops write without the caller's identity
 	// (X-Actor) is refused: every change names who made it.
 	ErrActorRequired = errors.New("ops: X-Actor header required on every change")
@@ -115,6 +118,7 @@ var table = []struct {
 	{store.ErrInvalidCommand, Outcome{Code: SystemMalfunction, HTTPStatus: http.StatusInternalServerError, Problem: "invalid-command", Title: "Invalid command"}},
 
 	{codec.ErrInvalidPAN, Outcome{Code: InvalidCardNumber, HTTPStatus: http.StatusBadRequest, Problem: "invalid-pan", Title: "Invalid card number"}},
+	{ErrInvalidPAN, Outcome{Code: InvalidCardNumber, HTTPStatus: http.StatusBadRequest, Problem: "invalid-pan", Title: "Invalid card number"}},
 	{codec.ErrInvalidAmount, Outcome{Code: InvalidAmount, HTTPStatus: http.StatusBadRequest, Problem: "invalid-amount", Title: "Invalid amount"}},
 	{codec.ErrUnknownCurrency, Outcome{Code: FormatError, HTTPStatus: http.StatusBadRequest, Problem: "unknown-currency", Title: "Unknown currency"}},
 	{codec.ErrUnknownMTI, Outcome{Code: FormatError, HTTPStatus: http.StatusBadRequest, Problem: "unknown-mti", Title: "Unknown message type"}},

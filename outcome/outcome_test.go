@@ -37,6 +37,9 @@ func TestTable(t *testing.T) {
 		{ErrLimitExceeded, "61", http.StatusUnprocessableEntity},
 		{ErrUnknownPartner, "05", http.StatusForbidden},
 		{ErrDestinationUnavailable, "91", http.StatusBadGateway},
+		{fmt.Errorf("account x: %w: Luhn check failed", ErrInvalidPAN), "14", http.StatusBadRequest},
+		{ErrPartnerSuspended, "62", http.StatusForbidden},
+		{store.ErrAgentLimit, "61", http.StatusUnprocessableEntity},
 		// Fail closed: no decision made means 96, never 00.
 		{cluster.ErrNotLeader, "96", http.StatusServiceUnavailable},
 		{cluster.ErrUnknownOutcome, "96", http.StatusServiceUnavailable},

@@ -68,6 +68,8 @@ cluster:
 ${CLUSTER_YAML:-}
 switch:
   card_key: $key
+  # partners, routes and agents: the demo config's, seeded into the
+  # replicated directory when n1 bootstraps (switchctl routes ... after).
   lanes:
     - name: demo
       listen: 127.0.0.1:$(lane "$n")

@@ -275,10 +275,15 @@ type Candidate struct {
 
 // Explain lists the probes Lookup makes for k, in order, up to and
 // including the one that matched: each more specific key that has no rule
-// says so.
+// says so. A key probed twice (the request itself has a "*") is listed once.
 func (d *Directory) Explain(k RouteKey) (match *Route, steps []Candidate) {
+	var seen []RouteKey
 	for _, m := range probes {
 		pk := probeKey(k, m)
+		if slices.Contains(seen, pk) {
+			continue // a "*" in the request makes some probes the same key
+		}
+		seen = append(seen, pk)
 		c := Candidate{BillType: pk.BillType, PayerType: pk.PayerType, Partner: pk.Partner}
 		r, ok := d.routes[pk]
 		if ok {

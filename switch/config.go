@@ -1,13 +1,13 @@
 package switching
 
 import (
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
 	"time"
 
 	"github.com/switchd/switchd/codec"
+	"github.com/switchd/switchd/payment"
 	"github.com/switchd/switchd/specs"
 )
 
@@ -19,34 +19,26 @@ const (
 	// handshake, then a sign-on over a satellite hop) time to speak.
 	firstFrameTimeoutMin = 100 * time.Millisecond
 	inflightMaxLimit     = 4096
-	holdExpiryMax        = 90 * 24 * time.Hour // card schemes allow at most ~30 days; 90 is generous
-	retentionMin         = time.Hour           // shorter than a partner's retry window loses exactly-once
+	retentionMin         = time.Hour // shorter than a partner's retry window loses exactly-once
 	housekeepingMin      = 100 * time.Millisecond
 	requestTimeoutMax    = time.Minute
-	cardKeyBytesMin      = 16 // HMAC key for PAN lookup hashes and fingerprints
-	destinationLedger    = "ledger"
-	payerTypeCard        = "card"
-	payerTypeAccount     = "account"
-	routeWildcard        = "*"
 	defaultFrameBytesMax = 8192
 )
 
-// ErrConfig is wrapped by every Validate error.
+// ErrConfig is wrapped by every Validate error but the payment core's
+// own (payment.ErrConfig).
 var ErrConfig = errors.New("switch: invalid config")
 
-// Config is the switch's configuration: lanes, partners, routes, ledger
-// timing and the key for PAN hashes.
+// Config is the switch's configuration: the payment core's keys (card key,
+// hold expiry, business day zone, inline: they sit under switch: as they
+// always have), lanes, ledger timing, and the partners and routes that
+// seed a new cluster's replicated directory.
 type Config struct {
-	// CardKey is the hex HMAC key for PAN lookup hashes and request
-	// fingerprints. Secret: never logged (String redacts it).
-	CardKey Secret `yaml:"card_key"`
+	payment.Config `yaml:",inline"`
 	// CardKeyFile names a file holding CardKey (hex, only the owner may
 	// read it), so the secret stays out of the config file; config.Load
 	// reads it. At most one of the two is set.
 	CardKeyFile string `yaml:"card_key_file"`
-	// HoldExpiry is how long an authorization's hold lives without a
-	// completion.
-	HoldExpiry time.Duration `yaml:"hold_expiry"`
 	// IdempotencyRetention is how long a key's answer is kept for repeats.
 	IdempotencyRetention time.Duration `yaml:"idempotency_retention"`
 	// HousekeepingInterval is how often the leader expires holds and prunes
@@ -55,20 +47,14 @@ type Config struct {
 	// RequestTimeout bounds one request from frame to answer; past it the
 	// partner gets 96 and must repeat.
 	RequestTimeout time.Duration `yaml:"request_timeout"`
-	// BusinessDayZone is the IANA time zone whose calendar date is the
-	// business day stamped on transfers.
-	BusinessDayZone string `yaml:"business_day_zone"`
 
-	Lanes    []LaneConfig `yaml:"lanes"`
-	Partners []Partner    `yaml:"partners"`
-	Routes   []Route      `yaml:"routes"`
+	Lanes []LaneConfig `yaml:"lanes"`
+	// Partners and Routes seed a new cluster's directory (switchd's
+	// bootstrapping node, once) and are ignored after that: the
+	// replicated directory is what routes, and ops changes it.
+	Partners []Partner `yaml:"partners"`
+	Routes   []Route   `yaml:"routes"`
 }
-
-// Secret is a string that never prints.
-type Secret string
-
-// String redacts the secret so it cannot reach a log by accident.
-func (Secret) String() string { return "[redacted]" }
 
 // LaneConfig is one listener partners connect to.
 type LaneConfig struct {
@@ -96,25 +82,39 @@ type LaneConfig struct {
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
 	// WriteTimeout bounds writing one answer to a slow reader.
 	WriteTimeout time.Duration `yaml:"write_timeout"`
-	// Partners allowed on this lane, by id.
+	// Partners names the partners that use this lane: a partner without
+	// lanes of its own gets the lanes that name it (when the directory is
+	// seeded; the replicated partner's lanes are what admits it).
 	Partners []string `yaml:"partners"`
 }
 
-// Partner is an institution that sends us messages.
+// Partner is an institution that sends us messages (store.Partner once
+// seeded).
 type Partner struct {
 	ID string `yaml:"id"`
 	// AcquirerIDs are the field 32 values this partner may send.
 	AcquirerIDs []string `yaml:"acquirer_ids"`
+	// Lanes the partner may use; empty: the lanes whose partners: list
+	// names it.
+	Lanes []string `yaml:"lanes"`
 	// SettlementAccount is credited for the partner's purchases and
 	// withdrawals when the route names no account.
 	SettlementAccount string `yaml:"settlement_account"`
 	// WithdrawalMax caps one cash withdrawal, minor units; 0 is no cap.
 	WithdrawalMax int64 `yaml:"withdrawal_max"`
+	// PayerType of the partner's messages (default bank_customer), and
+	// PayerTypes those messages may refine it to (field 48 PT=).
+	PayerType  string   `yaml:"payer_type"`
+	PayerTypes []string `yaml:"payer_types"`
 }
 
-// Route sends a request to a destination. Fields may be "*" (any); the
-// most specific matching rule wins, ties go to the first listed.
+// Route sends a request to a destination (store.Route once seeded).
+// Fields may be "*" (any); the most specific matching rule wins, and
+// among rules naming as many fields bill type outranks payer type, which
+// outranks partner (store.Directory.Lookup).
 type Route struct {
+	// ID names the rule; default route-N, N its position from 1.
+	ID        string `yaml:"id"`
 	BillType  string `yaml:"bill_type"`
 	PayerType string `yaml:"payer_type"`
 	Partner   string `yaml:"partner"`
@@ -151,11 +151,10 @@ func DefaultLane() LaneConfig {
 // file (the embedded demo config provides them).
 func DefaultConfig() Config {
 	return Config{
-		HoldExpiry:           7 * 24 * time.Hour,
+		Config:               payment.DefaultConfig(),
 		IdempotencyRetention: 35 * 24 * time.Hour,
 		HousekeepingInterval: 10 * time.Second,
 		RequestTimeout:       10 * time.Second,
-		BusinessDayZone:      "UTC",
 	}
 }
 
@@ -164,12 +163,8 @@ func (c Config) Validate() error {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: %s", ErrConfig, fmt.Sprintf(format, args...))
 	}
-	key, err := hex.DecodeString(string(c.CardKey))
-	if err != nil || len(key) < cardKeyBytesMin {
-		return bad("card_key must be at least %d bytes of hex", cardKeyBytesMin)
-	}
-	if c.HoldExpiry <= 0 || c.HoldExpiry > holdExpiryMax {
-		return bad("hold_expiry %s not in (0, %s]", c.HoldExpiry, holdExpiryMax)
+	if err := c.Config.Validate(); err != nil {
+		return err
 	}
 	if c.IdempotencyRetention < retentionMin {
 		return bad("idempotency_retention %s below %s", c.IdempotencyRetention, retentionMin)
@@ -179,9 +174,6 @@ func (c Config) Validate() error {
 	}
 	if c.RequestTimeout <= 0 || c.RequestTimeout > requestTimeoutMax {
 		return bad("request_timeout %s not in (0, %s]", c.RequestTimeout, requestTimeoutMax)
-	}
-	if _, err := time.LoadLocation(c.BusinessDayZone); err != nil {
-		return bad("business_day_zone %q: %v", c.BusinessDayZone, err)
 	}
 	partners := map[string]bool{}
 	acquirers := map[string]string{}
@@ -243,13 +235,5 @@ func (c Config) Validate() error {
 			}
 		}
 	}
-	for i, r := range c.Routes {
-		if r.Destination != destinationLedger {
-			return bad("route %d: destination %q (only %q is supported)", i, r.Destination, destinationLedger)
-		}
-		if r.Partner != routeWildcard && r.Partner != "" && !partners[r.Partner] {
-			return bad("route %d names unknown partner %q", i, r.Partner)
-		}
-	}
-	return nil
+	return c.validateDirectory()
 }

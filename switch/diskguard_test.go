@@ -8,8 +8,8 @@ import (
 	"testing"
 
 	"github.com/switchd/switchd/disk"
+	"github.com/switchd/switchd/payment"
 	"github.com/switchd/switchd/store"
-	switching "github.com/switchd/switchd/switch"
 )
 
 // fakeGuard refuses while low is set, as disk.Guard does below its reserve.
@@ -29,7 +29,7 @@ func (g *fakeGuard) Check() error {
 func TestDiskGuardRefusesStateChangesOnly(t *testing.T) {
 	h := newHarness(t, nil)
 	g := &fakeGuard{}
-	h.pipe.GuardDisk(g, h.st)
+	h.core.GuardDisk(g, h.st)
 	purchase := func(mti string, stan int) string {
 		return fmt.Sprintf("%s 2=4111111111111111 3=000000 4=000000000100 7=1121120000 11=%06d 32=100001 37=%012d 49=840", mti, stan, stan)
 	}
@@ -70,7 +70,7 @@ func TestDiskGuardRefusesStateChangesOnly(t *testing.T) {
 	if m, _ := h.send("0800 7=1121120000 11=000005 70=301"); m.Get(39) != "00" {
 		t.Fatalf("echo while short of disk: %s", m.Get(39))
 	}
-	if _, err := h.pipe.CreateAccount(context.Background(), switching.AccountSeed{ID: "new-acct", Kind: store.KindFunding, Currency: "USD"}); !errors.Is(err, disk.ErrLowSpace) {
+	if _, err := h.core.CreateAccount(context.Background(), payment.AccountSeed{ID: "new-acct", Kind: store.KindFunding, Currency: "USD"}, nil); !errors.Is(err, disk.ErrLowSpace) {
 		t.Fatalf("ops account create while short of disk: %v, want disk.ErrLowSpace", err)
 	}
 	if _, err := h.st.Account("new-acct"); !errors.Is(err, store.ErrNotFound) {

@@ -33,6 +33,9 @@ func TestMain(m *testing.M) {
 //	advance by=DUR  moves the clock (Go duration, or Nd for days)
 //	expire          one housekeeping run (hold expiry)
 //	restart         stop the node and open the same data again
+//	suspend partner=X / resume partner=X   an ops change of the partner, through the store
+//	agent id=X      the OTC agent's cash limit and cash held
+//	settle-agent id=X amount=N   the agent hands N minor units in (ops, through the store)
 func TestGolden(t *testing.T) {
 	datadriven.Walk(t, "testdata/golden", func(t *testing.T, path string) {
 		h := newHarness(t, nil)
@@ -108,10 +111,51 @@ func (h *harness) run(t *testing.T, d *datadriven.TestData) string {
 	case "restart":
 		h.restart()
 		return "restarted\n"
+	case "suspend", "resume":
+		var id string
+		d.ScanArgs(t, "partner", &id)
+		p, ok := h.st.Directory().Partner(id)
+		if !ok {
+			return "no partner " + id + "\n"
+		}
+		q := *p
+		q.Suspended = d.Cmd == "suspend"
+		return h.admin(store.OpPutPartner, d.Pos, store.Admin{Partner: &q}) + "\n"
+	case "agent":
+		var id string
+		d.ScanArgs(t, "id", &id)
+		a, err := h.st.Agent(id)
+		if err != nil {
+			return "error: " + err.Error() + "\n"
+		}
+		return fmt.Sprintf("%s limit=%d held=%d settled=%d\n", a.ID, a.CashLimit, a.CashHeld, a.Settled)
+	case "settle-agent":
+		var id string
+		var amount int64
+		d.ScanArgs(t, "id", &id)
+		d.ScanArgs(t, "amount", &amount)
+		return h.admin(store.OpSettleAgent, d.Pos, store.Admin{Settlement: &store.AgentSettlement{
+			Agent: id, Amount: amount, Currency: "USD", Reference: "golden"}}) + "\n"
 	default:
 		t.Fatalf("unknown command %q", d.Cmd)
 	}
 	return out.String()
+}
+
+// admin proposes an ops change (keyed by the script position, so each
+// is its own) and says what the FSM made of it.
+func (h *harness) admin(op store.Op, pos string, a store.Admin) string {
+	a.Actor, a.Reason = "ops:golden", "golden script"
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	res, err := h.node.Propose(ctx, store.Command{Op: op, Key: "golden|" + pos, Time: h.clk.Now().UnixNano(), Admin: &a})
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	if err := res.Status.Err(); err != nil {
+		return "refused: " + err.Error()
+	}
+	return op.String() + " ok"
 }
 
 func nonEmptyLines(s string) []string {

@@ -19,6 +19,7 @@ import (
 	"github.com/switchd/switchd/cluster"
 	"github.com/switchd/switchd/codec"
 	"github.com/switchd/switchd/config"
+	"github.com/switchd/switchd/payment"
 	"github.com/switchd/switchd/store"
 	switching "github.com/switchd/switchd/switch"
 )
@@ -44,7 +45,8 @@ func (c *clock) Advance(d time.Duration) {
 }
 
 // harness is one real node: pebble store, one-voter raft on loopback, the
-// pipeline and a TCP lane, with the demo config's accounts and partners.
+// payment core, the ISO 8583 front door and a TCP lane, with the demo
+// config's accounts, partners, agents and routes.
 type harness struct {
 	t     testing.TB
 	log   *slog.Logger
@@ -53,6 +55,7 @@ type harness struct {
 	clk   *clock
 	st    *store.Store
 	node  *cluster.Node
+	core  *payment.Core
 	pipe  *switching.Pipeline
 	lane  *switching.Lane
 	hk    *switching.Housekeeper
@@ -108,11 +111,12 @@ func (h *harness) start() {
 	if err := node.WaitReady(ctx); err != nil {
 		t.Fatal(err)
 	}
-	h.pipe, err = switching.NewPipeline(h.cfg.Switch, node, st, h.log, h.clk.Now)
+	h.core, err = payment.NewCore(h.cfg.Switch.Config, node, st, st.Directory, h.log, h.clk.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := h.pipe.Seed(ctx, h.cfg.Accounts, h.clk.Now()); err != nil {
+	h.pipe = switching.NewPipeline(h.core, h.log)
+	if err := h.core.Seed(ctx, h.cfg.Seeds(), st, h.clk.Now()); err != nil {
 		t.Fatal(err)
 	}
 	h.hk = switching.NewHousekeeper(h.cfg.Switch, node, h.log, h.clk.Now)
@@ -242,8 +246,11 @@ func parseMessage(line string) (*codec.Message, error) {
 		if err != nil {
 			return nil, fmt.Errorf("field %q: %v", f, err)
 		}
-		// "_" stands for a space inside a value (fields like 43 have them).
-		m.Set(id, strings.ReplaceAll(v, "_", " "))
+		// "_" stands for a space inside a value (fields like 43 have
+		// them), "\_" for an underscore (payer types have them).
+		v = strings.ReplaceAll(v, `\_`, "\x00")
+		v = strings.ReplaceAll(v, "_", " ")
+		m.Set(id, strings.ReplaceAll(v, "\x00", "_"))
 	}
 	return m, nil
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/switchd/switchd/cluster"
+	"github.com/switchd/switchd/payment"
 	"github.com/switchd/switchd/store"
 )
 
@@ -16,7 +17,7 @@ import (
 // dropped. The time travels in the command, so every replica expires the
 // same holds (DESIGN.md invariant 5).
 type Housekeeper struct {
-	ledger    Ledger
+	ledger    payment.Ledger
 	interval  time.Duration
 	retention time.Duration
 	now       func() time.Time
@@ -27,7 +28,7 @@ type Housekeeper struct {
 }
 
 // NewHousekeeper starts the ticker; Close stops it.
-func NewHousekeeper(cfg Config, ledger Ledger, logger *slog.Logger, now func() time.Time) *Housekeeper {
+func NewHousekeeper(cfg Config, ledger payment.Ledger, logger *slog.Logger, now func() time.Time) *Housekeeper {
 	if now == nil {
 		now = time.Now
 	}

@@ -52,15 +52,14 @@ var refusalReasons = []string{refusedLaneFull, refusedSourceFull, refusedNoFirst
 
 // Lane is one listener partners connect to, with its dialect and framing.
 type Lane struct {
-	cfg      LaneConfig
-	codec    *codec.Codec
-	framer   codec.Framer
-	pipe     *Pipeline
-	log      *slog.Logger
-	m        *Metrics
-	partners map[string]bool
-	timeout  time.Duration
-	msgs     sync.Pool // *codec.Message
+	cfg     LaneConfig
+	codec   *codec.Codec
+	framer  codec.Framer
+	pipe    *Pipeline
+	log     *slog.Logger
+	m       *Metrics
+	timeout time.Duration
+	msgs    sync.Pool // *codec.Message
 
 	last96       atomic.Int64 // unix nanos of the last "declined with 96" line
 	suppressed96 atomic.Int64 // 96 lines left out since then
@@ -105,16 +104,12 @@ func NewLane(cfg LaneConfig, pipe *Pipeline, requestTimeout time.Duration, logge
 		pipe:     pipe,
 		log:      logger.With("lane", cfg.Name),
 		m:        m,
-		partners: map[string]bool{},
 		timeout:  requestTimeout,
 		conns:    map[net.Conn]struct{}{},
 		bySource: map[string]int{},
 	}
 	l.refusals = refusalLog{log: l.log, every: refusalLogInterval, counts: map[string]int64{}}
 	l.msgs.New = func() any { return new(codec.Message) }
-	for _, p := range cfg.Partners {
-		l.partners[p] = true
-	}
 	return l, nil
 }
 
@@ -411,7 +406,7 @@ func (l *Lane) handle(log *slog.Logger, frame []byte) []byte {
 		resp.Set(39, outcome.FormatError)
 	} else {
 		ctx, cancel := context.WithTimeout(context.Background(), l.timeout)
-		err = l.pipe.Process(ctx, l.partners, req, resp)
+		err = l.pipe.Process(ctx, l.cfg.Name, req, resp)
 		cancel()
 	}
 	packed, perr := l.codec.Pack(nil, resp)

@@ -20,6 +20,7 @@ import (
 	"github.com/switchd/switchd/cluster"
 	"github.com/switchd/switchd/config"
 	"github.com/switchd/switchd/ops"
+	"github.com/switchd/switchd/payment"
 	"github.com/switchd/switchd/settle"
 	"github.com/switchd/switchd/store"
 	switching "github.com/switchd/switchd/switch"
@@ -34,7 +35,8 @@ const (
 )
 
 // readyNode is the node as ops reports it: ready once the node is and,
-// on the bootstrapping node, the seed accounts exist.
+// on the bootstrapping node, the seeds (accounts; on a new cluster the
+// partners, agents and routes) exist.
 type readyNode struct {
 	*cluster.Node
 	ready func() bool
@@ -169,25 +171,32 @@ func run(ctx context.Context, cfg config.File, log *slog.Logger) error {
 	}
 	days := settle.NewDays(cal, st, node, log.With("component", "settle"), nil)
 	days.OnlyWhen(node.Leading)
-	pipe, err := switching.NewPipeline(cfg.Switch, node, st, log.With("component", "switch"), nil)
+	core, err := payment.NewCore(cfg.Switch.Config, node, st, st.Directory, log.With("component", "payment"), nil)
 	if err != nil {
 		return err
 	}
-	pipe.GuardDisk(guard, st) // a full disk fails closed
+	core.GuardDisk(guard, st) // a full disk fails closed
 	defer handOverWhenShort(guard, node, log.With("component", "disk"))()
+	pipe := switching.NewPipeline(core, log.With("component", "switch"))
 	// Seeding belongs to the node that bootstraps: in the background,
-	// retried until a leader takes it, and a no-op once the accounts exist.
+	// retried until a leader takes it, and a no-op once the seeds exist
+	// (partners, agents and routes only ever seed a brand-new cluster).
 	// On a fresh ledger the calendar's day opens before the opening
 	// balances are posted (else the first posting's clock date would,
-	// cutover or not).
+	// cutover or not). Every other node only compares its config's
+	// partners and routes with the replicated ones, once caught up.
 	ready := func() bool { return node.Ready() }
-	if cfg.Cluster.Bootstrap && cfg.Cluster.Join == "" && len(cfg.Accounts) > 0 {
-		seeder := pipe.StartSeeder(cfg.Accounts, st, func(ctx context.Context) error {
+	seeds := cfg.Seeds()
+	if cfg.Cluster.Bootstrap && cfg.Cluster.Join == "" {
+		seeder := core.StartSeeder(seeds, st, func(ctx context.Context) error {
 			_, err := days.Tick(ctx)
 			return err
 		}, log.With("component", "seed"))
 		defer seeder.Close()
 		ready = func() bool { return node.Ready() && seeder.Done() }
+	} else {
+		check := core.StartDirectoryCheck(seeds, st, log.With("component", "seed"))
+		defer check.Close()
 	}
 	hk := switching.NewHousekeeper(cfg.Switch, node, log.With("component", "housekeeping"), nil)
 	defer hk.Close()
@@ -221,7 +230,7 @@ func run(ctx context.Context, cfg config.File, log *slog.Logger) error {
 	}
 
 	// Ops starts last so that /readyz answering means the lanes listen too.
-	srv, err := ops.New(cfg.Ops, st, pipe, readyNode{node, ready}, reg, log.With("component", "ops"))
+	srv, err := ops.New(cfg.Ops, st, core, readyNode{node, ready}, reg, log.With("component", "ops"))
 	if err != nil {
 		return err
 	}
