@@ -66,6 +66,7 @@ func BenchmarkRouteChange(b *testing.B) {
 		answer time.Time
 	}
 	flips := make([]flip, 0, b.N)
+	msgs0, t0 := laneMessages(b, nodes), time.Now()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		to := billers[(i+1)%2]
@@ -74,6 +75,7 @@ func BenchmarkRouteChange(b *testing.B) {
 		time.Sleep(100 * time.Millisecond) // let probes take the new route before the next flip
 	}
 	b.StopTimer()
+	msgs1, t1 := laneMessages(b, nodes), time.Now()
 	probes := pr.stop()
 	select {
 	case <-loadDone:
@@ -115,7 +117,33 @@ func BenchmarkRouteChange(b *testing.B) {
 	b.ReportMetric(pct(0.99), "p99-ms")
 	b.ReportMetric(float64(lat[len(lat)-1])/float64(time.Millisecond), "max-ms")
 	b.ReportMetric(float64(len(probes)), "probes")
+	// What the cluster answered meanwhile, over all lanes: the load the
+	// latency was measured under (switchload's rate plus the probes).
+	b.ReportMetric((msgs1-msgs0)/t1.Sub(t0).Seconds(), "lane-msgs/s")
 	b.ReportMetric(0, "ns/op")
+}
+
+// laneMessages sums switchd_lane_messages_total over the nodes.
+func laneMessages(tb testing.TB, nodes []*clusterNode) float64 {
+	tb.Helper()
+	var sum float64
+	for _, n := range nodes {
+		resp, err := http.Get("http://" + n.ops + "/metrics")
+		if err != nil {
+			tb.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		for _, line := range strings.Split(string(body), "\n") {
+			if strings.HasPrefix(line, "switchd_lane_messages_total{") {
+				var v float64
+				if _, err := fmt.Sscan(line[strings.LastIndexByte(line, ' ')+1:], &v); err == nil {
+					sum += v
+				}
+			}
+		}
+	}
+	return sum
 }
 
 func buildBinary(tb testing.TB, name string) string {
