@@ -65,6 +65,14 @@ func TestAgainstSwitchd(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "14 (invalid card number)") || strings.Contains(out, "4111111111111112") {
 		t.Errorf("bad Luhn: exit %d\n%s", code, out)
 	}
+	// --expect turns the answer into the exit status.
+	if code, _, errOut := ctl("iso", "send", "--addr", iso, "--pan", "4111111111111112", "--amount", "1.00", "--expect", "14"); code != 0 {
+		t.Errorf("--expect 14 of a 14: exit %d %s", code, errOut)
+	}
+	if code, _, errOut := ctl("iso", "send", "--addr", iso, "--pan", "4111111111111112", "--amount", "1.00", "--expect", "00"); code != 1 ||
+		!strings.Contains(errOut, `response code "14", expected "00"`) {
+		t.Errorf("--expect 00 of a 14: exit %d %s", code, errOut)
+	}
 
 	// The purchase shows in the account and transfer views.
 	code, out, errOut = ctl("accounts", "card-4111", "--ops", ops)

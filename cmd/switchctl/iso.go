@@ -40,6 +40,7 @@ type isoSendFlags struct {
 	acquirer, terminal, merchant, network   string
 	originalSTAN, originalTime, originalMTI string
 	actual                                  string
+	expect                                  string
 	fields                                  fieldList
 	timeout                                 time.Duration
 }
@@ -64,6 +65,7 @@ func isoSendFlagSet(f *isoSendFlags) *flag.FlagSet {
 	fs.StringVar(&f.originalTime, "original-time", "", "field 7 of the original, MMDDhhmmss (field 90)")
 	fs.StringVar(&f.originalMTI, "original-mti", "", "MTI of the original (field 90; default 0100 for 022x, 0200 for 04xx)")
 	fs.StringVar(&f.actual, "actual", "", "amount that stands after a partial reversal, decimal (field 95)")
+	fs.StringVar(&f.expect, "expect", "", "exit 1 unless the answer's response code (field 39) is `CODE`, e.g. 00 or 62")
 	fs.Var(&f.fields, "field", "extra or overriding field, `id=value` (repeatable), e.g. 48=BT=ELEC")
 	fs.DurationVar(&f.timeout, "timeout", 10*time.Second, "how long to wait for the answer")
 	return fs
@@ -115,6 +117,9 @@ func isoSend(args []string, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "← %s in %.1f ms\n", resp.MTI, float64(time.Since(start).Microseconds())/1000)
 	writeMessage(stdout, resp, fields)
+	if f.expect != "" && resp.Get(39) != f.expect {
+		return fmt.Errorf("response code %q, expected %q", resp.Get(39), f.expect)
+	}
 	return nil
 }
 

@@ -50,6 +50,7 @@ const usageText = `switchctl: operate a switchd node
       [--pc 000000] [--stan N] [--rrn X] [--acquirer 100001] [--terminal TERM0001]
       [--original-stan N --original-time MMDDhhmmss --original-mti 0100] [--actual 6.00]
       [--field 48=BT=ELEC ...] [--network 301] [--dialect iso87ascii] [--header binary2]
+      [--expect 00]                   exit 1 unless field 39 of the answer is that code
   switchctl accounts [ID] [--after ID --limit N]
   switchctl transfers [--account A] [--partner P] [--day YYYY-MM-DD] [--status S] [--payer-type T]
   switchctl cluster status                                   every member: role, term, indexes, lag, state hash
