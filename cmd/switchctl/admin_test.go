@@ -133,11 +133,12 @@ func TestAdminAgainstSwitchd(t *testing.T) {
 
 	// The audit trail names who did what and why; the chain verifies.
 	out = must(ctl("audit", "list", "--object", "route/r-water", "--ops", ops))
-	if !regexp.MustCompile(`alice\s+127\.0\.0\.1:\d+\s+route\.put\s+route/r-water\s+new water biller`).MatchString(out) {
+	if !regexp.MustCompile(`alice\s+127\.0\.0\.1:\d+\s+route\.put\s+route/r-water\s+new water biller\s+created`).MatchString(out) {
 		t.Errorf("audit list:\n%s", out)
 	}
 	out = must(ctl("audit", "list", "--object", "partner/acme", "--ops", ops))
-	for _, want := range []string{"partner.put", "second lane", "partner.suspend", "fraud alert", "partner.resume"} {
+	for _, want := range []string{"partner.put", "second lane", "partner.suspend", "fraud alert", "partner.resume",
+		"suspended: - → true"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("partner audit lacks %q:\n%s", want, out)
 		}

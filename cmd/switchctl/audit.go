@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"sort"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -30,6 +32,50 @@ type auditRecord struct {
 	Before json.RawMessage `json:"before"`
 	After  json.RawMessage `json:"after"`
 	Reason string          `json:"reason"`
+}
+
+// changeBytesMax bounds the CHANGE column (in characters) of one record; --json has all.
+const changeBytesMax = 160
+
+// auditChange says what a record changed, field by field: "f: old → new"
+// for the top-level fields that differ, "created" or "deleted" when there
+// was no before or after.
+func auditChange(before, after json.RawMessage) string {
+	var b, a map[string]json.RawMessage
+	_ = json.Unmarshal(before, &b)
+	_ = json.Unmarshal(after, &a)
+	switch {
+	case len(b) == 0 && len(a) == 0:
+		return "-"
+	case len(b) == 0:
+		return "created"
+	case len(a) == 0:
+		return "deleted"
+	}
+	keys := make([]string, 0, len(a)+len(b))
+	for k := range a {
+		keys = append(keys, k)
+	}
+	for k := range b {
+		if _, ok := a[k]; !ok {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	var parts []string
+	for _, k := range keys {
+		if string(a[k]) != string(b[k]) {
+			parts = append(parts, fmt.Sprintf("%s: %s → %s", k, orDash(string(b[k])), orDash(string(a[k]))))
+		}
+	}
+	out := strings.Join(parts, "; ")
+	if out == "" {
+		return "no change"
+	}
+	if r := []rune(out); len(r) > changeBytesMax {
+		out = string(r[:changeBytesMax]) + "…"
+	}
+	return out
 }
 
 // auditTime turns a --from/--to value into RFC 3339.
@@ -90,10 +136,10 @@ func auditCmd(ctx context.Context, args []string, stdout io.Writer) error {
 		if err := json.Unmarshal(body, &page); err != nil {
 			return fmt.Errorf("decoding the audit records: %w", err)
 		}
-		t := newTable("SEQ", "TIME", "ACTOR", "FROM", "ACTION", "OBJECT", "REASON").alignRight("SEQ")
+		t := newTable("SEQ", "TIME", "ACTOR", "FROM", "ACTION", "OBJECT", "REASON", "CHANGE (BEFORE → AFTER)").alignRight("SEQ")
 		for _, r := range page.Records {
 			t.add(strconv.FormatUint(r.Seq, 10), time.Unix(0, r.Time).UTC().Format(time.RFC3339), r.Actor, orDash(r.Remote),
-				r.Action, r.Object, orDash(r.Reason))
+				r.Action, r.Object, orDash(r.Reason), auditChange(r.Before, r.After))
 		}
 		if err := t.write(stdout); err != nil {
 			return err
