@@ -191,10 +191,17 @@ func decide(d *store.Directory, in *Intent) (decision, error) {
 	if in.Kind.reads() {
 		return dc, nil
 	}
-	if dc.payerType == store.PayerOTCAgent && (in.Kind == KindAuthorize || in.Kind == KindFundsBlock) {
-		// The FSM counts an agent's cash on OpPost; a hold and its later
-		// completion would pass beside the agent's limit.
-		return dc, fmt.Errorf("%w: %s by an OTC agent", outcome.ErrNotPermitted, in.Kind)
+	if dc.payerType == store.PayerOTCAgent {
+		switch in.Kind {
+		case KindAuthorize, KindFundsBlock:
+			// The FSM counts an agent's cash on OpPost; a hold and its
+			// later completion would pass beside the agent's limit.
+			return dc, fmt.Errorf("%w: %s by an OTC agent", outcome.ErrNotPermitted, in.Kind)
+		case KindRefund, KindCashWithdrawal:
+			// The agent would pay cash out, which its limit (cash
+			// collected, not yet handed in) does not track.
+			return dc, fmt.Errorf("%w: %s by an OTC agent (agents collect cash)", outcome.ErrNotPermitted, in.Kind)
+		}
 	}
 	if in.Kind == KindCashWithdrawal && p.WithdrawalMax > 0 && in.Amount > p.WithdrawalMax {
 		return dc, fmt.Errorf("%w: withdrawal above partner cap", outcome.ErrLimitExceeded)

@@ -147,6 +147,13 @@ func TestAgentCashLimit(t *testing.T) {
 	if _, err := n.submit(agentReq(payment.KindAuthorize, 1, 4)); !errors.Is(err, outcome.ErrNotPermitted) {
 		t.Fatalf("hold by an agent: %v, want 57", err)
 	}
+	// An agent collects cash; paying it out (refund, withdrawal) is not
+	// what its limit tracks, so it is refused before anything is posted.
+	for i, k := range []payment.Kind{payment.KindRefund, payment.KindCashWithdrawal} {
+		if _, err := n.submit(agentReq(k, 1, 5+i)); !errors.Is(err, outcome.ErrNotPermitted) {
+			t.Fatalf("%s by an agent: %v, want 57", k, err)
+		}
+	}
 	if after := n.account("card-cust"); after != before || n.transfers("card-cust") != count {
 		t.Fatalf("refused agent postings moved money: %+v → %+v", before, after)
 	}
