@@ -202,27 +202,10 @@ func resultErr(res store.Result) error {
 	return err
 }
 
-// failChange answers err like fail, with a "field" member when err is a
-// *store.ChangeError (RFC 9457 allows extension members): a client can
+// failChange is fail: answer adds the "field" member of a
+// *store.ChangeError (RFC 9457 allows extension members), so a client can
 // point at the field without parsing the detail.
-func (s *Server) failChange(w http.ResponseWriter, err error) {
-	var ce *store.ChangeError
-	if !errors.As(err, &ce) || ce.Field == "" {
-		s.fail(w, err)
-		return
-	}
-	o := outcome.Of(err)
-	detail := ""
-	if o.Detail {
-		detail = err.Error()
-	}
-	w.Header().Set("Content-Type", "application/problem+json")
-	w.WriteHeader(o.HTTPStatus)
-	json.NewEncoder(w).Encode(map[string]any{
-		"type": "https://switchd.dev/problems/" + o.Problem, "title": o.Title, "status": o.HTTPStatus,
-		"detail": detail, "field": ce.Field,
-	})
-}
+func (s *Server) failChange(w http.ResponseWriter, err error) { s.fail(w, err) }
 
 // changeError is a refusal before proposing, in the FSM's own form.
 func changeError(field, format string, args ...any) error {
@@ -252,12 +235,12 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any, maxBytes int64, o
 		}
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			problem(w, http.StatusRequestEntityTooLarge, "too-large", "Body too large", fmt.Sprintf("at most %d bytes", maxBytes))
+			answer(w, fmt.Errorf("%w: at most %d bytes", outcome.ErrBodyTooLarge, maxBytes))
 			return false
 		}
 		// Admin bodies hold no secrets (no PAN, no key): the decoder's
 		// message, which names the field, may be shown.
-		problem(w, http.StatusBadRequest, "bad-request", "Bad request", "body must be one JSON object with known fields: "+err.Error())
+		answer(w, badRequest("body must be one JSON object with known fields: "+err.Error()))
 		return false
 	}
 	return true

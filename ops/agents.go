@@ -70,7 +70,7 @@ func splitAgentID(id string) (partner, terminal string, ok bool) {
 func (s *Server) listAgents(w http.ResponseWriter, r *http.Request) {
 	limit, err := pageLimit(r)
 	if err != nil {
-		problem(w, http.StatusBadRequest, "bad-request", "Bad request", err.Error())
+		answer(w, badRequest(err.Error()))
 		return
 	}
 	if !s.caughtUp(w, r) {
@@ -110,7 +110,7 @@ func (s *Server) putAgent(w http.ResponseWriter, r *http.Request) {
 	}
 	key, _, err := requestKey(r)
 	if err != nil {
-		problem(w, http.StatusBadRequest, "bad-request", "Bad request", err.Error())
+		answer(w, badRequest(err.Error()))
 		return
 	}
 	id := r.PathValue("id")

@@ -3,11 +3,11 @@ package ops
 import (
 	"context"
 	"encoding/json"
-	"errors"
+
 	"net/http"
 	"time"
 
-	"github.com/switchd/switchd/cluster"
+	"github.com/switchd/switchd/outcome"
 	"github.com/switchd/switchd/store"
 )
 
@@ -25,7 +25,7 @@ import (
 func (s *Server) audit(w http.ResponseWriter, r *http.Request) {
 	limit, err := pageLimit(r)
 	if err != nil {
-		problem(w, http.StatusBadRequest, "bad-request", "Bad request", err.Error())
+		answer(w, badRequest(err.Error()))
 		return
 	}
 	q := r.URL.Query()
@@ -37,7 +37,7 @@ func (s *Server) audit(w http.ResponseWriter, r *http.Request) {
 		if v := q.Get(b.name); v != "" {
 			t, err := time.Parse(time.RFC3339Nano, v)
 			if err != nil {
-				problem(w, http.StatusBadRequest, "bad-request", "Bad request", b.name+" must be RFC 3339, e.g. 2026-03-06T09:00:00Z")
+				answer(w, badRequest(b.name+" must be RFC 3339, e.g. 2026-03-06T09:00:00Z"))
 				return
 			}
 			*b.into = t.UnixNano()
@@ -45,7 +45,7 @@ func (s *Server) audit(w http.ResponseWriter, r *http.Request) {
 	}
 	if v := q.Get("after"); v != "" {
 		if f.After, err = parseUint(v); err != nil {
-			problem(w, http.StatusBadRequest, "bad-request", "Bad request", "after must be a sequence number")
+			answer(w, badRequest("after must be a sequence number"))
 			return
 		}
 	}
@@ -111,7 +111,7 @@ func (s *Server) auditMembership(reqCtx context.Context, adm *store.Admin, actio
 		if err == nil {
 			return true
 		}
-		transient := errors.Is(err, cluster.ErrNotLeader) || errors.Is(err, cluster.ErrUnknownOutcome) || errors.Is(err, cluster.ErrOverloaded)
+		transient := outcome.Of(err).RetryAfter > 0 // the table's "retry": not leader, overloaded, outcome unknown
 		if !transient || ctx.Err() != nil {
 			s.log.Error("membership change not audited", "action", action, "node", node, "actor", adm.Actor, "err", err)
 			return false

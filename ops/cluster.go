@@ -115,7 +115,7 @@ func decodeMemberBody(w http.ResponseWriter, r *http.Request, v any) bool {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, bodyBytesMax))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		problem(w, http.StatusBadRequest, "bad-request", "Bad request", "body must be one JSON object with known fields")
+		answer(w, badRequest("body must be one JSON object with known fields"))
 		return false
 	}
 	return true
@@ -135,11 +135,11 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if req.ID == "" || req.RaftAddr == "" {
-		problem(w, http.StatusBadRequest, "bad-request", "Bad request", "id and raft_addr are required")
+		answer(w, badRequest("id and raft_addr are required"))
 		return
 	}
 	if host, port, err := net.SplitHostPort(req.RaftAddr); err != nil || host == "" || port == "" {
-		problem(w, http.StatusBadRequest, "bad-request", "Bad request", "raft_addr must be host:port")
+		answer(w, badRequest("raft_addr must be host:port"))
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), membershipTimeoutMax)
@@ -174,7 +174,7 @@ func (s *Server) remove(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if req.ID == "" {
-		problem(w, http.StatusBadRequest, "bad-request", "Bad request", "id is required")
+		answer(w, badRequest("id is required"))
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), membershipTimeoutMax)

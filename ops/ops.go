@@ -177,7 +177,7 @@ func (s *Server) Close(ctx context.Context) error {
 
 func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 	if !s.node.Ready() {
-		problem(w, http.StatusServiceUnavailable, "not-ready", "Not ready", "the node is not the leader or has not applied the log yet")
+		answer(w, fmt.Errorf("%w: the node is not the leader or has not applied the log yet", outcome.ErrNotReady))
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
@@ -215,7 +215,7 @@ func (s *Server) accounts(w http.ResponseWriter, r *http.Request) {
 	}
 	limit, err := pageLimit(r)
 	if err != nil {
-		problem(w, http.StatusBadRequest, "bad-request", "Bad request", err.Error())
+		answer(w, badRequest(err.Error()))
 		return
 	}
 	accts, err := s.ledger.Accounts(r.URL.Query().Get("after"), limit)
@@ -278,11 +278,11 @@ func (s *Server) createAccount(w http.ResponseWriter, r *http.Request) {
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
 		// The decoder's message could quote the body (a PAN): say only where.
-		problem(w, http.StatusBadRequest, "bad-request", "Bad request", "body must be one JSON account object with known fields")
+		answer(w, badRequest("body must be one JSON account object with known fields"))
 		return
 	}
 	if !validAccountID(req.ID) {
-		problem(w, http.StatusBadRequest, "bad-request", "Bad request", fmt.Sprintf("id must be 1-%d characters of [A-Za-z0-9._-]", accountIDBytesMax))
+		answer(w, badRequest(fmt.Sprintf("id must be 1-%d characters of [A-Za-z0-9._-]", accountIDBytesMax)))
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), writeTimeoutMax)
@@ -316,7 +316,7 @@ func (s *Server) transfers(w http.ResponseWriter, r *http.Request) {
 	}
 	limit, err := pageLimit(r)
 	if err != nil {
-		problem(w, http.StatusBadRequest, "bad-request", "Bad request", err.Error())
+		answer(w, badRequest(err.Error()))
 		return
 	}
 	q := r.URL.Query()
@@ -326,14 +326,14 @@ func (s *Server) transfers(w http.ResponseWriter, r *http.Request) {
 	}
 	if f.BusinessDay != "" {
 		if _, err := time.Parse(time.DateOnly, f.BusinessDay); err != nil {
-			problem(w, http.StatusBadRequest, "bad-request", "Bad request", "day must be YYYY-MM-DD")
+			answer(w, badRequest("day must be YYYY-MM-DD"))
 			return
 		}
 	}
 	switch f.Status {
 	case "", store.TransferPending, store.TransferPosted, store.TransferVoided, store.TransferExpired, store.TransferCompleted:
 	default:
-		problem(w, http.StatusBadRequest, "bad-request", "Bad request", "unknown status")
+		answer(w, badRequest("unknown status"))
 		return
 	}
 	ts, err := s.ledger.Transfers(f)
@@ -368,6 +368,13 @@ func (s *Server) fail(w http.ResponseWriter, err error) {
 	if o.HTTPStatus >= 500 && o.RetryAfter == 0 {
 		s.log.Error("ops request failed", "err", err)
 	}
+	answer(w, err)
+}
+
+// answer writes err's problem document, as outcome's table says: every
+// problem the ops API answers comes from there.
+func answer(w http.ResponseWriter, err error) {
+	o := outcome.Of(err)
 	detail := ""
 	if o.Detail {
 		detail = err.Error()
@@ -375,17 +382,20 @@ func (s *Server) fail(w http.ResponseWriter, err error) {
 	if o.RetryAfter > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(int(o.RetryAfter.Seconds())))
 	}
-	problem(w, o.HTTPStatus, o.Problem, o.Title, detail)
+	doc := map[string]any{
+		"type": "https://switchd.dev/problems/" + o.Problem, "title": o.Title, "status": o.HTTPStatus, "detail": detail,
+	}
+	var ce *store.ChangeError
+	if errors.As(err, &ce) && ce.Field != "" {
+		doc["field"] = ce.Field // which field of the change is at fault
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(o.HTTPStatus)
+	json.NewEncoder(w).Encode(doc)
 }
 
-// problem writes an RFC 9457 problem document.
-func problem(w http.ResponseWriter, status int, typ, title, detail string) {
-	w.Header().Set("Content-Type", "application/problem+json")
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(map[string]any{
-		"type": "https://switchd.dev/problems/" + typ, "title": title, "status": status, "detail": detail,
-	})
-}
+// badRequest is the error of a request that does not parse.
+func badRequest(detail string) error { return fmt.Errorf("%w: %s", outcome.ErrBadRequest, detail) }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")

@@ -136,7 +136,7 @@ func (s *Server) suspendPartner(suspended bool) http.HandlerFunc {
 func (s *Server) writePartner(w http.ResponseWriter, r *http.Request, adm *store.Admin, p store.Partner, reason, action string, status int) {
 	key, _, err := requestKey(r)
 	if err != nil {
-		problem(w, http.StatusBadRequest, "bad-request", "Bad request", err.Error())
+		answer(w, badRequest(err.Error()))
 		return
 	}
 	var readErr error

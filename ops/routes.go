@@ -117,7 +117,7 @@ func (s *Server) putRoute(w http.ResponseWriter, r *http.Request) {
 	}
 	key, _, err := requestKey(r)
 	if err != nil {
-		problem(w, http.StatusBadRequest, "bad-request", "Bad request", err.Error())
+		answer(w, badRequest(err.Error()))
 		return
 	}
 	if err := needReason(req.Reason); err != nil {
@@ -191,7 +191,7 @@ func (s *Server) deleteRoute(w http.ResponseWriter, r *http.Request) {
 	}
 	key, client, err := requestKey(r)
 	if err != nil {
-		problem(w, http.StatusBadRequest, "bad-request", "Bad request", err.Error())
+		answer(w, badRequest(err.Error()))
 		return
 	}
 	if err := needReason(req.Reason); err != nil {
@@ -243,7 +243,7 @@ func (s *Server) replaceRoutes(w http.ResponseWriter, r *http.Request) {
 	}
 	key, client, err := requestKey(r)
 	if err != nil {
-		problem(w, http.StatusBadRequest, "bad-request", "Bad request", err.Error())
+		answer(w, badRequest(err.Error()))
 		return
 	}
 	switch {

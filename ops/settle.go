@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/switchd/switchd/outcome"
 	"github.com/switchd/switchd/settle"
 	"github.com/switchd/switchd/store"
 )
@@ -64,7 +65,7 @@ func decodeSettleBody(w http.ResponseWriter, r *http.Request, v any) bool {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, bodyBytesMax))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		problem(w, http.StatusBadRequest, "bad-request", "Bad request", "body must be one JSON object with known fields")
+		answer(w, badRequest("body must be one JSON object with known fields"))
 		return false
 	}
 	return true
@@ -73,7 +74,7 @@ func decodeSettleBody(w http.ResponseWriter, r *http.Request, v any) bool {
 func (h *settleHandlers) days(w http.ResponseWriter, r *http.Request) {
 	limit, err := pageLimit(r)
 	if err != nil {
-		problem(w, http.StatusBadRequest, "bad-request", "Bad request", err.Error())
+		answer(w, badRequest(err.Error()))
 		return
 	}
 	if !h.s.caughtUp(w, r) { // a day closed through another node shows here too
@@ -105,7 +106,7 @@ func (h *settleHandlers) closeDay(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if req.Day != "" && !store.ValidDay(req.Day) {
-		problem(w, http.StatusBadRequest, "bad-request", "Bad request", "day must be YYYY-MM-DD")
+		answer(w, badRequest("day must be YYYY-MM-DD"))
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), writeTimeoutMax)
@@ -146,7 +147,7 @@ func (h *settleHandlers) start(w http.ResponseWriter, sp settle.Spec) {
 func (h *settleHandlers) job(w http.ResponseWriter, r *http.Request) {
 	job, ok := h.svc.Job(r.PathValue("id"))
 	if !ok {
-		problem(w, http.StatusNotFound, "no-job", "No such job", "jobs are kept in memory on the node that ran them")
+		answer(w, fmt.Errorf("%w: jobs are kept in memory on the node that ran them", outcome.ErrNoJob))
 		return
 	}
 	writeJSON(w, http.StatusOK, job)
@@ -174,7 +175,7 @@ var contentTypes = map[string]string{
 func (h *settleHandlers) settlementFile(w http.ResponseWriter, r *http.Request) {
 	partner, ext, ok := splitExt(r.PathValue("file"), settle.ExtCSV, settle.ExtJSON)
 	if !ok {
-		problem(w, http.StatusNotFound, "no-file", "No such file", "want {partner}.csv or .json (+ .sha256)")
+		answer(w, fmt.Errorf("%w: want {partner}.csv or .json (+ .sha256)", settle.ErrNoFile))
 		return
 	}
 	h.serve(w, r, settle.Spec{Kind: settle.KindSettlement, Day: r.PathValue("day"), Partner: partner}, partner, ext)
@@ -183,7 +184,7 @@ func (h *settleHandlers) settlementFile(w http.ResponseWriter, r *http.Request) 
 func (h *settleHandlers) statementFile(w http.ResponseWriter, r *http.Request) {
 	day, ext, ok := splitExt(r.PathValue("file"), settle.ExtMT940, settle.ExtCamt053)
 	if !ok {
-		problem(w, http.StatusNotFound, "no-file", "No such file", "want {day}.mt940 or .camt053.xml (+ .sha256)")
+		answer(w, fmt.Errorf("%w: want {day}.mt940 or .camt053.xml (+ .sha256)", settle.ErrNoFile))
 		return
 	}
 	acct := r.PathValue("account")
@@ -255,8 +256,7 @@ func (h *reconHandlers) fail(w http.ResponseWriter, err error) { h.s.fail(w, err
 func (h *reconHandlers) start(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, h.svc.UploadBytesMax())
 	if err := r.ParseMultipartForm(uploadMemoryBytes); err != nil {
-		problem(w, http.StatusBadRequest, "bad-request", "Bad request",
-			fmt.Sprintf("want multipart/form-data with day, partner, partner_file and biller_file, at most %d bytes", h.svc.UploadBytesMax()))
+		answer(w, badRequest(fmt.Sprintf("want multipart/form-data with day, partner, partner_file and biller_file, at most %d bytes", h.svc.UploadBytesMax())))
 		return
 	}
 	defer r.MultipartForm.RemoveAll()
@@ -264,7 +264,7 @@ func (h *reconHandlers) start(w http.ResponseWriter, r *http.Request) {
 	for i, name := range []string{"partner_file", "biller_file"} {
 		f, _, err := r.FormFile(name)
 		if err != nil {
-			problem(w, http.StatusBadRequest, "bad-request", "Bad request", "missing file "+name)
+			answer(w, badRequest("missing file "+name))
 			return
 		}
 		defer f.Close()
@@ -297,7 +297,7 @@ func (h *reconHandlers) breaks(w http.ResponseWriter, r *http.Request) {
 	switch code {
 	case "", settle.B1, settle.B2, settle.B3, settle.B4, settle.B5:
 	default:
-		problem(w, http.StatusBadRequest, "bad-request", "Bad request", "code must be B1..B5")
+		answer(w, badRequest("code must be B1..B5"))
 		return
 	}
 	if !h.s.caughtUp(w, r) { // assignments and resolutions made through another node
@@ -361,12 +361,12 @@ func (h *reconHandlers) update(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if u.Actor != "" && u.Actor != adm.Actor {
-		problem(w, http.StatusBadRequest, "bad-request", "Bad request", "the body's actor is not the X-Actor header")
+		answer(w, badRequest("the body's actor is not the X-Actor header"))
 		return
 	}
 	u.Actor, adm.Reason = adm.Actor, u.Note
 	if u.Action != store.BreakAssign && u.Action != store.BreakResolve {
-		problem(w, http.StatusBadRequest, "bad-request", "Bad request", `action must be "assign" or "resolve"`)
+		answer(w, badRequest(`action must be "assign" or "resolve"`))
 		return
 	}
 	// A client retrying after a lost answer sends the same key; without
@@ -378,7 +378,7 @@ func (h *reconHandlers) update(w http.ResponseWriter, r *http.Request) {
 		key = hex.EncodeToString(b[:])
 	}
 	if len(key) > 64 {
-		problem(w, http.StatusBadRequest, "bad-request", "Bad request", "Idempotency-Key longer than 64 characters")
+		answer(w, badRequest("Idempotency-Key longer than 64 characters"))
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), writeTimeoutMax)

@@ -39,6 +39,13 @@ var (
 	// ErrInvalidPAN: a card number that is not 12–19 digits with a valid
 	// Luhn check digit (payment.ParsePAN; the ISO codec has its own).
 	ErrInvalidPAN = errors.New("payment: invalid PAN")
+	// ErrBadRequest: an ops request that does not parse (the detail says
+	// which parameter or field); ErrBodyTooLarge: a body over its limit;
+	// ErrNotReady: /readyz of a node that may not serve yet.
+	ErrBadRequest   = errors.New("ops: bad request")
+	ErrBodyTooLarge = errors.New("ops: body too large")
+	ErrNotReady     = errors.New("ops: not ready")
+	ErrNoJob        = errors.New("ops: no such job")
 	// ErrActorRequired: an ops write without the caller's identity
 	// (X-Actor) is refused: every change names who made it.
 	ErrActorRequired = errors.New("ops: X-Actor header required on every change")
@@ -95,7 +102,7 @@ var table = []struct {
 	{settle.ErrNoOpenDay, Outcome{Code: SystemMalfunction, HTTPStatus: http.StatusConflict, Problem: "no-open-day", Title: "No business day open", Detail: true}},
 	{store.ErrDayMismatch, Outcome{Code: SystemMalfunction, HTTPStatus: http.StatusConflict, Problem: "day-mismatch", Title: "Not the open business day", Detail: true}},
 	{settle.ErrQueueFull, Outcome{Code: SystemMalfunction, HTTPStatus: http.StatusServiceUnavailable, Problem: "queue-full", Title: "Job queue full", Detail: true, RetryAfter: 10 * time.Second}},
-	{settle.ErrNoFile, Outcome{Code: SystemMalfunction, HTTPStatus: http.StatusNotFound, Problem: "no-file", Title: "No such file"}},
+	{settle.ErrNoFile, Outcome{Code: SystemMalfunction, HTTPStatus: http.StatusNotFound, Problem: "no-file", Title: "No such file", Detail: true}},
 	{settle.ErrInput, Outcome{Code: SystemMalfunction, HTTPStatus: http.StatusUnprocessableEntity, Problem: "bad-input-file", Title: "Bad input file", Detail: true}},
 	{settle.ErrNoRecon, Outcome{Code: SystemMalfunction, HTTPStatus: http.StatusNotFound, Problem: "no-reconciliation", Title: "No such reconciliation"}},
 	{settle.ErrNoBreak, Outcome{Code: SystemMalfunction, HTTPStatus: http.StatusNotFound, Problem: "no-break", Title: "No such break"}},
@@ -132,6 +139,10 @@ var table = []struct {
 	{ErrNoRoute, Outcome{Code: DoNotHonor, HTTPStatus: http.StatusUnprocessableEntity, Problem: "no-route", Title: "No route"}},
 	{ErrLimitExceeded, Outcome{Code: ExceedsLimit, HTTPStatus: http.StatusUnprocessableEntity, Problem: "limit-exceeded", Title: "Amount exceeds limit"}},
 	{ErrPartnerSuspended, Outcome{Code: RestrictedCard, HTTPStatus: http.StatusForbidden, Problem: "partner-suspended", Title: "Partner suspended"}},
+	{ErrBadRequest, Outcome{Code: SystemMalfunction, HTTPStatus: http.StatusBadRequest, Problem: "bad-request", Title: "Bad request", Detail: true}},
+	{ErrBodyTooLarge, Outcome{Code: SystemMalfunction, HTTPStatus: http.StatusRequestEntityTooLarge, Problem: "too-large", Title: "Body too large", Detail: true}},
+	{ErrNoJob, Outcome{Code: SystemMalfunction, HTTPStatus: http.StatusNotFound, Problem: "no-job", Title: "No such job", Detail: true}},
+	{ErrNotReady, Outcome{Code: SystemMalfunction, HTTPStatus: http.StatusServiceUnavailable, Problem: "not-ready", Title: "Not ready", Detail: true}},
 	{ErrActorRequired, Outcome{Code: SystemMalfunction, HTTPStatus: http.StatusBadRequest, Problem: "actor-required", Title: "X-Actor header required", Detail: true}},
 	{ErrUnknownPartner, Outcome{Code: DoNotHonor, HTTPStatus: http.StatusForbidden, Problem: "unknown-partner", Title: "Unknown partner"}},
 	{ErrUnsupported, Outcome{Code: InvalidTransaction, HTTPStatus: http.StatusBadRequest, Problem: "unsupported", Title: "Unsupported request"}},
