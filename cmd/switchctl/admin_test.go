@@ -39,6 +39,21 @@ func TestAdminAgainstSwitchd(t *testing.T) {
 		t.Errorf("partners set --lanes:\n%s", out)
 	}
 
+	// Accounts: created through the cluster, audited with the actor.
+	out = must(as("dave", "accounts", "create", "biller-water-co", "--kind", "biller", "--currency", "USD", "--floor", "-10.00"))
+	if !strings.Contains(out, "account biller-water-co: biller USD, posted 0.00") {
+		t.Errorf("accounts create:\n%s", out)
+	}
+	must(as("dave", "accounts", "create", "biller-water-co", "--kind", "biller", "--currency", "USD", "--floor", "-10.00")) // the same again: a no-op
+	if code, _, errOut := as("dave", "accounts", "create", "biller-water-co", "--kind", "biller", "--currency", "EUR"); code != 1 ||
+		!strings.Contains(errOut, "409") {
+		t.Errorf("same id, other content: exit %d %s", code, errOut)
+	}
+	if out := must(ctl("audit", "list", "--object", "account/biller-water-co", "--ops", ops)); strings.Count(out, "account.create") != 1 ||
+		!strings.Contains(out, "dave") {
+		t.Errorf("account audit:\n%s", out)
+	}
+
 	out = must(as("alice", "routes", "set", "r-water", "--bill-type", "WATER", "--partner", "acme",
 		"--settlement-account", "biller-power-co", "--reason", "new water biller"))
 	if !strings.Contains(out, "route r-water created") || !regexp.MustCompile(`r-water\s+WATER\s+\*\s+acme\s+ledger\s+biller-power-co`).MatchString(out) {

@@ -52,6 +52,8 @@ const usageText = `switchctl: operate a switchd node
       [--field 48=BT=ELEC ...] [--network 301] [--dialect iso87ascii] [--header binary2]
       [--expect 00]                   exit 1 unless field 39 of the answer is that code
   switchctl accounts [ID] [--after ID --limit N]
+  switchctl accounts create ID --kind K [--currency USD] [--partner P] [--pan PAN]
+      [--opening 10.00 --funded-by A] [--floor -50.00 | --unlimited]
   switchctl transfers [--account A] [--partner P] [--day YYYY-MM-DD] [--status S] [--payer-type T]
   switchctl cluster status                                   every member: role, term, indexes, lag, state hash
   switchctl cluster join --id ID --raft-addr HOST:PORT       add a running node: a non-voter, a voter once caught up

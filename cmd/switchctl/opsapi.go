@@ -177,6 +177,9 @@ func orDash(s string) string {
 
 // accountsCmd: switchctl accounts [ID].
 func accountsCmd(ctx context.Context, args []string, stdout io.Writer) error {
+	if len(args) > 0 && args[0] == "create" {
+		return accountsCreate(ctx, args[1:], stdout)
+	}
 	var o opsFlags
 	fs := flag.NewFlagSet("switchctl accounts", flag.ContinueOnError)
 	o.register(fs)
@@ -319,4 +322,51 @@ func transfersCmd(ctx context.Context, args []string, stdout io.Writer) error {
 func atoiOr0(s string) int {
 	n, _ := strconv.Atoi(s)
 	return n
+}
+
+// accountsCreate is "switchctl accounts create ID --kind K --currency C …":
+// POST /v1/accounts, replicated and audited (account.create). The same id
+// with the same content again is a no-op; with other content, 409.
+func accountsCreate(ctx context.Context, args []string, stdout io.Writer) error {
+	var o opsFlags
+	fs := flag.NewFlagSet("switchctl accounts create", flag.ContinueOnError)
+	o.register(fs)
+	kind := fs.String("kind", "", "cardholder, settlement, funding or biller")
+	ccy := fs.String("currency", "USD", "ISO 4217 currency")
+	partner := fs.String("partner", "", "owning partner (settlement accounts)")
+	pan := fs.String("pan", "", "card number of a cardholder account (only its keyed hash and masked form are stored)")
+	opening := fs.String("opening", "", "opening balance as a decimal, posted from --funded-by")
+	fundedBy := fs.String("funded-by", "", "account the opening balance comes from")
+	floor := fs.String("floor", "", "lowest available balance as a decimal (negative: an overdraft; default 0)")
+	unlimited := fs.Bool("unlimited", false, "no floor at all (funding and settlement accounts)")
+	pos, err := parseCmd(fs, args, stdout)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 || *kind == "" {
+		return usagef("accounts create: want one account id and --kind")
+	}
+	req := map[string]any{"id": pos[0], "kind": *kind, "currency": *ccy, "partner": *partner, "pan": *pan,
+		"opening": *opening, "funded_by": *fundedBy, "unlimited": *unlimited}
+	if *floor != "" {
+		c, err := currency.ByCode(*ccy)
+		if err != nil {
+			return usagef("--currency %q: %v", *ccy, err)
+		}
+		minor, err := currency.ParseMinor(*floor, c, '.')
+		if err != nil {
+			return usagef("--floor %q: %v", *floor, err)
+		}
+		req["floor"] = minor
+	}
+	body, err := o.write(ctx, http.MethodPost, "/v1/accounts", req, opsBodyBytesMax)
+	if err != nil || o.json {
+		return jsonOr(err, stdout, body)
+	}
+	var a account
+	if err := json.Unmarshal(body, &a); err != nil {
+		return fmt.Errorf("decoding the account: %w", err)
+	}
+	fmt.Fprintf(stdout, "account %s: %s %s, posted %s\n", a.ID, a.Kind, a.Currency, money(a.Posted, a.Currency))
+	return nil
 }
