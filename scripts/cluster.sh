@@ -53,9 +53,25 @@ card_key() {
   cat "$DIR/card_key"
 }
 
+# gone: waits until the node's previous process has fully exited. After a
+# kill -9 the main thread of a Go process is a zombie while its other
+# threads still tear down holding the open files (pebble's LOCK among
+# them), so "alive" is false before a new process could open the data dir.
+gone() {
+  [[ -f "$DIR/$1.pid" ]] || return 0
+  local pid; pid=$(cat "$DIR/$1.pid")
+  for _ in $(seq 1 300); do
+    [[ -d /proc/$pid/task ]] || return 0
+    [[ $(ls /proc/"$pid"/task 2>/dev/null | wc -l) -le 1 ]] && return 0
+    sleep 0.1
+  done
+  echo "$1: previous process $pid still exiting after 30s"; return 1
+}
+
 launch() { # node bootstrap(0|1)
   local n=$1
   if alive "$n"; then echo "$n already running (pid $(cat "$DIR/$n.pid"))"; return 0; fi
+  gone "$n"
   mkdir -p "$DIR/logs"
   local key; key=$(card_key)
   cat >"$DIR/$n.yaml" <<YAML

@@ -1,16 +1,21 @@
 package store
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
+	"os"
+	"os/exec"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -345,5 +350,54 @@ func TestFlushIsLoggedAtInfo(t *testing.T) {
 	}
 	if !flushed {
 		t.Fatalf("no flush at info in:\n%s", buf.String())
+	}
+}
+
+// lockChildEnv names the directory a child test process holds open.
+const lockChildEnv = "SWITCHD_STORE_LOCK_CHILD"
+
+// TestOpenWaitsForALockedDirectory: a directory whose LOCK another
+// process still holds (a killed node's threads tearing down) is opened
+// once that process lets go, within lockWaitMax.
+func TestOpenWaitsForALockedDirectory(t *testing.T) {
+	if dir := os.Getenv(lockChildEnv); dir != "" {
+		// The child: hold the directory, say so, let go after 500 ms.
+		db, err := pebble.Open(dir, &pebble.Options{Logger: pebbleLogger{slog.New(slog.DiscardHandler)}})
+		if err != nil {
+			fmt.Println("child:", err)
+			os.Exit(2)
+		}
+		fmt.Println("locked")
+		time.Sleep(500 * time.Millisecond)
+		db.Close()
+		os.Exit(0)
+	}
+	cfg := testConfig(t)
+	s := openCfg(t, cfg)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestOpenWaitsForALockedDirectory$", "-test.count=1")
+	cmd.Env = append(os.Environ(), lockChildEnv+"="+cfg.Dir)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Wait()
+	line, _ := bufio.NewReader(out).ReadString('\n')
+	if line != "locked\n" {
+		t.Fatalf("child: %q", line)
+	}
+	start := time.Now()
+	s2, err := Open(cfg)
+	if err != nil {
+		t.Fatalf("open while another process holds the directory: %v", err)
+	}
+	defer s2.Close()
+	if d := time.Since(start); d < 300*time.Millisecond {
+		t.Errorf("opened after %s although the child held the lock for 500 ms", d)
 	}
 }

@@ -12,11 +12,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"syscall"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
+	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
 // Read limits.
@@ -105,9 +109,42 @@ func Open(cfg Config) (*Store, error) {
 	return s, nil
 }
 
+// lockWaitMax bounds how long Open waits for another process to release
+// the ledger directory; lockRetry is how often it tries.
+const (
+	lockWaitMax = 10 * time.Second
+	lockRetry   = 100 * time.Millisecond
+)
+
+// waitUnlocked waits, up to lockWaitMax, while another process holds the
+// directory's LOCK: typically the node's previous process, killed and
+// still tearing down its threads while a supervisor restarts it. It only
+// probes (pebble.Open takes the lock itself, and says so if it is still
+// held); probing keeps failed opens, whose clean-up leaks goroutines in
+// pebble, out of the loop.
+func (s *Store) waitUnlocked() {
+	lock := filepath.Join(s.cfg.Dir, "LOCK")
+	for deadline, warned := time.Now().Add(lockWaitMax), false; ; {
+		l, err := vfs.Default.Lock(lock)
+		if err == nil {
+			_ = l.Close()
+			return
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) || time.Now().After(deadline) {
+			return // a new directory, or pebble.Open reports it
+		}
+		if !warned {
+			s.log.Warn("ledger directory locked by another process; waiting", "dir", s.cfg.Dir, "wait_max", lockWaitMax)
+			warned = true
+		}
+		time.Sleep(lockRetry)
+	}
+}
+
 // openDB opens cfg.Dir into s.db and loads the applied index. Callers hold
 // mu exclusively or own s alone.
 func (s *Store) openDB() error {
+	s.waitUnlocked()
 	// The DB takes its own reference on the cache and drops it on Close.
 	cache := pebble.NewCache(s.cfg.CacheBytes)
 	db, err := pebble.Open(s.cfg.Dir, s.pebbleOptions(cache))
