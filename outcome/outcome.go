@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/switchd/switchd/card"
 	"github.com/switchd/switchd/cluster"
 	"github.com/switchd/switchd/codec"
 	"github.com/switchd/switchd/currency"
@@ -36,9 +37,6 @@ var (
 	ErrUnsupported = errors.New("switch: unsupported request")
 	// ErrPartnerSuspended: ops suspended the sending partner.
 	ErrPartnerSuspended = errors.New("switch: partner suspended")
-	// ErrInvalidPAN: a card number that is not 12–19 digits with a valid
-	// Luhn check digit (payment.ParsePAN; the ISO codec has its own).
-	ErrInvalidPAN = errors.New("payment: invalid PAN")
 	// ErrBadRequest: an ops request that does not parse (the detail says
 	// which parameter or field); ErrBodyTooLarge: a body over its limit;
 	// ErrNotReady: /readyz of a node that may not serve yet.
@@ -124,8 +122,7 @@ var table = []struct {
 	{store.ErrNotFound, Outcome{Code: UnableToLocate, HTTPStatus: http.StatusNotFound, Problem: "not-found", Title: "Not found"}},
 	{store.ErrInvalidCommand, Outcome{Code: SystemMalfunction, HTTPStatus: http.StatusInternalServerError, Problem: "invalid-command", Title: "Invalid command"}},
 
-	{codec.ErrInvalidPAN, Outcome{Code: InvalidCardNumber, HTTPStatus: http.StatusBadRequest, Problem: "invalid-pan", Title: "Invalid card number"}},
-	{ErrInvalidPAN, Outcome{Code: InvalidCardNumber, HTTPStatus: http.StatusBadRequest, Problem: "invalid-pan", Title: "Invalid card number"}},
+	{card.ErrInvalidPAN, Outcome{Code: InvalidCardNumber, HTTPStatus: http.StatusBadRequest, Problem: "invalid-pan", Title: "Invalid card number"}},
 	{codec.ErrInvalidAmount, Outcome{Code: InvalidAmount, HTTPStatus: http.StatusBadRequest, Problem: "invalid-amount", Title: "Invalid amount"}},
 	{codec.ErrUnknownCurrency, Outcome{Code: FormatError, HTTPStatus: http.StatusBadRequest, Problem: "unknown-currency", Title: "Unknown currency"}},
 	{codec.ErrUnknownMTI, Outcome{Code: FormatError, HTTPStatus: http.StatusBadRequest, Problem: "unknown-mti", Title: "Unknown message type"}},

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"testing"
 
+	"github.com/switchd/switchd/card"
 	"github.com/switchd/switchd/cluster"
 	"github.com/switchd/switchd/codec"
 	"github.com/switchd/switchd/currency"
@@ -37,7 +38,7 @@ func TestTable(t *testing.T) {
 		{ErrLimitExceeded, "61", http.StatusUnprocessableEntity},
 		{ErrUnknownPartner, "05", http.StatusForbidden},
 		{ErrDestinationUnavailable, "91", http.StatusBadGateway},
-		{fmt.Errorf("account x: %w: Luhn check failed", ErrInvalidPAN), "14", http.StatusBadRequest},
+		{fmt.Errorf("account x: %w: Luhn check failed", card.ErrInvalidPAN), "14", http.StatusBadRequest},
 		{ErrPartnerSuspended, "62", http.StatusForbidden},
 		{store.ErrAgentLimit, "61", http.StatusUnprocessableEntity},
 		// Fail closed: no decision made means 96, never 00.

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/switchd/switchd/card"
 	"github.com/switchd/switchd/config"
 	"github.com/switchd/switchd/outcome"
 	"github.com/switchd/switchd/payment"
@@ -293,7 +294,7 @@ func TestPANNeverPrints(t *testing.T) {
 	if !strings.Contains(fmt.Sprint(in.PAN), "411111******1111") {
 		t.Fatalf("masked form: %s", in.PAN)
 	}
-	if _, err := payment.ParsePAN("4111111111111112"); !errors.Is(err, outcome.ErrInvalidPAN) || strings.Contains(err.Error(), "4111111111111112") {
+	if _, err := payment.ParsePAN("4111111111111112"); !errors.Is(err, card.ErrInvalidPAN) || strings.Contains(err.Error(), "4111111111111112") {
 		t.Fatalf("bad Luhn: %v", err)
 	}
 }

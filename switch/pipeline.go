@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/switchd/switchd/card"
 	"github.com/switchd/switchd/codec"
 	"github.com/switchd/switchd/currency"
 	"github.com/switchd/switchd/outcome"
@@ -135,9 +136,9 @@ func intentOf(lane string, r *codec.Request, class string) (payment.Intent, erro
 	if err != nil {
 		return payment.Intent{}, err
 	}
-	pan, err := payment.ParsePAN(r.PAN.Digits())
-	if err != nil {
-		return payment.Intent{}, err
+	pan := r.PAN // checked by the codec: the same card.PAN type
+	if pan.IsZero() {
+		return payment.Intent{}, fmt.Errorf("%w: no card number", card.ErrInvalidPAN)
 	}
 	proc := r.ProcCode.String()
 	in := payment.Intent{

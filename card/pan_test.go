@@ -1,4 +1,4 @@
-package codec
+package card
 
 import (
 	"encoding/json"
@@ -94,7 +94,10 @@ func TestPANNeverLeaks(t *testing.T) {
 	}
 	w := wrapper{Card: p, Ptr: &p, hidden: p, ptr: &p}
 	w.Inner.P = p
-	req := &Request{PAN: p, MTI: "0200"}
+	req := &struct {
+		MTI string
+		PAN PAN
+	}{MTI: "0200", PAN: p} // as a decoded request carries it
 
 	var outputs []string
 	verbs := []string{"%v", "%+v", "%#v", "%s", "%q", "%x", "%X", "%d", "%10v", "%-30s", "%T %v", "%.3s", "%08d", "%U", "%c", "%o", "%b", "%e", "%p"}
@@ -126,7 +129,7 @@ func TestPANNeverLeaks(t *testing.T) {
 			t.Errorf("PAN digits leaked: %q", out)
 		}
 	}
-	if got := fmt.Sprintf("%v|%q|%#v", p, p, p); got != `476173******0119|"476173******0119"|codec.PAN("476173******0119")` {
+	if got := fmt.Sprintf("%v|%q|%#v", p, p, p); got != `476173******0119|"476173******0119"|card.PAN("476173******0119")` {
 		t.Errorf("formatting: %s", got)
 	}
 	if b, _ := json.Marshal(p); string(b) != `"476173******0119"` {
