@@ -76,6 +76,8 @@ fuzz:
 	$(GO) test -run=NONE -fuzz=FuzzParseRequest -fuzztime=$(FUZZTIME) ./codec/
 	$(GO) test -run=NONE -fuzz=FuzzParseBalances -fuzztime=$(FUZZTIME) ./codec/
 	$(GO) test -run=NONE -fuzz=FuzzParseFile -fuzztime=$(FUZZTIME) ./settle/
+	$(GO) test -run=NONE -fuzz=FuzzDecodeBatch -fuzztime=$(FUZZTIME) ./store/
+	$(GO) test -run=NONE -fuzz=FuzzApply -fuzztime=$(FUZZTIME) ./store/
 
 lint:
 	$(GO) vet $(PKGS)

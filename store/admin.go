@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -142,9 +143,18 @@ func decodeAdmin(d *dec) *Admin {
 		d.fail("admin length")
 		return nil
 	}
+	raw := d.b[d.off : d.off+int(n)]
 	a := new(Admin)
-	if err := json.Unmarshal(d.b[d.off:d.off+int(n)], a); err != nil {
+	dj := json.NewDecoder(bytes.NewReader(raw))
+	dj.DisallowUnknownFields()
+	if err := dj.Decode(a); err != nil || dj.More() {
 		d.fail("admin")
+		return nil
+	}
+	// One encoding per value, like every other field: what the proposer
+	// marshalled, byte for byte (no other spacing, key order or escapes).
+	if !bytes.Equal(adminJSON(a), raw) {
+		d.fail("admin encoding")
 		return nil
 	}
 	d.off += int(n)

@@ -160,6 +160,9 @@ func FuzzDecodeBatch(f *testing.F) {
 	seed, _ := EncodeBatch([]Command{authCmd("k", "h1", "merch", 5, "r"), createCmd(acct("a", KindBiller, "USD")),
 		expireCmd(1, 2)})
 	f.Add(seed)
+	admin, _ := EncodeBatch([]Command{putRouteCmd("r1", Route{ID: "elec", BillType: "ELEC", Destination: DestinationLedger}),
+		putPartnerCmd("p1", Partner{ID: "p1", AcquirerIDs: []string{"1"}, PayerType: PayerOTCAgent})})
+	f.Add(admin)
 	f.Add([]byte{batchVersion, 1})
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -186,6 +189,15 @@ func FuzzApply(f *testing.F) {
 	seed, _ := EncodeBatch([]Command{authCmd("k", "h1", "merch", 5, "r"), completeCmd("c", "r", 5, false, ""),
 		reverseCmd("v", "r", 5), expireCmd(t0+hour, t0+hour)})
 	f.Add(seed)
+	pay := postCardCmd("ap", "h1", "merch", 5, "")
+	pay.PayerType, pay.Agent = PayerOTCAgent, AgentID("ag", "T1")
+	admin, _ := EncodeBatch([]Command{
+		putPartnerCmd("p1", Partner{ID: "ag", AcquirerIDs: []string{"1"}, PayerType: PayerOTCAgent}),
+		adminCmd(OpPutAgent, "a1", &Admin{Agent: &Agent{Partner: "ag", Terminal: "T1", Currency: "USD", CashLimit: 7}}),
+		pay, putRouteCmd("r1", Route{ID: "elec", BillType: "ELEC", Destination: DestinationLedger, SettlementAccount: "merch"}),
+		adminCmd(OpReplaceRoutes, "rr", &Admin{BaseVersion: 1, Routes: []Route{{ID: "x", Destination: DestinationLedger}}}),
+	})
+	f.Add(admin)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if _, err := DecodeBatch(data); err != nil {
 			return
