@@ -126,9 +126,32 @@ func (s *Server) suspendPartner(suspended bool) http.HandlerFunc {
 			writeJSON(w, http.StatusOK, partnerView{Partner: cur, Unchanged: true})
 			return
 		}
-		p := *cur
-		p.Suspended = suspended
-		s.writePartner(w, r, adm, p, req.Reason, action, http.StatusOK)
+		key, _, err := requestKey(r)
+		if err != nil {
+			answer(w, badRequest(err.Error()))
+			return
+		}
+		// The FSM flips the flag on the partner as it stands when the
+		// command applies, so a PUT of the partner racing this suspension
+		// is neither undone by it nor undoes it.
+		adm.Reason, adm.ID, adm.Suspend = req.Reason, id, &suspended
+		ctx, cancel := writeContext(r)
+		defer cancel()
+		res, err := s.propose(ctx, change{op: store.OpPutPartner, key: "admin|" + action + "|" + id + "|" + key,
+			fp: fingerprint(action, id, req.Reason), admin: adm})
+		if err != nil {
+			s.failChange(w, err)
+			return
+		}
+		if !s.caughtUp(w, r) {
+			return
+		}
+		stored, ok := s.ledger.Directory().Partner(id)
+		if !ok {
+			s.fail(w, noPartner(id))
+			return
+		}
+		writeJSON(w, http.StatusOK, partnerView{Partner: stored, Replayed: res.Replayed})
 	}
 }
 

@@ -86,14 +86,18 @@ type Admin struct {
 	// Reason is mandatory for route and partner changes.
 	Reason string `json:"reason,omitempty"`
 
-	Route       *Route           `json:"route,omitempty"`
-	ID          string           `json:"id,omitempty"`
-	Routes      []Route          `json:"routes,omitempty"`
-	BaseVersion uint64           `json:"base_version,omitempty"`
-	Partner     *Partner         `json:"partner,omitempty"`
-	Agent       *Agent           `json:"agent,omitempty"`
-	Settlement  *AgentSettlement `json:"settlement,omitempty"`
-	Event       *AuditEvent      `json:"event,omitempty"`
+	Route       *Route   `json:"route,omitempty"`
+	ID          string   `json:"id,omitempty"`
+	Routes      []Route  `json:"routes,omitempty"`
+	BaseVersion uint64   `json:"base_version,omitempty"`
+	Partner     *Partner `json:"partner,omitempty"`
+	// Suspend, with ID and no Partner, suspends (true) or resumes (false)
+	// partner ID as it stands when the command applies: a suspension
+	// never carries a stale copy of the rest of the record.
+	Suspend    *bool            `json:"suspend,omitempty"`
+	Agent      *Agent           `json:"agent,omitempty"`
+	Settlement *AgentSettlement `json:"settlement,omitempty"`
+	Event      *AuditEvent      `json:"event,omitempty"`
 }
 
 // AuditEvent is what OpAudit records.
@@ -430,6 +434,15 @@ func (t *txn) replaceRoutes(c *Command) Result {
 
 func (t *txn) putPartner(c *Command) Result {
 	in := c.Admin.Partner
+	if in == nil && c.Admin.Suspend != nil {
+		cur, ok := t.directory().Partner(c.Admin.ID)
+		if !ok {
+			return Result{Status: StatusNotFound, Detail: fmt.Sprintf("id: no partner %q", c.Admin.ID)}
+		}
+		p := *cur
+		p.Suspended = *c.Admin.Suspend
+		in = &p
+	}
 	if in == nil {
 		return changeErr("partner", "required")
 	}

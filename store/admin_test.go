@@ -183,6 +183,33 @@ func TestPartnerSuspendAudited(t *testing.T) {
 	}
 }
 
+// A suspension names the partner, not a copy of it: a change of the
+// partner applied just before it (a PUT racing the suspend) stays.
+func TestSuspendFlipsOnlyTheFlag(t *testing.T) {
+	s := adminFixture(t)
+	p, _ := s.Directory().Partner("p1")
+	moved := *p
+	moved.Lanes = []string{"l1", "l2"}
+	on, off := true, false
+	mustOK(t, s,
+		adminCmd(OpPutPartner, "put", &Admin{Partner: &moved}),
+		adminCmd(OpPutPartner, "susp", &Admin{ID: "p1", Suspend: &on}))
+	got, _ := s.Directory().Partner("p1")
+	if !got.Suspended || len(got.Lanes) != 2 {
+		t.Fatalf("after a put and a suspend: %+v", got)
+	}
+	mustOK(t, s, adminCmd(OpPutPartner, "res", &Admin{ID: "p1", Suspend: &off}))
+	if got, _ := s.Directory().Partner("p1"); got.Suspended || len(got.Lanes) != 2 {
+		t.Fatalf("after resume: %+v", got)
+	}
+	if recs, _ := s.Audit(AuditFilter{Object: "partner/p1"}); len(recs) != 4 || recs[2].Action != "partner.suspend" || recs[3].Action != "partner.resume" {
+		t.Errorf("audit: %+v", recs)
+	}
+	if r := run1(t, s, adminCmd(OpPutPartner, "nope", &Admin{ID: "zz", Suspend: &on})); r.Status != StatusNotFound {
+		t.Errorf("suspend of no partner: %+v", r)
+	}
+}
+
 func TestAgentCashLimit(t *testing.T) {
 	s := adminFixture(t)
 	mustOK(t, s, adminCmd(OpPutAgent, "ag1", &Admin{Agent: &Agent{Partner: "ag", Terminal: "T1", Currency: "USD", CashLimit: 1000}}))
