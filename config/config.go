@@ -172,6 +172,12 @@ func decode(r io.Reader, f *File) error {
 // withLaneDefaults fills the keys a lane entry left out.
 func withLaneDefaults(l switching.LaneConfig) switching.LaneConfig {
 	d := switching.DefaultLane()
+	if l.Kind == "" {
+		l.Kind = d.Kind
+	}
+	if l.Allow == nil {
+		l.Allow = d.Allow
+	}
 	if l.Dialect == "" {
 		l.Dialect = d.Dialect
 	}

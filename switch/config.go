@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"time"
 
 	"github.com/switchd/switchd/codec"
@@ -56,11 +57,29 @@ type Config struct {
 	Routes   []Route   `yaml:"routes"`
 }
 
+// Lane kinds: how partners reach the lane. Plain TCP is allowed only on
+// private networks (a dedicated line or a site-to-site VPN), and only with
+// a source allowlist; a public lane needs TLS with client certificates.
+const (
+	LaneMPLS   = "mpls"
+	LaneIPSec  = "ipsec"
+	LanePublic = "public"
+	// laneAllowMax bounds one lane's allowlist (a bank lists its few
+	// partner networks, not hosts).
+	laneAllowMax = 1024
+)
+
 // LaneConfig is one listener partners connect to.
 type LaneConfig struct {
-	Name    string `yaml:"name"`
-	Listen  string `yaml:"listen"`
-	Dialect string `yaml:"dialect"`
+	Name   string `yaml:"name"`
+	Listen string `yaml:"listen"`
+	// Kind is mpls, ipsec or public (see LaneMPLS).
+	Kind string `yaml:"kind"`
+	// Allow lists the source networks (CIDR, IPv4 or IPv6; a bare address
+	// is one host) that may connect; any other connection is closed before
+	// a byte is read. Default: loopback only.
+	Allow   []string `yaml:"allow"`
+	Dialect string   `yaml:"dialect"`
 	// Header is the length header: binary2, ascii4 or bcd2.
 	Header        codec.Header `yaml:"header"`
 	FrameBytesMax int          `yaml:"frame_bytes_max"`
@@ -128,6 +147,10 @@ type Route struct {
 // DefaultLane is a lane with the defaults filled in.
 func DefaultLane() LaneConfig {
 	return LaneConfig{
+		Kind: LaneMPLS,
+		// Loopback only: a lane open to every address is something an
+		// operator writes down, never a default.
+		Allow:         []string{"127.0.0.0/8", "::1/128"},
 		Dialect:       "iso87ascii",
 		Header:        codec.HeaderBinary2,
 		FrameBytesMax: defaultFrameBytesMax,
@@ -208,6 +231,24 @@ func (c Config) Validate() error {
 		if _, _, err := net.SplitHostPort(l.Listen); err != nil {
 			return bad("lane %q listen %q: %v", l.Name, l.Listen, err)
 		}
+		switch l.Kind {
+		case LaneMPLS, LaneIPSec:
+		case LanePublic:
+			// Plain TCP is never allowed from the internet, and TLS lanes
+			// are not built yet: refuse rather than serve in the clear.
+			return bad("lane %q: kind public needs TLS with client certificates, which this build does not serve yet; use mpls or ipsec behind your own TLS gateway", l.Name)
+		default:
+			return bad("lane %q: kind %q (want %s, %s or %s)", l.Name, l.Kind, LaneMPLS, LaneIPSec, LanePublic)
+		}
+		if len(l.Allow) == 0 {
+			return bad("lane %q: plain TCP needs an allowlist (allow: [CIDR, ...])", l.Name)
+		}
+		if len(l.Allow) > laneAllowMax {
+			return bad("lane %q: %d allow entries (at most %d)", l.Name, len(l.Allow), laneAllowMax)
+		}
+		if _, err := ParseAllow(l.Allow); err != nil {
+			return bad("lane %q allow: %v", l.Name, err)
+		}
 		if !known[l.Dialect] {
 			return bad("lane %q: unknown dialect %q", l.Name, l.Dialect)
 		}
@@ -236,4 +277,36 @@ func (c Config) Validate() error {
 		}
 	}
 	return c.validateDirectory()
+}
+
+// ParseAllow parses an allowlist: CIDRs, or bare addresses (one host).
+func ParseAllow(list []string) ([]netip.Prefix, error) {
+	out := make([]netip.Prefix, 0, len(list))
+	for _, s := range list {
+		if p, err := netip.ParsePrefix(s); err == nil {
+			if p != p.Masked() {
+				return nil, fmt.Errorf("%q has host bits set (did you mean %s?)", s, p.Masked())
+			}
+			out = append(out, p)
+			continue
+		}
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("%q is no CIDR or address", s)
+		}
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
+}
+
+// allowed reports whether a is in one of the prefixes (an IPv4-mapped
+// IPv6 address counts as its IPv4 address).
+func allowed(list []netip.Prefix, a netip.Addr) bool {
+	a = a.Unmap()
+	for _, p := range list {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
 }

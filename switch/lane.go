@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -46,9 +47,18 @@ const (
 	refusedLaneFull     = "lane_full"           // conns_max reached
 	refusedSourceFull   = "source_full"         // conns_per_source_max reached for the remote IP
 	refusedNoFirstFrame = "first_frame_timeout" // nothing sent within first_frame_timeout
+	refusedNotAllowed   = "not_allowed"         // the source is outside the lane's allowlist
 )
 
-var refusalReasons = []string{refusedLaneFull, refusedSourceFull, refusedNoFirstFrame}
+var refusalReasons = []string{refusedLaneFull, refusedSourceFull, refusedNoFirstFrame, refusedNotAllowed}
+
+// Sources refused by the allowlist are logged once per source per
+// notAllowedLogEvery; notAllowedSourcesMax bounds the sources remembered
+// (a scan from a whole network forgets the oldest).
+const (
+	notAllowedLogEvery   = time.Minute
+	notAllowedSourcesMax = 4096
+)
 
 // Lane is one listener partners connect to, with its dialect and framing.
 type Lane struct {
@@ -65,6 +75,9 @@ type Lane struct {
 	suppressed96 atomic.Int64 // 96 lines left out since then
 
 	refusals refusalLog
+
+	allow      []netip.Prefix
+	notAllowed sourceLog
 
 	ln net.Listener
 
@@ -97,7 +110,12 @@ func NewLane(cfg LaneConfig, pipe *Pipeline, requestTimeout time.Duration, logge
 	if m == nil {
 		m = NewMetrics(nil)
 	}
+	allow, err := ParseAllow(cfg.Allow)
+	if err != nil || len(allow) == 0 {
+		return nil, fmt.Errorf("switch: lane %q: allowlist: %v", cfg.Name, err)
+	}
 	l := &Lane{
+		allow:    allow,
 		cfg:      cfg,
 		codec:    c,
 		framer:   fr,
@@ -109,6 +127,7 @@ func NewLane(cfg LaneConfig, pipe *Pipeline, requestTimeout time.Duration, logge
 		bySource: map[string]int{},
 	}
 	l.refusals = refusalLog{log: l.log, every: refusalLogInterval, counts: map[string]int64{}}
+	l.notAllowed = sourceLog{every: notAllowedLogEvery, max: notAllowedSourcesMax, last: map[netip.Addr]time.Time{}}
 	l.msgs.New = func() any { return new(codec.Message) }
 	return l, nil
 }
@@ -122,7 +141,7 @@ func (l *Lane) Start() error {
 	l.ln = ln
 	l.wg.Add(1)
 	go l.accept()
-	l.log.Info("lane listening", "addr", ln.Addr().String(), "dialect", l.cfg.Dialect,
+	l.log.Info("lane listening", "addr", ln.Addr().String(), "kind", l.cfg.Kind, "allow", l.cfg.Allow, "dialect", l.cfg.Dialect,
 		"header", l.cfg.Header, "frame_bytes_max", l.cfg.FrameBytesMax,
 		"conns_max", l.cfg.ConnsMax, "conns_per_source_max", l.cfg.ConnsPerSourceMax,
 		"inflight_max", l.cfg.InflightMax, "first_frame_timeout", l.cfg.FirstFrameTimeout,
@@ -147,6 +166,17 @@ func (l *Lane) accept() {
 			// Temporary accept errors (EMFILE…): back off instead of spinning.
 			l.log.Warn("accept failed", "err", err)
 			time.Sleep(50 * time.Millisecond)
+			continue
+		}
+		if ip, ok := remoteIP(c.RemoteAddr()); !ok || !allowed(l.allow, ip) {
+			// Before a byte is read: a stranger learns nothing but that
+			// the port is open (a firewall in front should not let it in).
+			c.Close()
+			l.refuse(refusedNotAllowed)
+			if l.notAllowed.due(ip, time.Now()) {
+				l.log.Warn("connection refused: source not in the lane's allowlist", "source", ip.String(),
+					"next_line_for_this_source_after", notAllowedLogEvery)
+			}
 			continue
 		}
 		src := sourceOf(c.RemoteAddr())
@@ -180,6 +210,45 @@ func (l *Lane) accept() {
 func (l *Lane) refuse(reason string) {
 	l.m.connsRejected.WithLabelValues(l.cfg.Name, reason).Inc()
 	l.refusals.add(reason)
+}
+
+// remoteIP is the connection's source address.
+func remoteIP(a net.Addr) (netip.Addr, bool) {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		ip, ok := netip.AddrFromSlice(ta.IP)
+		return ip.Unmap(), ok
+	}
+	ap, err := netip.ParseAddrPort(a.String())
+	return ap.Addr().Unmap(), err == nil
+}
+
+// sourceLog says when a source is due another log line: at most once per
+// every, remembering at most max sources.
+type sourceLog struct {
+	every time.Duration
+	max   int
+	mu    sync.Mutex
+	last  map[netip.Addr]time.Time
+}
+
+func (s *sourceLog) due(a netip.Addr, now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if t, ok := s.last[a]; ok && now.Sub(t) < s.every {
+		return false
+	}
+	if len(s.last) >= s.max {
+		for k, t := range s.last {
+			if now.Sub(t) >= s.every {
+				delete(s.last, k)
+			}
+		}
+		if len(s.last) >= s.max {
+			clear(s.last) // a scan of a whole network: start over
+		}
+	}
+	s.last[a] = now
+	return true
 }
 
 // sourceOf is the key conns_per_source_max counts by: the remote IP.

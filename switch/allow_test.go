@@ -1,0 +1,202 @@
+package switching_test
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	switching "github.com/switchd/switchd/switch"
+)
+
+// A lane's allowlist closes a connection from any other source before a
+// byte is read: the refused client is closed without an answer, the
+// refusal is counted (reason not_allowed) and logged once per source per
+// minute, and nothing it sent was processed; a listed source is served.
+// Loopback has many addresses, so these are real sources, not a faked
+// remote address (TestLaneAllowlistAcrossNamespaces uses a veth pair).
+func TestLaneAllowlist(t *testing.T) {
+	h := newHarness(t, nil)
+	tl := newTestLane(h, func(lc *switching.LaneConfig) { lc.Allow = []string{"127.0.0.2/32", "::1"} })
+	before := h.ledgerSums()
+	for i := 0; i < 3; i++ {
+		cl := tl.dial("127.0.0.1")
+		cl.write(purchase(100+i, "4111111111111111", 1000)) // may race the close; never answered
+		cl.closedByPeer(5 * time.Second)
+	}
+	if got := tl.rejected("not_allowed"); got != 3 {
+		t.Fatalf("rejected{reason=not_allowed} = %v, want 3", got)
+	}
+	if after := h.ledgerSums(); after != before {
+		t.Fatalf("a refused connection changed the ledger:\n%s\n%s", before, after)
+	}
+	ok := tl.dial("127.0.0.2")
+	if !ok.echo(1) {
+		t.Fatal("a listed source was not served")
+	}
+	ok.c.Close()
+	tl.mu.Lock()
+	logs := tl.logs.String()
+	tl.mu.Unlock()
+	if n := strings.Count(logs, "source not in the lane's allowlist"); n != 1 {
+		t.Errorf("%d log lines for three refusals from one source within a minute, want 1:\n%s", n, logs)
+	}
+	for _, line := range strings.Split(logs, "\n") {
+		var rec map[string]any
+		if json.Unmarshal([]byte(line), &rec) == nil && strings.Contains(fmt.Sprint(rec["msg"]), "allowlist") && rec["source"] != "127.0.0.1" {
+			t.Errorf("refusal line without its source: %s", line)
+		}
+	}
+}
+
+func TestLaneAllowConfig(t *testing.T) {
+	ok := switching.DefaultLane()
+	ok.Name, ok.Listen = "l", "127.0.0.1:0"
+	base := switching.DefaultConfig()
+	base.CardKey = "00112233445566778899aabbccddeeff"
+	for name, mutate := range map[string]func(*switching.LaneConfig){
+		"no allowlist":  func(l *switching.LaneConfig) { l.Allow = nil },
+		"host bits":     func(l *switching.LaneConfig) { l.Allow = []string{"10.0.0.1/8"} },
+		"not a network": func(l *switching.LaneConfig) { l.Allow = []string{"bank-a"} },
+		"public":        func(l *switching.LaneConfig) { l.Kind = switching.LanePublic },
+		"unknown kind":  func(l *switching.LaneConfig) { l.Kind = "internet" },
+	} {
+		c := base
+		l := ok
+		mutate(&l)
+		c.Lanes = []switching.LaneConfig{l}
+		if err := c.Validate(); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	c := base
+	l := ok
+	l.Kind, l.Allow = switching.LaneIPSec, []string{"10.20.0.0/16", "2001:db8::/32", "192.0.2.7"}
+	c.Lanes = []switching.LaneConfig{l}
+	if err := c.Validate(); err != nil {
+		t.Errorf("ipsec lane with v4, v6 and host entries: %v", err)
+	}
+}
+
+// TestLaneAllowlistAcrossNamespaces: a partner in its own network
+// namespace, reaching the lane over a veth pair from 10.231.x.2, is
+// served when its address is listed and refused before a byte when not.
+// Needs root and iproute2 (CI has both); skips otherwise.
+func TestLaneAllowlistAcrossNamespaces(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for network namespaces")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Skip("needs iproute2 (ip)")
+	}
+	ns := fmt.Sprintf("swd-allow-%d", os.Getpid())
+	host, peer := fmt.Sprintf("swdh%d", os.Getpid()%100000), fmt.Sprintf("swdp%d", os.Getpid()%100000)
+	oct := 1 + os.Getpid()%250
+	hostIP, peerIP := fmt.Sprintf("10.231.%d.1", oct), fmt.Sprintf("10.231.%d.2", oct)
+	run := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	run("netns", "add", ns)
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
+	run("link", "add", host, "type", "veth", "peer", "name", peer)
+	t.Cleanup(func() { exec.Command("ip", "link", "del", host).Run() })
+	run("link", "set", peer, "netns", ns)
+	run("addr", "add", hostIP+"/30", "dev", host)
+	run("link", "set", host, "up")
+	run("-n", ns, "addr", "add", peerIP+"/30", "dev", peer)
+	run("-n", ns, "link", "set", peer, "up")
+	run("-n", ns, "link", "set", "lo", "up")
+
+	h := newHarness(t, nil)
+	served := newTestLane(h, func(lc *switching.LaneConfig) {
+		lc.Listen, lc.Kind, lc.Allow = hostIP+":0", switching.LaneIPSec, []string{peerIP + "/32"}
+	})
+	refused := newTestLane(h, func(lc *switching.LaneConfig) {
+		lc.Name, lc.Listen, lc.Kind, lc.Allow = "other", hostIP+":0", switching.LaneIPSec, []string{"10.231.255.0/24"}
+	})
+	dialFromNS := func(addr string) net.Conn {
+		t.Helper()
+		c, err := dialInNetns(ns, addr)
+		if err != nil {
+			t.Fatalf("dial %s from %s: %v", addr, ns, err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	cl := clientOf(h, dialFromNS(served.Addr().String()))
+	if !cl.echo(1) {
+		t.Fatal("the listed partner in its namespace was not served")
+	}
+	cl.c.Close()
+	rc := clientOf(h, dialFromNS(refused.Addr().String()))
+	rc.closedByPeer(5 * time.Second)
+	if got := refused.rejected("not_allowed"); got != 1 {
+		t.Fatalf("rejected{not_allowed} = %v, want 1", got)
+	}
+	refused.mu.Lock()
+	logs := refused.logs.String()
+	refused.mu.Unlock()
+	if !strings.Contains(logs, `"source":"`+peerIP+`"`) {
+		t.Errorf("refusal not logged with the namespace's address %s:\n%s", peerIP, logs)
+	}
+}
+
+// dialInNetns dials addr from inside network namespace ns: the socket is
+// made on a thread switched into ns, and stays in it after the thread
+// switches back.
+func dialInNetns(ns, addr string) (net.Conn, error) {
+	type result struct {
+		c   net.Conn
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			runtime.UnlockOSThread()
+			done <- result{err: err}
+			return
+		}
+		defer orig.Close()
+		target, err := os.Open("/run/netns/" + ns)
+		if err != nil {
+			runtime.UnlockOSThread()
+			done <- result{err: err}
+			return
+		}
+		defer target.Close()
+		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
+			done <- result{err: err}
+			return
+		}
+		c, derr := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
+			// The thread is stuck in ns: let it die with the goroutine
+			// (no UnlockOSThread) rather than serve other goroutines.
+			done <- result{c, derr}
+			return
+		}
+		runtime.UnlockOSThread()
+		done <- result{c, derr}
+	}()
+	r := <-done
+	return r.c, r.err
+}
+
+func clientOf(h *harness, c net.Conn) *client {
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	return &client{t: h.t, c: c, br: bufio.NewReader(c), h: h}
+}
