@@ -11,7 +11,7 @@ import (
 //
 //	GET  /v1/partners              {partners}
 //	GET  /v1/partners/{id}         the partner
-//	PUT  /v1/partners/{id}         {acquirer_ids, lanes, settlement_account, withdrawal_max, payer_type, payer_types, suspended, reason}
+//	PUT  /v1/partners/{id}         {acquirer_ids, lanes, settlement_account, withdrawal_max, payer_type, payer_types, allow, suspended, reason}
 //	POST /v1/partners/{id}/suspend {reason}
 //	POST /v1/partners/{id}/resume  {reason}
 //
@@ -31,8 +31,10 @@ type partnerRequest struct {
 	WithdrawalMax int64    `json:"withdrawal_max"`
 	PayerType     string   `json:"payer_type"`
 	PayerTypes    []string `json:"payer_types"`
-	Suspended     bool     `json:"suspended"`
-	Reason        string   `json:"reason"`
+	// Allow: source networks (CIDR) the partner's messages may come from.
+	Allow     []string `json:"allow"`
+	Suspended bool     `json:"suspended"`
+	Reason    string   `json:"reason"`
 }
 
 // partnerView is a partner after a change.
@@ -84,7 +86,7 @@ func (s *Server) putPartner(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	_, existed := s.ledger.Directory().Partner(id)
 	p := store.Partner{ID: id, AcquirerIDs: req.AcquirerIDs, Lanes: req.Lanes, SettlementAccount: req.SettlementAccount,
-		WithdrawalMax: req.WithdrawalMax, PayerType: req.PayerType, PayerTypes: req.PayerTypes, Suspended: req.Suspended}
+		WithdrawalMax: req.WithdrawalMax, PayerType: req.PayerType, PayerTypes: req.PayerTypes, Allow: req.Allow, Suspended: req.Suspended}
 	status := http.StatusOK
 	if !existed {
 		status = http.StatusCreated

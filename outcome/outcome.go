@@ -35,6 +35,9 @@ var (
 	ErrDestinationUnavailable = errors.New("switch: destination unavailable")
 	// ErrUnsupported: a well-formed request the switch does not handle.
 	ErrUnsupported = errors.New("switch: unsupported request")
+	// ErrSourceNotAllowed: the message's partner may not send from the
+	// connection's address (the partner's own allowlist).
+	ErrSourceNotAllowed = errors.New("switch: source address not allowed for this partner")
 	// ErrPartnerSuspended: ops suspended the sending partner.
 	ErrPartnerSuspended = errors.New("switch: partner suspended")
 	// ErrBadRequest: an ops request that does not parse (the detail says
@@ -63,6 +66,7 @@ const (
 	NotPermitted         = "57"
 	ExceedsLimit         = "61"
 	RestrictedCard       = "62"
+	SecurityViolation    = "63"
 	IssuerUnavailable    = "91"
 	DuplicateTransmision = "94"
 	SystemMalfunction    = "96"
@@ -135,6 +139,7 @@ var table = []struct {
 	{ErrNotPermitted, Outcome{Code: NotPermitted, HTTPStatus: http.StatusForbidden, Problem: "not-permitted", Title: "Transaction not permitted"}},
 	{ErrNoRoute, Outcome{Code: DoNotHonor, HTTPStatus: http.StatusUnprocessableEntity, Problem: "no-route", Title: "No route"}},
 	{ErrLimitExceeded, Outcome{Code: ExceedsLimit, HTTPStatus: http.StatusUnprocessableEntity, Problem: "limit-exceeded", Title: "Amount exceeds limit"}},
+	{ErrSourceNotAllowed, Outcome{Code: SecurityViolation, HTTPStatus: http.StatusForbidden, Problem: "source-not-allowed", Title: "Source address not allowed for this partner"}},
 	{ErrPartnerSuspended, Outcome{Code: RestrictedCard, HTTPStatus: http.StatusForbidden, Problem: "partner-suspended", Title: "Partner suspended"}},
 	{ErrBadRequest, Outcome{Code: SystemMalfunction, HTTPStatus: http.StatusBadRequest, Problem: "bad-request", Title: "Bad request", Detail: true}},
 	{ErrBodyTooLarge, Outcome{Code: SystemMalfunction, HTTPStatus: http.StatusRequestEntityTooLarge, Problem: "too-large", Title: "Body too large", Detail: true}},

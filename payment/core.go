@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"hash"
 	"log/slog"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -134,21 +135,26 @@ func (c *Core) fingerprint(pan PAN, parts []string) string {
 // outcome.ErrPartnerSuspended). A refusal is confirmed like Submit's.
 // Submit starts with the same checks; a front door calls Admit itself
 // only to rank its own refusals after the partner's.
-func (c *Core) Admit(ctx context.Context, lane, acquirer string) (*store.Partner, error) {
-	p, err := admit(c.dir(), lane, acquirer)
+func (c *Core) Admit(ctx context.Context, lane string, source netip.Addr, acquirer string) (*store.Partner, error) {
+	p, err := admit(c.dir(), lane, source, acquirer)
 	if err == nil {
 		return p, nil
 	}
 	if rerr := c.ledger.ReadIndex(ctx); rerr != nil {
 		return nil, rerr
 	}
-	return admit(c.dir(), lane, acquirer)
+	return admit(c.dir(), lane, source, acquirer)
 }
 
-func admit(d *store.Directory, lane, acquirer string) (*store.Partner, error) {
+func admit(d *store.Directory, lane string, source netip.Addr, acquirer string) (*store.Partner, error) {
 	p, ok := d.PartnerByAcquirer(acquirer)
 	if !ok || !p.OnLane(lane) {
 		return nil, fmt.Errorf("%w: acquirer %q on lane %q", outcome.ErrUnknownPartner, acquirer, lane)
+	}
+	if !p.AllowsSource(source) {
+		// The lane let the address in (its list covers every partner's
+		// networks); this partner's own list does not name it.
+		return nil, fmt.Errorf("%w: partner %s from %s", outcome.ErrSourceNotAllowed, p.ID, source)
 	}
 	if p.Suspended {
 		return nil, fmt.Errorf("%w: %s", outcome.ErrPartnerSuspended, p.ID)
@@ -180,7 +186,7 @@ type decision struct {
 // suspension, payer type, the partner's limits, the route.
 func decide(d *store.Directory, in *Intent) (decision, error) {
 	var dc decision
-	p, err := admit(d, in.Lane, in.Acquirer)
+	p, err := admit(d, in.Lane, in.Source, in.Acquirer)
 	if err != nil {
 		return dc, err
 	}

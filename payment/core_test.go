@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"strings"
 	"testing"
 
@@ -101,10 +102,10 @@ func TestLaneCheck(t *testing.T) {
 	if _, err := n.submit(intent(t, payment.KindPurchase, "demo", "999999", panRich, 100, 2)); !errors.Is(err, outcome.ErrUnknownPartner) {
 		t.Fatalf("unknown acquirer: %v", err)
 	}
-	if _, err := n.core.Admit(context.Background(), "east", "100002"); !errors.Is(err, outcome.ErrUnknownPartner) {
+	if _, err := n.core.Admit(context.Background(), "east", netip.Addr{}, "100002"); !errors.Is(err, outcome.ErrUnknownPartner) {
 		t.Fatalf("Admit off the lanes: %v", err)
 	}
-	if p, err := n.core.Admit(context.Background(), "demo", "00100002"); err != nil || p.ID != "demo-agents" {
+	if p, err := n.core.Admit(context.Background(), "demo", netip.Addr{}, "00100002"); err != nil || p.ID != "demo-agents" {
 		t.Fatalf("Admit with leading zeros: %v %v", p, err)
 	}
 	in.Lane = "demo"
@@ -394,5 +395,48 @@ func TestCardHash(t *testing.T) {
 				t.Fatalf("%s: %s, want %s", mustPAN(t, s), got, want)
 			}
 		}
+	}
+}
+
+// A partner with an allowlist of its own is refused (63, security
+// violation) from any other source, and nothing is posted; from a listed
+// one it is served. A partner without one is served from anywhere its
+// lane lets in.
+func TestPartnerSourceAllowlist(t *testing.T) {
+	n := newTestNode(t, nil)
+	p, _ := n.st.Directory().Partner("demo-acquirer")
+	listed := *p
+	listed.Allow = []string{"10.20.0.0/16", "2001:db8::1"}
+	n.admin(store.OpPutPartner, "allow", store.Admin{Actor: "t", Reason: "partner networks", Partner: &listed})
+	before, count := n.account("card-4111"), n.transfers("card-4111")
+	for i, src := range []string{"10.30.0.1", "127.0.0.1", "2001:db8::2"} {
+		in := intent(t, payment.KindPurchase, "demo", "100001", panRich, 100, 40+i)
+		in.Source = netip.MustParseAddr(src)
+		if _, err := n.submit(in); !errors.Is(err, outcome.ErrSourceNotAllowed) || outcome.Code(err) != "63" {
+			t.Fatalf("from %s: %v, want 63", src, err)
+		}
+	}
+	if got := n.account("card-4111"); got != before || n.transfers("card-4111") != count {
+		t.Fatalf("refused requests moved money: %+v → %+v", before, got)
+	}
+	for i, src := range []string{"10.20.3.4", "2001:db8::1", "::ffff:10.20.0.9"} {
+		in := intent(t, payment.KindPurchase, "demo", "100001", panRich, 100, 50+i)
+		in.Source = netip.MustParseAddr(src)
+		if _, err := n.submit(in); err != nil {
+			t.Fatalf("from listed %s: %v", src, err)
+		}
+	}
+	// Another partner has no list: any source its lane lets in.
+	in := intent(t, payment.KindPurchase, "demo", "200001", panRich, 100, 60)
+	in.Source = netip.MustParseAddr("192.0.2.1")
+	if _, err := n.submit(in); err != nil {
+		t.Fatalf("partner without a list: %v", err)
+	}
+	bad := listed
+	bad.Allow = []string{"10.20.0.1/16"}
+	if res, err := n.node.Propose(context.Background(), store.Command{Op: store.OpPutPartner, Key: "bad-allow", Time: 1,
+		Admin: &store.Admin{Actor: "t", Reason: "typo", Partner: &bad}}); err != nil || res.Status != store.StatusInvalidChange ||
+		!strings.Contains(res.Detail, "partner.allow") {
+		t.Fatalf("allowlist with host bits: %+v %v", res, err)
 	}
 }

@@ -9,6 +9,7 @@ package payment
 
 import (
 	"github.com/switchd/switchd/store"
+	"net/netip"
 )
 
 // Kind is what an Intent asks for.
@@ -83,6 +84,9 @@ type Intent struct {
 	// Lane is the name of the lane (or front door endpoint) the request
 	// came in on; the partner must list it (store.Partner.Lanes).
 	Lane string
+	// Source is the address the request came from (the connection's
+	// remote IP); a partner with an allowlist is refused from elsewhere.
+	Source netip.Addr
 	// Acquirer identifies the partner: ISO 8583 field 32 (leading zeros
 	// ignored).
 	Acquirer string

@@ -454,7 +454,7 @@ func (t *txn) putPartner(c *Command) Result {
 		in   []string
 		out  *[]string
 		name string
-	}{{in.AcquirerIDs, &p.AcquirerIDs, "acquirer_ids"}, {in.Lanes, &p.Lanes, "lanes"}, {in.PayerTypes, &p.PayerTypes, "payer_types"}} {
+	}{{in.AcquirerIDs, &p.AcquirerIDs, "acquirer_ids"}, {in.Lanes, &p.Lanes, "lanes"}, {in.PayerTypes, &p.PayerTypes, "payer_types"}, {in.Allow, &p.Allow, "allow"}} {
 		if len(l.in) > partnerListMax {
 			return changeErr("partner."+l.name, "%d entries, at most %d", len(l.in), partnerListMax)
 		}
@@ -472,7 +472,7 @@ func (t *txn) putPartner(c *Command) Result {
 		same := *before
 		same.Suspended = p.Suspended
 		if before.Suspended != p.Suspended && slices.Equal(same.AcquirerIDs, p.AcquirerIDs) &&
-			slices.Equal(same.Lanes, p.Lanes) && slices.Equal(same.PayerTypes, p.PayerTypes) &&
+			slices.Equal(same.Lanes, p.Lanes) && slices.Equal(same.PayerTypes, p.PayerTypes) && slices.Equal(same.Allow, p.Allow) &&
 			same.SettlementAccount == p.SettlementAccount && same.WithdrawalMax == p.WithdrawalMax &&
 			same.PayerType == p.PayerType {
 			action = map[bool]string{true: "partner.suspend", false: "partner.resume"}[p.Suspended]
@@ -517,6 +517,12 @@ func (d *Directory) CheckPartner(p Partner, accounts AccountLookup) error {
 		if !validToken(pt, payerTypeBytesMax) {
 			return changeError("partner.payer_types", "%q is not a payer type", pt)
 		}
+	}
+	if len(p.Allow) > partnerListMax {
+		return changeError("partner.allow", "%d entries, at most %d", len(p.Allow), partnerListMax)
+	}
+	if _, err := ParseAllow(p.Allow); err != nil {
+		return changeError("partner.allow", "%v", err)
 	}
 	if p.SettlementAccount != "" && !hasAccount(accounts, p.SettlementAccount) {
 		return changeError("partner.settlement_account", "no account %q", p.SettlementAccount)

@@ -1,6 +1,8 @@
 package store
 
 import (
+	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 )
@@ -92,6 +94,48 @@ type Partner struct {
 	// Suspended partners are refused on every lane (ISO 62, HTTP 403);
 	// their history stays.
 	Suspended bool `json:"suspended,omitempty"`
+	// Allow, when set, lists the source networks (CIDR or address) the
+	// partner's messages may come from, inside its lanes' own allowlists.
+	Allow []string `json:"allow,omitempty"`
+	// allow is Allow parsed, filled when the partner enters a directory.
+	allow []netip.Prefix
+}
+
+// AllowsSource reports whether a message of p may come from a: always
+// when p has no allowlist of its own.
+func (p *Partner) AllowsSource(a netip.Addr) bool {
+	if len(p.Allow) == 0 {
+		return true
+	}
+	a = a.Unmap()
+	for _, n := range p.allow {
+		if n.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// ParseAllow parses a source allowlist (lanes' and partners'): CIDRs, IPv4
+// or IPv6, or bare addresses (one host each). A CIDR with host bits set is
+// refused: "10.0.0.1/8" is a typo more often than a network.
+func ParseAllow(list []string) ([]netip.Prefix, error) {
+	out := make([]netip.Prefix, 0, len(list))
+	for _, s := range list {
+		if p, err := netip.ParsePrefix(s); err == nil {
+			if p != p.Masked() {
+				return nil, fmt.Errorf("%q has host bits set (did you mean %s?)", s, p.Masked())
+			}
+			out = append(out, p)
+			continue
+		}
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("%q is no CIDR or address", s)
+		}
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
 }
 
 // MayRefineTo reports whether a message of p may name payer type t.
@@ -178,6 +222,9 @@ func (d *Directory) deleteRoute(id string) {
 }
 
 func (d *Directory) putPartner(p *Partner) {
+	if len(p.Allow) > 0 && p.allow == nil {
+		p.allow, _ = ParseAllow(p.Allow) // checked by CheckPartner before it was stored
+	}
 	if old := d.partners[p.ID]; old != nil {
 		for _, a := range old.AcquirerIDs {
 			delete(d.acquirers, TrimZeros(a))

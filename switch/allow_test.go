@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/switchd/switchd/config"
 	switching "github.com/switchd/switchd/switch"
 )
 
@@ -203,4 +204,33 @@ func dialInNetns(ns, addr string) (net.Conn, error) {
 func clientOf(h *harness, c net.Conn) *client {
 	c.SetDeadline(time.Now().Add(30 * time.Second))
 	return &client{t: h.t, c: c, br: bufio.NewReader(c), h: h}
+}
+
+// A partner's own allowlist, inside the lane's: from a listed address its
+// purchase is approved; from another address the lane lets in, the same
+// partner's purchase is declined 63 and posts nothing.
+func TestPartnerAllowlistOnTheLane(t *testing.T) {
+	h := newHarness(t, func(f *config.File) {
+		for i := range f.Switch.Partners {
+			if f.Switch.Partners[i].ID == "demo-acquirer" {
+				f.Switch.Partners[i].Allow = []string{"127.0.0.2/32"}
+			}
+		}
+	})
+	tl := newTestLane(h, func(lc *switching.LaneConfig) { lc.Name = "demo" }) // the partner's lane, all of loopback
+	before := h.ledgerSums()
+	cl := tl.dial("127.0.0.1")
+	cl.write(purchase(201, "4111111111111111", 1000))
+	m, err := cl.read()
+	if err != nil || m.Get(39) != "63" {
+		t.Fatalf("purchase from an address outside the partner's list: %v %v, want 63", err, m)
+	}
+	if after := h.ledgerSums(); after != before {
+		t.Fatalf("a refused purchase changed the ledger:\n%s\n%s", before, after)
+	}
+	ok := tl.dial("127.0.0.2")
+	ok.write(purchase(202, "4111111111111111", 1000))
+	if m, err := ok.read(); err != nil || m.Get(39) != "00" {
+		t.Fatalf("purchase from the partner's listed address: %v %v", err, m)
+	}
 }

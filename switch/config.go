@@ -10,6 +10,7 @@ import (
 	"github.com/switchd/switchd/codec"
 	"github.com/switchd/switchd/payment"
 	"github.com/switchd/switchd/specs"
+	"github.com/switchd/switchd/store"
 )
 
 // Limits on what config may ask for. Each bounds memory or time a lane can
@@ -125,6 +126,10 @@ type Partner struct {
 	// PayerTypes those messages may refine it to (field 48 PT=).
 	PayerType  string   `yaml:"payer_type"`
 	PayerTypes []string `yaml:"payer_types"`
+	// Allow, when set, lists the source networks (CIDR or address) the
+	// partner's messages may come from, within its lanes' allowlists; a
+	// message from elsewhere is declined 63.
+	Allow []string `yaml:"allow"`
 }
 
 // Route sends a request to a destination (store.Route once seeded).
@@ -279,25 +284,9 @@ func (c Config) Validate() error {
 	return c.validateDirectory()
 }
 
-// ParseAllow parses an allowlist: CIDRs, or bare addresses (one host).
-func ParseAllow(list []string) ([]netip.Prefix, error) {
-	out := make([]netip.Prefix, 0, len(list))
-	for _, s := range list {
-		if p, err := netip.ParsePrefix(s); err == nil {
-			if p != p.Masked() {
-				return nil, fmt.Errorf("%q has host bits set (did you mean %s?)", s, p.Masked())
-			}
-			out = append(out, p)
-			continue
-		}
-		a, err := netip.ParseAddr(s)
-		if err != nil {
-			return nil, fmt.Errorf("%q is no CIDR or address", s)
-		}
-		out = append(out, netip.PrefixFrom(a, a.BitLen()))
-	}
-	return out, nil
-}
+// ParseAllow is store.ParseAllow: one parser for lanes' and partners'
+// allowlists.
+func ParseAllow(list []string) ([]netip.Prefix, error) { return store.ParseAllow(list) }
 
 // allowed reports whether a is in one of the prefixes (an IPv4-mapped
 // IPv6 address counts as its IPv4 address).

@@ -20,7 +20,7 @@ func (c Config) DirectorySeeds() ([]store.Partner, []store.Route) {
 		sp := store.Partner{
 			ID: p.ID, AcquirerIDs: slices.Clone(p.AcquirerIDs), Lanes: slices.Clone(p.Lanes),
 			SettlementAccount: p.SettlementAccount, WithdrawalMax: p.WithdrawalMax,
-			PayerType: p.PayerType, PayerTypes: slices.Clone(p.PayerTypes),
+			PayerType: p.PayerType, PayerTypes: slices.Clone(p.PayerTypes), Allow: slices.Clone(p.Allow),
 		}
 		if len(sp.Lanes) == 0 {
 			for _, l := range c.Lanes {

@@ -168,7 +168,8 @@ func (l *Lane) accept() {
 			time.Sleep(50 * time.Millisecond)
 			continue
 		}
-		if ip, ok := remoteIP(c.RemoteAddr()); !ok || !allowed(l.allow, ip) {
+		ip, ok := remoteIP(c.RemoteAddr())
+		if !ok || !allowed(l.allow, ip) {
 			// Before a byte is read: a stranger learns nothing but that
 			// the port is open (a firewall in front should not let it in).
 			c.Close()
@@ -194,7 +195,7 @@ func (l *Lane) accept() {
 			l.wg.Add(1)
 			l.mu.Unlock()
 			l.m.conns.WithLabelValues(l.cfg.Name).Inc()
-			go l.serve(c, src)
+			go l.serve(c, src, ip)
 			continue
 		}
 		l.mu.Unlock()
@@ -278,7 +279,7 @@ const (
 // closes: the reader stops, the requests in flight finish (each bounded by
 // the request timeout), the writer flushes their answers (each write
 // bounded by write_timeout), and only then is the connection closed.
-func (l *Lane) serve(c net.Conn, src string) {
+func (l *Lane) serve(c net.Conn, src string, ip netip.Addr) {
 	remote := c.RemoteAddr().String()
 	log := l.log.With("remote", remote)
 	// A connection is logged at info once it has sent a frame: one that
@@ -346,7 +347,7 @@ func (l *Lane) serve(c net.Conn, src string) {
 		go func() {
 			defer handlers.Done()
 			defer func() { <-sem }()
-			if b := l.handle(log, frame); b != nil {
+			if b := l.handle(log, ip, frame); b != nil {
 				out <- b
 				return
 			}
@@ -449,7 +450,7 @@ func (l *Lane) write(c net.Conn, out <-chan []byte) bool {
 
 // handle answers one frame; nil means the frame could not be answered and
 // the connection must close.
-func (l *Lane) handle(log *slog.Logger, frame []byte) []byte {
+func (l *Lane) handle(log *slog.Logger, ip netip.Addr, frame []byte) []byte {
 	start := time.Now()
 	req := l.msgs.Get().(*codec.Message)
 	resp := l.msgs.Get().(*codec.Message)
@@ -475,7 +476,7 @@ func (l *Lane) handle(log *slog.Logger, frame []byte) []byte {
 		resp.Set(39, outcome.FormatError)
 	} else {
 		ctx, cancel := context.WithTimeout(context.Background(), l.timeout)
-		err = l.pipe.Process(ctx, l.cfg.Name, req, resp)
+		err = l.pipe.Process(ctx, l.cfg.Name, ip, req, resp)
 		cancel()
 	}
 	packed, perr := l.codec.Pack(nil, resp)

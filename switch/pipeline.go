@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"strconv"
 	"strings"
 
@@ -36,13 +37,13 @@ func NewPipeline(core *payment.Core, logger *slog.Logger) *Pipeline {
 
 // Process answers req, which came in on lane, into resp and returns the
 // error behind a decline (nil for approvals).
-func (p *Pipeline) Process(ctx context.Context, lane string, req, resp *codec.Message) error {
+func (p *Pipeline) Process(ctx context.Context, lane string, source netip.Addr, req, resp *codec.Message) error {
 	r, err := codec.ParseRequest(req)
 	if err != nil {
 		respond(req, resp, err, "", nil)
 		return err
 	}
-	auth, bal, err := p.dispatch(ctx, lane, r)
+	auth, bal, err := p.dispatch(ctx, lane, source, r)
 	respond(req, resp, err, auth, bal)
 	return err
 }
@@ -58,16 +59,17 @@ func respond(req, resp *codec.Message, err error, authCode string, bal []codec.B
 	}
 }
 
-func (p *Pipeline) dispatch(ctx context.Context, lane string, r *codec.Request) (string, []codec.Balance, error) {
+func (p *Pipeline) dispatch(ctx context.Context, lane string, source netip.Addr, r *codec.Request) (string, []codec.Balance, error) {
 	class := r.MTI.Class()
 	if class == "080" {
 		return "", nil, network(r)
 	}
 	in, err := intentOf(lane, r, class)
+	in.Source = source
 	if err != nil {
 		// Who sends is checked before what they ask: an unknown or
 		// suspended partner learns nothing about what is supported.
-		if _, aerr := p.core.Admit(ctx, lane, r.Acquirer); aerr != nil {
+		if _, aerr := p.core.Admit(ctx, lane, source, r.Acquirer); aerr != nil {
 			return "", nil, aerr
 		}
 		return "", nil, err

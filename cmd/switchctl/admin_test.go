@@ -39,6 +39,16 @@ func TestAdminAgainstSwitchd(t *testing.T) {
 		t.Errorf("partners set --lanes:\n%s", out)
 	}
 
+	// A partner's own source allowlist; a CIDR with host bits is refused
+	// naming the field, and the partner keeps its list.
+	out = must(as("alice", "partners", "set", "acme", "--allow", "127.0.0.0/8,2001:db8::/32", "--reason", "partner networks"))
+	if !regexp.MustCompile(`allow\s+127\.0\.0\.0/8,2001:db8::/32`).MatchString(out) {
+		t.Errorf("partners set --allow:\n%s", out)
+	}
+	if code, _, errOut := as("alice", "partners", "set", "acme", "--allow", "127.0.0.1/8", "--reason", "typo"); code != 1 || !strings.Contains(errOut, "partner.allow") {
+		t.Errorf("--allow with host bits: exit %d %s", code, errOut)
+	}
+
 	// Accounts: created through the cluster, audited with the actor.
 	out = must(as("dave", "accounts", "create", "biller-water-co", "--kind", "biller", "--currency", "USD", "--floor", "-10.00"))
 	if !strings.Contains(out, "account biller-water-co: biller USD, posted 0.00") {

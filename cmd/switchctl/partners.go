@@ -20,7 +20,7 @@ import (
 //
 //	switchctl partners list | get ID
 //	switchctl partners set ID [--acquirer-ids A,B] [--lanes L,M] [--settlement-account A]
-//	    [--withdrawal-max 500.00 [--currency USD]] [--payer-type T] [--payer-types T,U] --reason TEXT
+//	    [--withdrawal-max 500.00 [--currency USD]] [--payer-type T] [--payer-types T,U] [--allow CIDR,…] --reason TEXT
 //	switchctl partners suspend ID --reason TEXT | resume ID --reason TEXT
 //	switchctl agents list | get PARTNER:TERMINAL
 //	switchctl agents set PARTNER:TERMINAL [--currency USD] [--cash-limit 500.00] [--reason TEXT]
@@ -39,6 +39,7 @@ type partner struct {
 	WithdrawalMax     int64    `json:"withdrawal_max"`
 	PayerType         string   `json:"payer_type"`
 	PayerTypes        []string `json:"payer_types"`
+	Allow             []string `json:"allow"`
 	Suspended         bool     `json:"suspended"`
 }
 
@@ -194,6 +195,7 @@ func partnerSet(ctx context.Context, o *opsFlags, fs *flag.FlagSet, args []strin
 	ccy := fs.String("currency", "", "currency of --withdrawal-max (default: the settlement account's)")
 	ptype := fs.String("payer-type", "", "payer type of its messages, e.g. bank_customer")
 	ptypes := fs.String("payer-types", "", "other payer types its messages may name, comma-separated (e.g. otc_agent)")
+	allow := fs.String("allow", "", "source networks its messages may come from, comma-separated CIDRs (empty: what its lanes allow)")
 	reason := fs.String("reason", "", "why (required: the audit chain records it)")
 	pos, err := parseCmd(fs, args, stdout)
 	if err != nil {
@@ -203,7 +205,7 @@ func partnerSet(ctx context.Context, o *opsFlags, fs *flag.FlagSet, args []strin
 		return usagef("partners set: want one partner id and --reason")
 	}
 	id := pos[0]
-	cur := partner{ID: id, AcquirerIDs: []string{}, Lanes: []string{}, PayerTypes: []string{}}
+	cur := partner{ID: id, AcquirerIDs: []string{}, Lanes: []string{}, PayerTypes: []string{}, Allow: []string{}}
 	code, body, err := o.call(ctx, http.MethodGet, "/v1/partners/"+url.PathEscape(id), nil, opsBodyBytesMax, http.StatusNotFound)
 	if err != nil {
 		return err
@@ -217,7 +219,7 @@ func partnerSet(ctx context.Context, o *opsFlags, fs *flag.FlagSet, args []strin
 		name string
 		val  *string
 		into *[]string
-	}{{"acquirer-ids", acq, &cur.AcquirerIDs}, {"lanes", lanes, &cur.Lanes}, {"payer-types", ptypes, &cur.PayerTypes}} {
+	}{{"acquirer-ids", acq, &cur.AcquirerIDs}, {"lanes", lanes, &cur.Lanes}, {"payer-types", ptypes, &cur.PayerTypes}, {"allow", allow, &cur.Allow}} {
 		if isSet(fs, l.name) {
 			*l.into = list(*l.val)
 		}
@@ -246,7 +248,7 @@ func partnerSet(ctx context.Context, o *opsFlags, fs *flag.FlagSet, args []strin
 	}
 	req := map[string]any{"acquirer_ids": cur.AcquirerIDs, "lanes": cur.Lanes, "settlement_account": cur.SettlementAccount,
 		"withdrawal_max": cur.WithdrawalMax, "payer_type": cur.PayerType, "payer_types": cur.PayerTypes,
-		"suspended": cur.Suspended, "reason": *reason}
+		"allow": cur.Allow, "suspended": cur.Suspended, "reason": *reason}
 	body, err = o.write(ctx, http.MethodPut, "/v1/partners/"+url.PathEscape(id), req, opsBodyBytesMax)
 	if err != nil || o.json {
 		return jsonOr(err, stdout, body)
@@ -270,6 +272,7 @@ func printPartner(ctx context.Context, o *opsFlags, stdout io.Writer, body []byt
 	fmt.Fprintf(tw, "id\t%s\nstate\t%s\nacquirer ids\t%s\nlanes\t%s\n", p.ID, partnerState(p), strings.Join(p.AcquirerIDs, ","), orDash(strings.Join(p.Lanes, ",")))
 	fmt.Fprintf(tw, "payer type\t%s\nalso\t%s\nsettlement account\t%s\nwithdrawal max\t%s\n", p.PayerType, orDash(strings.Join(p.PayerTypes, ",")),
 		orDash(p.SettlementAccount), withdrawalMax(p, accountCurrency(ctx, o, p.SettlementAccount)))
+	fmt.Fprintf(tw, "allow\t%s\n", orDash(strings.Join(p.Allow, ",")))
 	return tw.Flush()
 }
 
