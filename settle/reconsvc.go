@@ -253,15 +253,19 @@ func (s *Service) Recon(id string) (ReconStatus, error) {
 		return ReconStatus{}, fmt.Errorf("settle: recon %s meta: %w", id, err)
 	}
 	st := ReconStatus{ID: id, Day: meta.Day, Partner: meta.Partner}
+	// The job first, then its files: a job writes its result or error
+	// before it stops being active, so a job that ends between the two
+	// checks has left its file for the second. (The other order read "no
+	// result yet", then "no job", and called a finished one interrupted.)
+	spec := Spec{Kind: KindRecon, Day: meta.Day, Partner: meta.Partner, Recon: id}
+	if job, ok := s.jobs.activeJob(spec); ok {
+		st.State, st.Job = job.State, job.ID
+		return st, nil
+	}
 	if r, err := s.result(id); err == nil {
 		st.State = JobDone
 		st.ReconSummary = &ReconSummary{PartnerRows: r.PartnerRows, BillerRows: r.BillerRows, LedgerRows: r.LedgerRows,
 			Matched: r.Matched, Counts: r.Counts, Owners: Owners}
-		return st, nil
-	}
-	spec := Spec{Kind: KindRecon, Day: meta.Day, Partner: meta.Partner, Recon: id}
-	if job, ok := s.jobs.activeJob(spec); ok {
-		st.State, st.Job = job.State, job.ID
 		return st, nil
 	}
 	if msg, err := os.ReadFile(filepath.Join(dir, "error.txt")); err == nil {
