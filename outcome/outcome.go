@@ -38,6 +38,9 @@ var (
 	// ErrSourceNotAllowed: the message's partner may not send from the
 	// connection's address (the partner's own allowlist).
 	ErrSourceNotAllowed = errors.New("switch: source address not allowed for this partner")
+	// ErrNotSignedOn: a financial message on a lane that requires sign-on,
+	// before the connection signed on (or after it signed off).
+	ErrNotSignedOn = errors.New("switch: connection not signed on")
 	// ErrPartnerSuspended: ops suspended the sending partner.
 	ErrPartnerSuspended = errors.New("switch: partner suspended")
 	// ErrBadRequest: an ops request that does not parse (the detail says
@@ -140,6 +143,7 @@ var table = []struct {
 	{ErrNoRoute, Outcome{Code: DoNotHonor, HTTPStatus: http.StatusUnprocessableEntity, Problem: "no-route", Title: "No route"}},
 	{ErrLimitExceeded, Outcome{Code: ExceedsLimit, HTTPStatus: http.StatusUnprocessableEntity, Problem: "limit-exceeded", Title: "Amount exceeds limit"}},
 	{ErrSourceNotAllowed, Outcome{Code: SecurityViolation, HTTPStatus: http.StatusForbidden, Problem: "source-not-allowed", Title: "Source address not allowed for this partner"}},
+	{ErrNotSignedOn, Outcome{Code: IssuerUnavailable, HTTPStatus: http.StatusServiceUnavailable, Problem: "not-signed-on", Title: "Sign on first"}},
 	{ErrPartnerSuspended, Outcome{Code: RestrictedCard, HTTPStatus: http.StatusForbidden, Problem: "partner-suspended", Title: "Partner suspended"}},
 	{ErrBadRequest, Outcome{Code: SystemMalfunction, HTTPStatus: http.StatusBadRequest, Problem: "bad-request", Title: "Bad request", Detail: true}},
 	{ErrBodyTooLarge, Outcome{Code: SystemMalfunction, HTTPStatus: http.StatusRequestEntityTooLarge, Problem: "too-large", Title: "Body too large", Detail: true}},

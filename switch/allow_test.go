@@ -234,3 +234,90 @@ func TestPartnerAllowlistOnTheLane(t *testing.T) {
 		t.Fatalf("purchase from the partner's listed address: %v %v", err, m)
 	}
 }
+
+// A lane that requires sign-on refuses financial messages (91) on a
+// connection until it signs on (0800/001), and again after it signs off
+// (0800/002); echoes are answered either way and sign nothing on; each
+// connection has its own session, counted while signed on.
+func TestRequireSignOn(t *testing.T) {
+	h := newHarness(t, nil)
+	tl := newTestLane(h, func(lc *switching.LaneConfig) { lc.Name, lc.RequireSignOn = "demo", true })
+	network := func(cl *client, stan int, code string) string {
+		cl.write(fmt.Sprintf("0800 7=1121120000 11=%06d 70=%s", stan, code))
+		m, err := cl.read()
+		if err != nil || m.MTI != "0810" {
+			t.Fatalf("0800/%s: %v %v", code, err, m)
+		}
+		return m.Get(39)
+	}
+	buy := func(cl *client, stan int) string {
+		cl.write(purchase(stan, "4111111111111111", 100))
+		m, err := cl.read()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m.Get(39)
+	}
+	before := h.ledgerSums()
+	cl := tl.dial("127.0.0.1")
+	if rc := buy(cl, 1); rc != "91" {
+		t.Fatalf("purchase before sign-on: %s, want 91", rc)
+	}
+	if rc := network(cl, 2, "301"); rc != "00" {
+		t.Fatalf("echo before sign-on: %s", rc)
+	}
+	if rc := buy(cl, 3); rc != "91" {
+		t.Fatalf("purchase after an echo only: %s, want 91", rc)
+	}
+	if after := h.ledgerSums(); after != before {
+		t.Fatalf("refused purchases changed the ledger")
+	}
+	if rc := network(cl, 4, "001"); rc != "00" {
+		t.Fatalf("sign-on: %s", rc)
+	}
+	if got := tl.gauge("switchd_lane_sessions_signed_on"); got != 1 {
+		t.Errorf("signed-on sessions = %v, want 1", got)
+	}
+	if rc := buy(cl, 5); rc != "00" {
+		t.Fatalf("purchase after sign-on: %s", rc)
+	}
+	other := tl.dial("127.0.0.1")
+	if rc := buy(other, 6); rc != "91" {
+		t.Fatalf("another connection rides on the first one's sign-on: %s", rc)
+	}
+	if rc := network(cl, 7, "002"); rc != "00" {
+		t.Fatalf("sign-off: %s", rc)
+	}
+	if rc := buy(cl, 8); rc != "91" {
+		t.Fatalf("purchase after sign-off: %s, want 91", rc)
+	}
+	if got := tl.gauge("switchd_lane_sessions_signed_on"); got != 0 {
+		t.Errorf("signed-on sessions after sign-off = %v, want 0", got)
+	}
+	network(cl, 9, "001")
+	cl.c.Close()
+	other.c.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for tl.gauge("switchd_lane_sessions_signed_on") != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("a closed connection's session still counted")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// gauge is the lane's value of a gauge family.
+func (tl *testLane) gauge(name string) float64 {
+	mfs, err := tl.reg.Gather()
+	if err != nil {
+		tl.h.t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			for _, m := range mf.GetMetric() {
+				return m.GetGauge().GetValue()
+			}
+		}
+	}
+	return 0
+}

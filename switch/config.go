@@ -106,6 +106,11 @@ type LaneConfig struct {
 	// lanes of its own gets the lanes that name it (when the directory is
 	// seeded; the replicated partner's lanes are what admits it).
 	Partners []string `yaml:"partners"`
+	// RequireSignOn refuses financial messages on a connection (91) until
+	// it has signed on (0800 with field 70 = 001); a sign-off (002) ends
+	// that session, echoes (301) keep the connection alive, and the
+	// session ends with the connection (idle_timeout closes an idle one).
+	RequireSignOn bool `yaml:"require_sign_on"`
 }
 
 // Partner is an institution that sends us messages (store.Partner once

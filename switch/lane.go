@@ -213,6 +213,30 @@ func (l *Lane) refuse(reason string) {
 	l.refusals.add(reason)
 }
 
+// session is one connection's financial session: signed on or not.
+type session struct {
+	signedOn atomic.Bool
+}
+
+// network records a network management message the pipeline approved.
+func (s *session) network(l *Lane, code string) {
+	switch code {
+	case codec.NetworkSignOn:
+		if !s.signedOn.Swap(true) {
+			l.m.signedOn.WithLabelValues(l.cfg.Name).Inc()
+		}
+	case codec.NetworkSignOff:
+		s.end(l)
+	}
+}
+
+// end closes the session (sign-off, or the connection closing).
+func (s *session) end(l *Lane) {
+	if s.signedOn.Swap(false) {
+		l.m.signedOn.WithLabelValues(l.cfg.Name).Dec()
+	}
+}
+
 // remoteIP is the connection's source address.
 func remoteIP(a net.Addr) (netip.Addr, bool) {
 	if ta, ok := a.(*net.TCPAddr); ok {
@@ -288,7 +312,9 @@ func (l *Lane) serve(c net.Conn, src string, ip netip.Addr) {
 	log.Debug("connection accepted")
 	frames := 0
 	var lingered bool
+	sess := &session{}
 	defer func() {
+		sess.end(l) // handlers are done: the session ends with the connection
 		l.mu.Lock()
 		delete(l.conns, c)
 		if l.bySource[src]--; l.bySource[src] <= 0 {
@@ -347,7 +373,7 @@ func (l *Lane) serve(c net.Conn, src string, ip netip.Addr) {
 		go func() {
 			defer handlers.Done()
 			defer func() { <-sem }()
-			if b := l.handle(log, ip, frame); b != nil {
+			if b := l.handle(log, ip, sess, frame); b != nil {
 				out <- b
 				return
 			}
@@ -450,7 +476,7 @@ func (l *Lane) write(c net.Conn, out <-chan []byte) bool {
 
 // handle answers one frame; nil means the frame could not be answered and
 // the connection must close.
-func (l *Lane) handle(log *slog.Logger, ip netip.Addr, frame []byte) []byte {
+func (l *Lane) handle(log *slog.Logger, ip netip.Addr, sess *session, frame []byte) []byte {
 	start := time.Now()
 	req := l.msgs.Get().(*codec.Message)
 	resp := l.msgs.Get().(*codec.Message)
@@ -474,10 +500,16 @@ func (l *Lane) handle(log *slog.Logger, ip netip.Addr, frame []byte) []byte {
 		resp.MTI = rmti
 		resp.Set(11, stan)
 		resp.Set(39, outcome.FormatError)
+	} else if network := codec.MTI(req.MTI).Class() == "080"; l.cfg.RequireSignOn && !network && !sess.signedOn.Load() {
+		err = fmt.Errorf("%w: send 0800 with field 70 = %s first", outcome.ErrNotSignedOn, codec.NetworkSignOn)
+		Refuse(req, resp, err)
 	} else {
 		ctx, cancel := context.WithTimeout(context.Background(), l.timeout)
 		err = l.pipe.Process(ctx, l.cfg.Name, ip, req, resp)
 		cancel()
+		if network && err == nil {
+			sess.network(l, req.Get(70))
+		}
 	}
 	packed, perr := l.codec.Pack(nil, resp)
 	if perr != nil {
@@ -622,6 +654,7 @@ func (r *refusalLog) close() {
 // Metrics are the lanes' Prometheus metrics, shared by all lanes.
 type Metrics struct {
 	conns         *prometheus.GaugeVec
+	signedOn      *prometheus.GaugeVec
 	connsRejected *prometheus.CounterVec
 	frameErrors   *prometheus.CounterVec
 	messages      *prometheus.CounterVec
@@ -634,9 +667,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		conns: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "switchd_lane_connections", Help: "Open partner connections.",
 		}, []string{"lane"}),
+		signedOn: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "switchd_lane_sessions_signed_on", Help: "Connections signed on (0800/001, not yet signed off or closed).",
+		}, []string{"lane"}),
 		connsRejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchd_lane_connections_rejected_total",
-			Help: "Connections refused: on accept (lane_full, source_full) or closed before their first frame (first_frame_timeout).",
+			Help: "Connections refused: on accept (lane_full, source_full, not_allowed) or closed before their first frame (first_frame_timeout).",
 		}, []string{"lane", "reason"}),
 		frameErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchd_lane_frame_errors_total", Help: "Connections closed for framing or unreadable messages, by reason.",
@@ -650,7 +686,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"lane", "mti"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.conns, m.connsRejected, m.frameErrors, m.messages, m.latency)
+		reg.MustRegister(m.conns, m.signedOn, m.connsRejected, m.frameErrors, m.messages, m.latency)
 	}
 	return m
 }
