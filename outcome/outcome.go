@@ -38,6 +38,9 @@ var (
 	// ErrSourceNotAllowed: the message's partner may not send from the
 	// connection's address (the partner's own allowlist).
 	ErrSourceNotAllowed = errors.New("switch: source address not allowed for this partner")
+	// ErrCertMismatch: a message claims a partner (by its acquirer id)
+	// that the connection's client certificate does not speak for.
+	ErrCertMismatch = errors.New("switch: client certificate does not speak for this partner")
 	// ErrNotSignedOn: a financial message on a lane that requires sign-on,
 	// before the connection signed on (or after it signed off).
 	ErrNotSignedOn = errors.New("switch: connection not signed on")
@@ -143,6 +146,7 @@ var table = []struct {
 	{ErrNoRoute, Outcome{Code: DoNotHonor, HTTPStatus: http.StatusUnprocessableEntity, Problem: "no-route", Title: "No route"}},
 	{ErrLimitExceeded, Outcome{Code: ExceedsLimit, HTTPStatus: http.StatusUnprocessableEntity, Problem: "limit-exceeded", Title: "Amount exceeds limit"}},
 	{ErrSourceNotAllowed, Outcome{Code: SecurityViolation, HTTPStatus: http.StatusForbidden, Problem: "source-not-allowed", Title: "Source address not allowed for this partner"}},
+	{ErrCertMismatch, Outcome{Code: SecurityViolation, HTTPStatus: http.StatusForbidden, Problem: "certificate-mismatch", Title: "Certificate does not speak for this partner"}},
 	{ErrNotSignedOn, Outcome{Code: IssuerUnavailable, HTTPStatus: http.StatusServiceUnavailable, Problem: "not-signed-on", Title: "Sign on first"}},
 	{ErrPartnerSuspended, Outcome{Code: RestrictedCard, HTTPStatus: http.StatusForbidden, Problem: "partner-suspended", Title: "Partner suspended"}},
 	{ErrBadRequest, Outcome{Code: SystemMalfunction, HTTPStatus: http.StatusBadRequest, Problem: "bad-request", Title: "Bad request", Detail: true}},

@@ -10,6 +10,7 @@ import (
 	"hash"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -135,21 +136,35 @@ func (c *Core) fingerprint(pan PAN, parts []string) string {
 // outcome.ErrPartnerSuspended). A refusal is confirmed like Submit's.
 // Submit starts with the same checks; a front door calls Admit itself
 // only to rank its own refusals after the partner's.
-func (c *Core) Admit(ctx context.Context, lane string, source netip.Addr, acquirer string) (*store.Partner, error) {
-	p, err := admit(c.dir(), lane, source, acquirer)
+// Origin is where a request came from, as the front door saw it.
+type Origin struct {
+	Lane    string
+	Source  netip.Addr
+	CertPin string
+}
+
+func (c *Core) Admit(ctx context.Context, o Origin, acquirer string) (*store.Partner, error) {
+	p, err := admit(c.dir(), o, acquirer)
 	if err == nil {
 		return p, nil
 	}
 	if rerr := c.ledger.ReadIndex(ctx); rerr != nil {
 		return nil, rerr
 	}
-	return admit(c.dir(), lane, source, acquirer)
+	return admit(c.dir(), o, acquirer)
 }
 
-func admit(d *store.Directory, lane string, source netip.Addr, acquirer string) (*store.Partner, error) {
+func admit(d *store.Directory, o Origin, acquirer string) (*store.Partner, error) {
+	lane, source := o.Lane, o.Source
 	p, ok := d.PartnerByAcquirer(acquirer)
 	if !ok || !p.OnLane(lane) {
 		return nil, fmt.Errorf("%w: acquirer %q on lane %q", outcome.ErrUnknownPartner, acquirer, lane)
+	}
+	if (o.CertPin != "" || len(p.CertPins) > 0) && !slices.Contains(p.CertPins, o.CertPin) {
+		// The certificate names another partner (or none), or this
+		// partner must prove itself with one: it claims an acquirer id
+		// that is not its own.
+		return nil, fmt.Errorf("%w: acquirer %q (partner %s) over a connection whose certificate is not that partner's", outcome.ErrCertMismatch, acquirer, p.ID)
 	}
 	if !p.AllowsSource(source) {
 		// The lane let the address in (its list covers every partner's
@@ -186,7 +201,7 @@ type decision struct {
 // suspension, payer type, the partner's limits, the route.
 func decide(d *store.Directory, in *Intent) (decision, error) {
 	var dc decision
-	p, err := admit(d, in.Lane, in.Source, in.Acquirer)
+	p, err := admit(d, Origin{Lane: in.Lane, Source: in.Source, CertPin: in.CertPin}, in.Acquirer)
 	if err != nil {
 		return dc, err
 	}

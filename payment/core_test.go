@@ -102,10 +102,10 @@ func TestLaneCheck(t *testing.T) {
 	if _, err := n.submit(intent(t, payment.KindPurchase, "demo", "999999", panRich, 100, 2)); !errors.Is(err, outcome.ErrUnknownPartner) {
 		t.Fatalf("unknown acquirer: %v", err)
 	}
-	if _, err := n.core.Admit(context.Background(), "east", netip.Addr{}, "100002"); !errors.Is(err, outcome.ErrUnknownPartner) {
+	if _, err := n.core.Admit(context.Background(), payment.Origin{Lane: "east"}, "100002"); !errors.Is(err, outcome.ErrUnknownPartner) {
 		t.Fatalf("Admit off the lanes: %v", err)
 	}
-	if p, err := n.core.Admit(context.Background(), "demo", netip.Addr{}, "00100002"); err != nil || p.ID != "demo-agents" {
+	if p, err := n.core.Admit(context.Background(), payment.Origin{Lane: "demo"}, "00100002"); err != nil || p.ID != "demo-agents" {
 		t.Fatalf("Admit with leading zeros: %v %v", p, err)
 	}
 	in.Lane = "demo"

@@ -87,6 +87,10 @@ type Intent struct {
 	// Source is the address the request came from (the connection's
 	// remote IP); a partner with an allowlist is refused from elsewhere.
 	Source netip.Addr
+	// CertPin is the SHA-256 (hex) of the client certificate's public key
+	// when the request came over mutual TLS: it must be one of the
+	// partner's CertPins, and a partner with pins needs one.
+	CertPin string
 	// Acquirer identifies the partner: ISO 8583 field 32 (leading zeros
 	// ignored).
 	Acquirer string

@@ -2,7 +2,9 @@ package store
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -454,7 +456,7 @@ func (t *txn) putPartner(c *Command) Result {
 		in   []string
 		out  *[]string
 		name string
-	}{{in.AcquirerIDs, &p.AcquirerIDs, "acquirer_ids"}, {in.Lanes, &p.Lanes, "lanes"}, {in.PayerTypes, &p.PayerTypes, "payer_types"}, {in.Allow, &p.Allow, "allow"}} {
+	}{{in.AcquirerIDs, &p.AcquirerIDs, "acquirer_ids"}, {in.Lanes, &p.Lanes, "lanes"}, {in.PayerTypes, &p.PayerTypes, "payer_types"}, {in.Allow, &p.Allow, "allow"}, {in.CertPins, &p.CertPins, "cert_pins"}} {
 		if len(l.in) > partnerListMax {
 			return changeErr("partner."+l.name, "%d entries, at most %d", len(l.in), partnerListMax)
 		}
@@ -472,7 +474,7 @@ func (t *txn) putPartner(c *Command) Result {
 		same := *before
 		same.Suspended = p.Suspended
 		if before.Suspended != p.Suspended && slices.Equal(same.AcquirerIDs, p.AcquirerIDs) &&
-			slices.Equal(same.Lanes, p.Lanes) && slices.Equal(same.PayerTypes, p.PayerTypes) && slices.Equal(same.Allow, p.Allow) &&
+			slices.Equal(same.Lanes, p.Lanes) && slices.Equal(same.PayerTypes, p.PayerTypes) && slices.Equal(same.Allow, p.Allow) && slices.Equal(same.CertPins, p.CertPins) &&
 			same.SettlementAccount == p.SettlementAccount && same.WithdrawalMax == p.WithdrawalMax &&
 			same.PayerType == p.PayerType {
 			action = map[bool]string{true: "partner.suspend", false: "partner.resume"}[p.Suspended]
@@ -523,6 +525,14 @@ func (d *Directory) CheckPartner(p Partner, accounts AccountLookup) error {
 	}
 	if _, err := ParseAllow(p.Allow); err != nil {
 		return changeError("partner.allow", "%v", err)
+	}
+	if len(p.CertPins) > partnerListMax {
+		return changeError("partner.cert_pins", "%d entries, at most %d", len(p.CertPins), partnerListMax)
+	}
+	for _, pin := range p.CertPins {
+		if b, err := hex.DecodeString(pin); err != nil || len(b) != sha256.Size || pin != strings.ToLower(pin) {
+			return changeError("partner.cert_pins", "%q is not a SHA-256 in lower-case hex (64 characters)", pin)
+		}
 	}
 	if p.SettlementAccount != "" && !hasAccount(accounts, p.SettlementAccount) {
 		return changeError("partner.settlement_account", "no account %q", p.SettlementAccount)

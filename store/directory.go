@@ -97,6 +97,11 @@ type Partner struct {
 	// Allow, when set, lists the source networks (CIDR or address) the
 	// partner's messages may come from, inside its lanes' own allowlists.
 	Allow []string `json:"allow,omitempty"`
+	// CertPins are the SHA-256 (hex) of the public keys (SPKI) of the
+	// client certificates that speak for the partner on TLS lanes; two at
+	// once while one is rotated. A partner with pins is served only over
+	// a connection with one of them.
+	CertPins []string `json:"cert_pins,omitempty"`
 	// allow is Allow parsed, filled when the partner enters a directory.
 	allow []netip.Prefix
 }

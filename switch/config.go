@@ -1,10 +1,13 @@
 package switching
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"time"
 
 	"github.com/switchd/switchd/codec"
@@ -106,6 +109,9 @@ type LaneConfig struct {
 	// lanes of its own gets the lanes that name it (when the directory is
 	// seeded; the replicated partner's lanes are what admits it).
 	Partners []string `yaml:"partners"`
+	// TLS, when set, makes the lane TLS 1.2+ with client certificates
+	// required and verified; a public lane must have it.
+	TLS *LaneTLS `yaml:"tls"`
 	// RequireSignOn refuses financial messages on a connection (91) until
 	// it has signed on (0800 with field 70 = 001); a sign-off (002) ends
 	// that session, echoes (301) keep the connection alive, and the
@@ -135,6 +141,9 @@ type Partner struct {
 	// partner's messages may come from, within its lanes' allowlists; a
 	// message from elsewhere is declined 63.
 	Allow []string `yaml:"allow"`
+	// CertPins name the partner's client certificates on TLS lanes
+	// (SHA-256 of the public key, hex; see CertPin).
+	CertPins []string `yaml:"cert_pins"`
 }
 
 // Route sends a request to a destination (store.Route once seeded).
@@ -244,14 +253,20 @@ func (c Config) Validate() error {
 		switch l.Kind {
 		case LaneMPLS, LaneIPSec:
 		case LanePublic:
-			// Plain TCP is never allowed from the internet, and TLS lanes
-			// are not built yet: refuse rather than serve in the clear.
-			return bad("lane %q: kind public needs TLS with client certificates, which this build does not serve yet; use mpls or ipsec behind your own TLS gateway", l.Name)
+			if l.TLS == nil {
+				// Plain TCP is never allowed from the internet.
+				return bad("lane %q: kind public needs tls: {cert_file, key_file, client_ca_file}", l.Name)
+			}
 		default:
 			return bad("lane %q: kind %q (want %s, %s or %s)", l.Name, l.Kind, LaneMPLS, LaneIPSec, LanePublic)
 		}
 		if len(l.Allow) == 0 {
-			return bad("lane %q: plain TCP needs an allowlist (allow: [CIDR, ...])", l.Name)
+			return bad("lane %q: a lane needs an allowlist (allow: [CIDR, ...]; 0.0.0.0/0 and ::/0 for a public lane)", l.Name)
+		}
+		if l.TLS != nil {
+			if _, err := l.TLS.serverConfig(); err != nil {
+				return bad("lane %q tls: %v", l.Name, err)
+			}
 		}
 		if len(l.Allow) > laneAllowMax {
 			return bad("lane %q: %d allow entries (at most %d)", l.Name, len(l.Allow), laneAllowMax)
@@ -303,4 +318,43 @@ func allowed(list []netip.Prefix, a netip.Addr) bool {
 		}
 	}
 	return false
+}
+
+// LaneTLS is a TLS lane's server side: its certificate and key, and the
+// CA bundle client certificates must chain to (mutual TLS is required:
+// the certificate is the partner's identity, store.Partner.CertPins).
+type LaneTLS struct {
+	CertFile     string `yaml:"cert_file"`
+	KeyFile      string `yaml:"key_file"`
+	ClientCAFile string `yaml:"client_ca_file"`
+}
+
+// serverConfig loads the files (nil for a plain lane).
+func (t *LaneTLS) serverConfig() (*tls.Config, error) {
+	if t == nil {
+		return nil, nil
+	}
+	if t.CertFile == "" || t.KeyFile == "" || t.ClientCAFile == "" {
+		return nil, errors.New("cert_file, key_file and client_ca_file are all required (client certificates are)")
+	}
+	cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("certificate: %w", err)
+	}
+	pem, err := os.ReadFile(t.ClientCAFile)
+	if err != nil {
+		return nil, fmt.Errorf("client CA: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("client CA %s: no PEM certificate in it", t.ClientCAFile)
+	}
+	return &tls.Config{
+		MinVersion:   tls.VersionTLS12,
+		Certificates: []tls.Certificate{cert},
+		ClientCAs:    pool,
+		ClientAuth:   tls.RequireAndVerifyClientCert,
+		// Session tickets stay on (Go's default): a partner reconnecting
+		// resumes without a full handshake.
+	}, nil
 }

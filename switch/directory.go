@@ -21,6 +21,7 @@ func (c Config) DirectorySeeds() ([]store.Partner, []store.Route) {
 			ID: p.ID, AcquirerIDs: slices.Clone(p.AcquirerIDs), Lanes: slices.Clone(p.Lanes),
 			SettlementAccount: p.SettlementAccount, WithdrawalMax: p.WithdrawalMax,
 			PayerType: p.PayerType, PayerTypes: slices.Clone(p.PayerTypes), Allow: slices.Clone(p.Allow),
+			CertPins: slices.Clone(p.CertPins),
 		}
 		if len(sp.Lanes) == 0 {
 			for _, l := range c.Lanes {

@@ -3,6 +3,10 @@ package switching
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -48,9 +52,10 @@ const (
 	refusedSourceFull   = "source_full"         // conns_per_source_max reached for the remote IP
 	refusedNoFirstFrame = "first_frame_timeout" // nothing sent within first_frame_timeout
 	refusedNotAllowed   = "not_allowed"         // the source is outside the lane's allowlist
+	refusedTLSHandshake = "tls_handshake"       // no, an expired, or an untrusted client certificate, or no TLS at all
 )
 
-var refusalReasons = []string{refusedLaneFull, refusedSourceFull, refusedNoFirstFrame, refusedNotAllowed}
+var refusalReasons = []string{refusedLaneFull, refusedSourceFull, refusedNoFirstFrame, refusedNotAllowed, refusedTLSHandshake}
 
 // Sources refused by the allowlist are logged once per source per
 // notAllowedLogEvery; notAllowedSourcesMax bounds the sources remembered
@@ -78,6 +83,8 @@ type Lane struct {
 
 	allow      []netip.Prefix
 	notAllowed sourceLog
+	// tls is the lane's server config (nil: plain TCP).
+	tls *tls.Config
 
 	ln net.Listener
 
@@ -114,7 +121,12 @@ func NewLane(cfg LaneConfig, pipe *Pipeline, requestTimeout time.Duration, logge
 	if err != nil || len(allow) == 0 {
 		return nil, fmt.Errorf("switch: lane %q: allowlist: %v", cfg.Name, err)
 	}
+	tcfg, err := cfg.TLS.serverConfig()
+	if err != nil {
+		return nil, fmt.Errorf("switch: lane %q: %w", cfg.Name, err)
+	}
 	l := &Lane{
+		tls:      tcfg,
 		allow:    allow,
 		cfg:      cfg,
 		codec:    c,
@@ -216,6 +228,9 @@ func (l *Lane) refuse(reason string) {
 // session is one connection's financial session: signed on or not.
 type session struct {
 	signedOn atomic.Bool
+	// certPin is the client certificate's public key pin on a TLS lane
+	// (set before the first frame is read).
+	certPin string
 }
 
 // network records a network management message the pipeline approved.
@@ -331,6 +346,15 @@ func (l *Lane) serve(c net.Conn, src string, ip netip.Addr) {
 		l.wg.Done()
 	}()
 
+	conn := c // what messages flow over: TLS on a TLS lane
+	if l.tls != nil {
+		tc, pin, ok := l.handshake(log, c)
+		if !ok {
+			return
+		}
+		conn, sess.certPin = tc, pin
+	}
+
 	out := make(chan []byte, l.cfg.InflightMax) // never blocks a handler: at most InflightMax answers exist
 	sem := make(chan struct{}, l.cfg.InflightMax)
 	var handlers sync.WaitGroup
@@ -339,7 +363,7 @@ func (l *Lane) serve(c net.Conn, src string, ip netip.Addr) {
 	writeFailed := false
 	go func() {
 		defer close(writerDone)
-		writeFailed = !l.write(c, out)
+		writeFailed = !l.write(conn, out)
 	}()
 
 	// Until the first frame arrives the connection gets only
@@ -347,9 +371,9 @@ func (l *Lane) serve(c net.Conn, src string, ip netip.Addr) {
 	// speaks must not hold a slot for the idle timeout.
 	deadline := l.cfg.FirstFrameTimeout
 	linger := false
-	br := bufio.NewReaderSize(c, connBufferBytes)
+	br := bufio.NewReaderSize(conn, connBufferBytes)
 	for {
-		if err := c.SetReadDeadline(time.Now().Add(deadline)); err != nil {
+		if err := conn.SetReadDeadline(time.Now().Add(deadline)); err != nil {
 			break
 		}
 		// Checked after setting the deadline: a handler or Close that
@@ -381,7 +405,7 @@ func (l *Lane) serve(c net.Conn, src string, ip netip.Addr) {
 			// defined answer, after the answers this connection is
 			// owed; it costs only this connection.
 			if stop.CompareAndSwap(stopNone, stopUnreadable) {
-				c.SetReadDeadline(time.Now())
+				conn.SetReadDeadline(time.Now())
 			}
 		}()
 	}
@@ -390,8 +414,41 @@ func (l *Lane) serve(c net.Conn, src string, ip netip.Addr) {
 	<-writerDone
 	if linger && !writeFailed {
 		lingered = true
-		lingerClose(c)
+		lingerClose(conn)
 	}
+}
+
+// handshake runs the TLS handshake of a connection the allowlist let in,
+// within first_frame_timeout, and returns the TLS connection and the pin
+// (SHA-256 of the public key, hex) of the client certificate, which the
+// handshake verified against the lane's client CA (chain, expiry, usage).
+// A failed handshake is a refusal: counted (tls_handshake), summarized in
+// the log, nothing read.
+func (l *Lane) handshake(log *slog.Logger, c net.Conn) (*tls.Conn, string, bool) {
+	tc := tls.Server(c, l.tls)
+	ctx, cancel := context.WithTimeout(context.Background(), l.cfg.FirstFrameTimeout)
+	defer cancel()
+	if err := tc.HandshakeContext(ctx); err != nil {
+		l.refuse(refusedTLSHandshake)
+		log.Debug("TLS handshake failed", "err", err)
+		return nil, "", false
+	}
+	certs := tc.ConnectionState().PeerCertificates
+	if len(certs) == 0 { // RequireAndVerifyClientCert makes this unreachable
+		l.refuse(refusedTLSHandshake)
+		return nil, "", false
+	}
+	return tc, CertPin(certs[0]), true
+}
+
+// CertPin is how a partner's record names a client certificate: the
+// SHA-256 of its public key (SubjectPublicKeyInfo) in lower-case hex, the
+// value `openssl x509 -pubkey -noout | openssl pkey -pubin -outform der |
+// openssl dgst -sha256` prints. A renewed certificate on the same key
+// keeps its pin.
+func CertPin(cert *x509.Certificate) string {
+	sum := sha256.Sum256(cert.RawSubjectPublicKeyInfo)
+	return hex.EncodeToString(sum[:])
 }
 
 // lingerClose sends FIN after everything written and discards what the
@@ -505,7 +562,7 @@ func (l *Lane) handle(log *slog.Logger, ip netip.Addr, sess *session, frame []by
 		Refuse(req, resp, err)
 	} else {
 		ctx, cancel := context.WithTimeout(context.Background(), l.timeout)
-		err = l.pipe.Process(ctx, l.cfg.Name, ip, req, resp)
+		err = l.pipe.Process(ctx, Origin{Lane: l.cfg.Name, Source: ip, CertPin: sess.certPin}, req, resp)
 		cancel()
 		if network && err == nil {
 			sess.network(l, req.Get(70))

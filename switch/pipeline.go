@@ -35,15 +35,24 @@ func NewPipeline(core *payment.Core, logger *slog.Logger) *Pipeline {
 	return &Pipeline{core: core, log: logger}
 }
 
-// Process answers req, which came in on lane, into resp and returns the
+// Origin is where a message came from: the lane, the connection's source
+// address and, on a TLS lane, the SHA-256 pin (hex) of the client
+// certificate's public key.
+type Origin struct {
+	Lane    string
+	Source  netip.Addr
+	CertPin string
+}
+
+// Process answers req, which came from o, into resp and returns the
 // error behind a decline (nil for approvals).
-func (p *Pipeline) Process(ctx context.Context, lane string, source netip.Addr, req, resp *codec.Message) error {
+func (p *Pipeline) Process(ctx context.Context, o Origin, req, resp *codec.Message) error {
 	r, err := codec.ParseRequest(req)
 	if err != nil {
 		respond(req, resp, err, "", nil)
 		return err
 	}
-	auth, bal, err := p.dispatch(ctx, lane, source, r)
+	auth, bal, err := p.dispatch(ctx, o, r)
 	respond(req, resp, err, auth, bal)
 	return err
 }
@@ -64,17 +73,18 @@ func respond(req, resp *codec.Message, err error, authCode string, bal []codec.B
 	}
 }
 
-func (p *Pipeline) dispatch(ctx context.Context, lane string, source netip.Addr, r *codec.Request) (string, []codec.Balance, error) {
+func (p *Pipeline) dispatch(ctx context.Context, o Origin, r *codec.Request) (string, []codec.Balance, error) {
+	lane := o.Lane
 	class := r.MTI.Class()
 	if class == "080" {
 		return "", nil, network(r)
 	}
 	in, err := intentOf(lane, r, class)
-	in.Source = source
+	in.Source, in.CertPin = o.Source, o.CertPin
 	if err != nil {
 		// Who sends is checked before what they ask: an unknown or
 		// suspended partner learns nothing about what is supported.
-		if _, aerr := p.core.Admit(ctx, lane, source, r.Acquirer); aerr != nil {
+		if _, aerr := p.core.Admit(ctx, payment.Origin{Lane: lane, Source: o.Source, CertPin: o.CertPin}, r.Acquirer); aerr != nil {
 			return "", nil, aerr
 		}
 		return "", nil, err

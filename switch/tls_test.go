@@ -1,0 +1,193 @@
+package switching_test
+
+import (
+	"bufio"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/switchd/switchd/config"
+	switching "github.com/switchd/switchd/switch"
+)
+
+// testPKI is a CA and the certificates a TLS lane test needs.
+type testPKI struct {
+	t      *testing.T
+	dir    string
+	ca     *x509.Certificate
+	caKey  *ecdsa.PrivateKey
+	serial int64
+}
+
+func newTestPKI(t *testing.T) *testPKI {
+	p := &testPKI{t: t, dir: t.TempDir()}
+	p.caKey, _ = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test partner CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &p.caKey.PublicKey, p.caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.ca, _ = x509.ParseCertificate(der)
+	p.write("ca.pem", "CERTIFICATE", der)
+	p.serial = 1
+	return p
+}
+
+func (p *testPKI) write(name, typ string, der []byte) string {
+	path := filepath.Join(p.dir, name)
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+		p.t.Fatal(err)
+	}
+	return path
+}
+
+// issue makes a leaf certificate valid from notBefore to notAfter.
+func (p *testPKI) issue(cn string, server bool, notBefore, notAfter time.Time) (tls.Certificate, *x509.Certificate) {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	p.serial++
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(p.serial), Subject: pkix.Name{CommonName: cn},
+		NotBefore: notBefore, NotAfter: notAfter, KeyUsage: x509.KeyUsageDigitalSignature}
+	if server {
+		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+		tmpl.IPAddresses = []net.IP{net.ParseIP("127.0.0.1")}
+	} else {
+		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.ca, &key.PublicKey, p.caKey)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	leaf, _ := x509.ParseCertificate(der)
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, leaf
+}
+
+// A public lane serves TLS 1.2+ with client certificates required: the
+// certificate names the partner (its public-key pin), and a message may
+// claim only that partner's acquirer ids. Another partner's id over the
+// same connection, another valid certificate, an expired one, none, or
+// plain TCP are each refused, counted, and post nothing.
+func TestTLSLanePartnerIdentity(t *testing.T) {
+	pki := newTestPKI(t)
+	now := time.Now()
+	srv, _ := pki.issue("lane", true, now.Add(-time.Hour), now.Add(time.Hour))
+	srvKey, _ := x509.MarshalECPrivateKey(srv.PrivateKey.(*ecdsa.PrivateKey))
+	certFile := pki.write("lane.pem", "CERTIFICATE", srv.Certificate[0])
+	keyFile := pki.write("lane.key", "EC PRIVATE KEY", srvKey)
+	partnerA, leafA := pki.issue("demo-acquirer", false, now.Add(-time.Hour), now.Add(time.Hour))
+	other, _ := pki.issue("someone else", false, now.Add(-time.Hour), now.Add(time.Hour))
+	expired, _ := pki.issue("demo-acquirer old", false, now.Add(-48*time.Hour), now.Add(-time.Hour))
+
+	h := newHarness(t, func(f *config.File) {
+		for i := range f.Switch.Partners {
+			if f.Switch.Partners[i].ID == "demo-acquirer" {
+				f.Switch.Partners[i].CertPins = []string{switching.CertPin(leafA)}
+			}
+		}
+	})
+	tl := newTestLane(h, func(lc *switching.LaneConfig) {
+		lc.Name, lc.Kind = "demo", switching.LanePublic
+		lc.TLS = &switching.LaneTLS{CertFile: certFile, KeyFile: keyFile, ClientCAFile: filepath.Join(pki.dir, "ca.pem")}
+	})
+	roots := x509.NewCertPool()
+	roots.AddCert(pki.ca)
+	dialTLS := func(cert *tls.Certificate) (*client, error) {
+		cfg := &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+		if cert != nil {
+			cfg.Certificates = []tls.Certificate{*cert}
+		}
+		c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", tl.Addr().String(), cfg)
+		if err != nil {
+			return nil, err
+		}
+		t.Cleanup(func() { c.Close() })
+		c.SetDeadline(time.Now().Add(30 * time.Second))
+		cl := &client{t: t, c: c, br: bufio.NewReader(c), h: h}
+		return cl, nil
+	}
+	buy := func(cl *client, stan int, acquirer string) string {
+		t.Helper()
+		line := purchase(stan, "4111111111111111", 100)
+		if acquirer != "100001" {
+			line = replaceField(line, 32, acquirer)
+		}
+		cl.write(line)
+		m, err := cl.read()
+		if err != nil {
+			t.Fatalf("no answer: %v", err)
+		}
+		return m.Get(39)
+	}
+
+	a, err := dialTLS(&partnerA)
+	if err != nil {
+		t.Fatalf("partner's certificate: %v", err)
+	}
+	if rc := buy(a, 1, "100001"); rc != "00" {
+		t.Fatalf("purchase over mTLS as demo-acquirer: %s", rc)
+	}
+	before := h.ledgerSums()
+	if rc := buy(a, 2, "100002"); rc != "63" {
+		t.Fatalf("demo-acquirer's connection claiming demo-agents' acquirer id: %s, want 63", rc)
+	}
+	o, err := dialTLS(&other)
+	if err != nil {
+		t.Fatalf("a valid certificate of another holder: %v", err)
+	}
+	if rc := buy(o, 3, "100001"); rc != "63" {
+		t.Fatalf("another certificate claiming demo-acquirer: %s, want 63", rc)
+	}
+	if after := h.ledgerSums(); after != before {
+		t.Fatal("refused messages changed the ledger")
+	}
+	refusedBefore := tl.rejected("tls_handshake")
+	for name, cert := range map[string]*tls.Certificate{"expired certificate": &expired, "no certificate": nil} {
+		cl, err := dialTLS(cert)
+		if err == nil {
+			// TLS 1.3: the client learns of the refusal on its first read.
+			cl.write(purchase(4, "4111111111111111", 100))
+			if _, err = cl.read(); err == nil {
+				t.Fatalf("%s: served", name)
+			}
+		}
+	}
+	plain := tl.dial("127.0.0.1")
+	plain.write(purchase(5, "4111111111111111", 100))
+	plain.closedByPeer(5 * time.Second)
+	deadline := time.Now().Add(5 * time.Second)
+	for tl.rejected("tls_handshake") < refusedBefore+3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("tls_handshake refusals = %v, want %v", tl.rejected("tls_handshake"), refusedBefore+3)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if after := h.ledgerSums(); after != before {
+		t.Fatal("refused connections changed the ledger")
+	}
+}
+
+// replaceField sets field id of a test message line.
+func replaceField(line string, id int, v string) string {
+	parts := strings.Fields(line)
+	prefix := strconv.Itoa(id) + "="
+	for i, p := range parts {
+		if strings.HasPrefix(p, prefix) {
+			parts[i] = prefix + v
+			return strings.Join(parts, " ")
+		}
+	}
+	return line + " " + prefix + v
+}
