@@ -11,7 +11,7 @@ import (
 //
 //	GET  /v1/partners              {partners}
 //	GET  /v1/partners/{id}         the partner
-//	PUT  /v1/partners/{id}         {acquirer_ids, lanes, settlement_account, withdrawal_max, payer_type, payer_types, allow, suspended, reason}
+//	PUT  /v1/partners/{id}         {acquirer_ids, lanes, settlement_account, withdrawal_max, payer_type, payer_types, allow, cert_pins, suspended, reason}
 //	POST /v1/partners/{id}/suspend {reason}
 //	POST /v1/partners/{id}/resume  {reason}
 //
@@ -32,7 +32,9 @@ type partnerRequest struct {
 	PayerType     string   `json:"payer_type"`
 	PayerTypes    []string `json:"payer_types"`
 	// Allow: source networks (CIDR) the partner's messages may come from.
-	Allow     []string `json:"allow"`
+	Allow []string `json:"allow"`
+	// CertPins: SHA-256 (hex) of the public keys of its client certificates.
+	CertPins  []string `json:"cert_pins"`
 	Suspended bool     `json:"suspended"`
 	Reason    string   `json:"reason"`
 }
@@ -86,7 +88,7 @@ func (s *Server) putPartner(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	_, existed := s.ledger.Directory().Partner(id)
 	p := store.Partner{ID: id, AcquirerIDs: req.AcquirerIDs, Lanes: req.Lanes, SettlementAccount: req.SettlementAccount,
-		WithdrawalMax: req.WithdrawalMax, PayerType: req.PayerType, PayerTypes: req.PayerTypes, Allow: req.Allow, Suspended: req.Suspended}
+		WithdrawalMax: req.WithdrawalMax, PayerType: req.PayerType, PayerTypes: req.PayerTypes, Allow: req.Allow, CertPins: req.CertPins, Suspended: req.Suspended}
 	status := http.StatusOK
 	if !existed {
 		status = http.StatusCreated

@@ -49,6 +49,15 @@ func TestAdminAgainstSwitchd(t *testing.T) {
 		t.Errorf("--allow with host bits: exit %d %s", code, errOut)
 	}
 
+	pin := strings.Repeat("ab", 32)
+	out = must(as("alice", "partners", "set", "acme", "--cert-pins", pin, "--reason", "mTLS onboarding"))
+	if !strings.Contains(out, "cert pin 1  "+pin) && !regexp.MustCompile(`cert pin 1\s+`+pin).MatchString(out) {
+		t.Errorf("partners set --cert-pins:\n%s", out)
+	}
+	if code, _, errOut := as("alice", "partners", "set", "acme", "--cert-pins", "not-a-pin", "--reason", "typo"); code != 1 || !strings.Contains(errOut, "partner.cert_pins") {
+		t.Errorf("--cert-pins not hex: exit %d %s", code, errOut)
+	}
+
 	// Accounts: created through the cluster, audited with the actor.
 	out = must(as("dave", "accounts", "create", "biller-water-co", "--kind", "biller", "--currency", "USD", "--floor", "-10.00"))
 	if !strings.Contains(out, "account biller-water-co: biller USD, posted 0.00") {

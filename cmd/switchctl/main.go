@@ -74,7 +74,8 @@ const usageText = `switchctl: operate a switchd node
   switchctl routes explain [--bill-type B] [--payer-type P] [--partner P]   which rule routes such a request, and why
   switchctl partners list | get ID | suspend ID --reason TEXT | resume ID --reason TEXT
   switchctl partners set ID [--acquirer-ids A,B] [--lanes L] [--settlement-account A]
-      [--withdrawal-max 500.00 [--currency USD]] [--payer-type T] [--payer-types T,U] [--allow CIDR,...] --reason TEXT
+      [--withdrawal-max 500.00 [--currency USD]] [--payer-type T] [--payer-types T,U] [--allow CIDR,...]
+      [--cert-pins SHA256,...] --reason TEXT
   switchctl agents list | get PARTNER:TERMINAL
   switchctl agents set PARTNER:TERMINAL [--currency USD] [--cash-limit 500.00] [--reason TEXT]
   switchctl agents settle PARTNER:TERMINAL --amount 12.34 [--currency USD] --reference SLIP

@@ -20,7 +20,7 @@ import (
 //
 //	switchctl partners list | get ID
 //	switchctl partners set ID [--acquirer-ids A,B] [--lanes L,M] [--settlement-account A]
-//	    [--withdrawal-max 500.00 [--currency USD]] [--payer-type T] [--payer-types T,U] [--allow CIDR,…] --reason TEXT
+//	    [--withdrawal-max 500.00 [--currency USD]] [--payer-type T] [--payer-types T,U] [--allow CIDR,…] [--cert-pins SHA256,…] --reason TEXT
 //	switchctl partners suspend ID --reason TEXT | resume ID --reason TEXT
 //	switchctl agents list | get PARTNER:TERMINAL
 //	switchctl agents set PARTNER:TERMINAL [--currency USD] [--cash-limit 500.00] [--reason TEXT]
@@ -40,6 +40,7 @@ type partner struct {
 	PayerType         string   `json:"payer_type"`
 	PayerTypes        []string `json:"payer_types"`
 	Allow             []string `json:"allow"`
+	CertPins          []string `json:"cert_pins"`
 	Suspended         bool     `json:"suspended"`
 }
 
@@ -196,6 +197,7 @@ func partnerSet(ctx context.Context, o *opsFlags, fs *flag.FlagSet, args []strin
 	ptype := fs.String("payer-type", "", "payer type of its messages, e.g. bank_customer")
 	ptypes := fs.String("payer-types", "", "other payer types its messages may name, comma-separated (e.g. otc_agent)")
 	allow := fs.String("allow", "", "source networks its messages may come from, comma-separated CIDRs (empty: what its lanes allow)")
+	pins := fs.String("cert-pins", "", "its client certificates on TLS lanes: SHA-256 of each public key (hex), comma-separated; two while rotating")
 	reason := fs.String("reason", "", "why (required: the audit chain records it)")
 	pos, err := parseCmd(fs, args, stdout)
 	if err != nil {
@@ -205,7 +207,7 @@ func partnerSet(ctx context.Context, o *opsFlags, fs *flag.FlagSet, args []strin
 		return usagef("partners set: want one partner id and --reason")
 	}
 	id := pos[0]
-	cur := partner{ID: id, AcquirerIDs: []string{}, Lanes: []string{}, PayerTypes: []string{}, Allow: []string{}}
+	cur := partner{ID: id, AcquirerIDs: []string{}, Lanes: []string{}, PayerTypes: []string{}, Allow: []string{}, CertPins: []string{}}
 	code, body, err := o.call(ctx, http.MethodGet, "/v1/partners/"+url.PathEscape(id), nil, opsBodyBytesMax, http.StatusNotFound)
 	if err != nil {
 		return err
@@ -219,7 +221,7 @@ func partnerSet(ctx context.Context, o *opsFlags, fs *flag.FlagSet, args []strin
 		name string
 		val  *string
 		into *[]string
-	}{{"acquirer-ids", acq, &cur.AcquirerIDs}, {"lanes", lanes, &cur.Lanes}, {"payer-types", ptypes, &cur.PayerTypes}, {"allow", allow, &cur.Allow}} {
+	}{{"acquirer-ids", acq, &cur.AcquirerIDs}, {"lanes", lanes, &cur.Lanes}, {"payer-types", ptypes, &cur.PayerTypes}, {"allow", allow, &cur.Allow}, {"cert-pins", pins, &cur.CertPins}} {
 		if isSet(fs, l.name) {
 			*l.into = list(*l.val)
 		}
@@ -248,7 +250,7 @@ func partnerSet(ctx context.Context, o *opsFlags, fs *flag.FlagSet, args []strin
 	}
 	req := map[string]any{"acquirer_ids": cur.AcquirerIDs, "lanes": cur.Lanes, "settlement_account": cur.SettlementAccount,
 		"withdrawal_max": cur.WithdrawalMax, "payer_type": cur.PayerType, "payer_types": cur.PayerTypes,
-		"allow": cur.Allow, "suspended": cur.Suspended, "reason": *reason}
+		"allow": cur.Allow, "cert_pins": cur.CertPins, "suspended": cur.Suspended, "reason": *reason}
 	body, err = o.write(ctx, http.MethodPut, "/v1/partners/"+url.PathEscape(id), req, opsBodyBytesMax)
 	if err != nil || o.json {
 		return jsonOr(err, stdout, body)
@@ -273,6 +275,9 @@ func printPartner(ctx context.Context, o *opsFlags, stdout io.Writer, body []byt
 	fmt.Fprintf(tw, "payer type\t%s\nalso\t%s\nsettlement account\t%s\nwithdrawal max\t%s\n", p.PayerType, orDash(strings.Join(p.PayerTypes, ",")),
 		orDash(p.SettlementAccount), withdrawalMax(p, accountCurrency(ctx, o, p.SettlementAccount)))
 	fmt.Fprintf(tw, "allow\t%s\n", orDash(strings.Join(p.Allow, ",")))
+	for i, pin := range p.CertPins {
+		fmt.Fprintf(tw, "cert pin %d\t%s\n", i+1, pin)
+	}
 	return tw.Flush()
 }
 
