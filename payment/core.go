@@ -157,14 +157,19 @@ func (c *Core) Admit(ctx context.Context, o Origin, acquirer string) (*store.Par
 func admit(d *store.Directory, o Origin, acquirer string) (*store.Partner, error) {
 	lane, source := o.Lane, o.Source
 	p, ok := d.PartnerByAcquirer(acquirer)
+	if o.CertPin != "" && (!ok || !slices.Contains(p.CertPins, o.CertPin)) {
+		// The certificate names a partner, and this acquirer id is not
+		// one of that partner's: first, whatever lane, because the caller
+		// proved who it is and claims to be someone else.
+		return nil, fmt.Errorf("%w: acquirer %q over a connection whose certificate is not that partner's", outcome.ErrCertMismatch, acquirer)
+	}
 	if !ok || !p.OnLane(lane) {
 		return nil, fmt.Errorf("%w: acquirer %q on lane %q", outcome.ErrUnknownPartner, acquirer, lane)
 	}
-	if (o.CertPin != "" || len(p.CertPins) > 0) && !slices.Contains(p.CertPins, o.CertPin) {
-		// The certificate names another partner (or none), or this
-		// partner must prove itself with one: it claims an acquirer id
-		// that is not its own.
-		return nil, fmt.Errorf("%w: acquirer %q (partner %s) over a connection whose certificate is not that partner's", outcome.ErrCertMismatch, acquirer, p.ID)
+	if o.CertPin == "" && len(p.CertPins) > 0 {
+		// This partner proves itself with a certificate: not over a lane
+		// without one.
+		return nil, fmt.Errorf("%w: partner %s without its client certificate", outcome.ErrCertMismatch, p.ID)
 	}
 	if !p.AllowsSource(source) {
 		// The lane let the address in (its list covers every partner's

@@ -77,6 +77,8 @@ func responseMeaning(rc string) string {
 		return "approved"
 	case "05":
 		return "do not honor"
+	case "03":
+		return "invalid merchant"
 	case "12":
 		return "invalid transaction"
 	case "13":
@@ -93,6 +95,10 @@ func responseMeaning(rc string) string {
 		return "transaction not permitted"
 	case "61":
 		return "exceeds withdrawal limit"
+	case "62":
+		return "restricted (partner suspended)"
+	case "63":
+		return "security violation"
 	case "91":
 		return "issuer or switch unavailable"
 	case "94":

@@ -3,12 +3,15 @@ package main
 import (
 	"bufio"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"math/big"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"syscall"
@@ -41,6 +44,8 @@ type isoSendFlags struct {
 	originalSTAN, originalTime, originalMTI string
 	actual                                  string
 	expect                                  string
+	tlsCA, tlsCert, tlsKey                  string
+	signOn                                  bool
 	fields                                  fieldList
 	timeout                                 time.Duration
 }
@@ -65,6 +70,10 @@ func isoSendFlagSet(f *isoSendFlags) *flag.FlagSet {
 	fs.StringVar(&f.originalTime, "original-time", "", "field 7 of the original, MMDDhhmmss (field 90)")
 	fs.StringVar(&f.originalMTI, "original-mti", "", "MTI of the original (field 90; default 0100 for 022x, 0200 for 04xx)")
 	fs.StringVar(&f.actual, "actual", "", "amount that stands after a partial reversal, decimal (field 95)")
+	fs.StringVar(&f.tlsCA, "tls-ca", "", "TLS lane: CA bundle (PEM) the lane's certificate must chain to; set, the message goes over TLS")
+	fs.StringVar(&f.tlsCert, "cert", "", "TLS lane: client certificate (PEM), the partner's identity")
+	fs.StringVar(&f.tlsKey, "key", "", "TLS lane: the client certificate's private key (PEM)")
+	fs.BoolVar(&f.signOn, "sign-on", false, "sign on (0800, field 70 = 001) on the connection first, for lanes with require_sign_on")
 	fs.StringVar(&f.expect, "expect", "", "exit 1 unless the answer's response code (field 39) is `CODE`, e.g. 00 or 62")
 	fs.Var(&f.fields, "field", "extra or overriding field, `id=value` (repeatable), e.g. 48=BT=ELEC")
 	fs.DurationVar(&f.timeout, "timeout", 10*time.Second, "how long to wait for the answer")
@@ -111,7 +120,29 @@ func isoSend(args []string, stdout io.Writer) error {
 	fmt.Fprintf(stdout, "→ %s to %s (%s, %s)\n", req.MTI, f.addr, f.dialect, f.header)
 	writeMessage(stdout, req, fields)
 	start := time.Now()
-	resp, err := exchange(f.addr, frame, req, c, framer, f.timeout)
+	tcfg, err := f.tlsConfig()
+	if err != nil {
+		return err
+	}
+	var so *signOn
+	if f.signOn {
+		sf := f
+		sf.mti, sf.network, sf.stan, sf.fields = "0800", codec.NetworkSignOn, "", nil
+		sreq, err := buildMessage(&sf, time.Now().UTC())
+		if err != nil {
+			return err
+		}
+		sp, err := c.Pack(nil, sreq)
+		if err != nil {
+			return usagef("the sign-on does not pack: %v", err)
+		}
+		sframe, err := framer.AppendFrame(nil, sp)
+		if err != nil {
+			return err
+		}
+		so = &signOn{frame: sframe, req: sreq}
+	}
+	resp, err := exchange(f.addr, tcfg, so, frame, req, c, framer, f.timeout)
 	if err != nil {
 		return err
 	}
@@ -267,8 +298,53 @@ func applyFields(m *codec.Message, fields fieldList) error {
 
 // exchange sends frame and waits for the answer to req (same STAN and
 // field 7).
-func exchange(addr string, frame []byte, req *codec.Message, c *codec.Codec, framer codec.Framer, timeout time.Duration) (*codec.Message, error) {
-	nc, err := net.DialTimeout("tcp", addr, timeout)
+// tlsConfig is the client side of a TLS lane (nil: plain TCP).
+func (f *isoSendFlags) tlsConfig() (*tls.Config, error) {
+	if f.tlsCA == "" {
+		if f.tlsCert != "" || f.tlsKey != "" {
+			return nil, usagef("--cert and --key need --tls-ca")
+		}
+		return nil, nil
+	}
+	pem, err := os.ReadFile(f.tlsCA)
+	if err != nil {
+		return nil, usagef("--tls-ca: %v", err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(pem) {
+		return nil, usagef("--tls-ca %s: no PEM certificate in it", f.tlsCA)
+	}
+	host, _, err := net.SplitHostPort(f.addr)
+	if err != nil {
+		return nil, usagef("--addr %q: %v", f.addr, err)
+	}
+	cfg := &tls.Config{RootCAs: roots, ServerName: host, MinVersion: tls.VersionTLS12}
+	if f.tlsCert != "" || f.tlsKey != "" {
+		cert, err := tls.LoadX509KeyPair(f.tlsCert, f.tlsKey)
+		if err != nil {
+			return nil, usagef("--cert/--key: %v", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg, nil
+}
+
+// signOn, when set, is an 0800/001 frame (and its message) sent and
+// answered on the connection before the request: lanes with
+// require_sign_on refuse financial messages on a connection that has not.
+type signOn struct {
+	frame []byte
+	req   *codec.Message
+}
+
+func exchange(addr string, tcfg *tls.Config, so *signOn, frame []byte, req *codec.Message, c *codec.Codec, framer codec.Framer, timeout time.Duration) (*codec.Message, error) {
+	var nc net.Conn
+	var err error
+	if tcfg != nil {
+		nc, err = tls.DialWithDialer(&net.Dialer{Timeout: timeout}, "tcp", addr, tcfg)
+	} else {
+		nc, err = net.DialTimeout("tcp", addr, timeout)
+	}
 	if err != nil {
 		if errors.Is(err, syscall.ECONNREFUSED) {
 			return nil, fmt.Errorf("cannot connect to the switch at %s (--addr): connection refused; is switchd running?", addr)
@@ -279,10 +355,24 @@ func exchange(addr string, frame []byte, req *codec.Message, c *codec.Codec, fra
 	if err := nc.SetDeadline(time.Now().Add(timeout)); err != nil {
 		return nil, err
 	}
+	br := bufio.NewReader(nc)
+	if so != nil {
+		resp, err := roundTrip(nc, br, addr, so.frame, so.req, c, framer, timeout)
+		if err != nil {
+			return nil, fmt.Errorf("sign-on: %w", err)
+		}
+		if rc := resp.Get(39); rc != "00" {
+			return nil, fmt.Errorf("sign-on answered %s", rc)
+		}
+	}
+	return roundTrip(nc, br, addr, frame, req, c, framer, timeout)
+}
+
+// roundTrip sends one frame and reads until the answer to req.
+func roundTrip(nc net.Conn, br *bufio.Reader, addr string, frame []byte, req *codec.Message, c *codec.Codec, framer codec.Framer, timeout time.Duration) (*codec.Message, error) {
 	if _, err := nc.Write(frame); err != nil {
 		return nil, fmt.Errorf("sending to %s: %w", addr, err)
 	}
-	br := bufio.NewReader(nc)
 	for range answersSkippedMax {
 		b, err := framer.ReadFrame(br, nil)
 		var ne net.Error

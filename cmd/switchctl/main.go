@@ -51,6 +51,7 @@ const usageText = `switchctl: operate a switchd node
       [--original-stan N --original-time MMDDhhmmss --original-mti 0100] [--actual 6.00]
       [--field 48=BT=ELEC ...] [--network 301] [--dialect iso87ascii] [--header binary2]
       [--expect 00]                   exit 1 unless field 39 of the answer is that code
+      [--tls-ca CA.pem [--cert C.pem --key K.pem]] [--sign-on]   a TLS lane (mutual TLS), signed on first
   switchctl accounts [ID] [--after ID --limit N]
   switchctl accounts create ID --kind K [--currency USD] [--partner P] [--pan PAN]
       [--opening 10.00 --funded-by A] [--floor -50.00 | --unlimited]
