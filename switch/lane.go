@@ -83,6 +83,9 @@ type Lane struct {
 
 	allow      []netip.Prefix
 	notAllowed sourceLog
+	// securityLog limits security-violation lines to one per source per
+	// minute (switchd_lane_security_violations_total counts each).
+	securityLog sourceLog
 	// tls is the lane's server config (nil: plain TCP).
 	tls *tls.Config
 
@@ -140,6 +143,7 @@ func NewLane(cfg LaneConfig, pipe *Pipeline, requestTimeout time.Duration, logge
 	}
 	l.refusals = refusalLog{log: l.log, every: refusalLogInterval, counts: map[string]int64{}}
 	l.notAllowed = sourceLog{every: notAllowedLogEvery, max: notAllowedSourcesMax, last: map[netip.Addr]time.Time{}}
+	l.securityLog = sourceLog{every: notAllowedLogEvery, max: notAllowedSourcesMax, last: map[netip.Addr]time.Time{}}
 	l.msgs.New = func() any { return new(codec.Message) }
 	return l, nil
 }
@@ -225,12 +229,29 @@ func (l *Lane) refuse(reason string) {
 	l.refusals.add(reason)
 }
 
+// securityReason labels a security-violation decline ("" for others).
+func securityReason(err error) string {
+	switch {
+	case err == nil:
+		return ""
+	case errors.Is(err, outcome.ErrCertMismatch):
+		return "certificate"
+	case errors.Is(err, outcome.ErrSourceNotAllowed):
+		return "source"
+	}
+	return ""
+}
+
 // session is one connection's financial session: signed on or not.
 type session struct {
 	signedOn atomic.Bool
 	// certPin is the client certificate's public key pin on a TLS lane
 	// (set before the first frame is read).
 	certPin string
+	// violations counts security-violation declines; closeAfter is set
+	// when they reach securityViolationsMax.
+	violations atomic.Int32
+	closeAfter atomic.Bool
 }
 
 // network records a network management message the pipeline approved.
@@ -307,7 +328,13 @@ func sourceOf(a net.Addr) string {
 const (
 	stopNone       int32 = iota
 	stopUnreadable       // a handler found a frame it cannot answer
+	stopSecurity         // the connection kept claiming what it may not (security violations)
 )
+
+// securityViolationsMax is how many security-violation declines (63: a
+// certificate or source that does not speak for the claimed partner) one
+// connection gets before the lane closes it, after answering them.
+const securityViolationsMax = 3
 
 // serve reads frames from one connection and answers each on it. Up to
 // InflightMax requests run at once; answers go out in completion order
@@ -399,6 +426,9 @@ func (l *Lane) serve(c net.Conn, src string, ip netip.Addr) {
 			defer func() { <-sem }()
 			if b := l.handle(log, ip, sess, frame); b != nil {
 				out <- b
+				if sess.closeAfter.Load() && stop.CompareAndSwap(stopNone, stopSecurity) {
+					conn.SetReadDeadline(time.Now()) // answered; now close
+				}
 				return
 			}
 			// Unreadable: no MTI to answer with. Closing is the
@@ -470,7 +500,7 @@ func lingerClose(c net.Conn) {
 func (l *Lane) readFailed(log *slog.Logger, err error, frames int, stop int32) (linger bool) {
 	var ne net.Error
 	switch {
-	case stop == stopUnreadable:
+	case stop == stopUnreadable || stop == stopSecurity:
 		return true // the handler counted and logged it
 	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
 		return false
@@ -566,6 +596,17 @@ func (l *Lane) handle(log *slog.Logger, ip netip.Addr, sess *session, frame []by
 		cancel()
 		if network && err == nil {
 			sess.network(l, req.Get(70))
+		}
+		if reason := securityReason(err); reason != "" {
+			l.m.security.WithLabelValues(l.cfg.Name, reason).Inc()
+			n := sess.violations.Add(1)
+			if l.securityLog.due(ip, time.Now()) {
+				log.Warn("security violation: declined 63", "reason", reason, "acquirer", req.Get(32),
+					"violations_on_connection", n, "err", err)
+			}
+			if n >= securityViolationsMax && !sess.closeAfter.Swap(true) {
+				log.Warn("closing connection after repeated security violations", "violations", n)
+			}
 		}
 	}
 	packed, perr := l.codec.Pack(nil, resp)
@@ -712,6 +753,7 @@ func (r *refusalLog) close() {
 type Metrics struct {
 	conns         *prometheus.GaugeVec
 	signedOn      *prometheus.GaugeVec
+	security      *prometheus.CounterVec
 	connsRejected *prometheus.CounterVec
 	frameErrors   *prometheus.CounterVec
 	messages      *prometheus.CounterVec
@@ -724,6 +766,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		conns: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "switchd_lane_connections", Help: "Open partner connections.",
 		}, []string{"lane"}),
+		security: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchd_lane_security_violations_total",
+			Help: "Messages declined 63: a client certificate (certificate) or source address (source) that does not speak for the partner claimed.",
+		}, []string{"lane", "reason"}),
 		signedOn: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "switchd_lane_sessions_signed_on", Help: "Connections signed on (0800/001, not yet signed off or closed).",
 		}, []string{"lane"}),
@@ -743,7 +789,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"lane", "mti"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.conns, m.signedOn, m.connsRejected, m.frameErrors, m.messages, m.latency)
+		reg.MustRegister(m.conns, m.signedOn, m.security, m.connsRejected, m.frameErrors, m.messages, m.latency)
 	}
 	return m
 }

@@ -150,6 +150,17 @@ func TestTLSLanePartnerIdentity(t *testing.T) {
 	if rc := buy(o, 3, "100001"); rc != "63" {
 		t.Fatalf("another certificate claiming demo-acquirer: %s, want 63", rc)
 	}
+	// The third violation on one connection is answered, then the lane
+	// closes it; each is counted.
+	for stan := 10; stan < 12; stan++ {
+		if rc := buy(a, stan, "100002"); rc != "63" {
+			t.Fatalf("claim %d: %s, want 63", stan, rc)
+		}
+	}
+	a.closedByPeer(5 * time.Second)
+	if got := tl.counterSum("switchd_lane_security_violations_total"); got != 4 {
+		t.Errorf("security violations counted = %v, want 4", got)
+	}
 	if after := h.ledgerSums(); after != before {
 		t.Fatal("refused messages changed the ledger")
 	}
@@ -190,4 +201,21 @@ func replaceField(line string, id int, v string) string {
 		}
 	}
 	return line + " " + prefix + v
+}
+
+// counterSum adds up every series of a counter family of the lane.
+func (tl *testLane) counterSum(name string) float64 {
+	mfs, err := tl.reg.Gather()
+	if err != nil {
+		tl.h.t.Fatal(err)
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			for _, m := range mf.GetMetric() {
+				sum += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return sum
 }
