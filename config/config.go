@@ -47,6 +47,9 @@ var ErrConfig = errors.New("config: invalid config")
 
 // File is the whole configuration.
 type File struct {
+	// Path is the file Load read ("" for the embedded demo): SIGHUP
+	// reloads lanes from it.
+	Path string `yaml:"-"`
 	// DataDir holds the raft log and snapshots (raft/) and the ledger (ledger/).
 	DataDir  string `yaml:"data_dir"`
 	LogLevel string `yaml:"log_level"`
@@ -119,6 +122,7 @@ func Load(path string) (File, error) {
 	if err := f.readCardKeyFile(); err != nil {
 		return f, err
 	}
+	f.Path = path
 	return f, nil
 }
 

@@ -81,13 +81,15 @@ type Lane struct {
 
 	refusals refusalLog
 
-	allow      []netip.Prefix
+	// allow and tls are what Reload swaps: a new connection reads them
+	// once; established connections keep what they were admitted with.
+	allow      atomic.Pointer[[]netip.Prefix]
 	notAllowed sourceLog
 	// securityLog limits security-violation lines to one per source per
 	// minute (switchd_lane_security_violations_total counts each).
 	securityLog sourceLog
 	// tls is the lane's server config (nil: plain TCP).
-	tls *tls.Config
+	tls atomic.Pointer[tls.Config]
 
 	ln net.Listener
 
@@ -129,8 +131,6 @@ func NewLane(cfg LaneConfig, pipe *Pipeline, requestTimeout time.Duration, logge
 		return nil, fmt.Errorf("switch: lane %q: %w", cfg.Name, err)
 	}
 	l := &Lane{
-		tls:      tcfg,
-		allow:    allow,
 		cfg:      cfg,
 		codec:    c,
 		framer:   fr,
@@ -141,6 +141,9 @@ func NewLane(cfg LaneConfig, pipe *Pipeline, requestTimeout time.Duration, logge
 		conns:    map[net.Conn]struct{}{},
 		bySource: map[string]int{},
 	}
+	l.allow.Store(&allow)
+	l.tls.Store(tcfg)
+	l.certExpiry(tcfg)
 	l.refusals = refusalLog{log: l.log, every: refusalLogInterval, counts: map[string]int64{}}
 	l.notAllowed = sourceLog{every: notAllowedLogEvery, max: notAllowedSourcesMax, last: map[netip.Addr]time.Time{}}
 	l.securityLog = sourceLog{every: notAllowedLogEvery, max: notAllowedSourcesMax, last: map[netip.Addr]time.Time{}}
@@ -185,7 +188,7 @@ func (l *Lane) accept() {
 			continue
 		}
 		ip, ok := remoteIP(c.RemoteAddr())
-		if !ok || !allowed(l.allow, ip) {
+		if !ok || !allowed(*l.allow.Load(), ip) {
 			// Before a byte is read: a stranger learns nothing but that
 			// the port is open (a firewall in front should not let it in).
 			c.Close()
@@ -374,8 +377,8 @@ func (l *Lane) serve(c net.Conn, src string, ip netip.Addr) {
 	}()
 
 	conn := c // what messages flow over: TLS on a TLS lane
-	if l.tls != nil {
-		tc, pin, ok := l.handshake(log, c)
+	if tcfg := l.tls.Load(); tcfg != nil {
+		tc, pin, ok := l.handshake(log, tcfg, c)
 		if !ok {
 			return
 		}
@@ -454,8 +457,8 @@ func (l *Lane) serve(c net.Conn, src string, ip netip.Addr) {
 // handshake verified against the lane's client CA (chain, expiry, usage).
 // A failed handshake is a refusal: counted (tls_handshake), summarized in
 // the log, nothing read.
-func (l *Lane) handshake(log *slog.Logger, c net.Conn) (*tls.Conn, string, bool) {
-	tc := tls.Server(c, l.tls)
+func (l *Lane) handshake(log *slog.Logger, tcfg *tls.Config, c net.Conn) (*tls.Conn, string, bool) {
+	tc := tls.Server(c, tcfg)
 	ctx, cancel := context.WithTimeout(context.Background(), l.cfg.FirstFrameTimeout)
 	defer cancel()
 	if err := tc.HandshakeContext(ctx); err != nil {
@@ -468,7 +471,45 @@ func (l *Lane) handshake(log *slog.Logger, c net.Conn) (*tls.Conn, string, bool)
 		l.refuse(refusedTLSHandshake)
 		return nil, "", false
 	}
-	return tc, CertPin(certs[0]), true
+	pin := CertPin(certs[0])
+	// Days to expiry of every client certificate in use, by pin prefix
+	// (the CA decides how many exist): rotate before it reaches zero.
+	l.m.clientCertNotAfter.WithLabelValues(l.cfg.Name, pin[:16]).Set(float64(certs[0].NotAfter.Unix()))
+	return tc, pin, true
+}
+
+// Reload takes a lane's new allowlist and TLS files (certificate, key,
+// client CA bundle) without a restart: connections accepted from now on
+// get them, established ones keep going. The listener, kind, dialect and
+// limits are not reloadable (restart for those), and a plain lane stays
+// plain: Reload refuses such a change and keeps the old settings.
+func (l *Lane) Reload(cfg LaneConfig) error {
+	if cfg.Name != l.cfg.Name || cfg.Listen != l.cfg.Listen || cfg.Kind != l.cfg.Kind || (cfg.TLS == nil) != (l.cfg.TLS == nil) {
+		return fmt.Errorf("switch: lane %q: only allow and the tls files reload; restart to change name, listen, kind or transport", l.cfg.Name)
+	}
+	allow, err := ParseAllow(cfg.Allow)
+	if err != nil || len(allow) == 0 {
+		return fmt.Errorf("switch: lane %q: allowlist: %v", l.cfg.Name, err)
+	}
+	tcfg, err := cfg.TLS.serverConfig()
+	if err != nil {
+		return fmt.Errorf("switch: lane %q: %w", l.cfg.Name, err)
+	}
+	l.allow.Store(&allow)
+	l.tls.Store(tcfg)
+	l.certExpiry(tcfg)
+	l.log.Info("lane reloaded", "allow", cfg.Allow, "tls", cfg.TLS != nil)
+	return nil
+}
+
+// certExpiry publishes when the lane's own certificate expires.
+func (l *Lane) certExpiry(tcfg *tls.Config) {
+	if tcfg == nil || len(tcfg.Certificates) == 0 {
+		return
+	}
+	if leaf, err := x509.ParseCertificate(tcfg.Certificates[0].Certificate[0]); err == nil {
+		l.m.laneCertNotAfter.WithLabelValues(l.cfg.Name).Set(float64(leaf.NotAfter.Unix()))
+	}
 }
 
 // CertPin is how a partner's record names a client certificate: the
@@ -751,13 +792,17 @@ func (r *refusalLog) close() {
 
 // Metrics are the lanes' Prometheus metrics, shared by all lanes.
 type Metrics struct {
-	conns         *prometheus.GaugeVec
-	signedOn      *prometheus.GaugeVec
-	security      *prometheus.CounterVec
-	connsRejected *prometheus.CounterVec
-	frameErrors   *prometheus.CounterVec
-	messages      *prometheus.CounterVec
-	latency       *prometheus.HistogramVec
+	conns    *prometheus.GaugeVec
+	signedOn *prometheus.GaugeVec
+	security *prometheus.CounterVec
+	// laneCertNotAfter and clientCertNotAfter are unix times: alert on
+	// (value - time()) / 86400 < 30.
+	laneCertNotAfter   *prometheus.GaugeVec
+	clientCertNotAfter *prometheus.GaugeVec
+	connsRejected      *prometheus.CounterVec
+	frameErrors        *prometheus.CounterVec
+	messages           *prometheus.CounterVec
+	latency            *prometheus.HistogramVec
 }
 
 // NewMetrics creates the lane metrics and registers them with reg (if not nil).
@@ -770,6 +815,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "switchd_lane_security_violations_total",
 			Help: "Messages declined 63: a client certificate (certificate) or source address (source) that does not speak for the partner claimed.",
 		}, []string{"lane", "reason"}),
+		laneCertNotAfter: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "switchd_lane_certificate_not_after_seconds", Help: "When the lane's own TLS certificate expires (unix time).",
+		}, []string{"lane"}),
+		clientCertNotAfter: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "switchd_lane_client_certificate_not_after_seconds",
+			Help: "When each client certificate seen on the lane expires (unix time), by the first 16 hex digits of its public-key pin.",
+		}, []string{"lane", "pin"}),
 		signedOn: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "switchd_lane_sessions_signed_on", Help: "Connections signed on (0800/001, not yet signed off or closed).",
 		}, []string{"lane"}),
@@ -789,7 +841,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"lane", "mti"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.conns, m.signedOn, m.security, m.connsRejected, m.frameErrors, m.messages, m.latency)
+		reg.MustRegister(m.conns, m.signedOn, m.security, m.laneCertNotAfter, m.clientCertNotAfter, m.connsRejected, m.frameErrors, m.messages, m.latency)
 	}
 	return m
 }

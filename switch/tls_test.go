@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"math/big"
 	"net"
 	"os"
@@ -294,4 +295,124 @@ func BenchmarkLaneTLS(b *testing.B) {
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "answers/s")
 		})
 	}
+}
+
+// Reload swaps a lane's allowlist and TLS files for new connections and
+// leaves established ones alone: certificate rotation with overlap
+// without a restart (SIGHUP in switchd). A change of transport is refused
+// and the old settings stay.
+func TestLaneReload(t *testing.T) {
+	h := newHarness(t, nil)
+	var cfg switching.LaneConfig
+	tl := newTestLane(h, func(c *switching.LaneConfig) { c.Allow = []string{"127.0.0.1/32"}; cfg = *c })
+	held := tl.dial("127.0.0.1")
+	if !held.echo(1) {
+		t.Fatal("listed source not served")
+	}
+	tl.dial("127.0.0.2").closedByPeer(5 * time.Second)
+	cfg.Allow = []string{"127.0.0.2/32"}
+	if err := tl.Reload(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if !tl.dial("127.0.0.2").echo(2) {
+		t.Fatal("newly listed source not served after reload")
+	}
+	tl.dial("127.0.0.1").closedByPeer(5 * time.Second)
+	if !held.echo(3) {
+		t.Fatal("an established connection was dropped by the reload")
+	}
+	bad := cfg
+	bad.TLS = &switching.LaneTLS{CertFile: "x", KeyFile: "y", ClientCAFile: "z"}
+	if err := tl.Reload(bad); err == nil {
+		t.Fatal("reload from plain to TLS accepted")
+	}
+	if !tl.dial("127.0.0.2").echo(4) {
+		t.Fatal("a refused reload changed the lane")
+	}
+
+	// TLS: rotate the lane's certificate and add a second client CA.
+	pki1, pki2 := newTestPKI(t), newTestPKI(t)
+	now := time.Now()
+	files := func(p *testPKI, name string) (string, string) {
+		srv, _ := p.issue("lane", true, now.Add(-time.Hour), now.Add(time.Hour))
+		k, _ := x509.MarshalECPrivateKey(srv.PrivateKey.(*ecdsa.PrivateKey))
+		return p.write(name+".pem", "CERTIFICATE", srv.Certificate[0]), p.write(name+".key", "EC PRIVATE KEY", k)
+	}
+	cert1, key1 := files(pki1, "lane1")
+	cert2, key2 := files(pki2, "lane2")
+	c1, leaf1 := pki1.issue("partner old CA", false, now.Add(-time.Hour), now.Add(time.Hour))
+	c2, leaf2 := pki2.issue("partner new CA", false, now.Add(-time.Hour), now.Add(time.Hour))
+	h2 := newHarness(t, func(f *config.File) {
+		for i := range f.Switch.Partners {
+			if f.Switch.Partners[i].ID == "demo-acquirer" {
+				f.Switch.Partners[i].CertPins = []string{switching.CertPin(leaf1), switching.CertPin(leaf2)} // both during the overlap
+			}
+		}
+	})
+	var tcfg switching.LaneConfig
+	tt := newTestLane(h2, func(c *switching.LaneConfig) {
+		c.Name, c.Kind = "demo", switching.LanePublic
+		c.TLS = &switching.LaneTLS{CertFile: cert1, KeyFile: key1, ClientCAFile: filepath.Join(pki1.dir, "ca.pem")}
+		tcfg = *c
+	})
+	both := x509.NewCertPool()
+	both.AddCert(pki1.ca)
+	both.AddCert(pki2.ca)
+	dial := func(cert tls.Certificate) (*client, error) {
+		c, err := tls.Dial("tcp", tt.Addr().String(), &tls.Config{RootCAs: both, Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+		if err != nil {
+			return nil, err
+		}
+		t.Cleanup(func() { c.Close() })
+		c.SetDeadline(time.Now().Add(30 * time.Second))
+		cl := &client{t: t, c: c, br: bufio.NewReader(c), h: h2}
+		if !cl.echo(1) {
+			return nil, errors.New("not served")
+		}
+		return cl, nil
+	}
+	old, err := dial(c1)
+	if err != nil {
+		t.Fatalf("old CA's certificate before rotation: %v", err)
+	}
+	if _, err := dial(c2); err == nil {
+		t.Fatal("new CA's certificate served before the lane trusts it")
+	}
+	bundle := filepath.Join(t.TempDir(), "bundle.pem")
+	b1, _ := os.ReadFile(filepath.Join(pki1.dir, "ca.pem"))
+	b2, _ := os.ReadFile(filepath.Join(pki2.dir, "ca.pem"))
+	os.WriteFile(bundle, append(b1, b2...), 0o600)
+	tcfg.TLS = &switching.LaneTLS{CertFile: cert2, KeyFile: key2, ClientCAFile: bundle}
+	if err := tt.Reload(tcfg); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dial(c2); err != nil {
+		t.Fatalf("new CA's certificate after reload: %v", err)
+	}
+	if _, err := dial(c1); err != nil {
+		t.Fatalf("old CA's certificate during the overlap: %v", err)
+	}
+	if !old.echo(2) {
+		t.Fatal("the connection established before the rotation was dropped")
+	}
+	if tt.gaugeMax("switchd_lane_certificate_not_after_seconds") < float64(now.Unix()) {
+		t.Error("lane certificate expiry not published")
+	}
+}
+
+// gaugeMax is the largest value of a gauge family of the lane.
+func (tl *testLane) gaugeMax(name string) float64 {
+	mfs, err := tl.reg.Gather()
+	if err != nil {
+		tl.h.t.Fatal(err)
+	}
+	var out float64
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			for _, m := range mf.GetMetric() {
+				out = max(out, m.GetGauge().GetValue())
+			}
+		}
+	}
+	return out
 }

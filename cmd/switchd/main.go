@@ -95,6 +95,36 @@ func main() {
 	}
 }
 
+// reloadLanes re-reads the config file on SIGHUP and gives each running
+// lane its new allowlist and TLS files (certificate rotation without a
+// restart; established connections stay). A lane whose new settings do
+// not load keeps its old ones, and the error is logged.
+func reloadLanes(path string, lanes []*switching.Lane, log *slog.Logger) {
+	if path == "" {
+		log.Warn("SIGHUP: no --config file to reload (the embedded demo config has nothing to rotate)")
+		return
+	}
+	f, err := config.Load(path)
+	if err != nil {
+		log.Error("SIGHUP: config not reloaded", "err", err)
+		return
+	}
+	byName := map[string]switching.LaneConfig{}
+	for _, lc := range f.Switch.Lanes {
+		byName[lc.Name] = lc
+	}
+	for _, l := range lanes {
+		lc, ok := byName[l.Name()]
+		if !ok {
+			log.Warn("SIGHUP: lane no longer in the config; it keeps serving until a restart", "lane", l.Name())
+			continue
+		}
+		if err := l.Reload(lc); err != nil {
+			log.Error("SIGHUP: lane not reloaded", "lane", l.Name(), "err", err)
+		}
+	}
+}
+
 // tuneRuntime sets the collector's GOGC from gc_percent, and gives the Go
 // scheduler one more P than it would take when pebble's background threads
 // run at a lowered priority
@@ -255,15 +285,24 @@ func run(ctx context.Context, cfg config.File, log *slog.Logger) error {
 		// No PAN here: this lands in log files (README "Demo data" has the cards).
 		fmt.Fprintf(os.Stderr, "\nTry: go run ./cmd/switchctl iso send --addr %s --mti 0200 --pan <a demo card, README \"Demo data\"> --amount 12.34\n\n", lanes[0].Addr())
 	}
-	select {
-	case <-ctx.Done():
-	case <-st.Failed():
-		// Issue 9 item 2: the ledger could not write (e.g. the disk is
-		// full) and applies nothing more. Stop in order so that what is in
-		// flight is answered (96), and exit non-zero: a restart, once
-		// there is space, replays the raft log and loses nothing.
-		log.Error("ledger write failed: shutting down; restart once there is space", "err", st.Err())
-		return st.Err()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+		case <-st.Failed():
+			// Issue 9 item 2: the ledger could not write (e.g. the disk is
+			// full) and applies nothing more. Stop in order so that what is
+			// in flight is answered (96), and exit non-zero: a restart, once
+			// there is space, replays the raft log and loses nothing.
+			log.Error("ledger write failed: shutting down; restart once there is space", "err", st.Err())
+			return st.Err()
+		case <-hup:
+			reloadLanes(cfg.Path, lanes, log)
+			continue
+		}
+		break
 	}
 	log.Info("shutting down")
 	return nil
