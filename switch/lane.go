@@ -13,6 +13,8 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -97,8 +99,9 @@ type Lane struct {
 	// read deadline it sets, so Close's wake-up cannot be overwritten.
 	stopping atomic.Bool
 
-	mu       sync.Mutex // protects conns, bySource and closing
+	mu       sync.Mutex // protects conns, sessions, bySource and closing
 	conns    map[net.Conn]struct{}
+	sessions map[*session]struct{}
 	bySource map[string]int // open connections per remote IP
 	closing  bool
 
@@ -139,6 +142,7 @@ func NewLane(cfg LaneConfig, pipe *Pipeline, requestTimeout time.Duration, logge
 		m:        m,
 		timeout:  requestTimeout,
 		conns:    map[net.Conn]struct{}{},
+		sessions: map[*session]struct{}{},
 		bySource: map[string]int{},
 	}
 	l.allow.Store(&allow)
@@ -255,6 +259,9 @@ type session struct {
 	// when they reach securityViolationsMax.
 	violations atomic.Int32
 	closeAfter atomic.Bool
+	// client describes the TLS client certificate (nil on plain lanes);
+	// written before the session is registered, read under Lane.mu.
+	client *ClientCert
 }
 
 // network records a network management message the pipeline approved.
@@ -361,6 +368,7 @@ func (l *Lane) serve(c net.Conn, src string, ip netip.Addr) {
 	defer func() {
 		sess.end(l) // handlers are done: the session ends with the connection
 		l.mu.Lock()
+		delete(l.sessions, sess)
 		delete(l.conns, c)
 		if l.bySource[src]--; l.bySource[src] <= 0 {
 			delete(l.bySource, src)
@@ -383,7 +391,12 @@ func (l *Lane) serve(c net.Conn, src string, ip netip.Addr) {
 			return
 		}
 		conn, sess.certPin = tc, pin
+		leaf := tc.ConnectionState().PeerCertificates[0]
+		sess.client = &ClientCert{Pin: pin, Subject: leaf.Subject.String(), NotAfter: leaf.NotAfter.UTC(), Source: ip.String()}
 	}
+	l.mu.Lock()
+	l.sessions[sess] = struct{}{}
+	l.mu.Unlock()
 
 	out := make(chan []byte, l.cfg.InflightMax) // never blocks a handler: at most InflightMax answers exist
 	sem := make(chan struct{}, l.cfg.InflightMax)
@@ -476,6 +489,58 @@ func (l *Lane) handshake(log *slog.Logger, tcfg *tls.Config, c net.Conn) (*tls.C
 	// (the CA decides how many exist): rotate before it reaches zero.
 	l.m.clientCertNotAfter.WithLabelValues(l.cfg.Name, pin[:16]).Set(float64(certs[0].NotAfter.Unix()))
 	return tc, pin, true
+}
+
+// LaneStatus is what `switchctl lanes status` shows of one lane.
+type LaneStatus struct {
+	Name          string   `json:"name"`
+	Kind          string   `json:"kind"`
+	Listen        string   `json:"listen"`
+	TLS           bool     `json:"tls"`
+	Allow         []string `json:"allow"`
+	RequireSignOn bool     `json:"require_sign_on"`
+	Connections   int      `json:"connections"`
+	SignedOn      int      `json:"signed_on"`
+	// CertNotAfter is the lane's own certificate's expiry (TLS lanes).
+	CertNotAfter *time.Time `json:"cert_not_after,omitempty"`
+	// Clients are the client certificates of the open connections.
+	Clients []ClientCert `json:"clients,omitempty"`
+}
+
+// ClientCert is one open connection's client certificate.
+type ClientCert struct {
+	Pin      string    `json:"pin"`
+	Subject  string    `json:"subject"`
+	NotAfter time.Time `json:"not_after"`
+	Source   string    `json:"source"`
+}
+
+// Status reports the lane's settings and open connections.
+func (l *Lane) Status() LaneStatus {
+	st := LaneStatus{Name: l.cfg.Name, Kind: l.cfg.Kind, Listen: l.Addr().String(), TLS: l.tls.Load() != nil,
+		RequireSignOn: l.cfg.RequireSignOn}
+	for _, p := range *l.allow.Load() {
+		st.Allow = append(st.Allow, p.String())
+	}
+	if tcfg := l.tls.Load(); tcfg != nil && len(tcfg.Certificates) > 0 {
+		if leaf, err := x509.ParseCertificate(tcfg.Certificates[0].Certificate[0]); err == nil {
+			na := leaf.NotAfter.UTC()
+			st.CertNotAfter = &na
+		}
+	}
+	l.mu.Lock()
+	st.Connections = len(l.conns)
+	for s := range l.sessions {
+		if s.signedOn.Load() {
+			st.SignedOn++
+		}
+		if s.client != nil {
+			st.Clients = append(st.Clients, *s.client)
+		}
+	}
+	l.mu.Unlock()
+	slices.SortFunc(st.Clients, func(a, b ClientCert) int { return strings.Compare(a.Pin+a.Source, b.Pin+b.Source) })
+	return st
 }
 
 // Reload takes a lane's new allowlist and TLS files (certificate, key,

@@ -143,6 +143,10 @@ func TestTLSLanePartnerIdentity(t *testing.T) {
 	if rc := buy(a, 1, "100001"); rc != "00" {
 		t.Fatalf("purchase over mTLS as demo-acquirer: %s", rc)
 	}
+	if st := tl.Status(); !st.TLS || st.Connections != 1 || len(st.Clients) != 1 || st.Clients[0].Pin != switching.CertPin(leafA) ||
+		st.Clients[0].Source != "127.0.0.1" || st.CertNotAfter == nil {
+		t.Errorf("lane status: %+v", st)
+	}
 	before := h.ledgerSums()
 	if rc := buy(a, 2, "100002"); rc != "63" {
 		t.Fatalf("demo-acquirer's connection claiming demo-agents' acquirer id: %s, want 63", rc)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -64,6 +65,10 @@ func TestAgainstSwitchd(t *testing.T) {
 	code, out, _ = ctl("iso", "send", "--addr", iso, "--pan", "4111111111111112", "--amount", "1.00")
 	if code != 0 || !strings.Contains(out, "14 (invalid card number)") || strings.Contains(out, "4111111111111112") {
 		t.Errorf("bad Luhn: exit %d\n%s", code, out)
+	}
+	// lanes status: this node's lane, plain TCP on its allowlist.
+	if code, out, errOut := ctl("lanes", "status", "--ops", ops); code != 0 || !regexp.MustCompile(`test\s+mpls\s+\S+\s+tcp\s+127\.0\.0\.0/8,::1/128`).MatchString(out) {
+		t.Errorf("lanes status: exit %d\n%s%s", code, out, errOut)
 	}
 	// --expect turns the answer into the exit status.
 	if code, _, errOut := ctl("iso", "send", "--addr", iso, "--pan", "4111111111111112", "--amount", "1.00", "--expect", "14"); code != 0 {

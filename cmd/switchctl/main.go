@@ -80,6 +80,7 @@ const usageText = `switchctl: operate a switchd node
   switchctl agents list | get PARTNER:TERMINAL
   switchctl agents set PARTNER:TERMINAL [--currency USD] [--cash-limit 500.00] [--reason TEXT]
   switchctl agents settle PARTNER:TERMINAL --amount 12.34 [--currency USD] --reference SLIP
+  switchctl lanes status                                     this node's lanes: transport, allowlist, connections, signed on, certificates and expiry
   switchctl audit list [--object route/ID] [--from T] [--to T] [--after SEQ] | verify
 
   ops commands take --ops http://127.0.0.1:8080 and --json (raw JSON). Changes take
@@ -126,6 +127,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = partnersCmd(ctx, args[1:], stdout)
 	case "agents":
 		err = agentsCmd(ctx, args[1:], stdout)
+	case "lanes":
+		err = lanesCmd(ctx, args[1:], stdout)
 	case "audit":
 		err = auditCmd(ctx, args[1:], stdout)
 	case "help", "-h", "-help", "--help":

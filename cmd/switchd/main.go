@@ -264,6 +264,13 @@ func run(ctx context.Context, cfg config.File, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	srv.HandleLanes(func() any {
+		out := make([]switching.LaneStatus, 0, len(lanes))
+		for _, l := range lanes {
+			out = append(out, l.Status())
+		}
+		return out
+	})
 	srv.HandleSettlement(settlement)
 	srv.HandleRecon(settlement)
 	if err := srv.Start(); err != nil {
