@@ -271,7 +271,7 @@ func (c Config) Validate() error {
 		if len(l.Allow) > laneAllowMax {
 			return bad("lane %q: %d allow entries (at most %d)", l.Name, len(l.Allow), laneAllowMax)
 		}
-		if _, err := ParseAllow(l.Allow); err != nil {
+		if _, err := store.ParseAllow(l.Allow); err != nil {
 			return bad("lane %q allow: %v", l.Name, err)
 		}
 		if !known[l.Dialect] {
@@ -303,10 +303,6 @@ func (c Config) Validate() error {
 	}
 	return c.validateDirectory()
 }
-
-// ParseAllow is store.ParseAllow: one parser for lanes' and partners'
-// allowlists.
-func ParseAllow(list []string) ([]netip.Prefix, error) { return store.ParseAllow(list) }
 
 // allowed reports whether a is in one of the prefixes (an IPv4-mapped
 // IPv6 address counts as its IPv4 address).

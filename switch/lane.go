@@ -23,6 +23,7 @@ import (
 
 	"github.com/switchd/switchd/codec"
 	"github.com/switchd/switchd/outcome"
+	"github.com/switchd/switchd/store"
 )
 
 // connBufferBytes sizes each connection's read and write buffers: a few
@@ -125,7 +126,7 @@ func NewLane(cfg LaneConfig, pipe *Pipeline, requestTimeout time.Duration, logge
 	if m == nil {
 		m = NewMetrics(nil)
 	}
-	allow, err := ParseAllow(cfg.Allow)
+	allow, err := store.ParseAllow(cfg.Allow)
 	if err != nil || len(allow) == 0 {
 		return nil, fmt.Errorf("switch: lane %q: allowlist: %v", cfg.Name, err)
 	}
@@ -552,7 +553,7 @@ func (l *Lane) Reload(cfg LaneConfig) error {
 	if cfg.Name != l.cfg.Name || cfg.Listen != l.cfg.Listen || cfg.Kind != l.cfg.Kind || (cfg.TLS == nil) != (l.cfg.TLS == nil) {
 		return fmt.Errorf("switch: lane %q: only allow and the tls files reload; restart to change name, listen, kind or transport", l.cfg.Name)
 	}
-	allow, err := ParseAllow(cfg.Allow)
+	allow, err := store.ParseAllow(cfg.Allow)
 	if err != nil || len(allow) == 0 {
 		return fmt.Errorf("switch: lane %q: allowlist: %v", l.cfg.Name, err)
 	}
@@ -695,7 +696,7 @@ func (l *Lane) handle(log *slog.Logger, ip netip.Addr, sess *session, frame []by
 		resp.Set(39, outcome.FormatError)
 	} else if network := codec.MTI(req.MTI).Class() == "080"; l.cfg.RequireSignOn && !network && !sess.signedOn.Load() {
 		err = fmt.Errorf("%w: send 0800 with field 70 = %s first", outcome.ErrNotSignedOn, codec.NetworkSignOn)
-		Refuse(req, resp, err)
+		respond(req, resp, err, "", nil) // answered like every other decline
 	} else {
 		ctx, cancel := context.WithTimeout(context.Background(), l.timeout)
 		err = l.pipe.Process(ctx, Origin{Lane: l.cfg.Name, Source: ip, CertPin: sess.certPin}, req, resp)

@@ -57,11 +57,6 @@ func (p *Pipeline) Process(ctx context.Context, o Origin, req, resp *codec.Messa
 	return err
 }
 
-// Refuse answers req into resp with the decline err stands for, without
-// deciding anything: the lane's own refusals (a financial message before
-// sign-on) are answered like every other decline.
-func Refuse(req, resp *codec.Message, err error) { respond(req, resp, err, "", nil) }
-
 func respond(req, resp *codec.Message, err error, authCode string, bal []codec.Balance) {
 	out := codec.Response{Code: outcome.Code(err), Balances: bal}
 	if err == nil {
