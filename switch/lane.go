@@ -197,11 +197,12 @@ func (l *Lane) accept() {
 			// Before a byte is read: a stranger learns nothing but that
 			// the port is open (a firewall in front should not let it in).
 			c.Close()
-			l.refuse(refusedNotAllowed)
+			// The line before the count: whoever sees the count sees the line.
 			if l.notAllowed.due(ip, time.Now()) {
 				l.log.Warn("connection refused: source not in the lane's allowlist", "source", ip.String(),
 					"next_line_for_this_source_after", notAllowedLogEvery)
 			}
+			l.refuse(refusedNotAllowed)
 			continue
 		}
 		src := sourceOf(c.RemoteAddr())
