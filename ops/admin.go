@@ -202,11 +202,6 @@ func resultErr(res store.Result) error {
 	return err
 }
 
-// failChange is fail: answer adds the "field" member of a
-// *store.ChangeError (RFC 9457 allows extension members), so a client can
-// point at the field without parsing the detail.
-func (s *Server) failChange(w http.ResponseWriter, err error) { s.fail(w, err) }
-
 // changeError is a refusal before proposing, in the FSM's own form.
 func changeError(field, format string, args ...any) error {
 	return &store.ChangeError{Field: field, Msg: fmt.Sprintf(format, args...)}

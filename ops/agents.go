@@ -116,7 +116,7 @@ func (s *Server) putAgent(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	partner, terminal, ok := splitAgentID(id)
 	if !ok {
-		s.failChange(w, changeError("id", "%q is not partner:terminal", id))
+		s.fail(w, changeError("id", "%q is not partner:terminal", id))
 		return
 	}
 	if !s.caughtUp(w, r) {
@@ -138,7 +138,7 @@ func (s *Server) putAgent(w http.ResponseWriter, r *http.Request) {
 		err = changeError("agent.cash_limit", "%d is negative", *req.CashLimit)
 	}
 	if err != nil {
-		s.failChange(w, err)
+		s.fail(w, err)
 		return
 	}
 	_, getErr := s.ledger.Agent(id)
@@ -154,7 +154,7 @@ func (s *Server) putAgent(w http.ResponseWriter, r *http.Request) {
 	res, err := s.propose(ctx, change{op: store.OpPutAgent, key: "admin|agent.put|" + id + "|" + key,
 		fp: fingerprint("agent.put", ag, req.Reason), admin: adm})
 	if err != nil {
-		s.failChange(w, err)
+		s.fail(w, err)
 		return
 	}
 	status := http.StatusOK
@@ -199,7 +199,7 @@ func (s *Server) settleAgent(w http.ResponseWriter, r *http.Request) {
 		err = changeError("reference", "required: the receipt or slip number, 1 to %d letters, digits, '_', '-', '.'", idempotencyKeyBytesMax)
 	}
 	if err != nil {
-		s.failChange(w, err)
+		s.fail(w, err)
 		return
 	}
 	if !s.caughtUp(w, r) {
@@ -216,7 +216,7 @@ func (s *Server) settleAgent(w http.ResponseWriter, r *http.Request) {
 	res, err := s.propose(ctx, change{op: store.OpSettleAgent, key: "agent-settlement|" + id + "|" + req.Reference,
 		fp: fingerprint("agent.settle", st), admin: adm})
 	if err != nil {
-		s.failChange(w, err)
+		s.fail(w, err)
 		return
 	}
 	s.answerAgent(w, r, id, res, http.StatusOK)

@@ -79,7 +79,7 @@ func (s *Server) putPartner(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := needReason(req.Reason); err != nil {
-		s.failChange(w, err)
+		s.fail(w, err)
 		return
 	}
 	if !s.caughtUp(w, r) {
@@ -114,7 +114,7 @@ func (s *Server) suspendPartner(suspended bool) http.HandlerFunc {
 			return
 		}
 		if err := needReason(req.Reason); err != nil {
-			s.failChange(w, err)
+			s.fail(w, err)
 			return
 		}
 		if !s.caughtUp(w, r) {
@@ -144,7 +144,7 @@ func (s *Server) suspendPartner(suspended bool) http.HandlerFunc {
 		res, err := s.propose(ctx, change{op: store.OpPutPartner, key: "admin|" + action + "|" + id + "|" + key,
 			fp: fingerprint(action, id, req.Reason), admin: adm})
 		if err != nil {
-			s.failChange(w, err)
+			s.fail(w, err)
 			return
 		}
 		if !s.caughtUp(w, r) {
@@ -173,7 +173,7 @@ func (s *Server) writePartner(w http.ResponseWriter, r *http.Request, adm *store
 		return
 	}
 	if cerr != nil {
-		s.failChange(w, cerr)
+		s.fail(w, cerr)
 		return
 	}
 	adm.Reason, adm.Partner = reason, &p
@@ -182,7 +182,7 @@ func (s *Server) writePartner(w http.ResponseWriter, r *http.Request, adm *store
 	res, err := s.propose(ctx, change{op: store.OpPutPartner, key: "admin|" + action + "|" + p.ID + "|" + key,
 		fp: fingerprint(action, p, reason), admin: adm})
 	if err != nil {
-		s.failChange(w, err)
+		s.fail(w, err)
 		return
 	}
 	if !s.caughtUp(w, r) {

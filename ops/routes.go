@@ -121,7 +121,7 @@ func (s *Server) putRoute(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := needReason(req.Reason); err != nil {
-		s.failChange(w, err)
+		s.fail(w, err)
 		return
 	}
 	id := r.PathValue("id")
@@ -139,7 +139,7 @@ func (s *Server) putRoute(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if cerr != nil {
-		s.failChange(w, cerr)
+		s.fail(w, cerr)
 		return
 	}
 	adm.Reason, adm.Route = req.Reason, &rt
@@ -148,7 +148,7 @@ func (s *Server) putRoute(w http.ResponseWriter, r *http.Request) {
 	res, err := s.propose(ctx, change{op: store.OpPutRoute, key: "admin|route.put|" + id + "|" + key,
 		fp: fingerprint("route.put", rt, req.Reason), admin: adm})
 	if err != nil {
-		s.failChange(w, err)
+		s.fail(w, err)
 		return
 	}
 	status := http.StatusOK
@@ -195,7 +195,7 @@ func (s *Server) deleteRoute(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := needReason(req.Reason); err != nil {
-		s.failChange(w, err)
+		s.fail(w, err)
 		return
 	}
 	if !s.caughtUp(w, r) {
@@ -216,7 +216,7 @@ func (s *Server) deleteRoute(w http.ResponseWriter, r *http.Request) {
 	res, err := s.propose(ctx, change{op: store.OpDeleteRoute, key: "admin|route.delete|" + id + "|" + key,
 		fp: fingerprint("route.delete", id, req.Reason), admin: adm})
 	if err != nil {
-		s.failChange(w, err)
+		s.fail(w, err)
 		return
 	}
 	if !s.caughtUp(w, r) {
@@ -255,7 +255,7 @@ func (s *Server) replaceRoutes(w http.ResponseWriter, r *http.Request) {
 		err = needReason(req.Reason)
 	}
 	if err != nil {
-		s.failChange(w, err)
+		s.fail(w, err)
 		return
 	}
 	if !s.caughtUp(w, r) {
@@ -273,7 +273,7 @@ func (s *Server) replaceRoutes(w http.ResponseWriter, r *http.Request) {
 		rt.BillType, rt.PayerType, rt.Partner = wildcard(rt.BillType), wildcard(rt.PayerType), wildcard(rt.Partner)
 	}
 	if err := checkTable(d, req.Routes, s.cachedAccountLookup()); err != nil {
-		s.failChange(w, err)
+		s.fail(w, err)
 		return
 	}
 	adm.Reason, adm.Routes, adm.BaseVersion = req.Reason, req.Routes, *req.BaseVersion
@@ -282,7 +282,7 @@ func (s *Server) replaceRoutes(w http.ResponseWriter, r *http.Request) {
 	res, err := s.propose(ctx, change{op: store.OpReplaceRoutes, key: "admin|routes.replace|" + key,
 		fp: fingerprint("routes.replace", *req.BaseVersion, req.Routes, req.Reason), admin: adm})
 	if err != nil {
-		s.failChange(w, err)
+		s.fail(w, err)
 		return
 	}
 	if !s.caughtUp(w, r) {

@@ -136,7 +136,9 @@ func (c *Core) fingerprint(pan PAN, parts []string) string {
 // outcome.ErrPartnerSuspended). A refusal is confirmed like Submit's.
 // Submit starts with the same checks; a front door calls Admit itself
 // only to rank its own refusals after the partner's.
-// Origin is where a request came from, as the front door saw it.
+// Origin is where a request came from, as the front door saw it: the
+// lane (or endpoint), the connection's source address and, over mutual
+// TLS, the SHA-256 pin (hex) of the client certificate's public key.
 type Origin struct {
 	Lane    string
 	Source  netip.Addr
@@ -206,7 +208,7 @@ type decision struct {
 // suspension, payer type, the partner's limits, the route.
 func decide(d *store.Directory, in *Intent) (decision, error) {
 	var dc decision
-	p, err := admit(d, Origin{Lane: in.Lane, Source: in.Source, CertPin: in.CertPin}, in.Acquirer)
+	p, err := admit(d, in.Origin, in.Acquirer)
 	if err != nil {
 		return dc, err
 	}

@@ -249,7 +249,7 @@ func TestReadsAndFundsBlock(t *testing.T) {
 	if a := n.account("card-4111"); a.DebitsPending != 2500 || a.Available() != 97500 {
 		t.Fatalf("funds block is no hold: %+v", a)
 	}
-	if _, err := n.submit(payment.Intent{Lane: "demo", Acquirer: "100001"}); !errors.Is(err, outcome.ErrUnsupported) {
+	if _, err := n.submit(payment.Intent{Origin: payment.Origin{Lane: "demo"}, Acquirer: "100001"}); !errors.Is(err, outcome.ErrUnsupported) {
 		t.Fatalf("unknown kind: %v", err)
 	}
 }

@@ -202,7 +202,7 @@ func (n *testNode) submit(in payment.Intent) (payment.Outcome, error) {
 func intent(t testing.TB, kind payment.Kind, lane, acquirer, pan string, amount int64, stan int) payment.Intent {
 	key := fmt.Sprintf("%s|%06d", acquirer, stan)
 	return payment.Intent{
-		Kind: kind, Lane: lane, Acquirer: acquirer, PAN: mustPAN(t, pan), Terminal: "TERM0001",
+		Kind: kind, Origin: payment.Origin{Lane: lane}, Acquirer: acquirer, PAN: mustPAN(t, pan), Terminal: "TERM0001",
 		Amount: amount, Currency: "USD", Ref: store.Ref{STAN: fmt.Sprintf("%06d", stan)},
 		IdempotencyKey: key, OriginalRef: key,
 		Fingerprint: []string{kind.String(), fmt.Sprint(amount), payment.FingerprintPAN},

@@ -9,7 +9,6 @@ package payment
 
 import (
 	"github.com/switchd/switchd/store"
-	"net/netip"
 )
 
 // Kind is what an Intent asks for.
@@ -81,16 +80,11 @@ func (k Kind) routed() bool {
 // another's requests whatever its keys say.
 type Intent struct {
 	Kind Kind
-	// Lane is the name of the lane (or front door endpoint) the request
-	// came in on; the partner must list it (store.Partner.Lanes).
-	Lane string
-	// Source is the address the request came from (the connection's
-	// remote IP); a partner with an allowlist is refused from elsewhere.
-	Source netip.Addr
-	// CertPin is the SHA-256 (hex) of the client certificate's public key
-	// when the request came over mutual TLS: it must be one of the
-	// partner's CertPins, and a partner with pins needs one.
-	CertPin string
+	// Origin is where the request came from: its Lane must be one of the
+	// partner's (store.Partner.Lanes), its Source inside the partner's
+	// allowlist, and over mutual TLS its CertPin one of the partner's
+	// CertPins (a partner with pins needs one).
+	Origin
 	// Acquirer identifies the partner: ISO 8583 field 32 (leading zeros
 	// ignored).
 	Acquirer string

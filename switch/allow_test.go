@@ -275,7 +275,7 @@ func TestRequireSignOn(t *testing.T) {
 	if rc := network(cl, 4, "001"); rc != "00" {
 		t.Fatalf("sign-on: %s", rc)
 	}
-	if got := tl.gauge("switchd_lane_sessions_signed_on"); got != 1 {
+	if got := tl.metric("switchd_lane_sessions_signed_on"); got != 1 {
 		t.Errorf("signed-on sessions = %v, want 1", got)
 	}
 	if rc := buy(cl, 5); rc != "00" {
@@ -291,14 +291,14 @@ func TestRequireSignOn(t *testing.T) {
 	if rc := buy(cl, 8); rc != "91" {
 		t.Fatalf("purchase after sign-off: %s, want 91", rc)
 	}
-	if got := tl.gauge("switchd_lane_sessions_signed_on"); got != 0 {
+	if got := tl.metric("switchd_lane_sessions_signed_on"); got != 0 {
 		t.Errorf("signed-on sessions after sign-off = %v, want 0", got)
 	}
 	network(cl, 9, "001")
 	cl.c.Close()
 	other.c.Close()
 	deadline := time.Now().Add(5 * time.Second)
-	for tl.gauge("switchd_lane_sessions_signed_on") != 0 {
+	for tl.metric("switchd_lane_sessions_signed_on") != 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("a closed connection's session still counted")
 		}
@@ -306,18 +306,20 @@ func TestRequireSignOn(t *testing.T) {
 	}
 }
 
-// gauge is the lane's value of a gauge family.
-func (tl *testLane) gauge(name string) float64 {
+// metric is the sum over every series of a counter or gauge family of the
+// lane (one series for the gauges the tests read: one lane per registry).
+func (tl *testLane) metric(name string) float64 {
 	mfs, err := tl.reg.Gather()
 	if err != nil {
 		tl.h.t.Fatal(err)
 	}
+	var sum float64
 	for _, mf := range mfs {
 		if mf.GetName() == name {
 			for _, m := range mf.GetMetric() {
-				return m.GetGauge().GetValue()
+				sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
 			}
 		}
 	}
-	return 0
+	return sum
 }

@@ -23,6 +23,7 @@ import (
 
 	"github.com/switchd/switchd/codec"
 	"github.com/switchd/switchd/outcome"
+	"github.com/switchd/switchd/payment"
 	"github.com/switchd/switchd/store"
 )
 
@@ -700,7 +701,7 @@ func (l *Lane) handle(log *slog.Logger, ip netip.Addr, sess *session, frame []by
 		respond(req, resp, err, "", nil) // answered like every other decline
 	} else {
 		ctx, cancel := context.WithTimeout(context.Background(), l.timeout)
-		err = l.pipe.Process(ctx, Origin{Lane: l.cfg.Name, Source: ip, CertPin: sess.certPin}, req, resp)
+		err = l.pipe.Process(ctx, payment.Origin{Lane: l.cfg.Name, Source: ip, CertPin: sess.certPin}, req, resp)
 		cancel()
 		if network && err == nil {
 			sess.network(l, req.Get(70))

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net/netip"
 	"strconv"
 	"strings"
 
@@ -35,18 +34,9 @@ func NewPipeline(core *payment.Core, logger *slog.Logger) *Pipeline {
 	return &Pipeline{core: core, log: logger}
 }
 
-// Origin is where a message came from: the lane, the connection's source
-// address and, on a TLS lane, the SHA-256 pin (hex) of the client
-// certificate's public key.
-type Origin struct {
-	Lane    string
-	Source  netip.Addr
-	CertPin string
-}
-
 // Process answers req, which came from o, into resp and returns the
 // error behind a decline (nil for approvals).
-func (p *Pipeline) Process(ctx context.Context, o Origin, req, resp *codec.Message) error {
+func (p *Pipeline) Process(ctx context.Context, o payment.Origin, req, resp *codec.Message) error {
 	r, err := codec.ParseRequest(req)
 	if err != nil {
 		respond(req, resp, err, "", nil)
@@ -68,18 +58,16 @@ func respond(req, resp *codec.Message, err error, authCode string, bal []codec.B
 	}
 }
 
-func (p *Pipeline) dispatch(ctx context.Context, o Origin, r *codec.Request) (string, []codec.Balance, error) {
-	lane := o.Lane
+func (p *Pipeline) dispatch(ctx context.Context, o payment.Origin, r *codec.Request) (string, []codec.Balance, error) {
 	class := r.MTI.Class()
 	if class == "080" {
 		return "", nil, network(r)
 	}
-	in, err := intentOf(lane, r, class)
-	in.Source, in.CertPin = o.Source, o.CertPin
+	in, err := intentOf(o, r, class)
 	if err != nil {
 		// Who sends is checked before what they ask: an unknown or
 		// suspended partner learns nothing about what is supported.
-		if _, aerr := p.core.Admit(ctx, payment.Origin{Lane: lane, Source: o.Source, CertPin: o.CertPin}, r.Acquirer); aerr != nil {
+		if _, aerr := p.core.Admit(ctx, o, r.Acquirer); aerr != nil {
 			return "", nil, aerr
 		}
 		return "", nil, err
@@ -143,7 +131,7 @@ func kindOf(r *codec.Request, class string) (payment.Kind, error) {
 }
 
 // intentOf is the Intent of a financial or authorization request.
-func intentOf(lane string, r *codec.Request, class string) (payment.Intent, error) {
+func intentOf(o payment.Origin, r *codec.Request, class string) (payment.Intent, error) {
 	kind, err := kindOf(r, class)
 	if err != nil {
 		return payment.Intent{}, err
@@ -155,7 +143,7 @@ func intentOf(lane string, r *codec.Request, class string) (payment.Intent, erro
 	proc := r.ProcCode.String()
 	in := payment.Intent{
 		Kind:      kind,
-		Lane:      lane,
+		Origin:    o,
 		Acquirer:  r.Acquirer,
 		PayerType: tag(r.AdditionalData, "PT"),
 		PAN:       pan,

@@ -88,7 +88,7 @@ func TestCommandsUnchangedByTheCore(t *testing.T) {
 			orig: "demo-acquirer|100001|000001|1121120000|020", op: store.OpReverse, amount: 600,
 		},
 	} {
-		if _, _, err := p.dispatch(context.Background(), Origin{Lane: "demo", Source: netip.MustParseAddr("127.0.0.1")}, tc.r); err != nil {
+		if _, _, err := p.dispatch(context.Background(), payment.Origin{Lane: "demo", Source: netip.MustParseAddr("127.0.0.1")}, tc.r); err != nil {
 			t.Fatalf("%s: %v", tc.r.MTI, err)
 		}
 		c := led.cmd

@@ -79,6 +79,18 @@ func (p *testPKI) issue(cn string, server bool, notBefore, notAfter time.Time) (
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, leaf
 }
 
+// laneFiles issues a lane (server) certificate for 127.0.0.1, valid for
+// the next hour, and writes it and its key as name.pem and name.key.
+func (p *testPKI) laneFiles(name string) (certFile, keyFile string) {
+	now := time.Now()
+	srv, _ := p.issue("lane", true, now.Add(-time.Hour), now.Add(time.Hour))
+	k, err := x509.MarshalECPrivateKey(srv.PrivateKey.(*ecdsa.PrivateKey))
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	return p.write(name+".pem", "CERTIFICATE", srv.Certificate[0]), p.write(name+".key", "EC PRIVATE KEY", k)
+}
+
 // A public lane serves TLS 1.2+ with client certificates required: the
 // certificate names the partner (its public-key pin), and a message may
 // claim only that partner's acquirer ids. Another partner's id over the
@@ -87,10 +99,7 @@ func (p *testPKI) issue(cn string, server bool, notBefore, notAfter time.Time) (
 func TestTLSLanePartnerIdentity(t *testing.T) {
 	pki := newTestPKI(t)
 	now := time.Now()
-	srv, _ := pki.issue("lane", true, now.Add(-time.Hour), now.Add(time.Hour))
-	srvKey, _ := x509.MarshalECPrivateKey(srv.PrivateKey.(*ecdsa.PrivateKey))
-	certFile := pki.write("lane.pem", "CERTIFICATE", srv.Certificate[0])
-	keyFile := pki.write("lane.key", "EC PRIVATE KEY", srvKey)
+	certFile, keyFile := pki.laneFiles("lane")
 	partnerA, leafA := pki.issue("demo-acquirer", false, now.Add(-time.Hour), now.Add(time.Hour))
 	other, _ := pki.issue("someone else", false, now.Add(-time.Hour), now.Add(time.Hour))
 	expired, _ := pki.issue("demo-acquirer old", false, now.Add(-48*time.Hour), now.Add(-time.Hour))
@@ -166,7 +175,7 @@ func TestTLSLanePartnerIdentity(t *testing.T) {
 		}
 	}
 	a.closedByPeer(5 * time.Second)
-	if got := tl.counterSum("switchd_lane_security_violations_total"); got != 4 {
+	if got := tl.metric("switchd_lane_security_violations_total"); got != 4 {
 		t.Errorf("security violations counted = %v, want 4", got)
 	}
 	if after := h.ledgerSums(); after != before {
@@ -211,23 +220,6 @@ func replaceField(line string, id int, v string) string {
 	return line + " " + prefix + v
 }
 
-// counterSum adds up every series of a counter family of the lane.
-func (tl *testLane) counterSum(name string) float64 {
-	mfs, err := tl.reg.Gather()
-	if err != nil {
-		tl.h.t.Fatal(err)
-	}
-	var sum float64
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			for _, m := range mf.GetMetric() {
-				sum += m.GetCounter().GetValue()
-			}
-		}
-	}
-	return sum
-}
-
 // BenchmarkLaneTLS: answered purchases/s through a mutual-TLS lane and a
 // plain lane of the same node, one after the other in one run (issue 11:
 // TLS keeps ≥ 0.8 of plain). 32 connections, one request in flight each;
@@ -237,10 +229,7 @@ func (tl *testLane) counterSum(name string) float64 {
 func BenchmarkLaneTLS(b *testing.B) {
 	pki := newTestPKI(b)
 	now := time.Now()
-	srv, _ := pki.issue("lane", true, now.Add(-time.Hour), now.Add(time.Hour))
-	srvKey, _ := x509.MarshalECPrivateKey(srv.PrivateKey.(*ecdsa.PrivateKey))
-	certFile := pki.write("lane.pem", "CERTIFICATE", srv.Certificate[0])
-	keyFile := pki.write("lane.key", "EC PRIVATE KEY", srvKey)
+	certFile, keyFile := pki.laneFiles("lane")
 	partner, leaf := pki.issue("demo-acquirer", false, now.Add(-time.Hour), now.Add(time.Hour))
 	h := newHarness(b, func(f *config.File) {
 		for i := range f.Switch.Partners {
@@ -337,13 +326,8 @@ func TestLaneReload(t *testing.T) {
 	// TLS: rotate the lane's certificate and add a second client CA.
 	pki1, pki2 := newTestPKI(t), newTestPKI(t)
 	now := time.Now()
-	files := func(p *testPKI, name string) (string, string) {
-		srv, _ := p.issue("lane", true, now.Add(-time.Hour), now.Add(time.Hour))
-		k, _ := x509.MarshalECPrivateKey(srv.PrivateKey.(*ecdsa.PrivateKey))
-		return p.write(name+".pem", "CERTIFICATE", srv.Certificate[0]), p.write(name+".key", "EC PRIVATE KEY", k)
-	}
-	cert1, key1 := files(pki1, "lane1")
-	cert2, key2 := files(pki2, "lane2")
+	cert1, key1 := pki1.laneFiles("lane1")
+	cert2, key2 := pki2.laneFiles("lane2")
 	c1, leaf1 := pki1.issue("partner old CA", false, now.Add(-time.Hour), now.Add(time.Hour))
 	c2, leaf2 := pki2.issue("partner new CA", false, now.Add(-time.Hour), now.Add(time.Hour))
 	h2 := newHarness(t, func(f *config.File) {
@@ -399,24 +383,7 @@ func TestLaneReload(t *testing.T) {
 	if !old.echo(2) {
 		t.Fatal("the connection established before the rotation was dropped")
 	}
-	if tt.gaugeMax("switchd_lane_certificate_not_after_seconds") < float64(now.Unix()) {
+	if tt.metric("switchd_lane_certificate_not_after_seconds") < float64(now.Unix()) {
 		t.Error("lane certificate expiry not published")
 	}
-}
-
-// gaugeMax is the largest value of a gauge family of the lane.
-func (tl *testLane) gaugeMax(name string) float64 {
-	mfs, err := tl.reg.Gather()
-	if err != nil {
-		tl.h.t.Fatal(err)
-	}
-	var out float64
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			for _, m := range mf.GetMetric() {
-				out = max(out, m.GetGauge().GetValue())
-			}
-		}
-	}
-	return out
 }
