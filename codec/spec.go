@@ -312,15 +312,11 @@ func parseField(id int, jf *jsonField) (fieldDesc, error) {
 			return d, fmt.Errorf("class %q", jf.Class)
 		}
 		d.class = cl
-		if id != 0 && cl != std && jf.Note == "" {
+		if cl != std && jf.Note == "" {
 			return d, fmt.Errorf("class %q differs from ISO 8583:1987's %q: say why in \"note\"", jf.Class, className(std))
 		}
-	case id != 0:
-		d.class = std
-	case d.enc == encBCD:
-		d.class = classN
 	default:
-		d.class = classANS
+		d.class = std
 	}
 	bcd := d.enc == encBCD || d.enc == encLBCD
 	switch {
