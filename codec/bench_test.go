@@ -118,3 +118,37 @@ func BenchmarkPackUnpack0200(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkPackUnpack0200Binary is the same message in iso87binary, whose
+// BCD fields (PAN right-padded as jPOS packs it) take other code paths.
+func BenchmarkPackUnpack0200Binary(b *testing.B) {
+	c := mustLoad(b, "iso87binary")
+	b.Run("switchd", func(b *testing.B) {
+		in := bench0200.message()
+		var out Message
+		buf := make([]byte, 0, 512)
+		b.ReportAllocs()
+		for b.Loop() {
+			var err error
+			if buf, err = c.Pack(buf[:0], in); err != nil {
+				b.Fatal(err)
+			}
+			if err := c.Unpack(buf, &out); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("moov", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			data, err := moov0200(b, c.MoovSpec()).Pack()
+			if err != nil {
+				b.Fatal(err)
+			}
+			mm := iso8583.NewMessage(c.MoovSpec())
+			if err := mm.Unpack(data); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

@@ -128,7 +128,15 @@ func appendField(dst []byte, d *fieldDesc, v string) ([]byte, error) {
 			dst = append(dst, d.pad)
 		}
 	case encBCD:
+		if d.class == classXN {
+			// The sign as a character, then the (even count of) digits.
+			dst = append(dst, v[0])
+			dst = appendBCD(dst, v[1:], 0, 0, 0)
+			break
+		}
 		dst = appendBCD(dst, v, pl, pr, d.pad)
+	case encLBCD:
+		dst = appendLBCD(dst, v, d.class == classZ)
 	case encHex:
 		for i := 0; i < n; i++ {
 			dst = append(dst, hexUpper[v[i]>>4], hexUpper[v[i]&0xF])
@@ -197,6 +205,30 @@ func appendBCD(dst []byte, v string, pl, pr int, pad byte) []byte {
 		dst = append(dst, (at(k)-'0')<<4|(at(k+1)-'0'))
 	}
 	return dst
+}
+
+// appendLBCD packs the characters of v two per byte, an odd count ending
+// in a zero pad nibble (jPOS's RIGHT_PADDED BCDInterpreter, moov's LBCD).
+// With track set (class z) '=' and 'D' pack as the nibble 0xD, as jPOS's
+// str2bcd does; otherwise the caller has checked that v is digits.
+func appendLBCD(dst []byte, v string, track bool) []byte {
+	k := 0
+	for ; k+1 < len(v); k += 2 {
+		dst = append(dst, nibble(v[k], track)<<4|nibble(v[k+1], track))
+	}
+	if k < len(v) {
+		dst = append(dst, nibble(v[k], track)<<4)
+	}
+	return dst
+}
+
+// nibble is the BCD nibble of a checked character: a digit, or with track
+// set the separator '=' or its BCD spelling 'D'.
+func nibble(ch byte, track bool) byte {
+	if track && (ch == '=' || ch == 'D') {
+		return 0xD
+	}
+	return ch - '0'
 }
 
 // Unpack decodes one message (without frame header) into m, resetting m
@@ -427,7 +459,20 @@ func decodeField(data []byte, d *fieldDesc, buf []byte) ([]byte, int, error) {
 		}
 		buf = append(buf, raw...)
 	case encBCD:
-		buf, err = appendUnBCD(buf, raw, n)
+		if d.class == classXN {
+			if raw[0] != 'C' && raw[0] != 'D' {
+				return buf, 0, errBadChar
+			}
+			buf = append(buf, raw[0])
+			buf, err = appendUnBCD(buf, raw[1:], n-1)
+		} else {
+			buf, err = appendUnBCD(buf, raw, n)
+		}
+		if err != nil {
+			return buf, 0, err
+		}
+	case encLBCD:
+		buf, err = appendUnLBCD(buf, raw, n, d.class == classZ)
 		if err != nil {
 			return buf, 0, err
 		}
@@ -462,6 +507,44 @@ func appendUnBCD(buf, raw []byte, n int) ([]byte, error) {
 		buf = append(buf, '0'+hi, '0'+lo)
 	}
 	return buf, nil
+}
+
+// appendUnLBCD appends n characters decoded from raw ((n+1)/2 bytes,
+// right-padded). For odd n the trailing pad nibble must be zero. With track
+// set the nibble 0xD is the track 2 separator and decodes as '=', as jPOS's
+// bcd2str does; any other nibble above 9 is an error.
+func appendUnLBCD(buf, raw []byte, n int, track bool) ([]byte, error) {
+	for i, b := range raw {
+		hi, lo := b>>4, b&0xF
+		c, ok := digitOf(hi, track)
+		if !ok {
+			return buf, errBadBCD
+		}
+		buf = append(buf, c)
+		if 2*i+1 == n {
+			if lo != 0 {
+				return buf, errBadBCD
+			}
+			break
+		}
+		if c, ok = digitOf(lo, track); !ok {
+			return buf, errBadBCD
+		}
+		buf = append(buf, c)
+	}
+	return buf, nil
+}
+
+// digitOf is the character of a BCD nibble: a digit, or with track set
+// '=' for 0xD.
+func digitOf(x byte, track bool) (byte, bool) {
+	switch {
+	case x <= 9:
+		return '0' + x, true
+	case track && x == 0xD:
+		return '=', true
+	}
+	return 0, false
 }
 
 // Peek reads the MTI and field 11 (STAN) of a message that failed Unpack,

@@ -50,6 +50,7 @@ type valueEnc uint8
 const (
 	encASCII  valueEnc = iota // one byte per character
 	encBCD                    // two digits per byte, left-padded with a zero nibble to an even count
+	encLBCD                   // two digits per byte, right-padded with a zero nibble (moov "LBCD", jPOS RIGHT_PADDED)
 	encBinary                 // raw bytes
 	encHex                    // each byte as two upper-case hex characters (b fields in ASCII dialects)
 )
@@ -65,6 +66,11 @@ const (
 
 // fieldDesc is the compact descriptor of one field, derived from the JSON
 // spec. The codec's hot loops read only this.
+//
+// Two BCD forms go beyond digits, both as jPOS packs them: class z (track
+// 2) packs '=' (or 'D') as the nibble 0xD and unpacks it as '='; class xn
+// (signed amounts) packs the sign 'C' or 'D' as one ASCII byte, then the
+// digits in BCD (jPOS IFB_AMOUNT).
 type fieldDesc struct {
 	defined   bool
 	class     charClass
@@ -80,7 +86,10 @@ type fieldDesc struct {
 // wireLen is the number of content bytes for a value of n characters/bytes.
 func (d *fieldDesc) wireLen(n int) int {
 	switch d.enc {
-	case encBCD:
+	case encBCD, encLBCD:
+		if d.class == classXN {
+			return 1 + n/2 // the sign byte, then n-1 (an even count of) digits
+		}
 		return (n + 1) / 2
 	case encHex:
 		return 2 * n
@@ -100,8 +109,17 @@ func (d *fieldDesc) prefixLen() int {
 	return int(d.lenDigits)
 }
 
+// moovPacks reports whether moov-io/iso8583 packs this field as we do. It
+// does not for the BCD forms of classes z and xn: moov's BCD encoders take
+// digits only, so a track 2 with its separator or a signed amount cannot be
+// packed by moov at all, and moov unpacks the sign byte as two digits.
+func (d *fieldDesc) moovPacks() bool {
+	return (d.enc != encBCD && d.enc != encLBCD) || d.class == classN
+}
+
 // jsonSpec and jsonField mirror the parts of moov-io/iso8583's JSON spec
-// format that a flat 1987 dialect uses, plus our "class" key.
+// format that a flat 1987 dialect uses, plus our "class" and "note" keys
+// (moov ignores both).
 type jsonSpec struct {
 	Name   string                `json:"name"`
 	Fields map[string]*jsonField `json:"fields"`
@@ -115,6 +133,7 @@ type jsonField struct {
 	Prefix            string          `json:"prefix"`
 	Padding           *jsonPadding    `json:"padding"`
 	Class             string          `json:"class"`
+	Note              string          `json:"note"`
 	DisableAutoExpand bool            `json:"disableAutoExpand"`
 	Subfields         json.RawMessage `json:"subfields"`
 }
@@ -131,6 +150,7 @@ type Codec struct {
 	mti       fieldDesc
 	bitmapHex bool // bitmaps as 16 hex characters (true) or 8 raw bytes
 	fields    [fieldIDMax + 1]fieldDesc
+	notes     [fieldIDMax + 1]string // the dialect file's "note" per field
 	moov      *iso8583.MessageSpec
 
 	// bufs recycles the *[]byte scratch buffers Unpack decodes values into
@@ -172,7 +192,7 @@ func parseSpec(dialect string, raw []byte) (*Codec, error) {
 			if jf.Class == "" {
 				jf.Class = "n" // an MTI is digits whatever its encoding
 			}
-			d, err := parseField(jf)
+			d, err := parseField(id, jf)
 			if err != nil {
 				return nil, fmt.Errorf("codec: dialect %q: MTI: %w", dialect, err)
 			}
@@ -193,12 +213,13 @@ func parseSpec(dialect string, raw []byte) (*Codec, error) {
 				return nil, fmt.Errorf("codec: dialect %q: bitmap encoding %q not supported", dialect, jf.Enc)
 			}
 		default:
-			d, err := parseField(jf)
+			d, err := parseField(id, jf)
 			if err != nil {
 				return nil, fmt.Errorf("codec: dialect %q: field %d: %w", dialect, id, err)
 			}
 			c.fields[id] = d
 		}
+		c.notes[id] = jf.Note
 	}
 	if !c.mti.defined {
 		return nil, fmt.Errorf("codec: dialect %q: no MTI (field 0)", dialect)
@@ -209,7 +230,11 @@ func parseSpec(dialect string, raw []byte) (*Codec, error) {
 	return c, nil
 }
 
-func parseField(jf *jsonField) (fieldDesc, error) {
+// parseField builds the descriptor of field id (0: the MTI). A field
+// without "class" gets its ISO 8583:1987 class (iso87Class); one whose
+// class differs from that must say why in "note", so that every choice
+// stricter (or looser) than the standard is written down where it is made.
+func parseField(id int, jf *jsonField) (fieldDesc, error) {
 	var d fieldDesc
 	if len(jf.Subfields) != 0 {
 		return d, errors.New("composite fields are not supported")
@@ -233,6 +258,8 @@ func parseField(jf *jsonField) (fieldDesc, error) {
 		d.enc = encASCII
 	case "BCD":
 		d.enc = encBCD
+	case "LBCD":
+		d.enc = encLBCD
 	case "Binary":
 		d.enc = encBinary
 	case "HexToASCII":
@@ -277,6 +304,7 @@ func parseField(jf *jsonField) (fieldDesc, error) {
 		d.lenMax--
 	}
 
+	std := iso87Class[id]
 	switch {
 	case jf.Class != "":
 		cl, ok := classNames[jf.Class]
@@ -284,18 +312,35 @@ func parseField(jf *jsonField) (fieldDesc, error) {
 			return d, fmt.Errorf("class %q", jf.Class)
 		}
 		d.class = cl
-	case d.enc == encBCD:
-		d.class = classN
-	case d.enc == encBinary || d.enc == encHex:
-		d.class = classB
+		if cl != std && jf.Note == "" {
+			return d, fmt.Errorf("class %q differs from ISO 8583:1987's %q: say why in \"note\"", jf.Class, className(std))
+		}
 	default:
-		d.class = classANS
+		d.class = std
 	}
-	if d.enc == encBCD && d.class != classN {
-		return d, errors.New("BCD encoding needs class n")
+	bcd := d.enc == encBCD || d.enc == encLBCD
+	switch {
+	case bcd && d.class == classXN:
+		// jPOS IFB_AMOUNT: fixed, the sign byte then an even count of digits.
+		if d.enc != encBCD || d.lenDigits != 0 || d.max%2 != 1 || jf.Padding != nil {
+			return d, errors.New("BCD class xn needs a fixed, unpadded field of odd length (sign and an even count of digits)")
+		}
+	case bcd && d.class == classZ:
+		// jPOS packs track 2 right-padded (IFB_LLNUM, pad false).
+		if d.enc != encLBCD {
+			return d, errors.New("BCD class z needs LBCD encoding")
+		}
+	case bcd && d.class != classN:
+		return d, errors.New("BCD encoding needs class n, z or xn")
+	}
+	if d.enc == encLBCD && jf.Padding != nil && jf.Padding.Type != "None" {
+		return d, errors.New("padding on LBCD fields is not supported")
 	}
 	if d.enc == encASCII && d.class == classB {
 		return d, errors.New("class b needs Binary or HexToASCII encoding")
+	}
+	if (d.enc == encBinary || d.enc == encHex) && d.class != classB {
+		return d, errors.New("Binary and HexToASCII encodings need class b")
 	}
 
 	if p := jf.Padding; p != nil && p.Type != "None" {
@@ -320,11 +365,25 @@ func parseField(jf *jsonField) (fieldDesc, error) {
 	return d, nil
 }
 
+// Note returns the dialect file's note on field id (0: the MTI): why its
+// class or layout departs from ISO 8583:1987, or where jPOS, moov-io and
+// Wireshark read the field differently and which one the dialect follows.
+// It is "" for a field without a note or an id outside 0..128.
+func (c *Codec) Note(id int) string {
+	if id < 0 || id > fieldIDMax {
+		return ""
+	}
+	return c.notes[id]
+}
+
 // Dialect returns the dialect name the codec was loaded with.
 func (c *Codec) Dialect() string { return c.dialect }
 
 // MoovSpec returns the same dialect built with moov-io/iso8583's spec
 // importer, for code that uses moov directly (iso8583-connection clients,
 // tests that cross-check our bytes against moov's). The spec is shared: do
-// not modify it.
+// not modify it. moov packs every field as we do except the BCD forms of
+// track 2 (class z) and of signed amounts (class xn) in iso87binary: its
+// BCD encoders take digits only, so it refuses to pack them and unpacks
+// the sign byte as two digits.
 func (c *Codec) MoovSpec() *iso8583.MessageSpec { return c.moov }

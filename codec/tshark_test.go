@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -29,48 +30,152 @@ const (
 	tsharkSettle       = 2 * time.Second
 )
 
-// TestWireshark checks our iso87ascii bytes against an independent decoder:
-// Wireshark's ISO 8583 dissector. Messages go over a real loopback TCP
-// connection with 2-byte big-endian length headers, tshark captures them,
-// and the decoded MTI, bitmaps and every field must equal what we sent.
+// TestWireshark checks our bytes against an independent decoder:
+// Wireshark's ISO 8583 dissector, for both dialects (iso87binary with the
+// dissector's binary preferences: digits in nibbles, binary data not
+// encoded). Messages go over a real loopback TCP connection with 2-byte
+// big-endian length headers, tshark captures them, and the decoded MTI,
+// bitmaps and every field must equal what we sent, as Wireshark shows it;
+// no frame may be flagged malformed.
 func TestWireshark(t *testing.T) {
 	required := os.Getenv("SWITCHD_REQUIRE_TSHARK") == "1"
-	skip := func(format string, args ...any) {
-		t.Helper()
-		if required {
-			t.Fatalf(format, args...)
-		}
-		t.Skipf(format, args...)
-	}
 	tshark, err := exec.LookPath("tshark")
 	if err != nil {
-		skip("tshark not on PATH (set SWITCHD_REQUIRE_TSHARK=1 to make this fatal)")
+		if required {
+			t.Fatal("tshark not on PATH")
+		}
+		t.Skip("tshark not on PATH (set SWITCHD_REQUIRE_TSHARK=1 to make this fatal)")
 	}
 	if testing.Short() && !required {
 		t.Skip("starts a packet capture")
 	}
+	t.Run("iso87ascii", func(t *testing.T) {
+		c := mustLoad(t, "iso87ascii")
+		checkWireshark(t, tshark, required, c, nil, asciiExchanges(), func(id int, v string) string {
+			if c.fields[id].class == classB {
+				return strings.ToUpper(hex.EncodeToString([]byte(v)))
+			}
+			return v
+		})
+	})
+	t.Run("iso87binary", func(t *testing.T) {
+		c := mustLoad(t, "iso87binary")
+		exchanges := binaryExchanges(c)
+		// Every field is on the wire in some message, except bit 65 (refused)
+		// and those Wireshark frames differently from jPOS (see below).
+		sent := map[int]bool{}
+		for _, ex := range exchanges {
+			for id := range ex.req.fields {
+				sent[id] = true
+			}
+			for id := range ex.resp.fields {
+				sent[id] = true
+			}
+		}
+		for id := 2; id <= fieldIDMax; id++ {
+			if id != 65 && !slices.Contains(wiresharkMisframes, id) && !sent[id] {
+				t.Errorf("field %d is in no message of the binary Wireshark check", id)
+			}
+		}
+		prefs := []string{
+			"-o", "iso8583.charset:Digits represented in nibbles",
+			"-o", "iso8583.binencode:Bin data not encoded",
+		}
+		checkWireshark(t, tshark, required, c, prefs, exchanges, func(id int, v string) string {
+			return wiresharkShowsBinary(c, id, v)
+		})
+	})
+}
 
-	c := mustLoad(t, "iso87ascii")
-	framer := Framer{Header: HeaderBinary2, FrameBytesMax: 8192}
+// wiresharkMisframes are the iso87binary fields whose size Wireshark's
+// dissector computes differently from jPOS's ISO87BPackager, which the
+// dialect follows (each field's note says how): it would misread every
+// field after them, so the binary check leaves them out.
+var wiresharkMisframes = []int{35, 53, 92, 93, 96}
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+// TestWiresharkNotes: every field Wireshark misframes, or shows otherwise
+// than we send it, says so in the dialect file.
+func TestWiresharkNotes(t *testing.T) {
+	c := mustLoad(t, "iso87binary")
+	for _, id := range wiresharkMisframes {
+		if n := c.Note(id); !strings.Contains(n, "Wireshark") || !strings.Contains(n, "misreads") {
+			t.Errorf("field %d: note %q does not say Wireshark misreads it", id, n)
+		}
 	}
-	defer ln.Close()
-	port := ln.Addr().(*net.TCPAddr).Port
-	pcap := filepath.Join(t.TempDir(), "capture.pcap")
-
-	stopCapture, err := startCapture(t, tshark, port, pcap)
-	if err != nil {
-		skip("cannot capture on lo: %v", err)
+	for id := 2; id <= fieldIDMax; id++ {
+		v := wiresharkValue(c, id)
+		if id == 65 || slices.Contains(wiresharkMisframes, id) || c.fields[id].class == classB {
+			continue
+		}
+		if wiresharkShowsBinary(c, id, v) != v && !strings.Contains(c.Note(id), "Wireshark") {
+			t.Errorf("field %d: Wireshark shows %q for %q, and the note does not say so", id, wiresharkShowsBinary(c, id, v), v)
+		}
 	}
-	defer stopCapture()
+}
 
-	// Requests and the answers the "host" sends back; each is a separate
-	// TCP write, as on a real lane.
+// wiresharkShowsBinary is field id's value v as Wireshark's dissector shows
+// it with the binary preferences, per the dialect notes: binary fields in
+// upper-case hex; BCD of odd length read as if the pad nibble led (our and
+// jPOS's right-padded fields lose their first digit and show the pad); a
+// sign byte read as a nibble (its low one: 3 for C, 4 for D); fields 86–89
+// read as n 15, the same 8 bytes without the first digit.
+func wiresharkShowsBinary(c *Codec, id int, v string) string {
+	d := &c.fields[id]
+	switch {
+	case d.class == classB:
+		return strings.ToUpper(hex.EncodeToString([]byte(v)))
+	case id >= 86 && id <= 89:
+		return v[1:]
+	case d.enc == encLBCD && len(v)%2 == 1:
+		return (v + "0")[1:]
+	case d.enc == encBCD && d.class == classXN:
+		return string('0'+v[0]&0xF) + v[1:]
+	}
+	return v
+}
+
+// wiresharkValue is a valid value for field id that Wireshark's own class
+// checks accept too: its an has no space, so an fields get letters and
+// digits only; variable fields are never empty (it flags those).
+func wiresharkValue(c *Codec, id int) string {
+	d := &c.fields[id]
+	n := d.max
+	if d.lenDigits != 0 {
+		n = min(d.max, 9+id%4) // odd and even lengths
+	}
+	b := make([]byte, n)
+	for i := range b {
+		k := i + id
+		switch d.class {
+		case classN:
+			b[i] = byte('0' + k%10)
+		case classXN:
+			b[i] = byte('0' + k%10)
+			if i == 0 {
+				b[i] = "CD"[id%2]
+			}
+		case classAN:
+			b[i] = "A1B2C3D4E5F6G7H8I9J0"[k%20]
+		case classA:
+			b[i] = byte('A' + k%26)
+		case classNS:
+			b[i] = "0123456789 -./#"[k%15]
+		case classANS:
+			b[i] = "Ab9 -./#*~=?"[k%12]
+		case classB:
+			b[i] = byte(37*k + 11)
+		default:
+			b[i] = byte('0' + k%10)
+		}
+	}
+	return string(b)
+}
+
+// asciiExchanges are the requests and the answers the "host" sends back in
+// the iso87ascii check; each is a separate TCP write, as on a real lane.
+func asciiExchanges() []wiresharkExchange {
 	pinBlock := "\x01\x23\x45\x67\x89\xab\xcd\xef"
-	exchanges := []struct{ req, resp corpusMessage }{
+	return []wiresharkExchange{
 		{
 			corpusMessage{"0200", "0200", map[int]string{
 				2: testPAN, 3: "000000", 4: "000000012345", 7: "0612143015", 11: "123456",
@@ -82,6 +187,7 @@ func TestWireshark(t *testing.T) {
 				2: testPAN, 3: "000000", 4: "000000012345", 7: "0612143015", 11: "123456",
 				32: "123456", 37: "416312000001", 38: "A1B2C3", 39: "00", 41: "TERM0001",
 				49: "840", 54: "0001840C0000000123450002840C000000010000",
+				55: "9F2608010203040506070882020000",
 			}},
 		},
 		{
@@ -102,6 +208,64 @@ func TestWireshark(t *testing.T) {
 			}},
 		},
 	}
+}
+
+// binaryExchanges are the iso87binary check's messages: the ascii check's
+// (without track 2, which Wireshark misframes) with an odd-length PAN, and
+// two messages that between them carry every other field.
+func binaryExchanges(c *Codec) []wiresharkExchange {
+	out := asciiExchanges()
+	delete(out[0].req.fields, 35)
+	out[2].req.fields[2] = "378282246310005"
+	out[2].resp.fields[2] = "378282246310005"
+	low := map[int]string{}
+	high := map[int]string{7: "0612143015", 11: "000077", 39: "00"}
+	for id := 2; id <= fieldIDMax; id++ {
+		if id == 65 || slices.Contains(wiresharkMisframes, id) {
+			continue
+		}
+		if id <= 64 {
+			low[id] = wiresharkValue(c, id)
+		} else {
+			high[id] = wiresharkValue(c, id)
+		}
+	}
+	return append(out, wiresharkExchange{
+		corpusMessage{"0200 fields 2-64", "0200", low},
+		corpusMessage{"0210 fields 66-128", "0210", high},
+	})
+}
+
+// wiresharkExchange is one request and the answer the host sends to it.
+type wiresharkExchange struct{ req, resp corpusMessage }
+
+// checkWireshark sends the exchanges in dialect c over loopback while
+// tshark captures, decodes the capture with the ISO 8583 dissector and
+// prefs, and compares every field with shows(id, value as on the wire).
+func checkWireshark(t *testing.T, tshark string, required bool, c *Codec, prefs []string,
+	exchanges []wiresharkExchange, shows func(id int, v string) string) {
+	skip := func(format string, args ...any) {
+		t.Helper()
+		if required {
+			t.Fatalf(format, args...)
+		}
+		t.Skipf(format, args...)
+	}
+	framer := Framer{Header: HeaderBinary2, FrameBytesMax: 8192}
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	port := ln.Addr().(*net.TCPAddr).Port
+	pcap := filepath.Join(t.TempDir(), "capture.pcap")
+
+	stopCapture, err := startCapture(t, tshark, port, pcap)
+	if err != nil {
+		skip("cannot capture on lo: %v", err)
+	}
+	defer stopCapture()
 
 	// The host side: answer each request with its response.
 	var wg sync.WaitGroup
@@ -153,13 +317,14 @@ func TestWireshark(t *testing.T) {
 
 	if p := os.Getenv("SWITCHD_KEEP_PCAP"); p != "" {
 		if b, err := os.ReadFile(pcap); err == nil {
-			_ = os.WriteFile(p, b, 0o644)
+			_ = os.WriteFile(c.Dialect()+"-"+filepath.Base(p), b, 0o644)
 		}
 	}
-	decoded := decodeCapture(t, tshark, port, pcap)
+	decoded := decodeCapture(t, tshark, port, pcap, prefs)
 	if len(decoded) != len(sent) {
 		t.Fatalf("tshark decoded %d ISO 8583 messages, we sent %d: %+v", len(decoded), len(sent), decoded)
 	}
+	malformed := 0
 	for i, want := range sent {
 		got := decoded[i]
 		if got.mti != want.mti {
@@ -170,10 +335,10 @@ func TestWireshark(t *testing.T) {
 			hasSecondary = hasSecondary || id > 64
 		}
 		if (got.map2 != "") != hasSecondary {
-			t.Errorf("%s: tshark secondary bitmap %q, want present=%v", want.mti, got.map2, hasSecondary)
+			t.Errorf("%s: tshark secondary bitmap %q, want present=%v", want.name, got.map2, hasSecondary)
 		}
-		if hasSecondary && !strings.ContainsAny(got.map1[:1], "89ABCDEF") {
-			t.Errorf("%s: tshark bitmap 1 %q lacks bit 1", want.mti, got.map1)
+		if hasSecondary && !strings.ContainsAny(strings.ToUpper(got.map1[:1]), "89ABCDEF") {
+			t.Errorf("%s: tshark bitmap 1 %q lacks bit 1", want.name, got.map1)
 		}
 		// Compare with the values as they went on the wire (padded).
 		wire, err := c.Pack(nil, want.message())
@@ -185,23 +350,32 @@ func TestWireshark(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, id := range onWire.IDs() {
-			v := onWire.Get(id)
-			if c.fields[id].class == classB {
-				v = strings.ToUpper(hex.EncodeToString([]byte(v)))
+			v := shows(id, onWire.Get(id))
+			if c.fields[id].enc == encBinary {
+				// Raw binary fields: Wireshark 4.0's hex rendering (bin2hex,
+				// TYPE_BIN) ends in a stray character past the hex digits, so
+				// the bytes it assigns the field must be exactly ours and the
+				// rendering must start with their hex.
+				if !strings.EqualFold(got.raw[id], v) || !strings.HasPrefix(got.fields[id], v) {
+					t.Errorf("%s field %d: tshark %q (bytes %s), want %q", want.name, id, got.fields[id], got.raw[id], v)
+				}
+				continue
 			}
 			if got.fields[id] != v {
-				t.Errorf("%s field %d: tshark %q, sent %q", want.mti, id, got.fields[id], v)
+				t.Errorf("%s field %d: tshark %q, want %q", want.name, id, got.fields[id], v)
 			}
 		}
 		for id := range got.fields {
 			if _, ok := want.fields[id]; !ok {
-				t.Errorf("%s: tshark decoded field %d we did not send", want.mti, id)
+				t.Errorf("%s: tshark decoded field %d we did not send", want.name, id)
 			}
 		}
 		if got.malformed {
-			t.Errorf("%s: tshark flags the message as malformed", want.mti)
+			malformed++
+			t.Errorf("%s: tshark flags the message as malformed", want.name)
 		}
 	}
+	t.Logf("%s: %d messages, every field compared, %d malformed", c.Dialect(), len(sent), malformed)
 }
 
 // serve accepts one connection and answers every frame with resp(i).
@@ -332,6 +506,7 @@ func startCapture(t *testing.T, tshark string, port int, pcap string) (stop func
 type tsharkMessage struct {
 	mti, map1, map2 string
 	fields          map[int]string
+	raw             map[int]string // PDML "value": hex of the bytes the dissector gives the field
 	malformed       bool
 }
 
@@ -350,19 +525,21 @@ type pdmlProto struct {
 type pdmlField struct {
 	Name   string      `xml:"name,attr"`
 	Show   string      `xml:"show,attr"`
+	Value  string      `xml:"value,attr"`
 	Fields []pdmlField `xml:"field"`
 }
 
 // decodeCapture reads the capture back with the ISO 8583 dissector on our
 // port and returns the messages in capture order.
-func decodeCapture(t *testing.T, tshark string, port int, pcap string) []tsharkMessage {
+func decodeCapture(t *testing.T, tshark string, port int, pcap string, prefs []string) []tsharkMessage {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, tshark, "-r", pcap,
+	args := []string{"-r", pcap,
 		"-o", "iso8583.len_endian:Big endian",
-		"-d", "tcp.port=="+strconv.Itoa(port)+",iso8583",
-		"-T", "pdml")
+		"-d", "tcp.port==" + strconv.Itoa(port) + ",iso8583",
+		"-T", "pdml"}
+	cmd := exec.CommandContext(ctx, tshark, append(args, prefs...)...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -378,7 +555,7 @@ func decodeCapture(t *testing.T, tshark string, port int, pcap string) []tsharkM
 		for _, proto := range p.Protos {
 			switch proto.Name {
 			case "iso8583":
-				m := tsharkMessage{fields: map[int]string{}}
+				m := tsharkMessage{fields: map[int]string{}, raw: map[int]string{}}
 				walkFields(proto.Fields, func(f pdmlField) {
 					switch {
 					case f.Name == "iso8583.mti":
@@ -391,6 +568,7 @@ func decodeCapture(t *testing.T, tshark string, port int, pcap string) []tsharkM
 						id, err := strconv.Atoi(strings.TrimPrefix(f.Name, "iso8583.bit"))
 						if err == nil && id > 1 {
 							m.fields[id] = f.Show
+							m.raw[id] = f.Value
 						}
 					case strings.HasPrefix(f.Name, "_ws.expert"), strings.HasPrefix(f.Name, "_ws.malformed"):
 						m.malformed = true

@@ -79,7 +79,7 @@ func TestSwitchFields(t *testing.T) {
 		"35": {"z", 37, "LL"}, "37": {"an", 12, "Fixed"}, "38": {"an", 6, "Fixed"},
 		"39": {"an", 2, "Fixed"}, "41": {"ans", 8, "Fixed"}, "42": {"ans", 15, "Fixed"},
 		"43": {"ans", 40, "Fixed"}, "48": {"ans", 999, "LLL"}, "49": {"n", 3, "Fixed"},
-		"52": {"b", 8, "Fixed"}, "54": {"an", 120, "LLL"}, "55": {"b", 255, "LLL"},
+		"52": {"b", 8, "Fixed"}, "54": {"an", 120, "LLL"}, "55": {"ans", 999, "LLL"},
 		"64": {"b", 8, "Fixed"}, "70": {"n", 3, "Fixed"}, "90": {"n", 42, "Fixed"},
 		"95": {"an", 42, "Fixed"}, "102": {"ans", 28, "LL"}, "103": {"ans", 28, "LL"},
 		"128": {"b", 8, "Fixed"},

@@ -46,7 +46,8 @@ func TestFieldValue(t *testing.T) {
 		{id: 54, value: "0001840C0000000987660002840D000000000100", wantValue: "0001840C0000000987660002840D000000000100",
 			wantNote: "ledger 987.66 USD, available -1.00 USD"},
 		{id: 54, value: "garbage", wantValue: "garbage", wantNote: "malformed"},
-		{id: 55, value: "\x9f\x26\x08", wantValue: "9F2608", wantName: "ICC data (EMV)"},
+		// Field 55 is LLL characters (EMV data hex-encoded), as jPOS and moov-io read it.
+		{id: 55, value: "9F2608", wantValue: "9F2608", wantName: "ICC data (EMV)"},
 		{id: 70, value: "301", wantValue: "301", wantNote: "echo test"},
 		{id: 90, value: "010000001011211200000000010000100000000000", wantValue: "010000001011211200000000010000100000000000",
 			wantNote: "original 0100, STAN 000010, sent 11-21 12:00:00 UTC, acquirer 100001"},
