@@ -141,9 +141,10 @@ type Partner struct {
 	// partner's messages may come from, within its lanes' allowlists; a
 	// message from elsewhere is declined 63.
 	Allow []string `yaml:"allow"`
-	// CertPins name the partner's client certificates on TLS lanes
-	// (SHA-256 of the public key, hex; see CertPin).
-	CertPins []string `yaml:"cert_pins"`
+	// CertPins name the partner's client certificates on TLS lanes, each
+	// until its not-after: [{sha256: <SHA-256 of the public key, hex; see
+	// CertPin>, not_after: <RFC 3339>}], two live at once while rotating.
+	CertPins []store.CertPin `yaml:"cert_pins"`
 }
 
 // Route sends a request to a destination (store.Route once seeded).

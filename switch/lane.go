@@ -256,8 +256,10 @@ func securityReason(err error) string {
 type session struct {
 	signedOn atomic.Bool
 	// certPin is the client certificate's public key pin on a TLS lane
-	// (set before the first frame is read).
+	// and certAt when the handshake presented it (set before the first
+	// frame is read).
 	certPin string
+	certAt  time.Time
 	// violations counts security-violation declines; closeAfter is set
 	// when they reach securityViolationsMax.
 	violations atomic.Int32
@@ -393,7 +395,7 @@ func (l *Lane) serve(c net.Conn, src string, ip netip.Addr) {
 		if !ok {
 			return
 		}
-		conn, sess.certPin = tc, pin
+		conn, sess.certPin, sess.certAt = tc, pin, time.Now()
 		leaf := tc.ConnectionState().PeerCertificates[0]
 		sess.client = &ClientCert{Pin: pin, Subject: leaf.Subject.String(), NotAfter: leaf.NotAfter.UTC(), Source: ip.String()}
 	}
@@ -701,7 +703,7 @@ func (l *Lane) handle(log *slog.Logger, ip netip.Addr, sess *session, frame []by
 		respond(req, resp, err, "", nil) // answered like every other decline
 	} else {
 		ctx, cancel := context.WithTimeout(context.Background(), l.timeout)
-		err = l.pipe.Process(ctx, payment.Origin{Lane: l.cfg.Name, Source: ip, CertPin: sess.certPin}, req, resp)
+		err = l.pipe.Process(ctx, payment.Origin{Lane: l.cfg.Name, Source: ip, CertPin: sess.certPin, CertAt: sess.certAt}, req, resp)
 		cancel()
 		if network && err == nil {
 			sess.network(l, req.Get(70))
