@@ -69,7 +69,7 @@ func TestAdminAgainstSwitchd(t *testing.T) {
 		t.Errorf("three live pins: exit %d %s", code, errOut)
 	}
 	out = must(as("alice", "partners", "set", "acme", "--remove-cert-pin", pin, "--reason", "moved to the new certificate"))
-	if strings.Contains(out, pin) || !regexp.MustCompile(`cert pin 1\s+` + pin2).MatchString(out) {
+	if strings.Contains(out, pin) || !regexp.MustCompile(`cert pin 1\s+`+pin2).MatchString(out) {
 		t.Errorf("--remove-cert-pin:\n%s", out)
 	}
 
