@@ -54,6 +54,8 @@ type Config struct {
 	RequestTimeout time.Duration `yaml:"request_timeout"`
 
 	Lanes []LaneConfig `yaml:"lanes"`
+	// RefusalAudit bounds how lane refusals reach the audit chain.
+	RefusalAudit RefusalAuditConfig `yaml:"refusal_audit"`
 	// Partners and Routes seed a new cluster's directory (switchd's
 	// bootstrapping node, once) and are ignored after that: the
 	// replicated directory is what routes, and ops changes it.
@@ -198,6 +200,7 @@ func DefaultConfig() Config {
 		IdempotencyRetention: 35 * 24 * time.Hour,
 		HousekeepingInterval: 10 * time.Second,
 		RequestTimeout:       10 * time.Second,
+		RefusalAudit:         DefaultRefusalAuditConfig(),
 	}
 }
 
@@ -217,6 +220,9 @@ func (c Config) Validate() error {
 	}
 	if c.RequestTimeout <= 0 || c.RequestTimeout > requestTimeoutMax {
 		return bad("request_timeout %s not in (0, %s]", c.RequestTimeout, requestTimeoutMax)
+	}
+	if err := c.RefusalAudit.Validate(); err != nil {
+		return err
 	}
 	partners := map[string]bool{}
 	acquirers := map[string]string{}
