@@ -422,6 +422,7 @@ func TestTrustAtTheEdge(t *testing.T) {
 			}
 		}(states[i])
 	}
+	t.Cleanup(func() { stop.Store(true); wg.Wait() }) // a failed step leaves no worker behind
 	progress := func(n int64, what string) {
 		t.Helper()
 		goal := answered.Load() + n
