@@ -108,6 +108,11 @@ func reloadLanes(path string, lanes []*switching.Lane, log *slog.Logger) ([]swit
 		return nil, err
 	}
 	f, err := config.Load(path)
+	if err == nil {
+		// The rules of a start: a file switchd would not start on is not
+		// half taken.
+		err = f.Switch.Validate()
+	}
 	if err != nil {
 		err = fmt.Errorf("%w: %v", outcome.ErrLaneReload, err)
 		log.Error("lanes not reloaded: config does not load", "err", err)
