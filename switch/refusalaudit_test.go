@@ -205,9 +205,9 @@ func TestRefusalAuditBounded(t *testing.T) {
 	tl := newAuditedLane(h, reg, m, a, func(lc *switching.LaneConfig) { lc.Allow = []string{"127.0.0.9/32"} })
 	tl.dial("127.0.0.1").closedByPeer(5 * time.Second)
 	waitFor(t, func() bool { return g.blocked() == 1 }) // off the queue, held in Propose
-	tl.dial("127.0.0.2").closedByPeer(5 * time.Second) // fills the queue
-	tl.dial("127.0.0.3").closedByPeer(5 * time.Second) // queue full: deferred
-	tl.dial("127.0.0.4").closedByPeer(5 * time.Second) // a fourth key: left out
+	tl.dial("127.0.0.2").closedByPeer(5 * time.Second)  // fills the queue
+	tl.dial("127.0.0.3").closedByPeer(5 * time.Second)  // queue full: deferred
+	tl.dial("127.0.0.4").closedByPeer(5 * time.Second)  // a fourth key: left out
 	waitFor(t, func() bool { return tl.rejected("not_allowed") == 4 })
 	// Deferred twice: on its own refusal, and when the fourth key's
 	// arrival swept the full table for what is due.
