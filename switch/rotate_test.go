@@ -505,3 +505,35 @@ func TestTrustAtTheEdge(t *testing.T) {
 		t.Errorf("refusals after the rotation not audited: %v", c)
 	}
 }
+
+// A config file's partner pins: [{sha256, not_after}] with RFC 3339 times;
+// a pin without not_after is refused at start like the FSM would.
+func TestConfigCertPins(t *testing.T) {
+	pin := strings.Repeat("ab", 32)
+	load := func(pins string) (config.File, error) {
+		path := filepath.Join(t.TempDir(), "switchd.yaml")
+		body := "switch:\n  card_key: 00112233445566778899aabbccddeeff00112233445566778899aabbccddee01\n  partners:\n" +
+			"    - {id: demo-acquirer, acquirer_ids: [\"100001\"], settlement_account: demo-acquirer-settlement, cert_pins: " + pins + "}\n"
+		if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		f, err := config.Load(path)
+		if err != nil {
+			return f, err
+		}
+		f.Finish()
+		return f, f.Switch.Validate()
+	}
+	f, err := load("[{sha256: " + pin + ", not_after: 2099-01-31T00:00:00Z}]")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps, _ := f.Switch.DirectorySeeds()
+	if len(ps) != 1 || len(ps[0].CertPins) != 1 || ps[0].CertPins[0].SHA256 != pin ||
+		!ps[0].CertPins[0].NotAfter.Equal(time.Date(2099, 1, 31, 0, 0, 0, 0, time.UTC)) {
+		t.Fatalf("seeded pins: %+v", ps)
+	}
+	if _, err := load("[{sha256: " + pin + "}]"); err == nil || !strings.Contains(err.Error(), "not_after is required") {
+		t.Fatalf("a pin without not_after: %v", err)
+	}
+}
