@@ -389,6 +389,7 @@ func answer(w http.ResponseWriter, err error) {
 	if errors.As(err, &ce) && ce.Field != "" {
 		doc["field"] = ce.Field // which field of the change is at fault
 	}
+	problemMembers(err, doc)
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(o.HTTPStatus)
 	json.NewEncoder(w).Encode(doc)

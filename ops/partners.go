@@ -3,6 +3,7 @@ package ops
 import (
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/switchd/switchd/store"
 )
@@ -11,7 +12,7 @@ import (
 //
 //	GET  /v1/partners              {partners}
 //	GET  /v1/partners/{id}         the partner
-//	PUT  /v1/partners/{id}         {acquirer_ids, lanes, settlement_account, withdrawal_max, payer_type, payer_types, allow, cert_pins, suspended, reason}
+//	PUT  /v1/partners/{id}         {acquirer_ids, lanes, settlement_account, withdrawal_max, payer_type, payer_types, allow, cert_pins: [{sha256, not_after}], suspended, reason}
 //	POST /v1/partners/{id}/suspend {reason}
 //	POST /v1/partners/{id}/resume  {reason}
 //
@@ -33,10 +34,11 @@ type partnerRequest struct {
 	PayerTypes    []string `json:"payer_types"`
 	// Allow: source networks (CIDR) the partner's messages may come from.
 	Allow []string `json:"allow"`
-	// CertPins: SHA-256 (hex) of the public keys of its client certificates.
-	CertPins  []string `json:"cert_pins"`
-	Suspended bool     `json:"suspended"`
-	Reason    string   `json:"reason"`
+	// CertPins: its client certificates, [{sha256, not_after}] (SHA-256
+	// hex of each public key, RFC 3339), at most two live at once.
+	CertPins  []store.CertPin `json:"cert_pins"`
+	Suspended bool            `json:"suspended"`
+	Reason    string          `json:"reason"`
 }
 
 // partnerView is a partner after a change.
@@ -167,7 +169,7 @@ func (s *Server) writePartner(w http.ResponseWriter, r *http.Request, adm *store
 		return
 	}
 	var readErr error
-	cerr := s.ledger.Directory().CheckPartner(p, s.accountLookup(&readErr))
+	cerr := s.ledger.Directory().CheckPartner(p, s.accountLookup(&readErr), time.Now())
 	if readErr != nil {
 		s.fail(w, readErr)
 		return

@@ -56,6 +56,10 @@ var (
 	// ErrActorRequired: an ops write without the caller's identity
 	// (X-Actor) is refused: every change names who made it.
 	ErrActorRequired = errors.New("ops: X-Actor header required on every change")
+	// ErrLaneReload: a lane reload (SIGHUP, POST /v1/lanes/reload) left a
+	// lane on its old settings: the config does not load, or a lane's
+	// new files or allowlist do not.
+	ErrLaneReload = errors.New("switch: lane reload failed")
 )
 
 // ISO 8583:1987 response codes (field 39) that switchd sends.
@@ -153,6 +157,7 @@ var table = []struct {
 	{ErrBodyTooLarge, Outcome{Code: SystemMalfunction, HTTPStatus: http.StatusRequestEntityTooLarge, Problem: "too-large", Title: "Body too large", Detail: true}},
 	{ErrNoJob, Outcome{Code: SystemMalfunction, HTTPStatus: http.StatusNotFound, Problem: "no-job", Title: "No such job", Detail: true}},
 	{ErrNotReady, Outcome{Code: SystemMalfunction, HTTPStatus: http.StatusServiceUnavailable, Problem: "not-ready", Title: "Not ready", Detail: true}},
+	{ErrLaneReload, Outcome{Code: SystemMalfunction, HTTPStatus: http.StatusUnprocessableEntity, Problem: "lane-reload-failed", Title: "Lane reload failed, old settings kept", Detail: true}},
 	{ErrActorRequired, Outcome{Code: SystemMalfunction, HTTPStatus: http.StatusBadRequest, Problem: "actor-required", Title: "X-Actor header required", Detail: true}},
 	{ErrUnknownPartner, Outcome{Code: DoNotHonor, HTTPStatus: http.StatusForbidden, Problem: "unknown-partner", Title: "Unknown partner"}},
 	{ErrUnsupported, Outcome{Code: InvalidTransaction, HTTPStatus: http.StatusBadRequest, Problem: "unsupported", Title: "Unsupported request"}},

@@ -10,7 +10,6 @@ import (
 	"hash"
 	"log/slog"
 	"net/netip"
-	"slices"
 	"sync"
 	"time"
 
@@ -138,11 +137,14 @@ func (c *Core) fingerprint(pan PAN, parts []string) string {
 // only to rank its own refusals after the partner's.
 // Origin is where a request came from, as the front door saw it: the
 // lane (or endpoint), the connection's source address and, over mutual
-// TLS, the SHA-256 pin (hex) of the client certificate's public key.
+// TLS, the SHA-256 pin (hex) of the client certificate's public key and
+// when the handshake presented it (a pin names its partner only if it
+// was live then: store.Partner.Pinned).
 type Origin struct {
 	Lane    string
 	Source  netip.Addr
 	CertPin string
+	CertAt  time.Time
 }
 
 func (c *Core) Admit(ctx context.Context, o Origin, acquirer string) (*store.Partner, error) {
@@ -159,7 +161,7 @@ func (c *Core) Admit(ctx context.Context, o Origin, acquirer string) (*store.Par
 func admit(d *store.Directory, o Origin, acquirer string) (*store.Partner, error) {
 	lane, source := o.Lane, o.Source
 	p, ok := d.PartnerByAcquirer(acquirer)
-	if o.CertPin != "" && (!ok || !slices.Contains(p.CertPins, o.CertPin)) {
+	if o.CertPin != "" && (!ok || !p.Pinned(o.CertPin, o.CertAt)) {
 		// The certificate names a partner, and this acquirer id is not
 		// one of that partner's: first, whatever lane, because the caller
 		// proved who it is and claims to be someone else.

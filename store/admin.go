@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -456,7 +457,7 @@ func (t *txn) putPartner(c *Command) Result {
 		in   []string
 		out  *[]string
 		name string
-	}{{in.AcquirerIDs, &p.AcquirerIDs, "acquirer_ids"}, {in.Lanes, &p.Lanes, "lanes"}, {in.PayerTypes, &p.PayerTypes, "payer_types"}, {in.Allow, &p.Allow, "allow"}, {in.CertPins, &p.CertPins, "cert_pins"}} {
+	}{{in.AcquirerIDs, &p.AcquirerIDs, "acquirer_ids"}, {in.Lanes, &p.Lanes, "lanes"}, {in.PayerTypes, &p.PayerTypes, "payer_types"}, {in.Allow, &p.Allow, "allow"}} {
 		if len(l.in) > partnerListMax {
 			return changeErr("partner."+l.name, "%d entries, at most %d", len(l.in), partnerListMax)
 		}
@@ -464,9 +465,23 @@ func (t *txn) putPartner(c *Command) Result {
 			*l.out = append(*l.out, strings.Clone(s))
 		}
 	}
+	if len(in.CertPins) > certPinsMax {
+		return changeErr("partner.cert_pins", "%d entries, at most %d", len(in.CertPins), certPinsMax)
+	}
+	for _, c := range in.CertPins {
+		// UTC: one stored form whatever offset the proposer wrote.
+		p.CertPins = append(p.CertPins, CertPin{SHA256: strings.Clone(c.SHA256), NotAfter: c.NotAfter.UTC()})
+	}
 	d := t.directory()
-	if err := d.CheckPartner(*p, t.lookup); err != nil {
-		return resultOf(err)
+	// Which pins are live is judged at the command's time (the proposer's
+	// clock, inside the entry): every replica decides alike. A suspension
+	// or resumption flips one flag of a record checked when it was stored:
+	// it is not checked again, so a proposer whose clock is behind the
+	// last writer's cannot be refused a suspension over pins.
+	if c.Admin.Partner != nil {
+		if err := d.CheckPartner(*p, t.lookup, time.Unix(0, c.Time)); err != nil {
+			return resultOf(err)
+		}
 	}
 	before, existed := d.Partner(p.ID)
 	action := "partner.put"
@@ -474,7 +489,7 @@ func (t *txn) putPartner(c *Command) Result {
 		same := *before
 		same.Suspended = p.Suspended
 		if before.Suspended != p.Suspended && slices.Equal(same.AcquirerIDs, p.AcquirerIDs) &&
-			slices.Equal(same.Lanes, p.Lanes) && slices.Equal(same.PayerTypes, p.PayerTypes) && slices.Equal(same.Allow, p.Allow) && slices.Equal(same.CertPins, p.CertPins) &&
+			slices.Equal(same.Lanes, p.Lanes) && slices.Equal(same.PayerTypes, p.PayerTypes) && slices.Equal(same.Allow, p.Allow) && slices.EqualFunc(same.CertPins, p.CertPins, CertPin.equal) &&
 			same.SettlementAccount == p.SettlementAccount && same.WithdrawalMax == p.WithdrawalMax &&
 			same.PayerType == p.PayerType {
 			action = map[bool]string{true: "partner.suspend", false: "partner.resume"}[p.Suspended]
@@ -491,8 +506,10 @@ func (t *txn) putPartner(c *Command) Result {
 	return Result{Status: StatusOK}
 }
 
-// CheckPartner reports whether p may be stored in d (see CheckRoute).
-func (d *Directory) CheckPartner(p Partner, accounts AccountLookup) error {
+// CheckPartner reports whether p may be stored in d (see CheckRoute), now
+// being the time of the change: the FSM passes the command's, the ops API
+// and config checks the clock's.
+func (d *Directory) CheckPartner(p Partner, accounts AccountLookup, now time.Time) error {
 	if !validToken(p.ID, idBytesMax) {
 		return changeError("partner.id", "%q: letters, digits, '_', '-', '.'", p.ID)
 	}
@@ -526,13 +543,8 @@ func (d *Directory) CheckPartner(p Partner, accounts AccountLookup) error {
 	if _, err := ParseAllow(p.Allow); err != nil {
 		return changeError("partner.allow", "%v", err)
 	}
-	if len(p.CertPins) > partnerListMax {
-		return changeError("partner.cert_pins", "%d entries, at most %d", len(p.CertPins), partnerListMax)
-	}
-	for _, pin := range p.CertPins {
-		if b, err := hex.DecodeString(pin); err != nil || len(b) != sha256.Size || pin != strings.ToLower(pin) {
-			return changeError("partner.cert_pins", "%q is not a SHA-256 in lower-case hex (64 characters)", pin)
-		}
+	if err := checkCertPins(p.CertPins, now); err != nil {
+		return err
 	}
 	if p.SettlementAccount != "" && !hasAccount(accounts, p.SettlementAccount) {
 		return changeError("partner.settlement_account", "no account %q", p.SettlementAccount)
@@ -542,6 +554,40 @@ func (d *Directory) CheckPartner(p Partner, accounts AccountLookup) error {
 	}
 	return nil
 }
+
+// checkCertPins: at most certPinsMax pins, each a SHA-256 in lower-case
+// hex with a not-after, none twice, and at most certPinsLiveMax of them
+// live at now. Pins past their not-after may stay (a record written
+// before the instant must still be rewritable after it, a suspension
+// for one); they name nobody.
+func checkCertPins(pins []CertPin, now time.Time) error {
+	if len(pins) > certPinsMax {
+		return changeError("partner.cert_pins", "%d entries, at most %d", len(pins), certPinsMax)
+	}
+	live := 0
+	for i, c := range pins {
+		if b, err := hex.DecodeString(c.SHA256); err != nil || len(b) != sha256.Size || c.SHA256 != strings.ToLower(c.SHA256) {
+			return changeError("partner.cert_pins", "%q is not a SHA-256 in lower-case hex (64 characters)", c.SHA256)
+		}
+		if c.NotAfter.IsZero() {
+			return changeError("partner.cert_pins", "%s…: not_after is required (RFC 3339, e.g. the certificate's own expiry)", c.SHA256[:16])
+		}
+		for _, o := range pins[:i] {
+			if o.SHA256 == c.SHA256 {
+				return changeError("partner.cert_pins", "%s… appears twice", c.SHA256[:16])
+			}
+		}
+		if c.Live(now) {
+			live++
+		}
+	}
+	if live > certPinsLiveMax {
+		return changeError("partner.cert_pins", "%d pins live at once, at most %d (the certificate in use and its successor): remove or expire one first", live, certPinsLiveMax)
+	}
+	return nil
+}
+
+func (c CertPin) equal(o CertPin) bool { return c.SHA256 == o.SHA256 && c.NotAfter.Equal(o.NotAfter) }
 
 func hasAccount(accounts AccountLookup, id string) bool {
 	_, ok := accounts(id)

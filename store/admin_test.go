@@ -8,6 +8,7 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -405,6 +406,83 @@ func BenchmarkRouteLookup10k(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		if _, ok := d.Lookup(keys[i%len(keys)]); !ok {
 			b.Fatal("no route")
+		}
+	}
+}
+
+// Pins with a not-after: a partner may hold two live pins (the
+// certificate in use and its successor), never three at the command's
+// time; pins past their not-after may stay in the record (a suspension
+// rewrites it) and name nobody. Which pins are live is judged at
+// Command.Time, so replaying the same entry decides alike. Each refusal
+// stores nothing.
+func TestPartnerCertPins(t *testing.T) {
+	s := adminFixture(t)
+	at := time.Unix(0, t0)
+	pin := func(c string, notAfter time.Time) CertPin {
+		return CertPin{SHA256: strings.Repeat(c, 64), NotAfter: notAfter}
+	}
+	base, _ := s.Directory().Partner("p1")
+	with := func(key string, pins ...CertPin) Command {
+		p := *base
+		p.CertPins = pins
+		return putPartnerCmd(key, p)
+	}
+	old, next, third := pin("a", at.Add(time.Hour)), pin("b", at.Add(48*time.Hour)), pin("c", at.Add(72*time.Hour))
+	gone := pin("d", at.Add(-time.Hour)) // past its not-after at the command's time
+	for _, c := range []struct {
+		name string
+		cmd  Command
+		want string // "" for OK, else the detail's start
+	}{
+		{"three live", with("k1", old, next, third), "partner.cert_pins: 3 pins live at once, at most 2"},
+		{"no not_after", with("k2", CertPin{SHA256: strings.Repeat("a", 64)}), "partner.cert_pins: aaaaaaaaaaaaaaaa…: not_after is required"},
+		{"twice", with("k3", old, old), "partner.cert_pins: aaaaaaaaaaaaaaaa… appears twice"},
+		{"upper case", with("k4", pin("A", at.Add(time.Hour))), "partner.cert_pins:"},
+		{"too many", with("k5", pin("1", at), pin("2", at), pin("3", at), pin("4", at), pin("5", at), pin("6", at), pin("7", at), pin("8", at), pin("9", at)), "partner.cert_pins: 9 entries, at most 8"},
+		{"two live and one expired", with("k6", gone, old, next), ""},
+	} {
+		r := run1(t, s, c.cmd)
+		switch {
+		case c.want == "" && r.Status != StatusOK:
+			t.Errorf("%s: %v %s", c.name, r.Status, r.Detail)
+		case c.want != "" && (r.Status != StatusInvalidChange || !strings.HasPrefix(r.Detail, c.want)):
+			t.Errorf("%s: %v %q, want %q", c.name, r.Status, r.Detail, c.want)
+		}
+	}
+	p, _ := s.Directory().Partner("p1")
+	if len(p.CertPins) != 3 {
+		t.Fatalf("stored pins: %+v", p.CertPins)
+	}
+	// The same three pins an hour later: old has expired by then, so a
+	// successor fits beside next.
+	later := with("k7", gone, old, next, third)
+	later.Time = at.Add(2 * time.Hour).UnixNano()
+	if r := run1(t, s, later); r.Status != StatusOK {
+		t.Fatalf("a third pin once the first has expired: %v %s", r.Status, r.Detail)
+	}
+	// A suspension rewrites the record whatever the proposer's clock
+	// says of its pins (at t0, three of them would be live).
+	on := true
+	mustOK(t, s, adminCmd(OpPutPartner, "susp", &Admin{ID: "p1", Suspend: &on}))
+
+	p, _ = s.Directory().Partner("p1")
+	for _, c := range []struct {
+		pin  string
+		at   time.Time
+		want bool
+	}{
+		{old.SHA256, at, true},
+		{old.SHA256, old.NotAfter, false}, // the not-after itself is past it
+		{old.SHA256, time.Time{}, false},  // no handshake time: nobody
+		{next.SHA256, old.NotAfter, true},
+		{gone.SHA256, at, false},
+		{gone.SHA256, at.Add(-2 * time.Hour), true}, // a handshake before its not-after
+		{strings.Repeat("e", 64), at, false},
+		{"", at, false},
+	} {
+		if got := p.Pinned(c.pin, c.at); got != c.want {
+			t.Errorf("Pinned(%.8s…, %s) = %v, want %v", c.pin, c.at, got, c.want)
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"time"
 )
 
 // The directory is the replicated routing state: partners and routing
@@ -38,6 +39,14 @@ const (
 	routesMax = 15_000
 	// partnerListMax bounds a partner's acquirer ids, lanes and payer types.
 	partnerListMax = 64
+	// certPinsLiveMax is how many of a partner's pins may be live (before
+	// their not-after) at once: the certificate in use and its successor
+	// while one rotates to the other. A third is a mistake (or a key
+	// nobody retired): expire or remove one first.
+	certPinsLiveMax = 2
+	// certPinsMax bounds the pins a record keeps, live or past their
+	// not-after (those name nobody; the audit chain keeps the history).
+	certPinsMax = 8
 )
 
 // Route sends requests with a key (bill type, payer type, partner) to a
@@ -97,13 +106,47 @@ type Partner struct {
 	// Allow, when set, lists the source networks (CIDR or address) the
 	// partner's messages may come from, inside its lanes' own allowlists.
 	Allow []string `json:"allow,omitempty"`
-	// CertPins are the SHA-256 (hex) of the public keys (SPKI) of the
-	// client certificates that speak for the partner on TLS lanes; two at
-	// once while one is rotated. A partner with pins is served only over
-	// a connection with one of them.
-	CertPins []string `json:"cert_pins,omitempty"`
+	// CertPins name the client certificates that speak for the partner
+	// on TLS lanes, each until its not-after; two live at once while one
+	// is rotated (certPinsLiveMax). A partner with pins is served only
+	// over a connection with a live one of them.
+	CertPins []CertPin `json:"cert_pins,omitempty"`
 	// allow is Allow parsed, filled when the partner enters a directory.
 	allow []netip.Prefix
+}
+
+// CertPin is one client certificate of a partner: the SHA-256 (lower-case
+// hex) of its public key (SubjectPublicKeyInfo), and the instant from
+// which it no longer names the partner (RFC 3339 in JSON, UTC once
+// stored). A renewed certificate on the same key keeps its pin; the
+// not-after is the operator's, usually the certificate's own.
+type CertPin struct {
+	SHA256   string    `json:"sha256" yaml:"sha256"`
+	NotAfter time.Time `json:"not_after" yaml:"not_after"`
+}
+
+// Live reports whether the pin names its partner at t: before its
+// not-after.
+func (c CertPin) Live(t time.Time) bool { return t.Before(c.NotAfter) }
+
+// Pinned reports whether the client certificate with public-key pin pin,
+// presented at the TLS handshake at, speaks for p: one of p's pins, live
+// at that instant. The handshake is when TLS checks the certificate
+// itself, so a connection admitted under a live pin keeps it until it
+// closes (the clock cuts no session short); removing the pin from the
+// record is what ends established connections too, at their next
+// message. A zero at (a caller that does not say when the certificate
+// was presented) names nobody.
+func (p *Partner) Pinned(pin string, at time.Time) bool {
+	if pin == "" || at.IsZero() {
+		return false
+	}
+	for _, c := range p.CertPins {
+		if c.SHA256 == pin && c.Live(at) {
+			return true
+		}
+	}
+	return false
 }
 
 // AllowsSource reports whether a message of p may come from a: always

@@ -157,10 +157,15 @@ func TestLaneAllowlistAcrossNamespaces(t *testing.T) {
 	}
 }
 
-// dialInNetns dials addr from inside network namespace ns: the socket is
-// made on a thread switched into ns, and stays in it after the thread
-// switches back.
+// dialInNetns dials addr from inside network namespace ns.
 func dialInNetns(ns, addr string) (net.Conn, error) {
+	return inNetns(ns, func() (net.Conn, error) { return net.DialTimeout("tcp", addr, 5*time.Second) })
+}
+
+// inNetns runs dial inside network namespace ns: the socket is made on a
+// thread switched into ns, and stays in it after the thread switches
+// back.
+func inNetns(ns string, dial func() (net.Conn, error)) (net.Conn, error) {
 	type result struct {
 		c   net.Conn
 		err error
@@ -187,7 +192,7 @@ func dialInNetns(ns, addr string) (net.Conn, error) {
 			done <- result{err: err}
 			return
 		}
-		c, derr := net.DialTimeout("tcp", addr, 5*time.Second)
+		c, derr := dial()
 		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
 			// The thread is stuck in ns: let it die with the goroutine
 			// (no UnlockOSThread) rather than serve other goroutines.

@@ -54,6 +54,8 @@ type Config struct {
 	RequestTimeout time.Duration `yaml:"request_timeout"`
 
 	Lanes []LaneConfig `yaml:"lanes"`
+	// RefusalAudit bounds how lane refusals reach the audit chain.
+	RefusalAudit RefusalAuditConfig `yaml:"refusal_audit"`
 	// Partners and Routes seed a new cluster's directory (switchd's
 	// bootstrapping node, once) and are ignored after that: the
 	// replicated directory is what routes, and ops changes it.
@@ -141,9 +143,10 @@ type Partner struct {
 	// partner's messages may come from, within its lanes' allowlists; a
 	// message from elsewhere is declined 63.
 	Allow []string `yaml:"allow"`
-	// CertPins name the partner's client certificates on TLS lanes
-	// (SHA-256 of the public key, hex; see CertPin).
-	CertPins []string `yaml:"cert_pins"`
+	// CertPins name the partner's client certificates on TLS lanes, each
+	// until its not-after: [{sha256: <SHA-256 of the public key, hex; see
+	// CertPin>, not_after: <RFC 3339>}], two live at once while rotating.
+	CertPins []store.CertPin `yaml:"cert_pins"`
 }
 
 // Route sends a request to a destination (store.Route once seeded).
@@ -197,6 +200,7 @@ func DefaultConfig() Config {
 		IdempotencyRetention: 35 * 24 * time.Hour,
 		HousekeepingInterval: 10 * time.Second,
 		RequestTimeout:       10 * time.Second,
+		RefusalAudit:         DefaultRefusalAuditConfig(),
 	}
 }
 
@@ -216,6 +220,9 @@ func (c Config) Validate() error {
 	}
 	if c.RequestTimeout <= 0 || c.RequestTimeout > requestTimeoutMax {
 		return bad("request_timeout %s not in (0, %s]", c.RequestTimeout, requestTimeoutMax)
+	}
+	if err := c.RefusalAudit.Validate(); err != nil {
+		return err
 	}
 	partners := map[string]bool{}
 	acquirers := map[string]string{}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/switchd/switchd/payment"
 	"github.com/switchd/switchd/store"
@@ -57,7 +58,7 @@ func (c Config) validateDirectory() error {
 	anyAccount := func(id string) (store.Account, bool) { return store.Account{ID: id}, true }
 	d := store.NewDirectory(partners, nil)
 	for _, p := range partners {
-		if err := d.CheckPartner(p, anyAccount); err != nil {
+		if err := d.CheckPartner(p, anyAccount, time.Now()); err != nil {
 			return directoryErr("partner "+p.ID, err)
 		}
 	}

@@ -84,6 +84,9 @@ type Lane struct {
 	suppressed96 atomic.Int64 // 96 lines left out since then
 
 	refusals refusalLog
+	// audit records the security refusals in the audit chain (nil: none);
+	// set by AuditRefusals before Start.
+	audit *RefusalAudit
 
 	// allow and tls are what Reload swaps: a new connection reads them
 	// once; established connections keep what they were admitted with.
@@ -174,6 +177,12 @@ func (l *Lane) Start() error {
 	return nil
 }
 
+// AuditRefusals has the lane record its security refusals (source not
+// allowed, TLS handshake failed, certificate or source not the claimed
+// partner's) in a, aggregated (refusalaudit.go). Call it before Start;
+// close a after the lane.
+func (l *Lane) AuditRefusals(a *RefusalAudit) { l.audit = a }
+
 // Addr is the listening address (useful with port 0).
 func (l *Lane) Addr() net.Addr { return l.ln.Addr() }
 
@@ -204,6 +213,7 @@ func (l *Lane) accept() {
 					"next_line_for_this_source_after", notAllowedLogEvery)
 			}
 			l.refuse(refusedNotAllowed)
+			l.audit.Refused(l.cfg.Name, refusedNotAllowed, ip, "")
 			continue
 		}
 		src := sourceOf(c.RemoteAddr())
@@ -256,8 +266,10 @@ func securityReason(err error) string {
 type session struct {
 	signedOn atomic.Bool
 	// certPin is the client certificate's public key pin on a TLS lane
-	// (set before the first frame is read).
+	// and certAt when the handshake presented it (set before the first
+	// frame is read).
 	certPin string
+	certAt  time.Time
 	// violations counts security-violation declines; closeAfter is set
 	// when they reach securityViolationsMax.
 	violations atomic.Int32
@@ -265,6 +277,9 @@ type session struct {
 	// client describes the TLS client certificate (nil on plain lanes);
 	// written before the session is registered, read under Lane.mu.
 	client *ClientCert
+	// partner is the partner the connection's first approved financial
+	// message was admitted as (nil until then), for lane status.
+	partner atomic.Pointer[string]
 }
 
 // network records a network management message the pipeline approved.
@@ -389,11 +404,11 @@ func (l *Lane) serve(c net.Conn, src string, ip netip.Addr) {
 
 	conn := c // what messages flow over: TLS on a TLS lane
 	if tcfg := l.tls.Load(); tcfg != nil {
-		tc, pin, ok := l.handshake(log, tcfg, c)
+		tc, pin, ok := l.handshake(log, tcfg, c, ip)
 		if !ok {
 			return
 		}
-		conn, sess.certPin = tc, pin
+		conn, sess.certPin, sess.certAt = tc, pin, time.Now()
 		leaf := tc.ConnectionState().PeerCertificates[0]
 		sess.client = &ClientCert{Pin: pin, Subject: leaf.Subject.String(), NotAfter: leaf.NotAfter.UTC(), Source: ip.String()}
 	}
@@ -473,18 +488,20 @@ func (l *Lane) serve(c net.Conn, src string, ip netip.Addr) {
 // handshake verified against the lane's client CA (chain, expiry, usage).
 // A failed handshake is a refusal: counted (tls_handshake), summarized in
 // the log, nothing read.
-func (l *Lane) handshake(log *slog.Logger, tcfg *tls.Config, c net.Conn) (*tls.Conn, string, bool) {
+func (l *Lane) handshake(log *slog.Logger, tcfg *tls.Config, c net.Conn, ip netip.Addr) (*tls.Conn, string, bool) {
 	tc := tls.Server(c, tcfg)
 	ctx, cancel := context.WithTimeout(context.Background(), l.cfg.FirstFrameTimeout)
 	defer cancel()
 	if err := tc.HandshakeContext(ctx); err != nil {
 		l.refuse(refusedTLSHandshake)
 		log.Debug("TLS handshake failed", "err", err)
+		l.audit.Refused(l.cfg.Name, refusedTLSHandshake, ip, handshakeCause(err))
 		return nil, "", false
 	}
 	certs := tc.ConnectionState().PeerCertificates
 	if len(certs) == 0 { // RequireAndVerifyClientCert makes this unreachable
 		l.refuse(refusedTLSHandshake)
+		l.audit.Refused(l.cfg.Name, refusedTLSHandshake, ip, "no_certificate")
 		return nil, "", false
 	}
 	pin := CertPin(certs[0])
@@ -508,6 +525,9 @@ type LaneStatus struct {
 	CertNotAfter *time.Time `json:"cert_not_after,omitempty"`
 	// Clients are the client certificates of the open connections.
 	Clients []ClientCert `json:"clients,omitempty"`
+	// Partners are the open connections by the partner they speak for
+	// ("" for those that have not had a financial message approved yet).
+	Partners []PartnerConns `json:"partners,omitempty"`
 }
 
 // ClientCert is one open connection's client certificate.
@@ -516,6 +536,18 @@ type ClientCert struct {
 	Subject  string    `json:"subject"`
 	NotAfter time.Time `json:"not_after"`
 	Source   string    `json:"source"`
+	// Partner is who the connection speaks for, once known.
+	Partner string `json:"partner,omitempty"`
+}
+
+// PartnerConns is one partner's open connections on a lane.
+type PartnerConns struct {
+	Partner     string `json:"partner"`
+	Connections int    `json:"connections"`
+	SignedOn    int    `json:"signed_on"`
+	// CertNotAfter is the earliest expiry of the client certificates its
+	// connections present (TLS lanes).
+	CertNotAfter *time.Time `json:"cert_not_after,omitempty"`
 }
 
 // Status reports the lane's settings and open connections.
@@ -531,17 +563,39 @@ func (l *Lane) Status() LaneStatus {
 			st.CertNotAfter = &na
 		}
 	}
+	byPartner := map[string]*PartnerConns{}
 	l.mu.Lock()
 	st.Connections = len(l.conns)
 	for s := range l.sessions {
+		id := ""
+		if p := s.partner.Load(); p != nil {
+			id = *p
+		}
+		pc := byPartner[id]
+		if pc == nil {
+			pc = &PartnerConns{Partner: id}
+			byPartner[id] = pc
+		}
+		pc.Connections++
 		if s.signedOn.Load() {
 			st.SignedOn++
+			pc.SignedOn++
 		}
 		if s.client != nil {
-			st.Clients = append(st.Clients, *s.client)
+			c := *s.client
+			c.Partner = id
+			st.Clients = append(st.Clients, c)
+			if pc.CertNotAfter == nil || c.NotAfter.Before(*pc.CertNotAfter) {
+				na := c.NotAfter
+				pc.CertNotAfter = &na
+			}
 		}
 	}
 	l.mu.Unlock()
+	for _, pc := range byPartner {
+		st.Partners = append(st.Partners, *pc)
+	}
+	slices.SortFunc(st.Partners, func(a, b PartnerConns) int { return strings.Compare(a.Partner, b.Partner) })
 	slices.SortFunc(st.Clients, func(a, b ClientCert) int { return strings.Compare(a.Pin+a.Source, b.Pin+b.Source) })
 	return st
 }
@@ -568,6 +622,48 @@ func (l *Lane) Reload(cfg LaneConfig) error {
 	l.certExpiry(tcfg)
 	l.log.Info("lane reloaded", "allow", cfg.Allow, "tls", cfg.TLS != nil)
 	return nil
+}
+
+// LaneReload is what reloading one lane did: Reloaded, or Error says why
+// it kept its old settings.
+type LaneReload struct {
+	Lane     string `json:"lane"`
+	Reloaded bool   `json:"reloaded"`
+	Error    string `json:"error,omitempty"`
+}
+
+// ReloadLanes gives each running lane its settings from cfgs, by name
+// (Lane.Reload): what SIGHUP and POST /v1/lanes/reload both do. A lane
+// missing from cfgs keeps serving as it is until a restart, and says so.
+// The error, wrapping outcome.ErrLaneReload, names every lane that kept
+// its old settings; the others reloaded all the same.
+func ReloadLanes(lanes []*Lane, cfgs []LaneConfig) ([]LaneReload, error) {
+	byName := make(map[string]LaneConfig, len(cfgs))
+	for _, lc := range cfgs {
+		byName[lc.Name] = lc
+	}
+	out := make([]LaneReload, 0, len(lanes))
+	var failed []string
+	for _, l := range lanes {
+		r := LaneReload{Lane: l.Name()}
+		lc, ok := byName[l.Name()]
+		var err error
+		if !ok {
+			err = fmt.Errorf("switch: lane %q is no longer in the config: it keeps serving as it is until a restart", l.Name())
+		} else {
+			err = l.Reload(lc)
+		}
+		if err != nil {
+			r.Error = err.Error()
+			failed = append(failed, r.Error)
+		}
+		r.Reloaded = err == nil
+		out = append(out, r)
+	}
+	if len(failed) > 0 {
+		return out, fmt.Errorf("%w: %d of %d lanes kept their old settings: %s", outcome.ErrLaneReload, len(failed), len(lanes), strings.Join(failed, "; "))
+	}
+	return out, nil
 }
 
 // certExpiry publishes when the lane's own certificate expires.
@@ -701,13 +797,21 @@ func (l *Lane) handle(log *slog.Logger, ip netip.Addr, sess *session, frame []by
 		respond(req, resp, err, "", nil) // answered like every other decline
 	} else {
 		ctx, cancel := context.WithTimeout(context.Background(), l.timeout)
-		err = l.pipe.Process(ctx, payment.Origin{Lane: l.cfg.Name, Source: ip, CertPin: sess.certPin}, req, resp)
+		origin := payment.Origin{Lane: l.cfg.Name, Source: ip, CertPin: sess.certPin, CertAt: sess.certAt}
+		err = l.pipe.Process(ctx, origin, req, resp)
+		if err == nil && !network && sess.partner.Load() == nil {
+			// Once per connection: who it speaks for, for lane status.
+			if p, aerr := l.pipe.core.Admit(ctx, origin, req.Get(32)); aerr == nil {
+				sess.partner.Store(&p.ID)
+			}
+		}
 		cancel()
 		if network && err == nil {
 			sess.network(l, req.Get(70))
 		}
 		if reason := securityReason(err); reason != "" {
 			l.m.security.WithLabelValues(l.cfg.Name, reason).Inc()
+			l.audit.Refused(l.cfg.Name, reason, ip, claimCause(req.Get(32)))
 			n := sess.violations.Add(1)
 			if l.securityLog.due(ip, time.Now()) {
 				log.Warn("security violation: declined 63", "reason", reason, "acquirer", req.Get(32),
@@ -871,6 +975,9 @@ type Metrics struct {
 	frameErrors        *prometheus.CounterVec
 	messages           *prometheus.CounterVec
 	latency            *prometheus.HistogramVec
+	// auditRecords and auditDropped are the refusal audit's (refusalaudit.go).
+	auditRecords *prometheus.CounterVec
+	auditDropped *prometheus.CounterVec
 }
 
 // NewMetrics creates the lane metrics and registers them with reg (if not nil).
@@ -908,8 +1015,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
 		}, []string{"lane", "mti"}),
 	}
+	m.auditRecords, m.auditDropped = auditMetrics()
 	if reg != nil {
-		reg.MustRegister(m.conns, m.signedOn, m.security, m.laneCertNotAfter, m.clientCertNotAfter, m.connsRejected, m.frameErrors, m.messages, m.latency)
+		reg.MustRegister(m.conns, m.signedOn, m.security, m.laneCertNotAfter, m.clientCertNotAfter, m.connsRejected, m.frameErrors, m.messages, m.latency,
+			m.auditRecords, m.auditDropped)
 	}
 	return m
 }

@@ -107,7 +107,7 @@ func TestTLSLanePartnerIdentity(t *testing.T) {
 	h := newHarness(t, func(f *config.File) {
 		for i := range f.Switch.Partners {
 			if f.Switch.Partners[i].ID == "demo-acquirer" {
-				f.Switch.Partners[i].CertPins = []string{switching.CertPin(leafA)}
+				f.Switch.Partners[i].CertPins = []store.CertPin{pinOf(leafA)}
 			}
 		}
 	})
@@ -207,6 +207,12 @@ func TestTLSLanePartnerIdentity(t *testing.T) {
 	}
 }
 
+// pinOf is the partner record's pin of cert, until the certificate's own
+// expiry.
+func pinOf(cert *x509.Certificate) store.CertPin {
+	return store.CertPin{SHA256: switching.CertPin(cert), NotAfter: cert.NotAfter}
+}
+
 // replaceField sets field id of a test message line.
 func replaceField(line string, id int, v string) string {
 	parts := strings.Fields(line)
@@ -234,7 +240,7 @@ func BenchmarkLaneTLS(b *testing.B) {
 	h := newHarness(b, func(f *config.File) {
 		for i := range f.Switch.Partners {
 			if f.Switch.Partners[i].ID == "demo-acquirer" {
-				f.Switch.Partners[i].CertPins = []string{switching.CertPin(leaf)}
+				f.Switch.Partners[i].CertPins = []store.CertPin{pinOf(leaf)}
 				f.Switch.Partners[i].Lanes = []string{"public"}
 			}
 		}
@@ -333,7 +339,7 @@ func TestLaneReload(t *testing.T) {
 	h2 := newHarness(t, func(f *config.File) {
 		for i := range f.Switch.Partners {
 			if f.Switch.Partners[i].ID == "demo-acquirer" {
-				f.Switch.Partners[i].CertPins = []string{switching.CertPin(leaf1), switching.CertPin(leaf2)} // both during the overlap
+				f.Switch.Partners[i].CertPins = []store.CertPin{pinOf(leaf1), pinOf(leaf2)} // both during the overlap
 			}
 		}
 	})

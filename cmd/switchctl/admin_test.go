@@ -50,12 +50,27 @@ func TestAdminAgainstSwitchd(t *testing.T) {
 	}
 
 	pin := strings.Repeat("ab", 32)
-	out = must(as("alice", "partners", "set", "acme", "--cert-pins", pin, "--reason", "mTLS onboarding"))
-	if !strings.Contains(out, "cert pin 1  "+pin) && !regexp.MustCompile(`cert pin 1\s+`+pin).MatchString(out) {
+	out = must(as("alice", "partners", "set", "acme", "--cert-pins", pin+"@2099-01-31T00:00:00Z", "--reason", "mTLS onboarding"))
+	if !regexp.MustCompile(`cert pin 1\s+` + pin + ` until 2099-01-31T00:00:00Z \(live\)`).MatchString(out) {
 		t.Errorf("partners set --cert-pins:\n%s", out)
 	}
-	if code, _, errOut := as("alice", "partners", "set", "acme", "--cert-pins", "not-a-pin", "--reason", "typo"); code != 1 || !strings.Contains(errOut, "partner.cert_pins") {
+	if code, _, errOut := as("alice", "partners", "set", "acme", "--cert-pins", "not-a-pin@2099-01-31T00:00:00Z", "--reason", "typo"); code != 1 || !strings.Contains(errOut, "partner.cert_pins") {
 		t.Errorf("--cert-pins not hex: exit %d %s", code, errOut)
+	}
+	// Rotation: a second live pin is fine, a third is refused naming the
+	// limit, and the old one goes with --remove-cert-pin.
+	pin2, pin3 := strings.Repeat("cd", 32), strings.Repeat("ef", 32)
+	out = must(as("alice", "partners", "set", "acme", "--cert-pins", pin+"@2099-01-31T00:00:00Z,"+pin2+"@2099-06-30T00:00:00Z", "--reason", "rotation"))
+	if !regexp.MustCompile(`cert pin 2\s+` + pin2).MatchString(out) {
+		t.Errorf("two pins:\n%s", out)
+	}
+	if code, _, errOut := as("alice", "partners", "set", "acme", "--cert-pins", pin+"@2099-01-31T00:00:00Z,"+pin2+"@2099-06-30T00:00:00Z,"+pin3+"@2099-07-30T00:00:00Z",
+		"--reason", "three"); code != 1 || !strings.Contains(errOut, "at most 2") {
+		t.Errorf("three live pins: exit %d %s", code, errOut)
+	}
+	out = must(as("alice", "partners", "set", "acme", "--remove-cert-pin", pin, "--reason", "moved to the new certificate"))
+	if strings.Contains(out, pin) || !regexp.MustCompile(`cert pin 1\s+`+pin2).MatchString(out) {
+		t.Errorf("--remove-cert-pin:\n%s", out)
 	}
 
 	// Accounts: created through the cluster, audited with the actor.

@@ -76,11 +76,12 @@ const usageText = `switchctl: operate a switchd node
   switchctl partners list | get ID | suspend ID --reason TEXT | resume ID --reason TEXT
   switchctl partners set ID [--acquirer-ids A,B] [--lanes L] [--settlement-account A]
       [--withdrawal-max 500.00 [--currency USD]] [--payer-type T] [--payer-types T,U] [--allow CIDR,...]
-      [--cert-pins SHA256,...] --reason TEXT
+      [--cert-pins SHA256@NOT-AFTER,... | --add-cert CERT.pem [--not-after T] | --remove-cert-pin SHA256] --reason TEXT
   switchctl agents list | get PARTNER:TERMINAL
   switchctl agents set PARTNER:TERMINAL [--currency USD] [--cash-limit 500.00] [--reason TEXT]
   switchctl agents settle PARTNER:TERMINAL --amount 12.34 [--currency USD] --reference SLIP
-  switchctl lanes status                                     this node's lanes: transport, allowlist, connections, signed on, certificates and expiry
+  switchctl lanes status                                     this node's lanes: transport, allowlist, connections by partner, signed on, certificates and expiry
+  switchctl lanes reload                                     this node re-reads its config: lane allowlists and TLS files (as SIGHUP), no restart
   switchctl audit list [--object route/ID] [--from T] [--to T] [--after SEQ] | verify
 
   ops commands take --ops http://127.0.0.1:8080 and --json (raw JSON). Changes take

@@ -2,16 +2,23 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"flag"
 	"fmt"
 	"io"
 	"math/big"
 	"net/http"
 	"net/url"
+	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/switchd/switchd/currency"
 )
@@ -20,7 +27,8 @@ import (
 //
 //	switchctl partners list | get ID
 //	switchctl partners set ID [--acquirer-ids A,B] [--lanes L,M] [--settlement-account A]
-//	    [--withdrawal-max 500.00 [--currency USD]] [--payer-type T] [--payer-types T,U] [--allow CIDR,…] [--cert-pins SHA256,…] --reason TEXT
+//	    [--withdrawal-max 500.00 [--currency USD]] [--payer-type T] [--payer-types T,U] [--allow CIDR,…]
+//	    [--cert-pins SHA256@NOT-AFTER,… | --add-cert CERT.pem [--not-after RFC3339] | --remove-cert-pin SHA256] --reason TEXT
 //	switchctl partners suspend ID --reason TEXT | resume ID --reason TEXT
 //	switchctl agents list | get PARTNER:TERMINAL
 //	switchctl agents set PARTNER:TERMINAL [--currency USD] [--cash-limit 500.00] [--reason TEXT]
@@ -32,16 +40,22 @@ import (
 // by the currency package: no float anywhere.
 
 type partner struct {
-	ID                string   `json:"id"`
-	AcquirerIDs       []string `json:"acquirer_ids"`
-	Lanes             []string `json:"lanes"`
-	SettlementAccount string   `json:"settlement_account"`
-	WithdrawalMax     int64    `json:"withdrawal_max"`
-	PayerType         string   `json:"payer_type"`
-	PayerTypes        []string `json:"payer_types"`
-	Allow             []string `json:"allow"`
-	CertPins          []string `json:"cert_pins"`
-	Suspended         bool     `json:"suspended"`
+	ID                string    `json:"id"`
+	AcquirerIDs       []string  `json:"acquirer_ids"`
+	Lanes             []string  `json:"lanes"`
+	SettlementAccount string    `json:"settlement_account"`
+	WithdrawalMax     int64     `json:"withdrawal_max"`
+	PayerType         string    `json:"payer_type"`
+	PayerTypes        []string  `json:"payer_types"`
+	Allow             []string  `json:"allow"`
+	CertPins          []certPin `json:"cert_pins"`
+	Suspended         bool      `json:"suspended"`
+}
+
+// certPin is store.CertPin as the API writes it.
+type certPin struct {
+	SHA256   string    `json:"sha256"`
+	NotAfter time.Time `json:"not_after"`
 }
 
 type agent struct {
@@ -197,7 +211,10 @@ func partnerSet(ctx context.Context, o *opsFlags, fs *flag.FlagSet, args []strin
 	ptype := fs.String("payer-type", "", "payer type of its messages, e.g. bank_customer")
 	ptypes := fs.String("payer-types", "", "other payer types its messages may name, comma-separated (e.g. otc_agent)")
 	allow := fs.String("allow", "", "source networks its messages may come from, comma-separated CIDRs (empty: what its lanes allow)")
-	pins := fs.String("cert-pins", "", "its client certificates on TLS lanes: SHA-256 of each public key (hex), comma-separated; two while rotating")
+	pins := fs.String("cert-pins", "", "its client certificates on TLS lanes, replacing the list: SHA-256 of each public key (hex) @ until when it names the partner (RFC 3339), comma-separated; two live while rotating")
+	addCert := fs.String("add-cert", "", "add the client certificate in this PEM `file`: its public-key pin, until its own expiry (or --not-after)")
+	notAfter := fs.String("not-after", "", "with --add-cert: until when (RFC 3339) the pin names the partner, instead of the certificate's expiry")
+	removePin := fs.String("remove-cert-pin", "", "remove this pin (SHA-256 hex), e.g. the old certificate's once the partner has moved off it")
 	reason := fs.String("reason", "", "why (required: the audit chain records it)")
 	pos, err := parseCmd(fs, args, stdout)
 	if err != nil {
@@ -207,7 +224,7 @@ func partnerSet(ctx context.Context, o *opsFlags, fs *flag.FlagSet, args []strin
 		return usagef("partners set: want one partner id and --reason")
 	}
 	id := pos[0]
-	cur := partner{ID: id, AcquirerIDs: []string{}, Lanes: []string{}, PayerTypes: []string{}, Allow: []string{}, CertPins: []string{}}
+	cur := partner{ID: id, AcquirerIDs: []string{}, Lanes: []string{}, PayerTypes: []string{}, Allow: []string{}, CertPins: []certPin{}}
 	code, body, err := o.call(ctx, http.MethodGet, "/v1/partners/"+url.PathEscape(id), nil, opsBodyBytesMax, http.StatusNotFound)
 	if err != nil {
 		return err
@@ -221,10 +238,13 @@ func partnerSet(ctx context.Context, o *opsFlags, fs *flag.FlagSet, args []strin
 		name string
 		val  *string
 		into *[]string
-	}{{"acquirer-ids", acq, &cur.AcquirerIDs}, {"lanes", lanes, &cur.Lanes}, {"payer-types", ptypes, &cur.PayerTypes}, {"allow", allow, &cur.Allow}, {"cert-pins", pins, &cur.CertPins}} {
+	}{{"acquirer-ids", acq, &cur.AcquirerIDs}, {"lanes", lanes, &cur.Lanes}, {"payer-types", ptypes, &cur.PayerTypes}, {"allow", allow, &cur.Allow}} {
 		if isSet(fs, l.name) {
 			*l.into = list(*l.val)
 		}
+	}
+	if cur.CertPins, err = changePins(cur.CertPins, fs, *pins, *addCert, *notAfter, *removePin); err != nil {
+		return err
 	}
 	if isSet(fs, "settlement-account") {
 		cur.SettlementAccount = *acct
@@ -262,6 +282,65 @@ func partnerSet(ctx context.Context, o *opsFlags, fs *flag.FlagSet, args []strin
 	return printPartner(ctx, o, stdout, body, verb)
 }
 
+// changePins applies the pin flags to pins: --cert-pins replaces the list,
+// --remove-cert-pin drops one, --add-cert adds the certificate's pin (or
+// moves its not-after). The switch checks the result (at most two live).
+func changePins(pins []certPin, fs *flag.FlagSet, replace, addCert, notAfter, remove string) ([]certPin, error) {
+	if isSet(fs, "cert-pins") {
+		if addCert != "" || remove != "" {
+			return nil, usagef("partners set: --cert-pins replaces the list; use it without --add-cert and --remove-cert-pin")
+		}
+		pins = []certPin{}
+		for _, item := range list(replace) {
+			sum, at, ok := strings.Cut(item, "@")
+			t, err := time.Parse(time.RFC3339, at)
+			if !ok || err != nil {
+				return nil, usagef("partners set: --cert-pins %q: want SHA256@NOT-AFTER, NOT-AFTER in RFC 3339 (2027-01-31T00:00:00Z)", item)
+			}
+			pins = append(pins, certPin{SHA256: sum, NotAfter: t})
+		}
+	}
+	if remove != "" {
+		n := len(pins)
+		pins = slices.DeleteFunc(pins, func(c certPin) bool { return c.SHA256 == remove })
+		if len(pins) == n {
+			return nil, usagef("partners set: --remove-cert-pin %s: the partner has no such pin", remove)
+		}
+	}
+	if notAfter != "" && addCert == "" {
+		return nil, usagef("partners set: --not-after goes with --add-cert")
+	}
+	if addCert != "" {
+		leaf, err := readCert(addCert)
+		if err != nil {
+			return nil, err
+		}
+		sum := sha256.Sum256(leaf.RawSubjectPublicKeyInfo)
+		c := certPin{SHA256: hex.EncodeToString(sum[:]), NotAfter: leaf.NotAfter.UTC()}
+		if notAfter != "" {
+			if c.NotAfter, err = time.Parse(time.RFC3339, notAfter); err != nil {
+				return nil, usagef("partners set: --not-after %q: want RFC 3339 (2027-01-31T00:00:00Z)", notAfter)
+			}
+		}
+		pins = slices.DeleteFunc(pins, func(o certPin) bool { return o.SHA256 == c.SHA256 }) // same key renewed: a new not-after
+		pins = append(pins, c)
+	}
+	return pins, nil
+}
+
+// readCert reads the first certificate of a PEM file.
+func readCert(path string) (*x509.Certificate, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil || blk.Type != "CERTIFICATE" {
+		return nil, fmt.Errorf("%s: no PEM certificate", path)
+	}
+	return x509.ParseCertificate(blk.Bytes)
+}
+
 func printPartner(ctx context.Context, o *opsFlags, stdout io.Writer, body []byte, verb string) error {
 	var p partner
 	if err := json.Unmarshal(body, &p); err != nil {
@@ -275,8 +354,13 @@ func printPartner(ctx context.Context, o *opsFlags, stdout io.Writer, body []byt
 	fmt.Fprintf(tw, "payer type\t%s\nalso\t%s\nsettlement account\t%s\nwithdrawal max\t%s\n", p.PayerType, orDash(strings.Join(p.PayerTypes, ",")),
 		orDash(p.SettlementAccount), withdrawalMax(p, accountCurrency(ctx, o, p.SettlementAccount)))
 	fmt.Fprintf(tw, "allow\t%s\n", orDash(strings.Join(p.Allow, ",")))
+	now := time.Now()
 	for i, pin := range p.CertPins {
-		fmt.Fprintf(tw, "cert pin %d\t%s\n", i+1, pin)
+		state := "live"
+		if !now.Before(pin.NotAfter) {
+			state = "expired: names nobody"
+		}
+		fmt.Fprintf(tw, "cert pin %d\t%s until %s (%s)\n", i+1, pin.SHA256, pin.NotAfter.UTC().Format(time.RFC3339), state)
 	}
 	return tw.Flush()
 }

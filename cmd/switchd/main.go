@@ -20,6 +20,7 @@ import (
 	"github.com/switchd/switchd/cluster"
 	"github.com/switchd/switchd/config"
 	"github.com/switchd/switchd/ops"
+	"github.com/switchd/switchd/outcome"
 	"github.com/switchd/switchd/payment"
 	"github.com/switchd/switchd/settle"
 	"github.com/switchd/switchd/store"
@@ -95,34 +96,33 @@ func main() {
 	}
 }
 
-// reloadLanes re-reads the config file on SIGHUP and gives each running
-// lane its new allowlist and TLS files (certificate rotation without a
-// restart; established connections stay). A lane whose new settings do
-// not load keeps its old ones, and the error is logged.
-func reloadLanes(path string, lanes []*switching.Lane, log *slog.Logger) {
+// reloadLanes re-reads the config file and gives each running lane its
+// new allowlist and TLS files (certificate rotation without a restart;
+// established connections stay): on SIGHUP and POST /v1/lanes/reload. A
+// lane whose new settings do not load keeps its old ones; the error says
+// which, and is logged.
+func reloadLanes(path string, lanes []*switching.Lane, log *slog.Logger) ([]switching.LaneReload, error) {
 	if path == "" {
-		log.Warn("SIGHUP: no --config file to reload (the embedded demo config has nothing to rotate)")
-		return
+		err := fmt.Errorf("%w: switchd runs on the embedded demo config (no --config file to reload)", outcome.ErrLaneReload)
+		log.Warn("lanes not reloaded", "err", err)
+		return nil, err
 	}
 	f, err := config.Load(path)
+	if err == nil {
+		// The rules of a start: a file switchd would not start on is not
+		// half taken.
+		err = f.Switch.Validate()
+	}
 	if err != nil {
-		log.Error("SIGHUP: config not reloaded", "err", err)
-		return
+		err = fmt.Errorf("%w: %v", outcome.ErrLaneReload, err)
+		log.Error("lanes not reloaded: config does not load", "err", err)
+		return nil, err
 	}
-	byName := map[string]switching.LaneConfig{}
-	for _, lc := range f.Switch.Lanes {
-		byName[lc.Name] = lc
+	res, err := switching.ReloadLanes(lanes, f.Switch.Lanes)
+	if err != nil {
+		log.Error("lanes reloaded, some kept their old settings", "err", err)
 	}
-	for _, l := range lanes {
-		lc, ok := byName[l.Name()]
-		if !ok {
-			log.Warn("SIGHUP: lane no longer in the config; it keeps serving until a restart", "lane", l.Name())
-			continue
-		}
-		if err := l.Reload(lc); err != nil {
-			log.Error("SIGHUP: lane not reloaded", "lane", l.Name(), "err", err)
-		}
-	}
+	return res, err
 }
 
 // tuneRuntime sets the collector's GOGC from gc_percent, and gives the Go
@@ -242,6 +242,13 @@ func run(ctx context.Context, cfg config.File, log *slog.Logger) error {
 	defer settlement.Close()
 
 	metrics := switching.NewMetrics(reg)
+	// Lane refusals reach the audit chain through the cluster; closed
+	// after the lanes (defers run in reverse), before raft.
+	refusals, err := switching.NewRefusalAudit(cfg.Switch.RefusalAudit, node, log.With("component", "refusal-audit"), metrics)
+	if err != nil {
+		return err
+	}
+	defer refusals.Close()
 	var lanes []*switching.Lane
 	defer func() {
 		for _, l := range lanes {
@@ -253,6 +260,7 @@ func run(ctx context.Context, cfg config.File, log *slog.Logger) error {
 		if err != nil {
 			return err
 		}
+		l.AuditRefusals(refusals)
 		if err := l.Start(); err != nil {
 			return err
 		}
@@ -270,6 +278,13 @@ func run(ctx context.Context, cfg config.File, log *slog.Logger) error {
 			out = append(out, l.Status())
 		}
 		return out
+	})
+	srv.HandleLaneReload(cfg.Cluster.NodeID, func() (any, error) {
+		res, err := reloadLanes(cfg.Path, lanes, log)
+		if res == nil {
+			return nil, err // no lane was tried
+		}
+		return res, err
 	})
 	srv.HandleSettlement(settlement)
 	srv.HandleRecon(settlement)
@@ -306,7 +321,7 @@ func run(ctx context.Context, cfg config.File, log *slog.Logger) error {
 			log.Error("ledger write failed: shutting down; restart once there is space", "err", st.Err())
 			return st.Err()
 		case <-hup:
-			reloadLanes(cfg.Path, lanes, log)
+			reloadLanes(cfg.Path, lanes, log) // logged there; nobody to answer
 			continue
 		}
 		break

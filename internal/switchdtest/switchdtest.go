@@ -160,6 +160,10 @@ func (n *Node) Restart() {
 	WaitReady(n.t, n.OpsURL)
 }
 
+// ConfigPath is the config file the process runs on (a test may rewrite
+// it, then reload or restart).
+func (n *Node) ConfigPath() string { return n.cfgPath }
+
 // Log is what the process wrote to its log so far.
 func (n *Node) Log() []byte {
 	b, _ := os.ReadFile(n.logPath)
