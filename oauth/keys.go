@@ -19,10 +19,11 @@ import (
 
 // KeySet holds the token signing keys: the first signs, all verify.
 type KeySet struct {
-	signer jose.Signer
-	kid    string
-	public map[string]*ecdsa.PublicKey // by kid
-	jwks   []byte                      // the public JWK set, served as is
+	signer  jose.Signer
+	private *ecdsa.PrivateKey
+	kid     string
+	public  map[string]*ecdsa.PublicKey // by kid
+	jwks    []byte                      // the public JWK set, served as is
 }
 
 // pemBytesMax bounds a key file.
@@ -77,7 +78,7 @@ func LoadKeys(files []string) (*KeySet, error) {
 		ks.public[pub.KeyID] = &k.PublicKey
 		set.Keys = append(set.Keys, pub)
 		if i == 0 {
-			ks.kid = pub.KeyID
+			ks.kid, ks.private = pub.KeyID, k
 			ks.signer, err = jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: k, KeyID: pub.KeyID}},
 				(&jose.SignerOptions{}).WithType("at+jwt"))
 			if err != nil {

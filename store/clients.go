@@ -128,6 +128,17 @@ func (c Client) Redacted() Client {
 	return out
 }
 
+// NewDirectoryWithClients is a directory of only clients (tests and
+// tools).
+func NewDirectoryWithClients(clients []Client) *Directory {
+	d := newDirectory()
+	for i := range clients {
+		c := clients[i]
+		d.clients[c.ID] = &c
+	}
+	return d
+}
+
 // Client returns the client with id.
 func (d *Directory) Client(id string) (*Client, bool) {
 	c, ok := d.clients[id]

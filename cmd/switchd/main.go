@@ -97,6 +97,16 @@ func main() {
 	}
 }
 
+// closed reports whether ch is closed.
+func closed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
 // newAuth loads the ops API's token signing keys (making the default one
 // in the data dir on first start) and builds the authorization server.
 func newAuth(cfg config.File, st *store.Store, reg prometheus.Registerer, log *slog.Logger) (*oauth.Server, error) {
@@ -245,10 +255,10 @@ func run(ctx context.Context, cfg config.File, log *slog.Logger) error {
 			return err
 		}, log.With("component", "seed"))
 		defer seeder.Close()
-		ready = func() bool { return node.Ready() && seeder.Done() }
 		// The first admin client, made once for a new cluster (a no-op
 		// when it has clients); stopped with ctx, waited for before the
-		// node closes.
+		// node closes. /readyz waits for it, so that the credentials file
+		// exists once the node says it is ready.
 		bctx, bcancel := context.WithCancel(ctx)
 		bdone := make(chan struct{})
 		go func() {
@@ -258,6 +268,7 @@ func run(ctx context.Context, cfg config.File, log *slog.Logger) error {
 			}
 		}()
 		defer func() { bcancel(); <-bdone }()
+		ready = func() bool { return node.Ready() && seeder.Done() && closed(bdone) }
 	} else {
 		check := core.StartDirectoryCheck(seeds, st, log.With("component", "seed"))
 		defer check.Close()

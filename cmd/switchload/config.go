@@ -163,14 +163,14 @@ type Config struct {
 	// Addr is one lane address, host:port, or a comma-separated list of
 	// them to spread the connections over several nodes: connection i
 	// dials entry i mod the count, and redials the same entry.
-	Addr     string
-	Ops      string
+	Addr string
+	Ops  string
 	// Credentials is the ops API client's credentials file ("" : none;
 	// the ops API then refuses with 401).
 	Credentials string
 	Conns       int
-	Inflight int
-	Duration time.Duration
+	Inflight    int
+	Duration    time.Duration
 	// Rate is the offered load in requests per second (open loop); 0 runs
 	// closed loop: every connection keeps Inflight requests outstanding.
 	Rate     int

@@ -4,6 +4,7 @@
 package switchdtest
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -13,6 +14,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/switchd/switchd/oauth"
 )
 
 const (
@@ -62,6 +65,9 @@ type Node struct {
 	OpsURL   string
 	RaftAddr string
 	DataDir  string
+	// Credentials is the admin client's credentials file, which the node
+	// writes on first start (before /readyz answers 200).
+	Credentials string
 
 	t       testing.TB
 	bin     string
@@ -107,6 +113,7 @@ func StartWith(t testing.TB, bin string, opts Options) *Node {
 	if opts.DataDir != "" {
 		n.DataDir = opts.DataDir
 	}
+	n.Credentials = filepath.Join(n.DataDir, "ops-credentials.json")
 	var clusterExtra string
 	for _, l := range opts.Cluster {
 		clusterExtra += "  " + l + "\n"
@@ -140,6 +147,23 @@ switch:
 	})
 	n.Restart()
 	return n
+}
+
+// Token is an access token of the admin client, from the node's token
+// endpoint.
+func (n *Node) Token(t testing.TB) string {
+	t.Helper()
+	c, err := oauth.ReadCredentials(n.Credentials)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
+	defer cancel()
+	tok, err := oauth.FetchToken(ctx, &http.Client{Timeout: readyTimeout}, n.OpsURL+"/oauth/token", c, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
 }
 
 // Restart starts the process again on the same data and ports (after Kill9
