@@ -258,10 +258,12 @@ func (s *Server) Start() error {
 		s.log.Info("ops health listening", "addr", hln.Addr().String())
 	}
 	s.ln = ln
+	// Read before Serve: it writes TLSConfig (HTTP/2 setup).
+	useTLS := s.srv.TLSConfig != nil
 	go func() {
 		defer close(s.done)
 		var err error
-		if s.srv.TLSConfig != nil {
+		if useTLS {
 			err = s.srv.ServeTLS(ln, "", "")
 		} else {
 			err = s.srv.Serve(ln)
@@ -270,7 +272,7 @@ func (s *Server) Start() error {
 			s.log.Error("ops server stopped", "err", err)
 		}
 	}()
-	s.log.Info("ops listening", "addr", ln.Addr().String(), "tls", s.srv.TLSConfig != nil)
+	s.log.Info("ops listening", "addr", ln.Addr().String(), "tls", useTLS)
 	return nil
 }
 
