@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -167,5 +168,45 @@ func TestOpsTLSClientAuth(t *testing.T) {
 	// A token of a read-only client cannot write.
 	if code, body := call(gw, "POST", "/v1/accounts", tok, `{"id":"x","kind":"cardholder","currency":"USD"}`); code != 403 {
 		t.Errorf("write with ops:read: %d %s", code, body)
+	}
+}
+
+// With health_listen, health, readiness and metrics are served open on
+// their own listener, and /metrics on the main one needs ops:read.
+func TestHealthListener(t *testing.T) {
+	cfg := testConfig(t, "127.0.0.1:0")
+	cfg.Ops.HealthListen = "127.0.0.1:0"
+	cfg.Finish()
+	tn := openTestNode(t, cfg, nil, true)
+	base := tn.start(t)
+	defer http.DefaultClient.CloseIdleConnections()
+	health := "http://" + tn.srv.HealthAddr().String()
+	for _, p := range []string{"/healthz", "/readyz", "/metrics"} {
+		if code, body, _ := doWith(t, http.Header{}, "GET", health+p, ""); code != 200 {
+			t.Errorf("health listener %s: %d %s", p, code, body)
+		}
+	}
+	if code, _, _ := doWith(t, http.Header{}, "GET", health+"/v1/accounts", ""); code != 404 {
+		t.Errorf("the health listener serves the API: %d", code)
+	}
+	if code, _, _ := doWith(t, http.Header{}, "GET", base+"/metrics", ""); code != 401 {
+		t.Errorf("main /metrics without a token: %d", code)
+	}
+	if code, _, _ := do(t, "GET", base+"/metrics", ""); code != 200 {
+		t.Errorf("main /metrics with ops:read: %d", code)
+	}
+}
+
+// Every route but the open ones names a scope of the API.
+func TestEveryRouteHasAScope(t *testing.T) {
+	tn := newTestNode(t)
+	open := map[string]bool{"GET /healthz": true, "GET /readyz": true, "GET /metrics": true, "POST /oauth/token": true, "GET /.well-known/jwks.json": true}
+	for route, scope := range tn.srv.Scopes() {
+		switch {
+		case open[route] && scope != "":
+			t.Errorf("%s should be open, needs %s", route, scope)
+		case !open[route] && !slices.Contains(oauth.Scopes, scope):
+			t.Errorf("%s: scope %q", route, scope)
+		}
 	}
 }
