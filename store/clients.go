@@ -93,7 +93,7 @@ const StatusExists Status = 18
 // ErrExists is StatusExists's error.
 var ErrExists = errors.New("store: exists already")
 
-const pfxClient = 'o' // o<client id> → client (JSON)
+const pfxClient = 'C' // C<client id> → client (JSON)
 
 // Valid reports whether s still authenticates at now (unix ns).
 func (s ClientSecret) Valid(now int64) bool { return s.NotAfter == 0 || now < s.NotAfter }

@@ -95,3 +95,36 @@ func TestClientsApply(t *testing.T) {
 		t.Fatalf("after reopen: %+v %v", c, ok)
 	}
 }
+
+// Every key space has its own first byte: a directory load scans a
+// prefix and would read another space's values as its own (the clients'
+// first prefix was the original references' 'o').
+func TestKeyPrefixesDistinct(t *testing.T) {
+	pfx := map[string]byte{
+		"meta": pfxMeta, "account": pfxAccount, "card": pfxCard, "transfer": pfxTransfer, "origref": pfxOrigRef,
+		"expiry": pfxExpiry, "idem": pfxIdem, "idemtime": pfxIdemTime, "byaccount": pfxByAccount, "bydaypartner": pfxByDayPartnr,
+		"route": pfxRoute, "partner": pfxPartner, "agent": pfxAgent, "audit": pfxAudit, "day": pfxDay,
+		"break": pfxBreak, "breakaudit": pfxBreakAudit, "client": pfxClient,
+	}
+	seen := map[byte]string{}
+	for name, b := range pfx {
+		if other, dup := seen[b]; dup {
+			t.Errorf("key prefix %q is both %s and %s", b, name, other)
+		}
+		seen[b] = name
+	}
+}
+
+// Clients load with the directory next to every other key space: an
+// original reference (prefix of its own) is not read as a client.
+func TestClientsLoadBesideOtherState(t *testing.T) {
+	s := fixture(t)
+	mustOK(t, s, authCmd("hold-1", "h1", "merch", 100, "ref-1"))
+	mustOK(t, s, clientCmd("c1", ClientCreate, Client{ID: "ops", Scopes: []string{"ops:read"}, Secrets: []ClientSecret{{Hash: hashA}}}, 0, t0))
+	dir := s.cfg.Dir
+	s.Close()
+	s2 := openCfg(t, testConfigIn(dir))
+	if cs := s2.Directory().Clients(); len(cs) != 1 || cs[0].ID != "ops" {
+		t.Fatalf("clients after reopen: %+v", cs)
+	}
+}
