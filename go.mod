@@ -6,6 +6,7 @@ require (
 	github.com/anishathalye/porcupine v1.0.2
 	github.com/cockroachdb/datadriven v1.0.3-0.20250407164829-2945557346d5
 	github.com/cockroachdb/pebble/v2 v2.1.7
+	github.com/go-jose/go-jose/v4 v4.1.9
 	github.com/hashicorp/go-hclog v1.6.2
 	github.com/hashicorp/raft v1.7.3
 	github.com/hashicorp/raft-boltdb/v2 v2.3.1
@@ -15,7 +16,8 @@ require (
 	github.com/prometheus/client_model v0.6.1
 	go.etcd.io/bbolt v1.3.6
 	go.uber.org/goleak v1.3.0
-	golang.org/x/sys v0.22.0
+	golang.org/x/crypto v0.44.0
+	golang.org/x/sys v0.38.0
 	gopkg.in/yaml.v3 v3.0.1
 )
 

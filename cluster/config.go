@@ -62,6 +62,10 @@ type Config struct {
 	// once it has caught up). Any member will do: a
 	// follower passes the request to the leader.
 	Join string `yaml:"join"`
+	// JoinCredentials is the credentials file (client id and secret of a
+	// client with scope cluster:admin) a joining node asks with; default
+	// the data dir's ops-credentials.json.
+	JoinCredentials string `yaml:"join_credentials"`
 	// TLS secures node-to-node traffic (raft and forwarding).
 	TLS TLSConfig `yaml:"tls"`
 	// Dial, when set, opens every connection to a peer (raft and

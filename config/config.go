@@ -212,11 +212,32 @@ func withLaneDefaults(l switching.LaneConfig) switching.LaneConfig {
 	return l
 }
 
-// Finish derives the component directories from DataDir.
+// Files in the data dir unless the config names others.
+const (
+	// DefaultSigningKeyFile is the ops API's token signing key, made on
+	// first start.
+	DefaultSigningKeyFile = "ops-signing-key.pem"
+	// DefaultCredentialsFile is where a new cluster's first node writes
+	// its admin client's credentials (switchctl reads it).
+	DefaultCredentialsFile = "ops-credentials.json"
+)
+
+// Finish derives the component directories and files from DataDir.
 func (f *File) Finish() {
 	f.Cluster.Dir = filepath.Join(f.DataDir, "raft")
 	f.Store.Dir = filepath.Join(f.DataDir, "ledger")
 	f.Settle.Dir = filepath.Join(f.DataDir, "settle")
+	// The ops API's token signing key and the first admin client's
+	// credentials live in the data dir unless the config names files.
+	if len(f.Ops.Auth.SigningKeys) == 0 {
+		f.Ops.Auth.SigningKeys = []string{filepath.Join(f.DataDir, DefaultSigningKeyFile)}
+	}
+	if f.Ops.Auth.BootstrapCredentials == "" {
+		f.Ops.Auth.BootstrapCredentials = filepath.Join(f.DataDir, DefaultCredentialsFile)
+	}
+	if f.Cluster.JoinCredentials == "" {
+		f.Cluster.JoinCredentials = filepath.Join(f.DataDir, DefaultCredentialsFile)
+	}
 	if f.Settle.Zone == "" {
 		f.Settle.Zone = f.Switch.BusinessDayZone
 	}

@@ -14,22 +14,18 @@ import (
 	"strings"
 	"time"
 
+	"github.com/switchd/switchd/oauth"
 	"github.com/switchd/switchd/outcome"
 	"github.com/switchd/switchd/store"
 )
 
 // The write side shared by every admin route (routes.go, partners.go,
-// agents.go, audit.go) and by the older writes (accounts, day close,
-// breaks, membership): who asks (X-Actor), an idempotency key and a
+// agents.go, audit.go, clients.go) and by the older writes (accounts, day
+// close, breaks, membership): who asks (the token's client), an idempotency key and a
 // fingerprint for safe retries through the cluster, and problems that name
 // the field at fault.
 
 const (
-	// ActorHeader names the caller on every write. The ops API has no
-	// authentication of its own yet (it listens on a trusted address): the
-	// actor is what the caller says it is, recorded with the address it
-	// called from.
-	ActorHeader = "X-Actor"
 	// actorBytesMax is the FSM's bound on Admin.Actor and Admin.Remote.
 	actorBytesMax = 128
 	// idempotencyKeyBytesMax bounds a client's Idempotency-Key; the store
@@ -63,23 +59,23 @@ type Proposer interface {
 // registerAdmin adds the routes of routes.go, partners.go, agents.go and
 // audit.go.
 func (s *Server) registerAdmin(mux *http.ServeMux) {
-	mux.HandleFunc("GET /v1/routes", s.listRoutes)
-	mux.HandleFunc("PUT /v1/routes", s.replaceRoutes)
-	mux.HandleFunc("GET /v1/routes/explain", s.explainRoute)
-	mux.HandleFunc("GET /v1/routes/{id}", s.getRoute)
-	mux.HandleFunc("PUT /v1/routes/{id}", s.putRoute)
-	mux.HandleFunc("DELETE /v1/routes/{id}", s.deleteRoute)
-	mux.HandleFunc("GET /v1/partners", s.listPartners)
-	mux.HandleFunc("GET /v1/partners/{id}", s.getPartner)
-	mux.HandleFunc("PUT /v1/partners/{id}", s.putPartner)
-	mux.HandleFunc("POST /v1/partners/{id}/suspend", s.suspendPartner(true))
-	mux.HandleFunc("POST /v1/partners/{id}/resume", s.suspendPartner(false))
-	mux.HandleFunc("GET /v1/agents", s.listAgents)
-	mux.HandleFunc("GET /v1/agents/{id}", s.getAgent)
-	mux.HandleFunc("PUT /v1/agents/{id}", s.putAgent)
-	mux.HandleFunc("POST /v1/agents/{id}/settlements", s.settleAgent)
-	mux.HandleFunc("GET /v1/audit", s.audit)
-	mux.HandleFunc("GET /v1/audit/verify", s.verifyAudit)
+	s.handle("GET /v1/routes", oauth.ScopeOpsRead, s.listRoutes)
+	s.handle("PUT /v1/routes", oauth.ScopeRoutesWrite, s.replaceRoutes)
+	s.handle("GET /v1/routes/explain", oauth.ScopeOpsRead, s.explainRoute)
+	s.handle("GET /v1/routes/{id}", oauth.ScopeOpsRead, s.getRoute)
+	s.handle("PUT /v1/routes/{id}", oauth.ScopeRoutesWrite, s.putRoute)
+	s.handle("DELETE /v1/routes/{id}", oauth.ScopeRoutesWrite, s.deleteRoute)
+	s.handle("GET /v1/partners", oauth.ScopeOpsRead, s.listPartners)
+	s.handle("GET /v1/partners/{id}", oauth.ScopeOpsRead, s.getPartner)
+	s.handle("PUT /v1/partners/{id}", oauth.ScopeRoutesWrite, s.putPartner)
+	s.handle("POST /v1/partners/{id}/suspend", oauth.ScopeRoutesWrite, s.suspendPartner(true))
+	s.handle("POST /v1/partners/{id}/resume", oauth.ScopeRoutesWrite, s.suspendPartner(false))
+	s.handle("GET /v1/agents", oauth.ScopeOpsRead, s.listAgents)
+	s.handle("GET /v1/agents/{id}", oauth.ScopeOpsRead, s.getAgent)
+	s.handle("PUT /v1/agents/{id}", oauth.ScopeRoutesWrite, s.putAgent)
+	s.handle("POST /v1/agents/{id}/settlements", oauth.ScopeRoutesWrite, s.settleAgent)
+	s.handle("GET /v1/audit", oauth.ScopeAuditRead, s.audit)
+	s.handle("GET /v1/audit/verify", oauth.ScopeAuditRead, s.verifyAudit)
 }
 
 // validActor: 1 to actorBytesMax characters of an RFC 9110 token, plus '@'
@@ -98,23 +94,28 @@ func validActor(s string) bool {
 	return true
 }
 
-// adminOf is who asks for the change r makes: its X-Actor and the address
-// it called from, with reason. Without a valid X-Actor it returns an error
-// wrapping outcome.ErrActorRequired, and the caller proposes nothing.
+// adminOf is who asks for the change r makes: the client its token
+// speaks for and the address it called from, with reason. Without one it
+// returns an error wrapping outcome.ErrActorRequired, and the caller
+// proposes nothing (handle lets no request without a token this far).
 func adminOf(r *http.Request, reason string) (*store.Admin, error) {
-	vs := r.Header.Values(ActorHeader)
-	if len(vs) != 1 || !validActor(vs[0]) {
-		return nil, fmt.Errorf("%w: one %s of 1 to %d token characters (letters, digits, !#$%%&'*+-.^_`|~@:)",
-			outcome.ErrActorRequired, ActorHeader, actorBytesMax)
+	actor, err := actorOf(r)
+	if err != nil {
+		return nil, err
 	}
+	return &store.Admin{Actor: actor, Remote: remoteOf(r), Reason: reason}, nil
+}
+
+// remoteOf is r's address, cut to what the FSM keeps.
+func remoteOf(r *http.Request) string {
 	remote := r.RemoteAddr
 	if len(remote) > actorBytesMax {
 		remote = remote[:actorBytesMax]
 	}
-	return &store.Admin{Actor: vs[0], Remote: remote, Reason: reason}, nil
+	return remote
 }
 
-// requireActor answers actor-required when r names no actor.
+// requireActor answers unauthenticated when r has no authenticated caller.
 func (s *Server) requireActor(w http.ResponseWriter, r *http.Request) (*store.Admin, bool) {
 	a, err := adminOf(r, "")
 	if err != nil {

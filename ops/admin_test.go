@@ -1,11 +1,14 @@
 package ops_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -13,7 +16,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 
 	"github.com/switchd/switchd/internal/switchdtest"
-	"github.com/switchd/switchd/ops"
+	"github.com/switchd/switchd/oauth"
 	"github.com/switchd/switchd/store"
 )
 
@@ -108,9 +111,13 @@ func putPartner(t *testing.T, base, id, acq string) {
 	}
 }
 
-// Every write without an X-Actor (or with one that is no token) is
-// refused with actor-required before anything is proposed.
-func TestActorRequired(t *testing.T) {
+// Every call without a valid token, or with one lacking the call's
+// scope, is refused with a 401 or 403 problem and a WWW-Authenticate
+// challenge before anything is read or proposed: no token, another
+// scheme, garbage, expired, another audience, tampered, signed by a key
+// we do not have, a disabled or unknown client, a certificate-bound token
+// without its certificate, and a read-only token on a write.
+func TestAuthRefusals(t *testing.T) {
 	base, _ := startSettleNode(t)
 	defer http.DefaultClient.CloseIdleConnections()
 	putPartner(t, base, "acme", "200001")
@@ -135,28 +142,100 @@ func TestActorRequired(t *testing.T) {
 		{"POST", "/v1/cluster/remove", `{"id":"n9"}`},
 		{"POST", "/v1/cluster/transfer-leadership", ""},
 		{"POST", "/v1/cluster/snapshot", ""},
+		{"POST", "/v1/clients", `{"id":"mallory","scopes":["cluster:admin"]}`},
+		{"POST", "/v1/clients/ops1/disable", ""},
+		{"GET", "/v1/accounts/card-4111", ""},
+		{"GET", "/v1/audit", ""},
 	}
-	for _, hdr := range []http.Header{
-		{},
-		{ops.ActorHeader: {""}},
-		{ops.ActorHeader: {"two words"}},
-		{ops.ActorHeader: {strings.Repeat("a", 129)}},
-		{ops.ActorHeader: {"a", "b"}},
-	} {
+	bearer := func(tok string) http.Header { return http.Header{"Authorization": {"Bearer " + tok}} }
+	mint := func(cfg oauth.Config, now time.Time, client, bound string) string {
+		iss, err := minter(t, cfg, now).Issue(client, oauth.Scopes, bound)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return iss.Token
+	}
+	good := tokenFor(t, testActor)
+	// Tampered: the payload says another client, the signature is the old one's.
+	parts := strings.Split(good, ".")
+	payload, _ := base64.RawURLEncoding.DecodeString(parts[1])
+	parts[1] = base64.RawURLEncoding.EncodeToString(bytes.Replace(payload, []byte(testActor), []byte("ops-tes2"), 2))
+	tampered := strings.Join(parts, ".")
+	other := func() string {
+		key := filepath.Join(t.TempDir(), "other.pem")
+		if _, err := oauth.GenerateKeyFile(key); err != nil {
+			t.Fatal(err)
+		}
+		ks, err := oauth.LoadKeys([]string{key})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, _ := oauth.NewServer(oauth.DefaultConfig(), ks, func() *store.Directory { return store.NewDirectory(nil, nil) }, nil, nil)
+		iss, err := m.Issue(testActor, oauth.Scopes, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return iss.Token
+	}()
+	wrongAud := oauth.DefaultConfig()
+	wrongAud.Audience = "switchd-partner-api"
+	cases := []struct {
+		name    string
+		hdr     http.Header
+		code    int
+		problem string
+	}{
+		{"no token", http.Header{}, 401, "unauthenticated"},
+		{"basic auth", http.Header{"Authorization": {"Basic b3BzOnNlY3JldA=="}}, 401, "unauthenticated"},
+		{"garbage", bearer("not.a.jwt"), 401, "invalid-token"},
+		{"two headers", http.Header{"Authorization": {"Bearer " + good, "Bearer " + good}}, 401, "invalid-token"},
+		{"expired", bearer(mint(oauth.DefaultConfig(), time.Now().Add(-time.Hour), testActor, "")), 401, "token-expired"},
+		{"wrong audience", bearer(mint(wrongAud, time.Time{}, testActor, "")), 401, "wrong-audience"},
+		{"tampered", bearer(tampered), 401, "invalid-token"},
+		{"another key", bearer(other), 401, "invalid-token"},
+		{"disabled client", bearer(mint(oauth.DefaultConfig(), time.Time{}, "gone", "")), 401, "client-disabled"},
+		{"unknown client", bearer(mint(oauth.DefaultConfig(), time.Time{}, "nobody", "")), 401, "client-disabled"},
+		{"bound to a certificate, sent without", bearer(mint(oauth.DefaultConfig(), time.Time{}, testActor, fakeThumbprint)), 401, "certificate-binding"},
+	}
+	for _, c := range cases {
 		for _, wr := range writes {
-			code, body, _ := doWith(t, hdr, wr.method, base+wr.path, wr.body)
-			refused(t, base, fmt.Sprintf("%s %s with %v", wr.method, wr.path, hdr), code, body, 400, "actor-required", "", before)
+			code, body, h := doWith(t, c.hdr, wr.method, base+wr.path, wr.body)
+			refused(t, base, fmt.Sprintf("%s %s, %s", wr.method, wr.path, c.name), code, body, c.code, c.problem, "", before)
+			if !strings.HasPrefix(h.Get("WWW-Authenticate"), `Bearer realm="switchd"`) {
+				t.Errorf("%s %s, %s: WWW-Authenticate %q", wr.method, wr.path, c.name, h.Get("WWW-Authenticate"))
+			}
 		}
 	}
+	// A read-only client may read, and nothing else.
+	reader := as(t, "reader")
+	for _, wr := range writes {
+		code, body, h := doWith(t, reader, wr.method, base+wr.path, wr.body)
+		if wr.path == "/v1/accounts/card-4111" {
+			if code != 200 {
+				t.Errorf("reader GET account: %d %s", code, body)
+			}
+			continue
+		}
+		refused(t, base, fmt.Sprintf("%s %s as reader", wr.method, wr.path), code, body, 403, "insufficient-scope", "", before)
+		if !strings.Contains(h.Get("WWW-Authenticate"), `error="insufficient_scope", scope="`) {
+			t.Errorf("%s %s as reader: WWW-Authenticate %q", wr.method, wr.path, h.Get("WWW-Authenticate"))
+		}
+	}
+	// A token asked with fewer scopes than its client holds has only those.
+	if code, body, _ := doWith(t, as(t, testActor, oauth.ScopeOpsRead), "POST", base+"/v1/cluster/snapshot", ""); code != 403 {
+		t.Errorf("snapshot with an ops:read token of an admin client: %d %s", code, body)
+	}
 	if code, _, _ := do(t, "GET", base+"/v1/accounts/no-actor", ""); code != 404 {
-		t.Errorf("an account was created without an actor: %d", code)
+		t.Errorf("an account was created without a token: %d", code)
 	}
 	if _, days, _ := do(t, "GET", base+"/v1/days", ""); days != daysBefore {
-		t.Errorf("a day was closed without an actor:\n%s\n%s", daysBefore, days)
+		t.Errorf("a day was closed without a token:\n%s\n%s", daysBefore, days)
 	}
-	// A name that is a token, with '@' and ':', is fine.
-	if code, body, _ := doWith(t, http.Header{ops.ActorHeader: {"jane.doe@bank.example"}}, "POST", base+"/v1/cluster/snapshot", ""); code != 200 {
-		t.Errorf("snapshot as jane.doe@bank.example: %d %s", code, body)
+	// Open routes stay open.
+	for _, p := range []string{"/healthz", "/readyz", "/metrics", "/.well-known/jwks.json"} {
+		if code, body, _ := doWith(t, http.Header{}, "GET", base+p, ""); code != 200 {
+			t.Errorf("%s without a token: %d %s", p, code, body)
+		}
 	}
 }
 
@@ -202,7 +281,7 @@ func TestRoutesAPI(t *testing.T) {
 	}
 	// The same again under one Idempotency-Key: the second is a replay;
 	// the key with other content is refused.
-	keyed := http.Header{ops.ActorHeader: {testActor}, "Idempotency-Key": {"k-1"}}
+	keyed := withKey(as(t, testActor), "k-1")
 	elec := `{"bill_type":"ELEC","partner":"acme","destination":"ledger","settlement_account":"biller-power-co","reason":"electricity"}`
 	if code, body, _ := doWith(t, keyed, "PUT", base+"/v1/routes/r-elec", elec); code != 201 {
 		t.Fatalf("keyed create: %d %s", code, body)
@@ -238,7 +317,7 @@ func TestRoutesAPI(t *testing.T) {
 		{"bulk duplicate key", "PUT", "/v1/routes", fmt.Sprintf(`{"base_version":%d,"reason":"x","routes":[{"id":"a","bill_type":"A","destination":"ledger"},{"id":"b","bill_type":"A","destination":"ledger"}]}`, v0+3), 422, "invalid-change", "routes[1]"},
 		{"bulk unknown account", "PUT", "/v1/routes", fmt.Sprintf(`{"base_version":%d,"reason":"x","routes":[{"id":"a","bill_type":"A","destination":"ledger","settlement_account":"nope"}]}`, v0+3), 422, "invalid-change", "routes[0].settlement_account"},
 	} {
-		hdr := http.Header{ops.ActorHeader: {testActor}}
+		hdr := as(t, testActor)
 		if c.name == "key reused" {
 			hdr = keyed
 		}
@@ -450,7 +529,7 @@ func TestAgentsAPI(t *testing.T) {
 	// The same slip again (another operator, say): its first answer, and
 	// nothing settled twice. The same slip with another amount: refused.
 	before = snapshotState(t, base)
-	if code, body, _ := doWith(t, http.Header{ops.ActorHeader: {"ops2"}}, "POST", base+"/v1/agents/acme:T1/settlements", settle); code != 200 ||
+	if code, body, _ := doWith(t, as(t, "ops2"), "POST", base+"/v1/agents/acme:T1/settlements", settle); code != 200 ||
 		!strings.Contains(body, `"cash_held":4000,"settled":5000`) || !strings.Contains(body, `"replayed":true`) {
 		t.Errorf("settle again: %d %s", code, body)
 	}
@@ -552,7 +631,7 @@ func TestMembershipAudited(t *testing.T) {
 	addr := follower.node.Status().RaftAddr
 	id := follower.cfg.Cluster.NodeID
 	// Joining again through the API (a no-op for raft) is recorded.
-	code, body, _ := doWith(t, http.Header{ops.ActorHeader: {"ops1"}}, "POST", base+"/v1/cluster/join",
+	code, body, _ := doWith(t, as(t, "ops1"), "POST", base+"/v1/cluster/join",
 		fmt.Sprintf(`{"id":%q,"raft_addr":%q,"reason":"rejoin after maintenance"}`, id, addr))
 	if code != 200 || !strings.Contains(body, `"audited":true`) {
 		t.Fatalf("join: %d %s", code, body)
@@ -561,7 +640,7 @@ func TestMembershipAudited(t *testing.T) {
 	// transfer, through whichever node leads by then.
 	lead := leader.cfg.Cluster.NodeID
 	for _, to := range []string{id, lead} {
-		code, body, _ := doWith(t, http.Header{ops.ActorHeader: {"ops1"}}, "POST", base+"/v1/cluster/transfer-leadership", fmt.Sprintf(`{"id":%q}`, to))
+		code, body, _ := doWith(t, as(t, "ops1"), "POST", base+"/v1/cluster/transfer-leadership", fmt.Sprintf(`{"id":%q}`, to))
 		if code != 200 || !strings.Contains(body, `"audited":true`) {
 			t.Fatalf("transfer to %s: %d %s", to, code, body)
 		}
@@ -569,7 +648,7 @@ func TestMembershipAudited(t *testing.T) {
 	if err := leader.node.WaitReady(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if code, body, _ := doWith(t, http.Header{ops.ActorHeader: {"ops2"}}, "POST", base+"/v1/cluster/remove", fmt.Sprintf(`{"id":%q}`, id)); code != 200 ||
+	if code, body, _ := doWith(t, as(t, "ops2"), "POST", base+"/v1/cluster/remove", fmt.Sprintf(`{"id":%q}`, id)); code != 200 ||
 		!strings.Contains(body, `"audited":true`) {
 		t.Fatalf("remove: %d %s", code, body)
 	}
@@ -630,4 +709,10 @@ func TestAuditList(t *testing.T) {
 			t.Errorf("audit%s: %d, want 400", q, code)
 		}
 	}
+}
+
+// withKey adds an Idempotency-Key to h.
+func withKey(h http.Header, key string) http.Header {
+	h.Set("Idempotency-Key", key)
+	return h
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/switchd/switchd/cluster"
+	"github.com/switchd/switchd/oauth"
 )
 
 // membershipTimeoutMax bounds a membership request: a configuration change
@@ -65,12 +67,12 @@ type memberRequest struct {
 }
 
 func (s *Server) registerCluster(mux *http.ServeMux) {
-	mux.HandleFunc("GET /v1/cluster/status", s.status)
-	mux.HandleFunc("GET /v1/cluster/members", s.members)
-	mux.HandleFunc("POST /v1/cluster/join", s.join)
-	mux.HandleFunc("POST /v1/cluster/remove", s.remove)
-	mux.HandleFunc("POST /v1/cluster/transfer-leadership", s.transferLeadership)
-	mux.HandleFunc("POST /v1/cluster/snapshot", s.snapshot)
+	s.handle("GET /v1/cluster/status", oauth.ScopeOpsRead, s.status)
+	s.handle("GET /v1/cluster/members", oauth.ScopeOpsRead, s.members)
+	s.handle("POST /v1/cluster/join", oauth.ScopeClusterAdmin, s.join)
+	s.handle("POST /v1/cluster/remove", oauth.ScopeClusterAdmin, s.remove)
+	s.handle("POST /v1/cluster/transfer-leadership", oauth.ScopeClusterAdmin, s.transferLeadership)
+	s.handle("POST /v1/cluster/snapshot", oauth.ScopeClusterAdmin, s.snapshot)
 }
 
 // snapshot takes a raft snapshot on this node (not cluster-wide: each
@@ -121,7 +123,7 @@ func decodeMemberBody(w http.ResponseWriter, r *http.Request, v any) bool {
 	return true
 }
 
-// Membership changes (join, remove, transfer-leadership) need an X-Actor
+// Membership changes (join, remove, transfer-leadership) need cluster:admin
 // and are audited once they succeeded (auditMembership); the answer's
 // "audited" says whether the record was written.
 
@@ -227,26 +229,37 @@ func (s *Server) clusterFail(w http.ResponseWriter, err error) { s.fail(w, err) 
 // RequestJoin asks the member whose ops API listens at opsAddr (host:port)
 // to add this node; it retries until the member accepts (200: a voter;
 // 202: a non-voter, promoted once caught up) or ctx ends, so a node may
-// start before the member it joins through. A refusal (400, 409, 422:
-// e.g. the leader cannot reach raftAddr) is final. The audit record names
-// the node itself as the actor ("node:<id>").
-func RequestJoin(ctx context.Context, opsAddr, id, raftAddr string) error {
-	body, _ := json.Marshal(JoinRequest{ID: id, RaftAddr: raftAddr, Reason: "the node joins at start (cluster.join in its config)"})
-	actor := "node:" + id
-	if !validActor(actor) {
-		actor = "node"
-	}
+// start before the member it joins through, and before the credentials
+// file (a client with cluster:admin) exists: a new cluster's first node
+// writes it once it has made its admin client. A refusal (400, 403, 409,
+// 422: e.g. the leader cannot reach raftAddr, or the client lacks the
+// scope) is final. The audit record names the credentials' client as the
+// actor and this node in the reason.
+func RequestJoin(ctx context.Context, opsAddr, id, raftAddr, credentials string) error {
+	body, _ := json.Marshal(JoinRequest{ID: id, RaftAddr: raftAddr, Reason: "node " + id + " joins at start (cluster.join in its config)"})
 	hc := &http.Client{Timeout: membershipTimeoutMax}
+	base := "http://" + opsAddr
 	var last error
 	for {
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+opsAddr+"/v1/cluster/join", bytes.NewReader(body))
-		if err != nil {
-			return err
-		}
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set(ActorHeader, actor)
-		resp, err := hc.Do(req)
-		if err == nil {
+		err := func() error {
+			creds, err := oauth.ReadCredentials(credentials)
+			if err != nil {
+				return fmt.Errorf("credentials: %w", err)
+			}
+			tok, err := oauth.FetchToken(ctx, hc, base+"/oauth/token", creds, oauth.ScopeClusterAdmin)
+			if err != nil {
+				return err
+			}
+			req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/cluster/join", bytes.NewReader(body))
+			if err != nil {
+				return err
+			}
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Authorization", "Bearer "+tok)
+			resp, err := hc.Do(req)
+			if err != nil {
+				return err
+			}
 			msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusAccepted {
@@ -254,9 +267,17 @@ func RequestJoin(ctx context.Context, opsAddr, id, raftAddr string) error {
 			}
 			err = fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(msg))
 			switch resp.StatusCode {
-			case http.StatusConflict, http.StatusBadRequest, http.StatusUnprocessableEntity:
-				return fmt.Errorf("ops: join via %s: %w", opsAddr, err) // retrying will not help
+			case http.StatusConflict, http.StatusBadRequest, http.StatusUnprocessableEntity, http.StatusForbidden:
+				return &finalError{err} // retrying will not help
 			}
+			return err
+		}()
+		if err == nil {
+			return nil
+		}
+		var fe *finalError
+		if errors.As(err, &fe) {
+			return fmt.Errorf("ops: join via %s: %w", opsAddr, fe.err)
 		}
 		last = err
 		select {
@@ -266,3 +287,7 @@ func RequestJoin(ctx context.Context, opsAddr, id, raftAddr string) error {
 		}
 	}
 }
+
+type finalError struct{ err error }
+
+func (e *finalError) Error() string { return e.err.Error() }

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -41,8 +43,21 @@ func TestClusterMembershipAPI(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	opsAddr := base[len("http://"):]
+	// The joining node asks with a client of its own (a secret, through
+	// the token endpoint), made through the clients API.
+	code, body, _ := do(t, "POST", base+"/v1/clients", `{"id":"joiner","scopes":["cluster:admin"],"reason":"n2 joins"}`)
+	var made struct {
+		ClientSecret string `json:"client_secret"`
+	}
+	if code != 201 || json.Unmarshal([]byte(body), &made) != nil || made.ClientSecret == "" {
+		t.Fatalf("client: %d %s", code, body)
+	}
+	creds := filepath.Join(t.TempDir(), "creds.json")
+	if err := os.WriteFile(creds, []byte(`{"client_id":"joiner","client_secret":"`+made.ClientSecret+`"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for i := 0; i < 2; i++ {
-		if err := ops.RequestJoin(ctx, opsAddr, "n2", addr); err != nil {
+		if err := ops.RequestJoin(ctx, opsAddr, "n2", addr, creds); err != nil {
 			t.Fatalf("join #%d: %v", i+1, err)
 		}
 	}

@@ -3,6 +3,8 @@ package ops
 import (
 	"errors"
 	"net/http"
+
+	"github.com/switchd/switchd/oauth"
 )
 
 // Lanes are per node, not replicated: these routes act on the node that
@@ -10,7 +12,7 @@ import (
 // import the front door, main hands in the functions).
 //
 //	GET  /v1/lanes         {lanes: [status…]}
-//	POST /v1/lanes/reload  {lanes: [{lane, reloaded, error}…]}   X-Actor required
+//	POST /v1/lanes/reload  {lanes: [{lane, reloaded, error}…]}   scope cluster:admin
 //
 // A reload re-reads the config file and gives every lane its allowlist
 // and TLS files (certificate, key, client CA bundle), as SIGHUP does, for
@@ -25,7 +27,7 @@ import (
 // open and signed-on connections and the certificates in use, as status
 // reports them.
 func (s *Server) HandleLanes(status func() any) {
-	s.mux.HandleFunc("GET /v1/lanes", func(w http.ResponseWriter, _ *http.Request) {
+	s.handle("GET /v1/lanes", oauth.ScopeOpsRead, func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"lanes": status()})
 	})
 }
@@ -34,7 +36,7 @@ func (s *Server) HandleLanes(status func() any) {
 // SIGHUP runs, and returns every lane's result and an error (wrapping
 // outcome.ErrLaneReload) when a lane kept its old settings.
 func (s *Server) HandleLaneReload(node string, reload func() (any, error)) {
-	s.mux.HandleFunc("POST /v1/lanes/reload", func(w http.ResponseWriter, r *http.Request) {
+	s.handle("POST /v1/lanes/reload", oauth.ScopeClusterAdmin, func(w http.ResponseWriter, r *http.Request) {
 		adm, ok := s.requireActor(w, r)
 		if !ok {
 			return

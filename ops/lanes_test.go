@@ -15,8 +15,8 @@ import (
 // POST /v1/lanes/reload runs the node's reload (SIGHUP's code path, handed
 // in by main) for a caller that names itself: every lane's result as
 // JSON, a lane-reload-failed problem carrying the same results when a
-// lane kept its old settings, and an audit record either way. Without an
-// X-Actor nothing is reloaded.
+// lane kept its old settings, and an audit record either way. Without a
+// token, or with one lacking cluster:admin, nothing is reloaded.
 func TestLaneReloadAPI(t *testing.T) {
 	tn := newTestNode(t)
 	var calls atomic.Int32
@@ -37,8 +37,11 @@ func TestLaneReloadAPI(t *testing.T) {
 	base := tn.start(t)
 	defer http.DefaultClient.CloseIdleConnections()
 
-	if code, body, _ := doWith(t, http.Header{}, "POST", base+"/v1/lanes/reload", ""); code != 400 || problemOf(t, body).Type != "actor-required" || calls.Load() != 0 {
-		t.Fatalf("without X-Actor: %d %s (reloads %d)", code, body, calls.Load())
+	if code, body, _ := doWith(t, http.Header{}, "POST", base+"/v1/lanes/reload", ""); code != 401 || problemOf(t, body).Type != "unauthenticated" || calls.Load() != 0 {
+		t.Fatalf("without a token: %d %s (reloads %d)", code, body, calls.Load())
+	}
+	if code, body, _ := doWith(t, as(t, "reader"), "POST", base+"/v1/lanes/reload", ""); code != 403 || calls.Load() != 0 {
+		t.Fatalf("with ops:read: %d %s (reloads %d)", code, body, calls.Load())
 	}
 	code, body, _ := do(t, "POST", base+"/v1/lanes/reload", "")
 	var ok struct{ Lanes []result }

@@ -5,6 +5,8 @@ package ops
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -20,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/switchd/switchd/cluster"
+	"github.com/switchd/switchd/oauth"
 	"github.com/switchd/switchd/outcome"
 	"github.com/switchd/switchd/payment"
 	"github.com/switchd/switchd/store"
@@ -48,18 +52,48 @@ var ErrConfig = errors.New("ops: invalid config")
 // Config is the ops listener's configuration.
 type Config struct {
 	Listen string `yaml:"listen"`
-	// Pprof serves /debug/pprof/ for profiling. Off by default: profiles
-	// show code paths and timings, so only enable it on a trusted listener.
+	// Pprof serves /debug/pprof/ for profiling (scope cluster:admin). Off
+	// by default: profiles show code paths and timings.
 	Pprof bool `yaml:"pprof"`
+	// TLS, when set, makes the ops listener HTTPS. With client_ca_file,
+	// a client may show a certificate: tls_client_auth clients must, and
+	// their tokens are bound to it.
+	TLS *TLSConfig `yaml:"tls"`
+	// HealthListen, when set, is a second, plain-HTTP listener with only
+	// /healthz, /readyz and /metrics, for load balancers and Prometheus;
+	// the main listener then serves /metrics only with scope ops:read.
+	HealthListen string `yaml:"health_listen"`
+	// Auth is the OAuth2 authorization server every route but health,
+	// readiness, metrics, the token endpoint and the JWK set is behind.
+	Auth oauth.Config `yaml:"auth"`
+}
+
+// TLSConfig is the ops listener's certificate and, optionally, the CAs
+// that sign clients' certificates (RFC 8705 tls_client_auth).
+type TLSConfig struct {
+	CertFile     string `yaml:"cert_file"`
+	KeyFile      string `yaml:"key_file"`
+	ClientCAFile string `yaml:"client_ca_file"`
 }
 
 // DefaultConfig listens on loopback only: ops is not for the internet.
-func DefaultConfig() Config { return Config{Listen: "127.0.0.1:8080"} }
+func DefaultConfig() Config { return Config{Listen: "127.0.0.1:8080", Auth: oauth.DefaultConfig()} }
 
-// Validate checks the listen address.
+// Validate checks the listen addresses, TLS files and auth settings.
 func (c Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		return fmt.Errorf("%w: listen %q: %v", ErrConfig, c.Listen, err)
+	}
+	if c.HealthListen != "" {
+		if _, _, err := net.SplitHostPort(c.HealthListen); err != nil {
+			return fmt.Errorf("%w: health_listen %q: %v", ErrConfig, c.HealthListen, err)
+		}
+	}
+	if c.TLS != nil && (c.TLS.CertFile == "" || c.TLS.KeyFile == "") {
+		return fmt.Errorf("%w: tls needs cert_file and key_file", ErrConfig)
+	}
+	if err := c.Auth.Validate(); err != nil {
+		return fmt.Errorf("%w: auth: %v", ErrConfig, err)
 	}
 	return nil
 }
@@ -98,49 +132,108 @@ type Server struct {
 	ln     net.Listener
 	done   chan struct{}
 	once   sync.Once
+	auth   *oauth.Server
+	scopes map[string]string // route pattern → scope ("": open)
+	health *http.Server      // HealthListen's server, when set
+	hln    net.Listener
+	hdone  chan struct{}
 }
 
-// New builds the server; gatherer serves /metrics.
-func New(cfg Config, ledger Ledger, admin Admin, node Node, gatherer prometheus.Gatherer, logger *slog.Logger) (*Server, error) {
+// New builds the server; gatherer serves /metrics and auth checks every
+// call's token.
+func New(cfg Config, ledger Ledger, admin Admin, node Node, auth *oauth.Server, gatherer prometheus.Gatherer, logger *slog.Logger) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	if auth == nil {
+		return nil, fmt.Errorf("%w: an authorization server is required", ErrConfig)
 	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, ledger: ledger, admin: admin, node: node, log: logger, done: make(chan struct{})}
+	s := &Server{cfg: cfg, ledger: ledger, admin: admin, node: node, log: logger, done: make(chan struct{}),
+		auth: auth, scopes: map[string]string{}}
 	mux := http.NewServeMux()
 	s.mux = mux
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+	healthz := func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	})
-	mux.HandleFunc("GET /readyz", s.readyz)
+	}
 	// The agents' cash-limit gauges are read from the ledger on scrape.
 	own := prometheus.NewRegistry()
 	own.MustRegister(newAgentCollector(ledger))
-	mux.Handle("GET /metrics", promhttp.HandlerFor(prometheus.Gatherers{gatherer, own}, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /v1/accounts", s.accounts)
-	mux.HandleFunc("GET /v1/accounts/{id}", s.account)
-	mux.HandleFunc("POST /v1/accounts", s.createAccount)
-	mux.HandleFunc("GET /v1/transfers", s.transfers)
+	metrics := promhttp.HandlerFor(prometheus.Gatherers{gatherer, own}, promhttp.HandlerOpts{})
+	s.handleOpen("GET /healthz", healthz)
+	s.handleOpen("GET /readyz", s.readyz)
+	if cfg.HealthListen != "" {
+		s.handle("GET /metrics", oauth.ScopeOpsRead, metrics.ServeHTTP)
+		hm := http.NewServeMux()
+		hm.HandleFunc("GET /healthz", healthz)
+		hm.HandleFunc("GET /readyz", s.readyz)
+		hm.Handle("GET /metrics", metrics)
+		s.health = s.httpServer(hm)
+		s.hdone = make(chan struct{})
+	} else {
+		s.handleOpen("GET /metrics", metrics.ServeHTTP)
+	}
+	s.handleOpen("POST /oauth/token", auth.HandleToken)
+	s.handleOpen("GET /.well-known/jwks.json", auth.HandleJWKS)
+	s.registerClients()
+	s.handle("GET /v1/accounts", oauth.ScopeOpsRead, s.accounts)
+	s.handle("GET /v1/accounts/{id}", oauth.ScopeOpsRead, s.account)
+	s.handle("POST /v1/accounts", oauth.ScopeOpsWrite, s.createAccount)
+	s.handle("GET /v1/transfers", oauth.ScopeOpsRead, s.transfers)
 	s.registerCluster(mux)
 	s.registerAdmin(mux)
 	if cfg.Pprof {
-		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
-		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
-		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		s.handle("GET /debug/pprof/", oauth.ScopeClusterAdmin, pprof.Index)
+		s.handle("GET /debug/pprof/profile", oauth.ScopeClusterAdmin, pprof.Profile)
+		s.handle("GET /debug/pprof/trace", oauth.ScopeClusterAdmin, pprof.Trace)
+		s.handle("GET /debug/pprof/symbol", oauth.ScopeClusterAdmin, pprof.Symbol)
 	}
-	s.srv = &http.Server{
-		Handler:           mux,
+	s.srv = s.httpServer(mux)
+	if cfg.TLS != nil {
+		tc, err := cfg.TLS.serverConfig()
+		if err != nil {
+			return nil, err
+		}
+		s.srv.TLSConfig = tc
+	}
+	return s, nil
+}
+
+func (s *Server) httpServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       readTimeout,
 		WriteTimeout:      writeTimeout,
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    headerBytesMax,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
-	return s, nil
+}
+
+// serverConfig is TLS 1.2+ with the listener's certificate; with a client
+// CA bundle, clients may show a certificate, verified against it.
+func (c *TLSConfig) serverConfig() (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("%w: tls: %v", ErrConfig, err)
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+	if c.ClientCAFile != "" {
+		pem, err := os.ReadFile(c.ClientCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("%w: tls: %v", ErrConfig, err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%w: tls: %s holds no PEM certificate", ErrConfig, c.ClientCAFile)
+		}
+		tc.ClientCAs = pool
+		tc.ClientAuth = tls.VerifyClientCertIfGiven
+	}
+	return tc, nil
 }
 
 // Start listens and serves in the background.
@@ -149,19 +242,50 @@ func (s *Server) Start() error {
 	if err != nil {
 		return fmt.Errorf("ops: %w", err)
 	}
+	if s.health != nil {
+		hln, err := net.Listen("tcp", s.cfg.HealthListen)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("ops: health_listen: %w", err)
+		}
+		s.hln = hln
+		go func() {
+			defer close(s.hdone)
+			if err := s.health.Serve(hln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				s.log.Error("ops health server stopped", "err", err)
+			}
+		}()
+		s.log.Info("ops health listening", "addr", hln.Addr().String())
+	}
 	s.ln = ln
+	// Read before Serve: it writes TLSConfig (HTTP/2 setup).
+	useTLS := s.srv.TLSConfig != nil
 	go func() {
 		defer close(s.done)
-		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		var err error
+		if useTLS {
+			err = s.srv.ServeTLS(ln, "", "")
+		} else {
+			err = s.srv.Serve(ln)
+		}
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.log.Error("ops server stopped", "err", err)
 		}
 	}()
-	s.log.Info("ops listening", "addr", ln.Addr().String())
+	s.log.Info("ops listening", "addr", ln.Addr().String(), "tls", useTLS)
 	return nil
 }
 
 // Addr is the listening address.
 func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// HealthAddr is the health listener's address (nil without one).
+func (s *Server) HealthAddr() net.Addr {
+	if s.hln == nil {
+		return nil
+	}
+	return s.hln.Addr()
+}
 
 // Close shuts the server down, letting requests in flight finish.
 func (s *Server) Close(ctx context.Context) error {
@@ -170,6 +294,14 @@ func (s *Server) Close(ctx context.Context) error {
 		err = s.srv.Shutdown(ctx)
 		if s.ln != nil {
 			<-s.done
+		}
+		if s.health != nil {
+			if herr := s.health.Shutdown(ctx); err == nil {
+				err = herr
+			}
+			if s.hln != nil {
+				<-s.hdone
+			}
 		}
 	})
 	return err

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -14,13 +16,91 @@ import (
 
 	"github.com/switchd/switchd/cluster"
 	"github.com/switchd/switchd/config"
+	"github.com/switchd/switchd/oauth"
 	"github.com/switchd/switchd/ops"
 	"github.com/switchd/switchd/payment"
 	"github.com/switchd/switchd/store"
 )
 
 func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "ops-test-keys")
+	if err != nil {
+		panic(err)
+	}
+	key := filepath.Join(dir, "signing.pem")
+	if _, err := oauth.GenerateKeyFile(key); err != nil {
+		panic(err)
+	}
+	if testKeys, err = oauth.LoadKeys([]string{key}); err != nil {
+		panic(err)
+	}
+	os.RemoveAll(dir)
 	goleak.VerifyTestMain(m)
+}
+
+// testKeys sign every test node's tokens, so a token is valid on every
+// node of a test (each has the test clients).
+var testKeys *oauth.KeySet
+
+// testClients are made on every seeded test node, with every scope;
+// "reader" has ops:read only and "gone" is disabled.
+var testClients = []string{testActor, "ops1", "ops2"}
+
+// fakeThumbprint lets a client exist without a secret to hash: test
+// tokens are issued directly, not at the token endpoint.
+const fakeThumbprint = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+
+// minter issues test tokens with cfg (another audience, a clock in the
+// past) from testKeys.
+func minter(t *testing.T, cfg oauth.Config, now time.Time) *oauth.Server {
+	t.Helper()
+	m, err := oauth.NewServer(cfg, testKeys, func() *store.Directory { return store.NewDirectory(nil, nil) }, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !now.IsZero() {
+		m.SetClock(func() time.Time { return now })
+	}
+	return m
+}
+
+// tokenFor is a valid token of client with scopes (all when none).
+func tokenFor(t *testing.T, client string, scopes ...string) string {
+	t.Helper()
+	if len(scopes) == 0 {
+		scopes = oauth.Scopes
+	}
+	iss, err := minter(t, oauth.DefaultConfig(), time.Time{}).Issue(client, scopes, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return iss.Token
+}
+
+// as is the header of a request by client.
+func as(t *testing.T, client string, scopes ...string) http.Header {
+	return http.Header{"Authorization": {"Bearer " + tokenFor(t, client, scopes...)}}
+}
+
+// makeTestClients proposes the test clients on a new node.
+func makeTestClients(t *testing.T, node *cluster.Node) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	put := func(action string, c store.Client) {
+		res, err := node.Propose(ctx, store.Command{Op: store.OpPutClient, Key: "test-client|" + action + "|" + c.ID, Fingerprint: "x", Time: time.Now().UnixNano(),
+			Admin: &store.Admin{Actor: "test", ClientChange: &store.ClientChange{Action: action, Client: c}}})
+		if err != nil || res.Status != store.StatusOK {
+			t.Fatalf("client %s %s: %v %v %s", action, c.ID, err, res.Status, res.Detail)
+		}
+	}
+	certs := []store.ClientCert{{Thumbprint: fakeThumbprint}}
+	for _, id := range testClients {
+		put(store.ClientCreate, store.Client{ID: id, Scopes: oauth.Scopes, Certs: certs})
+	}
+	put(store.ClientCreate, store.Client{ID: "reader", Scopes: []string{oauth.ScopeOpsRead}, Certs: certs})
+	put(store.ClientCreate, store.Client{ID: "gone", Scopes: oauth.Scopes, Certs: certs})
+	put(store.ClientDisable, store.Client{ID: "gone"})
 }
 
 // startNode runs a real node (pebble, raft, pipeline) with the demo
@@ -101,8 +181,15 @@ func openTestNode(t *testing.T, cfg config.File, via *testNode, seed bool) *test
 		if err := core.Seed(ctx, cfg.Seeds(), st, time.Now()); err != nil {
 			t.Fatal(err)
 		}
+		if len(st.Directory().Clients()) == 0 {
+			makeTestClients(t, node)
+		}
 	}
-	srv, err := ops.New(cfg.Ops, st, core, node, reg, nil)
+	auth, err := oauth.NewServer(cfg.Ops.Auth, testKeys, st.Directory, nil, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := ops.New(cfg.Ops, st, core, node, auth, reg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,13 +214,13 @@ func (tn *testNode) start(t *testing.T) string {
 	return "http://" + tn.srv.Addr().String()
 }
 
-// testActor is the X-Actor do sends.
+// testActor is the client do's token speaks for.
 const testActor = "ops-test"
 
-// do sends one request as testActor.
+// do sends one request as testActor, with every scope.
 func do(t *testing.T, method, url, body string) (int, string, http.Header) {
 	t.Helper()
-	return doWith(t, http.Header{ops.ActorHeader: {testActor}}, method, url, body)
+	return doWith(t, as(t, testActor), method, url, body)
 }
 
 // doWith sends one request with exactly the headers hdr.

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/switchd/switchd/oauth"
 	"github.com/switchd/switchd/outcome"
 	"github.com/switchd/switchd/settle"
 	"github.com/switchd/switchd/store"
@@ -44,13 +45,13 @@ type Settlement interface {
 // the job; poll it, then GET again.
 func (s *Server) HandleSettlement(svc Settlement) {
 	h := &settleHandlers{s: s, svc: svc}
-	s.mux.HandleFunc("GET /v1/days", h.days)
-	s.mux.HandleFunc("POST /v1/days/close", h.closeDay)
-	s.mux.HandleFunc("POST /v1/settlements", h.submit(settle.KindSettlement))
-	s.mux.HandleFunc("GET /v1/settlements/{day}/{file}", h.settlementFile)
-	s.mux.HandleFunc("POST /v1/statements", h.submit(settle.KindStatement))
-	s.mux.HandleFunc("GET /v1/statements/{account}/{file}", h.statementFile)
-	s.mux.HandleFunc("GET /v1/jobs/{id}", h.job)
+	s.handle("GET /v1/days", oauth.ScopeOpsRead, h.days)
+	s.handle("POST /v1/days/close", oauth.ScopeSettleWrite, h.closeDay)
+	s.handle("POST /v1/settlements", oauth.ScopeSettleWrite, h.submit(settle.KindSettlement))
+	s.handle("GET /v1/settlements/{day}/{file}", oauth.ScopeOpsRead, h.settlementFile)
+	s.handle("POST /v1/statements", oauth.ScopeSettleWrite, h.submit(settle.KindStatement))
+	s.handle("GET /v1/statements/{account}/{file}", oauth.ScopeOpsRead, h.statementFile)
+	s.handle("GET /v1/jobs/{id}", oauth.ScopeOpsRead, h.job)
 }
 
 type settleHandlers struct {
@@ -91,7 +92,7 @@ func (h *settleHandlers) days(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"open": open, "days": days})
 }
 
-// closeDay closes the day for the X-Actor (the day.close audit record
+// closeDay closes the day for the token's client (the day.close audit record
 // names them; the cutover's names "system").
 func (h *settleHandlers) closeDay(w http.ResponseWriter, r *http.Request) {
 	adm, ok := h.s.requireActor(w, r)
@@ -235,14 +236,14 @@ const uploadMemoryBytes = 32 << 20
 //	GET  /v1/reconciliations/{id}               state, counts per code, matched
 //	GET  /v1/reconciliations/{id}/breaks        ?code=B2 &format=csv (or Accept: text/csv)
 //	GET  /v1/reconciliations/{id}/breaks/{bid}  one break with its audit trail
-//	POST /v1/reconciliations/{id}/breaks/{bid}  {"action":"assign|resolve","assignee","note"} with X-Actor
+//	POST /v1/reconciliations/{id}/breaks/{bid}  {"action":"assign|resolve","assignee","note"}
 func (s *Server) HandleRecon(svc Recon) {
 	h := &reconHandlers{s: s, svc: svc}
-	s.mux.HandleFunc("POST /v1/reconciliations", h.start)
-	s.mux.HandleFunc("GET /v1/reconciliations/{id}", h.status)
-	s.mux.HandleFunc("GET /v1/reconciliations/{id}/breaks", h.breaks)
-	s.mux.HandleFunc("GET /v1/reconciliations/{id}/breaks/{bid}", h.breakDetail)
-	s.mux.HandleFunc("POST /v1/reconciliations/{id}/breaks/{bid}", h.update)
+	s.handle("POST /v1/reconciliations", oauth.ScopeSettleWrite, h.start)
+	s.handle("GET /v1/reconciliations/{id}", oauth.ScopeOpsRead, h.status)
+	s.handle("GET /v1/reconciliations/{id}/breaks", oauth.ScopeOpsRead, h.breaks)
+	s.handle("GET /v1/reconciliations/{id}/breaks/{bid}", oauth.ScopeOpsRead, h.breakDetail)
+	s.handle("POST /v1/reconciliations/{id}/breaks/{bid}", oauth.ScopeSettleWrite, h.update)
 }
 
 type reconHandlers struct {
@@ -349,7 +350,7 @@ func (h *reconHandlers) breakDetail(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, d)
 }
 
-// update assigns or resolves a break for the X-Actor. A body's "actor"
+// update assigns or resolves a break for the token's client. A body's "actor"
 // (what older clients send) must be the same.
 func (h *reconHandlers) update(w http.ResponseWriter, r *http.Request) {
 	adm, ok := h.s.requireActor(w, r)
@@ -361,7 +362,7 @@ func (h *reconHandlers) update(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if u.Actor != "" && u.Actor != adm.Actor {
-		answer(w, badRequest("the body's actor is not the X-Actor header"))
+		answer(w, badRequest("the body's actor is not the token's client"))
 		return
 	}
 	u.Actor, adm.Reason = adm.Actor, u.Note

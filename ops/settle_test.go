@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/switchd/switchd/cluster"
-	"github.com/switchd/switchd/ops"
 	"github.com/switchd/switchd/settle"
 	"github.com/switchd/switchd/store"
 )
@@ -162,7 +161,13 @@ func upload(t *testing.T, url string, fields map[string]string, files map[string
 		fw.Write([]byte(v))
 	}
 	mw.Close()
-	resp, err := http.Post(url, mw.FormDataContentType(), &body)
+	req, err := http.NewRequest("POST", url, &body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header = as(t, testActor)
+	req.Header.Set("Content-Type", mw.FormDataContentType())
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,17 +220,18 @@ func TestReconAPI(t *testing.T) {
 	bid := list.Breaks[0].ID
 	// Without an actor, or with a body naming someone else: refused, the
 	// break stays open.
-	for _, hdr := range []http.Header{{}, {ops.ActorHeader: {"ops2"}}} {
+	for _, hdr := range []http.Header{{}, as(t, "ops2")} {
 		code, body, _ := doWith(t, hdr, "POST", base+"/v1/reconciliations/"+st.ID+"/breaks/"+bid, `{"action":"resolve","note":"x","actor":"ops1"}`)
-		want := map[bool]string{true: "actor-required", false: "bad-request"}[len(hdr) == 0]
-		if code != 400 || problemType(t, body) != want {
-			t.Errorf("resolve as %v: %d %s, want 400 %s", hdr, code, body, want)
+		want := map[bool]string{true: "unauthenticated", false: "bad-request"}[len(hdr) == 0]
+		wantCode := map[bool]int{true: 401, false: 400}[len(hdr) == 0]
+		if code != wantCode || problemType(t, body) != want {
+			t.Errorf("resolve as %v: %d %s, want %d %s", hdr, code, body, wantCode, want)
 		}
 	}
 	if _, body, _ := do(t, "GET", base+"/v1/reconciliations/"+st.ID+"/breaks/"+bid, ""); !strings.Contains(body, `"state":"open"`) {
 		t.Errorf("break after refused resolves: %s", body)
 	}
-	ops1 := http.Header{ops.ActorHeader: {"ops1"}}
+	ops1 := as(t, "ops1")
 	if code, body, _ := doWith(t, ops1, "POST", base+"/v1/reconciliations/"+st.ID+"/breaks/"+bid, `{"action":"resolve","note":"biller retried","actor":"ops1"}`); code != 200 ||
 		!strings.Contains(body, `"state":"resolved"`) || !strings.Contains(body, `"actor":"ops1"`) {
 		t.Errorf("resolve: %d %s", code, body)
@@ -290,7 +296,7 @@ func TestSettleAPIThroughFollower(t *testing.T) {
 	}
 	for i, b := range []string{`{"action":"assign","assignee":"ops2","actor":"ops1"}`, `{"action":"resolve","note":"partner re-sent","actor":"ops1"}`} {
 		want := []string{`"state":"assigned"`, `"state":"resolved"`}[i]
-		if code, body, _ := doWith(t, http.Header{ops.ActorHeader: {"ops1"}}, "POST", base+"/v1/reconciliations/"+st.ID+"/breaks/"+list.Breaks[0].ID, b); code != 200 || !strings.Contains(body, want) {
+		if code, body, _ := doWith(t, as(t, "ops1"), "POST", base+"/v1/reconciliations/"+st.ID+"/breaks/"+list.Breaks[0].ID, b); code != 200 || !strings.Contains(body, want) {
 			t.Fatalf("%s through the follower: %d %s, want %s", b, code, body, want)
 		}
 	}

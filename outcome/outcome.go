@@ -14,6 +14,7 @@ import (
 	"github.com/switchd/switchd/codec"
 	"github.com/switchd/switchd/currency"
 	"github.com/switchd/switchd/disk"
+	"github.com/switchd/switchd/oauth"
 	"github.com/switchd/switchd/settle"
 	"github.com/switchd/switchd/store"
 )
@@ -53,9 +54,9 @@ var (
 	ErrBodyTooLarge = errors.New("ops: body too large")
 	ErrNotReady     = errors.New("ops: not ready")
 	ErrNoJob        = errors.New("ops: no such job")
-	// ErrActorRequired: an ops write without the caller's identity
-	// (X-Actor) is refused: every change names who made it.
-	ErrActorRequired = errors.New("ops: X-Actor header required on every change")
+	// ErrActorRequired: an ops write without an authenticated caller is
+	// refused: every change names who made it.
+	ErrActorRequired = errors.New("ops: an authenticated caller is required on every change")
 	// ErrLaneReload: a lane reload (SIGHUP, POST /v1/lanes/reload) left a
 	// lane on its old settings: the config does not load, or a lane's
 	// new files or allowlist do not.
@@ -158,7 +159,18 @@ var table = []struct {
 	{ErrNoJob, Outcome{Code: SystemMalfunction, HTTPStatus: http.StatusNotFound, Problem: "no-job", Title: "No such job", Detail: true}},
 	{ErrNotReady, Outcome{Code: SystemMalfunction, HTTPStatus: http.StatusServiceUnavailable, Problem: "not-ready", Title: "Not ready", Detail: true}},
 	{ErrLaneReload, Outcome{Code: SystemMalfunction, HTTPStatus: http.StatusUnprocessableEntity, Problem: "lane-reload-failed", Title: "Lane reload failed, old settings kept", Detail: true}},
-	{ErrActorRequired, Outcome{Code: SystemMalfunction, HTTPStatus: http.StatusBadRequest, Problem: "actor-required", Title: "X-Actor header required", Detail: true}},
+	{ErrActorRequired, Outcome{Code: SystemMalfunction, HTTPStatus: http.StatusUnauthorized, Problem: "unauthenticated", Title: "Authentication required", Detail: true}},
+	// OAuth2 bearer checks (RFC 6750 §3.1): 401 for a token that does not
+	// authenticate, 403 for one that does but lacks the scope. The detail
+	// names what is wrong, never the token.
+	{oauth.ErrNoToken, Outcome{Code: SecurityViolation, HTTPStatus: http.StatusUnauthorized, Problem: "unauthenticated", Title: "Bearer token required", Detail: true}},
+	{oauth.ErrTokenExpired, Outcome{Code: SecurityViolation, HTTPStatus: http.StatusUnauthorized, Problem: "token-expired", Title: "Token expired"}},
+	{oauth.ErrWrongAudience, Outcome{Code: SecurityViolation, HTTPStatus: http.StatusUnauthorized, Problem: "wrong-audience", Title: "Token is for another audience"}},
+	{oauth.ErrCertBinding, Outcome{Code: SecurityViolation, HTTPStatus: http.StatusUnauthorized, Problem: "certificate-binding", Title: "Token is bound to another client certificate"}},
+	{oauth.ErrClientDisabled, Outcome{Code: SecurityViolation, HTTPStatus: http.StatusUnauthorized, Problem: "client-disabled", Title: "Client disabled or unknown"}},
+	{oauth.ErrInvalidToken, Outcome{Code: SecurityViolation, HTTPStatus: http.StatusUnauthorized, Problem: "invalid-token", Title: "Invalid token", Detail: true}},
+	{oauth.ErrInsufficientScope, Outcome{Code: SecurityViolation, HTTPStatus: http.StatusForbidden, Problem: "insufficient-scope", Title: "Insufficient scope", Detail: true}},
+	{store.ErrExists, Outcome{Code: SystemMalfunction, HTTPStatus: http.StatusConflict, Problem: "exists", Title: "Exists already", Detail: true}},
 	{ErrUnknownPartner, Outcome{Code: DoNotHonor, HTTPStatus: http.StatusForbidden, Problem: "unknown-partner", Title: "Unknown partner"}},
 	{ErrUnsupported, Outcome{Code: InvalidTransaction, HTTPStatus: http.StatusBadRequest, Problem: "unsupported", Title: "Unsupported request"}},
 	{ErrDestinationUnavailable, Outcome{Code: IssuerUnavailable, HTTPStatus: http.StatusBadGateway, Problem: "destination-unavailable", Title: "Destination unavailable"}},

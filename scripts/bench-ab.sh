@@ -31,7 +31,9 @@ one() { # which → answers/s
   "$work/$1/switchd" --config "$work/ab.yaml" --data-dir "$work/data" 2>"$work/$1.log" &
   pid=$!
   for _ in $(seq 1 300); do curl -sf http://127.0.0.1:28080/readyz >/dev/null 2>&1 && break; sleep 0.1; done
-  "$work/new/switchload" --addr 127.0.0.1:28583 --ops http://127.0.0.1:28080 --conns 8 --inflight 64 --quiet \
+  # A switchd from before the ops API had OAuth2 writes no credentials.
+  local creds=(); [[ -f $work/data/ops-credentials.json ]] && creds=(--credentials "$work/data/ops-credentials.json")
+  "$work/new/switchload" --addr 127.0.0.1:28583 --ops http://127.0.0.1:28080 "${creds[@]}" --conns 8 --inflight 64 --quiet \
     --duration "$dur" --mix purchase=100 --json "$work/$1.json" >/dev/null
   kill $pid; wait $pid || true; pid=
   printf '%s %s\n' "$(grep -o '"tps": *[0-9.]*' "$work/$1.json" | head -1 | sed 's/.*: *//')" \

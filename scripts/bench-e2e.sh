@@ -36,7 +36,7 @@ for _ in $(seq 1 200); do
 done
 curl -sf http://127.0.0.1:28080/readyz >/dev/null || { cat "$work/switchd.log"; exit 1; }
 
-common=(--addr 127.0.0.1:28583 --ops http://127.0.0.1:28080 --conns "$conns" --inflight "$inflight" --quiet)
+common=(--addr 127.0.0.1:28583 --ops http://127.0.0.1:28080 --credentials "$work/data/ops-credentials.json" --conns "$conns" --inflight "$inflight" --quiet)
 echo "== closed loop, 0200 purchases, $dur"
 bin/switchload "${common[@]}" --duration "$dur" --mix purchase=100 --json "$out/closed.json"
 echo "== open loop, $rate/s offered, 0200 purchases, $rate_dur"

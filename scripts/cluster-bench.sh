@@ -48,6 +48,7 @@ leader_of() { # ops port → leader node id
 
 if [[ -z ${SKIP_THROUGHPUT:-} ]]; then
 echo "== 1 node"
+export SWITCHCTL_CREDENTIALS="$work/one/ops-credentials.json" # switchctl and switchload read it
 "${one[@]}" scripts/cluster.sh start >/dev/null
 load one-closed 31583 31080 --duration "$dur"
 printf '  closed loop, 8x64 in flight, %s:  ' "$dur"; summary one-closed
@@ -56,6 +57,7 @@ printf '  open loop %s/s, 20 s:               ' "$rate"; summary one-rate
 "${one[@]}" scripts/cluster.sh stop >/dev/null
 
 echo "== 3 nodes (mTLS between nodes)"
+export SWITCHCTL_CREDENTIALS="$work/three/ops-credentials.json"
 "${three[@]}" scripts/cluster.sh start >/dev/null
 l=$(leader_of 32080); k=${l#n}
 lane_l=$((32583 + k - 1)); ops_l=$((32080 + k - 1))
@@ -71,6 +73,7 @@ printf '  open loop %s/s on the leader:       ' "$rate"; summary three-rate-lead
 load three-rate-spread "$lane_l" "$ops_l" --addr "$spread" --duration 20s --rate "$rate" --bin 999991 --cards 600 --conns 9
 printf '  open loop %s/s spread over 3 lanes: ' "$rate"; summary three-rate-spread
 else
+export SWITCHCTL_CREDENTIALS="$work/three/ops-credentials.json"
 "${three[@]}" scripts/cluster.sh start >/dev/null
 fi
 

@@ -101,6 +101,8 @@ type Admin struct {
 	Agent      *Agent           `json:"agent,omitempty"`
 	Settlement *AgentSettlement `json:"settlement,omitempty"`
 	Event      *AuditEvent      `json:"event,omitempty"`
+	// ClientChange is an OpPutClient's change (clients.go).
+	ClientChange *ClientChange `json:"client_change,omitempty"`
 }
 
 // AuditEvent is what OpAudit records.
@@ -177,7 +179,7 @@ func adminJSON(a *Admin) []byte {
 }
 
 // IsAdmin reports whether op is an administrative change.
-func (o Op) IsAdmin() bool { return o >= OpPutRoute && o <= OpAudit }
+func (o Op) IsAdmin() bool { return o >= OpPutRoute && o <= OpAudit || o == OpPutClient }
 
 // changeErr builds StatusInvalidChange naming the field at fault.
 func changeErr(field, format string, args ...any) Result {
@@ -243,6 +245,8 @@ func (t *txn) adminOp(c *Command) Result {
 		return t.putAgent(c)
 	case OpSettleAgent:
 		return t.settleAgent(c)
+	case OpPutClient:
+		return t.putClient(c)
 	case OpAudit:
 		ev := a.Event
 		if ev == nil || !validToken(ev.Action, idBytesMax) || !validOptional(ev.Object, keyBytesMax) {
@@ -750,6 +754,16 @@ func loadDirectory(r pebble.Reader) (*Directory, error) {
 			return err
 		}
 		d.putPartner(p)
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	if err := scan(pfxClient, func(v []byte) error {
+		c := new(Client)
+		if err := json.Unmarshal(v, c); err != nil {
+			return err
+		}
+		d.clients[c.ID] = c
 		return nil
 	}); err != nil {
 		return nil, err

@@ -610,7 +610,7 @@ func (t *txn) apply(c *Command) Result {
 		r = t.adminOp(c) // admin.go
 	}
 	switch r.Status {
-	case StatusInvalidChange, StatusVersionConflict, StatusNotFound:
+	case StatusInvalidChange, StatusVersionConflict, StatusNotFound, StatusExists:
 		// Not stored, like an invalid command: the change did not happen
 		// and a corrected one may reuse the key.
 		return r

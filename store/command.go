@@ -65,6 +65,8 @@ func (o Op) String() string {
 		return "settle_agent"
 	case OpAudit:
 		return "audit"
+	case OpPutClient:
+		return "put_client"
 	}
 	return "unknown"
 }
@@ -218,6 +220,8 @@ func (s Status) Err() error {
 		return ErrUnknownAgent
 	case StatusInvalidChange:
 		return ErrInvalidChange
+	case StatusExists:
+		return ErrExists
 	}
 	return ErrInvalidCommand
 }

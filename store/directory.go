@@ -202,6 +202,7 @@ type Directory struct {
 	byID      map[string]*Route
 	partners  map[string]*Partner
 	acquirers map[string]*Partner // acquirer id without leading zeros
+	clients   map[string]*Client  // OAuth2 clients of the ops API
 }
 
 func newDirectory() *Directory {
@@ -210,6 +211,7 @@ func newDirectory() *Directory {
 		byID:      map[string]*Route{},
 		partners:  map[string]*Partner{},
 		acquirers: map[string]*Partner{},
+		clients:   map[string]*Client{},
 	}
 }
 
@@ -238,6 +240,10 @@ func (d *Directory) clone() *Directory {
 		byID:      make(map[string]*Route, len(d.byID)),
 		partners:  make(map[string]*Partner, len(d.partners)),
 		acquirers: make(map[string]*Partner, len(d.acquirers)),
+		clients:   make(map[string]*Client, len(d.clients)),
+	}
+	for k, v := range d.clients {
+		c.clients[k] = v
 	}
 	for k, v := range d.routes {
 		c.routes[k] = v

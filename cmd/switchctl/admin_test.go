@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -17,15 +16,26 @@ import (
 // import refused with the table unchanged, and the audit trail of it all.
 func TestAdminAgainstSwitchd(t *testing.T) {
 	_, ops := startSwitchd(t)
-	as := func(actor string, args ...string) (int, string, string) {
-		return ctl(append(args, "--ops", ops, "--actor", actor)...)
-	}
 	must := func(code int, out, errOut string) string {
 		t.Helper()
 		if code != 0 {
 			t.Fatalf("exit %d\n%s%s", code, out, errOut)
 		}
 		return out
+	}
+	// Each person is an OAuth2 client of their own, made by the admin
+	// (the bootstrap client) with switchctl clients create; the audit
+	// chain names the client a change's token speaks for.
+	creds := map[string]string{}
+	for _, who := range []string{"alice", "bob", "carol", "dave"} {
+		creds[who] = filepath.Join(t.TempDir(), who+".json")
+		out := must(ctl("clients", "create", who, "--scopes", "ops:read,ops:write,routes:write,audit:read", "--out", creds[who], "--ops", ops))
+		if !strings.Contains(out, "credentials written to") || strings.Contains(out, "swcs_") {
+			t.Fatalf("clients create %s:\n%s", who, out)
+		}
+	}
+	as := func(actor string, args ...string) (int, string, string) {
+		return ctl(append(args, "--ops", ops, "--credentials", creds[actor])...)
 	}
 	out := must(as("alice", "partners", "set", "acme", "--acquirer-ids", "200001", "--lanes", "demo",
 		"--settlement-account", "demo-acquirer-settlement", "--payer-type", "bank_customer", "--payer-types", "otc_agent",
@@ -199,6 +209,44 @@ func TestAdminAgainstSwitchd(t *testing.T) {
 	if out := must(ctl("audit", "verify", "--ops", ops)); !strings.HasPrefix(out, "audit chain OK: ") {
 		t.Errorf("audit verify:\n%s", out)
 	}
+
+	// Clients: rotate alice's secret with an overlap (both work), disable
+	// dave (refused at once), and a caller without credentials gets 401
+	// with a hint, and changes nothing.
+	oldAlice := creds["alice"]
+	newAlice := filepath.Join(t.TempDir(), "alice-2.json")
+	out = must(ctl("clients", "rotate-secret", "alice", "--overlap", "24h", "--out", newAlice, "--ops", ops))
+	if !regexp.MustCompile(`alice\s+\S+\s+2 \(1 until `).MatchString(out) {
+		t.Errorf("rotate-secret:\n%s", out)
+	}
+	for _, f := range []string{oldAlice, newAlice} {
+		if code, out, errOut := ctl("accounts", "--ops", ops, "--credentials", f); code != 0 {
+			t.Errorf("accounts with %s during the overlap: %d %s%s", f, code, out, errOut)
+		}
+	}
+	must(ctl("clients", "disable", "dave", "--reason", "left the team", "--ops", ops))
+	if code, _, errOut := as("dave", "accounts"); code != 1 || !strings.Contains(errOut, "invalid_client") {
+		t.Errorf("disabled client: %d %s", code, errOut)
+	}
+	if code, _, errOut := as("alice", "cluster", "snapshot"); code != 1 || !strings.Contains(errOut, "403") {
+		t.Errorf("alice without cluster:admin: %d %s", code, errOut)
+	}
+	if code, _, errOut := ctl("accounts", "--ops", ops, "--credentials", filepath.Join(t.TempDir(), "missing.json")); code != 2 {
+		t.Errorf("a missing credentials file: %d %s", code, errOut)
+	}
+	t.Setenv("SWITCHCTL_CREDENTIALS", "") // and no data/ops-credentials.json here
+	code, _, errOut := ctl("accounts", "create", "nobody-1", "--kind", "cardholder", "--ops", ops)
+	if code != 1 || !strings.Contains(errOut, "401") {
+		t.Errorf("create without credentials: %d %s", code, errOut)
+	}
+	out = must(as("alice", "accounts"))
+	if strings.Contains(out, "nobody-1") {
+		t.Error("an account was created without credentials")
+	}
+	out = must(ctl("audit", "list", "--object", "client/dave", "--ops", ops, "--credentials", creds["alice"]))
+	if !strings.Contains(out, "client.disable") || strings.Contains(out, "argon2id") {
+		t.Errorf("client audit:\n%s", out)
+	}
 }
 
 // verify exits 1 and names the bad record when the chain is broken.
@@ -211,27 +259,6 @@ func TestAuditVerifyBroken(t *testing.T) {
 	code, out, errOut := ctl("audit", "verify", "--ops", srv.URL)
 	if code != 1 || !strings.Contains(errOut, "BROKEN at record 3: record 3: content does not match its hash") || out != "" {
 		t.Errorf("verify of a broken chain: %d %q %q", code, out, errOut)
-	}
-}
-
-func TestResolveActor(t *testing.T) {
-	env := func(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
-	for _, c := range []struct {
-		flag  string
-		env   map[string]string
-		login string
-		want  string
-	}{
-		{"alice", map[string]string{"SWITCHCTL_ACTOR": "bob", "USER": "carol"}, "root", "alice"},
-		{"", map[string]string{"SWITCHCTL_ACTOR": "bob", "USER": "carol"}, "root", "bob"},
-		{"", map[string]string{"USER": "carol"}, "root", "carol"},
-		{"", nil, "root", "root"},
-		{"", nil, "", ""},
-	} {
-		got, err := resolveActor(c.flag, env(c.env), func() string { return c.login })
-		if got != c.want || (c.want == "") != errors.Is(err, errUsage) {
-			t.Errorf("resolveActor(%q, %v, %q) = %q, %v; want %q", c.flag, c.env, c.login, got, err, c.want)
-		}
 	}
 }
 

@@ -93,9 +93,6 @@ func clusterCmd(ctx context.Context, args []string, stdout io.Writer) error {
 		if len(pos) > 0 || *id == "" || *addr == "" {
 			return usagef("cluster join: want --id ID --raft-addr HOST:PORT")
 		}
-		if err := o.needActor(); err != nil {
-			return err
-		}
 		// The node must already be running: the leader checks that its
 		// raft address answers as that id (else 422), adds it as a
 		// non-voter and promotes it once it has caught up.
@@ -127,9 +124,6 @@ func clusterCmd(ctx context.Context, args []string, stdout io.Writer) error {
 		if len(pos) != 1 {
 			return usagef("cluster remove: want one node id")
 		}
-		if err := o.needActor(); err != nil {
-			return err
-		}
 		return clusterPost(ctx, &o, "/v1/cluster/remove", map[string]string{"id": pos[0], "reason": *reason}, stdout,
 			fmt.Sprintf("%s is no longer a member", pos[0]))
 	case "transfer-leadership":
@@ -141,9 +135,6 @@ func clusterCmd(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		if len(pos) > 0 {
 			return usagef("cluster transfer-leadership: unexpected argument %q", pos[0])
-		}
-		if err := o.needActor(); err != nil {
-			return err
 		}
 		if err := clusterPost(ctx, &o, "/v1/cluster/transfer-leadership", map[string]string{"id": *to, "reason": *reason}, io.Discard, ""); err != nil {
 			return err
@@ -169,9 +160,6 @@ func clusterCmd(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		if len(pos) > 0 {
 			return usagef("cluster snapshot: unexpected argument %q", pos[0])
-		}
-		if err := o.needActor(); err != nil {
-			return err
 		}
 		var out struct {
 			Index uint64 `json:"index"`

@@ -19,9 +19,12 @@ func TestMain(m *testing.M) {
 
 // startSwitchd runs the switchd binary built from this checkout on free
 // ports with the demo accounts; it returns the lane address and ops URL.
+// switchctl authenticates as the node's bootstrap admin client (the
+// credentials file it wrote), as a user of `make run` would.
 func startSwitchd(t *testing.T) (isoAddr, opsURL string) {
 	t.Helper()
 	n := switchdtest.Start(t, switchdtest.Build(t))
+	t.Setenv("SWITCHCTL_CREDENTIALS", n.Credentials)
 	return n.LaneAddr, n.OpsURL
 }
 

@@ -17,9 +17,9 @@
 //	switchctl audit list --object route/r-water
 //	switchctl audit verify
 //
-// Every change names who makes it (the ops API's X-Actor, recorded in the
-// audit chain with the caller's address): --actor, else $SWITCHCTL_ACTOR,
-// else $USER, else the login name; without any switchctl refuses (exit 2).
+// Every ops call carries an OAuth2 access token that switchctl gets from
+// the API's token endpoint (auth.go says where it finds the client's
+// credentials); the audit chain records the token's client as the actor.
 //
 // Exit status: 0 success, 1 failure (unreachable switch, API error, a
 // broken audit chain), 2 usage.
@@ -83,9 +83,16 @@ const usageText = `switchctl: operate a switchd node
   switchctl lanes status                                     this node's lanes: transport, allowlist, connections by partner, signed on, certificates and expiry
   switchctl lanes reload                                     this node re-reads its config: lane allowlists and TLS files (as SIGHUP), no restart
   switchctl audit list [--object route/ID] [--from T] [--to T] [--after SEQ] | verify
+  switchctl token                                            print an access token (for curl -H "Authorization: Bearer ...")
+  switchctl clients list | get ID | disable ID | enable ID
+  switchctl clients create ID --scopes S,T [--certs X5T,... | --cert-files PEM,...] [--no-secret] [--out FILE]
+  switchctl clients rotate-secret ID [--overlap 24h] [--out FILE]
+  switchctl clients update ID --scopes S,T [--certs ... | --cert-files ...] [--overlap 24h]
 
-  ops commands take --ops http://127.0.0.1:8080 and --json (raw JSON). Changes take
-  --actor NAME (default $SWITCHCTL_ACTOR, else $USER, else the login name).
+  ops commands take --ops http://127.0.0.1:8080 and --json (raw JSON), and authenticate with
+  --credentials FILE (default $SWITCHCTL_CREDENTIALS, else data/ops-credentials.json, which
+  switchd writes on first start), or $SWITCHCTL_CLIENT_ID + $SWITCHCTL_CLIENT_SECRET, or --token.
+  https: --ops-ca CA.pem [--ops-cert C.pem --ops-key K.pem [--client-id ID]].
   Run "switchctl <command> -h" for every flag of a command.
 `
 
@@ -132,6 +139,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = lanesCmd(ctx, args[1:], stdout)
 	case "audit":
 		err = auditCmd(ctx, args[1:], stdout)
+	case "token":
+		err = tokenCmd(ctx, args, stdout)
+	case "clients":
+		err = clientsCmd(ctx, args[1:], stdout)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usageText)
 		return 0

@@ -9,8 +9,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
-	"os/user"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -32,51 +30,14 @@ type opsFlags struct {
 	base    string
 	json    bool
 	timeout time.Duration
-	// actor is --actor; needActor resolves it for a change, and call
-	// sends it as X-Actor once resolved.
-	actor string
+	auth    authFlags // auth.go: credentials, token, TLS to the ops API
 }
 
 func (o *opsFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&o.base, "ops", "http://127.0.0.1:8080", "switchd ops API `URL`")
+	fs.StringVar(&o.base, "ops", "http://127.0.0.1:8080", "switchd ops API `URL` (https:// when its listener has tls)")
 	fs.BoolVar(&o.json, "json", false, "print the raw JSON answer")
 	fs.DurationVar(&o.timeout, "timeout", opsTimeout, "HTTP timeout")
-	fs.StringVar(&o.actor, "actor", "", "who makes a change, for the audit chain (default: $SWITCHCTL_ACTOR, else $USER, else the login name)")
-}
-
-// needActor resolves who makes a change before a write: every ops write
-// names its actor (X-Actor), so without one switchctl refuses.
-func (o *opsFlags) needActor() error {
-	a, err := resolveActor(o.actor, os.Getenv, loginName)
-	if err != nil {
-		return err
-	}
-	o.actor = a
-	return nil
-}
-
-// resolveActor is --actor, else $SWITCHCTL_ACTOR, else $USER, else the
-// login name of the process's uid (cron jobs and containers often have no
-// $USER), else a usage error.
-func resolveActor(flagValue string, getenv func(string) string, login func() string) (string, error) {
-	for _, a := range []string{flagValue, getenv("SWITCHCTL_ACTOR"), getenv("USER")} {
-		if a != "" {
-			return a, nil
-		}
-	}
-	if a := login(); a != "" {
-		return a, nil
-	}
-	return "", usagef("who makes this change? set --actor NAME or $SWITCHCTL_ACTOR (the audit chain records it)")
-}
-
-// loginName is the user name of the process's uid, "" when unknown.
-func loginName() string {
-	u, err := user.Current()
-	if err != nil {
-		return ""
-	}
-	return u.Username
+	o.auth.register(fs)
 }
 
 // get fetches path?query and returns the JSON body of a 2xx answer. Errors

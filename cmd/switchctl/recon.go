@@ -120,9 +120,6 @@ func reconCmd(ctx context.Context, args []string, stdout io.Writer) error {
 		if args[0] == "assign" && *to == "" || args[0] == "resolve" && *note == "" {
 			return usagef("recon assign needs --to, recon resolve needs --note")
 		}
-		if err := o.needActor(); err != nil {
-			return err
-		}
 		req := map[string]string{"action": args[0], "assignee": *to, "note": *note}
 		_, body, err := o.call(ctx, http.MethodPost, "/v1/reconciliations/"+url.PathEscape(pos[0])+"/breaks/"+url.PathEscape(pos[1]), req, opsBodyBytesMax)
 		if err != nil {
@@ -188,7 +185,10 @@ func reconRun(ctx context.Context, o *opsFlags, day, partner, pf, bf string, wai
 		return usagef("--ops %q: %v", o.base, err)
 	}
 	req.Header.Set("Content-Type", mw.FormDataContentType())
-	hc := &http.Client{Timeout: o.timeout, Transport: &http.Transport{DisableKeepAlives: true}}
+	if err := o.authorize(ctx, req); err != nil {
+		return err
+	}
+	hc := o.httpClient()
 	resp, err := hc.Do(req)
 	if err != nil {
 		if errors.Is(err, syscall.ECONNREFUSED) {

@@ -50,10 +50,10 @@ func (o *opsFlags) call(ctx context.Context, method, path string, body any, maxB
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	if o.actor != "" {
-		req.Header.Set("X-Actor", o.actor)
+	if err := o.authorize(ctx, req); err != nil {
+		return 0, nil, err
 	}
-	hc := &http.Client{Timeout: o.timeout, Transport: &http.Transport{DisableKeepAlives: true}}
+	hc := o.httpClient()
 	resp, err := hc.Do(req)
 	if err != nil {
 		if errors.Is(err, syscall.ECONNREFUSED) {
@@ -85,6 +85,9 @@ func (o *opsFlags) call(ctx context.Context, method, path string, body any, maxB
 			if p.Detail != "" {
 				msg += ": " + p.Detail
 			}
+		}
+		if resp.StatusCode == http.StatusUnauthorized && req.Header.Get("Authorization") == "" {
+			msg += "; " + unauthenticatedHint
 		}
 		return resp.StatusCode, nil, fmt.Errorf("%s %s: %d %s", method, u, resp.StatusCode, msg)
 	}
@@ -139,9 +142,6 @@ func dayCmd(ctx context.Context, args []string, stdout io.Writer) error {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", d.Day, d.State, time.Unix(0, d.OpenedAt).UTC().Format(time.RFC3339), closed)
 		}
 		return tw.Flush()
-	}
-	if err := o.needActor(); err != nil {
-		return err
 	}
 	var req any
 	if *day != "" {

@@ -20,6 +20,7 @@ import (
 // clusterNode is one switchd process of a test cluster.
 type clusterNode struct {
 	id, ops, raft, lane, cfg, data string
+	creds                          string // the credentials file every node shares
 	args                           []string
 	cmd                            *exec.Cmd
 	done                           chan struct{} // closed when cmd has been waited for
@@ -88,7 +89,7 @@ type members struct {
 
 func getMembers(ops string) (members, error) {
 	var m members
-	resp, err := http.Get("http://" + ops + "/v1/cluster/members")
+	resp, err := switchdtest.Get("http://" + ops + "/v1/cluster/members")
 	if err != nil {
 		return m, err
 	}
@@ -157,8 +158,16 @@ func startClusterNodes(t testing.TB, bin string, spec clusterSpec) []*clusterNod
 		if spec.dataOf != nil && spec.dataOf(i) != "" {
 			n.data = spec.dataOf(i)
 		}
+		// Every node shares one credentials file: n1 writes it once it has
+		// made the admin client, the others join with it.
+		creds := filepath.Join(dir, "ops-credentials.json")
+		n.creds = creds
+		switchdtest.Register(n.ops, creds)
 		body := fmt.Sprintf(`log_level: info
+ops:
+  auth: {bootstrap_credentials: "`+creds+`"}
 cluster:
+  join_credentials: "`+creds+`"
   heartbeat_timeout: 300ms
   election_timeout: 300ms
   leader_lease_timeout: 150ms
@@ -209,8 +218,7 @@ func TestThreeNodeCluster(t *testing.T) {
 	req, _ := http.NewRequest(http.MethodPost, "http://"+nodes[2].ops+"/v1/cluster/join",
 		strings.NewReader(fmt.Sprintf(`{"id":"n2","raft_addr":"%s"}`, nodes[1].raft)))
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("X-Actor", "cluster-test")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := switchdtest.Do(req)
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("join again: %v %v", resp, err)
 	}

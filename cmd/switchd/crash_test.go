@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"sync"
 	"testing"
@@ -156,7 +155,7 @@ func TestKill9KeepsEveryApproval(t *testing.T) {
 			t.Errorf("stan %d: repeat got %s", stan, got.rc)
 		}
 	}
-	resp, err := http.Get("http://" + opsAddr + "/v1/accounts/card-4111")
+	resp, err := switchdtest.Get("http://" + opsAddr + "/v1/accounts/card-4111")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -409,7 +409,7 @@ func waitMetric(t *testing.T, opsURL, name string, want float64) {
 
 func getJSON(t *testing.T, url string, v any) {
 	t.Helper()
-	resp, err := http.Get(url)
+	resp, err := switchdtest.Get(url)
 	if err != nil {
 		t.Fatal(err)
 	}

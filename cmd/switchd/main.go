@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"syscall"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/switchd/switchd/cluster"
 	"github.com/switchd/switchd/config"
+	"github.com/switchd/switchd/oauth"
 	"github.com/switchd/switchd/ops"
 	"github.com/switchd/switchd/outcome"
 	"github.com/switchd/switchd/payment"
@@ -94,6 +96,36 @@ func main() {
 		log.Error("switchd failed", "err", err)
 		os.Exit(1)
 	}
+}
+
+// closed reports whether ch is closed.
+func closed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+// newAuth loads the ops API's token signing keys (making the default one
+// in the data dir on first start) and builds the authorization server.
+func newAuth(cfg config.File, st *store.Store, reg prometheus.Registerer, log *slog.Logger) (*oauth.Server, error) {
+	keys := cfg.Ops.Auth.SigningKeys
+	if len(keys) == 1 && keys[0] == filepath.Join(cfg.DataDir, config.DefaultSigningKeyFile) {
+		made, err := oauth.GenerateKeyFile(keys[0])
+		if err != nil {
+			return nil, err
+		}
+		if made {
+			log.Info("oauth: made a token signing key", "file", keys[0])
+		}
+	}
+	ks, err := oauth.LoadKeys(keys)
+	if err != nil {
+		return nil, err
+	}
+	return oauth.NewServer(cfg.Ops.Auth, ks, st.Directory, log, reg)
 }
 
 // reloadLanes re-reads the config file and gives each running lane its
@@ -188,7 +220,7 @@ func run(ctx context.Context, cfg config.File, log *slog.Logger) error {
 	if cfg.Cluster.Join != "" && !node.HadState() {
 		joinCtx, cancel := context.WithTimeout(ctx, joinTimeout)
 		log.Info("joining the cluster", "via", cfg.Cluster.Join)
-		err := ops.RequestJoin(joinCtx, cfg.Cluster.Join, cfg.Cluster.NodeID, cfg.Cluster.RaftAddr)
+		err := ops.RequestJoin(joinCtx, cfg.Cluster.Join, cfg.Cluster.NodeID, cfg.Cluster.RaftAddr, cfg.Cluster.JoinCredentials)
 		cancel()
 		if err != nil {
 			return err
@@ -223,7 +255,20 @@ func run(ctx context.Context, cfg config.File, log *slog.Logger) error {
 			return err
 		}, log.With("component", "seed"))
 		defer seeder.Close()
-		ready = func() bool { return node.Ready() && seeder.Done() }
+		// The first admin client, made once for a new cluster (a no-op
+		// when it has clients); stopped with ctx, waited for before the
+		// node closes. /readyz waits for it, so that the credentials file
+		// exists once the node says it is ready.
+		bctx, bcancel := context.WithCancel(ctx)
+		bdone := make(chan struct{})
+		go func() {
+			defer close(bdone)
+			if err := oauth.Bootstrap(bctx, cfg.Ops.Auth.BootstrapCredentials, st.Directory, node.Propose, log.With("component", "oauth")); err != nil && bctx.Err() == nil {
+				log.Error("oauth: bootstrap failed", "err", err)
+			}
+		}()
+		defer func() { bcancel(); <-bdone }()
+		ready = func() bool { return node.Ready() && seeder.Done() && closed(bdone) }
 	} else {
 		check := core.StartDirectoryCheck(seeds, st, log.With("component", "seed"))
 		defer check.Close()
@@ -268,7 +313,11 @@ func run(ctx context.Context, cfg config.File, log *slog.Logger) error {
 	}
 
 	// Ops starts last so that /readyz answering means the lanes listen too.
-	srv, err := ops.New(cfg.Ops, st, core, readyNode{node, ready}, reg, log.With("component", "ops"))
+	auth, err := newAuth(cfg, st, reg, log.With("component", "oauth"))
+	if err != nil {
+		return err
+	}
+	srv, err := ops.New(cfg.Ops, st, core, readyNode{node, ready}, auth, reg, log.With("component", "ops"))
 	if err != nil {
 		return err
 	}
@@ -302,6 +351,7 @@ func run(ctx context.Context, cfg config.File, log *slog.Logger) error {
 		fmt.Fprintf(os.Stderr, "  ISO 8583 lane %-8s %s\n", l.Name(), l.Addr())
 	}
 	fmt.Fprintf(os.Stderr, "  ops HTTP           http://%s  (/healthz /readyz /metrics /v1/accounts /v1/transfers)\n", srv.Addr())
+	fmt.Fprintf(os.Stderr, "  ops credentials    %s  (the first admin client's, 0600; switchctl reads it)\n", cfg.Ops.Auth.BootstrapCredentials)
 	fmt.Fprintf(os.Stderr, "  raft               %s\n", cfg.Cluster.RaftAddr)
 	if len(lanes) > 0 {
 		// No PAN here: this lands in log files (README "Demo data" has the cards).

@@ -26,8 +26,7 @@ func TestLaneReloadOverOps(t *testing.T) {
 	post := func() (int, string) {
 		t.Helper()
 		req, _ := http.NewRequest("POST", n.OpsURL+"/v1/lanes/reload", nil)
-		req.Header.Set("X-Actor", "reload-test")
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := switchdtest.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/switchd/switchd/codec"
+	"github.com/switchd/switchd/internal/switchdtest"
 )
 
 // BenchmarkRouteChange measures issue 10's goal: the time from a route
@@ -47,7 +48,7 @@ func BenchmarkRouteChange(b *testing.B) {
 		rate = "5000"
 	}
 	lanes := nodes[0].lane + "," + n2.lane + "," + n3.lane
-	ld := exec.Command(load, "--addr", lanes, "--ops", "http://"+nodes[0].ops, "--conns", "9", "--rate", rate,
+	ld := exec.Command(load, "--addr", lanes, "--ops", "http://"+nodes[0].ops, "--credentials", nodes[0].creds, "--conns", "9", "--rate", rate,
 		"--duration", "1h", "--mix", "purchase=100", "--quiet")
 	var loadOut bytes.Buffer
 	ld.Stdout, ld.Stderr = &loadOut, &loadOut
@@ -169,7 +170,7 @@ type benchRoute struct {
 
 func elecRule(tb testing.TB, ops string) benchRoute {
 	tb.Helper()
-	resp, err := http.Get("http://" + ops + "/v1/routes")
+	resp, err := switchdtest.Get("http://" + ops + "/v1/routes")
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -194,9 +195,8 @@ func putRoute(tb testing.TB, ops string, r benchRoute, account, reason string) {
 	body, _ := json.Marshal(map[string]string{"bill_type": r.BillType, "payer_type": r.PayerType, "partner": r.Partner,
 		"destination": r.Destination, "settlement_account": account, "reason": reason})
 	req, _ := http.NewRequest(http.MethodPut, "http://"+ops+"/v1/routes/"+r.ID, bytes.NewReader(body))
-	req.Header.Set("X-Actor", "bench")
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := switchdtest.Do(req)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -221,7 +221,7 @@ func transfersOf(tb testing.TB, ops, account string) []benchTransfer {
 	var all []benchTransfer
 	after := ""
 	for {
-		resp, err := http.Get(fmt.Sprintf("http://%s/v1/transfers?account=%s&limit=1000&after=%s", ops, account, after))
+		resp, err := switchdtest.Get(fmt.Sprintf("http://%s/v1/transfers?account=%s&limit=1000&after=%s", ops, account, after))
 		if err != nil {
 			tb.Fatal(err)
 		}

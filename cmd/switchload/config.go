@@ -163,11 +163,14 @@ type Config struct {
 	// Addr is one lane address, host:port, or a comma-separated list of
 	// them to spread the connections over several nodes: connection i
 	// dials entry i mod the count, and redials the same entry.
-	Addr     string
-	Ops      string
-	Conns    int
-	Inflight int
-	Duration time.Duration
+	Addr string
+	Ops  string
+	// Credentials is the ops API client's credentials file ("" : none;
+	// the ops API then refuses with 401).
+	Credentials string
+	Conns       int
+	Inflight    int
+	Duration    time.Duration
 	// Rate is the offered load in requests per second (open loop); 0 runs
 	// closed loop: every connection keeps Inflight requests outstanding.
 	Rate     int
@@ -319,6 +322,7 @@ func parseFlags(name string, args []string) (Config, error) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.StringVar(&c.Addr, "addr", c.Addr, "switch ISO 8583 lane `host:port`; a comma-separated list spreads the connections over several lanes (connection i uses entry i mod the count)")
 	fs.StringVar(&c.Ops, "ops", c.Ops, "switch ops API `URL`")
+	fs.StringVar(&c.Credentials, "credentials", c.Credentials, "ops API client credentials `file` (default $SWITCHCTL_CREDENTIALS, else data/ops-credentials.json when it exists)")
 	fs.IntVar(&c.Conns, "conns", c.Conns, "TCP connections, in total over the --addr lanes")
 	fs.IntVar(&c.Inflight, "inflight", c.Inflight, "requests outstanding per connection (pipelined)")
 	fs.DurationVar(&c.Duration, "duration", c.Duration, "how long to offer load")

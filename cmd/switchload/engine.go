@@ -111,7 +111,7 @@ func run(ctx context.Context, cfg Config, stderr io.Writer) (*Summary, error) {
 		codec:  c,
 		framer: codec.Framer{Header: cfg.Header, FrameBytesMax: codec.FrameBytesMaxLimit},
 		ccy:    ccy,
-		ops:    newOpsClient(cfg.Ops, setupWorkers),
+		ops:    newOpsClient(cfg.Ops, cfg.Credentials, setupWorkers),
 		stats:  newStats(),
 		stderr: stderr,
 		quiet:  cfg.Quiet,

@@ -23,7 +23,7 @@ func TestMain(m *testing.M) {
 func TestLoadAgainstSwitchd(t *testing.T) {
 	sw := switchdtest.Start(t, switchdtest.Build(t))
 	cfg := DefaultConfig()
-	cfg.Addr, cfg.Ops = sw.LaneAddr, sw.OpsURL
+	cfg.Addr, cfg.Ops, cfg.Credentials = sw.LaneAddr, sw.OpsURL, sw.Credentials
 	cfg.Duration = 3 * time.Second
 	cfg.Conns, cfg.Inflight = 4, 32
 	cfg.Cards = 20

@@ -9,10 +9,14 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
+
+	"github.com/switchd/switchd/oauth"
 )
 
 // Ops API client limits.
@@ -30,14 +34,53 @@ var errOpsStatus = errors.New("ops API error")
 // opsClient talks to switchd's ops HTTP API: the only way switchload
 // creates and reads accounts (it shares no state with the switch).
 type opsClient struct {
-	base string
-	hc   *http.Client
+	base  string
+	hc    *http.Client
+	creds string // credentials file
+
+	mu    sync.Mutex
+	token string
 }
 
-func newOpsClient(base string, conns int) *opsClient {
+func newOpsClient(base, creds string, conns int) *opsClient {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = conns
-	return &opsClient{base: strings.TrimRight(base, "/"), hc: &http.Client{Transport: tr, Timeout: opsTimeout}}
+	if creds == "" {
+		creds = os.Getenv("SWITCHCTL_CREDENTIALS")
+	}
+	if creds == "" {
+		if _, err := os.Stat(defaultCredentials); err == nil {
+			creds = defaultCredentials
+		}
+	}
+	return &opsClient{base: strings.TrimRight(base, "/"), hc: &http.Client{Transport: tr, Timeout: opsTimeout}, creds: creds}
+}
+
+// defaultCredentials is what `make run` writes on first start.
+const defaultCredentials = "data/ops-credentials.json"
+
+// bearer is the access token to send, fetched once and again after a 401
+// (tokens live 15 minutes; a load run may be longer). "" without
+// credentials.
+func (o *opsClient) bearer(ctx context.Context, stale string) (string, error) {
+	if o.creds == "" {
+		return "", nil
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.token != "" && o.token != stale {
+		return o.token, nil
+	}
+	c, err := oauth.ReadCredentials(o.creds)
+	if err != nil {
+		return "", fmt.Errorf("ops API credentials: %w", err)
+	}
+	tok, err := oauth.FetchToken(ctx, o.hc, o.base+"/oauth/token", c, oauth.ScopeOpsRead+" "+oauth.ScopeOpsWrite)
+	if err != nil {
+		return "", err
+	}
+	o.token = tok
+	return tok, nil
 }
 
 // close drops idle keep-alive connections (and their goroutines).
@@ -75,6 +118,21 @@ type problem struct {
 // the HTTP status; errors name what was tried and never contain the body
 // sent (it can carry a PAN).
 func (o *opsClient) do(ctx context.Context, method, path string, body, out any) (int, error) {
+	code, err := o.do1(ctx, method, path, body, out, "")
+	if code == http.StatusUnauthorized && o.creds != "" {
+		o.mu.Lock()
+		stale := o.token
+		o.mu.Unlock()
+		code, err = o.do1(ctx, method, path, body, out, stale) // the token expired: one more with a new one
+	}
+	return code, err
+}
+
+func (o *opsClient) do1(ctx context.Context, method, path string, body, out any, stale string) (int, error) {
+	tok, err := o.bearer(ctx, stale)
+	if err != nil {
+		return 0, err
+	}
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -90,9 +148,8 @@ func (o *opsClient) do(ctx context.Context, method, path string, body, out any) 
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	if method != http.MethodGet {
-		// Every ops write names who makes it (the audit chain records it).
-		req.Header.Set("X-Actor", "switchload")
+	if tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
 	}
 	resp, err := o.hc.Do(req)
 	if err != nil {

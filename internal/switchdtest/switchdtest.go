@@ -4,6 +4,7 @@
 package switchdtest
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -11,8 +12,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/switchd/switchd/oauth"
 )
 
 const (
@@ -62,6 +66,9 @@ type Node struct {
 	OpsURL   string
 	RaftAddr string
 	DataDir  string
+	// Credentials is the admin client's credentials file, which the node
+	// writes on first start (before /readyz answers 200).
+	Credentials string
 
 	t       testing.TB
 	bin     string
@@ -107,6 +114,8 @@ func StartWith(t testing.TB, bin string, opts Options) *Node {
 	if opts.DataDir != "" {
 		n.DataDir = opts.DataDir
 	}
+	n.Credentials = filepath.Join(n.DataDir, "ops-credentials.json")
+	Register(n.OpsAddr, n.Credentials)
 	var clusterExtra string
 	for _, l := range opts.Cluster {
 		clusterExtra += "  " + l + "\n"
@@ -140,6 +149,23 @@ switch:
 	})
 	n.Restart()
 	return n
+}
+
+// Token is an access token of the admin client, from the node's token
+// endpoint.
+func (n *Node) Token(t testing.TB) string {
+	t.Helper()
+	c, err := oauth.ReadCredentials(n.Credentials)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
+	defer cancel()
+	tok, err := oauth.FetchToken(ctx, &http.Client{Timeout: readyTimeout}, n.OpsURL+"/oauth/token", c, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
 }
 
 // Restart starts the process again on the same data and ports (after Kill9
@@ -216,4 +242,81 @@ func WaitReady(t testing.TB, opsURL string) {
 		}
 	}
 	t.Fatalf("switchd not ready at %s after %s", opsURL, readyTimeout)
+}
+
+// The ops API wants a bearer token on every call but health and metrics.
+// Tests that call it by address register the credentials file that
+// authenticates at that address (Start does it for its node); Do and Get
+// then add a token from that address's own token endpoint (each node
+// signs with its own key unless configured otherwise).
+var (
+	credsMu   sync.Mutex
+	credsByOp = map[string]string{} // ops host:port → credentials file
+	tokenByOp = map[string]string{}
+)
+
+// Register says which credentials file authenticates at opsAddr.
+func Register(opsAddr, credentials string) {
+	credsMu.Lock()
+	defer credsMu.Unlock()
+	credsByOp[opsAddr] = credentials
+	delete(tokenByOp, opsAddr)
+}
+
+// Do sends req with a token for its host; a 401 (the token expired, or the
+// node restarted with a new key) gets one more try with a new token.
+func Do(req *http.Request) (*http.Response, error) {
+	for attempt := 0; ; attempt++ {
+		tok, err := tokenFor(req.URL.Host, attempt > 0)
+		if err != nil {
+			return nil, err
+		}
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil || resp.StatusCode != http.StatusUnauthorized || attempt > 0 || req.GetBody == nil && req.Body != nil {
+			return resp, err
+		}
+		resp.Body.Close()
+		if req.GetBody != nil {
+			if req.Body, err = req.GetBody(); err != nil {
+				return nil, err
+			}
+		}
+	}
+}
+
+// Get is http.Get with a token.
+func Get(url string) (*http.Response, error) {
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	return Do(req)
+}
+
+func tokenFor(opsAddr string, fresh bool) (string, error) {
+	credsMu.Lock()
+	path, ok := credsByOp[opsAddr]
+	tok := tokenByOp[opsAddr]
+	credsMu.Unlock()
+	if !ok {
+		return "", fmt.Errorf("switchdtest: no credentials registered for %s", opsAddr)
+	}
+	if tok != "" && !fresh {
+		return tok, nil
+	}
+	c, err := oauth.ReadCredentials(path)
+	if err != nil {
+		return "", err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
+	defer cancel()
+	tok, err = oauth.FetchToken(ctx, &http.Client{Timeout: readyTimeout}, "http://"+opsAddr+"/oauth/token", c, "")
+	if err != nil {
+		return "", err
+	}
+	credsMu.Lock()
+	tokenByOp[opsAddr] = tok
+	credsMu.Unlock()
+	return tok, nil
 }
