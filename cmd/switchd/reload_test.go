@@ -92,7 +92,7 @@ func TestLaneReloadOverOps(t *testing.T) {
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		resp, err := http.Get(n.OpsURL + "/v1/audit?object=lane/test")
+		resp, err := switchdtest.Get(n.OpsURL + "/v1/audit?object=lane/test")
 		if err != nil {
 			t.Fatal(err)
 		}
