@@ -100,6 +100,8 @@ type Admin struct {
 	Agent      *Agent           `json:"agent,omitempty"`
 	Settlement *AgentSettlement `json:"settlement,omitempty"`
 	Event      *AuditEvent      `json:"event,omitempty"`
+	// MACKey is OpPutMACKey's change (mackey.go).
+	MACKey *MACKeyChange `json:"mac_key,omitempty"`
 }
 
 // AuditEvent is what OpAudit records.
@@ -176,7 +178,7 @@ func adminJSON(a *Admin) []byte {
 }
 
 // IsAdmin reports whether op is an administrative change.
-func (o Op) IsAdmin() bool { return o >= OpPutRoute && o <= OpAudit }
+func (o Op) IsAdmin() bool { return o >= OpPutRoute && o <= OpAudit || o == OpPutMACKey }
 
 // changeErr builds StatusInvalidChange naming the field at fault.
 func changeErr(field, format string, args ...any) Result {
@@ -224,7 +226,7 @@ func (t *txn) adminOp(c *Command) Result {
 		return changeErr("actor", "required, at most %d bytes", idBytesMax)
 	}
 	switch c.Op {
-	case OpPutRoute, OpDeleteRoute, OpReplaceRoutes, OpPutPartner:
+	case OpPutRoute, OpDeleteRoute, OpReplaceRoutes, OpPutPartner, OpPutMACKey:
 		if strings.TrimSpace(a.Reason) == "" {
 			return changeErr("reason", "required for route and partner changes")
 		}
@@ -242,6 +244,8 @@ func (t *txn) adminOp(c *Command) Result {
 		return t.putAgent(c)
 	case OpSettleAgent:
 		return t.settleAgent(c)
+	case OpPutMACKey:
+		return t.putMACKey(c) // mackey.go
 	case OpAudit:
 		ev := a.Event
 		if ev == nil || !validToken(ev.Action, idBytesMax) || !validOptional(ev.Object, keyBytesMax) {
@@ -469,6 +473,10 @@ func (t *txn) putPartner(c *Command) Result {
 		return resultOf(err)
 	}
 	before, existed := d.Partner(p.ID)
+	if existed {
+		// The MAC keys change only through OpPutMACKey.
+		p.MAC, p.macKeys = before.MAC, before.macKeys
+	}
 	action := "partner.put"
 	if existed {
 		same := *before
@@ -706,6 +714,9 @@ func loadDirectory(r pebble.Reader) (*Directory, error) {
 		d.putPartner(p)
 		return nil
 	}); err != nil {
+		return nil, err
+	}
+	if err := loadMACKeys(r, d); err != nil {
 		return nil, err
 	}
 	if err := scan(pfxRoute, func(v []byte) error {

@@ -65,6 +65,8 @@ func (o Op) String() string {
 		return "settle_agent"
 	case OpAudit:
 		return "audit"
+	case OpPutMACKey:
+		return "put_mac_key"
 	}
 	return "unknown"
 }

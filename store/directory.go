@@ -102,8 +102,14 @@ type Partner struct {
 	// once while one is rotated. A partner with pins is served only over
 	// a connection with one of them.
 	CertPins []string `json:"cert_pins,omitempty"`
+	// MAC, when set, is the MAC the partner's financial messages must
+	// carry (fields 64/128) and its keys' check values; only OpPutMACKey
+	// changes it (mackey.go).
+	MAC *PartnerMAC `json:"mac,omitempty"`
 	// allow is Allow parsed, filled when the partner enters a directory.
 	allow []netip.Prefix
+	// macKeys are MAC's keys, wrapped; stored in their own record.
+	macKeys *MACKeyMaterial
 }
 
 // AllowsSource reports whether a message of p may come from a: always
