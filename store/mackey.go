@@ -90,6 +90,14 @@ type MACKeyMaterial struct {
 // MACKeys returns p's wrapped MAC keys (nil when p requires no MAC).
 func (p *Partner) MACKeys() *MACKeyMaterial { return p.macKeys }
 
+// WithMACKeys returns p with km as its wrapped keys, as the store attaches
+// its records: for tests and tools that build a directory with
+// NewDirectory. The FSM sets keys only through OpPutMACKey.
+func (p Partner) WithMACKeys(km *MACKeyMaterial) Partner {
+	p.macKeys = km
+	return p
+}
+
 func validKCV(s string) bool {
 	if len(s) != kcvDigits {
 		return false
