@@ -78,6 +78,8 @@ fuzz:
 	$(GO) test -run=NONE -fuzz=FuzzParseFile -fuzztime=$(FUZZTIME) ./settle/
 	$(GO) test -run=NONE -fuzz=FuzzDecodeBatch -fuzztime=$(FUZZTIME) ./store/
 	$(GO) test -run=NONE -fuzz=FuzzApply -fuzztime=$(FUZZTIME) ./store/
+	$(GO) test -run=NONE -fuzz=FuzzMACVerify -fuzztime=$(FUZZTIME) ./switch/
+	$(GO) test -run=NONE -fuzz=FuzzX919 -fuzztime=$(FUZZTIME) ./mac/
 
 lint:
 	$(GO) vet $(PKGS)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/switchd/switchd/cluster"
 	"github.com/switchd/switchd/disk"
+	"github.com/switchd/switchd/mac"
 	"github.com/switchd/switchd/ops"
 	"github.com/switchd/switchd/payment"
 	"github.com/switchd/switchd/settle"
@@ -82,6 +83,11 @@ type File struct {
 	// Disk is the free-space guard over the ledger and raft volumes
 	// (issue 9 item 2: a full disk fails closed).
 	Disk disk.Config `yaml:"disk"`
+	// MAC is where the node's key-encryption key comes from: partners' MAC
+	// keys (ISO 8583 fields 64/128) are replicated wrapped under it, so
+	// every node of a cluster needs the same one. None (the demo): partners
+	// that require a MAC are declined 96 on this node.
+	MAC mac.Config `yaml:"mac"`
 }
 
 // Demo is the embedded demo configuration over the components' defaults.
@@ -94,6 +100,7 @@ func Demo() File {
 		Switch:    switching.DefaultConfig(),
 		Settle:    settle.DefaultConfig(),
 		Disk:      disk.DefaultConfig(),
+		MAC:       mac.DefaultConfig(),
 	}
 	if err := decode(bytes.NewReader(demoYAML), &f); err != nil {
 		panic(fmt.Sprintf("config: embedded demo config is broken: %v", err)) // a build defect
@@ -258,7 +265,7 @@ func (f File) Validate() error {
 	if err := f.validateCardKey(); err != nil {
 		return err
 	}
-	for _, err := range []error{f.Cluster.Validate(), f.Store.Validate(), f.Ops.Validate(), f.Switch.Validate(), f.Settle.Validate()} {
+	for _, err := range []error{f.Cluster.Validate(), f.Store.Validate(), f.Ops.Validate(), f.Switch.Validate(), f.Settle.Validate(), f.MAC.Validate()} {
 		if err != nil {
 			return err
 		}

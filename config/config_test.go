@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/switchd/switchd/mac"
 )
 
 func TestDemoIsValid(t *testing.T) {
@@ -196,5 +198,26 @@ func TestCardKeyNeverPrints(t *testing.T) {
 		if strings.Contains(s, key) {
 			t.Fatal("card key printed")
 		}
+	}
+}
+
+// mac: names where the KEK comes from (a file or an environment variable,
+// not both); the demo has none.
+func TestMACConfig(t *testing.T) {
+	if d := Demo(); d.MAC.KEKFile != "" || d.MAC.KEKEnv != "" {
+		t.Fatalf("demo has a KEK source: %+v", d.MAC)
+	}
+	f, err := Load(write(t, withKey("mac:\n  kek_file: /etc/switchd/mac.kek\n")))
+	f.Finish()
+	if err != nil || f.MAC.KEKFile != "/etc/switchd/mac.kek" || f.Validate() != nil {
+		t.Fatalf("kek_file: %+v %v %v", f.MAC, err, f.Validate())
+	}
+	f, err = Load(write(t, withKey("mac:\n  kek_file: /etc/switchd/mac.kek\n  kek_env: SWITCHD_KEK\n")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Finish()
+	if err := f.Validate(); !errors.Is(err, mac.ErrConfig) {
+		t.Fatalf("both sources: %v", err)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/switchd/switchd/codec"
 	"github.com/switchd/switchd/currency"
 	"github.com/switchd/switchd/disk"
+	"github.com/switchd/switchd/mac"
 	"github.com/switchd/switchd/oauth"
 	"github.com/switchd/switchd/settle"
 	"github.com/switchd/switchd/store"
@@ -42,6 +43,12 @@ var (
 	// ErrCertMismatch: a message claims a partner (by its acquirer id)
 	// that the connection's client certificate does not speak for.
 	ErrCertMismatch = errors.New("switch: client certificate does not speak for this partner")
+	// ErrMACMissing: a partner that requires a MAC sent a financial
+	// message without one (field 64, or 128 with a secondary bitmap);
+	// ErrMACInvalid: the MAC it sent does not verify under its key (nor,
+	// during an overlap, under its previous one).
+	ErrMACMissing = errors.New("switch: MAC required and missing")
+	ErrMACInvalid = errors.New("switch: MAC does not verify")
 	// ErrNotSignedOn: a financial message on a lane that requires sign-on,
 	// before the connection signed on (or after it signed off).
 	ErrNotSignedOn = errors.New("switch: connection not signed on")
@@ -152,6 +159,14 @@ var table = []struct {
 	{ErrLimitExceeded, Outcome{Code: ExceedsLimit, HTTPStatus: http.StatusUnprocessableEntity, Problem: "limit-exceeded", Title: "Amount exceeds limit"}},
 	{ErrSourceNotAllowed, Outcome{Code: SecurityViolation, HTTPStatus: http.StatusForbidden, Problem: "source-not-allowed", Title: "Source address not allowed for this partner"}},
 	{ErrCertMismatch, Outcome{Code: SecurityViolation, HTTPStatus: http.StatusForbidden, Problem: "certificate-mismatch", Title: "Certificate does not speak for this partner"}},
+	{ErrMACMissing, Outcome{Code: SecurityViolation, HTTPStatus: http.StatusUnauthorized, Problem: "mac-missing", Title: "MAC required"}},
+	{ErrMACInvalid, Outcome{Code: SecurityViolation, HTTPStatus: http.StatusUnauthorized, Problem: "mac-invalid", Title: "MAC does not verify"}},
+	// MAC keys (package mac; its errors never carry key bytes). A node
+	// without the KEK fails closed: 96 to the partner, 409 to ops.
+	{mac.ErrNoKEK, Outcome{Code: SystemMalfunction, HTTPStatus: http.StatusConflict, Problem: "no-kek", Title: "No key-encryption key configured on this node", Detail: true}},
+	{mac.ErrKey, Outcome{Code: SystemMalfunction, HTTPStatus: http.StatusUnprocessableEntity, Problem: "invalid-key", Title: "Invalid key", Detail: true}},
+	{mac.ErrAlg, Outcome{Code: SystemMalfunction, HTTPStatus: http.StatusUnprocessableEntity, Problem: "invalid-mac-algorithm", Title: "Unknown MAC algorithm or padding", Detail: true}},
+	{mac.ErrUnwrap, Outcome{Code: SystemMalfunction, HTTPStatus: http.StatusInternalServerError, Problem: "key-unwrap", Title: "Stored key does not unwrap under this node's KEK"}},
 	{ErrNotSignedOn, Outcome{Code: IssuerUnavailable, HTTPStatus: http.StatusServiceUnavailable, Problem: "not-signed-on", Title: "Sign on first"}},
 	{ErrPartnerSuspended, Outcome{Code: RestrictedCard, HTTPStatus: http.StatusForbidden, Problem: "partner-suspended", Title: "Partner suspended"}},
 	{ErrBadRequest, Outcome{Code: SystemMalfunction, HTTPStatus: http.StatusBadRequest, Problem: "bad-request", Title: "Bad request", Detail: true}},

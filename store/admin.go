@@ -103,6 +103,8 @@ type Admin struct {
 	Event      *AuditEvent      `json:"event,omitempty"`
 	// ClientChange is an OpPutClient's change (clients.go).
 	ClientChange *ClientChange `json:"client_change,omitempty"`
+	// MACKey is OpPutMACKey's change (mackey.go).
+	MACKey *MACKeyChange `json:"mac_key,omitempty"`
 }
 
 // AuditEvent is what OpAudit records.
@@ -179,7 +181,9 @@ func adminJSON(a *Admin) []byte {
 }
 
 // IsAdmin reports whether op is an administrative change.
-func (o Op) IsAdmin() bool { return o >= OpPutRoute && o <= OpAudit || o == OpPutClient }
+func (o Op) IsAdmin() bool {
+	return o >= OpPutRoute && o <= OpAudit || o == OpPutMACKey || o == OpPutClient
+}
 
 // changeErr builds StatusInvalidChange naming the field at fault.
 func changeErr(field, format string, args ...any) Result {
@@ -227,7 +231,7 @@ func (t *txn) adminOp(c *Command) Result {
 		return changeErr("actor", "required, at most %d bytes", idBytesMax)
 	}
 	switch c.Op {
-	case OpPutRoute, OpDeleteRoute, OpReplaceRoutes, OpPutPartner:
+	case OpPutRoute, OpDeleteRoute, OpReplaceRoutes, OpPutPartner, OpPutMACKey:
 		if strings.TrimSpace(a.Reason) == "" {
 			return changeErr("reason", "required for route and partner changes")
 		}
@@ -247,6 +251,8 @@ func (t *txn) adminOp(c *Command) Result {
 		return t.settleAgent(c)
 	case OpPutClient:
 		return t.putClient(c)
+	case OpPutMACKey:
+		return t.putMACKey(c) // mackey.go
 	case OpAudit:
 		ev := a.Event
 		if ev == nil || !validToken(ev.Action, idBytesMax) || !validOptional(ev.Object, keyBytesMax) {
@@ -488,6 +494,10 @@ func (t *txn) putPartner(c *Command) Result {
 		}
 	}
 	before, existed := d.Partner(p.ID)
+	if existed {
+		// The MAC keys change only through OpPutMACKey.
+		p.MAC, p.macKeys = before.MAC, before.macKeys
+	}
 	action := "partner.put"
 	if existed {
 		same := *before
@@ -758,6 +768,10 @@ func loadDirectory(r pebble.Reader) (*Directory, error) {
 	}); err != nil {
 		return nil, err
 	}
+	if err := loadMACKeys(r, d); err != nil {
+		return nil, err
+	}
+
 	if err := scan(pfxClient, func(v []byte) error {
 		c := new(Client)
 		if err := json.Unmarshal(v, c); err != nil {

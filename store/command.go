@@ -67,6 +67,8 @@ func (o Op) String() string {
 		return "audit"
 	case OpPutClient:
 		return "put_client"
+	case OpPutMACKey:
+		return "put_mac_key"
 	}
 	return "unknown"
 }

@@ -111,8 +111,14 @@ type Partner struct {
 	// is rotated (certPinsLiveMax). A partner with pins is served only
 	// over a connection with a live one of them.
 	CertPins []CertPin `json:"cert_pins,omitempty"`
+	// MAC, when set, is the MAC the partner's financial messages must
+	// carry (fields 64/128) and its keys' check values; only OpPutMACKey
+	// changes it (mackey.go).
+	MAC *PartnerMAC `json:"mac,omitempty"`
 	// allow is Allow parsed, filled when the partner enters a directory.
 	allow []netip.Prefix
+	// macKeys are MAC's keys, wrapped; stored in their own record.
+	macKeys *MACKeyMaterial
 }
 
 // CertPin is one client certificate of a partner: the SHA-256 (lower-case

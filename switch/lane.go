@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/switchd/switchd/codec"
+	"github.com/switchd/switchd/mac"
 	"github.com/switchd/switchd/outcome"
 	"github.com/switchd/switchd/payment"
 	"github.com/switchd/switchd/store"
@@ -74,6 +75,7 @@ type Lane struct {
 	cfg     LaneConfig
 	codec   *codec.Codec
 	framer  codec.Framer
+	mac     macLayout // where the dialect puts fields 64/128 (mac.go)
 	pipe    *Pipeline
 	log     *slog.Logger
 	m       *Metrics
@@ -124,6 +126,10 @@ func NewLane(cfg LaneConfig, pipe *Pipeline, requestTimeout time.Duration, logge
 	if err := fr.Validate(); err != nil {
 		return nil, fmt.Errorf("switch: lane %q: %w", cfg.Name, err)
 	}
+	lay, err := macLayoutOf(c)
+	if err != nil {
+		return nil, fmt.Errorf("switch: lane %q: %w", cfg.Name, err)
+	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -142,6 +148,7 @@ func NewLane(cfg LaneConfig, pipe *Pipeline, requestTimeout time.Duration, logge
 		cfg:      cfg,
 		codec:    c,
 		framer:   fr,
+		mac:      lay,
 		pipe:     pipe,
 		log:      logger.With("lane", cfg.Name),
 		m:        m,
@@ -259,7 +266,7 @@ func securityReason(err error) string {
 	case errors.Is(err, outcome.ErrSourceNotAllowed):
 		return "source"
 	}
-	return ""
+	return macReason(err)
 }
 
 // session is one connection's financial session: signed on or not.
@@ -777,6 +784,7 @@ func (l *Lane) handle(log *slog.Logger, ip netip.Addr, sess *session, frame []by
 	resp.Reset()
 
 	var err error
+	var key *mac.Key // signs the answer: the key the request's MAC verified under
 	if uerr := l.codec.Unpack(frame, req); uerr != nil {
 		err = uerr
 		mti, stan, ok := l.codec.Peek(frame)
@@ -798,7 +806,7 @@ func (l *Lane) handle(log *slog.Logger, ip netip.Addr, sess *session, frame []by
 	} else {
 		ctx, cancel := context.WithTimeout(context.Background(), l.timeout)
 		origin := payment.Origin{Lane: l.cfg.Name, Source: ip, CertPin: sess.certPin, CertAt: sess.certAt}
-		err = l.pipe.Process(ctx, origin, req, resp)
+		key, err = l.pipe.processMAC(ctx, origin, l.mac, frame, req, resp)
 		if err == nil && !network && sess.partner.Load() == nil {
 			// Once per connection: who it speaks for, for lane status.
 			if p, aerr := l.pipe.core.Admit(ctx, origin, req.Get(32)); aerr == nil {
@@ -822,7 +830,7 @@ func (l *Lane) handle(log *slog.Logger, ip netip.Addr, sess *session, frame []by
 			}
 		}
 	}
-	packed, perr := l.codec.Pack(nil, resp)
+	packed, perr := l.packAnswer(resp, key)
 	if perr != nil {
 		// Our own answer does not pack: the echoed fields were bad in a
 		// way Unpack accepted. Answer with the bare minimum instead.
@@ -833,7 +841,7 @@ func (l *Lane) handle(log *slog.Logger, ip netip.Addr, sess *session, frame []by
 		resp.MTI = mti
 		resp.Set(11, stan)
 		resp.Set(39, outcome.FormatError)
-		if packed, perr = l.codec.Pack(nil, resp); perr != nil {
+		if packed, perr = l.packAnswer(resp, key); perr != nil {
 			return nil
 		}
 	}
@@ -988,7 +996,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"lane"}),
 		security: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchd_lane_security_violations_total",
-			Help: "Messages declined 63: a client certificate (certificate) or source address (source) that does not speak for the partner claimed.",
+			Help: "Messages declined 63: a client certificate (certificate) or source address (source) that does not speak for the partner claimed, or a MAC that is missing (mac_missing) or does not verify (mac_invalid).",
 		}, []string{"lane", "reason"}),
 		laneCertNotAfter: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "switchd_lane_certificate_not_after_seconds", Help: "When the lane's own TLS certificate expires (unix time).",

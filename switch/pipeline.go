@@ -24,6 +24,7 @@ import (
 type Pipeline struct {
 	core *payment.Core
 	log  *slog.Logger
+	macs *macGuard // MAC keys of partners that require one (mac.go)
 }
 
 // NewPipeline builds the front door over core.
@@ -31,7 +32,7 @@ func NewPipeline(core *payment.Core, logger *slog.Logger) *Pipeline {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Pipeline{core: core, log: logger}
+	return &Pipeline{core: core, log: logger, macs: newMACGuard()}
 }
 
 // Process answers req, which came from o, into resp and returns the

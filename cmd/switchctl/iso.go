@@ -45,6 +45,7 @@ type isoSendFlags struct {
 	actual                                  string
 	expect                                  string
 	tlsCA, tlsCert, tlsKey                  string
+	macKeyFile, macAlg, macPadding          string
 	signOn                                  bool
 	fields                                  fieldList
 	timeout                                 time.Duration
@@ -77,6 +78,9 @@ func isoSendFlagSet(f *isoSendFlags) *flag.FlagSet {
 	fs.StringVar(&f.expect, "expect", "", "exit 1 unless the answer's response code (field 39) is `CODE`, e.g. 00 or 62")
 	fs.Var(&f.fields, "field", "extra or overriding field, `id=value` (repeatable), e.g. 48=BT=ELEC")
 	fs.DurationVar(&f.timeout, "timeout", 10*time.Second, "how long to wait for the answer")
+	fs.StringVar(&f.macKeyFile, "mac-key-file", "", "MAC the request (field 64/128) with the key in this `file` (hex; - reads stdin) and check the answer's MAC")
+	fs.StringVar(&f.macAlg, "mac-alg", "", "MAC algorithm: x919 (default) or aes-cmac")
+	fs.StringVar(&f.macPadding, "mac-padding", "", "x919 padding: m1 (default) or m2")
 	return fs
 }
 
@@ -106,6 +110,15 @@ func isoSend(args []string, stdout io.Writer) error {
 	req, err := buildMessage(&f, time.Now().UTC())
 	if err != nil {
 		return err
+	}
+	im, err := loadISOMAC(&f, c)
+	if err != nil {
+		return err
+	}
+	if im != nil {
+		if err := im.sign(req, c); err != nil {
+			return err
+		}
 	}
 	payload, err := c.Pack(nil, req)
 	if err != nil {
@@ -142,12 +155,17 @@ func isoSend(args []string, stdout io.Writer) error {
 		}
 		so = &signOn{frame: sframe, req: sreq}
 	}
-	resp, err := exchange(f.addr, tcfg, so, frame, req, c, framer, f.timeout)
+	resp, raw, err := exchange(f.addr, tcfg, so, frame, req, c, framer, f.timeout)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "← %s in %.1f ms\n", resp.MTI, float64(time.Since(start).Microseconds())/1000)
 	writeMessage(stdout, resp, fields)
+	if im != nil {
+		if err := im.check(resp, raw, stdout); err != nil {
+			return err
+		}
+	}
 	if f.expect != "" && resp.Get(39) != f.expect {
 		return fmt.Errorf("response code %q, expected %q", resp.Get(39), f.expect)
 	}
@@ -337,7 +355,7 @@ type signOn struct {
 	req   *codec.Message
 }
 
-func exchange(addr string, tcfg *tls.Config, so *signOn, frame []byte, req *codec.Message, c *codec.Codec, framer codec.Framer, timeout time.Duration) (*codec.Message, error) {
+func exchange(addr string, tcfg *tls.Config, so *signOn, frame []byte, req *codec.Message, c *codec.Codec, framer codec.Framer, timeout time.Duration) (*codec.Message, []byte, error) {
 	var nc net.Conn
 	var err error
 	if tcfg != nil {
@@ -347,50 +365,51 @@ func exchange(addr string, tcfg *tls.Config, so *signOn, frame []byte, req *code
 	}
 	if err != nil {
 		if errors.Is(err, syscall.ECONNREFUSED) {
-			return nil, fmt.Errorf("cannot connect to the switch at %s (--addr): connection refused; is switchd running?", addr)
+			return nil, nil, fmt.Errorf("cannot connect to the switch at %s (--addr): connection refused; is switchd running?", addr)
 		}
-		return nil, fmt.Errorf("cannot connect to the switch at %s (--addr): %w", addr, err)
+		return nil, nil, fmt.Errorf("cannot connect to the switch at %s (--addr): %w", addr, err)
 	}
 	defer nc.Close()
 	if err := nc.SetDeadline(time.Now().Add(timeout)); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	br := bufio.NewReader(nc)
 	if so != nil {
-		resp, err := roundTrip(nc, br, addr, so.frame, so.req, c, framer, timeout)
+		resp, _, err := roundTrip(nc, br, addr, so.frame, so.req, c, framer, timeout)
 		if err != nil {
-			return nil, fmt.Errorf("sign-on: %w", err)
+			return nil, nil, fmt.Errorf("sign-on: %w", err)
 		}
 		if rc := resp.Get(39); rc != "00" {
-			return nil, fmt.Errorf("sign-on answered %s", rc)
+			return nil, nil, fmt.Errorf("sign-on answered %s", rc)
 		}
 	}
 	return roundTrip(nc, br, addr, frame, req, c, framer, timeout)
 }
 
-// roundTrip sends one frame and reads until the answer to req.
-func roundTrip(nc net.Conn, br *bufio.Reader, addr string, frame []byte, req *codec.Message, c *codec.Codec, framer codec.Framer, timeout time.Duration) (*codec.Message, error) {
+// roundTrip sends one frame and reads until the answer to req; it returns
+// the answer and its bytes as they arrived (no length header).
+func roundTrip(nc net.Conn, br *bufio.Reader, addr string, frame []byte, req *codec.Message, c *codec.Codec, framer codec.Framer, timeout time.Duration) (*codec.Message, []byte, error) {
 	if _, err := nc.Write(frame); err != nil {
-		return nil, fmt.Errorf("sending to %s: %w", addr, err)
+		return nil, nil, fmt.Errorf("sending to %s: %w", addr, err)
 	}
 	for range answersSkippedMax {
 		b, err := framer.ReadFrame(br, nil)
 		var ne net.Error
 		switch {
 		case errors.As(err, &ne) && ne.Timeout():
-			return nil, fmt.Errorf("no answer from %s within %s", addr, timeout)
+			return nil, nil, fmt.Errorf("no answer from %s within %s", addr, timeout)
 		case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-			return nil, fmt.Errorf("%s closed the connection without answering (the switch closes on unreadable messages)", addr)
+			return nil, nil, fmt.Errorf("%s closed the connection without answering (the switch closes on unreadable messages)", addr)
 		case err != nil:
-			return nil, fmt.Errorf("reading the answer from %s: %w", addr, err)
+			return nil, nil, fmt.Errorf("reading the answer from %s: %w", addr, err)
 		}
 		resp := &codec.Message{}
 		if err := c.Unpack(b, resp); err != nil {
-			return nil, fmt.Errorf("the answer does not unpack: %w", err)
+			return nil, nil, fmt.Errorf("the answer does not unpack: %w", err)
 		}
 		if resp.Get(11) == req.Get(11) && (resp.Get(7) == req.Get(7) || !resp.Has(7)) {
-			return resp, nil
+			return resp, b, nil
 		}
 	}
-	return nil, fmt.Errorf("%s sent %d frames, none answering STAN %s", addr, answersSkippedMax, req.Get(11))
+	return nil, nil, fmt.Errorf("%s sent %d frames, none answering STAN %s", addr, answersSkippedMax, req.Get(11))
 }

@@ -25,7 +25,8 @@ import (
 
 // Partners and OTC agents:
 //
-//	switchctl partners list | get ID
+//	switchctl partners list | get ID | show ID
+//	switchctl partners mac-key set --partner ID … (mackeys.go)
 //	switchctl partners set ID [--acquirer-ids A,B] [--lanes L,M] [--settlement-account A]
 //	    [--withdrawal-max 500.00 [--currency USD]] [--payer-type T] [--payer-types T,U] [--allow CIDR,…]
 //	    [--cert-pins SHA256@NOT-AFTER,… | --add-cert CERT.pem [--not-after RFC3339] | --remove-cert-pin SHA256] --reason TEXT
@@ -50,6 +51,8 @@ type partner struct {
 	Allow             []string  `json:"allow"`
 	CertPins          []certPin `json:"cert_pins"`
 	Suspended         bool      `json:"suspended"`
+	// MAC is read-only here: partners mac-key set changes it.
+	MAC *partnerMAC `json:"mac"`
 }
 
 // certPin is store.CertPin as the API writes it.
@@ -110,7 +113,7 @@ func accountCurrency(ctx context.Context, o *opsFlags, id string) string {
 
 func partnersCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	if len(args) == 0 {
-		return usagef("partners: want list, get, set, suspend or resume")
+		return usagef("partners: want list, get, show, set, mac-key, suspend or resume")
 	}
 	var o opsFlags
 	fs := flag.NewFlagSet("switchctl partners "+args[0], flag.ContinueOnError)
@@ -140,13 +143,13 @@ func partnersCmd(ctx context.Context, args []string, stdout io.Writer) error {
 				orDash(strings.Join(p.PayerTypes, ",")), orDash(p.SettlementAccount), withdrawalMax(p, ccys[p.SettlementAccount]))
 		}
 		return t.write(stdout)
-	case "get":
+	case "get", "show":
 		pos, err := parseCmd(fs, args[1:], stdout)
 		if err != nil {
 			return err
 		}
 		if len(pos) != 1 {
-			return usagef("partners get: want one partner id")
+			return usagef("partners %s: want one partner id", args[0])
 		}
 		body, err := o.get(ctx, "/v1/partners/"+url.PathEscape(pos[0]), nil)
 		if err != nil || o.json {
@@ -155,6 +158,8 @@ func partnersCmd(ctx context.Context, args []string, stdout io.Writer) error {
 		return printPartner(ctx, &o, stdout, body, "")
 	case "set":
 		return partnerSet(ctx, &o, fs, args[1:], stdout)
+	case "mac-key":
+		return partnersMACKey(ctx, &o, fs, args[1:], os.Stdin, stdout) // mackeys.go
 	case "suspend", "resume":
 		reason := fs.String("reason", "", "why (required: the audit chain records it)")
 		pos, err := parseCmd(fs, args[1:], stdout)
@@ -182,7 +187,7 @@ func partnersCmd(ctx context.Context, args []string, stdout io.Writer) error {
 		fmt.Fprintf(stdout, "partner %s is now %s\n", p.ID, partnerState(p.partner))
 		return nil
 	}
-	return usagef("partners: unknown command %q (want list, get, set, suspend or resume)", args[0])
+	return usagef("partners: unknown command %q (want list, get, show, set, mac-key, suspend or resume)", args[0])
 }
 
 func partnerState(p partner) string {
@@ -362,6 +367,7 @@ func printPartner(ctx context.Context, o *opsFlags, stdout io.Writer, body []byt
 		}
 		fmt.Fprintf(tw, "cert pin %d\t%s until %s (%s)\n", i+1, pin.SHA256, pin.NotAfter.UTC().Format(time.RFC3339), state)
 	}
+	printMAC(tw, p.MAC)
 	return tw.Flush()
 }
 
@@ -409,7 +415,7 @@ func agentsCmd(ctx context.Context, args []string, stdout io.Writer) error {
 			fmt.Fprintf(stdout, "(more: --after %s)\n", page.Agents[n-1].ID)
 		}
 		return nil
-	case "get":
+	case "get", "show":
 		pos, err := parseCmd(fs, args[1:], stdout)
 		if err != nil {
 			return err

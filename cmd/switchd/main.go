@@ -21,6 +21,7 @@ import (
 	"github.com/switchd/switchd/cluster"
 	"github.com/switchd/switchd/config"
 	"github.com/switchd/switchd/oauth"
+	"github.com/switchd/switchd/mac"
 	"github.com/switchd/switchd/ops"
 	"github.com/switchd/switchd/outcome"
 	"github.com/switchd/switchd/payment"
@@ -240,6 +241,18 @@ func run(ctx context.Context, cfg config.File, log *slog.Logger) error {
 	core.GuardDisk(guard, st) // a full disk fails closed
 	defer handOverWhenShort(guard, node, log.With("component", "disk"))()
 	pipe := switching.NewPipeline(core, log.With("component", "switch"))
+	// The KEK unwraps partners' MAC keys on the lanes and wraps new ones
+	// in ops; without one, MAC partners are declined 96 here.
+	kek, err := mac.LoadKEK(cfg.MAC)
+	if err != nil {
+		return err
+	}
+	if kek != nil {
+		log.Info("MAC key-encryption key loaded", "kek", kek.ID())
+		pipe.UseKEK(kek)
+	} else {
+		log.Info("no MAC key-encryption key (mac.kek_file, mac.kek_env): partners that require a MAC are declined 96 on this node")
+	}
 	// Seeding belongs to the node that bootstraps: in the background,
 	// retried until a leader takes it, and a no-op once the seeds exist
 	// (partners, agents and routes only ever seed a brand-new cluster).
@@ -335,6 +348,7 @@ func run(ctx context.Context, cfg config.File, log *slog.Logger) error {
 		}
 		return res, err
 	})
+	srv.HandleMACKeys(kek)
 	srv.HandleSettlement(settlement)
 	srv.HandleRecon(settlement)
 	if err := srv.Start(); err != nil {
