@@ -20,8 +20,8 @@ import (
 
 	"github.com/switchd/switchd/cluster"
 	"github.com/switchd/switchd/config"
-	"github.com/switchd/switchd/oauth"
 	"github.com/switchd/switchd/mac"
+	"github.com/switchd/switchd/oauth"
 	"github.com/switchd/switchd/ops"
 	"github.com/switchd/switchd/outcome"
 	"github.com/switchd/switchd/payment"
