@@ -26,7 +26,7 @@ func TestMACEndToEnd(t *testing.T) {
 	key := write("partner.key", "7962D9ECE03D1ACD4C76089DCE131543")
 	wrong := write("wrong.key", "0123456789ABCDEFFEDCBA9876543210")
 	n := switchdtest.StartWith(t, switchdtest.Build(t), switchdtest.Options{Extra: "mac:\n  kek_file: " + kek + "\n"})
-	ops := []string{"--ops", n.OpsURL, "--actor", "alice"}
+	ops := []string{"--ops", n.OpsURL, "--credentials", n.Credentials}
 
 	args := append([]string{"partners", "mac-key", "set", "--partner", "demo-acquirer", "--alg", "x919", "--key-file", key,
 		"--kcv", "000000", "--reason", "onboarding"}, ops...)
