@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"runtime"
 	"strings"
 	"testing"
@@ -88,40 +87,12 @@ func TestLaneAllowConfig(t *testing.T) {
 }
 
 // TestLaneAllowlistAcrossNamespaces: a partner in its own network
-// namespace, reaching the lane over a veth pair from 10.231.x.2, is
+// namespace, reaching the lane over a veth pair (netnsPair) from 10.231.x.2, is
 // served when its address is listed and refused before a byte when not.
 // Needs root and iproute2 (CI has both); skips otherwise.
 func TestLaneAllowlistAcrossNamespaces(t *testing.T) {
-	skip := t.Skip
-	if os.Getenv("SWITCHD_REQUIRE_NETNS") != "" {
-		skip = t.Fatal // CI: the real test must run, never skip
-	}
-	if os.Geteuid() != 0 {
-		skip("needs root for network namespaces")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		skip("needs iproute2 (ip)")
-	}
-	ns := fmt.Sprintf("swd-allow-%d", os.Getpid())
-	host, peer := fmt.Sprintf("swdh%d", os.Getpid()%100000), fmt.Sprintf("swdp%d", os.Getpid()%100000)
-	oct := 1 + os.Getpid()%250
-	hostIP, peerIP := fmt.Sprintf("10.231.%d.1", oct), fmt.Sprintf("10.231.%d.2", oct)
-	run := func(args ...string) {
-		t.Helper()
-		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-			t.Fatalf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-	}
-	run("netns", "add", ns)
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
-	run("link", "add", host, "type", "veth", "peer", "name", peer)
-	t.Cleanup(func() { exec.Command("ip", "link", "del", host).Run() })
-	run("link", "set", peer, "netns", ns)
-	run("addr", "add", hostIP+"/30", "dev", host)
-	run("link", "set", host, "up")
-	run("-n", ns, "addr", "add", peerIP+"/30", "dev", peer)
-	run("-n", ns, "link", "set", peer, "up")
-	run("-n", ns, "link", "set", "lo", "up")
+	ns, hostIP, peerIPs := netnsPair(t, "allow", 231)
+	peerIP := peerIPs[0]
 
 	h := newHarness(t, nil)
 	served := newTestLane(h, func(lc *switching.LaneConfig) {

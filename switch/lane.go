@@ -213,14 +213,16 @@ func (l *Lane) accept() {
 		if !ok || !allowed(*l.allow.Load(), ip) {
 			// Before a byte is read: a stranger learns nothing but that
 			// the port is open (a firewall in front should not let it in).
-			c.Close()
-			// The line before the count: whoever sees the count sees the line.
+			// The line, then the count, then the close: whoever sees the
+			// connection closed sees the count, and whoever sees the count
+			// sees the line.
 			if l.notAllowed.due(ip, time.Now()) {
 				l.log.Warn("connection refused: source not in the lane's allowlist", "source", ip.String(),
 					"next_line_for_this_source_after", notAllowedLogEvery)
 			}
 			l.refuse(refusedNotAllowed)
 			l.audit.Refused(l.cfg.Name, refusedNotAllowed, ip, "")
+			c.Close()
 			continue
 		}
 		src := sourceOf(c.RemoteAddr())
@@ -242,11 +244,11 @@ func (l *Lane) accept() {
 			continue
 		}
 		l.mu.Unlock()
+		if refused != "" {
+			l.refuse(refused) // counted before the close, as above
+		}
 		// Nothing was read: a plain close (no linger) is safe and cheap.
 		c.Close()
-		if refused != "" {
-			l.refuse(refused)
-		}
 	}
 }
 
