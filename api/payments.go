@@ -21,7 +21,6 @@ import (
 // the core scopes it by partner), and a payment's reference is the key
 // its refunds name it by ("rest|" + reference), as field 37 is for ISO.
 
-
 // checkKey refuses a missing or malformed Idempotency-Key (400): without
 // one a retry could not be told from a new payment.
 func checkKey(k string) *Problem {
