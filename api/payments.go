@@ -116,7 +116,7 @@ func (s *Server) registerPayments() {
 	huma.Register(s.api, huma.Operation{
 		OperationID: "create-payment", Method: http.MethodPost, Path: "/v1/payments", Summary: "Make a payment",
 		Description:   "Debits the debtor account and credits the account the routing table names for (bill type, payer type, partner).",
-		DefaultStatus: http.StatusCreated, Errors: problems, Tags: []string{"payments"},
+		DefaultStatus: http.StatusCreated, Errors: problems, MaxBodyBytes: bodyBytesMax, Tags: []string{"payments"},
 		Security: []map[string][]string{{"oauth2": {ScopePaymentsWrite}}}, Metadata: map[string]any{"scope": ScopePaymentsWrite},
 	}, func(ctx context.Context, in *struct {
 		IdempotencyKey string `header:"Idempotency-Key" maxLength:"64" doc:"The request's key: a retry with the same key and body gets the stored answer, another body with it a 409"`
@@ -127,7 +127,7 @@ func (s *Server) registerPayments() {
 	huma.Register(s.api, huma.Operation{
 		OperationID: "pay-bill", Method: http.MethodPost, Path: "/v1/bill/pay", Summary: "Pay a bill",
 		Description:   "Routed by (bill_type, payer_type, partner) exactly like an ISO 8583 bill payment (processing code 50, field 48 BT=).",
-		DefaultStatus: http.StatusCreated, Errors: problems, Tags: []string{"bill payment"},
+		DefaultStatus: http.StatusCreated, Errors: problems, MaxBodyBytes: bodyBytesMax, Tags: []string{"bill payment"},
 		Security: []map[string][]string{{"oauth2": {ScopePaymentsWrite}}}, Metadata: map[string]any{"scope": ScopePaymentsWrite},
 	}, func(ctx context.Context, in *struct {
 		IdempotencyKey string `header:"Idempotency-Key" maxLength:"64" doc:"The request's key: a retry with the same key and body gets the stored answer, another body with it a 409"`
@@ -160,7 +160,7 @@ func (s *Server) registerPayments() {
 	huma.Register(s.api, huma.Operation{
 		OperationID: "refund-payment", Method: http.MethodPost, Path: "/v1/payments/{id}/refunds", Summary: "Refund a payment, fully or in part",
 		Description:   "Several refunds may follow one payment, up to its amount (then 422 exceeds-original).",
-		DefaultStatus: http.StatusCreated, Errors: problems, Tags: []string{"payments"},
+		DefaultStatus: http.StatusCreated, Errors: problems, MaxBodyBytes: bodyBytesMax, Tags: []string{"payments"},
 		Security: []map[string][]string{{"oauth2": {ScopePaymentsWrite}}}, Metadata: map[string]any{"scope": ScopePaymentsWrite},
 	}, func(ctx context.Context, in *struct {
 		IdempotencyKey string `header:"Idempotency-Key" maxLength:"64" doc:"The request's key: a retry with the same key and body gets the stored answer, another body with it a 409"`
@@ -172,7 +172,7 @@ func (s *Server) registerPayments() {
 	huma.Register(s.api, huma.Operation{
 		OperationID: "check-funds", Method: http.MethodPost, Path: "/v1/accounts/{id}/check-funds", Summary: "Check funds",
 		Description: "Whether the account could pay the amount now, from its available balance (linearizable). Nothing is held.",
-		Errors:      []int{400, 401, 403, 404, 422, 503}, Tags: []string{"bank API"},
+		Errors:      []int{400, 401, 403, 404, 422, 503}, Tags: []string{"bank API"}, MaxBodyBytes: bodyBytesMax,
 		Security: []map[string][]string{{"oauth2": {ScopeAccountsRead}}}, Metadata: map[string]any{"scope": ScopeAccountsRead},
 	}, func(ctx context.Context, in *struct {
 		ID   string `path:"id" maxLength:"64"`

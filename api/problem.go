@@ -99,7 +99,11 @@ func installErrors() {
 				}
 				var d huma.ErrorDetailer
 				if errors.As(e, &d) {
-					details = append(details, d.ErrorDetail())
+					// The location and the rule, not the value: a problem
+					// never echoes what was sent.
+					ed := *d.ErrorDetail()
+					ed.Value = nil
+					details = append(details, &ed)
 				} else {
 					details = append(details, &huma.ErrorDetail{Message: e.Error()})
 				}

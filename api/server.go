@@ -97,7 +97,7 @@ func New(cfg Config, core *payment.Core, ledger Ledger, auth *oauth.Server, logg
 		return nil, err
 	}
 	s.srv = &http.Server{
-		Handler: http.MaxBytesHandler(s.mux, bodyBytesMax), TLSConfig: tc,
+		Handler: http.MaxBytesHandler(s.mux, bodyBytesHardMax), TLSConfig: tc,
 		ReadHeaderTimeout: readHeaderTimeout, ReadTimeout: readTimeout, WriteTimeout: writeTimeout,
 		IdleTimeout: idleTimeout, MaxHeaderBytes: headerBytesMax,
 		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
