@@ -50,6 +50,10 @@ type Config struct {
 	// Lane is the name the core checks against a partner's lanes: a
 	// partner calls this API only if its record lists this lane.
 	Lane string `yaml:"lane"`
+	// Partners may use the API when a new cluster is seeded (the API lane
+	// is added to their lanes, as a lane's partners: list does); later,
+	// a partner record's lanes decide.
+	Partners []string `yaml:"partners"`
 	// TLS is the listener's certificate and, optionally, the CAs of
 	// partners' client certificates (mutual TLS; tokens of tls_client_auth
 	// clients are bound to them). Unset: a certificate from a development

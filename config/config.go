@@ -320,6 +320,11 @@ func (f File) validateAgents() error {
 				ErrConfig, i, a.Partner, store.PayerOTCAgent)
 		}
 	}
+	for _, id := range f.API.Partners {
+		if !slices.ContainsFunc(f.Switch.Partners, func(p switching.Partner) bool { return p.ID == id }) {
+			return fmt.Errorf("%w: api.partners names unknown partner %q", ErrConfig, id)
+		}
+	}
 	return nil
 }
 
@@ -327,6 +332,15 @@ func (f File) validateAgents() error {
 // partners, agents and routes on a brand-new cluster only.
 func (f File) Seeds() payment.Seeds {
 	partners, routes := f.Switch.DirectorySeeds()
+	// The partner API is a lane too: the partners its partners: list
+	// names may use it, as a lane's list does.
+	if f.API.Listen != "" {
+		for i := range partners {
+			if slices.Contains(f.API.Partners, partners[i].ID) && !slices.Contains(partners[i].Lanes, f.API.Lane) {
+				partners[i].Lanes = append(partners[i].Lanes, f.API.Lane)
+			}
+		}
+	}
 	return payment.Seeds{Accounts: f.Accounts, Partners: partners, Routes: routes, Agents: f.Agents}
 }
 
