@@ -7,6 +7,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -368,4 +370,33 @@ func TestOpenAPIDocument(t *testing.T) {
 		t.Errorf("reference page: %d", d.code)
 	}
 	_ = fmt.Sprint
+}
+
+// The document validates with an independent validator from npm
+// (@seriousme/openapi-schema-validator, OpenAPI 3.0/3.1 JSON schemas),
+// installed by .ci/run, which names it in SWITCHD_OPENAPI_VALIDATOR.
+func TestOpenAPIValidatesWithNPM(t *testing.T) {
+	bin := os.Getenv("SWITCHD_OPENAPI_VALIDATOR")
+	if bin == "" {
+		if os.Getenv("SWITCHD_REQUIRE_OPENAPI_VALIDATOR") == "1" {
+			t.Fatal("SWITCHD_OPENAPI_VALIDATOR is not set")
+		}
+		t.Skip("no npm OpenAPI validator (SWITCHD_OPENAPI_VALIDATOR; .ci/run installs one)")
+	}
+	n := startNode(t)
+	a := n.call(t, "", "GET", "/v1/openapi.json", "", "")
+	doc := filepath.Join(t.TempDir(), "openapi.json")
+	if err := os.WriteFile(doc, []byte(a.body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(bin, doc).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), `"valid": true`) {
+		t.Fatalf("validate-api: %v\n%s", err, out)
+	}
+	// The validator can fail: a document without info is refused.
+	bad := filepath.Join(t.TempDir(), "bad.json")
+	os.WriteFile(bad, []byte(`{"openapi":"3.1.0","paths":{}}`), 0o600)
+	if out, _ := exec.Command(bin, bad).CombinedOutput(); strings.Contains(string(out), `"valid": true`) {
+		t.Fatalf("the validator took a broken document:\n%s", out)
+	}
 }
