@@ -18,6 +18,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/switchd/switchd/api"
 	"github.com/switchd/switchd/cluster"
 	"github.com/switchd/switchd/disk"
 	"github.com/switchd/switchd/mac"
@@ -88,6 +89,10 @@ type File struct {
 	// every node of a cluster needs the same one. None (the demo): partners
 	// that require a MAC are declined 96 on this node.
 	MAC mac.Config `yaml:"mac"`
+	// API is the partner REST front door (package api); the demo serves
+	// it on https://127.0.0.1:8443, a config file only with an api:
+	// section.
+	API api.Config `yaml:"api"`
 }
 
 // Demo is the embedded demo configuration over the components' defaults.
@@ -97,6 +102,7 @@ func Demo() File {
 		Cluster:   cluster.DefaultConfig(),
 		Store:     store.DefaultConfig(),
 		Ops:       ops.DefaultConfig(),
+		API:       api.DefaultConfig(),
 		Switch:    switching.DefaultConfig(),
 		Settle:    settle.DefaultConfig(),
 		Disk:      disk.DefaultConfig(),
@@ -118,6 +124,11 @@ func Load(path string) (File, error) {
 	f := Demo()
 	f.demo = false
 	f.Switch.CardKey = ""
+	// What only the demo has: a file enables the partner API with an api:
+	// section of its own (several nodes on one machine would all take
+	// the demo's port), and makes its own partner clients.
+	f.API = api.Config{Lane: api.DefaultConfig().Lane}
+	f.Ops.Auth.BootstrapPartnerClients = nil
 	fh, err := os.Open(path)
 	if err != nil {
 		return f, fmt.Errorf("%w: %w", ErrConfig, err)
@@ -265,7 +276,7 @@ func (f File) Validate() error {
 	if err := f.validateCardKey(); err != nil {
 		return err
 	}
-	for _, err := range []error{f.Cluster.Validate(), f.Store.Validate(), f.Ops.Validate(), f.Switch.Validate(), f.Settle.Validate(), f.MAC.Validate()} {
+	for _, err := range []error{f.Cluster.Validate(), f.Store.Validate(), f.Ops.Validate(), f.API.Validate(), f.Switch.Validate(), f.Settle.Validate(), f.MAC.Validate()} {
 		if err != nil {
 			return err
 		}
@@ -309,6 +320,11 @@ func (f File) validateAgents() error {
 				ErrConfig, i, a.Partner, store.PayerOTCAgent)
 		}
 	}
+	for _, id := range f.API.Partners {
+		if !slices.ContainsFunc(f.Switch.Partners, func(p switching.Partner) bool { return p.ID == id }) {
+			return fmt.Errorf("%w: api.partners names unknown partner %q", ErrConfig, id)
+		}
+	}
 	return nil
 }
 
@@ -316,6 +332,15 @@ func (f File) validateAgents() error {
 // partners, agents and routes on a brand-new cluster only.
 func (f File) Seeds() payment.Seeds {
 	partners, routes := f.Switch.DirectorySeeds()
+	// The partner API is a lane too: the partners its partners: list
+	// names may use it, as a lane's list does.
+	if f.API.Listen != "" {
+		for i := range partners {
+			if slices.Contains(f.API.Partners, partners[i].ID) && !slices.Contains(partners[i].Lanes, f.API.Lane) {
+				partners[i].Lanes = append(partners[i].Lanes, f.API.Lane)
+			}
+		}
+	}
 	return payment.Seeds{Accounts: f.Accounts, Partners: partners, Routes: routes, Agents: f.Agents}
 }
 

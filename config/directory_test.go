@@ -23,7 +23,7 @@ func TestDemoSeeds(t *testing.T) {
 	s := f.Seeds()
 	got := fmt.Sprintf("%+v", s.Partners)
 	for _, want := range []string{
-		"ID:demo-acquirer AcquirerIDs:[100001] Lanes:[demo] SettlementAccount:demo-acquirer-settlement WithdrawalMax:50000 PayerType:bank_customer PayerTypes:[mfs_user]",
+		"ID:demo-acquirer AcquirerIDs:[100001] Lanes:[demo api] SettlementAccount:demo-acquirer-settlement WithdrawalMax:50000 PayerType:bank_customer PayerTypes:[mfs_user]",
 		"ID:demo-agents AcquirerIDs:[100002] Lanes:[demo] SettlementAccount:demo-agents-settlement WithdrawalMax:0 PayerType:otc_agent",
 	} {
 		if !strings.Contains(got, want) {

@@ -70,6 +70,28 @@ func Bootstrap(ctx context.Context, path string, dir Directory, propose Proposer
 		log.Info("oauth: the cluster has clients; no bootstrap", "credentials", path)
 		return nil
 	}
+	return makeClient(ctx, path, store.ClientBootstrap, BootstrapClientID, Scopes, "the first admin client of a new cluster", propose, log)
+}
+
+// BootstrapPartner makes a client for partner id with every partner API
+// scope, its credentials in path (0600), unless the client exists. The
+// demo makes one for demo-acquirer so that the README's calls work as
+// they are; a partner in production gets its client from an admin
+// (switchctl clients create).
+func BootstrapPartner(ctx context.Context, path, id string, dir Directory, propose Proposer, log *slog.Logger) error {
+	if _, ok := dir().Client(id); ok {
+		return nil
+	}
+	return makeClient(ctx, path, store.ClientCreate, id, PartnerScopes, "a partner client of the demo", propose, log)
+}
+
+// makeClient proposes a new client with a fresh secret and writes the
+// credentials to path once it is committed. The secret is written to a
+// temporary file next to path before it is proposed, and renamed into
+// place after: a crash in between leaves the secret on disk rather than a
+// client nobody can use, and a node that loses the race to another one
+// (StatusExists) removes its own file.
+func makeClient(ctx context.Context, path, action, id string, scopes []string, reason string, propose Proposer, log *slog.Logger) error {
 	secret, err := NewSecret()
 	if err != nil {
 		return err
@@ -78,7 +100,7 @@ func Bootstrap(ctx context.Context, path string, dir Directory, propose Proposer
 	if err != nil {
 		return err
 	}
-	b, _ := json.MarshalIndent(Credentials{ClientID: BootstrapClientID, ClientSecret: secret}, "", "  ")
+	b, _ := json.MarshalIndent(Credentials{ClientID: id, ClientSecret: secret}, "", "  ")
 	var nonce [8]byte
 	if _, err := rand.Read(nonce[:]); err != nil {
 		return err
@@ -86,15 +108,15 @@ func Bootstrap(ctx context.Context, path string, dir Directory, propose Proposer
 	// One key for every retry of this node's attempt: a retry after an
 	// answer was lost gets the FSM's recorded answer, and another node's
 	// attempt (its own key) finds the client there (StatusExists).
-	key := "client|bootstrap|" + hex.EncodeToString(nonce[:])
+	key := "client|" + action + "|" + hex.EncodeToString(nonce[:])
 	tmp := path + ".pending-" + hex.EncodeToString(nonce[:])
 	if err := writeFileAtomic(tmp, append(b, '\n')); err != nil {
-		return fmt.Errorf("oauth: bootstrap credentials: %w", err)
+		return fmt.Errorf("oauth: client credentials: %w", err)
 	}
 	cmd := store.Command{Op: store.OpPutClient, Key: key, Fingerprint: key,
-		Admin: &store.Admin{Actor: "system:bootstrap", Reason: "the first admin client of a new cluster",
-			ClientChange: &store.ClientChange{Action: store.ClientBootstrap,
-				Client: store.Client{ID: BootstrapClientID, Scopes: Scopes, Secrets: []store.ClientSecret{{Hash: hash}}}}}}
+		Admin: &store.Admin{Actor: "system:bootstrap", Reason: reason,
+			ClientChange: &store.ClientChange{Action: action,
+				Client: store.Client{ID: id, Scopes: scopes, Secrets: []store.ClientSecret{{Hash: hash}}}}}}
 	for {
 		cmd.Time = time.Now().UnixNano()
 		res, err := propose(ctx, cmd)
@@ -102,23 +124,23 @@ func Bootstrap(ctx context.Context, path string, dir Directory, propose Proposer
 			switch res.Status {
 			case store.StatusOK:
 				if err := os.Rename(tmp, path); err != nil {
-					return fmt.Errorf("oauth: bootstrap: the admin client exists; its credentials are in %s: %w", tmp, err)
+					return fmt.Errorf("oauth: client %s exists; its credentials are in %s: %w", id, tmp, err)
 				}
 				abs, _ := filepath.Abs(path)
-				log.Info("oauth: created the admin client; its credentials (client id and secret) are in this 0600 file", "credentials", abs)
+				log.Info("oauth: created a client; its credentials (client id and secret) are in this 0600 file", "client", id, "credentials", abs)
 				return nil
 			case store.StatusExists:
 				os.Remove(tmp)
-				log.Info("oauth: the cluster has clients; no bootstrap", "credentials", path)
+				log.Info("oauth: the client exists; not made again", "client", id, "credentials", path)
 				return nil
 			default:
 				os.Remove(tmp)
-				return fmt.Errorf("oauth: bootstrap refused: %s %s", res.Status, res.Detail)
+				return fmt.Errorf("oauth: client %s refused: %s %s", id, res.Status, res.Detail)
 			}
 		}
 		// Not taken, or taken with the answer lost: keep the file and
 		// retry the same command.
-		log.Debug("oauth: bootstrap not taken yet; retrying", "err", err)
+		log.Debug("oauth: client not taken yet; retrying", "client", id, "err", err)
 		select {
 		case <-ctx.Done():
 			return ctx.Err()

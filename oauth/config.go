@@ -31,7 +31,17 @@ const (
 	ScopeKeysWrite    = "keys:write"    // change partners' MAC keys
 )
 
-// Scopes is every scope, for the bootstrap admin client and validation.
+// Partner API scopes (package api): what partners' clients hold.
+const (
+	ScopePaymentsWrite = "payments:write" // make payments, bill payments and refunds
+	ScopePaymentsRead  = "payments:read"  // read payments
+	ScopeAccountsRead  = "accounts:read"  // check funds
+)
+
+// PartnerScopes is every partner API scope.
+var PartnerScopes = []string{ScopePaymentsWrite, ScopePaymentsRead, ScopeAccountsRead}
+
+// Scopes is every ops scope, for the bootstrap admin client and validation.
 var Scopes = []string{ScopeOpsRead, ScopeOpsWrite, ScopeRoutesWrite, ScopeSettleWrite,
 	ScopeClusterAdmin, ScopeAuditRead, ScopeClientsAdmin, ScopeKeysWrite}
 
@@ -80,6 +90,11 @@ type Config struct {
 	// writes the credentials of the admin client it creates (0600), once,
 	// while the cluster has no client at all.
 	BootstrapCredentials string `yaml:"bootstrap_credentials"`
+	// BootstrapPartnerClients are partner ids that get a client with every
+	// partner API scope on the bootstrapping node's first start (the demo:
+	// demo-acquirer), their credentials in clients/<id>.json beside
+	// BootstrapCredentials.
+	BootstrapPartnerClients []string `yaml:"bootstrap_partner_clients"`
 }
 
 // DefaultConfig issues 15-minute tokens for the audience "switchd-ops".

@@ -92,8 +92,8 @@ func checkScopes(scopes []string) error {
 		return changeError("scopes", "at least one of: %s", scopeList(oauth.Scopes))
 	}
 	for _, sc := range scopes {
-		if !slices.Contains(oauth.Scopes, sc) {
-			return changeError("scopes", "%q is not a scope of this API (%s)", sc, scopeList(oauth.Scopes))
+		if !slices.Contains(oauth.Scopes, sc) && !slices.Contains(oauth.PartnerScopes, sc) {
+			return changeError("scopes", "%q is not a scope of the ops or partner API (%s %s)", sc, scopeList(oauth.Scopes), scopeList(oauth.PartnerScopes))
 		}
 	}
 	return nil

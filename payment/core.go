@@ -30,6 +30,7 @@ type Ledger interface {
 // after Ledger.ReadIndex.
 type Reader interface {
 	AccountByCard(cardHash string) (store.Account, error)
+	Account(id string) (store.Account, error)
 }
 
 // DirectorySource returns the routing state as of the last applied batch
@@ -280,6 +281,10 @@ func (c *Core) Submit(ctx context.Context, in Intent) (Outcome, error) {
 		return out, fmt.Errorf("%w: %s intent without an idempotency key", store.ErrInvalidCommand, in.Kind)
 	}
 	p := dc.partner
+	card, err := c.payer(ctx, in, p.ID)
+	if err != nil {
+		return out, err
+	}
 	now := c.now()
 	cmd := store.Command{
 		Key:         p.ID + "|" + in.IdempotencyKey,
@@ -287,7 +292,7 @@ func (c *Core) Submit(ctx context.Context, in Intent) (Outcome, error) {
 		Time:        now.UnixNano(),
 		BusinessDay: now.In(c.loc).Format(time.DateOnly),
 		Partner:     p.ID,
-		Card:        c.CardHash(in.PAN),
+		Card:        card,
 		Amount:      in.Amount,
 		Currency:    in.Currency,
 		Ref:         in.Ref,
@@ -379,6 +384,35 @@ func (c *Core) replayOrRefuse(cmd store.Command, out Outcome, refused error) (Ou
 	return out, refused
 }
 
+// payer is the card hash of the account the intent pays from: its PAN's,
+// or, for a front door that names accounts (REST), the account's own.
+// An account named by id must be a payer account (one with a card) and,
+// when it belongs to a partner, the requesting partner's.
+func (c *Core) payer(ctx context.Context, in Intent, partner string) (string, error) {
+	if in.Account == "" {
+		return c.CardHash(in.PAN), nil
+	}
+	acct, err := c.reader.Account(in.Account)
+	if errors.Is(err, store.ErrNotFound) {
+		// Created on another node a moment ago: read again once caught up.
+		if rerr := c.ledger.ReadIndex(ctx); rerr != nil {
+			return "", rerr
+		}
+		acct, err = c.reader.Account(in.Account)
+	}
+	if errors.Is(err, store.ErrNotFound) {
+		return "", fmt.Errorf("%w: %q", store.ErrUnknownAccount, in.Account)
+	}
+	if err != nil {
+		return "", err
+	}
+	if acct.CardHash == "" || acct.Partner != "" && acct.Partner != partner {
+		// Another partner's account looks the same as none at all.
+		return "", fmt.Errorf("%w: %q is not an account this partner may pay from", store.ErrUnknownAccount, in.Account)
+	}
+	return acct.CardHash, nil
+}
+
 // read answers a balance inquiry or funds check from the local store after
 // a ReadIndex: on every node, leader or follower, the answer reflects
 // every posting approved before the request arrived (linearizable).
@@ -389,7 +423,11 @@ func (c *Core) read(ctx context.Context, in Intent, out Outcome) (Outcome, error
 	if err := c.ledger.ReadIndex(ctx); err != nil {
 		return out, err
 	}
-	acct, err := c.reader.AccountByCard(c.CardHash(in.PAN))
+	card, err := c.payer(ctx, in, out.Partner)
+	if err != nil {
+		return out, err
+	}
+	acct, err := c.reader.AccountByCard(card)
 	if errors.Is(err, store.ErrNotFound) {
 		return out, store.ErrUnknownAccount
 	}

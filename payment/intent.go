@@ -92,8 +92,11 @@ type Intent struct {
 	// partner's default payer type.
 	PayerType string
 	PAN       PAN
-	Terminal  string
-	Merchant  string
+	// Account, when set, names the paying account by id instead of PAN
+	// (front doors that name accounts, like REST); it must hold a card.
+	Account  string
+	Terminal string
+	Merchant string
 	// Amount in minor units of Currency (ISO 4217 alphabetic).
 	Amount   int64
 	Currency string

@@ -201,7 +201,7 @@ func directoryOf(st *store.Store) (partners []string, routes []string) {
 func TestSeedDirectoryOnceNotOverOpsChanges(t *testing.T) {
 	n := newTestNode(t, nil)
 	partners, routes := directoryOf(n.st)
-	want := []string{"bank-b:[demo east]:false:bank_customer", "demo-acquirer:[demo east]:false:bank_customer", "demo-agents:[demo]:false:otc_agent"}
+	want := []string{"bank-b:[demo east]:false:bank_customer", "demo-acquirer:[demo east api]:false:bank_customer", "demo-agents:[demo]:false:otc_agent"}
 	if fmt.Sprint(partners) != fmt.Sprint(want) || fmt.Sprint(routes) != "[default elec grid mfs]" {
 		t.Fatalf("seeded directory: %v %v", partners, routes)
 	}
@@ -237,7 +237,7 @@ func TestSeedDirectoryOnceNotOverOpsChanges(t *testing.T) {
 		t.Fatalf("seeder on a seeded cluster proposed %d commands", got)
 	}
 	partners, routes = directoryOf(n.st)
-	if !slices.Contains(partners, "demo-acquirer:[demo east]:true:bank_customer") || slices.Contains(routes, "grid") ||
+	if !slices.Contains(partners, "demo-acquirer:[demo east api]:true:bank_customer") || slices.Contains(routes, "grid") ||
 		n.st.Directory().Version() != version {
 		t.Fatalf("ops changes lost over a restart: %v %v", partners, routes)
 	}

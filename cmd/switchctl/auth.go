@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -181,8 +182,15 @@ func tokenCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	var o opsFlags
 	fs := flag.NewFlagSet("switchctl token", flag.ContinueOnError)
 	o.register(fs)
+	client := fs.String("client", "", "a token for this `client`, from data/clients/CLIENT.json (what the demo writes for demo-acquirer)")
 	if err := noArgs(fs, args, stdout); err != nil {
 		return err
+	}
+	if *client != "" && o.auth.credentials == "" {
+		if strings.ContainsAny(*client, "/\\") || strings.HasPrefix(*client, ".") {
+			return usagef("--client %q: a client id", *client)
+		}
+		o.auth.credentials = filepath.Join(filepath.Dir(defaultCredentials), "clients", *client+".json")
 	}
 	if _, _, ok, err := o.auth.creds(); err != nil {
 		return err

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/switchd/switchd/api"
 	"github.com/switchd/switchd/cluster"
 	"github.com/switchd/switchd/config"
 	"github.com/switchd/switchd/mac"
@@ -98,6 +99,21 @@ func main() {
 		os.Exit(1)
 	}
 }
+
+// partnerCredentials is where the demo writes partner id's client
+// credentials: clients/<id>.json beside the admin's.
+func partnerCredentials(cfg config.File, id string) string {
+	return filepath.Join(filepath.Dir(cfg.Ops.Auth.BootstrapCredentials), "clients", id+".json")
+}
+
+// apiLedger is what the partner API reads: the store, and the node's
+// ReadIndex for linearizable reads.
+type apiLedger struct {
+	*store.Store
+	node *cluster.Node
+}
+
+func (l apiLedger) ReadIndex(ctx context.Context) error { return l.node.ReadIndex(ctx) }
 
 // closed reports whether ch is closed.
 func closed(ch <-chan struct{}) bool {
@@ -276,8 +292,14 @@ func run(ctx context.Context, cfg config.File, log *slog.Logger) error {
 		bdone := make(chan struct{})
 		go func() {
 			defer close(bdone)
-			if err := oauth.Bootstrap(bctx, cfg.Ops.Auth.BootstrapCredentials, st.Directory, node.Propose, log.With("component", "oauth")); err != nil && bctx.Err() == nil {
+			olog := log.With("component", "oauth")
+			if err := oauth.Bootstrap(bctx, cfg.Ops.Auth.BootstrapCredentials, st.Directory, node.Propose, olog); err != nil && bctx.Err() == nil {
 				log.Error("oauth: bootstrap failed", "err", err)
+			}
+			for _, id := range cfg.Ops.Auth.BootstrapPartnerClients {
+				if err := oauth.BootstrapPartner(bctx, partnerCredentials(cfg, id), id, st.Directory, node.Propose, olog); err != nil && bctx.Err() == nil {
+					log.Error("oauth: partner client not made", "client", id, "err", err)
+				}
 			}
 		}()
 		defer func() { bcancel(); <-bdone }()
@@ -359,6 +381,30 @@ func run(ctx context.Context, cfg config.File, log *slog.Logger) error {
 		defer c()
 		srv.Close(sctx)
 	}()
+	// The partner API: the same core as the lanes, over HTTPS.
+	var apiSrv *api.Server
+	var apiCA string
+	if cfg.API.Listen != "" {
+		acfg := cfg.API
+		if acfg.TLS == nil {
+			t, ca, err := api.DevTLS(filepath.Join(cfg.DataDir, "api"))
+			if err != nil {
+				return err
+			}
+			acfg.TLS, apiCA = &t, ca
+		}
+		if apiSrv, err = api.New(acfg, core, apiLedger{st, node}, auth, log.With("component", "api")); err != nil {
+			return err
+		}
+		if err := apiSrv.Start(); err != nil {
+			return err
+		}
+		defer func() {
+			sctx, c := context.WithTimeout(context.Background(), shutdownTimeout)
+			defer c()
+			apiSrv.Close(sctx)
+		}()
+	}
 
 	fmt.Fprintf(os.Stderr, "\nswitchd %s is up (data in %s)\n", cfg.Cluster.NodeID, cfg.DataDir)
 	for _, l := range lanes {
@@ -366,6 +412,15 @@ func run(ctx context.Context, cfg config.File, log *slog.Logger) error {
 	}
 	fmt.Fprintf(os.Stderr, "  ops HTTP           http://%s  (/healthz /readyz /metrics /v1/accounts /v1/transfers)\n", srv.Addr())
 	fmt.Fprintf(os.Stderr, "  ops credentials    %s  (the first admin client's, 0600; switchctl reads it)\n", cfg.Ops.Auth.BootstrapCredentials)
+	if apiSrv != nil {
+		fmt.Fprintf(os.Stderr, "  partner API        https://%s  (/v1/openapi.json, /v1/docs)\n", apiSrv.Addr())
+		if apiCA != "" {
+			fmt.Fprintf(os.Stderr, "  partner API CA     %s  (development CA: curl --cacert)\n", apiCA)
+		}
+		for _, id := range cfg.Ops.Auth.BootstrapPartnerClients {
+			fmt.Fprintf(os.Stderr, "  partner client     %s  %s  (switchctl token --client %s)\n", id, partnerCredentials(cfg, id), id)
+		}
+	}
 	fmt.Fprintf(os.Stderr, "  raft               %s\n", cfg.Cluster.RaftAddr)
 	if len(lanes) > 0 {
 		// No PAN here: this lands in log files (README "Demo data" has the cards).
