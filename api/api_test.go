@@ -33,6 +33,7 @@ type node struct {
 	st     *store.Store
 	url    string
 	minter *oauth.Server
+	keys   *oauth.KeySet
 }
 
 type ledger struct {
@@ -105,7 +106,7 @@ func startNode(t *testing.T) *node {
 	}
 	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(func() { hs.Close(); http.DefaultClient.CloseIdleConnections() })
-	return &node{st: st, url: hs.URL, minter: auth}
+	return &node{st: st, url: hs.URL, minter: auth, keys: ks}
 }
 
 func (n *node) token(t *testing.T, client string, scopes ...string) string {
@@ -244,7 +245,10 @@ func TestBadRequests(t *testing.T) {
 	json.Unmarshal([]byte(ok.body), &p)
 	before := [2]int64{balance(t, n.st, "card-4111"), balance(t, n.st, "card-5500")}
 	expired, err := func() (string, error) {
-		m := *n.minter
+		m, err := oauth.NewServer(oauth.DefaultConfig(), n.keys, n.st.Directory, nil, nil)
+		if err != nil {
+			return "", err
+		}
 		m.SetClock(func() time.Time { return time.Now().Add(-time.Hour) })
 		iss, err := m.Issue("demo-acquirer", oauth.PartnerScopes, "")
 		return iss.Token, err

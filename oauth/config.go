@@ -64,6 +64,9 @@ const (
 	// hashWaitMax bounds the wait for a hashing slot; past it the token
 	// request is refused (503-style, "temporarily_unavailable").
 	hashWaitMax = 5 * time.Second
+	// verifiedCacheMax bounds the tokens whose signature check is
+	// remembered (a few hundred bytes each).
+	verifiedCacheMax = 10000
 	// signingKeysMax: the key that signs and the ones still verifying
 	// tokens issued before a rotation.
 	signingKeysMax = 4

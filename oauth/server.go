@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
@@ -38,6 +39,9 @@ type Server struct {
 	now  func() time.Time
 	sem  chan struct{}
 	m    *metrics
+
+	cacheMu sync.Mutex
+	cache   map[string]verifiedToken // raw token → its verified claims
 }
 
 type metrics struct {
@@ -70,7 +74,7 @@ func NewServer(cfg Config, keys *KeySet, dir Directory, logger *slog.Logger, reg
 		}
 	}
 	return &Server{cfg: cfg, keys: keys, dir: dir, log: logger, now: time.Now,
-		sem: make(chan struct{}, hashConcurrencyMax), m: m}, nil
+		sem: make(chan struct{}, hashConcurrencyMax), m: m, cache: map[string]verifiedToken{}}, nil
 }
 
 // SetClock replaces the clock (tests of expiry).
@@ -173,28 +177,11 @@ func (s *Server) check(r *http.Request) (*Principal, error) {
 	if err != nil {
 		return nil, err
 	}
-	tok, err := jwt.ParseSigned(raw, []jose.SignatureAlgorithm{jose.ES256})
-	if err != nil || len(tok.Headers) != 1 {
-		return nil, fmt.Errorf("%w: not a signed JWT", ErrInvalidToken)
+	v, err := s.verified(raw)
+	if err != nil {
+		return nil, err
 	}
-	h := tok.Headers[0]
-	if typ, _ := h.ExtraHeaders[jose.HeaderType].(string); !strings.EqualFold(typ, "at+jwt") {
-		// RFC 9068 §4: an access token says so; an ID token or any other
-		// JWT signed by the same key is not one.
-		return nil, fmt.Errorf("%w: typ is not at+jwt", ErrInvalidToken)
-	}
-	pub, ok := s.keys.public[h.KeyID]
-	if !ok {
-		return nil, fmt.Errorf("%w: unknown key id", ErrInvalidToken)
-	}
-	var std jwt.Claims
-	var ac accessClaims
-	if err := tok.Claims(pub, &std, &ac); err != nil {
-		return nil, fmt.Errorf("%w: signature", ErrInvalidToken)
-	}
-	if std.Expiry == nil || std.IssuedAt == nil {
-		return nil, fmt.Errorf("%w: exp and iat are required", ErrInvalidToken)
-	}
+	std, ac := v.std, v.ac
 	err = std.ValidateWithLeeway(jwt.Expected{Issuer: s.cfg.Issuer, AnyAudience: jwt.Audience{s.cfg.Audience}, Time: s.now()}, clockLeeway)
 	switch {
 	case errors.Is(err, jwt.ErrExpired):
@@ -230,6 +217,63 @@ func (s *Server) check(r *http.Request) (*Principal, error) {
 		}
 	}
 	return p, nil
+}
+
+// verifiedToken is what a token's signature vouches for.
+type verifiedToken struct {
+	std jwt.Claims
+	ac  accessClaims
+}
+
+// verified parses raw and checks its signature, type and key, once per
+// token: the ES256 verify is most of a call's CPU (docs/BENCHMARKS.md),
+// and a token's bytes verify the same way every time until it expires
+// (the key set does not change while the process runs). What depends on
+// the time, the client or the connection (expiry, audience, the client
+// still enabled, scopes, the certificate binding) is checked on every call
+// by the caller.
+func (s *Server) verified(raw string) (verifiedToken, error) {
+	s.cacheMu.Lock()
+	v, ok := s.cache[raw]
+	s.cacheMu.Unlock()
+	if ok {
+		return v, nil
+	}
+	tok, err := jwt.ParseSigned(raw, []jose.SignatureAlgorithm{jose.ES256})
+	if err != nil || len(tok.Headers) != 1 {
+		return v, fmt.Errorf("%w: not a signed JWT", ErrInvalidToken)
+	}
+	h := tok.Headers[0]
+	if typ, _ := h.ExtraHeaders[jose.HeaderType].(string); !strings.EqualFold(typ, "at+jwt") {
+		// RFC 9068 §4: an access token says so; an ID token or any other
+		// JWT signed by the same key is not one.
+		return v, fmt.Errorf("%w: typ is not at+jwt", ErrInvalidToken)
+	}
+	pub, ok := s.keys.public[h.KeyID]
+	if !ok {
+		return v, fmt.Errorf("%w: unknown key id", ErrInvalidToken)
+	}
+	if err := tok.Claims(pub, &v.std, &v.ac); err != nil {
+		return v, fmt.Errorf("%w: signature", ErrInvalidToken)
+	}
+	if v.std.Expiry == nil || v.std.IssuedAt == nil {
+		return v, fmt.Errorf("%w: exp and iat are required", ErrInvalidToken)
+	}
+	s.cacheMu.Lock()
+	if len(s.cache) >= verifiedCacheMax {
+		now := s.now()
+		for k, e := range s.cache {
+			if !e.std.Expiry.Time().Add(clockLeeway).After(now) {
+				delete(s.cache, k)
+			}
+		}
+		if len(s.cache) >= verifiedCacheMax {
+			clear(s.cache) // a flood of valid tokens: start over rather than grow
+		}
+	}
+	s.cache[raw] = v
+	s.cacheMu.Unlock()
+	return v, nil
 }
 
 func bearer(r *http.Request) (string, error) {
