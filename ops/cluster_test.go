@@ -32,7 +32,7 @@ func TestClusterMembershipAPI(t *testing.T) {
 	defer st.Close()
 	cc := cluster.DefaultConfig()
 	cc.NodeID, cc.RaftAddr, cc.Dir, cc.Bootstrap = "n2", "127.0.0.1:0", t.TempDir()+"/raft", false
-	cc.HeartbeatTimeout, cc.ElectionTimeout, cc.LeaderLeaseTimeout = 50*time.Millisecond, 50*time.Millisecond, 50*time.Millisecond
+	cc.HeartbeatTimeout, cc.ElectionTimeout, cc.LeaderLeaseTimeout = testRaftTimeout, testRaftTimeout, testRaftTimeout/2
 	n2, err := cluster.New(cc, st, nil, nil)
 	if err != nil {
 		t.Fatal(err)

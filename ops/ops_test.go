@@ -141,9 +141,12 @@ func testConfig(t *testing.T, raftAddr string) config.File {
 	cfg := config.Demo()
 	cfg.DataDir = t.TempDir()
 	cfg.Cluster.RaftAddr = raftAddr
-	cfg.Cluster.HeartbeatTimeout = 50 * time.Millisecond
-	cfg.Cluster.ElectionTimeout = 50 * time.Millisecond
-	cfg.Cluster.LeaderLeaseTimeout = 50 * time.Millisecond
+	// Fast, but not so fast that a loaded machine (CI, -race, two cores)
+	// flips leadership mid-test: at 50 ms TestClusterMembershipAPI once
+	// saw the joined node take over.
+	cfg.Cluster.HeartbeatTimeout = testRaftTimeout
+	cfg.Cluster.ElectionTimeout = testRaftTimeout
+	cfg.Cluster.LeaderLeaseTimeout = testRaftTimeout / 2
 	cfg.Ops.Listen = "127.0.0.1:0"
 	return cfg
 }
@@ -213,6 +216,9 @@ func (tn *testNode) start(t *testing.T) string {
 	t.Cleanup(func() { tn.srv.Close(context.Background()) })
 	return "http://" + tn.srv.Addr().String()
 }
+
+// testRaftTimeout is the test nodes' heartbeat and election timeout.
+const testRaftTimeout = 250 * time.Millisecond
 
 // testActor is the client do's token speaks for.
 const testActor = "ops-test"
