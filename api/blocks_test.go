@@ -121,7 +121,8 @@ func TestBlocksFlow(t *testing.T) {
 	if got := fundsOf(t, n.st, card); got != (funds{85000, 75000}) {
 		t.Fatalf("card with the second block: %v", got)
 	}
-	rel := n.call(t, tok, "DELETE", "/v1/accounts/card-4111/blocks/"+b2.ID, "rel2", "")
+	// With a Content-Type and no body, as the README's curl sends it.
+	rel := n.call(t, tok, "DELETE", "/v1/accounts/card-4111/blocks/"+b2.ID, "rel2", "", "Content-Type", "application/json")
 	if rel.code != 200 || !strings.Contains(rel.body, `"status":"released"`) || !strings.Contains(rel.body, `"released":"100.00"`) || !strings.Contains(rel.body, `"held":"0.00"`) {
 		t.Fatalf("release: %d %s", rel.code, rel.body)
 	}
