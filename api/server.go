@@ -89,6 +89,7 @@ func New(cfg Config, core *payment.Core, ledger Ledger, auth *oauth.Server, logg
 	s.api = humago.New(s.mux, hc)
 	s.api.UseMiddleware(s.authenticate)
 	s.registerPayments()
+	s.registerBlocks()
 	s.mux.HandleFunc("POST /oauth/token", auth.HandleToken)
 	s.mux.HandleFunc("GET /.well-known/jwks.json", auth.HandleJWKS)
 	s.mux.HandleFunc("GET /v1/docs", s.docs)
