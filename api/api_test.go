@@ -31,6 +31,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // httptest: TLS is the listener's business, tested in cmd/switchd).
 type node struct {
 	st     *store.Store
+	cn     *cluster.Node
 	url    string
 	minter *oauth.Server
 	keys   *oauth.KeySet
@@ -106,7 +107,7 @@ func startNode(t *testing.T) *node {
 	}
 	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(func() { hs.Close(); http.DefaultClient.CloseIdleConnections() })
-	return &node{st: st, url: hs.URL, minter: auth, keys: ks}
+	return &node{st: st, cn: cn, url: hs.URL, minter: auth, keys: ks}
 }
 
 func (n *node) token(t *testing.T, client string, scopes ...string) string {
