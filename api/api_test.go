@@ -31,6 +31,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // httptest: TLS is the listener's business, tested in cmd/switchd).
 type node struct {
 	st     *store.Store
+	cn     *cluster.Node
 	url    string
 	minter *oauth.Server
 	keys   *oauth.KeySet
@@ -43,12 +44,17 @@ type ledger struct {
 
 func (l ledger) ReadIndex(ctx context.Context) error { return l.n.ReadIndex(ctx) }
 
-func startNode(t *testing.T) *node {
+// startNode starts the node; opts change the config before it is
+// finished (a benchmark's store sizes).
+func startNode(t *testing.T, opts ...func(*config.File)) *node {
 	t.Helper()
 	cfg := config.Demo()
 	cfg.DataDir = t.TempDir()
 	cfg.Cluster.RaftAddr = "127.0.0.1:0"
 	cfg.Cluster.HeartbeatTimeout, cfg.Cluster.ElectionTimeout, cfg.Cluster.LeaderLeaseTimeout = 50*time.Millisecond, 50*time.Millisecond, 50*time.Millisecond
+	for _, o := range opts {
+		o(&cfg)
+	}
 	cfg.Finish()
 	st, err := store.Open(cfg.Store)
 	if err != nil {
@@ -106,7 +112,7 @@ func startNode(t *testing.T) *node {
 	}
 	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(func() { hs.Close(); http.DefaultClient.CloseIdleConnections() })
-	return &node{st: st, url: hs.URL, minter: auth, keys: ks}
+	return &node{st: st, cn: cn, url: hs.URL, minter: auth, keys: ks}
 }
 
 func (n *node) token(t *testing.T, client string, scopes ...string) string {

@@ -112,7 +112,7 @@ func installErrors() {
 			case status == http.StatusUnprocessableEntity || status == http.StatusBadRequest:
 				p := validation("", msg)
 				if len(details) > 0 {
-					p.Field = strings.TrimPrefix(strings.TrimPrefix(details[0].Location, "body."), "headers.")
+					p.Field = strings.TrimPrefix(strings.TrimPrefix(strings.TrimPrefix(details[0].Location, "body."), "headers."), "query.")
 					p.Detail = details[0].Message
 				}
 				p.Errors = details

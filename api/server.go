@@ -36,6 +36,7 @@ const (
 // after the core's decision or a ReadIndex.
 type Ledger interface {
 	Transfer(id string) (store.Transfer, error)
+	Transfers(f store.TransferFilter) ([]store.Transfer, error)
 	Account(id string) (store.Account, error)
 	Directory() *store.Directory
 	ReadIndex(ctx context.Context) error
@@ -90,6 +91,7 @@ func New(cfg Config, core *payment.Core, ledger Ledger, auth *oauth.Server, logg
 	s.api.UseMiddleware(s.authenticate)
 	s.registerPayments()
 	s.registerBlocks()
+	s.registerTransactions()
 	s.mux.HandleFunc("POST /oauth/token", auth.HandleToken)
 	s.mux.HandleFunc("GET /.well-known/jwks.json", auth.HandleJWKS)
 	s.mux.HandleFunc("GET /v1/docs", s.docs)

@@ -28,15 +28,16 @@ func (s *Store) ScanTransfers(ctx context.Context, f TransferFilter, fn func(t, 
 		snap := db.NewSnapshot()
 		defer snap.Close()
 		var prefixes [][]byte
+		day := f.indexDay()
 		switch {
 		case f.Account != "":
 			prefixes = [][]byte{append(keyIndex(pfxByAccount, f.Account), sep)}
-		case f.BusinessDay != "" && f.Partner != "":
-			prefixes = [][]byte{append(keyIndex(pfxByDayPartnr, f.BusinessDay, f.Partner), sep)}
-		case f.BusinessDay != "":
+		case day != "" && f.Partner != "":
+			prefixes = [][]byte{append(keyIndex(pfxByDayPartnr, day, f.Partner), sep)}
+		case day != "":
 			var err error
 			var tooMany bool
-			if prefixes, tooMany, err = dayPartnerPrefixes(snap, f.BusinessDay); err != nil {
+			if prefixes, tooMany, err = dayPartnerPrefixes(snap, day); err != nil {
 				return err
 			}
 			if len(prefixes) == 0 && !tooMany {

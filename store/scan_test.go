@@ -28,7 +28,8 @@ func TestScanTransfersMatchesTransfers(t *testing.T) {
 	mustOK(t, s, cmds...)
 	mustOK(t, s, reverseCmd("rev", keyN("ref", 7), 3))
 	for _, f := range []TransferFilter{{}, {Account: "card2"}, {Account: "merch", Partner: "p1"}, {BusinessDay: genDay(2)},
-		{BusinessDay: genDay(3), Partner: "p2"}, {Partner: "p0", Status: TransferPosted}, {BusinessDay: "2001-01-01"}} {
+		{BusinessDay: genDay(3), Partner: "p2"}, {Partner: "p0", Status: TransferPosted}, {BusinessDay: "2001-01-01"},
+		{Op: OpReverse}, {DayFrom: genDay(1), DayTo: genDay(3), Partner: "p1"}, {DayFrom: genDay(2), DayTo: genDay(2), Partner: "p2"}} {
 		var want []Transfer
 		for after := ""; ; {
 			f2 := f
@@ -78,6 +79,63 @@ func TestScanTransfersMatchesTransfers(t *testing.T) {
 	cancel()
 	if err := s.ScanTransfers(ctx, TransferFilter{Account: "merch"}, func(*Transfer, *Transfer, *ScanView) error { return nil }); !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled: %v", err)
+	}
+}
+
+// TestTransferFilterOpAndDays: Op and a day range select exactly the
+// transfers a plain predicate over every transfer selects, by table scan,
+// by the account index and by the day index (a one-day range).
+func TestTransferFilterOpAndDays(t *testing.T) {
+	s := fixture(t)
+	var cmds []Command
+	for i := 0; i < 120; i++ {
+		c := postCmd(keyN("s", i), "fund", "merch", int64(1+i))
+		c.Partner = fmt.Sprintf("p%d", i%2)
+		c.OriginalRef = keyN("ref", i)
+		cmds = append(cmds, c)
+		if i%30 == 29 {
+			cmds = append(cmds, closeDayCmd(genDay(i/30), genDay(i/30+1)))
+		}
+	}
+	mustOK(t, s, cmds...)
+	mustOK(t, s, reverseCmd("rev1", keyN("ref", 7), 3), reverseCmd("rev2", keyN("ref", 100), 2))
+	all, err := s.Transfers(TransferFilter{Limit: 10_000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []TransferFilter{{Op: OpReverse}, {Op: OpPost, Partner: "p1"}, {DayFrom: genDay(1), DayTo: genDay(2)},
+		{DayFrom: genDay(2), DayTo: genDay(2), Partner: "p0"}, {DayFrom: genDay(2), DayTo: genDay(2)}, {DayFrom: genDay(3)},
+		{DayTo: genDay(0), Account: "merch"}, {DayFrom: genDay(3), DayTo: genDay(1)}, {Op: OpReverse, DayFrom: genDay(4), DayTo: genDay(4)}} {
+		var want []string
+		for _, tr := range all {
+			if (f.Op == 0 || tr.Op == f.Op) && (f.Partner == "" || tr.Partner == f.Partner) &&
+				(f.Account == "" || tr.Debit == f.Account || tr.Credit == f.Account) &&
+				(f.DayFrom == "" || tr.BusinessDay >= f.DayFrom) && (f.DayTo == "" || tr.BusinessDay <= f.DayTo) {
+				want = append(want, tr.ID)
+			}
+		}
+		var got []string
+		for after := ""; ; {
+			f2 := f
+			f2.Limit, f2.After = 7, after
+			page, err := s.Transfers(f2)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, tr := range page {
+				got = append(got, tr.ID)
+			}
+			if len(page) < 7 {
+				break
+			}
+			after = page[len(page)-1].ID
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("%+v: %v\nwant %v", f, got, want)
+		}
+	}
+	if n := len(all); n < 120 {
+		t.Fatalf("%d transfers", n)
 	}
 }
 

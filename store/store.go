@@ -406,15 +406,16 @@ func (s *Store) Transfers(f TransferFilter) ([]Transfer, error) {
 		snap := db.NewSnapshot()
 		defer snap.Close()
 		var prefixes [][]byte // index prefixes; the transfer id follows each
+		day := f.indexDay()
 		switch {
 		case f.Account != "":
 			prefixes = [][]byte{append(keyIndex(pfxByAccount, f.Account), sep)}
-		case f.BusinessDay != "" && f.Partner != "":
-			prefixes = [][]byte{append(keyIndex(pfxByDayPartnr, f.BusinessDay, f.Partner), sep)}
-		case f.BusinessDay != "":
+		case day != "" && f.Partner != "":
+			prefixes = [][]byte{append(keyIndex(pfxByDayPartnr, day, f.Partner), sep)}
+		case day != "":
 			var err error
 			var tooMany bool
-			if prefixes, tooMany, err = dayPartnerPrefixes(snap, f.BusinessDay); err != nil {
+			if prefixes, tooMany, err = dayPartnerPrefixes(snap, day); err != nil {
 				return err
 			}
 			if len(prefixes) == 0 && !tooMany {
@@ -574,7 +575,19 @@ func (f *TransferFilter) matches(t *Transfer) bool {
 		(f.Partner == "" || t.Partner == f.Partner) &&
 		(f.BusinessDay == "" || t.BusinessDay == f.BusinessDay) &&
 		(f.Status == "" || t.Status == f.Status) &&
-		(f.PayerType == "" || t.PayerType == f.PayerType)
+		(f.PayerType == "" || t.PayerType == f.PayerType) &&
+		(f.Op == 0 || t.Op == f.Op) &&
+		(f.DayFrom == "" || t.BusinessDay >= f.DayFrom) &&
+		(f.DayTo == "" || t.BusinessDay <= f.DayTo)
+}
+
+// indexDay is the business day an index walk may use: BusinessDay, or a
+// day range of one day.
+func (f *TransferFilter) indexDay() string {
+	if f.BusinessDay == "" && f.DayFrom != "" && f.DayFrom == f.DayTo {
+		return f.DayFrom
+	}
+	return f.BusinessDay
 }
 
 // StateHash returns SHA-256 over every key and value in the store, in key

@@ -96,6 +96,13 @@ type TransferFilter struct {
 	BusinessDay string
 	Status      TransferStatus
 	PayerType   string
+	// Op, when set, keeps only transfers made by that operation (a
+	// payment is OpPost, a refund OpReverse).
+	Op Op
+	// DayFrom and DayTo, when set, keep business days in [DayFrom, DayTo]
+	// (YYYY-MM-DD, so string order is day order). A range of one day
+	// walks the by-day-and-partner index as BusinessDay does.
+	DayFrom, DayTo string
 	// Limit caps the number returned; After is the last id of the previous
 	// page.
 	Limit int
