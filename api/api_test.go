@@ -410,3 +410,23 @@ func TestOpenAPIValidatesWithNPM(t *testing.T) {
 		t.Fatalf("the validator took a broken document:\n%s", out)
 	}
 }
+
+// A replay after the payment changed (a refund since) is still the
+// original answer, byte for byte; GET shows the payment as it is now.
+func TestReplayAfterRefundIsTheOriginalAnswer(t *testing.T) {
+	n := startNode(t)
+	tok := n.token(t, "demo-acquirer")
+	first := n.call(t, tok, "POST", "/v1/payments", "rp1", pay)
+	var p api.Payment
+	json.Unmarshal([]byte(first.body), &p)
+	if r := n.call(t, tok, "POST", "/v1/payments/"+p.ID+"/refunds", "rp1-r", `{"amount":"1.00"}`); r.code != 201 {
+		t.Fatal(r.body)
+	}
+	again := n.call(t, tok, "POST", "/v1/payments", "rp1", pay)
+	if again.body != first.body || again.hdr.Get("Idempotent-Replayed") != "true" {
+		t.Fatalf("replay after a refund:\n%s\nfirst:\n%s", again.body, first.body)
+	}
+	if g := n.call(t, tok, "GET", "/v1/payments/"+p.ID, "", ""); !strings.Contains(g.body, `"status":"partly_refunded"`) {
+		t.Fatalf("GET: %s", g.body)
+	}
+}

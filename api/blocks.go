@@ -159,6 +159,9 @@ func (s *Server) block(ctx context.Context, key, account string, req blockReques
 	if err != nil {
 		return nil, problemOf(err)
 	}
+	// The block as it was made, whatever captures or a release came
+	// since: the same bytes on every replay (GET shows now).
+	b.Status, b.Held, b.Captured, b.Released = "active", b.Amount, zeroOf(t.Currency), zeroOf(t.Currency)
 	ans := &blockAnswer{Status: http.StatusCreated, Location: "/v1/accounts/" + b.Account + "/blocks/" + b.ID, Body: b}
 	if out.Result.Replayed {
 		ans.Replayed = "true"

@@ -250,6 +250,9 @@ func (s *Server) pay(ctx context.Context, key string, req paymentRequest) (*paym
 	if err != nil {
 		return nil, problemOf(err)
 	}
+	// The payment as it was made, whatever refunds came since: the answer
+	// to this request, the same bytes on every replay (GET shows now).
+	p.Status, p.Refunded = "completed", zeroOf(t.Currency)
 	ans := &paymentAnswer{Status: http.StatusCreated, Location: "/v1/payments/" + p.ID, Body: p}
 	if out.Result.Replayed {
 		ans.Replayed = "true"
@@ -346,6 +349,12 @@ func paymentOf(t store.Transfer) (Payment, error) {
 		Refunded: currency.FormatMinor(t.Reversed, ccy, '.'), Currency: ccy.Code,
 		DebtorAccount: t.Debit, CreditorAccount: t.Credit, Reference: t.Ref.RRN, PayerType: t.PayerType,
 		BusinessDay: t.BusinessDay, CreatedAt: rfc3339(t.Time)}, nil
+}
+
+// zeroOf is 0 written in currency code's exponent ("0.00", "0").
+func zeroOf(code string) string {
+	ccy, _ := currency.ByCode(code) // the transfer's: known
+	return currency.FormatMinor(0, ccy, '.')
 }
 
 func rfc3339(ns int64) string { return time.Unix(0, ns).UTC().Format(time.RFC3339Nano) }
