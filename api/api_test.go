@@ -35,6 +35,7 @@ type node struct {
 	url    string
 	minter *oauth.Server
 	keys   *oauth.KeySet
+	core   *payment.Core
 }
 
 type ledger struct {
@@ -100,19 +101,30 @@ func startNode(t *testing.T, opts ...func(*config.File)) *node {
 	if err != nil {
 		t.Fatal(err)
 	}
+	n := &node{st: st, cn: cn, minter: auth, keys: ks, core: core}
+	n.url = n.serve(t)
+	return n
+}
+
+// serve starts another partner API over the node's core and ledger, as a
+// restarted node's would be (nothing in memory, the ledger kept), and
+// returns its URL; it is closed, workers and all, when the test ends.
+func (n *node) serve(t *testing.T) string {
+	t.Helper()
 	tlsCfg, _, err := api.DevTLS(filepath.Join(t.TempDir(), "api"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	acfg := api.DefaultConfig()
 	acfg.TLS = &tlsCfg
-	srv, err := api.New(acfg, core, ledger{st, cn}, auth, nil)
+	srv, err := api.New(acfg, n.core, ledger{n.st, n.cn}, n.minter, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { srv.Close(context.Background()) })
 	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(func() { hs.Close(); http.DefaultClient.CloseIdleConnections() })
-	return &node{st: st, cn: cn, url: hs.URL, minter: auth, keys: ks}
+	return hs.URL
 }
 
 func (n *node) token(t *testing.T, client string, scopes ...string) string {
