@@ -380,7 +380,7 @@ func TestOpenAPIDocument(t *testing.T) {
 	if err := json.Unmarshal([]byte(a.body), &doc); err != nil || !strings.HasPrefix(doc.OpenAPI, "3.1") {
 		t.Fatalf("openapi %q %v", doc.OpenAPI, err)
 	}
-	for _, p := range []string{"/v1/payments", "/v1/payments/{id}", "/v1/payments/{id}/refunds", "/v1/bill/pay", "/v1/accounts/{id}/check-funds"} {
+	for _, p := range []string{"/v1/payments", "/v1/payments/{id}", "/v1/payments/{id}/refunds", "/v1/bill/pay", "/v1/accounts/{id}/check-funds", "/v1/payment-batches", "/v1/payment-batches/{id}"} {
 		if doc.Paths[p] == nil {
 			t.Errorf("no %s in the document", p)
 		}
