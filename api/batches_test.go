@@ -265,3 +265,31 @@ func TestBatchLong(t *testing.T) {
 	}
 	t.Logf("%d items, %d body bytes: accepted in %v, completed in %v (%.0f items/s)", size, len(body), accepted, took, float64(size)/took.Seconds())
 }
+
+// A node keeps 16 batches: a 17th evicts the oldest completed one (then
+// 404: post it again to recompute it). The test ends with a batch in
+// flight: Close stops the workers (goleak in TestMain).
+func TestBatchEviction(t *testing.T) {
+	n := startNode(t)
+	tok := n.token(t, "demo-acquirer")
+	for i := range 17 {
+		id := "E-" + strconv.Itoa(i)
+		if a := n.call(t, tok, "POST", "/v1/payment-batches", id, batchBody(id, item("0.01", "card-4111", id))); a.code != 202 {
+			t.Fatalf("batch %d: %d %s", i, a.code, a.body)
+		}
+		n.waitBatch(t, tok, id, 10*time.Second)
+	}
+	if g := n.call(t, tok, "GET", "/v1/payment-batches/E-0", "", ""); g.code != 404 {
+		t.Fatalf("oldest batch kept: %d %s", g.code, g.body)
+	}
+	if g := n.call(t, tok, "GET", "/v1/payment-batches/E-1", "", ""); g.code != 200 || !strings.Contains(g.body, `"status":"completed"`) {
+		t.Fatalf("second batch: %d %s", g.code, g.body)
+	}
+	items := make([]string, 2000)
+	for i := range items {
+		items[i] = item("0.01", "card-4111", "F-"+strconv.Itoa(i))
+	}
+	if a := n.call(t, tok, "POST", "/v1/payment-batches", "F", batchBody("F", items...)); a.code != 202 {
+		t.Fatalf("batch in flight: %d %s", a.code, a.body)
+	}
+}
