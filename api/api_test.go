@@ -35,6 +35,7 @@ type node struct {
 	url    string
 	minter *oauth.Server
 	keys   *oauth.KeySet
+	core   *payment.Core
 }
 
 type ledger struct {
@@ -100,19 +101,30 @@ func startNode(t *testing.T, opts ...func(*config.File)) *node {
 	if err != nil {
 		t.Fatal(err)
 	}
+	n := &node{st: st, cn: cn, minter: auth, keys: ks, core: core}
+	n.url = n.serve(t)
+	return n
+}
+
+// serve starts another partner API over the node's core and ledger, as a
+// restarted node's would be (nothing in memory, the ledger kept), and
+// returns its URL; it is closed, workers and all, when the test ends.
+func (n *node) serve(t *testing.T) string {
+	t.Helper()
 	tlsCfg, _, err := api.DevTLS(filepath.Join(t.TempDir(), "api"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	acfg := api.DefaultConfig()
 	acfg.TLS = &tlsCfg
-	srv, err := api.New(acfg, core, ledger{st, cn}, auth, nil)
+	srv, err := api.New(acfg, n.core, ledger{n.st, n.cn}, n.minter, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { srv.Close(context.Background()) })
 	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(func() { hs.Close(); http.DefaultClient.CloseIdleConnections() })
-	return &node{st: st, cn: cn, url: hs.URL, minter: auth, keys: ks}
+	return hs.URL
 }
 
 func (n *node) token(t *testing.T, client string, scopes ...string) string {
@@ -368,7 +380,7 @@ func TestOpenAPIDocument(t *testing.T) {
 	if err := json.Unmarshal([]byte(a.body), &doc); err != nil || !strings.HasPrefix(doc.OpenAPI, "3.1") {
 		t.Fatalf("openapi %q %v", doc.OpenAPI, err)
 	}
-	for _, p := range []string{"/v1/payments", "/v1/payments/{id}", "/v1/payments/{id}/refunds", "/v1/bill/pay", "/v1/accounts/{id}/check-funds"} {
+	for _, p := range []string{"/v1/payments", "/v1/payments/{id}", "/v1/payments/{id}/refunds", "/v1/bill/pay", "/v1/accounts/{id}/check-funds", "/v1/payment-batches", "/v1/payment-batches/{id}"} {
 		if doc.Paths[p] == nil {
 			t.Errorf("no %s in the document", p)
 		}

@@ -21,8 +21,9 @@ const (
 	// bodyBytesMax bounds a request body: a payment is a few hundred bytes.
 	bodyBytesMax = 64 << 10
 	// bodyBytesHardMax is the listener's backstop for what no operation
-	// bounds itself (the token endpoint bounds its form on its own).
-	bodyBytesHardMax = 1 << 20
+	// bounds itself (the token endpoint bounds its form on its own); the
+	// largest operation's own bound, a payment batch's.
+	bodyBytesHardMax = batchBodyBytesMax
 	// idempotencyKeyBytesMax bounds the Idempotency-Key header; the
 	// store key it becomes ("partner|rest|" + key) stays far inside the
 	// FSM's 256 bytes.

@@ -219,14 +219,14 @@ func (s *Server) intent(c *caller, kind payment.Kind, account string, amount int
 	return payment.Intent{Kind: kind, Origin: c.origin, Acquirer: c.partner.AcquirerIDs[0], Account: account, Amount: amount, Currency: ccy}
 }
 
-func (s *Server) pay(ctx context.Context, key string, req paymentRequest) (*paymentAnswer, error) {
-	if p := checkKey(key); p != nil {
-		return nil, p
-	}
-	c := callerOf(ctx)
+// paymentIntent is the core's Intent for the payment req of c under the
+// idempotency key idemKey (already namespaced: "rest|" + a request's key,
+// or a batch item's key): one definition, so a batch item is a payment
+// exactly like POST /v1/payments, with the same fingerprint.
+func (s *Server) paymentIntent(c *caller, idemKey string, req paymentRequest) (payment.Intent, *Problem) {
 	ccy, amount, perr := money(req.Amount, req.Currency)
 	if perr != nil {
-		return nil, perr
+		return payment.Intent{}, perr
 	}
 	kind := payment.KindPurchase
 	if req.BillType != "" {
@@ -236,8 +236,19 @@ func (s *Server) pay(ctx context.Context, key string, req paymentRequest) (*paym
 	in.PayerType, in.BillType = req.PayerType, req.BillType
 	in.Ref = store.Ref{RRN: req.Reference}
 	in.OriginalRef = "rest|" + req.Reference
-	in.IdempotencyKey = "rest|" + key
+	in.IdempotencyKey = idemKey
 	in.Fingerprint = []string{"payment", kind.String(), req.DebtorAccount, req.Amount, ccy.Code, req.Reference, req.BillType, req.PayerType}
+	return in, nil
+}
+
+func (s *Server) pay(ctx context.Context, key string, req paymentRequest) (*paymentAnswer, error) {
+	if p := checkKey(key); p != nil {
+		return nil, p
+	}
+	in, perr := s.paymentIntent(callerOf(ctx), "rest|"+key, req)
+	if perr != nil {
+		return nil, perr
+	}
 	out, err := s.core.Submit(ctx, in)
 	if err != nil {
 		return nil, problemOf(err)

@@ -114,6 +114,16 @@ func installErrors() {
 				if len(details) > 0 {
 					p.Field = strings.TrimPrefix(strings.TrimPrefix(strings.TrimPrefix(details[0].Location, "body."), "headers."), "query.")
 					p.Detail = details[0].Message
+					// huma locates a missing property at its parent; the
+					// field at fault is the property.
+					if name, ok := strings.CutPrefix(p.Detail, "expected required property "); ok && strings.HasSuffix(name, " to be present") {
+						name = strings.TrimSuffix(name, " to be present")
+						if p.Field == "body" {
+							p.Field = name
+						} else {
+							p.Field += "." + name
+						}
+					}
 				}
 				p.Errors = details
 				return p

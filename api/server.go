@@ -54,6 +54,8 @@ type Server struct {
 	srv    *http.Server
 	ln     net.Listener
 	done   chan struct{}
+	// batches makes payment batches' items (batches.go).
+	batches *batchPool
 }
 
 // New builds the API over core; auth checks every call's token.
@@ -90,6 +92,7 @@ func New(cfg Config, core *payment.Core, ledger Ledger, auth *oauth.Server, logg
 	s.api = humago.New(s.mux, hc)
 	s.api.UseMiddleware(s.authenticate)
 	s.registerPayments()
+	s.registerBatches()
 	s.registerBlocks()
 	s.registerTransactions()
 	s.mux.HandleFunc("POST /oauth/token", auth.HandleToken)
@@ -154,12 +157,14 @@ func (s *Server) Start() error {
 // Addr is the listening address.
 func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 
-// Close stops the server, letting calls in flight finish.
+// Close stops the server, letting calls in flight finish, then the
+// batch workers (a batch's items not made by then stay pending).
 func (s *Server) Close(ctx context.Context) error {
 	err := s.srv.Shutdown(ctx)
 	if s.ln != nil {
 		<-s.done
 	}
+	s.batches.close()
 	return err
 }
 
