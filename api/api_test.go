@@ -35,6 +35,8 @@ type node struct {
 	url    string
 	minter *oauth.Server
 	keys   *oauth.KeySet
+	cfg    config.File
+	core   *payment.Core
 }
 
 type ledger struct {
@@ -47,6 +49,15 @@ func (l ledger) ReadIndex(ctx context.Context) error { return l.n.ReadIndex(ctx)
 // startNode starts the node; opts change the config before it is
 // finished (a benchmark's store sizes).
 func startNode(t *testing.T, opts ...func(*config.File)) *node {
+	t.Helper()
+	n, srv := newNode(t, opts...)
+	n.serve(t, srv)
+	return n
+}
+
+// newNode is startNode before it serves: a test adds to the server
+// (HandleStatements), then calls serve.
+func newNode(t *testing.T, opts ...func(*config.File)) (*node, *api.Server) {
 	t.Helper()
 	cfg := config.Demo()
 	cfg.DataDir = t.TempDir()
@@ -110,9 +121,15 @@ func startNode(t *testing.T, opts ...func(*config.File)) *node {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return &node{st: st, cn: cn, minter: auth, keys: ks, cfg: cfg, core: core}, srv
+}
+
+// serve serves srv's handler (plain HTTP) at n.url.
+func (n *node) serve(t *testing.T, srv *api.Server) {
+	t.Helper()
 	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(func() { hs.Close(); http.DefaultClient.CloseIdleConnections() })
-	return &node{st: st, cn: cn, url: hs.URL, minter: auth, keys: ks}
+	n.url = hs.URL
 }
 
 func (n *node) token(t *testing.T, client string, scopes ...string) string {

@@ -54,6 +54,7 @@ type Server struct {
 	srv    *http.Server
 	ln     net.Listener
 	done   chan struct{}
+	stmts  *statements // HandleStatements; nil: no statements served
 }
 
 // New builds the API over core; auth checks every call's token.
@@ -90,6 +91,7 @@ func New(cfg Config, core *payment.Core, ledger Ledger, auth *oauth.Server, logg
 	s.api = humago.New(s.mux, hc)
 	s.api.UseMiddleware(s.authenticate)
 	s.registerPayments()
+	s.registerStatements()
 	s.registerBlocks()
 	s.registerTransactions()
 	s.mux.HandleFunc("POST /oauth/token", auth.HandleToken)
