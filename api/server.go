@@ -86,7 +86,7 @@ func New(cfg Config, core *payment.Core, ledger Ledger, auth *oauth.Server, logg
 			Flows: &huma.OAuthFlows{ClientCredentials: &huma.OAuthFlow{TokenURL: "/oauth/token", Scopes: map[string]string{
 				ScopePaymentsWrite: "make payments, bill payments and refunds",
 				ScopePaymentsRead:  "read payments",
-				ScopeAccountsRead:  "check funds"}}}},
+				ScopeAccountsRead:  "check funds, read funds blocks and statements"}}}},
 	}
 	s.api = humago.New(s.mux, hc)
 	s.api.UseMiddleware(s.authenticate)
