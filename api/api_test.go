@@ -35,6 +35,7 @@ type node struct {
 	url    string
 	minter *oauth.Server
 	keys   *oauth.KeySet
+	cfg    config.File
 	core   *payment.Core
 }
 
@@ -48,6 +49,15 @@ func (l ledger) ReadIndex(ctx context.Context) error { return l.n.ReadIndex(ctx)
 // startNode starts the node; opts change the config before it is
 // finished (a benchmark's store sizes).
 func startNode(t *testing.T, opts ...func(*config.File)) *node {
+	t.Helper()
+	n, srv := newNode(t, opts...)
+	n.url = n.listen(t, srv)
+	return n
+}
+
+// newNode is startNode before it serves: a test adds to the server
+// (HandleStatements), then calls listen.
+func newNode(t *testing.T, opts ...func(*config.File)) (*node, *api.Server) {
 	t.Helper()
 	cfg := config.Demo()
 	cfg.DataDir = t.TempDir()
@@ -101,15 +111,21 @@ func startNode(t *testing.T, opts ...func(*config.File)) *node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := &node{st: st, cn: cn, minter: auth, keys: ks, core: core}
-	n.url = n.serve(t)
-	return n
+	n := &node{st: st, cn: cn, minter: auth, keys: ks, cfg: cfg, core: core}
+	return n, n.newServer(t)
 }
 
 // serve starts another partner API over the node's core and ledger, as a
 // restarted node's would be (nothing in memory, the ledger kept), and
-// returns its URL; it is closed, workers and all, when the test ends.
+// returns its URL.
 func (n *node) serve(t *testing.T) string {
+	t.Helper()
+	return n.listen(t, n.newServer(t))
+}
+
+// newServer is a partner API over the node's core and ledger; it is
+// closed, workers and all, when the test ends.
+func (n *node) newServer(t *testing.T) *api.Server {
 	t.Helper()
 	tlsCfg, _, err := api.DevTLS(filepath.Join(t.TempDir(), "api"))
 	if err != nil {
@@ -122,6 +138,12 @@ func (n *node) serve(t *testing.T) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { srv.Close(context.Background()) })
+	return srv
+}
+
+// listen serves srv's handler (plain HTTP) and returns its URL.
+func (n *node) listen(t *testing.T, srv *api.Server) string {
+	t.Helper()
 	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(func() { hs.Close(); http.DefaultClient.CloseIdleConnections() })
 	return hs.URL

@@ -56,6 +56,7 @@ type Server struct {
 	done   chan struct{}
 	// batches makes payment batches' items (batches.go).
 	batches *batchPool
+	stmts   *statements // HandleStatements; nil: no statements served
 }
 
 // New builds the API over core; auth checks every call's token.
@@ -87,12 +88,13 @@ func New(cfg Config, core *payment.Core, ledger Ledger, auth *oauth.Server, logg
 			Flows: &huma.OAuthFlows{ClientCredentials: &huma.OAuthFlow{TokenURL: "/oauth/token", Scopes: map[string]string{
 				ScopePaymentsWrite: "make payments, bill payments and refunds",
 				ScopePaymentsRead:  "read payments",
-				ScopeAccountsRead:  "check funds"}}}},
+				ScopeAccountsRead:  "check funds, read funds blocks and statements"}}}},
 	}
 	s.api = humago.New(s.mux, hc)
 	s.api.UseMiddleware(s.authenticate)
 	s.registerPayments()
 	s.registerBatches()
+	s.registerStatements()
 	s.registerBlocks()
 	s.registerTransactions()
 	s.mux.HandleFunc("POST /oauth/token", auth.HandleToken)

@@ -396,6 +396,7 @@ func run(ctx context.Context, cfg config.File, log *slog.Logger) error {
 		if apiSrv, err = api.New(acfg, core, apiLedger{st, node}, auth, log.With("component", "api")); err != nil {
 			return err
 		}
+		apiSrv.HandleStatements(settlement)
 		if err := apiSrv.Start(); err != nil {
 			return err
 		}
