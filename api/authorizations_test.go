@@ -91,7 +91,7 @@ func TestAuthorizationsFlow(t *testing.T) {
 		t.Fatalf("capture over what is reserved: %d %s", r.code, r.body)
 	}
 	rev := caps + "/" + k1.ID + "/reversal"
-	r1 := n.call(t, tok, "POST", rev, "rev1", "")
+	r1 := n.call(t, tok, "POST", rev, "rev1", "", "Content-Type", "application/json") // as the README's curl sends it
 	var rv api.AuthCapture
 	json.Unmarshal([]byte(r1.body), &rv)
 	if r1.code != 201 || rv.CaptureID != k1.ID || rv.Amount != "10.00" || rv.ID == k1.ID {
