@@ -142,10 +142,7 @@ func (s *Server) block(ctx context.Context, key, account string, req blockReques
 	if perr != nil {
 		return nil, perr
 	}
-	in := s.intent(c, payment.KindFundsBlock, account, amount, ccy.Code)
-	in.Ref = store.Ref{RRN: req.Reference}
-	in.OriginalRef = blockOriginalPrefix + req.Reference
-	in.IdempotencyKey = "rest|" + key
+	in := s.holdIntent(c, key, account, amount, ccy.Code, req.Reference)
 	in.Fingerprint = []string{"block", account, req.Amount, ccy.Code, req.Reference}
 	out, err := s.core.Submit(ctx, in)
 	if err != nil {
@@ -178,11 +175,7 @@ func (s *Server) release(ctx context.Context, key, account, id string) (*blockAn
 	if err != nil {
 		return nil, err
 	}
-	// A reversal of a hold releases what it still holds (at most its
-	// amount); of a hold no longer pending the ledger says original-final.
-	in := s.intent(c, payment.KindReversal, orig.Debit, orig.Amount, orig.Currency)
-	in.Original = blockOriginalPrefix + orig.Ref.RRN
-	in.IdempotencyKey = "rest|" + key
+	in := s.releaseIntent(c, key, orig)
 	in.Fingerprint = []string{"release", orig.ID}
 	out, err := s.core.Submit(ctx, in)
 	if err != nil {
@@ -216,14 +209,7 @@ func (s *Server) capture(ctx context.Context, key, account, id string, req captu
 	if perr != nil {
 		return nil, perr
 	}
-	// A capture is a completion of the hold (ISO 8583 0220): pending
-	// becomes posted, so available does not move again; the ledger
-	// refuses more than the block still holds.
-	in := s.intent(c, payment.KindCompletion, orig.Debit, amount, ccy.Code)
-	in.Original = blockOriginalPrefix + orig.Ref.RRN
-	in.Ref = store.Ref{RRN: orig.Ref.RRN}
-	in.Final = req.Final
-	in.IdempotencyKey = "rest|" + key
+	in := s.captureIntent(c, key, orig, amount, req.Final)
 	in.Fingerprint = []string{"capture", orig.ID, req.Amount, strconv.FormatBool(req.Final)}
 	out, err := s.core.Submit(ctx, in)
 	if err != nil {
@@ -239,6 +225,41 @@ func (s *Server) capture(ctx context.Context, key, account, id string, req captu
 		ans.Replayed = "true"
 	}
 	return ans, nil
+}
+
+// holdIntent is the core's Intent for a hold of amount on account under
+// the partner's reference, with the request's key; the caller adds the
+// fingerprint. Blocks and authorizations (authorizations.go) share it and
+// so the reference namespace: an authorization's reservation is a block.
+func (s *Server) holdIntent(c *caller, key, account string, amount int64, ccy, reference string) payment.Intent {
+	in := s.intent(c, payment.KindFundsBlock, account, amount, ccy)
+	in.Ref = store.Ref{RRN: reference}
+	in.OriginalRef = blockOriginalPrefix + reference
+	in.IdempotencyKey = "rest|" + key
+	return in
+}
+
+// captureIntent is a capture of amount from hold orig: a completion of
+// the hold (ISO 8583 0220), so pending becomes posted and available does
+// not move again; the ledger refuses more than the hold still holds.
+// final releases the rest.
+func (s *Server) captureIntent(c *caller, key string, orig store.Transfer, amount int64, final bool) payment.Intent {
+	in := s.intent(c, payment.KindCompletion, orig.Debit, amount, orig.Currency)
+	in.Original = blockOriginalPrefix + orig.Ref.RRN
+	in.Ref = store.Ref{RRN: orig.Ref.RRN}
+	in.Final = final
+	in.IdempotencyKey = "rest|" + key
+	return in
+}
+
+// releaseIntent releases what hold orig still holds (a reversal of a hold,
+// at most its amount); of a hold no longer pending the ledger says
+// original-final.
+func (s *Server) releaseIntent(c *caller, key string, orig store.Transfer) payment.Intent {
+	in := s.intent(c, payment.KindReversal, orig.Debit, orig.Amount, orig.Currency)
+	in.Original = blockOriginalPrefix + orig.Ref.RRN
+	in.IdempotencyKey = "rest|" + key
+	return in
 }
 
 // ownBlock is hold id on account when it is the caller's block, read

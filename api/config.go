@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"time"
 )
 
@@ -55,6 +56,9 @@ type Config struct {
 	// is added to their lanes, as a lane's partners: list does); later,
 	// a partner record's lanes decide.
 	Partners []string `yaml:"partners"`
+	// SCA decides which authorizations (POST /v1/authorizations) need
+	// strong customer authentication before anything is reserved.
+	SCA SCAConfig `yaml:"sca"`
 	// TLS is the listener's certificate and, optionally, the CAs of
 	// partners' client certificates (mutual TLS; tokens of tls_client_auth
 	// clients are bound to them). Unset: a certificate from a development
@@ -69,8 +73,37 @@ type TLSConfig struct {
 	ClientCAFile string `yaml:"client_ca_file"`
 }
 
-// DefaultConfig serves the demo's partner API on loopback.
-func DefaultConfig() Config { return Config{Listen: "127.0.0.1:8443", Lane: "api"} }
+// SCAConfig is the strong-customer-authentication rule: an authorization
+// needs it when any of its parts says so.
+type SCAConfig struct {
+	// AmountThresholdMinor: an amount above it, in minor units of the
+	// authorization's currency, needs SCA (PSD2's low-value exemption is
+	// 30.00 EUR: 3000); 0 makes every amount need it.
+	AmountThresholdMinor int64 `yaml:"amount_threshold"`
+	// Partners always need SCA, whatever the amount.
+	Partners []string `yaml:"partners"`
+	// RiskFlags: an authorization whose risk_flag is one of them needs SCA.
+	RiskFlags []string `yaml:"risk_flags"`
+}
+
+// SCA limits.
+const (
+	// scaAmountThresholdMinorMax bounds the threshold where no amount the
+	// ledger holds is above it (10¹⁵ minor units).
+	scaAmountThresholdMinorMax = 1_000_000_000_000_000
+	// scaPartnersMax and scaRiskFlagsMax bound the rule's lists: they are
+	// searched on every authorization.
+	scaPartnersMax  = 1024
+	scaRiskFlagsMax = 64
+	// riskFlagBytesMax bounds a risk flag (a name like "new_device").
+	riskFlagBytesMax = 32
+)
+
+// DefaultConfig serves the demo's partner API on loopback; authorizations
+// above 30.00 (in minor units of any currency) or flagged "high" need SCA.
+func DefaultConfig() Config {
+	return Config{Listen: "127.0.0.1:8443", Lane: "api", SCA: SCAConfig{AmountThresholdMinor: 3000, RiskFlags: []string{"high"}}}
+}
 
 // Validate checks the listen address and the lane name.
 func (c Config) Validate() error {
@@ -86,5 +119,51 @@ func (c Config) Validate() error {
 	if c.TLS != nil && (c.TLS.CertFile == "" || c.TLS.KeyFile == "") {
 		return fmt.Errorf("%w: tls needs cert_file and key_file", ErrConfig)
 	}
+	return c.SCA.Validate()
+}
+
+// Validate checks the rule's bounds: a threshold in [0, 10¹⁵], at most
+// scaPartnersMax partners and scaRiskFlagsMax flags, each a valid name.
+func (c SCAConfig) Validate() error {
+	if c.AmountThresholdMinor < 0 || c.AmountThresholdMinor > scaAmountThresholdMinorMax {
+		return fmt.Errorf("%w: sca.amount_threshold %d not in [0, %d]", ErrConfig, c.AmountThresholdMinor, int64(scaAmountThresholdMinorMax))
+	}
+	if len(c.Partners) > scaPartnersMax {
+		return fmt.Errorf("%w: sca.partners: %d is more than %d", ErrConfig, len(c.Partners), scaPartnersMax)
+	}
+	for _, p := range c.Partners {
+		if p == "" || len(p) > accountIDBytesMax {
+			return fmt.Errorf("%w: sca.partners: %q is no partner id", ErrConfig, p)
+		}
+	}
+	if len(c.RiskFlags) > scaRiskFlagsMax {
+		return fmt.Errorf("%w: sca.risk_flags: %d is more than %d", ErrConfig, len(c.RiskFlags), scaRiskFlagsMax)
+	}
+	for _, f := range c.RiskFlags {
+		if !validRiskFlag(f) || f == "" {
+			return fmt.Errorf("%w: sca.risk_flags: %q: 1 to %d of a-z 0-9 _ -", ErrConfig, f, riskFlagBytesMax)
+		}
+	}
 	return nil
+}
+
+// validRiskFlag: at most riskFlagBytesMax of a-z, 0-9, '_' and '-' (the
+// request's schema pattern).
+func validRiskFlag(f string) bool {
+	if len(f) > riskFlagBytesMax {
+		return false
+	}
+	for i := 0; i < len(f); i++ {
+		if c := f[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// required reports whether an authorization of amount minor units by
+// partner, flagged riskFlag, needs SCA.
+func (c SCAConfig) required(partner string, amount int64, riskFlag string) bool {
+	return amount > c.AmountThresholdMinor || slices.Contains(c.Partners, partner) ||
+		(riskFlag != "" && slices.Contains(c.RiskFlags, riskFlag))
 }

@@ -93,6 +93,7 @@ func New(cfg Config, core *payment.Core, ledger Ledger, auth *oauth.Server, logg
 	s.api = humago.New(s.mux, hc)
 	s.api.UseMiddleware(s.authenticate)
 	s.registerPayments()
+	s.registerAuthorizations()
 	s.registerBatches()
 	s.registerStatements()
 	s.registerBlocks()

@@ -127,7 +127,7 @@ func Load(path string) (File, error) {
 	// What only the demo has: a file enables the partner API with an api:
 	// section of its own (several nodes on one machine would all take
 	// the demo's port), and makes its own partner clients.
-	f.API = api.Config{Lane: api.DefaultConfig().Lane}
+	f.API = api.Config{Lane: api.DefaultConfig().Lane, SCA: api.DefaultConfig().SCA}
 	f.Ops.Auth.BootstrapPartnerClients = nil
 	fh, err := os.Open(path)
 	if err != nil {

@@ -68,6 +68,17 @@ var (
 	// lane on its old settings: the config does not load, or a lane's
 	// new files or allowlist do not.
 	ErrLaneReload = errors.New("switch: lane reload failed")
+	// ErrCreditCheckRejected: a partner API authorization asked for more
+	// than the account has available (it wraps the ledger's
+	// store.ErrInsufficientFunds); nothing was reserved.
+	ErrCreditCheckRejected = errors.New("api: credit check rejected")
+	// ErrAuthenticationNoLongerValid: a capture or cancellation of a
+	// partner API authorization whose reservation expired (it wraps the
+	// ledger's store.ErrAlreadyFinal).
+	ErrAuthenticationNoLongerValid = errors.New("api: authentication is no longer valid")
+	// ErrNotImplemented: a documented partner API call that is not built
+	// yet; the detail names what is missing.
+	ErrNotImplemented = errors.New("api: not implemented")
 )
 
 // ISO 8583:1987 response codes (field 39) that switchd sends.
@@ -126,6 +137,11 @@ var table = []struct {
 	{settle.ErrInput, Outcome{Code: SystemMalfunction, HTTPStatus: http.StatusUnprocessableEntity, Problem: "bad-input-file", Title: "Bad input file", Detail: true}},
 	{settle.ErrNoRecon, Outcome{Code: SystemMalfunction, HTTPStatus: http.StatusNotFound, Problem: "no-reconciliation", Title: "No such reconciliation"}},
 	{settle.ErrNoBreak, Outcome{Code: SystemMalfunction, HTTPStatus: http.StatusNotFound, Problem: "no-break", Title: "No such break"}},
+
+	// Partner API authorizations: before the ledger errors they wrap.
+	{ErrCreditCheckRejected, Outcome{Code: InsufficientFunds, HTTPStatus: http.StatusUnprocessableEntity, Problem: "credit-check-rejected", Title: "Credit check rejected"}},
+	{ErrAuthenticationNoLongerValid, Outcome{Code: InvalidTransaction, HTTPStatus: http.StatusUnprocessableEntity, Problem: "authentication-is-no-longer-valid", Title: "Authentication is no longer valid"}},
+	{ErrNotImplemented, Outcome{Code: InvalidTransaction, HTTPStatus: http.StatusNotImplemented, Problem: "not-implemented", Title: "Not implemented", Detail: true}},
 
 	{store.ErrInsufficientFunds, Outcome{Code: InsufficientFunds, HTTPStatus: http.StatusUnprocessableEntity, Problem: "insufficient-funds", Title: "Insufficient funds"}},
 	{store.ErrUnknownAccount, Outcome{Code: InvalidCardNumber, HTTPStatus: http.StatusNotFound, Problem: "unknown-account", Title: "Unknown account"}},

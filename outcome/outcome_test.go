@@ -41,6 +41,11 @@ func TestTable(t *testing.T) {
 		{fmt.Errorf("account x: %w: Luhn check failed", card.ErrInvalidPAN), "14", http.StatusBadRequest},
 		{ErrPartnerSuspended, "62", http.StatusForbidden},
 		{store.ErrAgentLimit, "61", http.StatusUnprocessableEntity},
+		// Partner API authorizations: their own problems, not the ledger
+		// errors they wrap.
+		{fmt.Errorf("%w: %w", ErrCreditCheckRejected, store.ErrInsufficientFunds), "51", http.StatusUnprocessableEntity},
+		{fmt.Errorf("%w: %w", ErrAuthenticationNoLongerValid, store.ErrAlreadyFinal), "12", http.StatusUnprocessableEntity},
+		{fmt.Errorf("%w: redirect", ErrNotImplemented), "12", http.StatusNotImplemented},
 		// Fail closed: no decision made means 96, never 00.
 		{cluster.ErrNotLeader, "96", http.StatusServiceUnavailable},
 		{cluster.ErrUnknownOutcome, "96", http.StatusServiceUnavailable},

@@ -1,0 +1,430 @@
+package api
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/danielgtaylor/huma/v2"
+
+	"github.com/switchd/switchd/currency"
+	"github.com/switchd/switchd/outcome"
+	"github.com/switchd/switchd/payment"
+	"github.com/switchd/switchd/store"
+)
+
+// Retail-finance authorizations (issue 12). An authorization checks that
+// the account exists, that its available balance covers the amount (the
+// credit check: 422 credit-check-rejected, nothing reserved) and whether
+// strong customer authentication is needed (Config.SCA). Without SCA it
+// reserves the amount at once: the reservation is a funds block (a ledger
+// hold, blocks.go), captured in parts up to the reserved amount, each
+// capture a completion of the hold with its own id, a capture reversed by
+// a reversal of that completion, and what is left cancelled by a release.
+// It expires with the hold (the core's hold_expiry): a capture or a
+// cancellation after that is a 422 authentication-is-no-longer-valid.
+//
+// With SCA needed nothing is reserved or stored: the answer names the
+// redirect step, which needs replicated state (the pending authorization
+// and its authentication) that the FSM does not have yet, so the redirect
+// answers 501 not-implemented. The answer is computed from the request
+// alone, the same bytes on a retry, but without a stored record.
+
+// captureOriginalPrefix scopes captures' references: a capture can be
+// named as an original ("rest-capture|" + authorization id + "|" + its
+// trace) so that it can be reversed.
+const captureOriginalPrefix = "rest-capture|"
+
+// Limits.
+const (
+	// traceHexLen is the length of a capture's trace (its STAN, from the
+	// authorization id and the request's key): 48 bits, so two captures of
+	// one authorization do not collide.
+	traceHexLen = 12
+	// scaIDPrefix marks an authorization awaiting SCA (never a ledger id).
+	scaIDPrefix = "sca-"
+	scaIDHexLen = 24
+)
+
+type authorizationRequest struct {
+	Account   string `json:"account" minLength:"1" maxLength:"64" doc:"The paying account's id"`
+	Amount    string `json:"amount" pattern:"^[0-9]+(\\.[0-9]+)?$" maxLength:"24" doc:"Decimal string with the currency's exponent: \"12.34\" USD, \"1000\" JPY"`
+	Currency  string `json:"currency" pattern:"^[A-Z]{3}$" doc:"ISO 4217 alphabetic code; the account's"`
+	Reference string `json:"reference" minLength:"1" maxLength:"35" pattern:"^[\\x21-\\x7e]+$" doc:"The partner's unique reference of this authorization (shared with funds blocks)"`
+	RiskFlag  string `json:"risk_flag,omitempty" maxLength:"32" pattern:"^[a-z0-9_-]*$" doc:"The partner's risk assessment; a flag the SCA rule lists needs SCA"`
+}
+
+type authCaptureRequest struct {
+	Amount string `json:"amount" pattern:"^[0-9]+(\\.[0-9]+)?$" maxLength:"24" doc:"What to pay, at most what the authorization still reserves"`
+}
+
+type redirectRequest struct {
+	ReturnURL string `json:"return_url" minLength:"1" maxLength:"2048" format:"uri" doc:"Where the customer returns after authenticating"`
+}
+
+// Authorization is an authorization as the API shows it; a reserved one
+// is made from the hold the ledger stored.
+type Authorization struct {
+	ID        string `json:"id"`
+	Status    string `json:"status" enum:"authentication_required,reserved,captured,cancelled,expired" doc:"authentication_required: nothing reserved until SCA; reserved while the hold stands; captured, cancelled or expired after"`
+	Account   string `json:"account"`
+	Amount    string `json:"amount"`
+	Currency  string `json:"currency"`
+	Reference string `json:"reference"`
+	Reserved  string `json:"reserved,omitempty" doc:"What is still reserved (counted out of the account's available balance)"`
+	Captured  string `json:"captured,omitempty" doc:"What captures have paid so far"`
+	Cancelled string `json:"cancelled,omitempty" doc:"What a cancellation gave back to the available balance"`
+	ExpiresAt string `json:"expires_at,omitempty" doc:"RFC 3339, UTC: a reserved authorization lapses then"`
+	CreatedAt string `json:"created_at,omitempty" doc:"RFC 3339, UTC"`
+	Links     *Links `json:"links,omitempty"`
+}
+
+// Links are an authorization's next steps.
+type Links struct {
+	Redirect string `json:"redirect" doc:"POST {return_url} here for the customer's redirect URL"`
+}
+
+// AuthCapture is one capture of an authorization, or its reversal.
+type AuthCapture struct {
+	ID              string `json:"id"`
+	AuthorizationID string `json:"authorization_id"`
+	CaptureID       string `json:"capture_id,omitempty" doc:"On a reversal: the capture it reverses"`
+	Amount          string `json:"amount"`
+	Currency        string `json:"currency"`
+	CreatedAt       string `json:"created_at"`
+}
+
+type authorizationAnswer struct {
+	Replayed string `header:"Idempotent-Replayed" doc:"true: the stored answer to an earlier request with this key"`
+	Location string `header:"Location"`
+	Status   int
+	Body     Authorization
+}
+
+type authCaptureAnswer struct {
+	Replayed string `header:"Idempotent-Replayed"`
+	Status   int
+	Body     AuthCapture
+}
+
+func (s *Server) registerAuthorizations() {
+	problems := []int{400, 401, 403, 404, 409, 422, 503}
+	write := []map[string][]string{{"oauth2": {ScopePaymentsWrite}}}
+	meta := map[string]any{"scope": ScopePaymentsWrite}
+	tags := []string{"retail finance"}
+	huma.Register(s.api, huma.Operation{
+		OperationID: "create-authorization", Method: http.MethodPost, Path: "/v1/authorizations", Summary: "Authorize an amount",
+		Description: "Checks the account and its available balance (422 credit-check-rejected) and whether strong customer authentication is needed " +
+			"(amount above sca.amount_threshold, a partner in sca.partners, a risk_flag in sca.risk_flags). Without SCA the amount is reserved at once " +
+			"(status reserved); with SCA nothing is reserved and links.redirect names the next step (status authentication_required).",
+		DefaultStatus: http.StatusCreated, Errors: problems, MaxBodyBytes: bodyBytesMax, Tags: tags, Security: write, Metadata: meta,
+	}, func(ctx context.Context, in *struct {
+		IdempotencyKey string `header:"Idempotency-Key" maxLength:"64" doc:"The request's key: a retry with the same key and body gets the stored answer, another body with it a 409"`
+		Body           authorizationRequest
+	}) (*authorizationAnswer, error) {
+		return s.authorize(ctx, in.IdempotencyKey, in.Body)
+	})
+	huma.Register(s.api, huma.Operation{
+		OperationID: "get-authorization", Method: http.MethodGet, Path: "/v1/authorizations/{id}", Summary: "Read an authorization",
+		Description: "A reserved authorization as it is now. One awaiting SCA is not stored (404).",
+		Errors:      []int{401, 403, 404, 503}, Tags: tags,
+		Security: []map[string][]string{{"oauth2": {ScopePaymentsRead}}}, Metadata: map[string]any{"scope": ScopePaymentsRead},
+	}, func(ctx context.Context, in *struct {
+		ID string `path:"id" maxLength:"32"`
+	}) (*authorizationAnswer, error) {
+		t, err := s.ownAuthorization(ctx, callerOf(ctx), in.ID)
+		if err != nil {
+			return nil, err
+		}
+		a, err := authorizationOf(t)
+		if err != nil {
+			return nil, problemOf(err)
+		}
+		return &authorizationAnswer{Status: http.StatusOK, Body: a}, nil
+	})
+	huma.Register(s.api, huma.Operation{
+		OperationID: "cancel-authorization", Method: http.MethodDelete, Path: "/v1/authorizations/{id}", Summary: "Cancel what an authorization still reserves",
+		Description: "Gives what is still reserved back to the available balance; captures made stand. 409 original-final once it is captured or cancelled, " +
+			"422 authentication-is-no-longer-valid once it expired.",
+		Errors: problems, Tags: tags, Security: write, Metadata: meta,
+	}, func(ctx context.Context, in *struct {
+		IdempotencyKey string `header:"Idempotency-Key" maxLength:"64" doc:"The request's key: a retry with the same key gets the stored answer"`
+		ID             string `path:"id" maxLength:"32"`
+	}) (*authorizationAnswer, error) {
+		return s.cancelAuthorization(ctx, in.IdempotencyKey, in.ID)
+	})
+	huma.Register(s.api, huma.Operation{
+		OperationID: "capture-authorization", Method: http.MethodPost, Path: "/v1/authorizations/{id}/captures", Summary: "Capture part of an authorization",
+		Description: "Pays the amount from the reservation to the partner's settlement account; several captures may follow, each with its own id, " +
+			"up to what is reserved (then 422 exceeds-original). The last one that empties the reservation closes it.",
+		DefaultStatus: http.StatusCreated, Errors: problems, MaxBodyBytes: bodyBytesMax, Tags: tags, Security: write, Metadata: meta,
+	}, func(ctx context.Context, in *struct {
+		IdempotencyKey string `header:"Idempotency-Key" maxLength:"64" doc:"The request's key: a retry with the same key and body gets the stored answer, another body with it a 409"`
+		ID             string `path:"id" maxLength:"32"`
+		Body           authCaptureRequest
+	}) (*authCaptureAnswer, error) {
+		return s.captureAuthorization(ctx, in.IdempotencyKey, in.ID, in.Body)
+	})
+	huma.Register(s.api, huma.Operation{
+		OperationID: "reverse-capture", Method: http.MethodPost, Path: "/v1/authorizations/{id}/captures/{capture}/reversal", Summary: "Reverse a capture",
+		Description: "Gives the capture's amount back to the account (a compensating transfer from the settlement account); the reservation does not grow back. " +
+			"A capture already reversed is a 409 original-final.",
+		DefaultStatus: http.StatusCreated, Errors: problems, Tags: tags, Security: write, Metadata: meta,
+	}, func(ctx context.Context, in *struct {
+		IdempotencyKey string `header:"Idempotency-Key" maxLength:"64" doc:"The request's key: a retry with the same key gets the stored answer"`
+		ID             string `path:"id" maxLength:"32"`
+		Capture        string `path:"capture" maxLength:"32"`
+	}) (*authCaptureAnswer, error) {
+		return s.reverseCapture(ctx, in.IdempotencyKey, in.ID, in.Capture)
+	})
+	huma.Register(s.api, huma.Operation{
+		OperationID: "authorization-redirect", Method: http.MethodPost, Path: "/v1/authorizations/{id}/redirect", Summary: "Start the SCA redirect (not built yet)",
+		Description: "Will answer the customer's redirect URL for a return URL; its completion must be a replicated state change, which needs FSM state " +
+			"not built yet: 501 not-implemented.",
+		Errors: []int{400, 401, 403, 501}, MaxBodyBytes: bodyBytesMax, Tags: tags, Security: write, Metadata: meta,
+	}, func(ctx context.Context, in *struct {
+		ID   string `path:"id" maxLength:"32"`
+		Body redirectRequest
+	}) (*struct{}, error) {
+		return nil, problemOf(fmt.Errorf("%w: the SCA redirect and its completion need replicated authorization state that the ledger does not keep yet (issue 12)", outcome.ErrNotImplemented))
+	})
+	huma.Register(s.api, huma.Operation{
+		OperationID: "create-credit-application", Method: http.MethodPost, Path: "/v1/credit-applications", Summary: "Apply for a credit account (not built yet)",
+		Description: "Credit account applications with KYC answers are out of scope for now: 501 not-implemented.",
+		Errors:      []int{401, 403, 501}, Tags: tags, Security: write, Metadata: meta,
+	}, func(ctx context.Context, in *struct{}) (*struct{}, error) {
+		return nil, problemOf(fmt.Errorf("%w: credit account applications (with KYC answers) are out of scope for now (issue 12)", outcome.ErrNotImplemented))
+	})
+}
+
+func (s *Server) authorize(ctx context.Context, key string, req authorizationRequest) (*authorizationAnswer, error) {
+	if p := checkKey(key); p != nil {
+		return nil, p
+	}
+	c := callerOf(ctx)
+	ccy, amount, perr := money(req.Amount, req.Currency)
+	if perr != nil {
+		return nil, perr
+	}
+	if !validRiskFlag(req.RiskFlag) {
+		return nil, validation("risk_flag", fmt.Sprintf("at most %d of a-z, 0-9, '_' and '-'", riskFlagBytesMax))
+	}
+	if s.cfg.SCA.required(c.partner.ID, amount, req.RiskFlag) {
+		// The credit check without a hold: the account and its available
+		// balance now (linearizable), as a funds check reads them.
+		if _, err := s.core.Submit(ctx, s.intent(c, payment.KindFundsCheck, req.Account, amount, ccy.Code)); err != nil {
+			return nil, problemOf(creditCheck(err))
+		}
+		id := scaID(c.partner.ID, req.Reference)
+		return &authorizationAnswer{Status: http.StatusCreated, Location: "/v1/authorizations/" + id, Body: Authorization{
+			ID: id, Status: "authentication_required", Account: req.Account, Amount: currency.FormatMinor(amount, ccy, '.'),
+			Currency: ccy.Code, Reference: req.Reference, Links: &Links{Redirect: "/v1/authorizations/" + id + "/redirect"}}}, nil
+	}
+	in := s.holdIntent(c, key, req.Account, amount, ccy.Code, req.Reference)
+	in.Fingerprint = []string{"authorization", req.Account, req.Amount, ccy.Code, req.Reference, req.RiskFlag}
+	out, err := s.core.Submit(ctx, in)
+	if err != nil {
+		return nil, problemOf(creditCheck(err))
+	}
+	t, err := s.transfer(ctx, out.Result.TransferID)
+	if err != nil {
+		return nil, problemOf(err)
+	}
+	a, err := authorizationOf(t)
+	if err != nil {
+		return nil, problemOf(err)
+	}
+	// As it was made, whatever came since: the same bytes on a replay.
+	a.Status, a.Reserved, a.Captured, a.Cancelled = "reserved", a.Amount, zeroOf(t.Currency), zeroOf(t.Currency)
+	ans := &authorizationAnswer{Status: http.StatusCreated, Location: "/v1/authorizations/" + a.ID, Body: a}
+	if out.Result.Replayed {
+		ans.Replayed = "true"
+	}
+	return ans, nil
+}
+
+// creditCheck is err with the ledger's insufficient funds as the credit
+// check's rejection.
+func creditCheck(err error) error {
+	if errors.Is(err, store.ErrInsufficientFunds) {
+		return fmt.Errorf("%w: %w", outcome.ErrCreditCheckRejected, err)
+	}
+	return err
+}
+
+// noLongerValid is err with a hold that is final because it expired as
+// the authentication's lapse; it reads the hold again to tell.
+func (s *Server) noLongerValid(id string, err error) error {
+	if !errors.Is(err, store.ErrAlreadyFinal) {
+		return err
+	}
+	if t, terr := s.ledger.Transfer(id); terr == nil && t.Status == store.TransferExpired {
+		return fmt.Errorf("%w: %w", outcome.ErrAuthenticationNoLongerValid, err)
+	}
+	return err
+}
+
+// scaID names an authorization awaiting SCA: from the partner and its
+// reference, so a retry gets the same id. It is never a ledger id.
+func scaID(partner, reference string) string {
+	sum := sha256.Sum256([]byte(partner + "|" + reference))
+	return scaIDPrefix + hex.EncodeToString(sum[:])[:scaIDHexLen]
+}
+
+// trace is a capture's STAN: from the authorization and the request's
+// key, so the capture can be named as an original without an index.
+func trace(authorization, key string) string {
+	sum := sha256.Sum256([]byte(authorization + "|" + key))
+	return hex.EncodeToString(sum[:])[:traceHexLen]
+}
+
+func (s *Server) captureAuthorization(ctx context.Context, key, id string, req authCaptureRequest) (*authCaptureAnswer, error) {
+	if p := checkKey(key); p != nil {
+		return nil, p
+	}
+	c := callerOf(ctx)
+	orig, err := s.ownAuthorization(ctx, c, id)
+	if err != nil {
+		return nil, err
+	}
+	ccy, amount, perr := money(req.Amount, orig.Currency)
+	if perr != nil {
+		return nil, perr
+	}
+	// A block's capture, with a trace of its own under which it is an
+	// original: its reversal names it.
+	tr := trace(orig.ID, key)
+	in := s.captureIntent(c, key, orig, amount, false)
+	in.Ref.STAN = tr
+	in.OriginalRef = captureOriginalPrefix + orig.ID + "|" + tr
+	in.Fingerprint = []string{"authorization-capture", orig.ID, req.Amount}
+	out, err := s.core.Submit(ctx, in)
+	if err != nil {
+		return nil, problemOf(s.noLongerValid(orig.ID, err))
+	}
+	t, err := s.transfer(ctx, out.Result.TransferID)
+	if err != nil {
+		return nil, problemOf(err)
+	}
+	ans := &authCaptureAnswer{Status: http.StatusCreated, Body: AuthCapture{ID: t.ID, AuthorizationID: orig.ID,
+		Amount: currency.FormatMinor(t.Amount, ccy, '.'), Currency: ccy.Code, CreatedAt: rfc3339(t.Time)}}
+	if out.Result.Replayed {
+		ans.Replayed = "true"
+	}
+	return ans, nil
+}
+
+func (s *Server) cancelAuthorization(ctx context.Context, key, id string) (*authorizationAnswer, error) {
+	if p := checkKey(key); p != nil {
+		return nil, p
+	}
+	c := callerOf(ctx)
+	orig, err := s.ownAuthorization(ctx, c, id)
+	if err != nil {
+		return nil, err
+	}
+	in := s.releaseIntent(c, key, orig)
+	in.Fingerprint = []string{"authorization-cancel", orig.ID}
+	out, err := s.core.Submit(ctx, in)
+	if err != nil {
+		return nil, problemOf(s.noLongerValid(orig.ID, err))
+	}
+	t, err := s.transfer(ctx, out.Result.TransferID)
+	if err != nil {
+		return nil, problemOf(err)
+	}
+	a, err := authorizationOf(t)
+	if err != nil {
+		return nil, problemOf(err)
+	}
+	ans := &authorizationAnswer{Status: http.StatusOK, Body: a}
+	if out.Result.Replayed {
+		ans.Replayed = "true"
+	}
+	return ans, nil
+}
+
+func (s *Server) reverseCapture(ctx context.Context, key, id, captureID string) (*authCaptureAnswer, error) {
+	if p := checkKey(key); p != nil {
+		return nil, p
+	}
+	c := callerOf(ctx)
+	auth, err := s.ownAuthorization(ctx, c, id)
+	if err != nil {
+		return nil, err
+	}
+	// The capture must be this authorization's, made here (with a trace):
+	// a capture through the blocks API has no reference to be reversed by.
+	capt, err := s.ledger.Transfer(captureID)
+	if err == nil && (capt.Partner != c.partner.ID || capt.Op != store.OpComplete || capt.Original != auth.ID || capt.Ref.STAN == "") {
+		err = store.ErrNotFound
+	}
+	if err != nil {
+		if p := problemOf(err); p.Status != http.StatusNotFound {
+			return nil, p
+		}
+		return nil, &Problem{Type: problemBase + "not-found", Title: "Not found", Status: http.StatusNotFound, Detail: "no such capture of this authorization"}
+	}
+	ccy, err := currency.ByCode(capt.Currency)
+	if err != nil {
+		return nil, problemOf(err)
+	}
+	// A reversal of the posted completion: a compensating transfer, all of
+	// the capture (a second one exceeds what is left: 0).
+	in := s.intent(c, payment.KindReversal, capt.Debit, capt.Amount, capt.Currency)
+	in.Original = captureOriginalPrefix + auth.ID + "|" + capt.Ref.STAN
+	in.IdempotencyKey = "rest|" + key
+	in.Fingerprint = []string{"capture-reversal", capt.ID}
+	out, err := s.core.Submit(ctx, in)
+	if errors.Is(err, store.ErrExceedsOriginal) && capt.Reversed >= capt.Amount {
+		// Not wrapping err: the table would answer its exceeds-original.
+		err = fmt.Errorf("%w: capture %s is reversed already", store.ErrAlreadyFinal, capt.ID)
+	}
+	if err != nil {
+		return nil, problemOf(err)
+	}
+	t, err := s.transfer(ctx, out.Result.TransferID)
+	if err != nil {
+		return nil, problemOf(err)
+	}
+	ans := &authCaptureAnswer{Status: http.StatusCreated, Body: AuthCapture{ID: t.ID, AuthorizationID: auth.ID, CaptureID: capt.ID,
+		Amount: currency.FormatMinor(t.Amount, ccy, '.'), Currency: ccy.Code, CreatedAt: rfc3339(t.Time)}}
+	if out.Result.Replayed {
+		ans.Replayed = "true"
+	}
+	return ans, nil
+}
+
+// ownAuthorization is hold id when it is the caller's, read after a
+// ReadIndex; another partner's, or a transfer that is no hold, looks like
+// none at all. A block is an authorization too: they are the same hold.
+func (s *Server) ownAuthorization(ctx context.Context, c *caller, id string) (store.Transfer, error) {
+	if err := s.ledger.ReadIndex(ctx); err != nil {
+		return store.Transfer{}, problemOf(err)
+	}
+	t, err := s.ledger.Transfer(id)
+	if err == nil && (t.Partner != c.partner.ID || t.Op != store.OpAuthorize) {
+		err = store.ErrNotFound
+	}
+	if err != nil {
+		if p := problemOf(err); p.Status != http.StatusNotFound {
+			return t, p
+		}
+		return t, &Problem{Type: problemBase + "not-found", Title: "Not found", Status: http.StatusNotFound, Detail: "no such authorization (one awaiting SCA is not stored)"}
+	}
+	return t, nil
+}
+
+// authorizationOf shows hold t as an authorization, from the block it is.
+func authorizationOf(t store.Transfer) (Authorization, error) {
+	b, err := blockOf(t)
+	if err != nil {
+		return Authorization{}, err
+	}
+	status := map[string]string{"active": "reserved", "captured": "captured", "released": "cancelled", "expired": "expired"}[b.Status]
+	return Authorization{ID: b.ID, Status: status, Account: b.Account, Amount: b.Amount, Currency: b.Currency, Reference: b.Reference,
+		Reserved: b.Held, Captured: b.Captured, Cancelled: b.Released, ExpiresAt: b.ExpiresAt, CreatedAt: b.CreatedAt}, nil
+}
