@@ -225,13 +225,9 @@ func (s *Server) authorize(ctx context.Context, key string, req authorizationReq
 	}
 	in := s.holdIntent(c, key, req.Account, amount, ccy.Code, req.Reference)
 	in.Fingerprint = []string{"authorization", req.Account, req.Amount, ccy.Code, req.Reference, req.RiskFlag}
-	out, err := s.core.Submit(ctx, in)
+	t, replayed, err := s.decide(ctx, in, func(err error) error { return creditCheck(err) })
 	if err != nil {
-		return nil, problemOf(creditCheck(err))
-	}
-	t, err := s.transfer(ctx, out.Result.TransferID)
-	if err != nil {
-		return nil, problemOf(err)
+		return nil, err
 	}
 	a, err := authorizationOf(t)
 	if err != nil {
@@ -240,7 +236,7 @@ func (s *Server) authorize(ctx context.Context, key string, req authorizationReq
 	// As it was made, whatever came since: the same bytes on a replay.
 	a.Status, a.Reserved, a.Captured, a.Cancelled = "reserved", a.Amount, zeroOf(t.Currency), zeroOf(t.Currency)
 	ans := &authorizationAnswer{Status: http.StatusCreated, Location: "/v1/authorizations/" + a.ID, Body: a}
-	if out.Result.Replayed {
+	if replayed {
 		ans.Replayed = "true"
 	}
 	return ans, nil
@@ -301,17 +297,13 @@ func (s *Server) captureAuthorization(ctx context.Context, key, id string, req a
 	in.Ref.STAN = tr
 	in.OriginalRef = captureOriginalPrefix + orig.ID + "|" + tr
 	in.Fingerprint = []string{"authorization-capture", orig.ID, req.Amount}
-	out, err := s.core.Submit(ctx, in)
+	t, replayed, err := s.decide(ctx, in, func(err error) error { return s.noLongerValid(orig.ID, err) })
 	if err != nil {
-		return nil, problemOf(s.noLongerValid(orig.ID, err))
-	}
-	t, err := s.transfer(ctx, out.Result.TransferID)
-	if err != nil {
-		return nil, problemOf(err)
+		return nil, err
 	}
 	ans := &authCaptureAnswer{Status: http.StatusCreated, Body: AuthCapture{ID: t.ID, AuthorizationID: orig.ID,
 		Amount: currency.FormatMinor(t.Amount, ccy, '.'), Currency: ccy.Code, CreatedAt: rfc3339(t.Time)}}
-	if out.Result.Replayed {
+	if replayed {
 		ans.Replayed = "true"
 	}
 	return ans, nil
@@ -328,20 +320,16 @@ func (s *Server) cancelAuthorization(ctx context.Context, key, id string) (*auth
 	}
 	in := s.releaseIntent(c, key, orig)
 	in.Fingerprint = []string{"authorization-cancel", orig.ID}
-	out, err := s.core.Submit(ctx, in)
+	t, replayed, err := s.decide(ctx, in, func(err error) error { return s.noLongerValid(orig.ID, err) })
 	if err != nil {
-		return nil, problemOf(s.noLongerValid(orig.ID, err))
-	}
-	t, err := s.transfer(ctx, out.Result.TransferID)
-	if err != nil {
-		return nil, problemOf(err)
+		return nil, err
 	}
 	a, err := authorizationOf(t)
 	if err != nil {
 		return nil, problemOf(err)
 	}
 	ans := &authorizationAnswer{Status: http.StatusOK, Body: a}
-	if out.Result.Replayed {
+	if replayed {
 		ans.Replayed = "true"
 	}
 	return ans, nil
@@ -378,21 +366,19 @@ func (s *Server) reverseCapture(ctx context.Context, key, id, captureID string) 
 	in.Original = captureOriginalPrefix + auth.ID + "|" + capt.Ref.STAN
 	in.IdempotencyKey = "rest|" + key
 	in.Fingerprint = []string{"capture-reversal", capt.ID}
-	out, err := s.core.Submit(ctx, in)
-	if errors.Is(err, store.ErrExceedsOriginal) && capt.Reversed >= capt.Amount {
-		// Not wrapping err: the table would answer its exceeds-original.
-		err = fmt.Errorf("%w: capture %s is reversed already", store.ErrAlreadyFinal, capt.ID)
-	}
+	t, replayed, err := s.decide(ctx, in, func(err error) error {
+		if errors.Is(err, store.ErrExceedsOriginal) && capt.Reversed >= capt.Amount {
+			// Not wrapping err: the table would answer its exceeds-original.
+			return fmt.Errorf("%w: capture %s is reversed already", store.ErrAlreadyFinal, capt.ID)
+		}
+		return err
+	})
 	if err != nil {
-		return nil, problemOf(err)
-	}
-	t, err := s.transfer(ctx, out.Result.TransferID)
-	if err != nil {
-		return nil, problemOf(err)
+		return nil, err
 	}
 	ans := &authCaptureAnswer{Status: http.StatusCreated, Body: AuthCapture{ID: t.ID, AuthorizationID: auth.ID, CaptureID: capt.ID,
 		Amount: currency.FormatMinor(t.Amount, ccy, '.'), Currency: ccy.Code, CreatedAt: rfc3339(t.Time)}}
-	if out.Result.Replayed {
+	if replayed {
 		ans.Replayed = "true"
 	}
 	return ans, nil

@@ -144,13 +144,9 @@ func (s *Server) block(ctx context.Context, key, account string, req blockReques
 	}
 	in := s.holdIntent(c, key, account, amount, ccy.Code, req.Reference)
 	in.Fingerprint = []string{"block", account, req.Amount, ccy.Code, req.Reference}
-	out, err := s.core.Submit(ctx, in)
+	t, replayed, err := s.decide(ctx, in, nil)
 	if err != nil {
-		return nil, problemOf(err)
-	}
-	t, err := s.transfer(ctx, out.Result.TransferID)
-	if err != nil {
-		return nil, problemOf(err)
+		return nil, err
 	}
 	b, err := blockOf(t)
 	if err != nil {
@@ -160,7 +156,7 @@ func (s *Server) block(ctx context.Context, key, account string, req blockReques
 	// since: the same bytes on every replay (GET shows now).
 	b.Status, b.Held, b.Captured, b.Released = "active", b.Amount, zeroOf(t.Currency), zeroOf(t.Currency)
 	ans := &blockAnswer{Status: http.StatusCreated, Location: "/v1/accounts/" + b.Account + "/blocks/" + b.ID, Body: b}
-	if out.Result.Replayed {
+	if replayed {
 		ans.Replayed = "true"
 	}
 	return ans, nil
@@ -177,20 +173,16 @@ func (s *Server) release(ctx context.Context, key, account, id string) (*blockAn
 	}
 	in := s.releaseIntent(c, key, orig)
 	in.Fingerprint = []string{"release", orig.ID}
-	out, err := s.core.Submit(ctx, in)
+	t, replayed, err := s.decide(ctx, in, nil)
 	if err != nil {
-		return nil, problemOf(err)
-	}
-	t, err := s.transfer(ctx, out.Result.TransferID)
-	if err != nil {
-		return nil, problemOf(err)
+		return nil, err
 	}
 	b, err := blockOf(t)
 	if err != nil {
 		return nil, problemOf(err)
 	}
 	ans := &blockAnswer{Status: http.StatusOK, Body: b}
-	if out.Result.Replayed {
+	if replayed {
 		ans.Replayed = "true"
 	}
 	return ans, nil
@@ -211,17 +203,13 @@ func (s *Server) capture(ctx context.Context, key, account, id string, req captu
 	}
 	in := s.captureIntent(c, key, orig, amount, req.Final)
 	in.Fingerprint = []string{"capture", orig.ID, req.Amount, strconv.FormatBool(req.Final)}
-	out, err := s.core.Submit(ctx, in)
+	t, replayed, err := s.decide(ctx, in, nil)
 	if err != nil {
-		return nil, problemOf(err)
-	}
-	t, err := s.transfer(ctx, out.Result.TransferID)
-	if err != nil {
-		return nil, problemOf(err)
+		return nil, err
 	}
 	ans := &captureAnswer{Status: http.StatusCreated, Body: Capture{ID: t.ID, BlockID: orig.ID,
 		Amount: currency.FormatMinor(t.Amount, ccy, '.'), Currency: ccy.Code, CreatedAt: rfc3339(t.Time)}}
-	if out.Result.Replayed {
+	if replayed {
 		ans.Replayed = "true"
 	}
 	return ans, nil

@@ -249,13 +249,9 @@ func (s *Server) pay(ctx context.Context, key string, req paymentRequest) (*paym
 	if perr != nil {
 		return nil, perr
 	}
-	out, err := s.core.Submit(ctx, in)
+	t, replayed, err := s.decide(ctx, in, nil)
 	if err != nil {
-		return nil, problemOf(err)
-	}
-	t, err := s.transfer(ctx, out.Result.TransferID)
-	if err != nil {
-		return nil, problemOf(err)
+		return nil, err
 	}
 	p, err := paymentOf(t)
 	if err != nil {
@@ -265,7 +261,7 @@ func (s *Server) pay(ctx context.Context, key string, req paymentRequest) (*paym
 	// to this request, the same bytes on every replay (GET shows now).
 	p.Status, p.Refunded = "completed", zeroOf(t.Currency)
 	ans := &paymentAnswer{Status: http.StatusCreated, Location: "/v1/payments/" + p.ID, Body: p}
-	if out.Result.Replayed {
+	if replayed {
 		ans.Replayed = "true"
 	}
 	return ans, nil
@@ -294,20 +290,35 @@ func (s *Server) refund(ctx context.Context, key, id string, req refundRequest) 
 	in.Original = "rest|" + orig.Ref.RRN
 	in.IdempotencyKey = "rest|" + key
 	in.Fingerprint = []string{"refund", orig.ID, req.Amount}
-	out, err := s.core.Submit(ctx, in)
+	t, replayed, err := s.decide(ctx, in, nil)
 	if err != nil {
-		return nil, problemOf(err)
-	}
-	t, err := s.transfer(ctx, out.Result.TransferID)
-	if err != nil {
-		return nil, problemOf(err)
+		return nil, err
 	}
 	ans := &refundAnswer{Status: http.StatusCreated, Body: Refund{ID: t.ID, PaymentID: orig.ID,
 		Amount: currency.FormatMinor(t.Amount, ccy, '.'), Currency: ccy.Code, CreatedAt: rfc3339(t.Time)}}
-	if out.Result.Replayed {
+	if replayed {
 		ans.Replayed = "true"
 	}
 	return ans, nil
+}
+
+// decide submits in to the core and reads back the transfer it made or
+// changed: the one path of every state-changing call. mapErr, when set,
+// turns a refusal into this call's own error (an authorization's credit
+// check); every error comes back as a *Problem. replayed says the core
+// answered from its idempotency record.
+func (s *Server) decide(ctx context.Context, in payment.Intent, mapErr func(error) error) (t store.Transfer, replayed bool, err error) {
+	out, err := s.core.Submit(ctx, in)
+	if err != nil {
+		if mapErr != nil {
+			err = mapErr(err)
+		}
+		return t, false, problemOf(err)
+	}
+	if t, err = s.transfer(ctx, out.Result.TransferID); err != nil {
+		return t, false, problemOf(err)
+	}
+	return t, out.Result.Replayed, nil
 }
 
 // transfer reads the transfer a decision made (applied on this node by
