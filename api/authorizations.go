@@ -384,24 +384,10 @@ func (s *Server) reverseCapture(ctx context.Context, key, id, captureID string) 
 	return ans, nil
 }
 
-// ownAuthorization is hold id when it is the caller's, read after a
-// ReadIndex; another partner's, or a transfer that is no hold, looks like
-// none at all. A block is an authorization too: they are the same hold.
+// ownAuthorization is hold id when it is the caller's (ownHold; a block
+// is an authorization too).
 func (s *Server) ownAuthorization(ctx context.Context, c *caller, id string) (store.Transfer, error) {
-	if err := s.ledger.ReadIndex(ctx); err != nil {
-		return store.Transfer{}, problemOf(err)
-	}
-	t, err := s.ledger.Transfer(id)
-	if err == nil && (t.Partner != c.partner.ID || t.Op != store.OpAuthorize) {
-		err = store.ErrNotFound
-	}
-	if err != nil {
-		if p := problemOf(err); p.Status != http.StatusNotFound {
-			return t, p
-		}
-		return t, &Problem{Type: problemBase + "not-found", Title: "Not found", Status: http.StatusNotFound, Detail: "no such authorization (one awaiting SCA is not stored)"}
-	}
-	return t, nil
+	return s.ownHold(ctx, c, "", id, "no such authorization (one awaiting SCA is not stored)")
 }
 
 // authorizationOf shows hold t as an authorization, from the block it is.

@@ -250,22 +250,28 @@ func (s *Server) releaseIntent(c *caller, key string, orig store.Transfer) payme
 	return in
 }
 
-// ownBlock is hold id on account when it is the caller's block, read
-// after a ReadIndex; another partner's, another account's or a transfer
-// that is no hold looks like none at all.
+// ownBlock is hold id on account when it is the caller's block (ownHold).
 func (s *Server) ownBlock(ctx context.Context, c *caller, account, id string) (store.Transfer, error) {
+	return s.ownHold(ctx, c, account, id, "no such block on this account")
+}
+
+// ownHold is hold id when it is the caller's (and on account, when
+// account is set), read after a ReadIndex: blocks and authorizations are
+// the same hold. Another partner's, another account's or a transfer that
+// is no hold looks like none at all: a 404 saying notFound.
+func (s *Server) ownHold(ctx context.Context, c *caller, account, id, notFound string) (store.Transfer, error) {
 	if err := s.ledger.ReadIndex(ctx); err != nil {
 		return store.Transfer{}, problemOf(err)
 	}
 	t, err := s.ledger.Transfer(id)
-	if err == nil && (t.Partner != c.partner.ID || t.Op != store.OpAuthorize || t.Debit != account) {
+	if err == nil && (t.Partner != c.partner.ID || t.Op != store.OpAuthorize || account != "" && t.Debit != account) {
 		err = store.ErrNotFound
 	}
 	if err != nil {
 		if p := problemOf(err); p.Status != http.StatusNotFound {
 			return t, p
 		}
-		return t, &Problem{Type: problemBase + "not-found", Title: "Not found", Status: http.StatusNotFound, Detail: "no such block on this account"}
+		return t, &Problem{Type: problemBase + "not-found", Title: "Not found", Status: http.StatusNotFound, Detail: notFound}
 	}
 	return t, nil
 }

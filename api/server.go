@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -13,12 +12,12 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"os"
 	"time"
 
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/danielgtaylor/huma/v2/adapters/humago"
 
+	"github.com/switchd/switchd/httptls"
 	"github.com/switchd/switchd/oauth"
 	"github.com/switchd/switchd/outcome"
 	"github.com/switchd/switchd/payment"
@@ -115,21 +114,9 @@ func New(cfg Config, core *payment.Core, ledger Ledger, auth *oauth.Server, logg
 }
 
 func serverTLS(c *TLSConfig) (*tls.Config, error) {
-	cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+	tc, err := httptls.ServerConfig(c.CertFile, c.KeyFile, c.ClientCAFile)
 	if err != nil {
-		return nil, fmt.Errorf("%w: tls: %v", ErrConfig, err)
-	}
-	tc := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
-	if c.ClientCAFile != "" {
-		pem, err := os.ReadFile(c.ClientCAFile)
-		if err != nil {
-			return nil, fmt.Errorf("%w: tls: %v", ErrConfig, err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("%w: tls: %s holds no certificate", ErrConfig, c.ClientCAFile)
-		}
-		tc.ClientCAs, tc.ClientAuth = pool, tls.VerifyClientCertIfGiven
+		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
 	}
 	return tc, nil
 }

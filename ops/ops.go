@@ -6,7 +6,6 @@ package ops
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,7 +13,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
-	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -23,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/switchd/switchd/cluster"
+	"github.com/switchd/switchd/httptls"
 	"github.com/switchd/switchd/oauth"
 	"github.com/switchd/switchd/outcome"
 	"github.com/switchd/switchd/payment"
@@ -216,22 +215,9 @@ func (s *Server) httpServer(h http.Handler) *http.Server {
 // serverConfig is TLS 1.2+ with the listener's certificate; with a client
 // CA bundle, clients may show a certificate, verified against it.
 func (c *TLSConfig) serverConfig() (*tls.Config, error) {
-	cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+	tc, err := httptls.ServerConfig(c.CertFile, c.KeyFile, c.ClientCAFile)
 	if err != nil {
-		return nil, fmt.Errorf("%w: tls: %v", ErrConfig, err)
-	}
-	tc := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
-	if c.ClientCAFile != "" {
-		pem, err := os.ReadFile(c.ClientCAFile)
-		if err != nil {
-			return nil, fmt.Errorf("%w: tls: %v", ErrConfig, err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("%w: tls: %s holds no PEM certificate", ErrConfig, c.ClientCAFile)
-		}
-		tc.ClientCAs = pool
-		tc.ClientAuth = tls.VerifyClientCertIfGiven
+		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
 	}
 	return tc, nil
 }
