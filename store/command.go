@@ -69,6 +69,10 @@ func (o Op) String() string {
 		return "put_client"
 	case OpPutMACKey:
 		return "put_mac_key"
+	case OpPutDestination:
+		return "put_destination"
+	case OpDeleteDestination:
+		return "delete_destination"
 	}
 	return "unknown"
 }
