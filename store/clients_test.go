@@ -106,6 +106,7 @@ func TestKeyPrefixesDistinct(t *testing.T) {
 		"route": pfxRoute, "partner": pfxPartner, "agent": pfxAgent, "audit": pfxAudit, "day": pfxDay,
 		"break": pfxBreak, "breakaudit": pfxBreakAudit, "client": pfxClient,
 		"macKeys": pfxMACKeys, "destination": pfxDestination,
+		"forward": pfxForward, "forwardid": pfxForwardID, "forwarddue": pfxForwardDue, "saf": pfxSAF, "safqueue": pfxSAFQueue,
 	}
 	seen := map[byte]string{}
 	for name, b := range pfx {

@@ -73,6 +73,12 @@ func (o Op) String() string {
 		return "put_destination"
 	case OpDeleteDestination:
 		return "delete_destination"
+	case OpForward:
+		return "forward"
+	case OpForwardResult:
+		return "forward_result"
+	case OpSAFUpdate:
+		return "saf_update"
 	}
 	return "unknown"
 }
@@ -156,6 +162,10 @@ type Command struct {
 	// Admin carries an administrative change (admin.go) and who asked
 	// for it; every command that has one appends to the audit chain.
 	Admin *Admin `json:"admin,omitempty"`
+	// Forward carries OpForward's request, OpForwardResult's answer and
+	// OpSAFUpdate's change (forward.go); encoded in the extension object
+	// (ext.go).
+	Forward *ForwardCommand `json:"forward,omitempty"`
 }
 
 // RepeatSafe reports whether proposing c again after an unknown outcome

@@ -390,6 +390,10 @@ func (e *enc) command(c *Command) {
 	if c.Admin != nil {
 		flags |= flagAdmin
 	}
+	x := c.ext()
+	if x != nil {
+		flags |= flagExt
+	}
 	e.byte(flags)
 	e.str(c.Debit)
 	e.str(c.Credit)
@@ -415,6 +419,9 @@ func (e *enc) command(c *Command) {
 	}
 	if c.Admin != nil {
 		e.blob(adminJSON(c.Admin))
+	}
+	if x != nil {
+		e.blob(extJSON(x)) // ext.go
 	}
 }
 
@@ -443,6 +450,11 @@ func checkStrings(c *Command) error {
 	if c.Admin != nil {
 		if n := len(adminJSON(c.Admin)); n > adminBytesMax {
 			return fmt.Errorf("%w: admin change of %d bytes (max %d)", ErrInvalidCommand, n, adminBytesMax)
+		}
+	}
+	if x := c.ext(); x != nil {
+		if n := len(extJSON(x)); n > extBytesMax {
+			return fmt.Errorf("%w: extension of %d bytes (max %d)", ErrInvalidCommand, n, extBytesMax)
 		}
 	}
 	if a := c.Account; a != nil {
@@ -505,7 +517,7 @@ func (d *dec) command(c *Command) {
 	c.Partner = d.str()
 	c.Card = d.str()
 	flags := d.byte()
-	if flags&^(flagCreditCard|flagFinal|flagAccount|flagNextDay|flagBreak|flagPayer|flagAdmin) != 0 {
+	if flags&^(flagCreditCard|flagFinal|flagAccount|flagNextDay|flagBreak|flagPayer|flagAdmin|flagExt) != 0 {
 		d.fail("command flags")
 	}
 	c.CreditCard = flags&flagCreditCard != 0
@@ -541,5 +553,10 @@ func (d *dec) command(c *Command) {
 	}
 	if flags&flagAdmin != 0 {
 		c.Admin = decodeAdmin(d)
+	}
+	if flags&flagExt != 0 {
+		if x := decodeExt(d); x != nil {
+			x.apply(c)
+		}
 	}
 }
