@@ -21,6 +21,7 @@ import (
 	"github.com/switchd/switchd/api"
 	"github.com/switchd/switchd/cluster"
 	"github.com/switchd/switchd/disk"
+	"github.com/switchd/switchd/forward"
 	"github.com/switchd/switchd/mac"
 	"github.com/switchd/switchd/ops"
 	"github.com/switchd/switchd/payment"
@@ -93,6 +94,12 @@ type File struct {
 	// it on https://127.0.0.1:8443, a config file only with an api:
 	// section.
 	API api.Config `yaml:"api"`
+	// Forward tunes requests forwarded to ISO 8583 hosts (issue 13): the
+	// deadline after which a pending one is timed out and reversed, and
+	// how long reversal advices are retried. Card numbers of forwarded
+	// requests are sealed under the MAC KEK: a node without one forwards
+	// nothing (91).
+	Forward forward.Config `yaml:"forward"`
 }
 
 // Demo is the embedded demo configuration over the components' defaults.
@@ -107,6 +114,7 @@ func Demo() File {
 		Settle:    settle.DefaultConfig(),
 		Disk:      disk.DefaultConfig(),
 		MAC:       mac.DefaultConfig(),
+		Forward:   forward.DefaultConfig(),
 	}
 	if err := decode(bytes.NewReader(demoYAML), &f); err != nil {
 		panic(fmt.Sprintf("config: embedded demo config is broken: %v", err)) // a build defect
@@ -276,7 +284,7 @@ func (f File) Validate() error {
 	if err := f.validateCardKey(); err != nil {
 		return err
 	}
-	for _, err := range []error{f.Cluster.Validate(), f.Store.Validate(), f.Ops.Validate(), f.API.Validate(), f.Switch.Validate(), f.Settle.Validate(), f.MAC.Validate()} {
+	for _, err := range []error{f.Cluster.Validate(), f.Store.Validate(), f.Ops.Validate(), f.API.Validate(), f.Switch.Validate(), f.Settle.Validate(), f.MAC.Validate(), f.Forward.Validate()} {
 		if err != nil {
 			return err
 		}

@@ -181,3 +181,40 @@ func (k *KEK) Unwrap(partner string, alg Alg, pad Padding, wrapped []byte) (*Key
 	defer clear(material)
 	return NewKey(alg, pad, material)
 }
+
+// SealedBytesMax bounds what Seal accepts: card numbers and secrets of
+// that size, never bulk data.
+const SealedBytesMax = 256
+
+// Seal encrypts plaintext under the KEK for purpose ("pan" for card
+// numbers in forwarded requests and SAF entries) bound to context (the
+// record it belongs to), so a sealed value cannot be moved to another
+// record or used for another purpose: nonce ‖ ciphertext ‖ tag. The
+// additional data's domain differs from MAC keys', so neither can be
+// unwrapped as the other.
+func (k *KEK) Seal(purpose, context string, plaintext []byte) ([]byte, error) {
+	if len(plaintext) == 0 || len(plaintext) > SealedBytesMax {
+		return nil, fmt.Errorf("%w: seal %d bytes (1..%d)", ErrKey, len(plaintext), SealedBytesMax)
+	}
+	nonce := make([]byte, nonceBytes, nonceBytes+len(plaintext)+gcmTagBytes)
+	if _, err := io.ReadFull(k.rand, nonce); err != nil {
+		return nil, fmt.Errorf("mac: seal: random nonce: %w", err)
+	}
+	return k.aead.Seal(nonce, nonce, plaintext, sealAAD(purpose, context)), nil
+}
+
+// Open decrypts what Seal made for purpose and context.
+func (k *KEK) Open(purpose, context string, sealed []byte) ([]byte, error) {
+	if len(sealed) < nonceBytes+gcmTagBytes+1 || len(sealed) > nonceBytes+gcmTagBytes+SealedBytesMax {
+		return nil, fmt.Errorf("%w: sealed value of %d bytes", ErrUnwrap, len(sealed))
+	}
+	out, err := k.aead.Open(nil, sealed[:nonceBytes], sealed[nonceBytes:], sealAAD(purpose, context))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s sealed for another record or under another KEK than %s", ErrUnwrap, purpose, k.id)
+	}
+	return out, nil
+}
+
+func sealAAD(purpose, context string) []byte {
+	return []byte("switchd/sealed/v1\x00" + purpose + "\x00" + context)
+}

@@ -238,11 +238,60 @@ var (
 	fallback = Outcome{Code: SystemMalfunction, HTTPStatus: http.StatusInternalServerError, Problem: "internal", Title: "System malfunction"}
 )
 
+// HostDecline is a forwarded request's answer from its destination other
+// than an approval (issue 13): the host's field 39, or the destination's
+// timeout code (91, or 68 where the destination says) when it did not
+// answer in time. The host's code reaches the partner through hostCodes.
+type HostDecline struct {
+	Code        string
+	Destination string
+	Timeout     bool
+}
+
+func (e *HostDecline) Error() string {
+	if e.Timeout {
+		return "switch: destination " + e.Destination + " did not answer in time"
+	}
+	return "switch: destination " + e.Destination + " declined with " + e.Code
+}
+
+// hostCodes are the ISO 8583:1987 codes a host's decline is passed on
+// with as they are; any other code (a private one, or "00" on a message
+// that is no approval) becomes 05, do not honour.
+var hostCodes = map[string]bool{
+	"01": true, "02": true, "03": true, "04": true, "05": true, "06": true, "07": true, "12": true, "13": true,
+	"14": true, "15": true, "19": true, "25": true, "30": true, "33": true, "34": true, "36": true, "41": true,
+	"43": true, "51": true, "54": true, "55": true, "57": true, "58": true, "59": true, "61": true, "62": true,
+	"63": true, "65": true, "68": true, "75": true, "91": true, "92": true, "94": true, "96": true,
+}
+
+// HostCode is the code a partner gets for a host's code.
+func HostCode(code string) string {
+	if hostCodes[code] {
+		return code
+	}
+	return DoNotHonor
+}
+
+func hostOutcome(e *HostDecline) Outcome {
+	if e.Timeout {
+		code := IssuerUnavailable
+		if e.Code == "68" {
+			code = "68"
+		}
+		return Outcome{Code: code, HTTPStatus: http.StatusGatewayTimeout, Problem: "destination-timeout", Title: "Destination did not answer in time"}
+	}
+	return Outcome{Code: HostCode(e.Code), HTTPStatus: http.StatusUnprocessableEntity, Problem: "declined-by-destination", Title: "Declined by the destination"}
+}
+
 // Of returns the outcome for err: Approved for nil, the first matching table
 // entry otherwise, and 96 / 500 for anything unknown (fail closed).
 func Of(err error) Outcome {
 	if err == nil {
 		return approved
+	}
+	if hd, ok := errors.AsType[*HostDecline](err); ok {
+		return hostOutcome(hd)
 	}
 	for _, e := range table {
 		if errors.Is(err, e.err) {

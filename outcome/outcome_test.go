@@ -106,3 +106,26 @@ func TestProblemAttributes(t *testing.T) {
 		t.Fatalf("a ledger decline shows its text or a retry: %+v", o)
 	}
 }
+
+// A host's decline reaches the partner with the host's code when it is
+// one of ISO 8583's, else 05; a timeout is 91, or 68 where the
+// destination says; none of them is ever an approval.
+func TestHostDecline(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		code string
+		http int
+	}{
+		{&HostDecline{Code: "51", Destination: "iss"}, "51", 422},
+		{&HostDecline{Code: "N7", Destination: "iss"}, "05", 422},
+		{&HostDecline{Code: "00", Destination: "iss"}, "05", 422},
+		{&HostDecline{Code: "", Destination: "iss"}, "05", 422},
+		{&HostDecline{Code: "91", Destination: "iss", Timeout: true}, "91", 504},
+		{&HostDecline{Code: "68", Destination: "iss", Timeout: true}, "68", 504},
+		{fmt.Errorf("wrapped: %w", &HostDecline{Code: "14", Destination: "iss"}), "14", 422},
+	} {
+		if o := Of(c.err); o.Code != c.code || o.HTTPStatus != c.http {
+			t.Errorf("%v: %s %d, want %s %d", c.err, o.Code, o.HTTPStatus, c.code, c.http)
+		}
+	}
+}

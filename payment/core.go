@@ -69,6 +69,8 @@ type Core struct {
 	// disk and replays are set once by GuardDisk, before any request.
 	disk    DiskGuard
 	replays Replayer
+	// fwd sends off-us requests (forward.go); set once by UseForwarder.
+	fwd Forwarder
 }
 
 // NewCore builds the core. now is the clock (time.Now in production; a
@@ -281,9 +283,12 @@ func (c *Core) Submit(ctx context.Context, in Intent) (Outcome, error) {
 		return out, fmt.Errorf("%w: %s intent without an idempotency key", store.ErrInvalidCommand, in.Kind)
 	}
 	p := dc.partner
-	card, err := c.payer(ctx, in, p.ID)
-	if err != nil {
-		return out, err
+	dest, isOffUs := offUs(c.dir(), &in, dc.route)
+	var card string
+	if !isOffUs {
+		if card, err = c.payer(ctx, in, p.ID); err != nil {
+			return out, err
+		}
 	}
 	now := c.now()
 	cmd := store.Command{
@@ -338,6 +343,9 @@ func (c *Core) Submit(ctx context.Context, in Intent) (Outcome, error) {
 			return c.replayOrRefuse(cmd, out, err)
 		}
 	}
+	if isOffUs {
+		return c.forward(ctx, &in, dc, dest, cmd, out) // forward.go
+	}
 	res, err := c.ledger.Propose(ctx, cmd)
 	if err != nil {
 		return out, err
@@ -354,9 +362,8 @@ func route(d *store.Directory, p *store.Partner, billType, payerType string) (ac
 	if !ok {
 		return "", "", fmt.Errorf("%w: bill type %q, payer type %q, partner %q", outcome.ErrNoRoute, billType, payerType, p.ID)
 	}
-	if r.Destination != store.DestinationLedger {
-		return "", r.ID, fmt.Errorf("%w: route %s goes to %q", outcome.ErrDestinationUnavailable, r.ID, r.Destination)
-	}
+	// A route to another destination than the ledger is the forwarder's
+	// (forward.go); its account is credited the same way.
 	account = r.SettlementAccount
 	if account == "" {
 		account = p.SettlementAccount

@@ -21,6 +21,7 @@ import (
 	"github.com/switchd/switchd/api"
 	"github.com/switchd/switchd/cluster"
 	"github.com/switchd/switchd/config"
+	"github.com/switchd/switchd/forward"
 	"github.com/switchd/switchd/mac"
 	"github.com/switchd/switchd/oauth"
 	"github.com/switchd/switchd/ops"
@@ -114,6 +115,19 @@ type apiLedger struct {
 }
 
 func (l apiLedger) ReadIndex(ctx context.Context) error { return l.node.ReadIndex(ctx) }
+
+// forwardLedger is the forwarder's view: reads from the store, proposals
+// and read barriers through the cluster.
+type forwardLedger struct {
+	*store.Store
+	node *cluster.Node
+}
+
+func (l forwardLedger) ReadIndex(ctx context.Context) error { return l.node.ReadIndex(ctx) }
+
+func (l forwardLedger) Propose(ctx context.Context, c store.Command) (store.Result, error) {
+	return l.node.Propose(ctx, c)
+}
 
 // closed reports whether ch is closed.
 func closed(ch <-chan struct{}) bool {
@@ -269,6 +283,16 @@ func run(ctx context.Context, cfg config.File, log *slog.Logger) error {
 	} else {
 		log.Info("no MAC key-encryption key (mac.kek_file, mac.kek_env): partners that require a MAC are declined 96 on this node")
 	}
+	// Requests routed off-us (a destination's BIN or route) go to their
+	// ISO 8583 hosts; closed after the lanes that use it (defers run in
+	// reverse).
+	fwd, err := forward.New(cfg.Forward, forwardLedger{st, node}, kek, forward.Options{
+		Logger: log.With("component", "forward"), Leading: node.Leading})
+	if err != nil {
+		return err
+	}
+	defer fwd.Close()
+	core.UseForwarder(fwd)
 	// Seeding belongs to the node that bootstraps: in the background,
 	// retried until a leader takes it, and a no-op once the seeds exist
 	// (partners, agents and routes only ever seed a brand-new cluster).

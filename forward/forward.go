@@ -1,0 +1,515 @@
+// Package forward sends requests routed off-us to their ISO 8583 hosts
+// (issue 13): it records each one in the replicated state before it
+// leaves (store.OpForward), sends it over the destination's persistent
+// connections (package host), and records the answer (OpForwardResult),
+// which on a timeout queues the reversal advice in the same raft command.
+// On the leader it also sweeps forwards whose node died between the two
+// commands: past their deadline they are timed out, so their reversal is
+// queued too.
+package forward
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/switchd/switchd/codec"
+	"github.com/switchd/switchd/currency"
+	"github.com/switchd/switchd/host"
+	"github.com/switchd/switchd/mac"
+	"github.com/switchd/switchd/outcome"
+	"github.com/switchd/switchd/payment"
+	"github.com/switchd/switchd/store"
+)
+
+// Config tunes the forwarder.
+type Config struct {
+	// DeadlineMargin is added to a destination's timeout to make a
+	// forward's deadline: past it, a forward still pending belongs to a
+	// node that died, and the sweeper times it out.
+	DeadlineMargin time.Duration `yaml:"deadline_margin"`
+	// SweepInterval is how often the leader looks for such forwards.
+	SweepInterval time.Duration `yaml:"sweep_interval"`
+	// SAFExpiry is how long a reversal advice is retried before it
+	// expires (with an alarm and a reconciliation break).
+	SAFExpiry time.Duration `yaml:"saf_expiry"`
+	// SyncInterval is how often the destinations in the replicated state
+	// are compared with the clients this node runs.
+	SyncInterval time.Duration `yaml:"sync_interval"`
+}
+
+// Limits.
+const (
+	marginMax      = 10 * time.Minute
+	safExpiryMax   = 30 * 24 * time.Hour
+	sweepBatchMax  = 500
+	replayPollStep = 20 * time.Millisecond
+)
+
+// ErrConfig is a configuration that cannot work.
+var ErrConfig = errors.New("forward: invalid config")
+
+// DefaultConfig: a 5 s margin, a sweep every second, advices retried for
+// three days.
+func DefaultConfig() Config {
+	return Config{DeadlineMargin: 5 * time.Second, SweepInterval: time.Second, SAFExpiry: 72 * time.Hour, SyncInterval: 500 * time.Millisecond}
+}
+
+// Validate reports the first setting that cannot work.
+func (c *Config) Validate() error {
+	switch {
+	case c.DeadlineMargin <= 0 || c.DeadlineMargin > marginMax:
+		return fmt.Errorf("%w: deadline_margin %s out of (0, %s]", ErrConfig, c.DeadlineMargin, marginMax)
+	case c.SweepInterval <= 0 || c.SweepInterval > time.Minute:
+		return fmt.Errorf("%w: sweep_interval %s out of (0, 1m]", ErrConfig, c.SweepInterval)
+	case c.SAFExpiry < time.Minute || c.SAFExpiry > safExpiryMax:
+		return fmt.Errorf("%w: saf_expiry %s out of [1m, %s]", ErrConfig, c.SAFExpiry, safExpiryMax)
+	case c.SyncInterval <= 0 || c.SyncInterval > time.Minute:
+		return fmt.Errorf("%w: sync_interval %s out of (0, 1m]", ErrConfig, c.SyncInterval)
+	}
+	return nil
+}
+
+// Ledger is what the forwarder reads and proposes to (cluster.Node over
+// store.Store).
+type Ledger interface {
+	Propose(ctx context.Context, cmd store.Command) (store.Result, error)
+	ReadIndex(ctx context.Context) error
+	Forward(key string) (store.Forward, error)
+	ForwardByID(id string) (store.Forward, error)
+	DueForwards(now int64, limit int) ([]store.Forward, error)
+	Directory() *store.Directory
+}
+
+// Options are the forwarder's collaborators.
+type Options struct {
+	Logger *slog.Logger
+	// Leading reports whether this node leads (sweeper and SAF sender).
+	Leading func() bool
+	Now     func() time.Time
+	// Dial replaces TCP for the host clients (tests).
+	HostOptions host.Options
+}
+
+// Forwarder implements payment.Forwarder.
+type Forwarder struct {
+	cfg    Config
+	ledger Ledger
+	kek    *mac.KEK
+	opt    Options
+	log    *slog.Logger
+
+	mu      sync.Mutex
+	clients map[string]*destClient
+
+	stop chan struct{}
+	done chan struct{}
+}
+
+type destClient struct {
+	dest   *store.Destination // the record the client was made from
+	client *host.Client
+}
+
+// New starts the forwarder: it runs a client for every iso8583
+// destination and, on the leader, the sweeper. kek seals card numbers in
+// the replicated state; without one nothing is forwarded (91).
+func New(cfg Config, ledger Ledger, kek *mac.KEK, opt Options) (*Forwarder, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if opt.Logger == nil {
+		opt.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	if opt.Leading == nil {
+		opt.Leading = func() bool { return false }
+	}
+	f := &Forwarder{cfg: cfg, ledger: ledger, kek: kek, opt: opt, log: opt.Logger, clients: map[string]*destClient{},
+		stop: make(chan struct{}), done: make(chan struct{})}
+	f.sync()
+	go f.run()
+	return f, nil
+}
+
+// Close stops the sweeper and every host connection.
+func (f *Forwarder) Close() {
+	select {
+	case <-f.stop:
+		return
+	default:
+	}
+	close(f.stop)
+	<-f.done
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for id, dc := range f.clients {
+		dc.client.Close()
+		delete(f.clients, id)
+	}
+}
+
+func (f *Forwarder) run() {
+	defer close(f.done)
+	syncT := time.NewTicker(f.cfg.SyncInterval)
+	defer syncT.Stop()
+	sweepT := time.NewTicker(f.cfg.SweepInterval)
+	defer sweepT.Stop()
+	for {
+		select {
+		case <-f.stop:
+			return
+		case <-syncT.C:
+			f.sync()
+		case <-sweepT.C:
+			if f.opt.Leading() {
+				if n, err := f.Sweep(context.Background()); err != nil {
+					f.log.Warn("forward sweep", "err", err)
+				} else if n > 0 {
+					f.log.Warn("forwards past their deadline timed out (a node died mid-request); reversals queued", "forwards", n)
+				}
+			}
+		}
+	}
+}
+
+// sync makes this node's clients match the iso8583 destinations in the
+// replicated state: new ones started, changed ones restarted, removed
+// ones stopped. Records are replaced on every change, never changed in
+// place, so a pointer compare finds the changed ones.
+func (f *Forwarder) sync() {
+	want := map[string]*store.Destination{}
+	d := f.ledger.Directory()
+	for _, x := range d.Destinations() {
+		if x.Kind == store.DestinationKindISO8583 && !x.Disabled {
+			p, _ := d.Destination(x.ID)
+			want[x.ID] = p
+		}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for id, dc := range f.clients {
+		if w, ok := want[id]; !ok || w != dc.dest {
+			dc.client.Close()
+			delete(f.clients, id)
+		}
+	}
+	for id, x := range want {
+		if _, ok := f.clients[id]; ok {
+			continue
+		}
+		cfg, err := host.FromDestination(x)
+		if err != nil {
+			f.log.Error("destination cannot be connected on this node", "destination", id, "err", err)
+			continue
+		}
+		opt := f.opt.HostOptions
+		opt.Logger = f.log
+		opt.OnStray = f.onStray(id)
+		c, err := host.New(cfg, opt)
+		if err != nil {
+			f.log.Error("destination cannot be connected on this node", "destination", id, "err", err)
+			continue
+		}
+		f.clients[id] = &destClient{dest: x, client: c}
+	}
+}
+
+func (f *Forwarder) client(id string) *host.Client {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if dc, ok := f.clients[id]; ok {
+		return dc.client
+	}
+	return nil
+}
+
+// Client is destination id's host client on this node (metrics, status,
+// the SAF sender); nil when it has none.
+func (f *Forwarder) Client(id string) *host.Client { return f.client(id) }
+
+// Stats are the host clients' counters on this node, by destination.
+func (f *Forwarder) Stats() []host.Stats {
+	f.mu.Lock()
+	cs := make([]*host.Client, 0, len(f.clients))
+	for _, dc := range f.clients {
+		cs = append(cs, dc.client)
+	}
+	f.mu.Unlock()
+	out := make([]host.Stats, 0, len(cs))
+	for _, c := range cs {
+		out = append(out, c.Stats())
+	}
+	return out
+}
+
+// onStray records a host's late answer on its forward (it is never
+// posted: the timeout queued a reversal) so reconciliation shows it.
+func (f *Forwarder) onStray(dest string) func(host.Stray) {
+	return func(s host.Stray) {
+		if s.Kind != host.StrayLate || len(s.Message.MTI) != 4 || s.Message.MTI[:2] != "02" {
+			return
+		}
+		// Our RRN toward the host is the forward number's last twelve
+		// digits: the forward's id.
+		rrn := s.Message.Get(37)
+		if len(rrn) != 12 {
+			return
+		}
+		id := "F00" + rrn
+		go f.recordLate(dest, id, s.Message.Get(39), s.Message.Get(38))
+	}
+}
+
+func (f *Forwarder) recordLate(dest, id, rc, auth string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	fw, err := f.ledger.ForwardByID(id)
+	if err != nil || fw.Destination != dest {
+		f.log.Warn("late answer for no forward of this destination", "destination", dest, "forward", id)
+		return
+	}
+	out := store.OutcomeDeclined
+	if rc == outcome.Approved {
+		out = store.OutcomeApproved
+	}
+	if _, err := f.proposeResult(ctx, fw.Key, out, rc, auth, "late"); err != nil {
+		f.log.Warn("recording a late answer", "forward", id, "err", err)
+	}
+}
+
+// Forward is payment.Forwarder.
+func (f *Forwarder) Forward(ctx context.Context, req payment.ForwardRequest) (payment.ForwardAnswer, error) {
+	dest := req.Destination
+	timeoutCode := dest.ISO8583.TimeoutCode
+	if timeoutCode == "" {
+		timeoutCode = outcome.IssuerUnavailable
+	}
+	cmd := req.Command
+	// A repeat of a request already forwarded gets its recorded answer,
+	// even while the host is down.
+	if fw, err := f.ledger.Forward(cmd.Key); err == nil {
+		return f.answer(ctx, fw, timeoutCode, true)
+	}
+	cl := f.client(dest.ID)
+	if cl == nil || !cl.Ready() || f.kek == nil {
+		why := "no connection up"
+		if f.kek == nil {
+			why = "no key-encryption key on this node to seal the card number"
+		}
+		return payment.ForwardAnswer{}, fmt.Errorf("%w: %s: %s", outcome.ErrDestinationUnavailable, dest.ID, why)
+	}
+	ccy, err := currency.ByCode(cmd.Currency)
+	if err != nil {
+		return payment.ForwardAnswer{}, err
+	}
+	sealed, err := f.kek.Seal("pan", cmd.Key, []byte(req.PAN.Digits()))
+	if err != nil {
+		return payment.ForwardAnswer{}, err
+	}
+	in := req.Intent
+	mti, proc := "0200", "000000"
+	if req.Kind == payment.KindCashWithdrawal {
+		proc = "010000"
+	}
+	if len(in.Ref.ProcCode) == 6 {
+		proc = in.Ref.ProcCode
+	}
+	at := time.Unix(0, cmd.Time).UTC()
+	fields := map[int]string{3: proc, 4: fmt.Sprintf("%012d", cmd.Amount), 7: at.Format("0102150405"),
+		12: at.Format("150405"), 13: at.Format("0102"), 49: ccy.Numeric}
+	if in.Acquirer != "" {
+		fields[32] = in.Acquirer
+	}
+	if in.Terminal != "" {
+		fields[41] = in.Terminal
+	}
+	if in.Merchant != "" {
+		fields[42] = in.Merchant
+	}
+	timeout := time.Duration(dest.ISO8583.TimeoutMs) * time.Millisecond
+	cmd.Op = store.OpForward
+	cmd.Card, cmd.Debit, cmd.Credit, cmd.OriginalRef = "", "", "", ""
+	cmd.Forward = &store.ForwardCommand{Request: &store.ForwardRequest{
+		Destination: dest.ID, Route: req.Route, Debit: dest.SettlementAccount, Credit: req.Credit,
+		MTI: mti, Fields: fields, PAN: sealed, MaskedPAN: req.PAN.Masked(),
+		TimeoutAt:   cmd.Time + int64(timeout+f.cfg.DeadlineMargin),
+		OriginalRef: req.Command.OriginalRef,
+	}}
+	res, err := f.ledger.Propose(ctx, cmd)
+	if err != nil {
+		return payment.ForwardAnswer{}, err
+	}
+	if err := res.Status.Err(); err != nil {
+		return payment.ForwardAnswer{}, err
+	}
+	if res.Replayed {
+		fw, err := f.readForward(ctx, cmd.Key)
+		if err != nil {
+			return payment.ForwardAnswer{}, err
+		}
+		return f.answer(ctx, fw, timeoutCode, true)
+	}
+	fw := store.Forward{ID: res.TransferID, MTI: mti, Fields: fields}
+	msg := Request(&fw, req.PAN.Digits())
+	ans, err := cl.Send(ctx, msg)
+	outc, rc, auth, reason := store.OutcomeDeclined, "", "", ""
+	switch {
+	case err == nil:
+		rc, auth = ans.Get(39), ans.Get(38)
+		if rc == outcome.Approved {
+			outc = store.OutcomeApproved
+		}
+	case errors.Is(err, host.ErrTimeout):
+		outc, reason = store.OutcomeTimeout, "timeout"
+	case errors.Is(err, host.ErrConnectionLost):
+		outc, reason = store.OutcomeTimeout, "connection_lost"
+	default:
+		// Never sent (no connection by now, the circuit opened, a
+		// correlation key in flight): nothing to reverse.
+		outc, rc, reason = store.OutcomeDeclined, outcome.IssuerUnavailable, "not_sent"
+		f.log.Warn("forward not sent", "destination", dest.ID, "forward", fw.ID, "err", err)
+	}
+	// The result is recorded whatever became of the partner's context:
+	// the host may have acted.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout+f.cfg.DeadlineMargin)
+	defer cancel()
+	if _, err := f.proposeResult(rctx, cmd.Key, outc, rc, auth, reason); err != nil {
+		return payment.ForwardAnswer{}, err
+	}
+	final, err := f.ledger.Forward(cmd.Key)
+	if err != nil || final.State == store.ForwardPending {
+		// Applied on the leader, not here yet.
+		if final, err = f.readForward(rctx, cmd.Key); err != nil {
+			return payment.ForwardAnswer{}, err
+		}
+	}
+	return f.answer(ctx, final, timeoutCode, false)
+}
+
+// proposeResult records the answer to forward key. Each outcome has its
+// own idempotency key, so a sweeper's timeout and a host's answer racing
+// each other both apply: the first decides, the second is kept as late.
+func (f *Forwarder) proposeResult(ctx context.Context, key, outc, rc, auth, reason string) (store.Result, error) {
+	now := f.opt.Now()
+	sum := sha256.Sum256([]byte(outc + "\x00" + rc + "\x00" + auth))
+	res, err := f.ledger.Propose(ctx, store.Command{
+		Op: store.OpForwardResult, Key: "fwd|" + outc + "|" + key, Fingerprint: hex.EncodeToString(sum[:]), Time: now.UnixNano(),
+		Forward: &store.ForwardCommand{Result: &store.ForwardResult{Key: key, Outcome: outc, RC: rc, AuthCode: auth, Reason: reason,
+			SAFExpiresAt: now.Add(f.cfg.SAFExpiry).UnixNano()}},
+	})
+	if err == nil && res.Status == store.StatusFingerprintMismatch {
+		// The same outcome recorded with another code (a late answer after
+		// a sweep): the first stands.
+		return res, nil
+	}
+	if err == nil {
+		err = res.Status.Err()
+	}
+	return res, err
+}
+
+// readForward reads forward key after a ReadIndex.
+func (f *Forwarder) readForward(ctx context.Context, key string) (store.Forward, error) {
+	if err := f.ledger.ReadIndex(ctx); err != nil {
+		return store.Forward{}, err
+	}
+	return f.ledger.Forward(key)
+}
+
+// answer is what the partner gets for fw; a pending one (a repeat while
+// the first is still out) is waited for until its deadline.
+func (f *Forwarder) answer(ctx context.Context, fw store.Forward, timeoutCode string, replayed bool) (payment.ForwardAnswer, error) {
+	for fw.State == store.ForwardPending {
+		if f.opt.Now().UnixNano() > fw.TimeoutAt {
+			return payment.ForwardAnswer{RC: timeoutCode, TimedOut: true, Replayed: replayed}, nil
+		}
+		select {
+		case <-ctx.Done():
+			return payment.ForwardAnswer{}, fmt.Errorf("%w: %v", outcome.ErrDestinationUnavailable, ctx.Err())
+		case <-time.After(replayPollStep):
+		}
+		next, err := f.readForward(ctx, fw.Key)
+		if err != nil {
+			return payment.ForwardAnswer{}, err
+		}
+		fw = next
+	}
+	a := payment.ForwardAnswer{RC: fw.RC, AuthCode: fw.AuthCode, TransferID: fw.TransferID, Replayed: replayed}
+	switch fw.State {
+	case store.ForwardApproved:
+		a.Approved = true
+	case store.ForwardTimedOut:
+		a.RC, a.TimedOut = timeoutCode, true
+	}
+	return a, nil
+}
+
+// Sweep times out the forwards past their deadline (their node died
+// between recording and answering): each one's reversal is queued. Only
+// the leader sweeps; it returns how many it timed out.
+func (f *Forwarder) Sweep(ctx context.Context) (int, error) {
+	due, err := f.ledger.DueForwards(f.opt.Now().UnixNano(), sweepBatchMax)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, fw := range due {
+		if _, err := f.proposeResult(ctx, fw.Key, store.OutcomeTimeout, "", "", "deadline"); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}
+
+// Request is the message forward fw sends to its host: its recorded
+// fields, the card number, and its own STAN and RRN.
+func Request(fw *store.Forward, pan string) *codec.Message {
+	m := &codec.Message{MTI: fw.MTI}
+	for id, v := range fw.Fields {
+		m.Set(id, v)
+	}
+	m.Set(2, pan)
+	m.Set(11, fw.STAN())
+	m.Set(37, fw.RRN())
+	return m
+}
+
+// Advice is the message SAF entry e sends: 0420 the first time, 0421
+// (a repeat) after.
+func Advice(e *store.SAFEntry, pan string) *codec.Message {
+	m := &codec.Message{MTI: e.MTI}
+	if e.Sends > 0 && m.MTI[3] == '0' {
+		m.MTI = m.MTI[:3] + "1"
+	}
+	for id, v := range e.Fields {
+		m.Set(id, v)
+	}
+	if pan != "" {
+		m.Set(2, pan)
+	}
+	return m
+}
+
+// OpenPAN unseals the card number of forward key.
+func (f *Forwarder) OpenPAN(key string, sealed []byte) (string, error) {
+	if f.kek == nil {
+		return "", mac.ErrNoKEK
+	}
+	b, err := f.kek.Open("pan", key, sealed)
+	if err != nil {
+		return "", err
+	}
+	return string(b), nil
+}
+
+var _ payment.Forwarder = (*Forwarder)(nil)
+
