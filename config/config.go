@@ -75,6 +75,10 @@ type File struct {
 	// switch.partners and switch.routes: ignored once the cluster has a
 	// directory.
 	Agents []payment.AgentSeed `yaml:"agents"`
+	// Destinations are the ISO 8583 hosts (and HTTP billers) routes and
+	// card BINs may send requests to; like partners and routes they seed a
+	// new cluster only, then ops owns them (switchctl destinations).
+	Destinations []store.Destination `yaml:"destinations"`
 	// Settle is the business-day cutover and the settlement file jobs.
 	Settle settle.Config `yaml:"settle"`
 
@@ -137,6 +141,8 @@ func Load(path string) (File, error) {
 	// the demo's port), and makes its own partner clients.
 	f.API = api.Config{Lane: api.DefaultConfig().Lane, SCA: api.DefaultConfig().SCA}
 	f.Ops.Auth.BootstrapPartnerClients = nil
+	// Nor does a file make its own KEK: a cluster's nodes share one.
+	f.MAC.Generate = false
 	fh, err := os.Open(path)
 	if err != nil {
 		return f, fmt.Errorf("%w: %w", ErrConfig, err)
@@ -267,7 +273,13 @@ func (f *File) Finish() {
 	if f.Settle.Zone == "" {
 		f.Settle.Zone = f.Switch.BusinessDayZone
 	}
+	if f.MAC.Generate && f.MAC.KEKFile == "" && f.MAC.KEKEnv == "" {
+		f.MAC.KEKFile = filepath.Join(f.DataDir, DefaultKEKFile)
+	}
 }
+
+// DefaultKEKFile is where the demo makes its KEK (mac.generate).
+const DefaultKEKFile = "mac.kek"
 
 // Validate checks every component.
 func (f File) Validate() error {
@@ -349,7 +361,7 @@ func (f File) Seeds() payment.Seeds {
 			}
 		}
 	}
-	return payment.Seeds{Accounts: f.Accounts, Partners: partners, Routes: routes, Agents: f.Agents}
+	return payment.Seeds{Accounts: f.Accounts, Partners: partners, Routes: routes, Agents: f.Agents, Destinations: f.Destinations}
 }
 
 // validateCardKey refuses a config file without its own card key, and one

@@ -41,6 +41,8 @@ type Config struct {
 	// SyncInterval is how often the destinations in the replicated state
 	// are compared with the clients this node runs.
 	SyncInterval time.Duration `yaml:"sync_interval"`
+	// SAF is the reversal-advice sender (saf.go).
+	SAF SAFConfig `yaml:"saf"`
 }
 
 // Limits.
@@ -57,7 +59,8 @@ var ErrConfig = errors.New("forward: invalid config")
 // DefaultConfig: a 5 s margin, a sweep every second, advices retried for
 // three days.
 func DefaultConfig() Config {
-	return Config{DeadlineMargin: 5 * time.Second, SweepInterval: time.Second, SAFExpiry: 72 * time.Hour, SyncInterval: 500 * time.Millisecond}
+	return Config{DeadlineMargin: 5 * time.Second, SweepInterval: time.Second, SAFExpiry: 72 * time.Hour, SyncInterval: 500 * time.Millisecond,
+		SAF: DefaultSAFConfig()}
 }
 
 // Validate reports the first setting that cannot work.
@@ -72,7 +75,7 @@ func (c *Config) Validate() error {
 	case c.SyncInterval <= 0 || c.SyncInterval > time.Minute:
 		return fmt.Errorf("%w: sync_interval %s out of (0, 1m]", ErrConfig, c.SyncInterval)
 	}
-	return nil
+	return c.SAF.Validate()
 }
 
 // Ledger is what the forwarder reads and proposes to (cluster.Node over
@@ -100,7 +103,9 @@ type Options struct {
 type Forwarder struct {
 	cfg    Config
 	ledger Ledger
-	kek    *mac.KEK
+	// safLedger reads the SAF queues (the store; nil: no sender).
+	safLedger SAFLedger
+	kek       *mac.KEK
 	opt    Options
 	log    *slog.Logger
 
@@ -114,6 +119,12 @@ type Forwarder struct {
 type destClient struct {
 	dest   *store.Destination // the record the client was made from
 	client *host.Client
+	saf    *safSender
+}
+
+func (dc *destClient) close() {
+	dc.saf.close() // it sends through the client
+	dc.client.Close()
 }
 
 // New starts the forwarder: it runs a client for every iso8583
@@ -134,6 +145,7 @@ func New(cfg Config, ledger Ledger, kek *mac.KEK, opt Options) (*Forwarder, erro
 	}
 	f := &Forwarder{cfg: cfg, ledger: ledger, kek: kek, opt: opt, log: opt.Logger, clients: map[string]*destClient{},
 		stop: make(chan struct{}), done: make(chan struct{})}
+	f.safLedger, _ = ledger.(SAFLedger)
 	f.sync()
 	go f.run()
 	return f, nil
@@ -151,7 +163,7 @@ func (f *Forwarder) Close() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for id, dc := range f.clients {
-		dc.client.Close()
+		dc.close()
 		delete(f.clients, id)
 	}
 }
@@ -197,7 +209,7 @@ func (f *Forwarder) sync() {
 	defer f.mu.Unlock()
 	for id, dc := range f.clients {
 		if w, ok := want[id]; !ok || w != dc.dest {
-			dc.client.Close()
+			dc.close()
 			delete(f.clients, id)
 		}
 	}
@@ -218,7 +230,7 @@ func (f *Forwarder) sync() {
 			f.log.Error("destination cannot be connected on this node", "destination", id, "err", err)
 			continue
 		}
-		f.clients[id] = &destClient{dest: x, client: c}
+		f.clients[id] = &destClient{dest: x, client: c, saf: f.startSAF(id, c)}
 	}
 }
 

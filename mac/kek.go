@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 )
 
@@ -60,6 +61,10 @@ type Config struct {
 	KEKFile string `yaml:"kek_file"`
 	// KEKEnv names an environment variable holding the KEK instead.
 	KEKEnv string `yaml:"kek_env"`
+	// Generate makes KEKFile (0600, 32 random bytes) when it does not
+	// exist: for the demo and development only, where one node makes its
+	// own. A cluster shares one KEK, made and distributed by its operators.
+	Generate bool `yaml:"generate"`
 }
 
 // DefaultConfig is no KEK: the demo has no MAC partners.
@@ -70,7 +75,40 @@ func (c Config) Validate() error {
 	if c.KEKFile != "" && c.KEKEnv != "" {
 		return fmt.Errorf("%w: mac.kek_file and mac.kek_env are both set; keep one", ErrConfig)
 	}
+	if c.Generate && c.KEKFile == "" {
+		return fmt.Errorf("%w: mac.generate needs mac.kek_file (where to make it)", ErrConfig)
+	}
 	return nil
+}
+
+// generateKEKFile makes path with a new KEK unless it exists: O_EXCL, so
+// two starts never make two keys.
+func generateKEKFile(path string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if errors.Is(err, os.ErrExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	b := make([]byte, kekBytes)
+	if _, err := io.ReadFull(rand.Reader, b); err != nil {
+		f.Close()
+		os.Remove(path)
+		return err
+	}
+	_, err = f.WriteString(hex.EncodeToString(b) + "\n")
+	clear(b)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(path)
+	}
+	return err
 }
 
 // KEK wraps and unwraps MAC keys. It is safe for concurrent use; its
@@ -101,6 +139,11 @@ func NewKEK(b []byte) (*KEK, error) {
 func LoadKEK(c Config) (*KEK, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
+	}
+	if c.Generate {
+		if err := generateKEKFile(c.KEKFile); err != nil {
+			return nil, fmt.Errorf("%w: mac.generate: %w", ErrConfig, err)
+		}
 	}
 	var text string
 	switch {

@@ -3,6 +3,7 @@ package mac
 import (
 	"bytes"
 	"errors"
+	"os"
 	"testing"
 )
 
@@ -41,5 +42,26 @@ func TestSealOpen(t *testing.T) {
 	}
 	if _, err := k.Seal("pan", "x", make([]byte, SealedBytesMax+1)); !errors.Is(err, ErrKey) {
 		t.Errorf("too long: %v", err)
+	}
+}
+
+// mac.generate makes the KEK file once (0600) and loads the same key on
+// the next start; it needs a file to make.
+func TestGenerateKEK(t *testing.T) {
+	path := t.TempDir() + "/sub/mac.kek"
+	k1, err := LoadKEK(Config{KEKFile: path, Generate: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("kek file: %v %v", fi, err)
+	}
+	k2, err := LoadKEK(Config{KEKFile: path, Generate: true})
+	if err != nil || k2.ID() != k1.ID() {
+		t.Fatalf("second start made another key: %v %v", k2, err)
+	}
+	if err := (Config{Generate: true}).Validate(); !errors.Is(err, ErrConfig) {
+		t.Fatalf("generate without a file: %v", err)
 	}
 }

@@ -55,6 +55,9 @@ type Seeds struct {
 	Partners []store.Partner
 	Routes   []store.Route
 	Agents   []AgentSeed
+	// Destinations are ISO 8583 hosts and HTTP billers routes may name
+	// (issue 13); seeded before the routes.
+	Destinations []store.Destination
 }
 
 // AgentSeed is an OTC agent the config wants: a terminal of a partner
@@ -274,7 +277,7 @@ func (s *Seeder) needsPass(seed AccountSeed) (bool, error) {
 // brand-new cluster only, and returns how many records it created. The
 // routing table goes last, so its record says the seeding finished.
 func (c *Core) seedDirectory(ctx context.Context, seeds Seeds, replays AccountReader, now time.Time) (int, error) {
-	if len(seeds.Partners) == 0 && len(seeds.Routes) == 0 && len(seeds.Agents) == 0 {
+	if len(seeds.Partners) == 0 && len(seeds.Routes) == 0 && len(seeds.Agents) == 0 && len(seeds.Destinations) == 0 {
 		return 0, nil
 	}
 	need, err := c.directoryNeedsSeed(seeds, replays)
@@ -308,6 +311,12 @@ func (c *Core) seedDirectory(ctx context.Context, seeds Seeds, replays AccountRe
 			return created, err
 		}
 		if _, err := propose(store.OpPutAgent, seedKey("agent", store.AgentID(a.Partner, a.Terminal)), &store.Admin{Agent: &a}); err != nil {
+			return created, err
+		}
+	}
+	for i := range seeds.Destinations {
+		x := seeds.Destinations[i]
+		if _, err := propose(store.OpPutDestination, seedKey("destination", x.ID), &store.Admin{Destination: &x}); err != nil {
 			return created, err
 		}
 	}

@@ -57,61 +57,61 @@ const (
 
 // Destination is one place requests are forwarded to.
 type Destination struct {
-	ID   string `json:"id"`
-	Kind string `json:"kind"`
+	ID   string `json:"id" yaml:"id"`
+	Kind string `json:"kind" yaml:"kind"`
 	// SettlementAccount is credited with what the host authorized (and
 	// debited for reversals): the destination's position, so settlement
 	// files and three-way reconciliation see forwarded traffic.
-	SettlementAccount string `json:"settlement_account"`
+	SettlementAccount string `json:"settlement_account" yaml:"settlement_account"`
 	// BINs are card-number prefixes (6 to 11 digits) whose card requests
 	// go here instead of the ledger; the longest matching prefix wins. A
 	// prefix belongs to one destination.
-	BINs []string `json:"bins,omitempty"`
+	BINs []string `json:"bins,omitempty" yaml:"bins"`
 	// Disabled destinations answer 91 at once (ops took them out).
-	Disabled bool             `json:"disabled,omitempty"`
-	ISO8583  *HostDestination `json:"iso8583,omitempty"`
-	HTTP     *HTTPDestination `json:"http,omitempty"`
+	Disabled bool             `json:"disabled,omitempty" yaml:"disabled"`
+	ISO8583  *HostDestination `json:"iso8583,omitempty" yaml:"iso8583"`
+	HTTP     *HTTPDestination `json:"http,omitempty" yaml:"http"`
 }
 
 // HostDestination is an ISO 8583 host (package host's Config, in the
 // form replicated state can hold: durations as milliseconds).
 type HostDestination struct {
-	Addrs         []string `json:"addrs"`
-	Dialect       string   `json:"dialect"`
-	Header        string   `json:"header"`
-	FrameBytesMax int      `json:"frame_bytes_max,omitempty"`
+	Addrs         []string `json:"addrs" yaml:"addrs"`
+	Dialect       string   `json:"dialect" yaml:"dialect"`
+	Header        string   `json:"header" yaml:"header"`
+	FrameBytesMax int      `json:"frame_bytes_max,omitempty" yaml:"frame_bytes_max"`
 	// TLS files are paths on each node.
-	TLS             *HostTLS         `json:"tls,omitempty"`
-	PoolSize        int              `json:"pool_size"`
-	TimeoutMs       int64            `json:"timeout_ms"`
-	SignOn          bool             `json:"sign_on"`
-	EchoIntervalMs  int64            `json:"echo_interval_ms,omitempty"`
-	Match           map[string][]int `json:"match,omitempty"`
-	BreakerFailures int              `json:"breaker_failures,omitempty"`
-	BreakerCoolMs   int64            `json:"breaker_cooldown_ms,omitempty"`
+	TLS             *HostTLS         `json:"tls,omitempty" yaml:"tls"`
+	PoolSize        int              `json:"pool_size" yaml:"pool_size"`
+	TimeoutMs       int64            `json:"timeout_ms" yaml:"timeout_ms"`
+	SignOn          bool             `json:"sign_on" yaml:"sign_on"`
+	EchoIntervalMs  int64            `json:"echo_interval_ms,omitempty" yaml:"echo_interval_ms"`
+	Match           map[string][]int `json:"match,omitempty" yaml:"match"`
+	BreakerFailures int              `json:"breaker_failures,omitempty" yaml:"breaker_failures"`
+	BreakerCoolMs   int64            `json:"breaker_cooldown_ms,omitempty" yaml:"breaker_cooldown_ms"`
 	// TimeoutCode is the field 39 a partner gets when the host does not
 	// answer in time: "91" (issuer unavailable, the default) or "68"
 	// (response received too late).
-	TimeoutCode string `json:"timeout_code,omitempty"`
+	TimeoutCode string `json:"timeout_code,omitempty" yaml:"timeout_code"`
 }
 
 // HostTLS is the client side of TLS to a host.
 type HostTLS struct {
-	CAFile     string `json:"ca_file,omitempty"`
-	CertFile   string `json:"cert_file,omitempty"`
-	KeyFile    string `json:"key_file,omitempty"`
-	ServerName string `json:"server_name,omitempty"`
+	CAFile     string `json:"ca_file,omitempty" yaml:"ca_file"`
+	CertFile   string `json:"cert_file,omitempty" yaml:"cert_file"`
+	KeyFile    string `json:"key_file,omitempty" yaml:"key_file"`
+	ServerName string `json:"server_name,omitempty" yaml:"server_name"`
 }
 
 // HTTPDestination is a biller's HTTP endpoint.
 type HTTPDestination struct {
-	URL       string `json:"url"`
-	TimeoutMs int64  `json:"timeout_ms"`
+	URL       string `json:"url" yaml:"url"`
+	TimeoutMs int64  `json:"timeout_ms" yaml:"timeout_ms"`
 	// TokenEnv names the environment variable with the bearer token sent
 	// to the biller; SigningSecretEnv the one with the HMAC secret that
 	// signs each request (Standard Webhooks headers). Empty: none.
-	TokenEnv         string `json:"token_env,omitempty"`
-	SigningSecretEnv string `json:"signing_secret_env,omitempty"`
+	TokenEnv         string `json:"token_env,omitempty" yaml:"token_env"`
+	SigningSecretEnv string `json:"signing_secret_env,omitempty" yaml:"signing_secret_env"`
 }
 
 // Destination returns destination id.

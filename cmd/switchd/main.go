@@ -395,6 +395,7 @@ func run(ctx context.Context, cfg config.File, log *slog.Logger) error {
 		return res, err
 	})
 	srv.HandleMACKeys(kek)
+	srv.HandleForwarding(st, func() any { return fwd.Stats() })
 	srv.HandleSettlement(settlement)
 	srv.HandleRecon(settlement)
 	if err := srv.Start(); err != nil {
