@@ -69,6 +69,8 @@ func (o Op) String() string {
 		return "put_client"
 	case OpPutMACKey:
 		return "put_mac_key"
+	case OpPutAuthorization:
+		return "put_authorization"
 	}
 	return "unknown"
 }
@@ -152,6 +154,9 @@ type Command struct {
 	// Admin carries an administrative change (admin.go) and who asked
 	// for it; every command that has one appends to the audit chain.
 	Admin *Admin `json:"admin,omitempty"`
+	// Authorization is an OpPutAuthorization's change (sca.go): machine
+	// state, not a person's, so not in Admin and not audited.
+	Authorization *AuthorizationChange `json:"authz,omitempty"`
 }
 
 // RepeatSafe reports whether proposing c again after an unknown outcome
@@ -224,6 +229,12 @@ func (s Status) Err() error {
 		return ErrInvalidChange
 	case StatusExists:
 		return ErrExists
+	case StatusAuthenticationState:
+		return ErrAuthenticationState
+	case StatusAuthenticationExpired:
+		return ErrAuthenticationExpired
+	case StatusTokenMismatch:
+		return ErrTokenMismatch
 	}
 	return ErrInvalidCommand
 }

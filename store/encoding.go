@@ -336,6 +336,10 @@ const (
 	flagBreak   // a BreakUpdate follows NextDay (OpBreak)
 	flagPayer   // PayerType and Agent follow the BreakUpdate
 	flagAdmin   // an Admin (JSON) follows PayerType
+	// flagAuthorization: an AuthorizationChange (JSON) follows the Admin
+	// (OpPutAuthorization). Batches written before it never set the bit,
+	// so they decode as before.
+	flagAuthorization
 )
 
 // EncodeBatch encodes the commands of one raft log entry. The layout is
@@ -390,6 +394,9 @@ func (e *enc) command(c *Command) {
 	if c.Admin != nil {
 		flags |= flagAdmin
 	}
+	if c.Authorization != nil {
+		flags |= flagAuthorization
+	}
 	e.byte(flags)
 	e.str(c.Debit)
 	e.str(c.Credit)
@@ -415,6 +422,9 @@ func (e *enc) command(c *Command) {
 	}
 	if c.Admin != nil {
 		e.blob(adminJSON(c.Admin))
+	}
+	if c.Authorization != nil {
+		e.blob(authChangeJSON(c.Authorization))
 	}
 }
 
@@ -443,6 +453,11 @@ func checkStrings(c *Command) error {
 	if c.Admin != nil {
 		if n := len(adminJSON(c.Admin)); n > adminBytesMax {
 			return fmt.Errorf("%w: admin change of %d bytes (max %d)", ErrInvalidCommand, n, adminBytesMax)
+		}
+	}
+	if c.Authorization != nil {
+		if n := len(authChangeJSON(c.Authorization)); n > authChangeBytesMax {
+			return fmt.Errorf("%w: authorization change of %d bytes (max %d)", ErrInvalidCommand, n, authChangeBytesMax)
 		}
 	}
 	if a := c.Account; a != nil {
@@ -505,7 +520,7 @@ func (d *dec) command(c *Command) {
 	c.Partner = d.str()
 	c.Card = d.str()
 	flags := d.byte()
-	if flags&^(flagCreditCard|flagFinal|flagAccount|flagNextDay|flagBreak|flagPayer|flagAdmin) != 0 {
+	if flags&^(flagCreditCard|flagFinal|flagAccount|flagNextDay|flagBreak|flagPayer|flagAdmin|flagAuthorization) != 0 {
 		d.fail("command flags")
 	}
 	c.CreditCard = flags&flagCreditCard != 0
@@ -541,5 +556,8 @@ func (d *dec) command(c *Command) {
 	}
 	if flags&flagAdmin != 0 {
 		c.Admin = decodeAdmin(d)
+	}
+	if flags&flagAuthorization != 0 {
+		c.Authorization = decodeAuthChange(d)
 	}
 }
