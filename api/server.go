@@ -39,6 +39,10 @@ type Ledger interface {
 	Account(id string) (store.Account, error)
 	Directory() *store.Directory
 	ReadIndex(ctx context.Context) error
+	// Authorization is an authorization awaiting (or past) SCA;
+	// TransferByOriginal the hold one reserved (sca.go).
+	Authorization(id string) (store.Authorization, error)
+	TransferByOriginal(ref string) (store.Transfer, error)
 }
 
 // Server is the partner API.

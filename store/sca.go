@@ -304,3 +304,28 @@ func (t *txn) authStep(c *Command, ch *AuthorizationChange, a *Authorization) (R
 	a.Updated = c.Time
 	return Result{}, false
 }
+
+// TransferByOriginal returns the transfer that answers to original
+// reference ref (Command.OriginalRef, partner-scoped), or ErrNotFound:
+// how the partner API finds the hold an authenticated authorization
+// reserved, by the reference the hold was made under.
+func (s *Store) TransferByOriginal(ref string) (Transfer, error) {
+	var t Transfer
+	err := s.read(func(db *pebble.DB) error {
+		v, closer, err := db.Get(key1(pfxOrigRef, ref))
+		if errors.Is(err, pebble.ErrNotFound) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return fmt.Errorf("store: get: %w", err)
+		}
+		id := string(v)
+		closer.Close()
+		t, err = getRecord(db, key1(pfxTransfer, id), decodeTransferRecord)
+		return err
+	})
+	if errors.Is(err, ErrNotFound) {
+		return Transfer{}, fmt.Errorf("original reference: %w", ErrNotFound)
+	}
+	return t, err
+}
