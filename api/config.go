@@ -192,8 +192,9 @@ func (c SCAConfig) Validate() error {
 			// A prefix must end its host part, or "https://shop.example"
 			// would admit "https://shop.example.evil".
 			u, err := url.Parse(x)
-			if err != nil || u.Scheme != "https" || u.Host == "" || len(x) > returnURLBytesMax || !strings.HasPrefix(strings.TrimPrefix(x, "https://"+u.Host), "/") {
-				return fmt.Errorf("%w: sca.return_url_prefixes: %q: an https URL with at least a '/' after the host", ErrConfig, x)
+			scheme := err == nil && (u.Scheme == "https" || u.Scheme == "http" && c.AllowLoopbackHTTP && loopback(u.Hostname()))
+			if !scheme || u.Host == "" || len(x) > returnURLBytesMax || !strings.HasPrefix(strings.TrimPrefix(x, u.Scheme+"://"+u.Host), "/") {
+				return fmt.Errorf("%w: sca.return_url_prefixes: %q: an https URL (http only to loopback with allow_loopback_http) with at least a '/' after the host", ErrConfig, x)
 			}
 		}
 	}
