@@ -138,7 +138,7 @@ func (s *Server) registerAuthorizations() {
 		OperationID: "get-authorization", Method: http.MethodGet, Path: "/v1/authorizations/{id}", Summary: "Read an authorization",
 		Description: "An authorization as it is now: awaiting SCA (authentication_required, authentication_started), declined (authentication_failed), " +
 			"not authenticated in time (expired), or the reservation it became (reserved, captured, cancelled, expired).",
-		Errors:      []int{401, 403, 404, 503}, Tags: tags,
+		Errors: []int{401, 403, 404, 503}, Tags: tags,
 		Security: []map[string][]string{{"oauth2": {ScopePaymentsRead}}}, Metadata: map[string]any{"scope": ScopePaymentsRead},
 	}, func(ctx context.Context, in *struct {
 		ID string `path:"id" maxLength:"32"`

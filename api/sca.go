@@ -337,9 +337,9 @@ var scaPageTmpl = template.Must(template.New("sca").Parse(`<!doctype html>
 `))
 
 type scaPageData struct {
-	Title, Refusal                                         string
+	Title, Refusal                                          string
 	Merchant, Amount, Currency, Reference, Account, Expires string
-	Action, Token                                          string
+	Action, Token                                           string
 }
 
 // scaHeaders are the page's: never cached, never a referrer, no script.
