@@ -65,6 +65,8 @@ const (
 	scaCompleteKeyHex = 32
 	// accountShownChars is how much of an account id the page shows.
 	accountShownChars = 4
+	// scaIDBytes is an SCA authorization id's length ("sca-" + hex).
+	scaIDBytes = len(scaIDPrefix) + scaIDHexLen
 )
 
 // scaPageCSP is the page's Content-Security-Policy: no script, style,
@@ -369,7 +371,7 @@ func (s *Server) refuse(w http.ResponseWriter, status int, title, why string) {
 // proposed either way.
 func (s *Server) scaLink(ctx context.Context, id, tok string) (store.Authorization, int, string) {
 	const refused = "This link is not valid: it is wrong, it was replaced by a newer one, or it was used already."
-	if len(tok) != scaTokenChars || !strings.HasPrefix(id, scaIDPrefix) || len(id) > 32 {
+	if len(tok) != scaTokenChars || !strings.HasPrefix(id, scaIDPrefix) || len(id) != scaIDBytes {
 		return store.Authorization{}, http.StatusForbidden, refused
 	}
 	if err := s.ledger.ReadIndex(ctx); err != nil {
