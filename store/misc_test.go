@@ -200,6 +200,9 @@ func FuzzApply(f *testing.F) {
 		adminCmd(OpReplaceRoutes, "rr", &Admin{BaseVersion: 1, Routes: []Route{{ID: "x", Destination: DestinationLedger}}}),
 	})
 	f.Add(admin)
+	scaSeed, _ := EncodeBatch([]Command{scaCreate("c", "sca-1", t0), scaRedirect("r", "sca-1", "tok", t0+1),
+		scaComplete("k", "sca-1", "bad", true, t0+2), scaComplete("k2", "sca-1", "tok", true, t0+3)})
+	f.Add(scaSeed)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if _, err := DecodeBatch(data); err != nil {
 			return

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"reflect"
+	"strconv"
 	"testing"
 )
 
@@ -248,6 +249,23 @@ func TestAuthorizationEncoding(t *testing.T) {
 	for _, st := range []Status{StatusAuthenticationState, StatusAuthenticationExpired, StatusTokenMismatch} {
 		if errors.Is(st.Err(), ErrInvalidCommand) {
 			t.Errorf("status %d has no error", st)
+		}
+	}
+}
+
+// BenchmarkAuthorizationSteps: one SCA authorization's three commands
+// (create, redirect, approve), each its own raft entry as in a cluster.
+//
+//	go test ./store -run NONE -bench AuthorizationSteps -benchtime 2000x
+func BenchmarkAuthorizationSteps(b *testing.B) {
+	s := openTest(b)
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		id := "sca-" + strconv.Itoa(i)
+		for _, c := range []Command{scaCreate("c"+id, id, t0), scaRedirect("r"+id, id, "tok", t0+1), scaComplete("k"+id, id, "tok", true, t0+2)} {
+			if r := run1(b, s, c); r.Status != StatusOK {
+				b.Fatal(r.Status)
+			}
 		}
 	}
 }
