@@ -248,6 +248,9 @@ func (s *Server) authorize(ctx context.Context, key string, req authorizationReq
 		}
 		return s.createSCA(ctx, c, key, req, amount, ccy)
 	}
+	if p := s.scaReferenceTaken(c, req.Reference); p != nil {
+		return nil, p
+	}
 	in := s.holdIntent(c, key, req.Account, amount, ccy.Code, req.Reference)
 	in.Fingerprint = []string{"authorization", req.Account, req.Amount, ccy.Code, req.Reference, req.RiskFlag}
 	t, replayed, err := s.decide(ctx, in, func(err error) error { return creditCheck(err) })

@@ -141,6 +141,16 @@ func tokenHash(tok string) string {
 // and answers it as created: the same bytes on a replay.
 func (s *Server) createSCA(ctx context.Context, c *caller, key string, req authorizationRequest, amount int64, ccy currency.Currency) (*authorizationAnswer, error) {
 	id := scaID(c.partner.ID, req.Reference)
+	if _, err := s.ledger.Authorization(id); errors.Is(err, store.ErrNotFound) {
+		// A new one (not a replay): its reference must be free among the
+		// holds too, or the hold its approval reserves would be refused
+		// (blocks and authorizations share references). Read after the
+		// funds check's ReadIndex; two racing requests are still caught
+		// then, by the hold's duplicate reference.
+		if _, err := s.ledger.TransferByOriginal(c.partner.ID + "|" + blockOriginalPrefix + req.Reference); err == nil {
+			return nil, problemOf(fmt.Errorf("%w: a funds block or authorization has reference %q already", store.ErrDuplicateReference, req.Reference))
+		}
+	}
 	ch := store.AuthorizationChange{Action: store.AuthCreate, ID: id, TTL: int64(s.cfg.SCA.ttl()), Authorization: &store.Authorization{
 		ID: id, Partner: c.partner.ID, Account: req.Account, Amount: amount, Currency: ccy.Code, Reference: req.Reference}}
 	res, err := s.core.ProposeAuthorization(ctx, c.partner.ID, "rest|"+key,
@@ -160,6 +170,16 @@ func (s *Server) createSCA(ctx context.Context, c *caller, key string, req autho
 		ans.Replayed = "true"
 	}
 	return ans, nil
+}
+
+// scaReferenceTaken refuses a hold (a block, an authorization without
+// SCA) under a reference an SCA authorization of the partner has: its
+// approval would reserve under the same reference.
+func (s *Server) scaReferenceTaken(c *caller, reference string) *Problem {
+	if _, err := s.ledger.Authorization(scaID(c.partner.ID, reference)); err == nil {
+		return problemOf(fmt.Errorf("%w: an authorization awaiting SCA has reference %q already", store.ErrDuplicateReference, reference))
+	}
+	return nil
 }
 
 // scaRecord reads authorization id, applied on this node by the time

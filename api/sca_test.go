@@ -468,3 +468,29 @@ func sha256hex(s string) string {
 	sum := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(sum[:])
 }
+
+// Blocks and authorizations share references: an SCA authorization's
+// reference taken by a block (or the other way round) is a 409, and
+// nothing is stored.
+func TestSCAReferenceShared(t *testing.T) {
+	n := startNode(t).withClock(t, &clock{}, nil)
+	tok := n.token(t, "demo-acquirer")
+	if r := n.call(t, tok, "POST", "/v1/accounts/card-4111/blocks", "b1", `{"amount":"1.00","currency":"USD","reference":"SHARED-1"}`); r.code != 201 {
+		t.Fatalf("block: %d %s", r.code, r.body)
+	}
+	if r := n.call(t, tok, "POST", "/v1/authorizations", "a1", strings.Replace(scaBody, "SCA-FLOW", "SHARED-1", 1)); r.code != 409 || r.problem() != "duplicate-reference" {
+		t.Fatalf("SCA authorization under a block's reference: %d %s", r.code, r.body)
+	}
+	a, _, _ := scaStart(t, n, tok, "SHARED-2")
+	for _, c := range []struct{ path, body string }{
+		{"/v1/accounts/card-4111/blocks", `{"amount":"1.00","currency":"USD","reference":"SHARED-2"}`},
+		{"/v1/authorizations", `{"account":"card-4111","amount":"1.00","currency":"USD","reference":"SHARED-2"}`},
+	} {
+		if r := n.call(t, tok, "POST", c.path, "x-"+c.path, c.body); r.code != 409 || r.problem() != "duplicate-reference" {
+			t.Errorf("%s under an SCA authorization's reference: %d %s", c.path, r.code, r.body)
+		}
+	}
+	if r := n.call(t, tok, "POST", "/v1/authorizations", "c-SHARED-2", strings.Replace(scaBody, "SCA-FLOW", "SHARED-2", 1)); r.code != 201 || !strings.Contains(r.body, a.ID) {
+		t.Fatalf("the SCA create's replay: %d %s", r.code, r.body)
+	}
+}
