@@ -125,11 +125,13 @@ func loopback(host string) bool {
 }
 
 // publicURL is the listener's address as browsers reach it.
-func (s *Server) publicURL() string {
-	if s.cfg.PublicURL != "" {
-		return strings.TrimSuffix(s.cfg.PublicURL, "/")
+func (s *Server) publicURL() string { return publicURL(s.cfg) }
+
+func publicURL(cfg Config) string {
+	if cfg.PublicURL != "" {
+		return strings.TrimSuffix(cfg.PublicURL, "/")
 	}
-	return "https://" + s.cfg.Listen
+	return "https://" + cfg.Listen
 }
 
 func tokenHash(tok string) string {
