@@ -76,6 +76,7 @@ func (s *Server) registerAdmin(mux *http.ServeMux) {
 	s.handle("POST /v1/agents/{id}/settlements", oauth.ScopeRoutesWrite, s.settleAgent)
 	s.handle("GET /v1/audit", oauth.ScopeAuditRead, s.audit)
 	s.handle("GET /v1/audit/verify", oauth.ScopeAuditRead, s.verifyAudit)
+	s.registerDestinations() // destinations.go
 }
 
 // validActor: 1 to actorBytesMax characters of an RFC 9110 token, plus '@'

@@ -103,6 +103,8 @@ type Admin struct {
 	Event      *AuditEvent      `json:"event,omitempty"`
 	// ClientChange is an OpPutClient's change (clients.go).
 	ClientChange *ClientChange `json:"client_change,omitempty"`
+	// Destination is OpPutDestination's record (destinations.go).
+	Destination *Destination `json:"destination,omitempty"`
 	// MACKey is OpPutMACKey's change (mackey.go).
 	MACKey *MACKeyChange `json:"mac_key,omitempty"`
 }
@@ -182,7 +184,8 @@ func adminJSON(a *Admin) []byte {
 
 // IsAdmin reports whether op is an administrative change.
 func (o Op) IsAdmin() bool {
-	return o >= OpPutRoute && o <= OpAudit || o == OpPutMACKey || o == OpPutClient
+	return o >= OpPutRoute && o <= OpAudit || o == OpPutMACKey || o == OpPutClient ||
+		o == OpPutDestination || o == OpDeleteDestination
 }
 
 // changeErr builds StatusInvalidChange naming the field at fault.
@@ -231,9 +234,9 @@ func (t *txn) adminOp(c *Command) Result {
 		return changeErr("actor", "required, at most %d bytes", idBytesMax)
 	}
 	switch c.Op {
-	case OpPutRoute, OpDeleteRoute, OpReplaceRoutes, OpPutPartner, OpPutMACKey:
+	case OpPutRoute, OpDeleteRoute, OpReplaceRoutes, OpPutPartner, OpPutMACKey, OpPutDestination, OpDeleteDestination:
 		if strings.TrimSpace(a.Reason) == "" {
-			return changeErr("reason", "required for route and partner changes")
+			return changeErr("reason", "required for route, partner and destination changes")
 		}
 	}
 	switch c.Op {
@@ -253,6 +256,10 @@ func (t *txn) adminOp(c *Command) Result {
 		return t.putClient(c)
 	case OpPutMACKey:
 		return t.putMACKey(c) // mackey.go
+	case OpPutDestination:
+		return t.putDestination(c) // destinations.go
+	case OpDeleteDestination:
+		return t.deleteDestination(c)
 	case OpAudit:
 		ev := a.Event
 		if ev == nil || !validToken(ev.Action, idBytesMax) || !validOptional(ev.Object, keyBytesMax) {
@@ -318,8 +325,8 @@ func (d *Directory) CheckRoute(r Route, accounts AccountLookup, field string) er
 			return changeError(field+".partner", "no partner %q", p)
 		}
 	}
-	if r.Destination != DestinationLedger {
-		return changeError(field+".destination", "no destination %q (known: %s)", r.Destination, DestinationLedger)
+	if !d.knownDestination(r.Destination) {
+		return changeError(field+".destination", "no destination %q (known: %s)", r.Destination, d.destinationIDs())
 	}
 	if r.SettlementAccount != "" {
 		acct, ok := accounts(r.SettlementAccount)
@@ -769,6 +776,9 @@ func loadDirectory(r pebble.Reader) (*Directory, error) {
 		return nil, err
 	}
 	if err := loadMACKeys(r, d); err != nil {
+		return nil, err
+	}
+	if err := loadDestinations(r, d); err != nil {
 		return nil, err
 	}
 

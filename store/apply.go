@@ -603,6 +603,18 @@ func (t *txn) apply(c *Command) Result {
 		r = t.reverse(c)
 	case OpBreak:
 		r = t.breakOp(c) // recon.go
+	case OpForward, OpForwardResult, OpSAFUpdate:
+		if c.Forward == nil {
+			return invalid()
+		}
+		switch c.Op {
+		case OpForward:
+			r = t.forwardOp(c) // forward.go
+		case OpForwardResult:
+			r = t.forwardResult(c)
+		default:
+			r = t.safUpdate(c)
+		}
 	case OpPutAuthorization:
 		r = t.putAuthorization(c) // sca.go
 	default:
@@ -622,7 +634,8 @@ func (t *txn) apply(c *Command) Result {
 		// corrected one may reuse the key.
 		return r
 	}
-	if r.Status == StatusOK {
+	if r.Status == StatusOK && c.Op != OpForward && c.Op != OpForwardResult {
+		// A forwarded request's approval code is the host's (forward.go).
 		r.AuthCode = authCodeFor(r.TransferID)
 		if c.OriginalRef != "" && r.TransferID != "" {
 			// Free: a taken reference was declined above.

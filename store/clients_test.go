@@ -104,7 +104,9 @@ func TestKeyPrefixesDistinct(t *testing.T) {
 		"meta": pfxMeta, "account": pfxAccount, "card": pfxCard, "transfer": pfxTransfer, "origref": pfxOrigRef,
 		"expiry": pfxExpiry, "idem": pfxIdem, "idemtime": pfxIdemTime, "byaccount": pfxByAccount, "bydaypartner": pfxByDayPartnr,
 		"route": pfxRoute, "partner": pfxPartner, "agent": pfxAgent, "audit": pfxAudit, "day": pfxDay,
-		"break": pfxBreak, "breakaudit": pfxBreakAudit, "client": pfxClient, "authorization": pfxAuthorization,
+		"break": pfxBreak, "breakaudit": pfxBreakAudit, "client": pfxClient,
+		"authorization": pfxAuthorization, "macKeys": pfxMACKeys, "destination": pfxDestination,
+		"forward": pfxForward, "forwardid": pfxForwardID, "forwarddue": pfxForwardDue, "saf": pfxSAF, "safqueue": pfxSAFQueue,
 	}
 	seen := map[byte]string{}
 	for name, b := range pfx {

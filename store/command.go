@@ -69,6 +69,16 @@ func (o Op) String() string {
 		return "put_client"
 	case OpPutMACKey:
 		return "put_mac_key"
+	case OpPutDestination:
+		return "put_destination"
+	case OpDeleteDestination:
+		return "delete_destination"
+	case OpForward:
+		return "forward"
+	case OpForwardResult:
+		return "forward_result"
+	case OpSAFUpdate:
+		return "saf_update"
 	case OpPutAuthorization:
 		return "put_authorization"
 	}
@@ -154,8 +164,13 @@ type Command struct {
 	// Admin carries an administrative change (admin.go) and who asked
 	// for it; every command that has one appends to the audit chain.
 	Admin *Admin `json:"admin,omitempty"`
+	// Forward carries OpForward's request, OpForwardResult's answer and
+	// OpSAFUpdate's change (forward.go); encoded in the extension object
+	// (ext.go).
+	Forward *ForwardCommand `json:"forward,omitempty"`
 	// Authorization is an OpPutAuthorization's change (sca.go): machine
-	// state, not a person's, so not in Admin and not audited.
+	// state, not a person's, so not in Admin and not audited; encoded in
+	// the extension object (ext.go).
 	Authorization *AuthorizationChange `json:"authz,omitempty"`
 }
 

@@ -209,6 +209,8 @@ type Directory struct {
 	partners  map[string]*Partner
 	acquirers map[string]*Partner // acquirer id without leading zeros
 	clients   map[string]*Client  // OAuth2 clients of the ops API
+	dests     map[string]*Destination
+	bins      map[string]*Destination // BIN prefix → destination
 }
 
 func newDirectory() *Directory {
@@ -218,6 +220,8 @@ func newDirectory() *Directory {
 		partners:  map[string]*Partner{},
 		acquirers: map[string]*Partner{},
 		clients:   map[string]*Client{},
+		dests:     map[string]*Destination{},
+		bins:      map[string]*Destination{},
 	}
 }
 
@@ -247,6 +251,14 @@ func (d *Directory) clone() *Directory {
 		partners:  make(map[string]*Partner, len(d.partners)),
 		acquirers: make(map[string]*Partner, len(d.acquirers)),
 		clients:   make(map[string]*Client, len(d.clients)),
+		dests:     make(map[string]*Destination, len(d.dests)),
+		bins:      make(map[string]*Destination, len(d.bins)),
+	}
+	for k, v := range d.dests {
+		c.dests[k] = v
+	}
+	for k, v := range d.bins {
+		c.bins[k] = v
 	}
 	for k, v := range d.clients {
 		c.clients[k] = v

@@ -336,10 +336,6 @@ const (
 	flagBreak   // a BreakUpdate follows NextDay (OpBreak)
 	flagPayer   // PayerType and Agent follow the BreakUpdate
 	flagAdmin   // an Admin (JSON) follows PayerType
-	// flagAuthorization: an AuthorizationChange (JSON) follows the Admin
-	// (OpPutAuthorization). Batches written before it never set the bit,
-	// so they decode as before.
-	flagAuthorization
 )
 
 // EncodeBatch encodes the commands of one raft log entry. The layout is
@@ -394,8 +390,9 @@ func (e *enc) command(c *Command) {
 	if c.Admin != nil {
 		flags |= flagAdmin
 	}
-	if c.Authorization != nil {
-		flags |= flagAuthorization
+	x := c.ext()
+	if x != nil {
+		flags |= flagExt
 	}
 	e.byte(flags)
 	e.str(c.Debit)
@@ -423,8 +420,8 @@ func (e *enc) command(c *Command) {
 	if c.Admin != nil {
 		e.blob(adminJSON(c.Admin))
 	}
-	if c.Authorization != nil {
-		e.blob(authChangeJSON(c.Authorization))
+	if x != nil {
+		e.blob(extJSON(x)) // ext.go
 	}
 }
 
@@ -455,9 +452,9 @@ func checkStrings(c *Command) error {
 			return fmt.Errorf("%w: admin change of %d bytes (max %d)", ErrInvalidCommand, n, adminBytesMax)
 		}
 	}
-	if c.Authorization != nil {
-		if n := len(authChangeJSON(c.Authorization)); n > authChangeBytesMax {
-			return fmt.Errorf("%w: authorization change of %d bytes (max %d)", ErrInvalidCommand, n, authChangeBytesMax)
+	if x := c.ext(); x != nil {
+		if n := len(extJSON(x)); n > extBytesMax {
+			return fmt.Errorf("%w: extension of %d bytes (max %d)", ErrInvalidCommand, n, extBytesMax)
 		}
 	}
 	if a := c.Account; a != nil {
@@ -520,7 +517,7 @@ func (d *dec) command(c *Command) {
 	c.Partner = d.str()
 	c.Card = d.str()
 	flags := d.byte()
-	if flags&^(flagCreditCard|flagFinal|flagAccount|flagNextDay|flagBreak|flagPayer|flagAdmin|flagAuthorization) != 0 {
+	if flags&^(flagCreditCard|flagFinal|flagAccount|flagNextDay|flagBreak|flagPayer|flagAdmin|flagExt) != 0 {
 		d.fail("command flags")
 	}
 	c.CreditCard = flags&flagCreditCard != 0
@@ -557,7 +554,9 @@ func (d *dec) command(c *Command) {
 	if flags&flagAdmin != 0 {
 		c.Admin = decodeAdmin(d)
 	}
-	if flags&flagAuthorization != 0 {
-		c.Authorization = decodeAuthChange(d)
+	if flags&flagExt != 0 {
+		if x := decodeExt(d); x != nil {
+			x.apply(c)
+		}
 	}
 }

@@ -1,7 +1,6 @@
 package store
 
 import (
-	"bytes"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -25,8 +24,9 @@ import (
 // holds anything that opens the link.
 
 // OpPutAuthorization creates an authorization awaiting SCA, starts its
-// redirect or completes it (Command.Authorization says which). Idempotent
-// by Key like every op.
+// redirect or completes it (Command.Authorization says which, carried in
+// the command's extension object, ext.go). Idempotent by Key like every
+// op.
 const OpPutAuthorization Op = 21
 
 const pfxAuthorization = 'q' // q<authorization id> → authorization (JSON)
@@ -70,8 +70,6 @@ const (
 	authReferenceBytesMax = 35
 	// tokenHashHexLen is a SHA-256 in hex.
 	tokenHashHexLen = 64
-	// authChangeBytesMax bounds the change's JSON in a command.
-	authChangeBytesMax = 8 << 10
 )
 
 // Statuses of OpPutAuthorization. They are numbered from 121 (this op is
@@ -148,36 +146,6 @@ type AuthorizationChange struct {
 	TokenHash string `json:"token_hash,omitempty"`
 	// Approve on a completion: the customer's decision.
 	Approve bool `json:"approve,omitempty"`
-}
-
-func authChangeJSON(ch *AuthorizationChange) []byte {
-	b, err := json.Marshal(ch)
-	if err != nil {
-		panic(err) // plain struct: cannot fail
-	}
-	return b
-}
-
-func decodeAuthChange(d *dec) *AuthorizationChange {
-	n := d.uvar()
-	if d.err != nil {
-		return nil
-	}
-	if n > authChangeBytesMax || n > uint64(len(d.b)-d.off) {
-		d.fail("authorization change length")
-		return nil
-	}
-	raw := d.b[d.off : d.off+int(n)]
-	d.off += int(n)
-	ch := new(AuthorizationChange)
-	dj := json.NewDecoder(bytes.NewReader(raw))
-	dj.DisallowUnknownFields()
-	if err := dj.Decode(ch); err != nil || dj.More() || !bytes.Equal(authChangeJSON(ch), raw) {
-		// One encoding per value: what the proposer marshalled.
-		d.fail("authorization change")
-		return nil
-	}
-	return ch
 }
 
 func validTokenHash(s string) bool {

@@ -143,6 +143,9 @@ type clusterSpec struct {
 	clusterYAML, extraYAML string
 	// dataOf, when set, names node i's (1-based) data dir, "" for the default.
 	dataOf func(i int) string
+	// extraOf, when set, is YAML added at the top of node i's (1-based)
+	// config only (e.g. its own API listener).
+	extraOf func(i int) string
 }
 
 // startClusterNodes starts three switchd processes on free ports under one
@@ -163,6 +166,10 @@ func startClusterNodes(t testing.TB, bin string, spec clusterSpec) []*clusterNod
 		creds := filepath.Join(dir, "ops-credentials.json")
 		n.creds = creds
 		switchdtest.Register(n.ops, creds)
+		extra := spec.extraYAML
+		if spec.extraOf != nil {
+			extra += spec.extraOf(i)
+		}
 		body := fmt.Sprintf(`log_level: info
 ops:
   auth: {bootstrap_credentials: "`+creds+`"}
@@ -176,7 +183,7 @@ cluster:
   card_key: %s
   lanes:
     - {name: demo, listen: "%s", partners: [demo-acquirer]}
-`, filepath.Join(dir, "ca"), spec.clusterYAML, spec.extraYAML, switchdtest.CardKey, n.lane)
+`, filepath.Join(dir, "ca"), spec.clusterYAML, extra, switchdtest.CardKey, n.lane)
 		if err := os.WriteFile(n.cfg, []byte(body), 0o600); err != nil {
 			t.Fatal(err)
 		}

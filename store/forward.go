@@ -1,0 +1,609 @@
+package store
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// Forwarding (issue 13). A request routed to an ISO 8583 host is two raft
+// commands around the network hop:
+//
+//  1. OpForward records it as pending under the partner's idempotency key,
+//     with everything the outbound message is built from (the PAN wrapped
+//     under the nodes' KEK, never in clear) and a forward number, which
+//     gives the message its STAN and RRN toward the host: ours, unique, so
+//     answers match and a reversal can name the original.
+//  2. OpForwardResult records the host's answer: approved posts the
+//     transfer (debit the destination's settlement account, credit the
+//     route's) and stores the host's approval code; declined stores its
+//     code; timeout (no answer, the connection lost, or a node that died
+//     between 1 and 2 and a sweeper that found the record past its
+//     deadline) queues a reversal advice (0420) in the SAF queue, in the
+//     same apply, so no leader change can lose or double it.
+//
+// The first result wins: a result for a record already decided changes
+// nothing, except that an approval arriving after a timeout is kept on the
+// record as a late answer (never posted: the reversal covers it), which
+// reconciliation reports.
+//
+// SAF entries are sent by the leader, head-of-line per destination; each
+// attempt's outcome is OpSAFUpdate (attempt, delivered on an 0430, expired
+// past its deadline, dropped or retried by ops with an audit record).
+
+const (
+	// OpForward records a forwarded request as pending (Forward.Request).
+	OpForward Op = 26
+	// OpForwardResult records the host's answer (Forward.Result).
+	OpForwardResult Op = 27
+	// OpSAFUpdate records what happened to a SAF entry (Forward.SAF).
+	OpSAFUpdate Op = 28
+)
+
+const (
+	pfxForward    = 'F' // F<command key> → forward (JSON)
+	pfxForwardID  = 'f' // f<forward id> → command key
+	pfxForwardDue = 'e' // e<timeout at><command key> → "" (pending forwards only)
+	pfxSAF        = 'S' // S<saf id> → SAF entry (JSON)
+	pfxSAFQueue   = 'y' // y<destination>\x00<saf id> → "" (queued entries only)
+)
+
+var (
+	keyForwardSeq = []byte{pfxMeta, 'f', 's', 'e', 'q'}
+	keySAFSeq     = []byte{pfxMeta, 's', 'a', 'f'}
+)
+
+// Forward states.
+const (
+	ForwardPending  = "pending"
+	ForwardApproved = "approved"
+	ForwardDeclined = "declined"
+	ForwardTimedOut = "timed_out"
+)
+
+// Forward result outcomes.
+const (
+	OutcomeApproved = "approved"
+	OutcomeDeclined = "declined"
+	OutcomeTimeout  = "timeout"
+)
+
+// SAF states and actions.
+const (
+	SAFQueued    = "queued"
+	SAFDelivered = "delivered"
+	SAFExpired   = "expired"
+	SAFDropped   = "dropped"
+
+	SAFActionAttempt   = "attempt"
+	SAFActionDelivered = "delivered"
+	SAFActionExpire    = "expire"
+	SAFActionDrop      = "drop"
+	SAFActionRetry     = "retry"
+)
+
+// Limits.
+const (
+	forwardFieldsMax     = 64
+	forwardFieldBytesMax = 999
+	wrappedPANBytesMax   = 128
+	// SAFBatchMax bounds a page of SAF entries read at once.
+	SAFBatchMax = 1000
+)
+
+// ErrNotPending: a forward result for a request already decided.
+var ErrNotPending = errors.New("store: forward already decided")
+
+// ForwardCommand is the payload of OpForward, OpForwardResult and
+// OpSAFUpdate (one of them set).
+type ForwardCommand struct {
+	Request *ForwardRequest `json:"request,omitempty"`
+	Result  *ForwardResult  `json:"result,omitempty"`
+	SAF     *SAFUpdate      `json:"saf,omitempty"`
+}
+
+// ForwardRequest is what OpForward records besides the Command's own
+// fields (Key, Partner, Amount, Currency, Ref, PayerType, BusinessDay).
+type ForwardRequest struct {
+	Destination string `json:"dest"`
+	Route       string `json:"route,omitempty"`
+	// Debit and Credit are the legs posted on approval.
+	Debit  string `json:"dr"`
+	Credit string `json:"cr"`
+	// MTI and Fields are the outbound request but fields 2 (the PAN, in
+	// PAN wrapped), 11 and 37 (from the forward number).
+	MTI       string         `json:"mti"`
+	Fields    map[int]string `json:"fields"`
+	PAN       []byte         `json:"pan,omitempty"`
+	MaskedPAN string         `json:"masked_pan,omitempty"`
+	// TimeoutAt (unix ns, proposer clock): after it a sweeper may record
+	// a timeout for a forward still pending (its node died).
+	TimeoutAt int64 `json:"timeout_at"`
+	// OriginalRef is the partner-scoped reference the approved transfer
+	// can be named by later (completions, reversals).
+	OriginalRef string `json:"oref,omitempty"`
+}
+
+// ForwardResult is the host's answer to forward Key.
+type ForwardResult struct {
+	Key      string `json:"key"`
+	Outcome  string `json:"outcome"`
+	RC       string `json:"rc,omitempty"`
+	AuthCode string `json:"auth,omitempty"`
+	// Reason says why a timeout: "timeout", "connection_lost", "deadline"
+	// (the sweeper); SAFExpiresAt is when its reversal advice expires.
+	Reason       string `json:"reason,omitempty"`
+	SAFExpiresAt int64  `json:"saf_expires_at,omitempty"`
+}
+
+// SAFUpdate changes SAF entry ID.
+type SAFUpdate struct {
+	ID     string `json:"id"`
+	Action string `json:"action"`
+	RC     string `json:"rc,omitempty"`
+	// Error is a short class ("timeout", "unavailable"), never message data.
+	Error string `json:"error,omitempty"`
+	// Counts: the attempt counts against the entry (a retry code or an
+	// unreachable host does not, as jPOS's SAF does it).
+	Counts bool  `json:"counts,omitempty"`
+	NextAt int64 `json:"next_at,omitempty"`
+}
+
+// Forward is a forwarded request and what became of it.
+type Forward struct {
+	ID          string         `json:"id"`
+	Key         string         `json:"key"`
+	Partner     string         `json:"partner"`
+	Destination string         `json:"dest"`
+	Route       string         `json:"route,omitempty"`
+	Debit       string         `json:"dr"`
+	Credit      string         `json:"cr"`
+	Amount      int64          `json:"amount"`
+	Currency    string         `json:"currency"`
+	BusinessDay string         `json:"day"`
+	Time        int64          `json:"time"`
+	TimeoutAt   int64          `json:"timeout_at"`
+	PayerType   string         `json:"payer,omitempty"`
+	Ref         Ref            `json:"ref"`
+	OriginalRef string         `json:"oref,omitempty"`
+	MTI         string         `json:"mti"`
+	Fields      map[int]string `json:"fields"`
+	PAN         []byte         `json:"pan,omitempty"`
+	MaskedPAN   string         `json:"masked_pan,omitempty"`
+
+	State      string `json:"state"`
+	RC         string `json:"rc,omitempty"`
+	AuthCode   string `json:"auth,omitempty"`
+	TransferID string `json:"transfer,omitempty"`
+	Reason     string `json:"reason,omitempty"`
+	DecidedAt  int64  `json:"decided_at,omitempty"`
+	// SAF is the reversal advice queued when it timed out.
+	SAF string `json:"saf,omitempty"`
+	// Late is an answer that came after the timeout: never posted.
+	Late *LateAnswer `json:"late,omitempty"`
+}
+
+// LateAnswer is a host's answer to a forward already timed out.
+type LateAnswer struct {
+	Outcome  string `json:"outcome"`
+	RC       string `json:"rc,omitempty"`
+	AuthCode string `json:"auth,omitempty"`
+	At       int64  `json:"at"`
+}
+
+// STAN is field 11 toward the host: the forward number's last six digits.
+func (f *Forward) STAN() string { return forwardDigits(f.ID, 6) }
+
+// RRN is field 37 toward the host: the forward number's last twelve digits.
+func (f *Forward) RRN() string { return forwardDigits(f.ID, 12) }
+
+func forwardDigits(id string, n int) string {
+	if len(id) < n {
+		return strings.Repeat("0", n-len(id)) + id
+	}
+	return id[len(id)-n:]
+}
+
+// SAFEntry is one advice waiting for (or done with) its host.
+type SAFEntry struct {
+	ID          string         `json:"id"`
+	Destination string         `json:"dest"`
+	Partner     string         `json:"partner"`
+	Forward     string         `json:"forward"` // the forward's command key
+	MTI         string         `json:"mti"`
+	Fields      map[int]string `json:"fields"` // fields but 2 (in PAN)
+	PAN         []byte         `json:"pan,omitempty"`
+	MaskedPAN   string         `json:"masked_pan,omitempty"`
+	Amount      int64          `json:"amount"`
+	Currency    string         `json:"currency"`
+	State       string         `json:"state"`
+	// Attempts that counted; Sends of any kind (the second and later go
+	// as 0421, repeats).
+	Attempts  int    `json:"attempts"`
+	Sends     int    `json:"sends"`
+	LastRC    string `json:"last_rc,omitempty"`
+	LastError string `json:"last_error,omitempty"`
+	CreatedAt int64  `json:"created_at"`
+	NextAt    int64  `json:"next_at"`
+	ExpiresAt int64  `json:"expires_at"`
+	DoneAt    int64  `json:"done_at,omitempty"`
+}
+
+func (t *txn) nextSeq(key []byte) uint64 {
+	var n uint64
+	if v, ok := t.get(string(key)); ok {
+		var err error
+		n, err = strconv.ParseUint(string(v), 10, 64)
+		mustDecode(err)
+	}
+	n++
+	if n >= transferIDsMax {
+		panic("store: apply: id space exhausted")
+	}
+	t.set(string(key), strconv.AppendUint(nil, n, 10))
+	return n
+}
+
+func formatID(prefix byte, n uint64) string {
+	s := formatTransferID(n)
+	return string(prefix) + s[1:]
+}
+
+func (t *txn) forwardRecord(key string) *Forward {
+	v, ok := t.get(skey1(pfxForward, key))
+	if !ok {
+		return nil
+	}
+	f := new(Forward)
+	mustDecode(json.Unmarshal(v, f))
+	return f
+}
+
+func (t *txn) putForward(f *Forward) { t.set(skey1(pfxForward, f.Key), mustJSON(f)) }
+
+// forwardOp applies OpForward (idempotency was checked by apply).
+func (t *txn) forwardOp(c *Command) Result {
+	q := c.Forward.Request
+	if q == nil || !validID(q.Destination) || !validID(q.Debit) || !validID(q.Credit) || q.Debit == q.Credit ||
+		!validOptional(q.Route, idBytesMax) || !validOptional(q.OriginalRef, keyBytesMax) ||
+		len(q.MTI) != 4 || len(q.Fields) > forwardFieldsMax || len(q.PAN) > wrappedPANBytesMax ||
+		len(q.MaskedPAN) > idBytesMax || q.TimeoutAt <= c.Time || c.Partner == "" || !validCurrency(c.Currency) {
+		return invalid()
+	}
+	for id, v := range q.Fields {
+		if id < 3 || id > 128 || id == 11 || id == 37 || len(v) > forwardFieldBytesMax {
+			return invalid()
+		}
+	}
+	if !validAmount(c.Amount) {
+		return Result{Status: StatusInvalidAmount}
+	}
+	if _, ok := t.directory().Destination(q.Destination); !ok {
+		return Result{Status: StatusNotFound, Detail: "destination: no destination " + strconv.Quote(q.Destination)}
+	}
+	dr, cr := t.account(q.Debit), t.account(q.Credit)
+	if st := checkLegs(c, dr, cr, c.Amount, false); st != StatusOK {
+		return Result{Status: st}
+	}
+	f := &Forward{
+		ID: formatID('F', t.nextSeq(keyForwardSeq)), Key: strings.Clone(c.Key), Partner: strings.Clone(c.Partner),
+		Destination: q.Destination, Route: q.Route, Debit: q.Debit, Credit: q.Credit,
+		Amount: c.Amount, Currency: strings.Clone(c.Currency), BusinessDay: strings.Clone(c.BusinessDay), Time: c.Time,
+		TimeoutAt: q.TimeoutAt, PayerType: strings.Clone(c.PayerType), Ref: c.Ref, OriginalRef: q.OriginalRef,
+		MTI: q.MTI, Fields: q.Fields, PAN: q.PAN, MaskedPAN: q.MaskedPAN, State: ForwardPending,
+	}
+	t.putForward(f)
+	t.set(skey1(pfxForwardID, f.ID), []byte(f.Key))
+	t.set(skeyTimed(pfxForwardDue, f.TimeoutAt, f.Key), []byte{})
+	// TransferID names the record made: the forward (its number gives the
+	// outbound STAN and RRN).
+	return Result{Status: StatusOK, TransferID: f.ID}
+}
+
+// forwardResult applies OpForwardResult.
+func (t *txn) forwardResult(c *Command) Result {
+	a := c.Forward.Result
+	if a == nil || a.Key == "" || len(a.RC) > 3 || len(a.AuthCode) > 12 || len(a.Reason) > idBytesMax {
+		return invalid()
+	}
+	f := t.forwardRecord(a.Key)
+	if f == nil {
+		return Result{Status: StatusNotFound, Detail: "key: no forward"}
+	}
+	if f.State != ForwardPending {
+		if f.State == ForwardTimedOut && a.Outcome != OutcomeTimeout && f.Late == nil {
+			f.Late = &LateAnswer{Outcome: a.Outcome, RC: a.RC, AuthCode: a.AuthCode, At: c.Time}
+			t.putForward(f)
+		}
+		return Result{Status: StatusOK, TransferID: f.TransferID, AuthCode: f.AuthCode}
+	}
+	t.del(skeyTimed(pfxForwardDue, f.TimeoutAt, f.Key))
+	f.DecidedAt, f.RC, f.Reason = c.Time, a.RC, a.Reason
+	var r Result
+	switch a.Outcome {
+	case OutcomeApproved:
+		mv := Command{Op: OpPost, Time: f.Time, BusinessDay: f.BusinessDay, Partner: f.Partner, Debit: f.Debit, Credit: f.Credit,
+			Amount: f.Amount, Currency: f.Currency, Ref: f.Ref, PayerType: f.PayerType}
+		r = t.move(&mv)
+		if r.Status != StatusOK {
+			// The host approved what our ledger cannot post (a floor on
+			// the destination's settlement account): the partner is
+			// declined and the approval reversed through the SAF queue.
+			f.State, f.Reason = ForwardTimedOut, "ledger_"+r.Status.String()
+			f.SAF = t.queueReversal(f, c.Time, a.SAFExpiresAt)
+			t.putForward(f)
+			return Result{Status: r.Status}
+		}
+		f.State, f.AuthCode, f.TransferID = ForwardApproved, a.AuthCode, r.TransferID
+		if f.OriginalRef != "" && t.originalRef(f.OriginalRef) == "" {
+			t.set(skey1(pfxOrigRef, f.OriginalRef), []byte(r.TransferID))
+		}
+		r.AuthCode = a.AuthCode
+	case OutcomeDeclined:
+		f.State = ForwardDeclined
+		r = Result{Status: StatusOK}
+	case OutcomeTimeout:
+		if a.SAFExpiresAt <= c.Time {
+			return invalid()
+		}
+		f.State = ForwardTimedOut
+		f.SAF = t.queueReversal(f, c.Time, a.SAFExpiresAt)
+		r = Result{Status: StatusOK}
+	default:
+		return invalid()
+	}
+	t.putForward(f)
+	return r
+}
+
+// queueReversal makes the 0420 that reverses f and queues it behind its
+// destination's other entries.
+func (t *txn) queueReversal(f *Forward, now, expires int64) string {
+	fields := make(map[int]string, len(f.Fields)+3)
+	for k, v := range f.Fields {
+		fields[k] = v
+	}
+	fields[11], fields[37] = f.STAN(), f.RRN()
+	fields[90] = OriginalDataElements(f.MTI, f.STAN(), f.Fields[7], f.Fields[32])
+	e := &SAFEntry{
+		ID: formatID('S', t.nextSeq(keySAFSeq)), Destination: f.Destination, Partner: f.Partner, Forward: f.Key,
+		MTI: "0420", Fields: fields, PAN: f.PAN, MaskedPAN: f.MaskedPAN, Amount: f.Amount, Currency: f.Currency,
+		State: SAFQueued, CreatedAt: now, NextAt: now, ExpiresAt: expires,
+	}
+	t.set(skey1(pfxSAF, e.ID), mustJSON(e))
+	t.set(skeyIndex2(pfxSAFQueue, e.Destination, e.ID), []byte{})
+	return e.ID
+}
+
+// OriginalDataElements is ISO 8583:1987 field 90 (n 42): the original's
+// MTI, STAN, transmission date and time, acquiring institution (n 11,
+// zero-filled) and forwarding institution (none: zeros).
+func OriginalDataElements(mti, stan, f7, acquirer string) string {
+	pad := func(s string, n int) string {
+		if len(s) >= n {
+			return s[len(s)-n:]
+		}
+		return strings.Repeat("0", n-len(s)) + s
+	}
+	return pad(mti, 4) + pad(stan, 6) + pad(f7, 10) + pad(acquirer, 11) + strings.Repeat("0", 11)
+}
+
+func (t *txn) safEntry(id string) *SAFEntry {
+	v, ok := t.get(skey1(pfxSAF, id))
+	if !ok {
+		return nil
+	}
+	e := new(SAFEntry)
+	mustDecode(json.Unmarshal(v, e))
+	return e
+}
+
+// safUpdate applies OpSAFUpdate.
+func (t *txn) safUpdate(c *Command) Result {
+	u := c.Forward.SAF
+	if u == nil || len(u.RC) > 3 || len(u.Error) > idBytesMax {
+		return invalid()
+	}
+	e := t.safEntry(u.ID)
+	if e == nil {
+		return Result{Status: StatusNotFound, Detail: "id: no SAF entry " + strconv.Quote(u.ID)}
+	}
+	if (u.Action == SAFActionDrop || u.Action == SAFActionRetry) &&
+		(c.Admin == nil || strings.TrimSpace(c.Admin.Actor) == "" || strings.TrimSpace(c.Admin.Reason) == "") {
+		return changeErr("reason", "%s is an ops action: actor and reason required", u.Action)
+	}
+	if e.State != SAFQueued && u.Action != SAFActionRetry {
+		return Result{Status: StatusAlreadyFinal}
+	}
+	before := mustJSON(e)
+	switch u.Action {
+	case SAFActionAttempt:
+		if u.NextAt <= c.Time {
+			return invalid()
+		}
+		e.Sends++
+		if u.Counts {
+			e.Attempts++
+		}
+		e.LastRC, e.LastError, e.NextAt = u.RC, u.Error, u.NextAt
+	case SAFActionDelivered:
+		e.Sends++
+		e.State, e.LastRC, e.LastError, e.DoneAt = SAFDelivered, u.RC, "", c.Time
+	case SAFActionExpire:
+		if c.Time < e.ExpiresAt {
+			return changeErr("action", "entry %s expires at %d, not yet", e.ID, e.ExpiresAt)
+		}
+		e.State, e.DoneAt = SAFExpired, c.Time
+	case SAFActionDrop:
+		e.State, e.DoneAt = SAFDropped, c.Time
+	case SAFActionRetry:
+		if e.State == SAFDelivered {
+			return Result{Status: StatusAlreadyFinal}
+		}
+		// Back in the queue at once, with the expiry moved on as far as
+		// it was from the entry's creation.
+		if e.State != SAFQueued {
+			e.ExpiresAt = c.Time + (e.ExpiresAt - e.CreatedAt)
+		}
+		e.State, e.NextAt, e.DoneAt = SAFQueued, c.Time, 0
+	default:
+		return invalid()
+	}
+	if e.State != SAFQueued {
+		t.del(skeyIndex2(pfxSAFQueue, e.Destination, e.ID))
+	} else {
+		t.set(skeyIndex2(pfxSAFQueue, e.Destination, e.ID), []byte{})
+	}
+	t.set(skey1(pfxSAF, e.ID), mustJSON(e))
+	if c.Admin != nil {
+		t.appendAudit(c, "saf."+u.Action, "saf/"+e.ID, before, mustJSON(e))
+	}
+	return Result{Status: StatusOK}
+}
+
+// Forward returns the forward recorded under command key key.
+func (s *Store) Forward(key string) (Forward, error) {
+	var f Forward
+	err := s.read(func(db *pebble.DB) error {
+		v, closer, err := db.Get(key1(pfxForward, key))
+		if errors.Is(err, pebble.ErrNotFound) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		defer closer.Close()
+		return json.Unmarshal(v, &f)
+	})
+	return f, err
+}
+
+// ForwardByID returns forward id (its number, "F…").
+func (s *Store) ForwardByID(id string) (Forward, error) {
+	var key string
+	err := s.read(func(db *pebble.DB) error {
+		v, closer, err := db.Get(key1(pfxForwardID, id))
+		if errors.Is(err, pebble.ErrNotFound) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		key = string(v)
+		return closer.Close()
+	})
+	if err != nil {
+		return Forward{}, err
+	}
+	return s.Forward(key)
+}
+
+// DueForwards are up to limit forwards still pending whose deadline is at
+// or before now (the sweeper times them out).
+func (s *Store) DueForwards(now int64, limit int) ([]Forward, error) {
+	var keys []string
+	err := s.read(func(db *pebble.DB) error {
+		lo := []byte{pfxForwardDue}
+		it, err := db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: keyTimed(pfxForwardDue, now+1, "")})
+		if err != nil {
+			return err
+		}
+		defer it.Close()
+		for ok := it.First(); ok && len(keys) < limit; ok = it.Next() {
+			keys = append(keys, string(it.Key()[9:]))
+		}
+		return it.Error()
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Forward, 0, len(keys))
+	for _, k := range keys {
+		f, err := s.Forward(k)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, f)
+	}
+	return out, nil
+}
+
+// SAFEntry returns SAF entry id.
+func (s *Store) SAFEntry(id string) (SAFEntry, error) {
+	var e SAFEntry
+	err := s.read(func(db *pebble.DB) error {
+		v, closer, err := db.Get(key1(pfxSAF, id))
+		if errors.Is(err, pebble.ErrNotFound) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		defer closer.Close()
+		return json.Unmarshal(v, &e)
+	})
+	return e, err
+}
+
+// SAFQueue is up to limit queued entries of destination dest, oldest
+// first (head of line).
+func (s *Store) SAFQueue(dest string, limit int) ([]SAFEntry, error) {
+	var ids []string
+	err := s.read(func(db *pebble.DB) error {
+		lo := []byte(skeyIndex2(pfxSAFQueue, dest, ""))
+		it, err := db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(lo)})
+		if err != nil {
+			return err
+		}
+		defer it.Close()
+		for ok := it.First(); ok && len(ids) < min(limit, SAFBatchMax); ok = it.Next() {
+			ids = append(ids, string(it.Key()[len(lo):]))
+		}
+		return it.Error()
+	})
+	if err != nil {
+		return nil, err
+	}
+	return s.safEntries(ids)
+}
+
+// SAFEntries lists entries after id after (all states), at most limit.
+func (s *Store) SAFEntries(after string, limit int) ([]SAFEntry, error) {
+	var out []SAFEntry
+	err := s.read(func(db *pebble.DB) error {
+		lo := key1(pfxSAF, after+"\x00")
+		if after == "" {
+			lo = []byte{pfxSAF}
+		}
+		it, err := db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd([]byte{pfxSAF})})
+		if err != nil {
+			return err
+		}
+		defer it.Close()
+		for ok := it.First(); ok && len(out) < min(limit, SAFBatchMax); ok = it.Next() {
+			var e SAFEntry
+			if err := json.Unmarshal(it.Value(), &e); err != nil {
+				return fmt.Errorf("%w: SAF entry: %v", ErrCorrupt, err)
+			}
+			out = append(out, e)
+		}
+		return it.Error()
+	})
+	return out, err
+}
+
+func (s *Store) safEntries(ids []string) ([]SAFEntry, error) {
+	out := make([]SAFEntry, 0, len(ids))
+	for _, id := range ids {
+		e, err := s.SAFEntry(id)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
