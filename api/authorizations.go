@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/danielgtaylor/huma/v2"
 
@@ -27,11 +28,17 @@ import (
 // It expires with the hold (the core's hold_expiry): a capture or a
 // cancellation after that is a 422 authentication-is-no-longer-valid.
 //
-// With SCA needed nothing is reserved or stored: the answer names the
-// redirect step, which needs replicated state (the pending authorization
-// and its authentication) that the FSM does not have yet, so the redirect
-// answers 501 not-implemented. The answer is computed from the request
-// alone, the same bytes on a retry, but without a stored record.
+// With SCA needed nothing is reserved yet: the authorization is stored
+// (store.OpPutAuthorization, replicated) as authentication_required, and
+// the redirect step (sca.go) leads the customer to a confirmation; once
+// authenticated the amount is reserved as above and captures, reversals
+// and cancellation work exactly as for one that needed no SCA. Its id is
+// "sca-" + a hash of the partner and its reference, never a ledger id.
+//
+// Another partner's authorization id answers 404, as everywhere in this
+// API (an id tells a stranger nothing, not even that it exists). The
+// claimant-mismatch problem (403) is the SCA link's: a token that is not
+// the authorization's current one does not speak for it.
 
 // captureOriginalPrefix scopes captures' references: a capture can be
 // named as an original ("rest-capture|" + authorization id + "|" + its
@@ -69,7 +76,7 @@ type redirectRequest struct {
 // is made from the hold the ledger stored.
 type Authorization struct {
 	ID        string `json:"id"`
-	Status    string `json:"status" enum:"authentication_required,reserved,captured,cancelled,expired" doc:"authentication_required: nothing reserved until SCA; reserved while the hold stands; captured, cancelled or expired after"`
+	Status    string `json:"status" enum:"authentication_required,authentication_started,authenticated,authentication_failed,reserved,captured,cancelled,expired" doc:"authentication_required: nothing reserved until SCA; authentication_started: a redirect was issued; authentication_failed: the customer declined; authenticated: approved, reservation under way; reserved while the hold stands; captured, cancelled or expired after (expired also: not authenticated in time)"`
 	Account   string `json:"account"`
 	Amount    string `json:"amount"`
 	Currency  string `json:"currency"`
@@ -77,7 +84,7 @@ type Authorization struct {
 	Reserved  string `json:"reserved,omitempty" doc:"What is still reserved (counted out of the account's available balance)"`
 	Captured  string `json:"captured,omitempty" doc:"What captures have paid so far"`
 	Cancelled string `json:"cancelled,omitempty" doc:"What a cancellation gave back to the available balance"`
-	ExpiresAt string `json:"expires_at,omitempty" doc:"RFC 3339, UTC: a reserved authorization lapses then"`
+	ExpiresAt string `json:"expires_at,omitempty" doc:"RFC 3339, UTC: a reserved authorization lapses then; one awaiting SCA must be authenticated by then"`
 	CreatedAt string `json:"created_at,omitempty" doc:"RFC 3339, UTC"`
 	Links     *Links `json:"links,omitempty"`
 }
@@ -119,7 +126,7 @@ func (s *Server) registerAuthorizations() {
 		OperationID: "create-authorization", Method: http.MethodPost, Path: "/v1/authorizations", Summary: "Authorize an amount",
 		Description: "Checks the account and its available balance (422 credit-check-rejected) and whether strong customer authentication is needed " +
 			"(amount above sca.amount_threshold, a partner in sca.partners, a risk_flag in sca.risk_flags). Without SCA the amount is reserved at once " +
-			"(status reserved); with SCA nothing is reserved and links.redirect names the next step (status authentication_required).",
+			"(status reserved); with SCA the authorization is stored, nothing is reserved and links.redirect names the next step (status authentication_required).",
 		DefaultStatus: http.StatusCreated, Errors: problems, MaxBodyBytes: bodyBytesMax, Tags: tags, Security: write, Metadata: meta,
 	}, func(ctx context.Context, in *struct {
 		IdempotencyKey string `header:"Idempotency-Key" maxLength:"64" doc:"The request's key: a retry with the same key and body gets the stored answer, another body with it a 409"`
@@ -129,12 +136,24 @@ func (s *Server) registerAuthorizations() {
 	})
 	huma.Register(s.api, huma.Operation{
 		OperationID: "get-authorization", Method: http.MethodGet, Path: "/v1/authorizations/{id}", Summary: "Read an authorization",
-		Description: "A reserved authorization as it is now. One awaiting SCA is not stored (404).",
-		Errors:      []int{401, 403, 404, 503}, Tags: tags,
+		Description: "An authorization as it is now: awaiting SCA (authentication_required, authentication_started), declined (authentication_failed), " +
+			"not authenticated in time (expired), or the reservation it became (reserved, captured, cancelled, expired).",
+		Errors: []int{401, 403, 404, 503}, Tags: tags,
 		Security: []map[string][]string{{"oauth2": {ScopePaymentsRead}}}, Metadata: map[string]any{"scope": ScopePaymentsRead},
 	}, func(ctx context.Context, in *struct {
 		ID string `path:"id" maxLength:"32"`
 	}) (*authorizationAnswer, error) {
+		if strings.HasPrefix(in.ID, scaIDPrefix) {
+			rec, err := s.ownSCA(ctx, callerOf(ctx), in.ID)
+			if err != nil {
+				return nil, err
+			}
+			a, err := s.scaAuthorization(rec)
+			if err != nil {
+				return nil, problemOf(err)
+			}
+			return &authorizationAnswer{Status: http.StatusOK, Body: a}, nil
+		}
 		t, err := s.ownAuthorization(ctx, callerOf(ctx), in.ID)
 		if err != nil {
 			return nil, err
@@ -181,16 +200,24 @@ func (s *Server) registerAuthorizations() {
 		return s.reverseCapture(ctx, in.IdempotencyKey, in.ID, in.Capture)
 	})
 	huma.Register(s.api, huma.Operation{
-		OperationID: "authorization-redirect", Method: http.MethodPost, Path: "/v1/authorizations/{id}/redirect", Summary: "Start the SCA redirect (not built yet)",
-		Description: "Will answer the customer's redirect URL for a return URL; its completion must be a replicated state change, which needs FSM state " +
-			"not built yet: 501 not-implemented.",
-		Errors: []int{400, 401, 403, 501}, MaxBodyBytes: bodyBytesMax, Tags: tags, Security: write, Metadata: meta,
+		OperationID: "authorization-redirect", Method: http.MethodPost, Path: "/v1/authorizations/{id}/redirect", Summary: "Start the SCA redirect",
+		Description: "For an authorization awaiting SCA: a one-time link (redirect_url) to the confirmation page for the customer's browser, which comes back " +
+			"to return_url with ?authorization_id=…&status=reserved|authenticated|authentication_failed. return_url: absolute https (http only to a loopback " +
+			"host where sca.allow_loopback_http is set), under one of the partner's sca.return_url_prefixes when it has some. A new redirect replaces the last " +
+			"link (at most 3); the link is shown in this answer only, so a repeat under the same key is a 409 conflict. 422 invalid-authentication-state once " +
+			"it was decided, authentication-is-no-longer-valid after the time limit.",
+		DefaultStatus: http.StatusCreated, Errors: []int{400, 401, 403, 404, 409, 422, 503}, MaxBodyBytes: bodyBytesMax, Tags: tags, Security: write, Metadata: meta,
 	}, func(ctx context.Context, in *struct {
-		ID   string `path:"id" maxLength:"32"`
-		Body redirectRequest
-	}) (*struct{}, error) {
-		return nil, problemOf(fmt.Errorf("%w: the SCA redirect and its completion need replicated authorization state that the ledger does not keep yet (issue 12)", outcome.ErrNotImplemented))
+		IdempotencyKey string `header:"Idempotency-Key" maxLength:"64" doc:"The request's key; a repeat with it is a 409 (the link is shown once)"`
+		ID             string `path:"id" maxLength:"32"`
+		Body           redirectRequest
+	}) (*redirectAnswer, error) {
+		return s.redirect(ctx, in.IdempotencyKey, in.ID, in.Body)
 	})
+	// The confirmation page is HTML for a browser, outside the OpenAPI
+	// document: no bearer token, the link's token is the credential.
+	s.mux.HandleFunc("GET /v1/sca/{id}", s.scaPage)
+	s.mux.HandleFunc("POST /v1/sca/{id}", s.scaDecide)
 	huma.Register(s.api, huma.Operation{
 		OperationID: "create-credit-application", Method: http.MethodPost, Path: "/v1/credit-applications", Summary: "Apply for a credit account (not built yet)",
 		Description: "Credit account applications with KYC answers are out of scope for now: 501 not-implemented.",
@@ -214,14 +241,15 @@ func (s *Server) authorize(ctx context.Context, key string, req authorizationReq
 	}
 	if s.cfg.SCA.required(c.partner.ID, amount, req.RiskFlag) {
 		// The credit check without a hold: the account and its available
-		// balance now (linearizable), as a funds check reads them.
+		// balance now (linearizable), as a funds check reads them; the
+		// hold is reserved once the customer approves.
 		if _, err := s.core.Submit(ctx, s.intent(c, payment.KindFundsCheck, req.Account, amount, ccy.Code)); err != nil {
 			return nil, problemOf(creditCheck(err))
 		}
-		id := scaID(c.partner.ID, req.Reference)
-		return &authorizationAnswer{Status: http.StatusCreated, Location: "/v1/authorizations/" + id, Body: Authorization{
-			ID: id, Status: "authentication_required", Account: req.Account, Amount: currency.FormatMinor(amount, ccy, '.'),
-			Currency: ccy.Code, Reference: req.Reference, Links: &Links{Redirect: "/v1/authorizations/" + id + "/redirect"}}}, nil
+		return s.createSCA(ctx, c, key, req, amount, ccy)
+	}
+	if p := s.scaReferenceTaken(c, req.Reference); p != nil {
+		return nil, p
 	}
 	in := s.holdIntent(c, key, req.Account, amount, ccy.Code, req.Reference)
 	in.Fingerprint = []string{"authorization", req.Account, req.Amount, ccy.Code, req.Reference, req.RiskFlag}
@@ -301,7 +329,7 @@ func (s *Server) captureAuthorization(ctx context.Context, key, id string, req a
 	if err != nil {
 		return nil, err
 	}
-	ans := &authCaptureAnswer{Status: http.StatusCreated, Body: AuthCapture{ID: t.ID, AuthorizationID: orig.ID,
+	ans := &authCaptureAnswer{Status: http.StatusCreated, Body: AuthCapture{ID: t.ID, AuthorizationID: id,
 		Amount: currency.FormatMinor(t.Amount, ccy, '.'), Currency: ccy.Code, CreatedAt: rfc3339(t.Time)}}
 	if replayed {
 		ans.Replayed = "true"
@@ -328,6 +356,7 @@ func (s *Server) cancelAuthorization(ctx context.Context, key, id string) (*auth
 	if err != nil {
 		return nil, problemOf(err)
 	}
+	a.ID = id // an SCA authorization's own id, not its hold's
 	ans := &authorizationAnswer{Status: http.StatusOK, Body: a}
 	if replayed {
 		ans.Replayed = "true"
@@ -376,7 +405,7 @@ func (s *Server) reverseCapture(ctx context.Context, key, id, captureID string) 
 	if err != nil {
 		return nil, err
 	}
-	ans := &authCaptureAnswer{Status: http.StatusCreated, Body: AuthCapture{ID: t.ID, AuthorizationID: auth.ID, CaptureID: capt.ID,
+	ans := &authCaptureAnswer{Status: http.StatusCreated, Body: AuthCapture{ID: t.ID, AuthorizationID: id, CaptureID: capt.ID,
 		Amount: currency.FormatMinor(t.Amount, ccy, '.'), Currency: ccy.Code, CreatedAt: rfc3339(t.Time)}}
 	if replayed {
 		ans.Replayed = "true"
@@ -385,9 +414,13 @@ func (s *Server) reverseCapture(ctx context.Context, key, id, captureID string) 
 }
 
 // ownAuthorization is hold id when it is the caller's (ownHold; a block
-// is an authorization too).
+// is an authorization too), or the hold an SCA authorization reserved
+// once authenticated (scaHold: 422 before).
 func (s *Server) ownAuthorization(ctx context.Context, c *caller, id string) (store.Transfer, error) {
-	return s.ownHold(ctx, c, "", id, "no such authorization (one awaiting SCA is not stored)")
+	if strings.HasPrefix(id, scaIDPrefix) {
+		return s.scaHold(ctx, c, id)
+	}
+	return s.ownHold(ctx, c, "", id, "no such authorization")
 }
 
 // authorizationOf shows hold t as an authorization, from the block it is.

@@ -124,7 +124,7 @@ func TestAuthorizationsFlow(t *testing.T) {
 
 // The SCA rule: above the threshold, a listed partner or a listed risk
 // flag needs SCA; then nothing is reserved and the answer links the
-// redirect step, which is not built (501).
+// redirect step (sca_test.go follows it).
 func TestAuthorizationSCARule(t *testing.T) {
 	n := startNode(t)
 	tok := n.token(t, "demo-acquirer")
@@ -164,12 +164,12 @@ func TestAuthorizationSCARule(t *testing.T) {
 		if after != before || a.Links == nil || a.Links.Redirect != "/v1/authorizations/"+a.ID+"/redirect" || a.Reserved != "" {
 			t.Errorf("%s: %s, funds %v → %v: SCA must reserve nothing and link the redirect", c.name, r.body, before, after)
 		}
-		// The same request again: the same answer (computed, not stored).
-		if again := c.n.call(t, tok, "POST", "/v1/authorizations", "sca-"+ref, body); again.body != r.body {
+		// The same request again: the stored answer.
+		if again := c.n.call(t, tok, "POST", "/v1/authorizations", "sca-"+ref, body); again.body != r.body || again.hdr.Get("Idempotent-Replayed") != "true" {
 			t.Errorf("%s: retry %s, want %s", c.name, again.body, r.body)
 		}
-		red := c.n.call(t, tok, "POST", a.Links.Redirect, "", `{"return_url":"https://shop.example/back"}`)
-		if red.code != 501 || red.problem() != "not-implemented" || !strings.Contains(red.body, "replicated") {
+		red := c.n.call(t, tok, "POST", a.Links.Redirect, "red-"+ref, `{"return_url":"https://shop.example/back"}`)
+		if red.code != 201 || !strings.Contains(red.body, `"redirect_url":"https://`) {
 			t.Errorf("%s: redirect %d %s", c.name, red.code, red.body)
 		}
 	}
@@ -294,7 +294,7 @@ func TestAuthorizationRefusals(t *testing.T) {
 		{"reverse without a key", n, tok, "POST", act + "/captures/" + k.ID + "/reversal", "", "", 400, "validation"},
 		{"unknown authorization", n, tok, "GET", auths + "/T99999999999999", "", "", 404, "not-found"},
 		{"a payment is no authorization", n, tok, "DELETE", auths + "/" + p.ID, "x21", "", 404, "not-found"},
-		{"one awaiting SCA is not stored", n, tok, "POST", auths + "/sca-0123/captures", "x22", `{"amount":"1.00"}`, 404, "not-found"},
+		{"an unknown SCA id", n, tok, "POST", auths + "/sca-0123/captures", "x22", `{"amount":"1.00"}`, 404, "not-found"},
 		{"another partner reads it", n, other, "GET", act, "", "", 404, "not-found"},
 		{"another partner captures it", n, other, "POST", act + "/captures", "x23", `{"amount":"1.00"}`, 404, "not-found"},
 		{"another partner cancels it", n, other, "DELETE", act, "x24", "", 404, "not-found"},
@@ -302,7 +302,8 @@ func TestAuthorizationRefusals(t *testing.T) {
 		{"a partner off the API lane", n, other, "POST", auths, "x26", authBody("card-4111", "1.00", "X26"), 403, "unknown-partner"},
 		{"a read scope", n, readOnly, "POST", auths, "x27", authBody("card-4111", "1.00", "X27"), 403, "insufficient-scope"},
 		{"no token", n, "", "DELETE", act, "x28", "", 401, "unauthenticated"},
-		{"redirect", n, tok, "POST", act + "/redirect", "", `{"return_url":"https://shop.example/back"}`, 501, "not-implemented"},
+		{"redirect of one that needed no SCA", n, tok, "POST", act + "/redirect", "x31", `{"return_url":"https://shop.example/back"}`, 422, "invalid-authentication-state"},
+		{"redirect without a key", n, tok, "POST", act + "/redirect", "", `{"return_url":"https://shop.example/back"}`, 400, "validation"},
 		{"redirect without a return URL", n, tok, "POST", act + "/redirect", "", `{}`, 400, "validation"},
 		{"credit application", n, tok, "POST", "/v1/credit-applications", "x29", `{"kyc":{}}`, 501, "not-implemented"},
 		{"credit application without a token", n, "", "POST", "/v1/credit-applications", "x30", `{}`, 401, "unauthenticated"},

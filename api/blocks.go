@@ -142,6 +142,9 @@ func (s *Server) block(ctx context.Context, key, account string, req blockReques
 	if perr != nil {
 		return nil, perr
 	}
+	if p := s.scaReferenceTaken(c, req.Reference); p != nil {
+		return nil, p
+	}
 	in := s.holdIntent(c, key, account, amount, ccy.Code, req.Reference)
 	in.Fingerprint = []string{"block", account, req.Amount, ccy.Code, req.Reference}
 	t, replayed, err := s.decide(ctx, in, nil)

@@ -13,7 +13,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -59,6 +61,10 @@ type Config struct {
 	// SCA decides which authorizations (POST /v1/authorizations) need
 	// strong customer authentication before anything is reserved.
 	SCA SCAConfig `yaml:"sca"`
+	// PublicURL is the partner API's address as customers' browsers reach
+	// it (the SCA redirect URLs are made from it), e.g.
+	// "https://api.bank.example"; empty: "https://" + Listen.
+	PublicURL string `yaml:"public_url"`
 	// TLS is the listener's certificate and, optionally, the CAs of
 	// partners' client certificates (mutual TLS; tokens of tls_client_auth
 	// clients are bound to them). Unset: a certificate from a development
@@ -84,6 +90,18 @@ type SCAConfig struct {
 	Partners []string `yaml:"partners"`
 	// RiskFlags: an authorization whose risk_flag is one of them needs SCA.
 	RiskFlags []string `yaml:"risk_flags"`
+	// AuthenticationTTL is how long an authorization may wait for its
+	// authentication (from its creation); past it every step answers 422
+	// authentication-is-no-longer-valid. 0: 15 minutes.
+	AuthenticationTTL time.Duration `yaml:"authentication_ttl"`
+	// ReturnURLPrefixes, per partner id: when a partner is listed, its
+	// redirects' return URLs must start with one of its prefixes (the
+	// customer is only ever sent back to the partner's own site).
+	ReturnURLPrefixes map[string][]string `yaml:"return_url_prefixes"`
+	// AllowLoopbackHTTP lets a return URL be plain http to a loopback
+	// host (127.0.0.1, ::1, localhost): development only. Otherwise a
+	// return URL must be https.
+	AllowLoopbackHTTP bool `yaml:"allow_loopback_http"`
 }
 
 // SCA limits.
@@ -97,12 +115,21 @@ const (
 	scaRiskFlagsMax = 64
 	// riskFlagBytesMax bounds a risk flag (a name like "new_device").
 	riskFlagBytesMax = 32
+	// scaTTLDefault is PSD2's usual authentication window; scaTTLMax the
+	// FSM's bound (store.authTTLMax).
+	scaTTLDefault = 15 * time.Minute
+	scaTTLMax     = 24 * time.Hour
+	// returnURLBytesMax bounds a return URL (the request schema's and the
+	// FSM's bound); returnURLPrefixesMax bounds one partner's list.
+	returnURLBytesMax    = 2048
+	returnURLPrefixesMax = 16
+	publicURLBytesMax    = 256
 )
 
 // DefaultConfig serves the demo's partner API on loopback; authorizations
 // above 30.00 (in minor units of any currency) or flagged "high" need SCA.
 func DefaultConfig() Config {
-	return Config{Listen: "127.0.0.1:8443", Lane: "api", SCA: SCAConfig{AmountThresholdMinor: 3000, RiskFlags: []string{"high"}}}
+	return Config{Listen: "127.0.0.1:8443", Lane: "api", SCA: SCAConfig{AmountThresholdMinor: 3000, RiskFlags: []string{"high"}, AuthenticationTTL: scaTTLDefault}}
 }
 
 // Validate checks the listen address and the lane name.
@@ -118,6 +145,13 @@ func (c Config) Validate() error {
 	}
 	if c.TLS != nil && (c.TLS.CertFile == "" || c.TLS.KeyFile == "") {
 		return fmt.Errorf("%w: tls needs cert_file and key_file", ErrConfig)
+	}
+	if c.PublicURL != "" {
+		u, err := url.Parse(c.PublicURL)
+		if err != nil || len(c.PublicURL) > publicURLBytesMax || u.Scheme != "https" && u.Scheme != "http" || u.Host == "" ||
+			u.RawQuery != "" || u.Fragment != "" || strings.TrimSuffix(u.Path, "/") != "" {
+			return fmt.Errorf("%w: public_url %q: an http(s) origin without a path, at most %d bytes", ErrConfig, c.PublicURL, publicURLBytesMax)
+		}
 	}
 	return c.SCA.Validate()
 }
@@ -144,7 +178,35 @@ func (c SCAConfig) Validate() error {
 			return fmt.Errorf("%w: sca.risk_flags: %q: 1 to %d of a-z 0-9 _ -", ErrConfig, f, riskFlagBytesMax)
 		}
 	}
+	if c.AuthenticationTTL < 0 || c.AuthenticationTTL > scaTTLMax {
+		return fmt.Errorf("%w: sca.authentication_ttl %s not in [0, %s]", ErrConfig, c.AuthenticationTTL, scaTTLMax)
+	}
+	if len(c.ReturnURLPrefixes) > scaPartnersMax {
+		return fmt.Errorf("%w: sca.return_url_prefixes: %d partners is more than %d", ErrConfig, len(c.ReturnURLPrefixes), scaPartnersMax)
+	}
+	for p, prefixes := range c.ReturnURLPrefixes {
+		if p == "" || len(p) > accountIDBytesMax || len(prefixes) == 0 || len(prefixes) > returnURLPrefixesMax {
+			return fmt.Errorf("%w: sca.return_url_prefixes: %q: a partner id with 1 to %d prefixes", ErrConfig, p, returnURLPrefixesMax)
+		}
+		for _, x := range prefixes {
+			// A prefix must end its host part, or "https://shop.example"
+			// would admit "https://shop.example.evil".
+			u, err := url.Parse(x)
+			scheme := err == nil && (u.Scheme == "https" || u.Scheme == "http" && c.AllowLoopbackHTTP && loopback(u.Hostname()))
+			if !scheme || u.Host == "" || len(x) > returnURLBytesMax || !strings.HasPrefix(strings.TrimPrefix(x, u.Scheme+"://"+u.Host), "/") {
+				return fmt.Errorf("%w: sca.return_url_prefixes: %q: an https URL (http only to loopback with allow_loopback_http) with at least a '/' after the host", ErrConfig, x)
+			}
+		}
+	}
 	return nil
+}
+
+// ttl is the authentication time limit.
+func (c SCAConfig) ttl() time.Duration {
+	if c.AuthenticationTTL == 0 {
+		return scaTTLDefault
+	}
+	return c.AuthenticationTTL
 }
 
 // validRiskFlag: at most riskFlagBytesMax of a-z, 0-9, '_' and '-' (the

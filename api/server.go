@@ -39,6 +39,10 @@ type Ledger interface {
 	Account(id string) (store.Account, error)
 	Directory() *store.Directory
 	ReadIndex(ctx context.Context) error
+	// Authorization is an authorization awaiting (or past) SCA;
+	// TransferByOriginal the hold one reserved (sca.go).
+	Authorization(id string) (store.Authorization, error)
+	TransferByOriginal(ref string) (store.Transfer, error)
 }
 
 // Server is the partner API.
@@ -70,6 +74,9 @@ func New(cfg Config, core *payment.Core, ledger Ledger, auth *oauth.Server, logg
 		logger = slog.New(slog.DiscardHandler)
 	}
 	installErrors()
+	logger.Info("partner API", "lane", cfg.Lane, "sca_amount_threshold", cfg.SCA.AmountThresholdMinor, "sca_partners", len(cfg.SCA.Partners),
+		"sca_risk_flags", cfg.SCA.RiskFlags, "sca_authentication_ttl", cfg.SCA.ttl(), "sca_return_url_prefixes", len(cfg.SCA.ReturnURLPrefixes),
+		"sca_allow_loopback_http", cfg.SCA.AllowLoopbackHTTP, "public_url", publicURL(cfg))
 	s := &Server{cfg: cfg, core: core, ledger: ledger, auth: auth, log: logger, mux: http.NewServeMux(), done: make(chan struct{})}
 	hc := huma.DefaultConfig("switchd partner API", "1.0.0")
 	hc.Info.Description = "Payments, bill payments and funds checks on switchd's exactly-once core. " +

@@ -79,6 +79,10 @@ var (
 	// ErrNotImplemented: a documented partner API call that is not built
 	// yet; the detail names what is missing.
 	ErrNotImplemented = errors.New("api: not implemented")
+	// ErrConflict: a partner API call that cannot be answered again as
+	// it was (a redirect's one-time link is shown once: a repeat of the
+	// call gets this, never a second link under the same key).
+	ErrConflict = errors.New("api: conflict")
 )
 
 // ISO 8583:1987 response codes (field 39) that switchd sends.
@@ -142,6 +146,13 @@ var table = []struct {
 	{ErrCreditCheckRejected, Outcome{Code: InsufficientFunds, HTTPStatus: http.StatusUnprocessableEntity, Problem: "credit-check-rejected", Title: "Credit check rejected"}},
 	{ErrAuthenticationNoLongerValid, Outcome{Code: InvalidTransaction, HTTPStatus: http.StatusUnprocessableEntity, Problem: "authentication-is-no-longer-valid", Title: "Authentication is no longer valid"}},
 	{ErrNotImplemented, Outcome{Code: InvalidTransaction, HTTPStatus: http.StatusNotImplemented, Problem: "not-implemented", Title: "Not implemented", Detail: true}},
+	{ErrConflict, Outcome{Code: DuplicateTransmision, HTTPStatus: http.StatusConflict, Problem: "conflict", Title: "Conflict", Detail: true}},
+	// SCA (store/sca.go): an expired authentication is the same problem
+	// as an expired reservation; a link whose token is not the current
+	// one does not speak for the authorization (claimant mismatch).
+	{store.ErrAuthenticationExpired, Outcome{Code: InvalidTransaction, HTTPStatus: http.StatusUnprocessableEntity, Problem: "authentication-is-no-longer-valid", Title: "Authentication is no longer valid"}},
+	{store.ErrAuthenticationState, Outcome{Code: InvalidTransaction, HTTPStatus: http.StatusUnprocessableEntity, Problem: "invalid-authentication-state", Title: "Not possible in the authorization's authentication state"}},
+	{store.ErrTokenMismatch, Outcome{Code: SecurityViolation, HTTPStatus: http.StatusForbidden, Problem: "claimant-mismatch", Title: "This link does not speak for the authorization"}},
 
 	{store.ErrInsufficientFunds, Outcome{Code: InsufficientFunds, HTTPStatus: http.StatusUnprocessableEntity, Problem: "insufficient-funds", Title: "Insufficient funds"}},
 	{store.ErrUnknownAccount, Outcome{Code: InvalidCardNumber, HTTPStatus: http.StatusNotFound, Problem: "unknown-account", Title: "Unknown account"}},

@@ -79,6 +79,11 @@ func TestEveryStoreStatusMapped(t *testing.T) {
 			t.Errorf("status %d (%v) has no row in the table", s, s.Err())
 		}
 	}
+	for _, s := range []store.Status{store.StatusAuthenticationState, store.StatusAuthenticationExpired, store.StatusTokenMismatch} {
+		if o := Of(s.Err()); o == fallback {
+			t.Errorf("status %d (%v) has no row in the table", s, s.Err())
+		}
+	}
 }
 
 func TestNoApprovalForAnyError(t *testing.T) {

@@ -148,6 +148,14 @@ type Origin struct {
 	Source  netip.Addr
 	CertPin string
 	CertAt  time.Time
+	// Delegated: the request continues one the partner made and the front
+	// door admitted then, arriving over a connection that is not the
+	// partner's (the SCA confirmation, posted from the customer's browser,
+	// reserves the partner's authorization). Its source address and
+	// certificate are not the partner's, so they are not checked; the
+	// lane, the acquirer and suspension are. Only front-door code sets
+	// it, never anything a request says.
+	Delegated bool
 }
 
 func (c *Core) Admit(ctx context.Context, o Origin, acquirer string) (*store.Partner, error) {
@@ -173,12 +181,12 @@ func admit(d *store.Directory, o Origin, acquirer string) (*store.Partner, error
 	if !ok || !p.OnLane(lane) {
 		return nil, fmt.Errorf("%w: acquirer %q on lane %q", outcome.ErrUnknownPartner, acquirer, lane)
 	}
-	if o.CertPin == "" && len(p.CertPins) > 0 {
+	if o.CertPin == "" && len(p.CertPins) > 0 && !o.Delegated {
 		// This partner proves itself with a certificate: not over a lane
 		// without one.
 		return nil, fmt.Errorf("%w: partner %s without its client certificate", outcome.ErrCertMismatch, p.ID)
 	}
-	if !p.AllowsSource(source) {
+	if !o.Delegated && !p.AllowsSource(source) {
 		// The lane let the address in (its list covers every partner's
 		// networks); this partner's own list does not name it.
 		return nil, fmt.Errorf("%w: partner %s from %s", outcome.ErrSourceNotAllowed, p.ID, source)
@@ -352,6 +360,48 @@ func (c *Core) Submit(ctx context.Context, in Intent) (Outcome, error) {
 	}
 	out.Result, out.AuthCode = res, res.AuthCode
 	return out, res.Status.Err()
+}
+
+// Now is the core's clock: what Command.Time will say, so a front door
+// shows an expiry the way the FSM decides it.
+func (c *Core) Now() time.Time { return c.now() }
+
+// ProposeAuthorization proposes an SCA authorization change
+// (store.OpPutAuthorization) of partner under its key (partner-relative,
+// scoped like an Intent's), with the core's clock and a keyed
+// fingerprint of parts. The front door has admitted the partner (or, for
+// the customer's confirmation, holds the one-time token); a partner the
+// directory no longer has, or one suspended, is refused here as in
+// Submit. The error is the FSM's decline, if any.
+func (c *Core) ProposeAuthorization(ctx context.Context, partner, key string, parts []string, ch store.AuthorizationChange) (store.Result, error) {
+	p, ok := c.dir().Partner(partner)
+	if !ok {
+		if err := c.ledger.ReadIndex(ctx); err != nil {
+			return store.Result{}, err
+		}
+		if p, ok = c.dir().Partner(partner); !ok {
+			return store.Result{}, fmt.Errorf("%w: %q", outcome.ErrUnknownPartner, partner)
+		}
+	}
+	if p.Suspended {
+		return store.Result{}, fmt.Errorf("%w: %s", outcome.ErrPartnerSuspended, p.ID)
+	}
+	if key == "" {
+		return store.Result{}, fmt.Errorf("%w: authorization change without an idempotency key", store.ErrInvalidCommand)
+	}
+	cmd := store.Command{Op: store.OpPutAuthorization, Key: p.ID + "|" + key, Fingerprint: c.fingerprint(PAN{}, parts),
+		Time: c.now().UnixNano(), Partner: p.ID, Authorization: &ch}
+	if c.disk != nil {
+		if err := c.disk.Check(); err != nil {
+			out, err := c.replayOrRefuse(cmd, Outcome{}, err)
+			return out.Result, err
+		}
+	}
+	res, err := c.ledger.Propose(ctx, cmd)
+	if err != nil {
+		return res, err
+	}
+	return res, res.Status.Err()
 }
 
 // route is the settlement account and rule id for a request of partner p:

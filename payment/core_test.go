@@ -440,3 +440,41 @@ func TestPartnerSourceAllowlist(t *testing.T) {
 		t.Fatalf("allowlist with host bits: %+v %v", res, err)
 	}
 }
+
+// A delegated request (the SCA confirmation reserving the partner's
+// authorization from the customer's browser) is not held to the
+// partner's source allowlist, but still to its lane and suspension; a
+// request that is not delegated from the same source is refused.
+func TestDelegatedOrigin(t *testing.T) {
+	n := newTestNode(t, nil)
+	p, _ := n.st.Directory().Partner("demo-acquirer")
+	listed := *p
+	listed.Allow = []string{"10.20.0.0/16"}
+	n.admin(store.OpPutPartner, "allow-d", store.Admin{Actor: "t", Reason: "partner networks", Partner: &listed})
+	in := intent(t, payment.KindPurchase, "demo", "100001", panRich, 100, 70)
+	in.Source = netip.MustParseAddr("192.0.2.7")
+	if _, err := n.submit(in); !errors.Is(err, outcome.ErrSourceNotAllowed) {
+		t.Fatalf("not delegated: %v", err)
+	}
+	in.Delegated = true
+	if _, err := n.submit(in); err != nil {
+		t.Fatalf("delegated: %v", err)
+	}
+	off := intent(t, payment.KindPurchase, "nowhere", "100001", panRich, 100, 71)
+	off.Delegated = true
+	if _, err := n.submit(off); !errors.Is(err, outcome.ErrUnknownPartner) {
+		t.Fatalf("delegated on another lane: %v", err)
+	}
+	n.setSuspended("demo-acquirer", true)
+	in = intent(t, payment.KindPurchase, "demo", "100001", panRich, 100, 72)
+	in.Delegated = true
+	if _, err := n.submit(in); !errors.Is(err, outcome.ErrPartnerSuspended) {
+		t.Fatalf("delegated for a suspended partner: %v", err)
+	}
+	if _, err := n.core.ProposeAuthorization(context.Background(), "demo-acquirer", "k", nil, store.AuthorizationChange{}); !errors.Is(err, outcome.ErrPartnerSuspended) {
+		t.Fatalf("an SCA change of a suspended partner: %v", err)
+	}
+	if _, err := n.core.ProposeAuthorization(context.Background(), "nobody", "k", nil, store.AuthorizationChange{}); !errors.Is(err, outcome.ErrUnknownPartner) {
+		t.Fatalf("an SCA change of an unknown partner: %v", err)
+	}
+}

@@ -615,6 +615,8 @@ func (t *txn) apply(c *Command) Result {
 		default:
 			r = t.safUpdate(c)
 		}
+	case OpPutAuthorization:
+		r = t.putAuthorization(c) // sca.go
 	default:
 		if !c.Op.IsAdmin() || c.Admin == nil {
 			return invalid()
@@ -622,7 +624,7 @@ func (t *txn) apply(c *Command) Result {
 		r = t.adminOp(c) // admin.go
 	}
 	switch r.Status {
-	case StatusInvalidChange, StatusVersionConflict, StatusNotFound, StatusExists:
+	case StatusInvalidChange, StatusVersionConflict, StatusNotFound, StatusExists, StatusTokenMismatch:
 		// Not stored, like an invalid command: the change did not happen
 		// and a corrected one may reuse the key.
 		return r

@@ -105,7 +105,7 @@ func TestKeyPrefixesDistinct(t *testing.T) {
 		"expiry": pfxExpiry, "idem": pfxIdem, "idemtime": pfxIdemTime, "byaccount": pfxByAccount, "bydaypartner": pfxByDayPartnr,
 		"route": pfxRoute, "partner": pfxPartner, "agent": pfxAgent, "audit": pfxAudit, "day": pfxDay,
 		"break": pfxBreak, "breakaudit": pfxBreakAudit, "client": pfxClient,
-		"macKeys": pfxMACKeys, "destination": pfxDestination,
+		"authorization": pfxAuthorization, "macKeys": pfxMACKeys, "destination": pfxDestination,
 		"forward": pfxForward, "forwardid": pfxForwardID, "forwarddue": pfxForwardDue, "saf": pfxSAF, "safqueue": pfxSAFQueue,
 	}
 	seen := map[byte]string{}

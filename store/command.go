@@ -79,6 +79,8 @@ func (o Op) String() string {
 		return "forward_result"
 	case OpSAFUpdate:
 		return "saf_update"
+	case OpPutAuthorization:
+		return "put_authorization"
 	}
 	return "unknown"
 }
@@ -166,6 +168,10 @@ type Command struct {
 	// OpSAFUpdate's change (forward.go); encoded in the extension object
 	// (ext.go).
 	Forward *ForwardCommand `json:"forward,omitempty"`
+	// Authorization is an OpPutAuthorization's change (sca.go): machine
+	// state, not a person's, so not in Admin and not audited; encoded in
+	// the extension object (ext.go).
+	Authorization *AuthorizationChange `json:"authz,omitempty"`
 }
 
 // RepeatSafe reports whether proposing c again after an unknown outcome
@@ -238,6 +244,12 @@ func (s Status) Err() error {
 		return ErrInvalidChange
 	case StatusExists:
 		return ErrExists
+	case StatusAuthenticationState:
+		return ErrAuthenticationState
+	case StatusAuthenticationExpired:
+		return ErrAuthenticationExpired
+	case StatusTokenMismatch:
+		return ErrTokenMismatch
 	}
 	return ErrInvalidCommand
 }

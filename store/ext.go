@@ -21,17 +21,19 @@ const extBytesMax = 4 << 20
 // cmdExt is the extension object: every member optional, at least one set.
 type cmdExt struct {
 	Forward *ForwardCommand `json:"forward,omitempty"`
+	// Authorization: OpPutAuthorization's change (sca.go).
+	Authorization *AuthorizationChange `json:"authorization,omitempty"`
 }
 
 // ext is c's extension object, nil when c has none.
 func (c *Command) ext() *cmdExt {
-	if c.Forward == nil {
+	if c.Forward == nil && c.Authorization == nil {
 		return nil
 	}
-	return &cmdExt{Forward: c.Forward}
+	return &cmdExt{Forward: c.Forward, Authorization: c.Authorization}
 }
 
-func (x *cmdExt) apply(c *Command) { c.Forward = x.Forward }
+func (x *cmdExt) apply(c *Command) { c.Forward, c.Authorization = x.Forward, x.Authorization }
 
 func extJSON(x *cmdExt) []byte {
 	b, err := json.Marshal(x)

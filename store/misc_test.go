@@ -163,6 +163,8 @@ func FuzzDecodeBatch(f *testing.F) {
 	admin, _ := EncodeBatch([]Command{putRouteCmd("r1", Route{ID: "elec", BillType: "ELEC", Destination: DestinationLedger}),
 		putPartnerCmd("p1", Partner{ID: "p1", AcquirerIDs: []string{"1"}, PayerType: PayerOTCAgent})})
 	f.Add(admin)
+	sca, _ := EncodeBatch([]Command{scaCreate("c", "sca-1", t0), scaRedirect("r", "sca-1", "tok", t0+1), scaComplete("k", "sca-1", "tok", true, t0+2)})
+	f.Add(sca)
 	f.Add([]byte{batchVersion, 1})
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -198,6 +200,9 @@ func FuzzApply(f *testing.F) {
 		adminCmd(OpReplaceRoutes, "rr", &Admin{BaseVersion: 1, Routes: []Route{{ID: "x", Destination: DestinationLedger}}}),
 	})
 	f.Add(admin)
+	scaSeed, _ := EncodeBatch([]Command{scaCreate("c", "sca-1", t0), scaRedirect("r", "sca-1", "tok", t0+1),
+		scaComplete("k", "sca-1", "bad", true, t0+2), scaComplete("k2", "sca-1", "tok", true, t0+3)})
+	f.Add(scaSeed)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if _, err := DecodeBatch(data); err != nil {
 			return

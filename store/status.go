@@ -29,6 +29,12 @@ func (s Status) String() string {
 		return "duplicate_reference"
 	case StatusDayMismatch:
 		return "day_mismatch"
+	case StatusAuthenticationState:
+		return "invalid_authentication_state"
+	case StatusAuthenticationExpired:
+		return "authentication_expired"
+	case StatusTokenMismatch:
+		return "token_mismatch"
 	}
 	return "unknown_status"
 }
