@@ -105,6 +105,8 @@ type Admin struct {
 	ClientChange *ClientChange `json:"client_change,omitempty"`
 	// MACKey is OpPutMACKey's change (mackey.go).
 	MACKey *MACKeyChange `json:"mac_key,omitempty"`
+	// Webhook is OpPutWebhookEndpoint's change (webhooks.go).
+	Webhook *WebhookChange `json:"webhook,omitempty"`
 }
 
 // AuditEvent is what OpAudit records.
@@ -182,7 +184,7 @@ func adminJSON(a *Admin) []byte {
 
 // IsAdmin reports whether op is an administrative change.
 func (o Op) IsAdmin() bool {
-	return o >= OpPutRoute && o <= OpAudit || o == OpPutMACKey || o == OpPutClient
+	return o >= OpPutRoute && o <= OpAudit || o == OpPutMACKey || o == OpPutClient || o == OpPutWebhookEndpoint
 }
 
 // changeErr builds StatusInvalidChange naming the field at fault.
@@ -253,6 +255,8 @@ func (t *txn) adminOp(c *Command) Result {
 		return t.putClient(c)
 	case OpPutMACKey:
 		return t.putMACKey(c) // mackey.go
+	case OpPutWebhookEndpoint:
+		return t.putWebhookEndpoint(c) // webhooks.go
 	case OpAudit:
 		ev := a.Event
 		if ev == nil || !validToken(ev.Action, idBytesMax) || !validOptional(ev.Object, keyBytesMax) {
@@ -769,6 +773,9 @@ func loadDirectory(r pebble.Reader) (*Directory, error) {
 		return nil, err
 	}
 	if err := loadMACKeys(r, d); err != nil {
+		return nil, err
+	}
+	if err := loadWebhooks(r, d); err != nil {
 		return nil, err
 	}
 

@@ -104,7 +104,8 @@ func TestKeyPrefixesDistinct(t *testing.T) {
 		"meta": pfxMeta, "account": pfxAccount, "card": pfxCard, "transfer": pfxTransfer, "origref": pfxOrigRef,
 		"expiry": pfxExpiry, "idem": pfxIdem, "idemtime": pfxIdemTime, "byaccount": pfxByAccount, "bydaypartner": pfxByDayPartnr,
 		"route": pfxRoute, "partner": pfxPartner, "agent": pfxAgent, "audit": pfxAudit, "day": pfxDay,
-		"break": pfxBreak, "breakaudit": pfxBreakAudit, "client": pfxClient,
+		"break": pfxBreak, "breakaudit": pfxBreakAudit, "client": pfxClient, "mackeys": pfxMACKeys,
+		"webhookendpoint": pfxWebhookEndpoint, "webhookdelivery": pfxWebhookDelivery, "webhookdue": pfxWebhookDue,
 	}
 	seen := map[byte]string{}
 	for name, b := range pfx {

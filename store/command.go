@@ -69,6 +69,10 @@ func (o Op) String() string {
 		return "put_client"
 	case OpPutMACKey:
 		return "put_mac_key"
+	case OpPutWebhookEndpoint:
+		return "put_webhook_endpoint"
+	case OpWebhookAttempt:
+		return "webhook_attempt"
 	}
 	return "unknown"
 }
@@ -152,14 +156,17 @@ type Command struct {
 	// Admin carries an administrative change (admin.go) and who asked
 	// for it; every command that has one appends to the audit chain.
 	Admin *Admin `json:"admin,omitempty"`
+	// Webhook on OpWebhookAttempt is the attempt's result (webhooks.go):
+	// machine state, not audited.
+	Webhook *WebhookAttempt `json:"webhook,omitempty"`
 }
 
 // RepeatSafe reports whether proposing c again after an unknown outcome
 // changes nothing: it has an idempotency key, or it is a business-day
-// operation, which the FSM decides by content (closing a closed day is a
-// replay). OpExpire is neither: it carries the proposer's clock.
+// operation or a webhook attempt, which the FSM decides by content
+// (closing a closed day, or recording an attempt twice, is a replay). OpExpire is neither: it carries the proposer's clock.
 func (c *Command) RepeatSafe() bool {
-	return c.Key != "" || c.Op == OpOpenDay || c.Op == OpCloseDay
+	return c.Key != "" || c.Op == OpOpenDay || c.Op == OpCloseDay || c.Op == OpWebhookAttempt
 }
 
 // Status is the outcome of a command as the FSM decided it. Values are

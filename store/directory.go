@@ -209,6 +209,10 @@ type Directory struct {
 	partners  map[string]*Partner
 	acquirers map[string]*Partner // acquirer id without leading zeros
 	clients   map[string]*Client  // OAuth2 clients of the ops API
+	// webhooks are the webhook endpoints by partner (sorted by id) and
+	// by id (webhooks.go); nil until the first endpoint.
+	webhooks    map[string][]*WebhookEndpoint
+	webhookByID map[string]*WebhookEndpoint
 }
 
 func newDirectory() *Directory {
@@ -250,6 +254,16 @@ func (d *Directory) clone() *Directory {
 	}
 	for k, v := range d.clients {
 		c.clients[k] = v
+	}
+	if len(d.webhooks) > 0 {
+		c.webhooks = make(map[string][]*WebhookEndpoint, len(d.webhooks))
+		c.webhookByID = make(map[string]*WebhookEndpoint, len(d.webhookByID))
+		for k, v := range d.webhooks {
+			c.webhooks[k] = v // replaced, never changed in place
+		}
+		for k, v := range d.webhookByID {
+			c.webhookByID[k] = v
+		}
 	}
 	for k, v := range d.routes {
 		c.routes[k] = v

@@ -336,6 +336,7 @@ const (
 	flagBreak   // a BreakUpdate follows NextDay (OpBreak)
 	flagPayer   // PayerType and Agent follow the BreakUpdate
 	flagAdmin   // an Admin (JSON) follows PayerType
+	flagWebhook // a WebhookAttempt (JSON) follows the Admin (OpWebhookAttempt)
 )
 
 // EncodeBatch encodes the commands of one raft log entry. The layout is
@@ -390,6 +391,9 @@ func (e *enc) command(c *Command) {
 	if c.Admin != nil {
 		flags |= flagAdmin
 	}
+	if c.Webhook != nil {
+		flags |= flagWebhook
+	}
 	e.byte(flags)
 	e.str(c.Debit)
 	e.str(c.Credit)
@@ -416,6 +420,9 @@ func (e *enc) command(c *Command) {
 	if c.Admin != nil {
 		e.blob(adminJSON(c.Admin))
 	}
+	if c.Webhook != nil {
+		e.blob(mustJSON(c.Webhook))
+	}
 }
 
 // CheckEncodable reports whether c can go into EncodeBatch (every string
@@ -438,6 +445,11 @@ func checkStrings(c *Command) error {
 			if len(s) > stringBytesMax {
 				return fmt.Errorf("%w: break string field of %d bytes (max %d)", ErrInvalidCommand, len(s), stringBytesMax)
 			}
+		}
+	}
+	if c.Webhook != nil {
+		if n := len(mustJSON(c.Webhook)); n > webhookAttemptBytesMax {
+			return fmt.Errorf("%w: webhook attempt of %d bytes (max %d)", ErrInvalidCommand, n, webhookAttemptBytesMax)
 		}
 	}
 	if c.Admin != nil {
@@ -505,7 +517,7 @@ func (d *dec) command(c *Command) {
 	c.Partner = d.str()
 	c.Card = d.str()
 	flags := d.byte()
-	if flags&^(flagCreditCard|flagFinal|flagAccount|flagNextDay|flagBreak|flagPayer|flagAdmin) != 0 {
+	if flags&^(flagCreditCard|flagFinal|flagAccount|flagNextDay|flagBreak|flagPayer|flagAdmin|flagWebhook) != 0 {
 		d.fail("command flags")
 	}
 	c.CreditCard = flags&flagCreditCard != 0
@@ -541,5 +553,8 @@ func (d *dec) command(c *Command) {
 	}
 	if flags&flagAdmin != 0 {
 		c.Admin = decodeAdmin(d)
+	}
+	if flags&flagWebhook != 0 {
+		c.Webhook = decodeWebhookAttempt(d)
 	}
 }
