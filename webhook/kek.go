@@ -180,3 +180,11 @@ func secretBytesOf(secret string) ([]byte, error) {
 	}
 	return raw, nil
 }
+
+// CheckSecret refuses a secret that is not in the Standard Webhooks
+// format (whsec_ + base64 of 24..64 bytes), for tools that take one.
+func CheckSecret(secret string) error {
+	raw, err := secretBytesOf(secret)
+	clear(raw)
+	return err
+}
