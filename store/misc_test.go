@@ -163,6 +163,9 @@ func FuzzDecodeBatch(f *testing.F) {
 	admin, _ := EncodeBatch([]Command{putRouteCmd("r1", Route{ID: "elec", BillType: "ELEC", Destination: DestinationLedger}),
 		putPartnerCmd("p1", Partner{ID: "p1", AcquirerIDs: []string{"1"}, PayerType: PayerOTCAgent})})
 	f.Add(admin)
+	hook, _ := EncodeBatch([]Command{endpointCmd("we1", WebhookCreate, testEndpoint("ep1"), 0),
+		attemptCmd("ep1", "evt_0000000000000001", 1, 503, t0+2*hour)})
+	f.Add(hook)
 	f.Add([]byte{batchVersion, 1})
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -198,6 +201,9 @@ func FuzzApply(f *testing.F) {
 		adminCmd(OpReplaceRoutes, "rr", &Admin{BaseVersion: 1, Routes: []Route{{ID: "x", Destination: DestinationLedger}}}),
 	})
 	f.Add(admin)
+	hook, _ := EncodeBatch([]Command{endpointCmd("we1", WebhookCreate, testEndpoint("ep1"), 0),
+		postCardCmd("wp", "h1", "merch", 5, "WP"), attemptCmd("ep1", "evt_0000000000000001", 1, 410, 0)})
+	f.Add(hook)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if _, err := DecodeBatch(data); err != nil {
 			return

@@ -309,3 +309,22 @@ func TestWebhookAttemptEncoding(t *testing.T) {
 		t.Errorf("over-long attempt encoded: %v", err)
 	}
 }
+
+// Holds: a capture is a completed payment, a voided hold a reversal, a
+// lapsed hold an expiry (OpExpire carries no partner: the hold's is used).
+func TestWebhookHoldEvents(t *testing.T) {
+	s := fixture(t)
+	mustOK(t, s, endpointCmd("we1", WebhookCreate, testEndpoint("ep1"), 0))
+	mustOK(t, s, authCmd("h1", "h1", "merch", 300, "H1"), authCmd("h2", "h1", "merch", 200, "H2"), authCmd("h3", "h1", "merch", 100, "H3"))
+	mustOK(t, s, completeCmd("c1", "H1", 300, true, ""))
+	mustOK(t, s, reverseCmd("v2", "H2", 200))
+	mustOK(t, s, expireCmd(t0+2*hour, 0))
+	var got []string
+	for _, d := range deliveries(t, s, "ep1") {
+		got = append(got, d.Type+"/"+strings.SplitN(strings.SplitN(d.Body, `"status":"`, 2)[1], `"`, 2)[0])
+	}
+	want := "payment.completed/completed payment.reversed/reversed payment.expired/expired"
+	if strings.Join(got, " ") != want {
+		t.Fatalf("events %v, want %s", got, want)
+	}
+}
