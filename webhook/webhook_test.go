@@ -411,3 +411,61 @@ func TestConfigValidate(t *testing.T) {
 		}
 	}
 }
+
+// A leader that sent but lost its office before the results were
+// committed: nothing is recorded, the next leader sends every event
+// again with the same webhook-id and bytes. The receiver sees each id at
+// least once, and the distinct ids are exactly the state changes.
+func TestSenderResendsAfterLeaderChange(t *testing.T) {
+	srv, got := receiver(t, 200)
+	r := newRig(t, srv.URL+"/hook", nil)
+	r.pay("pay2", 10)
+	r.pay("pay3", 20)
+	lost := errors.New("cluster: leadership lost")
+	old, err := New(r.s.cfg, r.kek, r.st, func(context.Context, store.Command) (store.Result, error) { return store.Result{}, lost },
+		func() bool { return true }, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old.now, old.jitter = r.clock, func() float64 { return 0 }
+	old.Start()
+	n, err := old.Poll()
+	if err != nil || n != 3 {
+		t.Fatalf("old leader handed over %d: %v", n, err)
+	}
+	deadline := time.Now().Add(10 * time.Second) // a hang guard
+	for {
+		old.mu.Lock()
+		idle := len(old.inflight) == 0
+		old.mu.Unlock()
+		if idle && len(got()) == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("old leader's attempts did not finish")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	old.Close()
+	if ds, _ := r.st.WebhookDeliveries("ep1", "", 10); len(ds) != 3 || ds[0].State != store.DeliveryPending || len(ds[0].Attempts) != 0 {
+		t.Fatalf("an unrecorded attempt changed the outbox: %+v", ds)
+	}
+	r.round() // the new leader
+	bodies := map[string]string{}
+	for _, rq := range got() {
+		id := rq.header.Get("webhook-id")
+		if b, ok := bodies[id]; ok && b != string(rq.body) {
+			t.Errorf("%s resent with other bytes", id)
+		}
+		bodies[id] = string(rq.body)
+	}
+	ds, _ := r.st.WebhookDeliveries("ep1", "", 10)
+	if len(got()) != 6 || len(bodies) != 3 || len(ds) != 3 {
+		t.Fatalf("%d requests, %d distinct ids, %d events", len(got()), len(bodies), len(ds))
+	}
+	for _, d := range ds {
+		if _, ok := bodies[d.Event]; !ok || d.State != store.DeliveryDelivered {
+			t.Errorf("event %s: %s, received %v", d.Event, d.State, ok)
+		}
+	}
+}
