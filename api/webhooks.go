@@ -254,11 +254,11 @@ func (s *Server) registerWebhooks() {
 		if err != nil {
 			return nil, err
 		}
-		limit := in.Limit
+		limit := min(in.Limit, deliveriesLimitMax)
 		if limit == 0 {
 			limit = 50
 		}
-		ds, err := w.Outbox.WebhookDeliveries(e.ID, in.After, min(limit, deliveriesLimitMax))
+		ds, err := w.Outbox.WebhookDeliveries(e.ID, in.After, limit)
 		if err != nil {
 			return nil, problemOf(err)
 		}

@@ -66,7 +66,7 @@ const (
 	webhookClassBytesMax      = 32
 	webhookOverlapMax         = int64(7 * 24 * time.Hour)
 	webhookBackoffMax         = int64(48 * time.Hour) // the longest single wait the FSM accepts
-	webhookFailOnDisableMax   = 1024                  // pending deliveries failed in the apply that disables; the sender fails the rest as they come due
+	webhookFailOnDisableMax   = 1024                  // due-index entries looked at in the apply that disables; the sender fails the rest as they come due
 	webhookDisabledGone       = "gone"                // the endpoint answered 410
 	webhookDisabledByPartner  = "partner"
 	webhookDeliveryPending    = "pending"
@@ -493,34 +493,33 @@ func (t *txn) webhookAttempt(c *Command) Result {
 }
 
 // disableGone disables ep after a 410 (the receiver says it is gone for
-// good) and fails up to webhookFailOnDisableMax of its other pending
-// deliveries; the sender fails the rest as they come due (an attempt on a
-// disabled endpoint fails its delivery).
+// good) and fails its other pending deliveries among the first
+// webhookFailOnDisableMax of the due index (the pending ones only, never
+// the endpoint's history, so the apply stays bounded); the sender fails
+// the rest as they come due (an attempt on a disabled endpoint fails its
+// delivery).
 func (t *txn) disableGone(ep *WebhookEndpoint, except string) {
 	next := cloneEndpoint(ep)
 	next.Disabled, next.DisabledReason = true, webhookDisabledGone
 	t.dirForChange().putWebhook(next.ID, next.Partner, next)
 	t.set(skey1(pfxWebhookEndpoint, next.ID), mustJSON(next))
-	lo := []byte(skeyIndex2(pfxWebhookDelivery, ep.ID, ""))
-	failed := 0
-	for _, k := range t.scanKeys(lo, prefixEnd(lo), 1<<30) {
-		if failed >= webhookFailOnDisableMax {
-			break
-		}
-		if k[len(lo):] == except {
+	lo := []byte{pfxWebhookDue}
+	for _, k := range t.scanKeys(lo, prefixEnd(lo), webhookFailOnDisableMax) {
+		epID, evID, _ := strings.Cut(k[9:], "\x00")
+		if epID != ep.ID || evID == except {
 			continue
 		}
-		v, _ := t.get(k)
+		dk := skeyIndex2(pfxWebhookDelivery, epID, evID)
+		v, ok := t.get(dk)
+		if !ok {
+			panic("store: apply: webhook due index names a missing delivery")
+		}
 		var dl WebhookDelivery
 		mustDecode(json.Unmarshal(v, &dl))
-		if dl.State != webhookDeliveryPending {
-			continue
-		}
-		t.del(skeyTimed(pfxWebhookDue, dl.NextAt, dl.Endpoint+"\x00"+dl.Event))
+		t.del(k)
 		dl.State, dl.NextAt = webhookDeliveryFailed, 0
 		dl.Attempts = append(dl.Attempts, WebhookAttemptRecord{Attempt: len(dl.Attempts) + 1, Class: "endpoint_disabled"})
-		t.set(k, mustJSON(&dl))
-		failed++
+		t.set(dk, mustJSON(&dl))
 	}
 }
 
