@@ -83,15 +83,17 @@ func TestGuard(t *testing.T) {
 // rig is a store fed by a propose that applies at once (one node), a
 // sender over it and a receiver.
 type rig struct {
-	t      *testing.T
-	st     *store.Store
-	kek    *KEK
-	s      *Sender
-	mu     sync.Mutex // protects now, cmds
-	now    time.Time
-	cmds   []store.Command
-	ep     store.WebhookEndpoint
-	secret string
+	t   *testing.T
+	st  *store.Store
+	kek *KEK
+	s   *Sender
+	mu  sync.Mutex // protects now, cmds
+	// applyMu serializes propose: log indexes come one after another.
+	applyMu sync.Mutex
+	now     time.Time
+	cmds    []store.Command
+	ep      store.WebhookEndpoint
+	secret  string
 }
 
 var t0 = time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
@@ -138,6 +140,9 @@ func (r *rig) clock() time.Time { r.mu.Lock(); defer r.mu.Unlock(); return r.now
 func (r *rig) advance(d time.Duration) { r.mu.Lock(); r.now = r.now.Add(d); r.mu.Unlock() }
 
 func (r *rig) propose(_ context.Context, c store.Command) (store.Result, error) {
+	// One entry at a time, as raft orders them: workers propose at once.
+	r.applyMu.Lock()
+	defer r.applyMu.Unlock()
 	data, err := store.EncodeBatch([]store.Command{c})
 	if err != nil {
 		return store.Result{}, err
