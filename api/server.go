@@ -60,6 +60,7 @@ type Server struct {
 	// batches makes payment batches' items (batches.go).
 	batches *batchPool
 	stmts   *statements // HandleStatements; nil: no statements served
+	hooks   *Webhooks   // HandleWebhooks; nil: webhook routes answer 404
 }
 
 // New builds the API over core; auth checks every call's token.
@@ -94,7 +95,9 @@ func New(cfg Config, core *payment.Core, ledger Ledger, auth *oauth.Server, logg
 			Flows: &huma.OAuthFlows{ClientCredentials: &huma.OAuthFlow{TokenURL: "/oauth/token", Scopes: map[string]string{
 				ScopePaymentsWrite: "make payments, bill payments and refunds",
 				ScopePaymentsRead:  "read payments",
-				ScopeAccountsRead:  "check funds, read funds blocks and statements"}}}},
+				ScopeAccountsRead:  "check funds, read funds blocks and statements",
+				ScopeWebhooksWrite: "register, change, rotate and delete webhook endpoints",
+				ScopeWebhooksRead:  "read webhook endpoints and their deliveries"}}}},
 	}
 	s.api = humago.New(s.mux, hc)
 	s.api.UseMiddleware(s.authenticate)
@@ -104,6 +107,7 @@ func New(cfg Config, core *payment.Core, ledger Ledger, auth *oauth.Server, logg
 	s.registerStatements()
 	s.registerBlocks()
 	s.registerTransactions()
+	s.registerWebhooks()
 	s.mux.HandleFunc("POST /oauth/token", auth.HandleToken)
 	s.mux.HandleFunc("GET /.well-known/jwks.json", auth.HandleJWKS)
 	s.mux.HandleFunc("GET /v1/docs", s.docs)

@@ -28,6 +28,7 @@ import (
 	"github.com/switchd/switchd/settle"
 	"github.com/switchd/switchd/store"
 	switching "github.com/switchd/switchd/switch"
+	"github.com/switchd/switchd/webhook"
 )
 
 //go:embed demo.yaml
@@ -104,6 +105,12 @@ type File struct {
 	// requests are sealed under the MAC KEK: a node without one forwards
 	// nothing (91).
 	Forward forward.Config `yaml:"forward"`
+	// Webhooks are the partner API's webhook endpoints and the leader's
+	// delivery of the outbox (package webhook). The demo enables them
+	// with http to loopback allowed and a KEK made under data_dir; a
+	// config file only with a webhooks: section of its own (every node
+	// needs the same KEK, which a per-node default cannot give).
+	Webhooks webhook.Config `yaml:"webhooks"`
 }
 
 // Demo is the embedded demo configuration over the components' defaults.
@@ -119,6 +126,7 @@ func Demo() File {
 		Disk:      disk.DefaultConfig(),
 		MAC:       mac.DefaultConfig(),
 		Forward:   forward.DefaultConfig(),
+		Webhooks:  webhook.DefaultConfig(),
 	}
 	if err := decode(bytes.NewReader(demoYAML), &f); err != nil {
 		panic(fmt.Sprintf("config: embedded demo config is broken: %v", err)) // a build defect
@@ -143,6 +151,7 @@ func Load(path string) (File, error) {
 	f.Ops.Auth.BootstrapPartnerClients = nil
 	// Nor does a file make its own KEK: a cluster's nodes share one.
 	f.MAC.Generate = false
+	f.Webhooks = webhook.DefaultConfig()
 	fh, err := os.Open(path)
 	if err != nil {
 		return f, fmt.Errorf("%w: %w", ErrConfig, err)
@@ -252,6 +261,9 @@ const (
 	// DefaultCredentialsFile is where a new cluster's first node writes
 	// its admin client's credentials (switchctl reads it).
 	DefaultCredentialsFile = "ops-credentials.json"
+	// DefaultWebhookKEKFile is the webhook secrets' KEK when webhooks are
+	// enabled without kek_file or kek_env (the demo), made on first start.
+	DefaultWebhookKEKFile = "webhooks.kek"
 )
 
 // Finish derives the component directories and files from DataDir.
@@ -269,6 +281,9 @@ func (f *File) Finish() {
 	}
 	if f.Cluster.JoinCredentials == "" {
 		f.Cluster.JoinCredentials = filepath.Join(f.DataDir, DefaultCredentialsFile)
+	}
+	if f.Webhooks.Enabled && f.Webhooks.KEKFile == "" && f.Webhooks.KEKEnv == "" {
+		f.Webhooks.KEKFile = filepath.Join(f.DataDir, DefaultWebhookKEKFile)
 	}
 	if f.Settle.Zone == "" {
 		f.Settle.Zone = f.Switch.BusinessDayZone
@@ -296,7 +311,7 @@ func (f File) Validate() error {
 	if err := f.validateCardKey(); err != nil {
 		return err
 	}
-	for _, err := range []error{f.Cluster.Validate(), f.Store.Validate(), f.Ops.Validate(), f.API.Validate(), f.Switch.Validate(), f.Settle.Validate(), f.MAC.Validate(), f.Forward.Validate()} {
+	for _, err := range []error{f.Cluster.Validate(), f.Store.Validate(), f.Ops.Validate(), f.API.Validate(), f.Switch.Validate(), f.Settle.Validate(), f.MAC.Validate(), f.Forward.Validate(), f.Webhooks.Validate()} {
 		if err != nil {
 			return err
 		}

@@ -36,10 +36,15 @@ const (
 	ScopePaymentsWrite = "payments:write" // make payments, bill payments and refunds
 	ScopePaymentsRead  = "payments:read"  // read payments
 	ScopeAccountsRead  = "accounts:read"  // check funds
+	// Webhooks get scopes of their own: registering an endpoint decides
+	// where payment data is sent, which a client that only makes payments
+	// need not be able to do.
+	ScopeWebhooksWrite = "webhooks:write" // register, change, rotate and delete webhook endpoints
+	ScopeWebhooksRead  = "webhooks:read"  // read webhook endpoints and their deliveries
 )
 
 // PartnerScopes is every partner API scope.
-var PartnerScopes = []string{ScopePaymentsWrite, ScopePaymentsRead, ScopeAccountsRead}
+var PartnerScopes = []string{ScopePaymentsWrite, ScopePaymentsRead, ScopeAccountsRead, ScopeWebhooksWrite, ScopeWebhooksRead}
 
 // Scopes is every ops scope, for the bootstrap admin client and validation.
 var Scopes = []string{ScopeOpsRead, ScopeOpsWrite, ScopeRoutesWrite, ScopeSettleWrite,

@@ -18,6 +18,7 @@ import (
 	"github.com/switchd/switchd/oauth"
 	"github.com/switchd/switchd/settle"
 	"github.com/switchd/switchd/store"
+	"github.com/switchd/switchd/webhook"
 )
 
 // Decline reasons the switch decides itself, before the ledger sees the
@@ -145,6 +146,10 @@ var table = []struct {
 	// Partner API authorizations: before the ledger errors they wrap.
 	{ErrCreditCheckRejected, Outcome{Code: InsufficientFunds, HTTPStatus: http.StatusUnprocessableEntity, Problem: "credit-check-rejected", Title: "Credit check rejected"}},
 	{ErrAuthenticationNoLongerValid, Outcome{Code: InvalidTransaction, HTTPStatus: http.StatusUnprocessableEntity, Problem: "authentication-is-no-longer-valid", Title: "Authentication is no longer valid"}},
+	{webhook.ErrURL, Outcome{Code: SystemMalfunction, HTTPStatus: http.StatusBadRequest, Problem: "webhook-url-not-allowed", Title: "Webhook URL not allowed", Detail: true}},
+	{webhook.ErrDisabled, Outcome{Code: SystemMalfunction, HTTPStatus: http.StatusNotFound, Problem: "webhooks-not-enabled", Title: "Webhooks are not enabled on this switch"}},
+	{webhook.ErrNoKEK, Outcome{Code: SystemMalfunction, HTTPStatus: http.StatusServiceUnavailable, Problem: "webhooks-unavailable", Title: "Webhooks are not available on this node"}},
+	{webhook.ErrUnwrap, Outcome{Code: SystemMalfunction, HTTPStatus: http.StatusServiceUnavailable, Problem: "webhooks-unavailable", Title: "Webhooks are not available on this node"}},
 	{ErrNotImplemented, Outcome{Code: InvalidTransaction, HTTPStatus: http.StatusNotImplemented, Problem: "not-implemented", Title: "Not implemented", Detail: true}},
 	{ErrConflict, Outcome{Code: DuplicateTransmision, HTTPStatus: http.StatusConflict, Problem: "conflict", Title: "Conflict", Detail: true}},
 	// SCA (store/sca.go): an expired authentication is the same problem

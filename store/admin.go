@@ -107,6 +107,8 @@ type Admin struct {
 	Destination *Destination `json:"destination,omitempty"`
 	// MACKey is OpPutMACKey's change (mackey.go).
 	MACKey *MACKeyChange `json:"mac_key,omitempty"`
+	// Webhook is OpPutWebhookEndpoint's change (webhooks.go).
+	Webhook *WebhookChange `json:"webhook,omitempty"`
 }
 
 // AuditEvent is what OpAudit records.
@@ -185,7 +187,7 @@ func adminJSON(a *Admin) []byte {
 // IsAdmin reports whether op is an administrative change.
 func (o Op) IsAdmin() bool {
 	return o >= OpPutRoute && o <= OpAudit || o == OpPutMACKey || o == OpPutClient ||
-		o == OpPutDestination || o == OpDeleteDestination
+		o == OpPutDestination || o == OpDeleteDestination || o == OpPutWebhookEndpoint
 }
 
 // changeErr builds StatusInvalidChange naming the field at fault.
@@ -260,6 +262,8 @@ func (t *txn) adminOp(c *Command) Result {
 		return t.putDestination(c) // destinations.go
 	case OpDeleteDestination:
 		return t.deleteDestination(c)
+	case OpPutWebhookEndpoint:
+		return t.putWebhookEndpoint(c) // webhooks.go
 	case OpAudit:
 		ev := a.Event
 		if ev == nil || !validToken(ev.Action, idBytesMax) || !validOptional(ev.Object, keyBytesMax) {
@@ -779,6 +783,9 @@ func loadDirectory(r pebble.Reader) (*Directory, error) {
 		return nil, err
 	}
 	if err := loadDestinations(r, d); err != nil {
+		return nil, err
+	}
+	if err := loadWebhooks(r, d); err != nil {
 		return nil, err
 	}
 

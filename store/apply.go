@@ -565,6 +565,9 @@ func (t *txn) apply(c *Command) Result {
 	if c.Op == OpOpenDay || c.Op == OpCloseDay {
 		return t.dayOp(c) // idempotent by content, no key (day.go)
 	}
+	if c.Op == OpWebhookAttempt {
+		return t.webhookAttempt(c) // idempotent by content (webhooks.go)
+	}
 	if c.Key == "" || len(c.Key) > keyBytesMax {
 		return invalid()
 	}
@@ -793,6 +796,9 @@ func (t *txn) move(c *Command) (r Result) {
 	t.dirtyAccount(cr)
 	t.newTransfer(tr)
 	r.TransferID = tr.ID
+	if c.Op == OpPost {
+		t.emitEvent(c, EventPaymentCompleted, tr)
+	}
 	return r
 }
 
@@ -889,6 +895,7 @@ func (t *txn) complete(c *Command) (r Result) {
 		t.closeHold(o, TransferCompleted)
 	}
 	r.TransferID = t.postFor(c, o, dr, cr)
+	t.emitEvent(c, EventPaymentCompleted, t.xfers[r.TransferID].t)
 	return r
 }
 
@@ -907,6 +914,7 @@ func (t *txn) reverse(c *Command) (r Result) {
 		o.Reversed += amt
 		if o.Held == 0 {
 			t.closeHold(o, TransferVoided)
+			t.emitEvent(c, EventPaymentReversed, o)
 		}
 		r.TransferID = o.ID
 		return r
@@ -935,6 +943,11 @@ func (t *txn) reverse(c *Command) (r Result) {
 		t.refundAgent(o.Agent, c.Amount) // the cash goes back to the customer
 	}
 	r.TransferID = t.postFor(c, o, origCr, origDr)
+	typ := EventPaymentPartlyRefund
+	if o.Reversed >= o.Amount {
+		typ = EventPaymentRefunded
+	}
+	t.emitEvent(c, typ, o)
 	return r
 }
 
@@ -975,6 +988,7 @@ func (t *txn) expire(c *Command) Result {
 		dr, cr := t.legs(o)
 		t.release(o, dr, cr, o.Held)
 		t.closeHold(o, TransferExpired)
+		t.emitEvent(c, EventPaymentHoldExpired, o)
 		r.Expired++
 	}
 	for _, k := range t.scanKeys([]byte{pfxIdemTime}, timedBound(pfxIdemTime, c.RetainAfter), t.cfg.ExpireBatchMax) {

@@ -107,6 +107,7 @@ func TestKeyPrefixesDistinct(t *testing.T) {
 		"break": pfxBreak, "breakaudit": pfxBreakAudit, "client": pfxClient,
 		"authorization": pfxAuthorization, "macKeys": pfxMACKeys, "destination": pfxDestination,
 		"forward": pfxForward, "forwardid": pfxForwardID, "forwarddue": pfxForwardDue, "saf": pfxSAF, "safqueue": pfxSAFQueue,
+		"webhookendpoint": pfxWebhookEndpoint, "webhookdelivery": pfxWebhookDelivery, "webhookdue": pfxWebhookDue,
 	}
 	seen := map[byte]string{}
 	for name, b := range pfx {

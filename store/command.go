@@ -81,6 +81,10 @@ func (o Op) String() string {
 		return "saf_update"
 	case OpPutAuthorization:
 		return "put_authorization"
+	case OpPutWebhookEndpoint:
+		return "put_webhook_endpoint"
+	case OpWebhookAttempt:
+		return "webhook_attempt"
 	}
 	return "unknown"
 }
@@ -172,14 +176,17 @@ type Command struct {
 	// state, not a person's, so not in Admin and not audited; encoded in
 	// the extension object (ext.go).
 	Authorization *AuthorizationChange `json:"authz,omitempty"`
+	// Webhook on OpWebhookAttempt is the attempt's result (webhooks.go):
+	// machine state, not audited.
+	Webhook *WebhookAttempt `json:"webhook,omitempty"`
 }
 
 // RepeatSafe reports whether proposing c again after an unknown outcome
 // changes nothing: it has an idempotency key, or it is a business-day
-// operation, which the FSM decides by content (closing a closed day is a
-// replay). OpExpire is neither: it carries the proposer's clock.
+// operation or a webhook attempt, which the FSM decides by content
+// (closing a closed day, or recording an attempt twice, is a replay). OpExpire is neither: it carries the proposer's clock.
 func (c *Command) RepeatSafe() bool {
-	return c.Key != "" || c.Op == OpOpenDay || c.Op == OpCloseDay
+	return c.Key != "" || c.Op == OpOpenDay || c.Op == OpCloseDay || c.Op == OpWebhookAttempt
 }
 
 // Status is the outcome of a command as the FSM decided it. Values are

@@ -211,6 +211,10 @@ type Directory struct {
 	clients   map[string]*Client  // OAuth2 clients of the ops API
 	dests     map[string]*Destination
 	bins      map[string]*Destination // BIN prefix → destination
+	// webhooks are the webhook endpoints by partner (sorted by id) and
+	// by id (webhooks.go); nil until the first endpoint.
+	webhooks    map[string][]*WebhookEndpoint
+	webhookByID map[string]*WebhookEndpoint
 }
 
 func newDirectory() *Directory {
@@ -262,6 +266,16 @@ func (d *Directory) clone() *Directory {
 	}
 	for k, v := range d.clients {
 		c.clients[k] = v
+	}
+	if len(d.webhooks) > 0 {
+		c.webhooks = make(map[string][]*WebhookEndpoint, len(d.webhooks))
+		c.webhookByID = make(map[string]*WebhookEndpoint, len(d.webhookByID))
+		for k, v := range d.webhooks {
+			c.webhooks[k] = v // replaced, never changed in place
+		}
+		for k, v := range d.webhookByID {
+			c.webhookByID[k] = v
+		}
 	}
 	for k, v := range d.routes {
 		c.routes[k] = v

@@ -447,6 +447,11 @@ func checkStrings(c *Command) error {
 			}
 		}
 	}
+	if c.Webhook != nil {
+		if n := len(mustJSON(c.Webhook)); n > webhookAttemptBytesMax {
+			return fmt.Errorf("%w: webhook attempt of %d bytes (max %d)", ErrInvalidCommand, n, webhookAttemptBytesMax)
+		}
+	}
 	if c.Admin != nil {
 		if n := len(adminJSON(c.Admin)); n > adminBytesMax {
 			return fmt.Errorf("%w: admin change of %d bytes (max %d)", ErrInvalidCommand, n, adminBytesMax)

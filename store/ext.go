@@ -23,17 +23,21 @@ type cmdExt struct {
 	Forward *ForwardCommand `json:"forward,omitempty"`
 	// Authorization: OpPutAuthorization's change (sca.go).
 	Authorization *AuthorizationChange `json:"authorization,omitempty"`
+	// Webhook: OpWebhookAttempt's result (webhooks.go).
+	Webhook *WebhookAttempt `json:"webhook,omitempty"`
 }
 
 // ext is c's extension object, nil when c has none.
 func (c *Command) ext() *cmdExt {
-	if c.Forward == nil && c.Authorization == nil {
+	if c.Forward == nil && c.Authorization == nil && c.Webhook == nil {
 		return nil
 	}
-	return &cmdExt{Forward: c.Forward, Authorization: c.Authorization}
+	return &cmdExt{Forward: c.Forward, Authorization: c.Authorization, Webhook: c.Webhook}
 }
 
-func (x *cmdExt) apply(c *Command) { c.Forward, c.Authorization = x.Forward, x.Authorization }
+func (x *cmdExt) apply(c *Command) {
+	c.Forward, c.Authorization, c.Webhook = x.Forward, x.Authorization, x.Webhook
+}
 
 func extJSON(x *cmdExt) []byte {
 	b, err := json.Marshal(x)

@@ -165,6 +165,9 @@ func FuzzDecodeBatch(f *testing.F) {
 	f.Add(admin)
 	sca, _ := EncodeBatch([]Command{scaCreate("c", "sca-1", t0), scaRedirect("r", "sca-1", "tok", t0+1), scaComplete("k", "sca-1", "tok", true, t0+2)})
 	f.Add(sca)
+	hook, _ := EncodeBatch([]Command{endpointCmd("we1", WebhookCreate, testEndpoint("ep1"), 0),
+		attemptCmd("ep1", "evt_0000000000000001", 1, 503, t0+2*hour)})
+	f.Add(hook)
 	f.Add([]byte{batchVersion, 1})
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -203,6 +206,9 @@ func FuzzApply(f *testing.F) {
 	scaSeed, _ := EncodeBatch([]Command{scaCreate("c", "sca-1", t0), scaRedirect("r", "sca-1", "tok", t0+1),
 		scaComplete("k", "sca-1", "bad", true, t0+2), scaComplete("k2", "sca-1", "tok", true, t0+3)})
 	f.Add(scaSeed)
+	hook, _ := EncodeBatch([]Command{endpointCmd("we1", WebhookCreate, testEndpoint("ep1"), 0),
+		postCardCmd("wp", "h1", "merch", 5, "WP"), attemptCmd("ep1", "evt_0000000000000001", 1, 410, 0)})
+	f.Add(hook)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if _, err := DecodeBatch(data); err != nil {
 			return

@@ -30,6 +30,7 @@ import (
 	"github.com/switchd/switchd/settle"
 	"github.com/switchd/switchd/store"
 	switching "github.com/switchd/switchd/switch"
+	"github.com/switchd/switchd/webhook"
 )
 
 // joinTimeout bounds a fresh node's request to be added to the cluster.
@@ -157,6 +158,45 @@ func newAuth(cfg config.File, st *store.Store, reg prometheus.Registerer, log *s
 		return nil, err
 	}
 	return oauth.NewServer(cfg.Ops.Auth, ks, st.Directory, log, reg)
+}
+
+// webhooks is the running sender and what the API's routes need.
+type webhooks struct {
+	sender *webhook.Sender
+	api    *api.Webhooks
+}
+
+// startWebhooks loads the webhook KEK (making the demo's under the data
+// dir on first start) and starts the sender; nil when webhooks are off.
+func startWebhooks(cfg config.File, st *store.Store, node *cluster.Node, reg prometheus.Registerer, log *slog.Logger) (*webhooks, error) {
+	wc := cfg.Webhooks
+	if !wc.Enabled {
+		log.Info("webhooks off (webhooks.enabled)")
+		return nil, nil
+	}
+	if wc.KEKFile == filepath.Join(cfg.DataDir, config.DefaultWebhookKEKFile) {
+		made, err := webhook.GenerateKEKFile(wc.KEKFile)
+		if err != nil {
+			return nil, err
+		}
+		if made {
+			log.Info("made a webhook key-encryption key", "file", wc.KEKFile)
+		}
+	}
+	kek, err := webhook.LoadKEK(wc)
+	if err != nil {
+		return nil, err
+	}
+	if kek == nil {
+		return nil, webhook.ErrNoKEK
+	}
+	s, err := webhook.New(wc, kek, st, node.Propose, node.Leading, log, reg)
+	if err != nil {
+		return nil, err
+	}
+	s.Start()
+	log.Info("webhooks on", "kek", kek.ID(), "sender", s.String(), "allow_http_hosts", wc.AllowHTTPHosts, "allow_networks", wc.AllowNetworks)
+	return &webhooks{sender: s, api: &api.Webhooks{KEK: kek, Guard: webhook.NewGuard(wc), Propose: node.Propose, Outbox: st}}, nil
 }
 
 // reloadLanes re-reads the config file and gives each running lane its
@@ -406,6 +446,15 @@ func run(ctx context.Context, cfg config.File, log *slog.Logger) error {
 		defer c()
 		srv.Close(sctx)
 	}()
+	// Webhooks: the leader delivers the replicated outbox; closed before
+	// raft (defers run in reverse), after the API that proposes endpoints.
+	hooks, err := startWebhooks(cfg, st, node, reg, log.With("component", "webhook"))
+	if err != nil {
+		return err
+	}
+	if hooks != nil {
+		defer hooks.sender.Close()
+	}
 	// The partner API: the same core as the lanes, over HTTPS.
 	var apiSrv *api.Server
 	var apiCA string
@@ -422,6 +471,9 @@ func run(ctx context.Context, cfg config.File, log *slog.Logger) error {
 			return err
 		}
 		apiSrv.HandleStatements(settlement)
+		if hooks != nil {
+			apiSrv.HandleWebhooks(hooks.api)
+		}
 		if err := apiSrv.Start(); err != nil {
 			return err
 		}

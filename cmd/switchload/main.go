@@ -8,6 +8,7 @@
 //	switchload --rate 5000 --duration 1m        # open loop at 5000 requests/s
 //	switchload --mix purchase=90,repeat=10 --json run.json
 //	switchload --addr 127.0.0.1:8583,127.0.0.1:8584,127.0.0.1:8585 --conns 9   # 3 conns per node
+//	switchload webhook-receiver --listen 127.0.0.1:9101 --secret whsec_… --count 2   # a partner's webhook endpoint
 //
 // Ctrl-C ends the load early; the run still drains, verifies and prints
 // its summary. A second Ctrl-C stops at once.
@@ -33,6 +34,9 @@ func main() {
 
 // realMain is main with its outputs and exit code made testable.
 func realMain(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "webhook-receiver" {
+		return runWebhookReceiver(args[1:], stdout, stderr)
+	}
 	cfg, err := parseFlags("switchload", args)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
