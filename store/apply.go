@@ -603,6 +603,10 @@ func (t *txn) apply(c *Command) Result {
 		r = t.reverse(c)
 	case OpBreak:
 		r = t.breakOp(c) // recon.go
+	case OpPutBatch:
+		r = t.putBatch(c) // batch.go
+	case OpPutStatementJob:
+		r = t.putStatementJob(c) // statementjob.go
 	default:
 		if !c.Op.IsAdmin() || c.Admin == nil {
 			return invalid()

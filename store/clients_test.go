@@ -105,6 +105,7 @@ func TestKeyPrefixesDistinct(t *testing.T) {
 		"expiry": pfxExpiry, "idem": pfxIdem, "idemtime": pfxIdemTime, "byaccount": pfxByAccount, "bydaypartner": pfxByDayPartnr,
 		"route": pfxRoute, "partner": pfxPartner, "agent": pfxAgent, "audit": pfxAudit, "day": pfxDay,
 		"break": pfxBreak, "breakaudit": pfxBreakAudit, "client": pfxClient,
+		"batch": pfxBatch, "batchopen": pfxBatchOpen, "statementjob": pfxStatementJob,
 	}
 	seen := map[byte]string{}
 	for name, b := range pfx {

@@ -69,6 +69,10 @@ func (o Op) String() string {
 		return "put_client"
 	case OpPutMACKey:
 		return "put_mac_key"
+	case OpPutBatch:
+		return "put_batch"
+	case OpPutStatementJob:
+		return "put_statement_job"
 	}
 	return "unknown"
 }
@@ -152,6 +156,11 @@ type Command struct {
 	// Admin carries an administrative change (admin.go) and who asked
 	// for it; every command that has one appends to the audit chain.
 	Admin *Admin `json:"admin,omitempty"`
+	// Batch on OpPutBatch is a payment batch or its completion (batch.go).
+	Batch *BatchChange `json:"batch,omitempty"`
+	// StatementJob on OpPutStatementJob is a statement job's record
+	// (statementjob.go).
+	StatementJob *StatementJob `json:"statement_job,omitempty"`
 }
 
 // RepeatSafe reports whether proposing c again after an unknown outcome
