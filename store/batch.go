@@ -86,9 +86,13 @@ type BatchChange struct {
 	Request, Digest string
 	Origin          BatchOrigin
 	Items           []BatchItem
-	// Done completes the batch, with the items refused before the ledger.
-	Done    bool
-	Refused []BatchRefusal
+	// Done completes the batch: how many items were made and how many
+	// failed (every item is one or the other, so a completed batch is
+	// counted without reading its items' records), and the items refused
+	// before the ledger.
+	Done              bool
+	Completed, Failed int
+	Refused           []BatchRefusal
 }
 
 // Batch is a stored batch, without its items (BatchItems).
@@ -98,9 +102,10 @@ type Batch struct {
 	Origin          BatchOrigin
 	Items           int
 	// Time is when it was accepted (the command's time).
-	Time    int64
-	Done    bool
-	Refused []BatchRefusal
+	Time              int64
+	Done              bool
+	Completed, Failed int
+	Refused           []BatchRefusal
 }
 
 // BatchRef names a batch.
@@ -194,6 +199,8 @@ func (e *enc) batchChange(b *BatchChange) {
 	e.str(b.ID)
 	e.bool(b.Done)
 	if b.Done {
+		e.uvar(uint64(b.Completed))
+		e.uvar(uint64(b.Failed))
 		e.refusals(b.Refused)
 		return
 	}
@@ -209,6 +216,8 @@ func (e *enc) batchChange(b *BatchChange) {
 func (d *dec) batchChange() *BatchChange {
 	b := &BatchChange{ID: d.str(), Done: d.bool()}
 	if b.Done {
+		b.Completed = int(d.uvar() & (1<<31 - 1))
+		b.Failed = int(d.uvar() & (1<<31 - 1))
 		b.Refused = d.refusals()
 		return b
 	}
@@ -245,6 +254,8 @@ func appendBatchRecord(dst []byte, b *Batch) []byte {
 	e.uvar(uint64(b.Items))
 	e.svar(b.Time)
 	e.bool(b.Done)
+	e.uvar(uint64(b.Completed))
+	e.uvar(uint64(b.Failed))
 	e.refusals(b.Refused)
 	return e.b
 }
@@ -260,6 +271,8 @@ func decodeBatchRecord(v []byte) (Batch, error) {
 	b.Items = int(d.uvar() & (1<<31 - 1))
 	b.Time = d.svar()
 	b.Done = d.bool()
+	b.Completed = int(d.uvar() & (1<<31 - 1))
+	b.Failed = int(d.uvar() & (1<<31 - 1))
 	b.Refused = d.refusals()
 	return b, d.done()
 }
@@ -302,8 +315,16 @@ func validBatchItem(it *BatchItem) bool {
 	return it.Amount != "" && it.Currency != "" && it.Debtor != "" && it.Reference != ""
 }
 
-func validRefusals(rs []BatchRefusal, items int) bool {
+// validRefusals: at most failed items refused, each once, in range.
+func validRefusals(rs []BatchRefusal, items, failed int) bool {
 	if len(rs) > batchRefusalsMax {
+		return false
+	}
+	n := 0
+	for _, r := range rs {
+		n += len(r.Items)
+	}
+	if n > failed {
 		return false
 	}
 	seen := make(map[int]bool)
@@ -335,13 +356,14 @@ func (t *txn) putBatch(c *Command) Result {
 		}
 		rec, err := decodeBatchRecord(v)
 		mustDecode(err)
-		if len(b.Items) > 0 || !validRefusals(b.Refused, rec.Items) {
+		if len(b.Items) > 0 || b.Completed < 0 || b.Failed < 0 || b.Completed+b.Failed != rec.Items ||
+			!validRefusals(b.Refused, rec.Items, b.Failed) {
 			return invalid()
 		}
 		if rec.Done {
 			return Result{Status: StatusOK} // completed already: the first completion stands
 		}
-		rec.Done, rec.Refused = true, cloneRefusals(b.Refused)
+		rec.Done, rec.Completed, rec.Failed, rec.Refused = true, b.Completed, b.Failed, cloneRefusals(b.Refused)
 		t.set(k, appendBatchRecord(nil, &rec))
 		t.del(skey1(pfxBatchOpen, c.Partner+"\x00"+b.ID))
 		return Result{Status: StatusOK}

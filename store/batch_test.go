@@ -22,9 +22,9 @@ func batchCmd(key, partner, id string, items []BatchItem) Command {
 		Batch: &BatchChange{ID: id, Request: key, Digest: "d-" + key, Origin: BatchOrigin{Lane: "rest", Source: "10.0.0.1"}, Items: items}}
 }
 
-func batchDoneCmd(partner, id string, refused ...BatchRefusal) Command {
+func batchDoneCmd(partner, id string, completed, failed int, refused ...BatchRefusal) Command {
 	return Command{Op: OpPutBatch, Key: partner + "|done|" + id, Time: t0 + 1, Partner: partner,
-		Batch: &BatchChange{ID: id, Done: true, Refused: refused}}
+		Batch: &BatchChange{ID: id, Done: true, Completed: completed, Failed: failed, Refused: refused}}
 }
 
 func stmtCmd(key, partner string, j StatementJob) Command {
@@ -71,12 +71,12 @@ func TestBatchOp(t *testing.T) {
 		t.Fatalf("open after %v: %+v", open[0], next)
 	}
 	ref := BatchRefusal{Type: "https://switchd.dev/problems/unknown-account", Title: "Unknown account", Status: 404, Items: []int{3, 7, 1233}}
-	mustOK(t, s, batchDoneCmd("p1", "B1", ref))
-	if b, _ := s.Batch("p1", "B1"); !b.Done || !reflect.DeepEqual(b.Refused, []BatchRefusal{ref}) {
+	mustOK(t, s, batchDoneCmd("p1", "B1", 1230, 4, ref))
+	if b, _ := s.Batch("p1", "B1"); !b.Done || b.Completed != 1230 || b.Failed != 4 || !reflect.DeepEqual(b.Refused, []BatchRefusal{ref}) {
 		t.Fatalf("completed: %+v", b)
 	}
 	// The first completion stands.
-	if r := run1(t, s, Command{Op: OpPutBatch, Key: "p1|done2", Time: t0, Partner: "p1", Batch: &BatchChange{ID: "B1", Done: true}}); r.Status != StatusOK {
+	if r := run1(t, s, Command{Op: OpPutBatch, Key: "p1|done2", Time: t0, Partner: "p1", Batch: &BatchChange{ID: "B1", Done: true, Completed: 1234}}); r.Status != StatusOK {
 		t.Fatalf("second completion: %+v", r)
 	}
 	if b, _ := s.Batch("p1", "B1"); len(b.Refused) != 1 {
@@ -107,10 +107,12 @@ func TestBatchOpRefusals(t *testing.T) {
 		{"no reference", batchCmd("d", "p1", "B2", noRef), StatusInvalidCommand},
 		{"no partner", batchCmd("e", "", "B2", batchItems(1)), StatusInvalidCommand},
 		{"id with a separator", batchCmd("f", "p1", "B\x002", batchItems(1)), StatusInvalidCommand},
-		{"completion of none", batchDoneCmd("p1", "nope"), StatusNotFound},
-		{"refusal out of range", batchDoneCmd("p1", "B1", BatchRefusal{Type: "x", Status: 422, Items: []int{10}}), StatusInvalidCommand},
-		{"item refused twice", batchDoneCmd("p1", "B1", BatchRefusal{Type: "x", Status: 422, Items: []int{1}}, BatchRefusal{Type: "y", Status: 422, Items: []int{1}}), StatusInvalidCommand},
-		{"refusal not a problem status", batchDoneCmd("p1", "B1", BatchRefusal{Type: "x", Status: 200, Items: []int{1}}), StatusInvalidCommand},
+		{"completion of none", batchDoneCmd("p1", "nope", 1, 0), StatusNotFound},
+		{"counts not the items", batchDoneCmd("p1", "B1", 5, 4), StatusInvalidCommand},
+		{"more refused than failed", batchDoneCmd("p1", "B1", 10, 0, BatchRefusal{Type: "x", Status: 422, Items: []int{1}}), StatusInvalidCommand},
+		{"refusal out of range", batchDoneCmd("p1", "B1", 9, 1, BatchRefusal{Type: "x", Status: 422, Items: []int{10}}), StatusInvalidCommand},
+		{"item refused twice", batchDoneCmd("p1", "B1", 8, 2, BatchRefusal{Type: "x", Status: 422, Items: []int{1}}, BatchRefusal{Type: "y", Status: 422, Items: []int{1}}), StatusInvalidCommand},
+		{"refusal not a problem status", batchDoneCmd("p1", "B1", 9, 1, BatchRefusal{Type: "x", Status: 200, Items: []int{1}}), StatusInvalidCommand},
 	}
 	for _, c := range cases {
 		if c.name == "too many items" {
@@ -168,7 +170,7 @@ func TestBatchCommandSize(t *testing.T) {
 func TestBatchAndStatementJobEncoding(t *testing.T) {
 	cmds := []Command{
 		batchCmd("k1", "p1", "B1", batchItems(3)),
-		batchDoneCmd("p1", "B1", BatchRefusal{Type: "t", Title: "T", Detail: "d", Status: 422, Items: []int{0, 2}}),
+		batchDoneCmd("p1", "B1", 1, 2, BatchRefusal{Type: "t", Title: "T", Detail: "d", Status: 422, Items: []int{0, 2}}),
 		stmtCmd("s1", "p1", StatementJob{ID: "stj-1", Account: "acct", Day: "2026-01-02", Format: "mt940", Request: "s1", State: StatementQueued}),
 		stmtCmd("s2", "p1", StatementJob{ID: "stj-1", Account: "acct", Day: "2026-01-02", Format: "mt940", Request: "s1", State: StatementDone,
 			File: "acct.mt940", Bytes: 10, SHA256: string(bytes.Repeat([]byte{'a'}, 64)), Entries: 2}),

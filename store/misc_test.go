@@ -164,7 +164,7 @@ func FuzzDecodeBatch(f *testing.F) {
 		putPartnerCmd("p1", Partner{ID: "p1", AcquirerIDs: []string{"1"}, PayerType: PayerOTCAgent})})
 	f.Add(admin)
 	machine, _ := EncodeBatch([]Command{batchCmd("k1", "p1", "B1", batchItems(3)),
-		batchDoneCmd("p1", "B1", BatchRefusal{Type: "t", Status: 422, Items: []int{0, 2}}),
+		batchDoneCmd("p1", "B1", 1, 2, BatchRefusal{Type: "t", Status: 422, Items: []int{0, 2}}),
 		stmtCmd("s1", "p1", StatementJob{ID: "j", Account: "a", Day: "2026-01-02", Format: "mt940", Request: "s1", State: StatementQueued})})
 	f.Add(machine)
 	f.Add([]byte{batchVersion, 1})
