@@ -45,6 +45,10 @@ type ledger struct {
 }
 
 func (l ledger) ReadIndex(ctx context.Context) error { return l.n.ReadIndex(ctx) }
+func (l ledger) Propose(ctx context.Context, cmd store.Command) (store.Result, error) {
+	return l.n.Propose(ctx, cmd)
+}
+func (l ledger) Leading() bool { return l.n.Leading() }
 
 // startNode starts the node; opts change the config before it is
 // finished (a benchmark's store sizes).

@@ -31,14 +31,25 @@ const (
 	ScopeAccountsRead  = oauth.ScopeAccountsRead
 )
 
-// Ledger is what the API reads: transfers and accounts (store.Store),
-// after the core's decision or a ReadIndex.
+// Ledger is what the API reads: transfers, accounts, payment batches,
+// statement jobs and idempotency records (store.Store), after the
+// core's decision or a ReadIndex; and what it proposes itself, batches
+// and statement jobs (cluster.Node's Propose and Leading).
 type Ledger interface {
 	Transfer(id string) (store.Transfer, error)
 	Transfers(f store.TransferFilter) ([]store.Transfer, error)
 	Account(id string) (store.Account, error)
 	Directory() *store.Directory
 	ReadIndex(ctx context.Context) error
+	Replay(key, fingerprint string) (store.Result, bool, error)
+	Batch(partner, id string) (store.Batch, error)
+	BatchItems(partner, id string, from, n int) ([]store.BatchItem, error)
+	OpenBatches(after store.BatchRef, limit int) ([]store.BatchRef, error)
+	StatementJobOf(partner, id string) (store.StatementJob, error)
+	Propose(ctx context.Context, cmd store.Command) (store.Result, error)
+	// Leading reports whether this node leads: only the leader makes
+	// batches' items.
+	Leading() bool
 }
 
 // Server is the partner API.

@@ -46,7 +46,7 @@ const (
 	batchRefusalBytesMax = 512
 	// batchRefusalsMax bounds the distinct refusals of one batch (items
 	// refused alike share one).
-	batchRefusalsMax = 256
+	batchRefusalsMax = 256 // the API's batchRefusalsMax
 	// BatchCommandBytesMax bounds one encoded batch change: 10,000 items
 	// of the API's largest shape (every field at its maxLength) measured
 	// 1.96 MB, typical items 0.28 MB (TestBatchCommandSize); one raft

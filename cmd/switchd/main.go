@@ -114,6 +114,10 @@ type apiLedger struct {
 }
 
 func (l apiLedger) ReadIndex(ctx context.Context) error { return l.node.ReadIndex(ctx) }
+func (l apiLedger) Propose(ctx context.Context, cmd store.Command) (store.Result, error) {
+	return l.node.Propose(ctx, cmd)
+}
+func (l apiLedger) Leading() bool { return l.node.Leading() }
 
 // closed reports whether ch is closed.
 func closed(ch <-chan struct{}) bool {
