@@ -1,16 +1,22 @@
 package api_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
+	"reflect"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/switchd/switchd/api"
+	"github.com/switchd/switchd/cluster"
 	"github.com/switchd/switchd/oauth"
+	"github.com/switchd/switchd/payment"
+	"github.com/switchd/switchd/store"
 )
 
 // batchBody is a batch of the given items (JSON objects).
@@ -142,7 +148,7 @@ func TestBatchFlow(t *testing.T) {
 		t.Fatalf("balances after the re-POSTs: %v, want %v", got, want)
 	}
 	// Another partner sees no batch of this one.
-	if g := n.call(t, n.token(t, "demo-agents"), "GET", "/v1/payment-batches/B-1", "", ""); g.code != 403 && g.code != 404 {
+	if g := n.call(t, n.token(t, "demo-agents"), "GET", "/v1/payment-batches/B-1", "", ""); g.code != 404 || g.problem() != "not-found" {
 		t.Fatalf("another partner reads the batch: %d %s", g.code, g.body)
 	}
 }
@@ -276,5 +282,132 @@ func TestBatchMany(t *testing.T) {
 	}
 	if a := n.call(t, tok, "POST", "/v1/payment-batches", "F", batchBody("F", items...)); a.code != 202 {
 		t.Fatalf("batch in flight: %d %s", a.code, a.body)
+	}
+}
+
+// stingyLedger lets the first allow payments through, then refuses the
+// rest as a node that is shutting down would (nothing proposed): a node
+// that dies mid-batch, deterministically.
+type stingyLedger struct {
+	payment.Ledger
+	allow int64
+	made  atomic.Int64
+}
+
+func (l *stingyLedger) Propose(ctx context.Context, cmd store.Command) (store.Result, error) {
+	if cmd.Op == store.OpPost && l.made.Add(1) > l.allow {
+		return store.Result{}, cluster.ErrClosed
+	}
+	return l.Ledger.Propose(ctx, cmd)
+}
+
+// A node that stopped mid-batch leaves it processing; a new server over
+// the same ledger (nothing in memory) completes it, each item exactly
+// once; a GET on it after the first is closed shows every item.
+func TestBatchResumedAfterRestart(t *testing.T) {
+	n, own := newNode(t)
+	// The node's own server would make the batch: this node's first
+	// server is the stingy one.
+	if err := own.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	tok := n.token(t, "demo-acquirer")
+	const size, allow = 1200, 300
+	stingy := &stingyLedger{Ledger: n.cn, allow: allow}
+	core, err := payment.NewCore(n.cfg.Switch.Config, stingy, n.st, n.st.Directory, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := n.newServerOn(t, core)
+	m := *n
+	m.url = n.listen(t, first)
+	items := make([]string, size)
+	for i := range items {
+		items[i] = item("0.01", "card-4111", "R-"+strconv.Itoa(i))
+	}
+	body := batchBody("R", items...)
+	before := balance(t, n.st, "card-4111")
+	if a := m.call(t, tok, "POST", "/v1/payment-batches", "r-1", body); a.code != 202 {
+		t.Fatalf("accept: %d %s", a.code, a.body)
+	}
+	// Wait until the first server has made what it can; it keeps the
+	// batch open (the rest got a 5xx).
+	for balance(t, n.st, "card-4111") != before-allow {
+		time.Sleep(5 * time.Millisecond)
+	}
+	var b api.Batch
+	g := m.call(t, tok, "GET", "/v1/payment-batches/R?limit=1", "", "")
+	if json.Unmarshal([]byte(g.body), &b) != nil || b.Status != "processing" || b.Counts != (api.BatchCounts{Completed: allow, Pending: size - allow}) {
+		t.Fatalf("mid-batch: %d %s", g.code, g.body)
+	}
+	if err := first.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+
+	r := *n
+	r.url = n.serve(t)
+	b, got := r.waitBatch(t, tok, "R", 30*time.Second)
+	if b.Counts != (api.BatchCounts{Completed: size}) || len(got) != size {
+		t.Fatalf("resumed: %+v, %d items", b.Counts, len(got))
+	}
+	if bal := balance(t, n.st, "card-4111"); bal != before-size {
+		t.Fatalf("card-4111 moved %d, want %d (each item once)", before-bal, size)
+	}
+	ids := map[string]bool{}
+	for _, it := range got {
+		if it.Status != "completed" || ids[it.PaymentID] {
+			t.Fatalf("item %+v (payment made twice?)", it)
+		}
+		ids[it.PaymentID] = true
+	}
+	xs, err := n.st.Transfers(store.TransferFilter{Account: "card-4111", Limit: 10_000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	made := 0
+	for _, x := range xs {
+		if strings.HasPrefix(x.Ref.RRN, "R-") {
+			made++
+		}
+	}
+	if made != size {
+		t.Fatalf("%d transfers of the batch, want %d", made, size)
+	}
+	// The replay of the POST on the new server is byte for byte the
+	// first server's answer.
+	if a := r.call(t, tok, "POST", "/v1/payment-batches", "r-1", body); a.code != 202 || a.body != `{"id":"R","status":"accepted","items":1200}`+"\n" || a.hdr.Get("Idempotent-Replayed") != "true" {
+		t.Fatalf("replay: %d %s %v", a.code, a.body, a.hdr)
+	}
+}
+
+// Items the core refuses before the ledger (an unknown debtor) are
+// failed by the completion, which the ledger keeps: a restarted node
+// answers them alike.
+func TestBatchRefusedItemsRecorded(t *testing.T) {
+	n := startNode(t)
+	tok := n.token(t, "demo-acquirer")
+	body := batchBody("U", item("1.00", "card-4111", "U-1"), item("1.00", "nobody", "U-2"), item("1.00", "bank-funding-usd", "U-3"))
+	if a := n.call(t, tok, "POST", "/v1/payment-batches", "u-1", body); a.code != 202 {
+		t.Fatalf("accept: %d %s", a.code, a.body)
+	}
+	b, items := n.waitBatch(t, tok, "U", 10*time.Second)
+	if b.Counts != (api.BatchCounts{Completed: 1, Failed: 2}) {
+		t.Fatalf("counts: %+v %+v", b.Counts, items)
+	}
+	for _, i := range []int{1, 2} {
+		if p := items[i].Problem; items[i].Status != "failed" || p == nil || p.Status != 404 {
+			t.Fatalf("item %d: %+v %+v", i, items[i], p)
+		}
+	}
+	r := *n
+	r.url = n.serve(t)
+	b2, items2 := r.waitBatch(t, tok, "U", 10*time.Second)
+	if b2.Counts != b.Counts {
+		t.Fatalf("after restart: %+v", b2.Counts)
+	}
+	for i := range items {
+		if items2[i].Status != items[i].Status || (items[i].Problem != nil && !reflect.DeepEqual(items2[i].Problem, items[i].Problem)) {
+			t.Fatalf("item %d after restart: %+v, before %+v", i, items2[i], items[i])
+		}
 	}
 }
