@@ -71,6 +71,9 @@ const (
 	// batches it was not woken for (posted through another node, left by
 	// a restart or a former leader, or held back by a 5xx).
 	batchResumeInterval = time.Second
+	// batchViewsMax bounds the batches whose item keys a node keeps for
+	// GET (a 10,000-item batch's view is ~1.5 MiB).
+	batchViewsMax = 16
 	// batchDetailBytesMax bounds a refusal's detail kept in the ledger.
 	batchDetailBytesMax = 256
 	// batchRefusalsMax is the store's bound on a batch's distinct
@@ -130,6 +133,10 @@ type batchPool struct {
 	ctx    context.Context // cancelled by close: in-flight items give up
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+
+	mu        sync.Mutex // protects the fields below
+	views     map[string]*batchView
+	viewOrder []string // keys of views, oldest first
 }
 
 // batchJob is one item to make; its outcome goes to out.
@@ -152,7 +159,7 @@ type itemOutcome struct {
 
 func (s *Server) registerBatches() {
 	ctx, cancel := context.WithCancel(context.Background())
-	bp := &batchPool{wake: make(chan struct{}, 1), jobs: make(chan batchJob), ctx: ctx, cancel: cancel}
+	bp := &batchPool{wake: make(chan struct{}, 1), jobs: make(chan batchJob), ctx: ctx, cancel: cancel, views: map[string]*batchView{}}
 	s.batches = bp
 	bp.wg.Add(1 + batchWorkers)
 	go func() {
@@ -361,45 +368,100 @@ func setNext(b *Batch, to, items int) {
 	}
 }
 
-// itemStatuses is the status of b's items [from, from+n) from their
-// records and b's refusals.
-func (s *Server) itemStatuses(c *caller, b store.Batch, from, n int) ([]BatchItem, error) {
-	refused := refusalsOf(b)
-	out := make([]BatchItem, 0, n)
-	for done := 0; done < n; {
-		items, err := s.ledger.BatchItems(b.Partner, b.ID, from+done, min(n-done, batchReadItems))
+// batchView is what this node learned of a batch: each item's record
+// key and fingerprint (one HMAC per item, once) and the items decided so
+// far (a record does not change), so a poll of a batch in progress reads
+// only the records of the items not decided yet.
+type batchView struct {
+	mu       sync.Mutex // protects the fields below
+	keys     []string
+	fps      []string
+	decided  []BatchItem // Status "" while undecided
+	problems []*Problem  // an item whose request cannot be made (checked when accepted)
+}
+
+// view is b's view, built on first use; at most batchViewsMax are kept,
+// the oldest dropped first.
+func (s *Server) view(c *caller, b store.Batch) (*batchView, error) {
+	bp := s.batches
+	k := b.Partner + "|" + b.ID + "|" + b.Digest
+	bp.mu.Lock()
+	v, ok := bp.views[k]
+	bp.mu.Unlock()
+	if ok {
+		return v, nil
+	}
+	v = &batchView{keys: make([]string, b.Items), fps: make([]string, b.Items), decided: make([]BatchItem, b.Items), problems: make([]*Problem, b.Items)}
+	for from := 0; from < b.Items; from += batchReadItems {
+		items, err := s.ledger.BatchItems(b.Partner, b.ID, from, batchReadItems)
 		if err != nil {
 			return nil, problemOf(err)
 		}
 		if len(items) == 0 {
-			return nil, problemOf(fmt.Errorf("%w: batch %s has %d items, item %d missing", store.ErrCorrupt, b.ID, b.Items, from+done))
+			return nil, problemOf(fmt.Errorf("%w: batch %s has %d items, item %d missing", store.ErrCorrupt, b.ID, b.Items, from))
 		}
 		for k, it := range items {
-			i := from + done + k
+			i := from + k
 			in, perr := s.paymentIntent(c, itemKey(b.ID, i), batchRequestOf(it))
-			st := BatchItem{Index: i, Status: "pending"}
-			if perr != nil { // checked when accepted; cannot change
-				st.Status, st.Problem = "failed", perr
-				out = append(out, st)
+			if perr != nil {
+				v.problems[i] = perr
 				continue
 			}
-			key, fp := s.core.RecordOf(b.Partner, in)
-			res, ok, err := s.ledger.Replay(key, fp)
-			switch {
-			case err != nil:
-				return nil, problemOf(err)
-			case ok && res.Status == store.StatusOK:
-				st.Status, st.PaymentID = "completed", res.TransferID
-			case ok:
-				st.Status, st.Problem = "failed", itemProblem(res.Status.Err())
-			case refused[i] != nil:
-				st.Status, st.Problem = "failed", refused[i]
-			case b.Done:
-				st.Status = "unknown" // recorded once, pruned since
-			}
-			out = append(out, st)
+			v.keys[i], v.fps[i] = s.core.RecordOf(b.Partner, in)
 		}
-		done += len(items)
+	}
+	bp.mu.Lock()
+	defer bp.mu.Unlock()
+	if old, ok := bp.views[k]; ok {
+		return old, nil
+	}
+	bp.views[k] = v
+	bp.viewOrder = append(bp.viewOrder, k)
+	if len(bp.viewOrder) > batchViewsMax {
+		delete(bp.views, bp.viewOrder[0])
+		bp.viewOrder = bp.viewOrder[1:]
+	}
+	return v, nil
+}
+
+// itemStatuses is the status of b's items [from, from+n) from their
+// records and b's refusals.
+func (s *Server) itemStatuses(c *caller, b store.Batch, from, n int) ([]BatchItem, error) {
+	v, err := s.view(c, b)
+	if err != nil {
+		return nil, err
+	}
+	refused := refusalsOf(b)
+	out := make([]BatchItem, 0, n)
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	for i := from; i < from+n && i < b.Items; i++ {
+		if v.decided[i].Status != "" {
+			out = append(out, v.decided[i])
+			continue
+		}
+		st := BatchItem{Index: i, Status: "pending"}
+		if v.problems[i] != nil {
+			st.Status, st.Problem = "failed", v.problems[i]
+			out = append(out, st)
+			continue
+		}
+		res, ok, err := s.ledger.Replay(v.keys[i], v.fps[i])
+		switch {
+		case err != nil:
+			return nil, problemOf(err)
+		case ok && res.Status == store.StatusOK:
+			st.Status, st.PaymentID = "completed", res.TransferID
+			v.decided[i] = st
+		case ok:
+			st.Status, st.Problem = "failed", itemProblem(res.Status.Err())
+			v.decided[i] = st
+		case refused[i] != nil:
+			st.Status, st.Problem = "failed", refused[i]
+		case b.Done:
+			st.Status = "unknown" // recorded once, pruned since
+		}
+		out = append(out, st)
 	}
 	return out, nil
 }
