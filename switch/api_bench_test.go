@@ -32,6 +32,10 @@ type benchLedger struct {
 }
 
 func (l benchLedger) ReadIndex(ctx context.Context) error { return l.h.node.ReadIndex(ctx) }
+func (l benchLedger) Propose(ctx context.Context, cmd store.Command) (store.Result, error) {
+	return l.h.node.Propose(ctx, cmd)
+}
+func (l benchLedger) Leading() bool { return l.h.node.Leading() }
 
 // BenchmarkRESTvsLane: the same purchase of 0.01 from the same card, on
 // one node in one run, as an ISO 8583 0200 on a plain lane and as
