@@ -74,6 +74,12 @@ const (
 	// batchViewsMax bounds the batches whose item keys a node keeps for
 	// GET (a 10,000-item batch's view is ~1.5 MiB).
 	batchViewsMax = 16
+	// batchMakeWindow is how long after its POST a batch's items are
+	// made: half the shortest idempotency retention (switch's
+	// retentionMin, 1 h), so an item is never made after its record
+	// could have been pruned (which would make it twice). Items not made
+	// by then fail batch-expired (a leaderless cluster for half an hour).
+	batchMakeWindow = 30 * time.Minute
 	// batchDetailBytesMax bounds a refusal's detail kept in the ledger.
 	batchDetailBytesMax = 256
 	// batchRefusalsMax is the store's bound on a batch's distinct
@@ -565,6 +571,7 @@ func (s *Server) makeBatch(ctx context.Context, r store.BatchRef) error {
 		}
 		return s.completeBatch(ctx, b, outs)
 	}
+	expired := time.Since(time.Unix(0, b.Time)) > batchMakeWindow
 	results := make(chan itemOutcome, b.Items)
 	sent := 0
 dispatch:
@@ -585,6 +592,11 @@ dispatch:
 				return err
 			} else if ok {
 				outs = append(outs, itemOutcome{i: i, res: res}) // made before: not proposed again
+				continue
+			}
+			if expired {
+				outs = append(outs, itemOutcome{i: i, p: itemProblem(fmt.Errorf("%w: batch accepted at %s", outcome.ErrBatchExpired,
+					time.Unix(0, b.Time).UTC().Format(time.RFC3339)))})
 				continue
 			}
 			if !s.ledger.Leading() {

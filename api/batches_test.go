@@ -411,3 +411,25 @@ func TestBatchRefusedItemsRecorded(t *testing.T) {
 		}
 	}
 }
+
+// A batch found unfinished after batchMakeWindow (half the shortest
+// idempotency retention) has its unmade items failed, never made: a
+// record pruned meanwhile could otherwise let an item be made twice.
+func TestBatchExpired(t *testing.T) {
+	n := startNode(t)
+	tok := n.token(t, "demo-acquirer")
+	before := balance(t, n.st, "card-4111")
+	res, err := n.cn.Propose(context.Background(), store.Command{Op: store.OpPutBatch, Key: "demo-acquirer|batches|old", Fingerprint: "d",
+		Time: time.Now().Add(-2 * time.Hour).UnixNano(), Partner: "demo-acquirer", Batch: &store.BatchChange{ID: "OLD", Request: "old", Digest: "d",
+			Items: []store.BatchItem{{Amount: "1.00", Currency: "USD", Debtor: "card-4111", Reference: "OLD-1"}}}})
+	if err != nil || res.Status != store.StatusOK {
+		t.Fatal(err, res)
+	}
+	b, items := n.waitBatch(t, tok, "OLD", 10*time.Second) // found by the resumer within a second
+	if b.Counts != (api.BatchCounts{Failed: 1}) || items[0].Problem == nil || items[0].Problem.Type != "https://switchd.dev/problems/batch-expired" || items[0].Problem.Status != 410 {
+		t.Fatalf("expired batch: %+v %+v", b, items)
+	}
+	if after := balance(t, n.st, "card-4111"); after != before {
+		t.Fatalf("an expired item moved money: %d → %d", before, after)
+	}
+}
