@@ -45,6 +45,10 @@ type ledger struct {
 }
 
 func (l ledger) ReadIndex(ctx context.Context) error { return l.n.ReadIndex(ctx) }
+func (l ledger) Propose(ctx context.Context, cmd store.Command) (store.Result, error) {
+	return l.n.Propose(ctx, cmd)
+}
+func (l ledger) Leading() bool { return l.n.Leading() }
 
 // startNode starts the node; opts change the config before it is
 // finished (a benchmark's store sizes).
@@ -127,13 +131,19 @@ func (n *node) serve(t *testing.T) string {
 // closed, workers and all, when the test ends.
 func (n *node) newServer(t *testing.T) *api.Server {
 	t.Helper()
+	return n.newServerOn(t, n.core)
+}
+
+// newServerOn is newServer over another core (a fault-injecting ledger).
+func (n *node) newServerOn(t *testing.T, core *payment.Core) *api.Server {
+	t.Helper()
 	tlsCfg, _, err := api.DevTLS(filepath.Join(t.TempDir(), "api"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	acfg := api.DefaultConfig()
 	acfg.TLS = &tlsCfg
-	srv, err := api.New(acfg, n.core, ledger{n.st, n.cn}, n.minter, nil)
+	srv, err := api.New(acfg, core, ledger{n.st, n.cn}, n.minter, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

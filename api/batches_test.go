@@ -1,16 +1,22 @@
 package api_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
+	"reflect"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/switchd/switchd/api"
+	"github.com/switchd/switchd/cluster"
 	"github.com/switchd/switchd/oauth"
+	"github.com/switchd/switchd/payment"
+	"github.com/switchd/switchd/store"
 )
 
 // batchBody is a batch of the given items (JSON objects).
@@ -112,19 +118,13 @@ func TestBatchFlow(t *testing.T) {
 		}
 	}
 
-	// A restarted node knows no batch (404) until it is posted again; then
-	// every item is answered from its record: the same payments, the same
-	// decline, nothing moved.
+	// A restarted node (a new server, nothing in memory) knows the batch
+	// from the ledger: the same items, the same payments and decline; a
+	// re-POST there is a replay and moves nothing.
 	r := *n
 	r.url = n.serve(t)
-	if g := r.call(t, tok, "GET", "/v1/payment-batches/B-1", "", ""); g.code != 404 || g.problem() != "not-found" {
-		t.Fatalf("unknown batch after restart: %d %s", g.code, g.body)
-	}
-	if a := r.call(t, tok, "POST", "/v1/payment-batches", "bk-1", body); a.code != 202 || a.hdr.Get("Idempotent-Replayed") != "" {
-		t.Fatalf("re-POST after restart: %d %s", a.code, a.body)
-	}
 	b2, items2 := r.waitBatch(t, tok, "B-1", 10*time.Second)
-	if b2.Counts != b.Counts {
+	if b2.Counts != b.Counts || len(items2) != len(items) {
 		t.Fatalf("after restart: %+v, before %+v", b2.Counts, b.Counts)
 	}
 	for i := range items {
@@ -135,27 +135,20 @@ func TestBatchFlow(t *testing.T) {
 	if p := items2[1].Problem; p == nil || p.Type != "https://switchd.dev/problems/insufficient-funds" {
 		t.Fatalf("declined item after restart: %+v", items2[1])
 	}
-	if got := bal(); got != want {
-		t.Fatalf("balances after the re-POST: %v, want %v", got, want)
+	if again := r.call(t, tok, "POST", "/v1/payment-batches", "bk-1", body); again.code != 202 || again.body != a.body || again.hdr.Get("Idempotent-Replayed") != "true" {
+		t.Fatalf("re-POST after restart: %d %s %v", again.code, again.body, again.hdr)
 	}
-	// After a restart the node cannot tell the batch from another with its
-	// id: an item that differs from the one made under its key is refused
-	// (409 on that item), the new item is made.
-	r2 := *n
-	r2.url = n.serve(t)
+	// Other items under the id are refused there too (the ledger holds
+	// the batch), and nothing is made.
 	changed := batchBody("B-1", item("1.00", "card-4111", "BR-1"), item("1.00", "card-5500", "BR-2"), item("3.00", "card-4111", "BR-3"), item("4.00", "card-4111", "BR-4"))
-	if a := r2.call(t, tok, "POST", "/v1/payment-batches", "bk-1", changed); a.code != 202 {
-		t.Fatalf("changed batch: %d %s", a.code, a.body)
+	if x := r.call(t, tok, "POST", "/v1/payment-batches", "bk-1", changed); x.code != 409 || x.problem() != "idempotency-conflict" {
+		t.Fatalf("changed batch after restart: %d %s", x.code, x.body)
 	}
-	_, items3 := r2.waitBatch(t, tok, "B-1", 10*time.Second)
-	if items3[2].Status != "failed" || items3[2].Problem.Type != "https://switchd.dev/problems/idempotency-conflict" || items3[3].Status != "completed" || items3[0].PaymentID != items[0].PaymentID {
-		t.Fatalf("changed batch items: %+v", items3)
-	}
-	if got := bal(); got != [2]int64{want[0] - 400, 0} {
-		t.Fatalf("balances after the changed batch: %v", got)
+	if got := bal(); got != want {
+		t.Fatalf("balances after the re-POSTs: %v, want %v", got, want)
 	}
 	// Another partner sees no batch of this one.
-	if g := n.call(t, n.token(t, "demo-agents"), "GET", "/v1/payment-batches/B-1", "", ""); g.code != 403 && g.code != 404 {
+	if g := n.call(t, n.token(t, "demo-agents"), "GET", "/v1/payment-batches/B-1", "", ""); g.code != 404 || g.problem() != "not-found" {
 		t.Fatalf("another partner reads the batch: %d %s", g.code, g.body)
 	}
 }
@@ -266,10 +259,10 @@ func TestBatchLong(t *testing.T) {
 	t.Logf("%d items, %d body bytes: accepted in %v, completed in %v (%.0f items/s)", size, len(body), accepted, took, float64(size)/took.Seconds())
 }
 
-// A node keeps 16 batches: a 17th evicts the oldest completed one (then
-// 404: post it again to recompute it). The test ends with a batch in
-// flight: Close stops the workers (goleak in TestMain).
-func TestBatchEviction(t *testing.T) {
+// Many batches, none kept in memory: each is read from the ledger. The
+// test ends with a batch in flight: Close stops the workers (goleak in
+// TestMain).
+func TestBatchMany(t *testing.T) {
 	n := startNode(t)
 	tok := n.token(t, "demo-acquirer")
 	for i := range 17 {
@@ -277,13 +270,11 @@ func TestBatchEviction(t *testing.T) {
 		if a := n.call(t, tok, "POST", "/v1/payment-batches", id, batchBody(id, item("0.01", "card-4111", id))); a.code != 202 {
 			t.Fatalf("batch %d: %d %s", i, a.code, a.body)
 		}
-		n.waitBatch(t, tok, id, 10*time.Second)
 	}
-	if g := n.call(t, tok, "GET", "/v1/payment-batches/E-0", "", ""); g.code != 404 {
-		t.Fatalf("oldest batch kept: %d %s", g.code, g.body)
-	}
-	if g := n.call(t, tok, "GET", "/v1/payment-batches/E-1", "", ""); g.code != 200 || !strings.Contains(g.body, `"status":"completed"`) {
-		t.Fatalf("second batch: %d %s", g.code, g.body)
+	for i := range 17 {
+		if b, _ := n.waitBatch(t, tok, "E-"+strconv.Itoa(i), 10*time.Second); b.Counts.Completed != 1 {
+			t.Fatalf("batch %d: %+v", i, b)
+		}
 	}
 	items := make([]string, 2000)
 	for i := range items {
@@ -291,5 +282,154 @@ func TestBatchEviction(t *testing.T) {
 	}
 	if a := n.call(t, tok, "POST", "/v1/payment-batches", "F", batchBody("F", items...)); a.code != 202 {
 		t.Fatalf("batch in flight: %d %s", a.code, a.body)
+	}
+}
+
+// stingyLedger lets the first allow payments through, then refuses the
+// rest as a node that is shutting down would (nothing proposed): a node
+// that dies mid-batch, deterministically.
+type stingyLedger struct {
+	payment.Ledger
+	allow int64
+	made  atomic.Int64
+}
+
+func (l *stingyLedger) Propose(ctx context.Context, cmd store.Command) (store.Result, error) {
+	if cmd.Op == store.OpPost && l.made.Add(1) > l.allow {
+		return store.Result{}, cluster.ErrClosed
+	}
+	return l.Ledger.Propose(ctx, cmd)
+}
+
+// A node that stopped mid-batch leaves it processing; a new server over
+// the same ledger (nothing in memory) completes it, each item exactly
+// once; a GET on it after the first is closed shows every item.
+func TestBatchResumedAfterRestart(t *testing.T) {
+	n, own := newNode(t)
+	// The node's own server would make the batch: this node's first
+	// server is the stingy one.
+	if err := own.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	tok := n.token(t, "demo-acquirer")
+	const size, allow = 1200, 300
+	stingy := &stingyLedger{Ledger: n.cn, allow: allow}
+	core, err := payment.NewCore(n.cfg.Switch.Config, stingy, n.st, n.st.Directory, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := n.newServerOn(t, core)
+	m := *n
+	m.url = n.listen(t, first)
+	items := make([]string, size)
+	for i := range items {
+		items[i] = item("0.01", "card-4111", "R-"+strconv.Itoa(i))
+	}
+	body := batchBody("R", items...)
+	before := balance(t, n.st, "card-4111")
+	if a := m.call(t, tok, "POST", "/v1/payment-batches", "r-1", body); a.code != 202 {
+		t.Fatalf("accept: %d %s", a.code, a.body)
+	}
+	// Wait until the first server has made what it can; it keeps the
+	// batch open (the rest got a 5xx).
+	for balance(t, n.st, "card-4111") != before-allow {
+		time.Sleep(5 * time.Millisecond)
+	}
+	var b api.Batch
+	g := m.call(t, tok, "GET", "/v1/payment-batches/R?limit=1", "", "")
+	if json.Unmarshal([]byte(g.body), &b) != nil || b.Status != "processing" || b.Counts != (api.BatchCounts{Completed: allow, Pending: size - allow}) {
+		t.Fatalf("mid-batch: %d %s", g.code, g.body)
+	}
+	if err := first.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+
+	r := *n
+	r.url = n.serve(t)
+	b, got := r.waitBatch(t, tok, "R", 30*time.Second)
+	if b.Counts != (api.BatchCounts{Completed: size}) || len(got) != size {
+		t.Fatalf("resumed: %+v, %d items", b.Counts, len(got))
+	}
+	if bal := balance(t, n.st, "card-4111"); bal != before-size {
+		t.Fatalf("card-4111 moved %d, want %d (each item once)", before-bal, size)
+	}
+	ids := map[string]bool{}
+	for _, it := range got {
+		if it.Status != "completed" || ids[it.PaymentID] {
+			t.Fatalf("item %+v (payment made twice?)", it)
+		}
+		ids[it.PaymentID] = true
+	}
+	xs, err := n.st.Transfers(store.TransferFilter{Account: "card-4111", Limit: 10_000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	made := 0
+	for _, x := range xs {
+		if strings.HasPrefix(x.Ref.RRN, "R-") {
+			made++
+		}
+	}
+	if made != size {
+		t.Fatalf("%d transfers of the batch, want %d", made, size)
+	}
+	// The replay of the POST on the new server is byte for byte the
+	// first server's answer.
+	if a := r.call(t, tok, "POST", "/v1/payment-batches", "r-1", body); a.code != 202 || a.body != `{"id":"R","status":"accepted","items":1200}`+"\n" || a.hdr.Get("Idempotent-Replayed") != "true" {
+		t.Fatalf("replay: %d %s %v", a.code, a.body, a.hdr)
+	}
+}
+
+// Items the core refuses before the ledger (an unknown debtor) are
+// failed by the completion, which the ledger keeps: a restarted node
+// answers them alike.
+func TestBatchRefusedItemsRecorded(t *testing.T) {
+	n := startNode(t)
+	tok := n.token(t, "demo-acquirer")
+	body := batchBody("U", item("1.00", "card-4111", "U-1"), item("1.00", "nobody", "U-2"), item("1.00", "bank-funding-usd", "U-3"))
+	if a := n.call(t, tok, "POST", "/v1/payment-batches", "u-1", body); a.code != 202 {
+		t.Fatalf("accept: %d %s", a.code, a.body)
+	}
+	b, items := n.waitBatch(t, tok, "U", 10*time.Second)
+	if b.Counts != (api.BatchCounts{Completed: 1, Failed: 2}) {
+		t.Fatalf("counts: %+v %+v", b.Counts, items)
+	}
+	for _, i := range []int{1, 2} {
+		if p := items[i].Problem; items[i].Status != "failed" || p == nil || p.Status != 404 {
+			t.Fatalf("item %d: %+v %+v", i, items[i], p)
+		}
+	}
+	r := *n
+	r.url = n.serve(t)
+	b2, items2 := r.waitBatch(t, tok, "U", 10*time.Second)
+	if b2.Counts != b.Counts {
+		t.Fatalf("after restart: %+v", b2.Counts)
+	}
+	for i := range items {
+		if items2[i].Status != items[i].Status || (items[i].Problem != nil && !reflect.DeepEqual(items2[i].Problem, items[i].Problem)) {
+			t.Fatalf("item %d after restart: %+v, before %+v", i, items2[i], items[i])
+		}
+	}
+}
+
+// A batch found unfinished after batchMakeWindow (half the shortest
+// idempotency retention) has its unmade items failed, never made: a
+// record pruned meanwhile could otherwise let an item be made twice.
+func TestBatchExpired(t *testing.T) {
+	n := startNode(t)
+	tok := n.token(t, "demo-acquirer")
+	before := balance(t, n.st, "card-4111")
+	res, err := n.cn.Propose(context.Background(), store.Command{Op: store.OpPutBatch, Key: "demo-acquirer|batches|old", Fingerprint: "d",
+		Time: time.Now().Add(-2 * time.Hour).UnixNano(), Partner: "demo-acquirer", Batch: &store.BatchChange{ID: "OLD", Request: "old", Digest: "d",
+			Items: []store.BatchItem{{Amount: "1.00", Currency: "USD", Debtor: "card-4111", Reference: "OLD-1"}}}})
+	if err != nil || res.Status != store.StatusOK {
+		t.Fatal(err, res)
+	}
+	b, items := n.waitBatch(t, tok, "OLD", 10*time.Second) // found by the resumer within a second
+	if b.Counts != (api.BatchCounts{Failed: 1}) || items[0].Problem == nil || items[0].Problem.Type != "https://switchd.dev/problems/batch-expired" || items[0].Problem.Status != 410 {
+		t.Fatalf("expired batch: %+v %+v", b, items)
+	}
+	if after := balance(t, n.st, "card-4111"); after != before {
+		t.Fatalf("an expired item moved money: %d → %d", before, after)
 	}
 }

@@ -31,8 +31,10 @@ const (
 	ScopeAccountsRead  = oauth.ScopeAccountsRead
 )
 
-// Ledger is what the API reads: transfers and accounts (store.Store),
-// after the core's decision or a ReadIndex.
+// Ledger is what the API reads: transfers, accounts, payment batches,
+// statement jobs and idempotency records (store.Store), after the
+// core's decision or a ReadIndex; and what it proposes itself, batches
+// and statement jobs (cluster.Node's Propose and Leading).
 type Ledger interface {
 	Transfer(id string) (store.Transfer, error)
 	Transfers(f store.TransferFilter) ([]store.Transfer, error)
@@ -43,6 +45,15 @@ type Ledger interface {
 	// TransferByOriginal the hold one reserved (sca.go).
 	Authorization(id string) (store.Authorization, error)
 	TransferByOriginal(ref string) (store.Transfer, error)
+	Replay(key, fingerprint string) (store.Result, bool, error)
+	Batch(partner, id string) (store.Batch, error)
+	BatchItems(partner, id string, from, n int) ([]store.BatchItem, error)
+	OpenBatches(after store.BatchRef, limit int) ([]store.BatchRef, error)
+	StatementJobOf(partner, id string) (store.StatementJob, error)
+	Propose(ctx context.Context, cmd store.Command) (store.Result, error)
+	// Leading reports whether this node leads: only the leader makes
+	// batches' items.
+	Leading() bool
 }
 
 // Server is the partner API.

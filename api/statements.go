@@ -2,8 +2,11 @@ package api
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path"
@@ -28,13 +31,19 @@ import (
 // it, is ops' to hand out; over this API it is an unknown account, like
 // another partner's.
 //
-// A settle job makes both files of an account-day; the API's job id is
-// the settle job's id and the format asked for ("job-…-mt940"), so that
-// the answer lists the one file the partner asked for. Jobs are kept in
-// memory on the node that ran them (settle.Service), and so are the
-// Idempotency-Keys that name them: a retry through another node, or after
-// a restart, starts a new job, which writes the same bytes (a statement is
-// a pure function of the closed day).
+// The job is replicated state (store.OpPutStatementJob, proposed under
+// the POST's Idempotency-Key): its id derives from the partner and the
+// key, so every node, before or after a restart, answers the POST's
+// replay and GET from the ledger. The file is not replicated: a
+// statement of a closed day is a pure function of the ledger (its times
+// are the day's close, from the ledger), so the node that answers makes
+// it with a settle job, and the record's SHA-256 says which bytes are
+// right. Progress is driven by the partner's polls: a GET that finds the
+// job unfinished and no settle job for it on this node (another node
+// took the POST, or this one restarted) runs it here; the first node to
+// finish records the file (the others must make the same bytes, or the
+// ledger refuses their record). A file asked of a node that does not
+// hold it is made there again before it is sent.
 
 // Limits.
 const (
@@ -45,6 +54,11 @@ const (
 	// statementFileTimeout bounds sending one file (a statement is at
 	// most settle's 2,000,000 entries, a few hundred MB).
 	statementFileTimeout = 10 * time.Minute
+	// statementRemakeTimeout bounds making a done job's file again on a
+	// node that does not hold it, inside the GET of the file.
+	statementRemakeTimeout = 2 * time.Minute
+	// statementRemakePoll is how often that GET looks at the settle job.
+	statementRemakePoll = 20 * time.Millisecond
 )
 
 // Statements is what the statement routes use (settle.Service).
@@ -61,26 +75,47 @@ var statementFormats = map[string]struct{ ext, contentType string }{
 	"camt053": {settle.ExtCamt053, "application/xml"},
 }
 
-// statements is the settle service and the keys of the jobs started.
+// statements is the settle service and, per job, the settle job this
+// node runs for it.
 type statements struct {
 	svc Statements
 
-	mu    sync.Mutex // protects the fields below
-	keys  map[string]statementKey
-	order []string // keys, oldest first
-}
-
-// statementKey is what one Idempotency-Key started: the request it came
-// with and the API's job id.
-type statementKey struct {
-	fingerprint string
-	job         string // settle's job id
+	mu    sync.Mutex        // protects the fields below
+	runs  map[string]string // job id → settle job id
+	order []string          // job ids, oldest first
 }
 
 // HandleStatements serves statements from svc (settle.Service). Call it
 // before Start; without it the statement routes answer 503 not-ready.
 func (s *Server) HandleStatements(svc Statements) {
-	s.stmts = &statements{svc: svc, keys: map[string]statementKey{}}
+	s.stmts = &statements{svc: svc, runs: map[string]string{}}
+}
+
+func (st *statements) run(job string) (string, bool) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	id, ok := st.runs[job]
+	return id, ok
+}
+
+func (st *statements) remember(job, settleJob string) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if _, ok := st.runs[job]; !ok {
+		st.order = append(st.order, job)
+		if len(st.order) > statementKeysMax {
+			delete(st.runs, st.order[0])
+			st.order = st.order[1:]
+		}
+	}
+	st.runs[job] = settleJob
+}
+
+// statementJobID is the job an Idempotency-Key of partner names: the
+// same on every node.
+func statementJobID(partner, key string) string {
+	sum := sha256.Sum256([]byte(partner + "|" + key))
+	return "stj-" + hex.EncodeToString(sum[:8])
 }
 
 type statementRequest struct {
@@ -138,17 +173,21 @@ func (s *Server) registerStatements() {
 	})
 	huma.Register(s.api, huma.Operation{
 		OperationID: "get-statement", Method: http.MethodGet, Path: "/v1/accounts/{id}/statements/{job}", Summary: "Read a statement's job",
-		Description: "queued, running, done (with the file) or failed. Jobs are kept in memory on the node that ran them.",
+		Description: "queued, running, done (with the file) or failed, from the ledger on any node. A node that finds the job unfinished and does not run it (it was posted elsewhere, or this node restarted) runs it.",
 		Errors:      []int{401, 403, 404, 503}, Tags: []string{"bank API"}, Security: read, Metadata: meta,
 	}, func(ctx context.Context, in *struct {
 		ID  string `path:"id" maxLength:"64"`
 		Job string `path:"job" maxLength:"64"`
 	}) (*statementAnswer, error) {
-		a, job, format, p := s.ownStatementJob(ctx, in.ID, in.Job)
+		_, j, p := s.ownStatementJob(ctx, in.ID, in.Job)
 		if p != nil {
 			return nil, p
 		}
-		return &statementAnswer{Status: http.StatusOK, Body: statementJobOf(a.ID, job, format)}, nil
+		b, p := s.advanceStatement(ctx, callerOf(ctx).partner.ID, j)
+		if p != nil {
+			return nil, p
+		}
+		return &statementAnswer{Status: http.StatusOK, Body: b}, nil
 	})
 	huma.Register(s.api, huma.Operation{
 		OperationID: "get-statement-file", Method: http.MethodGet, Path: "/v1/accounts/{id}/statements/{job}/{file}", Summary: "Download a statement",
@@ -174,49 +213,132 @@ func (s *Server) requestStatement(ctx context.Context, key, account string, req 
 	if !store.ValidDay(req.Day) {
 		return nil, validation("day", "a calendar day, YYYY-MM-DD")
 	}
-	a, p := s.ownAccount(ctx, account)
+	a, p := s.ownAccount(ctx, account) // after a ReadIndex
 	if p != nil {
 		return nil, p
 	}
-	st := s.stmts
-	c := callerOf(ctx)
-	k, fp := c.partner.ID+"|"+key, strings.Join([]string{"statement", a.ID, req.Day, req.Format}, "|")
-	// Held across Submit (which only checks and queues): two requests
-	// with one key start one job.
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	old, seen := st.keys[k]
-	if seen && old.fingerprint != fp {
-		return nil, problemOf(fmt.Errorf("api: Idempotency-Key %q: %w", key, store.ErrFingerprintMismatch))
+	st, partner := s.stmts, callerOf(ctx).partner.ID
+	id := statementJobID(partner, key)
+	mismatch := func() error {
+		return problemOf(fmt.Errorf("api: Idempotency-Key %q: %w", key, store.ErrFingerprintMismatch))
 	}
-	if seen {
-		if job, ok := st.svc.Job(old.job); ok {
-			return statementAccepted(a.ID, job, req.Format, true), nil
+	j, err := s.ledger.StatementJobOf(partner, id)
+	switch {
+	case err == nil:
+		if j.Account != a.ID || j.Day != req.Day || j.Format != req.Format {
+			return nil, mismatch()
 		}
-		// settle forgot the job: make the files again (the same bytes).
+		return s.statementAccepted(ctx, partner, j, true)
+	case !errors.Is(err, store.ErrNotFound):
+		return nil, problemOf(err)
 	}
-	job, err := st.svc.Submit(settle.Spec{Kind: settle.KindStatement, Day: req.Day, Account: a.ID})
+	// Checks the day (closed) and the account, and starts making the
+	// files here before the job is recorded.
+	sj, err := st.svc.Submit(settle.Spec{Kind: settle.KindStatement, Day: req.Day, Account: a.ID})
 	if err != nil {
 		return nil, problemOf(err)
 	}
-	if !seen {
-		st.order = append(st.order, k)
-		if len(st.order) > statementKeysMax {
-			delete(st.keys, st.order[0])
-			st.order = st.order[1:]
-		}
+	st.remember(id, sj.ID)
+	res, err := s.ledger.Propose(ctx, store.Command{Op: store.OpPutStatementJob, Key: partner + "|statements|" + key,
+		Fingerprint: strings.Join([]string{"statement", a.ID, req.Day, req.Format}, "|"), Time: time.Now().UnixNano(), Partner: partner,
+		StatementJob: &store.StatementJob{ID: id, Account: a.ID, Day: req.Day, Format: req.Format, Request: key, State: store.StatementQueued}})
+	if err != nil {
+		return nil, problemOf(err)
 	}
-	st.keys[k] = statementKey{fingerprint: fp, job: job.ID}
-	return statementAccepted(a.ID, job, req.Format, seen), nil
+	switch res.Status {
+	case store.StatusOK, store.StatusExists: // Exists: the same key, recorded concurrently
+	case store.StatusFingerprintMismatch:
+		return nil, mismatch()
+	default:
+		return nil, problemOf(res.Status.Err())
+	}
+	if j, err = s.statementJob(ctx, partner, id); err != nil {
+		return nil, problemOf(err)
+	}
+	if j.Account != a.ID || j.Day != req.Day || j.Format != req.Format {
+		return nil, mismatch()
+	}
+	return s.statementAccepted(ctx, partner, j, res.Replayed || res.Status == store.StatusExists)
 }
 
-func statementAccepted(account string, job settle.Job, format string, replayed bool) *statementAnswer {
-	b := statementJobOf(account, job, format)
+// statementJob reads a job just proposed (applied here by now, or after
+// a ReadIndex).
+func (s *Server) statementJob(ctx context.Context, partner, id string) (store.StatementJob, error) {
+	j, err := s.ledger.StatementJobOf(partner, id)
+	if errors.Is(err, store.ErrNotFound) {
+		if rerr := s.ledger.ReadIndex(ctx); rerr != nil {
+			return j, rerr
+		}
+		j, err = s.ledger.StatementJobOf(partner, id)
+	}
+	return j, err
+}
+
+func (s *Server) statementAccepted(ctx context.Context, partner string, j store.StatementJob, replayed bool) (*statementAnswer, error) {
+	b, p := s.advanceStatement(ctx, partner, j)
+	if p != nil {
+		return nil, p
+	}
 	ans := &statementAnswer{Status: http.StatusAccepted, Location: b.Links.Self, Body: b}
 	if replayed {
 		ans.Replayed = "true"
 	}
-	return ans
+	return ans, nil
+}
+
+// advanceStatement shows job j, first moving it on: an unfinished job
+// whose settle job this node does not run is run here (again); a settle
+// job that ended is recorded.
+func (s *Server) advanceStatement(ctx context.Context, partner string, j store.StatementJob) (StatementJob, *Problem) {
+	if j.State != store.StatementQueued {
+		return statementJobOf(j, ""), nil
+	}
+	st := s.stmts
+	var sj settle.Job
+	known := false
+	if sid, ok := st.run(j.ID); ok {
+		sj, known = st.svc.Job(sid)
+	}
+	if !known {
+		var err error
+		if sj, err = st.svc.Submit(settle.Spec{Kind: settle.KindStatement, Day: j.Day, Account: j.Account}); err != nil {
+			return StatementJob{}, problemOf(err)
+		}
+		st.remember(j.ID, sj.ID)
+	}
+	end := j
+	switch sj.State {
+	case settle.JobDone:
+		want := j.Account + statementFormats[j.Format].ext
+		for _, f := range sj.Files {
+			if f.Name == want {
+				end.State, end.File, end.Bytes, end.SHA256, end.Entries = store.StatementDone, f.Name, f.Bytes, f.SHA256, f.Rows
+			}
+		}
+		if end.State != store.StatementDone {
+			end.State, end.Error = store.StatementFailed, "the statement job made no "+want
+		}
+	case settle.JobFailed:
+		end.State, end.Error = store.StatementFailed, sj.Error
+		if len(end.Error) > batchDetailBytesMax {
+			end.Error = end.Error[:batchDetailBytesMax]
+		}
+	default:
+		return statementJobOf(j, string(sj.State)), nil
+	}
+	res, err := s.ledger.Propose(ctx, store.Command{Op: store.OpPutStatementJob, Key: partner + "|statement-end|" + j.ID + "|" + end.State + "|" + end.SHA256,
+		Fingerprint: end.SHA256, Time: time.Now().UnixNano(), Partner: partner, StatementJob: &end})
+	if err != nil {
+		return StatementJob{}, problemOf(err)
+	}
+	if err := res.Status.Err(); err != nil {
+		return StatementJob{}, problemOf(fmt.Errorf("api: statement job %s: %w", j.ID, err))
+	}
+	now, err := s.statementJob(ctx, partner, j.ID)
+	if err != nil {
+		return StatementJob{}, problemOf(err)
+	}
+	return statementJobOf(now, ""), nil
 }
 
 // ownAccount is account when it is the caller partner's; any other, or
@@ -226,8 +348,8 @@ func (s *Server) ownAccount(ctx context.Context, id string) (store.Account, *Pro
 	if s.stmts == nil {
 		return store.Account{}, problemOf(fmt.Errorf("%w: this node serves no statements", outcome.ErrNotReady))
 	}
-	// Linearizable: an account made, or a day closed, through another
-	// node is seen here too.
+	// Linearizable: an account made, a day closed or a job recorded
+	// through another node is seen here too.
 	if err := s.ledger.ReadIndex(ctx); err != nil {
 		return store.Account{}, problemOf(err)
 	}
@@ -244,65 +366,71 @@ func (s *Server) ownAccount(ctx context.Context, id string) (store.Account, *Pro
 	return a, nil
 }
 
-// ownStatementJob is the statement job id of the caller's account: the
-// settle job, and the format the id names.
-func (s *Server) ownStatementJob(ctx context.Context, account, id string) (store.Account, settle.Job, string, *Problem) {
+// ownStatementJob is the caller's statement job id ("stj-…-format") of
+// the caller's account, from the ledger.
+func (s *Server) ownStatementJob(ctx context.Context, account, id string) (store.Account, store.StatementJob, *Problem) {
 	a, p := s.ownAccount(ctx, account)
 	if p != nil {
-		return a, settle.Job{}, "", p
+		return a, store.StatementJob{}, p
 	}
-	noJob := problemOf(fmt.Errorf("%w: no statement job %q of this account on this node (jobs are kept in memory on the node that ran them)", outcome.ErrNoJob, id))
+	noJob := problemOf(fmt.Errorf("%w: no statement job %q of this account", outcome.ErrNoJob, id))
 	i := strings.LastIndexByte(id, '-')
 	if i < 0 {
-		return a, settle.Job{}, "", noJob
+		return a, store.StatementJob{}, noJob
 	}
-	format := id[i+1:]
-	if _, ok := statementFormats[format]; !ok {
-		return a, settle.Job{}, "", noJob
+	j, err := s.ledger.StatementJobOf(callerOf(ctx).partner.ID, id[:i])
+	if errors.Is(err, store.ErrNotFound) || (err == nil && (j.Format != id[i+1:] || j.Account != a.ID)) {
+		return a, j, noJob
 	}
-	job, ok := s.stmts.svc.Job(id[:i])
-	if !ok || job.Spec.Kind != settle.KindStatement || job.Spec.Account != a.ID {
-		return a, settle.Job{}, "", noJob
+	if err != nil {
+		return a, j, problemOf(err)
 	}
-	return a, job, format, nil
+	return a, j, nil
 }
 
-// statementJobOf shows job as the statement in format that it makes.
-func statementJobOf(account string, job settle.Job, format string) StatementJob {
-	self := "/v1/accounts/" + account + "/statements/" + job.ID + "-" + format
-	out := StatementJob{ID: job.ID + "-" + format, Account: account, Day: job.Spec.Day, Format: format,
-		Status: string(job.State), Links: StatementLinks{Self: self}}
-	if job.State != settle.JobDone {
-		return out
+// statementJobOf shows job j; running, when set, is the state of the
+// settle job that makes it here.
+func statementJobOf(j store.StatementJob, running string) StatementJob {
+	self := "/v1/accounts/" + j.Account + "/statements/" + j.ID + "-" + j.Format
+	out := StatementJob{ID: j.ID + "-" + j.Format, Account: j.Account, Day: j.Day, Format: j.Format,
+		Status: j.State, Links: StatementLinks{Self: self}}
+	if j.State == store.StatementQueued && running == string(settle.JobRunning) {
+		out.Status = running
 	}
-	want := account + statementFormats[format].ext
-	for _, f := range job.Files {
-		if f.Name == want {
-			out.Files = append(out.Files, StatementFile{Name: f.Name, Bytes: f.Bytes, SHA256: f.SHA256, Entries: f.Rows})
-			out.Links.File = self + "/" + f.Name
-		}
+	if j.State == store.StatementDone {
+		out.Files = []StatementFile{{Name: j.File, Bytes: j.Bytes, SHA256: j.SHA256, Entries: j.Entries}}
+		out.Links.File = self + "/" + j.File
 	}
 	return out
 }
 
-// statementFile streams the file a done job of the caller's account made.
+// statementFile streams the file of a done job of the caller's account,
+// made here again first when this node does not hold it; either way the
+// bytes are the ones the job recorded (their SHA-256), or none are sent.
 func (s *Server) statementFile(ctx context.Context, account, id, name string) (*huma.StreamResponse, error) {
-	a, job, format, p := s.ownStatementJob(ctx, account, id)
+	a, j, p := s.ownStatementJob(ctx, account, id)
 	if p != nil {
 		return nil, p
 	}
-	ft := statementFormats[format]
-	if job.State != settle.JobDone {
-		return nil, problemOf(fmt.Errorf("%w: job %s is %s", settle.ErrNoFile, id, job.State))
+	ft := statementFormats[j.Format]
+	if j.State != store.StatementDone {
+		return nil, problemOf(fmt.Errorf("%w: job %s is %s", settle.ErrNoFile, id, j.State))
 	}
-	if name != a.ID+ft.ext {
-		return nil, problemOf(fmt.Errorf("%w: this job's file is %s", settle.ErrNoFile, a.ID+ft.ext))
+	if name != a.ID+ft.ext || name != j.File {
+		return nil, problemOf(fmt.Errorf("%w: this job's file is %s", settle.ErrNoFile, j.File))
 	}
-	f, err := s.stmts.svc.Open(settle.KindStatement, job.Spec.Day, a.ID, ft.ext)
+	f, err := s.stmts.svc.Open(settle.KindStatement, j.Day, a.ID, ft.ext)
+	if errors.Is(err, settle.ErrNoFile) {
+		f, err = s.remakeStatement(ctx, j)
+	}
 	if err != nil {
 		return nil, problemOf(err)
 	}
-	st, err := f.Stat()
+	if err := checkSHA256(f, j.SHA256); err != nil {
+		f.Close()
+		return nil, problemOf(err)
+	}
+	info, err := f.Stat()
 	if err != nil {
 		f.Close()
 		return nil, problemOf(fmt.Errorf("api: %w", err))
@@ -312,7 +440,51 @@ func (s *Server) statementFile(ctx context.Context, account, id, name string) (*
 		r, w := humago.Unwrap(hc)
 		_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(statementFileTimeout))
 		w.Header().Set("Content-Type", ft.contentType)
-		w.Header().Set("Content-Disposition", `attachment; filename="`+path.Base(job.Spec.Day+"-"+name)+`"`)
-		http.ServeContent(w, r, "", st.ModTime(), f)
+		w.Header().Set("Content-Disposition", `attachment; filename="`+path.Base(j.Day+"-"+name)+`"`)
+		http.ServeContent(w, r, "", info.ModTime(), f)
 	}}, nil
+}
+
+// remakeStatement makes job j's files on this node and opens j's file.
+func (s *Server) remakeStatement(ctx context.Context, j store.StatementJob) (*os.File, error) {
+	st := s.stmts
+	sj, err := st.svc.Submit(settle.Spec{Kind: settle.KindStatement, Day: j.Day, Account: j.Account})
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, statementRemakeTimeout)
+	defer cancel()
+	tick := time.NewTicker(statementRemakePoll)
+	defer tick.Stop()
+	for sj.State != settle.JobDone {
+		if sj.State == settle.JobFailed {
+			return nil, fmt.Errorf("%w: making the file again failed: %s", outcome.ErrNotReady, sj.Error)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w: making the file again: %w", outcome.ErrNotReady, ctx.Err())
+		case <-tick.C:
+		}
+		var ok bool
+		if sj, ok = st.svc.Job(sj.ID); !ok {
+			return nil, fmt.Errorf("%w: the statement job was forgotten", outcome.ErrNotReady)
+		}
+	}
+	return st.svc.Open(settle.KindStatement, j.Day, j.Account, statementFormats[j.Format].ext)
+}
+
+// checkSHA256 hashes f and rewinds it: a file with other bytes than the
+// job recorded is never sent.
+func checkSHA256(f *os.File, want string) error {
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return fmt.Errorf("api: %w", err)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return fmt.Errorf("api: %w", err)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != want {
+		return fmt.Errorf("%w: statement file has SHA-256 %s, the job recorded %s", store.ErrCorrupt, got, want)
+	}
+	return nil
 }

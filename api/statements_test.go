@@ -2,11 +2,15 @@ package api_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -266,6 +270,100 @@ func TestStatementsNotServed(t *testing.T) {
 	for _, p := range []string{`"/v1/accounts/{id}/statements"`, `"/v1/accounts/{id}/statements/{job}"`, `"/v1/accounts/{id}/statements/{job}/{file}"`} {
 		if !strings.Contains(doc.body, p) {
 			t.Errorf("no %s in the document", p)
+		}
+	}
+}
+
+// secondStatementServer is another node's partner API over the same
+// ledger with its own settle service and directory: nothing of the
+// first one's files or jobs.
+func (n *stmtNode) secondStatementServer(t *testing.T) (*stmtNode, string) {
+	t.Helper()
+	cfg := n.cfg.Settle
+	cfg.Dir = t.TempDir()
+	cal, err := settle.NewCalendar(cfg.Zone, cfg.Cutover)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := settle.New(cfg, n.st, settle.NewDays(cal, n.st, n.cn, nil, nil), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(svc.Close)
+	srv := n.newServer(t)
+	srv.HandleStatements(svc)
+	m := *n.node
+	m.url = n.listen(t, srv)
+	o := *n
+	o.node = &m
+	return &o, cfg.Dir
+}
+
+// A job survives a restart and is answered by another node from the
+// ledger: the POST's replay byte for byte, GET done, and the file, made
+// there again, the same bytes (SHA-256) as the first node's. A job
+// recorded but never finished (its node died) is run by the node a GET
+// reaches. Another partner sees none of them.
+func TestStatementJobAcrossNodes(t *testing.T) {
+	n := startStatementNode(t)
+	day := n.closeDay(t)
+	const own = "/v1/accounts/demo-acquirer-settlement/statements"
+	body := `{"day":"` + day + `","format":"mt940"}`
+	first := n.call(t, n.partner, "POST", own, "x-1", body)
+	var j api.StatementJob
+	if first.code != 202 || json.Unmarshal([]byte(first.body), &j) != nil || !strings.HasPrefix(j.ID, "stj-") {
+		t.Fatalf("post: %d %s", first.code, first.body)
+	}
+	done := n.wait(t, j.Links.Self)
+	f1 := n.call(t, n.partner, "GET", done.Links.File, "", "")
+	replay1 := n.call(t, n.partner, "POST", own, "x-1", body)
+
+	m, dir := n.secondStatementServer(t)
+	replay2 := m.call(t, n.partner, "POST", own, "x-1", body)
+	if replay2.code != 202 || replay2.body != replay1.body || replay2.hdr.Get("Idempotent-Replayed") != "true" {
+		t.Fatalf("replay on the second node: %d %s, first %s", replay2.code, replay2.body, replay1.body)
+	}
+	if a := m.call(t, n.partner, "POST", own, "x-1", `{"day":"`+day+`","format":"camt053"}`); a.code != 409 || a.problem() != "idempotency-conflict" {
+		t.Fatalf("key with another body on the second node: %d %s", a.code, a.body)
+	}
+	g := m.call(t, n.partner, "GET", j.Links.Self, "", "")
+	var j2 api.StatementJob
+	if g.code != 200 || json.Unmarshal([]byte(g.body), &j2) != nil || j2.Status != "done" || !reflect.DeepEqual(j2.Files, done.Files) {
+		t.Fatalf("job on the second node: %d %s", g.code, g.body)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "statements", day, "demo-acquirer-settlement.mt940")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the second node holds the file before it is asked: %v", err)
+	}
+	f2 := m.call(t, n.partner, "GET", done.Links.File, "", "")
+	if f2.code != 200 || f2.body != f1.body {
+		t.Fatalf("file on the second node: %d, %d bytes, first %d", f2.code, len(f2.body), len(f1.body))
+	}
+	if sum := sha256.Sum256([]byte(f2.body)); hex.EncodeToString(sum[:]) != done.Files[0].SHA256 {
+		t.Fatal("second node's file is not the recorded SHA-256")
+	}
+
+	// A job recorded by a node that died before it ran it.
+	id := "stj-0123456789abcdef"
+	res, err := n.cn.Propose(context.Background(), store.Command{Op: store.OpPutStatementJob, Key: "demo-acquirer|statements|died",
+		Fingerprint: "statement|demo-acquirer-settlement|" + day + "|camt053", Time: time.Now().UnixNano(), Partner: "demo-acquirer",
+		StatementJob: &store.StatementJob{ID: id, Account: "demo-acquirer-settlement", Day: day, Format: "camt053", Request: "died", State: store.StatementQueued}})
+	if err != nil || res.Status != store.StatusOK {
+		t.Fatal(err, res)
+	}
+	resumed := m.wait(t, own+"/"+id+"-camt053")
+	if len(resumed.Files) != 1 || resumed.Files[0].Name != "demo-acquirer-settlement.camt053.xml" {
+		t.Fatalf("resumed job: %+v", resumed)
+	}
+	// Recorded: the first node answers it done without running it.
+	if g := n.call(t, n.partner, "GET", own+"/"+id+"-camt053", "", ""); g.code != 200 || !strings.Contains(g.body, `"status":"done"`) || !strings.Contains(g.body, resumed.Files[0].SHA256) {
+		t.Fatalf("resumed job on the first node: %d %s", g.code, g.body)
+	}
+
+	// Another partner: no such job (its own account space is empty).
+	other := n.token(t, "demo-agents")
+	for _, p := range []string{j.Links.Self, done.Links.File} {
+		if a := m.call(t, other, "GET", p, "", ""); a.code != 404 {
+			t.Fatalf("another partner reads %s: %d %s", p, a.code, a.body)
 		}
 	}
 }

@@ -169,7 +169,7 @@ func TestClusterBogusJoinRefused(t *testing.T) {
 	if code, body, _ := do(t, "GET", base+"/readyz", ""); code != 200 {
 		t.Fatalf("readyz after bogus joins: %d %s", code, body)
 	}
-	acct := `{"id":"after-bogus","kind":"cardholder","currency":"USD","pan":"4000000000000002","opening":"1.00","funded_by":"bank-funding-usd"}`
+	acct := `{"id":"after-bogus","kind":"cardholder","currency":"USD","pan":"4242424242424242","opening":"1.00","funded_by":"bank-funding-usd"}`
 	if code, body, _ := do(t, "POST", base+"/v1/accounts", acct); code != 201 {
 		t.Fatalf("a write after bogus joins: %d %s", code, body)
 	}

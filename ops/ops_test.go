@@ -288,9 +288,9 @@ func TestOpsAPI(t *testing.T) {
 	}
 
 	// Create: 201, the same again: 200, other content under the same id: 409.
-	newAcct := `{"id":"load-1","kind":"cardholder","currency":"USD","pan":"4000000000000002","opening":"25.00","funded_by":"bank-funding-usd"}`
+	newAcct := `{"id":"load-1","kind":"cardholder","currency":"USD","pan":"4242424242424242","opening":"25.00","funded_by":"bank-funding-usd"}`
 	code, body, _ = do(t, "POST", base+"/v1/accounts", newAcct)
-	if code != 201 || strings.Contains(body, "4000000000000002") || !strings.Contains(body, `"available":2500`) {
+	if code != 201 || strings.Contains(body, "4242424242424242") || !strings.Contains(body, `"available":2500`) {
 		t.Fatalf("create: %d %s", code, body)
 	}
 	if code, body, _ = do(t, "POST", base+"/v1/accounts", newAcct); code != 200 {

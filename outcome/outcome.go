@@ -62,6 +62,11 @@ var (
 	ErrBodyTooLarge = errors.New("ops: body too large")
 	ErrNotReady     = errors.New("ops: not ready")
 	ErrNoJob        = errors.New("ops: no such job")
+	// ErrBatchExpired: a payment batch's item not made within the
+	// window after the batch was accepted (api batchMakeWindow, shorter
+	// than the idempotency retention): making it later could make it
+	// twice, should its record have been pruned meanwhile.
+	ErrBatchExpired = errors.New("api: batch item not made in time")
 	// ErrActorRequired: an ops write without an authenticated caller is
 	// refused: every change names who made it.
 	ErrActorRequired = errors.New("ops: an authenticated caller is required on every change")
@@ -187,6 +192,7 @@ var table = []struct {
 	{currency.ErrAmount, Outcome{Code: InvalidAmount, HTTPStatus: http.StatusBadRequest, Problem: "invalid-amount", Title: "Invalid amount"}},
 
 	{ErrNotPermitted, Outcome{Code: NotPermitted, HTTPStatus: http.StatusForbidden, Problem: "not-permitted", Title: "Transaction not permitted"}},
+	{ErrBatchExpired, Outcome{Code: SystemMalfunction, HTTPStatus: http.StatusGone, Problem: "batch-expired", Title: "Batch item not made in time", Detail: true}},
 	{ErrNoRoute, Outcome{Code: DoNotHonor, HTTPStatus: http.StatusUnprocessableEntity, Problem: "no-route", Title: "No route"}},
 	{ErrLimitExceeded, Outcome{Code: ExceedsLimit, HTTPStatus: http.StatusUnprocessableEntity, Problem: "limit-exceeded", Title: "Amount exceeds limit"}},
 	{ErrSourceNotAllowed, Outcome{Code: SecurityViolation, HTTPStatus: http.StatusForbidden, Problem: "source-not-allowed", Title: "Source address not allowed for this partner"}},

@@ -131,6 +131,14 @@ func (c *Core) fingerprint(pan PAN, parts []string) string {
 	return hex.EncodeToString(h.Sum(sum[:0])[:fingerprintBytes])
 }
 
+// RecordOf is the idempotency key and fingerprint under which the
+// ledger records in for partner: exactly what Submit proposes, so a
+// caller that kept the request (a payment batch's item) can read its
+// decision back (store.Store.Replay) on any node, without proposing.
+func (c *Core) RecordOf(partner string, in Intent) (key, fingerprint string) {
+	return partner + "|" + in.IdempotencyKey, c.fingerprint(in.PAN, in.Fingerprint)
+}
+
 // Admit returns the partner that may send as acquirer on lane: known in
 // the replicated directory (else outcome.ErrUnknownPartner), on that lane
 // (else outcome.ErrUnknownPartner too: a lane does not tell a stranger

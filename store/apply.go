@@ -620,6 +620,10 @@ func (t *txn) apply(c *Command) Result {
 		}
 	case OpPutAuthorization:
 		r = t.putAuthorization(c) // sca.go
+	case OpPutBatch:
+		r = t.putBatch(c) // batch.go
+	case OpPutStatementJob:
+		r = t.putStatementJob(c) // statementjob.go
 	default:
 		if !c.Op.IsAdmin() || c.Admin == nil {
 			return invalid()

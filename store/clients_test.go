@@ -108,6 +108,7 @@ func TestKeyPrefixesDistinct(t *testing.T) {
 		"authorization": pfxAuthorization, "macKeys": pfxMACKeys, "destination": pfxDestination,
 		"forward": pfxForward, "forwardid": pfxForwardID, "forwarddue": pfxForwardDue, "saf": pfxSAF, "safqueue": pfxSAFQueue,
 		"webhookendpoint": pfxWebhookEndpoint, "webhookdelivery": pfxWebhookDelivery, "webhookdue": pfxWebhookDue,
+		"batch": pfxBatch, "batchopen": pfxBatchOpen, "statementjob": pfxStatementJob,
 	}
 	seen := map[byte]string{}
 	for name, b := range pfx {

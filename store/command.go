@@ -85,6 +85,10 @@ func (o Op) String() string {
 		return "put_webhook_endpoint"
 	case OpWebhookAttempt:
 		return "webhook_attempt"
+	case OpPutBatch:
+		return "put_batch"
+	case OpPutStatementJob:
+		return "put_statement_job"
 	}
 	return "unknown"
 }
@@ -179,6 +183,11 @@ type Command struct {
 	// Webhook on OpWebhookAttempt is the attempt's result (webhooks.go):
 	// machine state, not audited.
 	Webhook *WebhookAttempt `json:"webhook,omitempty"`
+	// Batch on OpPutBatch is a payment batch or its completion (batch.go).
+	Batch *BatchChange `json:"batch,omitempty"`
+	// StatementJob on OpPutStatementJob is a statement job's record
+	// (statementjob.go).
+	StatementJob *StatementJob `json:"statement_job,omitempty"`
 }
 
 // RepeatSafe reports whether proposing c again after an unknown outcome

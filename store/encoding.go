@@ -336,6 +336,17 @@ const (
 	flagBreak   // a BreakUpdate follows NextDay (OpBreak)
 	flagPayer   // PayerType and Agent follow the BreakUpdate
 	flagAdmin   // an Admin (JSON) follows PayerType
+	// flagExt: a second flags byte follows (the first is full); its bits
+	// are the flagExt* below, and it is never zero.
+	flagExt
+)
+
+// Extended command flag bits (the byte after the flags when flagExt).
+const (
+	flagExtBatch        = 1 << iota // a BatchChange follows the Admin (OpPutBatch)
+	flagExtStatementJob             // a StatementJob (JSON) follows the BatchChange (OpPutStatementJob)
+	flagExtJSON                     // the extension object (JSON, ext.go) follows the StatementJob
+	flagExtAll          = flagExtBatch | flagExtStatementJob | flagExtJSON
 )
 
 // EncodeBatch encodes the commands of one raft log entry. The layout is
@@ -390,11 +401,24 @@ func (e *enc) command(c *Command) {
 	if c.Admin != nil {
 		flags |= flagAdmin
 	}
+	var ext byte
+	if c.Batch != nil {
+		ext |= flagExtBatch
+	}
+	if c.StatementJob != nil {
+		ext |= flagExtStatementJob
+	}
 	x := c.ext()
 	if x != nil {
+		ext |= flagExtJSON
+	}
+	if ext != 0 {
 		flags |= flagExt
 	}
 	e.byte(flags)
+	if ext != 0 {
+		e.byte(ext)
+	}
 	e.str(c.Debit)
 	e.str(c.Credit)
 	e.svar(c.Amount)
@@ -419,6 +443,12 @@ func (e *enc) command(c *Command) {
 	}
 	if c.Admin != nil {
 		e.blob(adminJSON(c.Admin))
+	}
+	if c.Batch != nil {
+		e.batchChange(c.Batch)
+	}
+	if c.StatementJob != nil {
+		e.blob(statementJobJSON(c.StatementJob))
 	}
 	if x != nil {
 		e.blob(extJSON(x)) // ext.go
@@ -450,6 +480,19 @@ func checkStrings(c *Command) error {
 	if c.Webhook != nil {
 		if n := len(mustJSON(c.Webhook)); n > webhookAttemptBytesMax {
 			return fmt.Errorf("%w: webhook attempt of %d bytes (max %d)", ErrInvalidCommand, n, webhookAttemptBytesMax)
+		}
+	}
+	if c.Batch != nil {
+		if n := batchChangeBytes(c.Batch); n > BatchCommandBytesMax {
+			return fmt.Errorf("%w: batch change of %d bytes (max %d)", ErrInvalidCommand, n, BatchCommandBytesMax)
+		}
+		if err := checkBatchStrings(c.Batch); err != nil {
+			return err
+		}
+	}
+	if c.StatementJob != nil {
+		if n := len(statementJobJSON(c.StatementJob)); n > statementJobBytesMax {
+			return fmt.Errorf("%w: statement job of %d bytes (max %d)", ErrInvalidCommand, n, statementJobBytesMax)
 		}
 	}
 	if c.Admin != nil {
@@ -522,8 +565,11 @@ func (d *dec) command(c *Command) {
 	c.Partner = d.str()
 	c.Card = d.str()
 	flags := d.byte()
-	if flags&^(flagCreditCard|flagFinal|flagAccount|flagNextDay|flagBreak|flagPayer|flagAdmin|flagExt) != 0 {
-		d.fail("command flags")
+	var ext byte
+	if flags&flagExt != 0 {
+		if ext = d.byte(); ext == 0 || ext&^flagExtAll != 0 {
+			d.fail("command extended flags") // one encoding per value: no empty second byte
+		}
 	}
 	c.CreditCard = flags&flagCreditCard != 0
 	c.Final = flags&flagFinal != 0
@@ -559,7 +605,13 @@ func (d *dec) command(c *Command) {
 	if flags&flagAdmin != 0 {
 		c.Admin = decodeAdmin(d)
 	}
-	if flags&flagExt != 0 {
+	if ext&flagExtBatch != 0 {
+		c.Batch = d.batchChange()
+	}
+	if ext&flagExtStatementJob != 0 {
+		c.StatementJob = decodeStatementJob(d)
+	}
+	if ext&flagExtJSON != 0 {
 		if x := decodeExt(d); x != nil {
 			x.apply(c)
 		}

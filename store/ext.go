@@ -5,15 +5,15 @@ import (
 	"encoding/json"
 )
 
-// The command flag byte is full (flagCreditCard … flagAdmin take seven
-// bits); flagExt, the eighth, says a JSON object follows the Admin with
+// The command flag byte is full; flagExt says a second one follows
+// (encoding.go), and its flagExtJSON says this JSON object follows with
 // the payloads of the machine-state ops added since (forwarding and
-// store-and-forward, issue 13; the partner API's outbox and jobs, issue
-// 12). One extension object keeps the binary layout stable while ops are
-// added: a new payload is a new member, and batches written before it
-// still decode (the member is absent). JSON like Admin: these commands
-// are a few per payment at most, far from the hot path of on-us traffic.
-const flagExt = 1 << 7
+// store-and-forward, issue 13; SCA and the webhook outbox, issue 12). One
+// extension object keeps the binary layout stable while ops are added: a
+// new payload is a new member, and batches written before it still
+// decode (the member is absent). JSON like Admin: these commands are a few
+// per payment at most, far from the hot path of on-us traffic. (A payment
+// batch's items are binary instead: 10,000 of them go in one command.)
 
 // extBytesMax bounds the extension object of one command.
 const extBytesMax = 4 << 20

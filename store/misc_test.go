@@ -168,6 +168,10 @@ func FuzzDecodeBatch(f *testing.F) {
 	hook, _ := EncodeBatch([]Command{endpointCmd("we1", WebhookCreate, testEndpoint("ep1"), 0),
 		attemptCmd("ep1", "evt_0000000000000001", 1, 503, t0+2*hour)})
 	f.Add(hook)
+	machine, _ := EncodeBatch([]Command{batchCmd("k1", "p1", "B1", batchItems(3)),
+		batchDoneCmd("p1", "B1", 1, 2, BatchRefusal{Type: "t", Status: 422, Items: []int{0, 2}}),
+		stmtCmd("s1", "p1", StatementJob{ID: "j", Account: "a", Day: "2026-01-02", Format: "mt940", Request: "s1", State: StatementQueued})})
+	f.Add(machine)
 	f.Add([]byte{batchVersion, 1})
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, data []byte) {

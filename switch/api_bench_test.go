@@ -32,6 +32,10 @@ type benchLedger struct {
 }
 
 func (l benchLedger) ReadIndex(ctx context.Context) error { return l.h.node.ReadIndex(ctx) }
+func (l benchLedger) Propose(ctx context.Context, cmd store.Command) (store.Result, error) {
+	return l.h.node.Propose(ctx, cmd)
+}
+func (l benchLedger) Leading() bool { return l.h.node.Leading() }
 
 // BenchmarkRESTvsLane: the same purchase of 0.01 from the same card, on
 // one node in one run, as an ISO 8583 0200 on a plain lane and as
@@ -41,7 +45,7 @@ func (l benchLedger) ReadIndex(ctx context.Context) error { return l.h.node.Read
 func BenchmarkRESTvsLane(b *testing.B) {
 	h := newHarness(b, func(f *config.File) {
 		f.Accounts = append(f.Accounts, payment.AccountSeed{ID: "card-bench", Kind: store.KindCardholder, Currency: "USD",
-			PAN: "4000000000000002", Opening: "100000000.00", FundedBy: "bank-funding-usd"})
+			PAN: "4242424242424242", Opening: "100000000.00", FundedBy: "bank-funding-usd"})
 		for i := range f.Switch.Partners {
 			if f.Switch.Partners[i].ID == "demo-acquirer" {
 				f.Switch.Partners[i].Lanes = []string{"plain", "api"}
@@ -104,7 +108,7 @@ func BenchmarkRESTvsLane(b *testing.B) {
 			defer c.Close()
 			cl := &client{t: b, c: c, br: bufio.NewReader(c), h: h}
 			for pb.Next() {
-				cl.write(purchase(int(seq.Add(1)%1_000_000), "4000000000000002", 1))
+				cl.write(purchase(int(seq.Add(1)%1_000_000), "4242424242424242", 1))
 				if m, err := cl.read(); err != nil || m.Get(39) != "00" {
 					b.Errorf("answer %v %v", m, err)
 					return

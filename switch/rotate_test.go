@@ -250,7 +250,7 @@ func TestTrustAtTheEdge(t *testing.T) {
 		f.Switch.Partners = append(f.Switch.Partners, switching.Partner{ID: "bank-b", AcquirerIDs: []string{"200001"},
 			Lanes: []string{"edge"}, SettlementAccount: "demo-acquirer-settlement", CertPins: []store.CertPin{pinOf(leafB)}})
 		f.Accounts = append(f.Accounts, payment.AccountSeed{ID: "card-edge", Kind: store.KindCardholder, Currency: "USD",
-			PAN: "4000000000000002", Opening: "100000000.00", FundedBy: "bank-funding-usd"})
+			PAN: "4242424242424242", Opening: "100000000.00", FundedBy: "bank-funding-usd"})
 	})
 	reg := prometheus.NewRegistry()
 	m := switching.NewMetrics(reg)
@@ -286,7 +286,7 @@ func TestTrustAtTheEdge(t *testing.T) {
 	}
 	var stan atomic.Int64
 	buy := func(cl *client, acquirer string) (string, error) {
-		line := purchase(int(stan.Add(1)), "4000000000000002", 1)
+		line := purchase(int(stan.Add(1)), "4242424242424242", 1)
 		if acquirer != "100001" {
 			line = replaceField(line, 32, acquirer)
 		}

@@ -246,7 +246,7 @@ func BenchmarkLaneTLS(b *testing.B) {
 		}
 		// A card that does not run dry however long the benchmark runs.
 		f.Accounts = append(f.Accounts, payment.AccountSeed{ID: "card-bench", Kind: store.KindCardholder, Currency: "USD",
-			PAN: "4000000000000002", Opening: "100000000.00", FundedBy: "bank-funding-usd"})
+			PAN: "4242424242424242", Opening: "100000000.00", FundedBy: "bank-funding-usd"})
 		// The plain lane's partner: the same but without a certificate.
 		f.Switch.Partners = append(f.Switch.Partners, switching.Partner{ID: "bank-b", AcquirerIDs: []string{"200001"},
 			Lanes: []string{"plain"}, SettlementAccount: "demo-acquirer-settlement"})
@@ -283,7 +283,7 @@ func BenchmarkLaneTLS(b *testing.B) {
 				defer c.Close()
 				cl := &client{t: b, c: c, br: bufio.NewReader(c), h: h}
 				for pb.Next() {
-					cl.write(replaceField(purchase(int(stan.Add(1)%1_000_000), "4000000000000002", 1), 32, acquirer[mode]))
+					cl.write(replaceField(purchase(int(stan.Add(1)%1_000_000), "4242424242424242", 1), 32, acquirer[mode]))
 					m, err := cl.read()
 					if err != nil || m.Get(39) != "00" {
 						b.Errorf("answer %v %v", m, err)

@@ -116,6 +116,10 @@ type apiLedger struct {
 }
 
 func (l apiLedger) ReadIndex(ctx context.Context) error { return l.node.ReadIndex(ctx) }
+func (l apiLedger) Propose(ctx context.Context, cmd store.Command) (store.Result, error) {
+	return l.node.Propose(ctx, cmd)
+}
+func (l apiLedger) Leading() bool { return l.node.Leading() }
 
 // forwardLedger is the forwarder's view: reads from the store, proposals
 // and read barriers through the cluster.
