@@ -106,8 +106,8 @@ type Forwarder struct {
 	// safLedger reads the SAF queues (the store; nil: no sender).
 	safLedger SAFLedger
 	kek       *mac.KEK
-	opt    Options
-	log    *slog.Logger
+	opt       Options
+	log       *slog.Logger
 
 	mu      sync.Mutex
 	clients map[string]*destClient
@@ -524,4 +524,3 @@ func (f *Forwarder) OpenPAN(key string, sealed []byte) (string, error) {
 }
 
 var _ payment.Forwarder = (*Forwarder)(nil)
-
