@@ -355,7 +355,7 @@ type issuerConn struct {
 	pending  sync.WaitGroup
 	signedOn bool // read loop only
 
-	wmu sync.Mutex // serializes writes; protects wbuf
+	wmu  sync.Mutex // serializes writes; protects wbuf
 	wbuf []byte
 }
 
