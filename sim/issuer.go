@@ -355,8 +355,12 @@ type issuerConn struct {
 	pending  sync.WaitGroup
 	signedOn bool // read loop only
 
-	wmu  sync.Mutex // serializes writes; protects wbuf
-	wbuf []byte
+	req codec.Message // the message being decided (read loop only)
+
+	wmu  sync.Mutex // serializes writes; protects resp, wbuf and fbuf
+	resp codec.Message
+	wbuf []byte // packed answer
+	fbuf []byte // framed answer
 }
 
 func (s *Issuer) serveConn(c net.Conn) {
@@ -384,7 +388,9 @@ func (s *Issuer) serveConn(c net.Conn) {
 			return
 		}
 		buf = frame
-		req := new(codec.Message)
+		// An answer given at once reuses the connection's message; a
+		// delayed one takes a copy (answer).
+		req := &cs.req
 		if err := s.codec.Unpack(frame, req); err != nil {
 			// The error names a field and offset, never a value.
 			s.log.Warn("issuer simulator: malformed message, closing", "remote", c.RemoteAddr().String(), "err", err)
@@ -511,6 +517,8 @@ func (s *Issuer) answer(cs *issuerConn, req *codec.Message, code string, d decis
 	case <-s.ctx.Done():
 		return false
 	}
+	req = new(codec.Message)
+	*req = cs.req // the read loop reuses cs.req for the next message
 	cs.pending.Add(1)
 	go func() {
 		defer cs.pending.Done()
@@ -537,22 +545,22 @@ func (s *Issuer) answer(cs *issuerConn, req *codec.Message, code string, d decis
 }
 
 func (s *Issuer) write(cs *issuerConn, req *codec.Message, code string) bool {
-	var resp codec.Message
+	cs.wmu.Lock()
+	defer cs.wmu.Unlock()
+	resp := &cs.resp
 	out := codec.Response{Code: code}
 	mti := codec.MTI(req.MTI)
 	if code == outcome.Approved && (mti.Class() == "010" || mti.Class() == "020") {
 		out.AuthCode = fmt.Sprintf("%06d", s.authSeq.Add(1)%authCodeModulus)
 	}
-	codec.BuildResponse(req, out, &resp)
+	codec.BuildResponse(req, out, resp)
 	if resp.MTI == "" {
 		resp.MTI = codec.GenericResponseMTI(req.MTI)
 	}
 	if s.log.Enabled(context.Background(), slog.LevelDebug) {
 		s.log.Debug("issuer simulator answer", "mti", resp.MTI, "stan", req.Get(stanField), "pan", maskedPAN(req.Get(panField)), "rc", code)
 	}
-	cs.wmu.Lock()
-	defer cs.wmu.Unlock()
-	payload, err := s.codec.Pack(cs.wbuf[:0], &resp)
+	payload, err := s.codec.Pack(cs.wbuf[:0], resp)
 	if err != nil {
 		// The request's echoed fields came through our own codec, so this
 		// is a field the response MTI does not allow; say where, not what.
@@ -560,12 +568,13 @@ func (s *Issuer) write(cs *issuerConn, req *codec.Message, code string) bool {
 		s.count(func(st *issuerCounters) { st.lost++ })
 		return false
 	}
-	frame, err := s.framer.AppendFrame(make([]byte, 0, len(payload)+4), payload)
 	cs.wbuf = payload
+	frame, err := s.framer.AppendFrame(cs.fbuf[:0], payload)
 	if err != nil {
 		s.count(func(st *issuerCounters) { st.lost++ })
 		return false
 	}
+	cs.fbuf = frame
 	cs.c.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
 	if _, err := cs.c.Write(frame); err != nil {
 		s.count(func(st *issuerCounters) { st.lost++ })
