@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -34,6 +35,8 @@ const (
 	// the exactly-once check; past it new keys are counted as dropped.
 	adviceKeysMax        = 1_000_000
 	issuerFrameBytesMax  = 8192 // a lane's default frame_bytes_max
+	readBufferBytes      = 16 << 10
+	writeBufferBytes     = 16 << 10
 	issuerWriteTimeout   = 5 * time.Second
 	issuerInflightMax    = 256
 	issuerConnsMax       = 1024
@@ -357,7 +360,8 @@ type issuerConn struct {
 
 	req codec.Message // the message being decided (read loop only)
 
-	wmu  sync.Mutex // serializes writes; protects resp, wbuf and fbuf
+	wmu  sync.Mutex // serializes writes; protects bw, resp, wbuf and fbuf
+	bw   *bufio.Writer
 	resp codec.Message
 	wbuf []byte // packed answer
 	fbuf []byte // framed answer
@@ -365,19 +369,25 @@ type issuerConn struct {
 
 func (s *Issuer) serveConn(c net.Conn) {
 	defer s.wg.Done()
-	cs := &issuerConn{c: c, done: make(chan struct{}), sem: make(chan struct{}, s.cfg.InflightMax)}
+	cs := &issuerConn{c: c, done: make(chan struct{}), sem: make(chan struct{}, s.cfg.InflightMax),
+		bw: bufio.NewWriterSize(c, writeBufferBytes)}
 	defer func() {
+		// Answers already given go out before the connection closes.
+		cs.flush(s.cfg.WriteTimeout)
 		close(cs.done)
 		c.Close()
 		cs.pending.Wait()
 		s.gate.untrack(c)
 	}()
 	var buf []byte
+	// Buffered: a header and its body are one read, and pipelined
+	// requests arrive in one read instead of two each.
+	br := bufio.NewReaderSize(c, readBufferBytes)
 	for {
 		if s.cfg.IdleTimeout > 0 {
 			c.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
 		}
-		frame, err := s.framer.ReadFrame(c, buf[:0])
+		frame, err := s.framer.ReadFrame(br, buf[:0])
 		if errors.Is(err, codec.ErrFrameEmpty) {
 			continue
 		}
@@ -400,7 +410,25 @@ func (s *Issuer) serveConn(c net.Conn) {
 		if !s.handle(cs, req) {
 			return
 		}
+		// Answers given at once are written when no further request is
+		// already buffered: pipelined requests get their answers in one
+		// write instead of one each.
+		if br.Buffered() == 0 && !cs.flush(s.cfg.WriteTimeout) {
+			s.count(func(st *issuerCounters) { st.lost++ })
+			return
+		}
 	}
+}
+
+// flush writes what is buffered; false when the write failed.
+func (cs *issuerConn) flush(timeout time.Duration) bool {
+	cs.wmu.Lock()
+	defer cs.wmu.Unlock()
+	if cs.bw.Buffered() == 0 {
+		return true
+	}
+	cs.c.SetWriteDeadline(time.Now().Add(timeout))
+	return cs.bw.Flush() == nil
 }
 
 // handle decides one message; false ends the connection.
@@ -510,7 +538,7 @@ func (s *Issuer) recordAdvice(req *codec.Message) {
 // connection should end (a write failed).
 func (s *Issuer) answer(cs *issuerConn, req *codec.Message, code string, d decision) bool {
 	if d.delay <= 0 {
-		return s.write(cs, req, code)
+		return s.write(cs, req, code, false) // the read loop flushes
 	}
 	select {
 	case cs.sem <- struct{}{}:
@@ -537,14 +565,14 @@ func (s *Issuer) answer(cs *issuerConn, req *codec.Message, code string, d decis
 		if d.late {
 			s.count(func(st *issuerCounters) { st.late++ })
 		}
-		if !s.write(cs, req, code) {
+		if !s.write(cs, req, code, true) {
 			cs.c.Close() // the read loop sees it and ends the connection
 		}
 	}()
 	return true
 }
 
-func (s *Issuer) write(cs *issuerConn, req *codec.Message, code string) bool {
+func (s *Issuer) write(cs *issuerConn, req *codec.Message, code string, flush bool) bool {
 	cs.wmu.Lock()
 	defer cs.wmu.Unlock()
 	resp := &cs.resp
@@ -575,10 +603,18 @@ func (s *Issuer) write(cs *issuerConn, req *codec.Message, code string) bool {
 		return false
 	}
 	cs.fbuf = frame
+	// A bufio.Writer writes through when its buffer fills; the deadline
+	// bounds that write too.
 	cs.c.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
-	if _, err := cs.c.Write(frame); err != nil {
+	if _, err := cs.bw.Write(frame); err != nil {
 		s.count(func(st *issuerCounters) { st.lost++ })
 		return false
+	}
+	if flush {
+		if err := cs.bw.Flush(); err != nil {
+			s.count(func(st *issuerCounters) { st.lost++ })
+			return false
+		}
 	}
 	return true
 }

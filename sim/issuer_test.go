@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,6 +20,7 @@ import (
 type isoClient struct {
 	t      testing.TB
 	c      net.Conn
+	br     *bufio.Reader
 	codec  *codec.Codec
 	framer codec.Framer
 	buf    []byte
@@ -39,7 +41,7 @@ func wrapConn(t testing.TB, c net.Conn) *isoClient {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &isoClient{t: t, c: c, codec: cd, framer: codec.Framer{Header: codec.HeaderBinary2, FrameBytesMax: 8192}}
+	return &isoClient{t: t, c: c, br: bufio.NewReader(c), codec: cd, framer: codec.Framer{Header: codec.HeaderBinary2, FrameBytesMax: 8192}}
 }
 
 func (c *isoClient) send(m *codec.Message) {
@@ -61,7 +63,7 @@ func (c *isoClient) send(m *codec.Message) {
 // from hanging the test; no test depends on it expiring.
 func (c *isoClient) recv() (*codec.Message, error) {
 	c.c.SetReadDeadline(time.Now().Add(30 * time.Second))
-	f, err := c.framer.ReadFrame(c.c, c.buf[:0])
+	f, err := c.framer.ReadFrame(c.br, c.buf[:0])
 	if err != nil {
 		return nil, err
 	}
@@ -241,7 +243,7 @@ func TestIssuerTimeout(t *testing.T) {
 	})
 	// Nothing arrives within a deadline.
 	c.c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
-	if _, err := c.framer.ReadFrame(c.c, nil); !errors.Is(err, syscall.ETIMEDOUT) && !isTimeout(err) {
+	if _, err := c.framer.ReadFrame(c.br, nil); !errors.Is(err, syscall.ETIMEDOUT) && !isTimeout(err) {
 		t.Fatalf("read in timeout mode: %v, want a deadline error", err)
 	}
 	mustSet(t, s, behavior(ModeApprove))
@@ -326,7 +328,7 @@ func TestIssuerLate(t *testing.T) {
 	c.send(financial("0200", "000001"))
 	waitFor(t, func() bool { return s.Stats().Messages["0200"][approvalOutcome] == 1 })
 	c.c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
-	if _, err := c.framer.ReadFrame(c.c, nil); !isTimeout(err) {
+	if _, err := c.framer.ReadFrame(c.br, nil); !isTimeout(err) {
 		t.Fatalf("read before the late delay: %v, want a deadline error", err)
 	}
 	mustSet(t, s, behavior(ModeApprove))
