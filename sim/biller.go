@@ -259,7 +259,7 @@ func NewBiller(cfg BillerConfig, logger *slog.Logger) (*Biller, error) {
 	mux.HandleFunc("POST /payments", b.pay)
 	mux.HandleFunc("GET /payments/{id}", b.getPayment)
 	b.srv = &http.Server{
-		Handler: mux, ReadHeaderTimeout: controlReadHeaderTimout,
+		Handler: mux, ReadHeaderTimeout: controlReadHeaderTimeout,
 		ErrorLog:    slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 		BaseContext: func(net.Listener) context.Context { return ctx },
 		ConnState: func(c net.Conn, s http.ConnState) {

@@ -17,10 +17,10 @@ import (
 const (
 	// controlBodyBytesMax bounds a control request body: a mode change or
 	// a reversal request is a few hundred bytes.
-	controlBodyBytesMax     = 4096
-	controlReadHeaderTimout = 5 * time.Second
-	controlShutdownTimeout  = 5 * time.Second
-	defaultControlListen    = "127.0.0.1:9090"
+	controlBodyBytesMax      = 4096
+	controlReadHeaderTimeout = 5 * time.Second
+	controlShutdownTimeout   = 5 * time.Second
+	defaultControlListen     = "127.0.0.1:9090"
 )
 
 // ErrControlRemote: a control address that is not loopback without
@@ -138,7 +138,7 @@ func startControl(cfg ControlConfig, h http.Handler, logger *slog.Logger) (*Cont
 		return nil, fmt.Errorf("sim: control listen %s: %w", cfg.Listen, err)
 	}
 	c := &Control{
-		srv: &http.Server{Handler: refuseBrowsers(h), ReadHeaderTimeout: controlReadHeaderTimout,
+		srv: &http.Server{Handler: refuseBrowsers(h), ReadHeaderTimeout: controlReadHeaderTimeout,
 			ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)},
 		ln: ln, done: make(chan struct{}), log: logger,
 	}

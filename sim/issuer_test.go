@@ -627,3 +627,14 @@ func TestIssuerCloseDropsDelayedAnswers(t *testing.T) {
 		t.Fatalf("SetBehavior after Close: %v", err)
 	}
 }
+
+// A connection silent past IdleTimeout is closed by the issuer.
+func TestIssuerIdleTimeout(t *testing.T) {
+	s := startIssuer(t, func(c *IssuerConfig) { c.IdleTimeout = 100 * time.Millisecond })
+	c := dialIssuer(t, s.Addr())
+	wantCode(t, c.roundTrip(network("000001", "301")), "0810", "00")
+	if _, err := c.recv(); !errors.Is(err, io.EOF) {
+		t.Fatalf("idle connection: %v, want EOF (closed by the issuer)", err)
+	}
+	waitFor(t, func() bool { return s.Stats().Connections == 0 })
+}
