@@ -283,9 +283,19 @@ func NewBiller(cfg BillerConfig, logger *slog.Logger) (*Biller, error) {
 	logger.Info("biller simulator listening", "addr", b.gate.address(), "mode", cfg.Behavior.Mode,
 		"latency", time.Duration(cfg.Behavior.Latency), "late_delay", time.Duration(cfg.Behavior.LateDelay),
 		"decline_ratio", cfg.Behavior.DeclineRatio, "timeout_ratio", cfg.Behavior.TimeoutRatio,
-		"disconnect_ratio", cfg.Behavior.DisconnectRatio, "seed", cfg.Seed, "reversal_url", cfg.ReversalURL,
+		"disconnect_ratio", cfg.Behavior.DisconnectRatio, "seed", cfg.Seed, "reversal_url", redactedURL(cfg.ReversalURL),
 		"attempts_max", cfg.AttemptsMax, "backoff_min", cfg.BackoffMin, "backoff_max", cfg.BackoffMax, "tls", tcfg != nil)
 	return b, nil
+}
+
+// redactedURL is u without a password, for logs (a reversal URL may carry
+// basic-auth credentials).
+func redactedURL(u string) string {
+	p, err := url.Parse(u)
+	if err != nil {
+		return ""
+	}
+	return p.Redacted()
 }
 
 // Addr is the payments address (the bound one for port 0).

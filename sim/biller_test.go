@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -411,5 +412,22 @@ func TestSign(t *testing.T) {
 	h.Set("webhook-timestamp", "1700000001")
 	if verify(testSecret, h, []byte("{}")) {
 		t.Fatal("a changed timestamp verifies")
+	}
+}
+
+// The start-up log names the reversal URL without its password and never
+// shows the webhook secret.
+func TestBillerLogShowsNoSecrets(t *testing.T) {
+	var logs bytes.Buffer
+	cfg := DefaultBillerConfig()
+	cfg.Listen = "127.0.0.1:0"
+	cfg.ReversalURL, cfg.WebhookSecret = "http://switchd:hunter2@127.0.0.1:1/reversals", testSecret
+	b, err := NewBiller(cfg, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	if out := logs.String(); strings.Contains(out, "hunter2") || strings.Contains(out, string(testSecret)) || !strings.Contains(out, "127.0.0.1:1/reversals") {
+		t.Fatalf("log: %s", out)
 	}
 }

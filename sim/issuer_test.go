@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -637,4 +639,40 @@ func TestIssuerIdleTimeout(t *testing.T) {
 		t.Fatalf("idle connection: %v, want EOF (closed by the issuer)", err)
 	}
 	waitFor(t, func() bool { return s.Stats().Connections == 0 })
+}
+
+// lockedBuffer is a log sink the issuer's goroutines write while the test reads.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+// Even at debug level, where every answer is logged, a card number shows
+// masked only.
+func TestIssuerLogsMaskPAN(t *testing.T) {
+	var logs lockedBuffer
+	cfg := DefaultIssuerConfig()
+	cfg.Listen = "127.0.0.1:0"
+	s, err := NewIssuer(cfg, slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	wantCode(t, dialIssuer(t, s.Addr()).roundTrip(financial("0200", "000001")), "0210", "00")
+	out := logs.String()
+	if strings.Contains(out, "4111111111111111") || !strings.Contains(out, "411111******1111") {
+		t.Fatalf("log: %s", out)
+	}
 }
