@@ -83,6 +83,17 @@ func TestBillerIdempotentRetries(t *testing.T) {
 	if st3 != http.StatusUnprocessableEntity || st4 != st3 || !bytes.Equal(body3, body4) || !strings.Contains(string(body3), `"05"`) {
 		t.Fatalf("decline %d %s, retry %d %s", st3, body3, st4, body4)
 	}
+	// GET /payments/{id} reads a payment back; an unknown id is 404.
+	var read Payment
+	getJSON(t, "http://"+b.Addr()+"/payments/"+p.ID, &read)
+	if read != p {
+		t.Fatalf("read back %+v, want %+v", read, p)
+	}
+	if resp, err := http.Get("http://" + b.Addr() + "/payments/bp_99999999"); err != nil || resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("unknown payment: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
 	s := b.Stats()
 	if s.Replays != 2 || s.Payments[statusApproved] != 1 || s.Payments[statusDeclined] != 1 || s.Stored != 2 {
 		t.Fatalf("stats %+v", s)
@@ -429,5 +440,43 @@ func TestBillerLogShowsNoSecrets(t *testing.T) {
 	b.Close()
 	if out := logs.String(); strings.Contains(out, "hunter2") || strings.Contains(out, string(testSecret)) || !strings.Contains(out, "127.0.0.1:1/reversals") {
 		t.Fatalf("log: %s", out)
+	}
+}
+
+// A full reversal queue refuses (503) and leaves the payment reversible.
+func TestBillerReversalQueueFull(t *testing.T) {
+	got, release := make(chan struct{}, 3), make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got <- struct{}{}
+		<-release
+	}))
+	defer srv.Close()
+	defer close(release) // before srv.Close (deferred last, runs first)
+	b, ctl := startBiller(t, func(c *BillerConfig) {
+		c.ReversalURL, c.WebhookSecret, c.ReversalQueueMax = srv.URL, testSecret, 1
+	})
+	ids := make([]string, 3)
+	for i := range ids {
+		_, body, _ := payment(t, b, "k"+strconv.Itoa(i), billBody)
+		var p Payment
+		json.Unmarshal(body, &p)
+		ids[i] = p.ID
+	}
+	if r := post(t, ctl+"/reversals", `{"payment_id":"`+ids[0]+`"}`); r.StatusCode != http.StatusAccepted {
+		t.Fatal(r.StatusCode)
+	}
+	<-got // the sender is busy with the first; the queue is empty
+	if r := post(t, ctl+"/reversals", `{"payment_id":"`+ids[1]+`"}`); r.StatusCode != http.StatusAccepted {
+		t.Fatal(r.StatusCode)
+	}
+	if r := post(t, ctl+"/reversals", `{"payment_id":"`+ids[2]+`"}`); r.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("third reversal with the queue full: %d, want 503", r.StatusCode)
+	}
+	st, body, _ := payment(t, b, "k2", billBody)
+	if st != http.StatusCreated || !strings.Contains(string(body), `"approved"`) {
+		t.Fatalf("the refused reversal changed the payment: %s", body)
+	}
+	if s := b.Stats(); s.Reversals.Requested != 2 || s.Queued != 1 {
+		t.Fatalf("reversal stats %+v queued %d", s.Reversals, s.Queued)
 	}
 }
