@@ -80,6 +80,7 @@ fuzz:
 	$(GO) test -run=NONE -fuzz=FuzzApply -fuzztime=$(FUZZTIME) ./store/
 	$(GO) test -run=NONE -fuzz=FuzzMACVerify -fuzztime=$(FUZZTIME) ./switch/
 	$(GO) test -run=NONE -fuzz=FuzzX919 -fuzztime=$(FUZZTIME) ./mac/
+	$(GO) test -run=NONE -fuzz=FuzzPayment -fuzztime=$(FUZZTIME) ./sim/
 
 lint:
 	$(GO) vet $(PKGS)

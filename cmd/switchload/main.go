@@ -9,6 +9,8 @@
 //	switchload --mix purchase=90,repeat=10 --json run.json
 //	switchload --addr 127.0.0.1:8583,127.0.0.1:8584,127.0.0.1:8585 --conns 9   # 3 conns per node
 //	switchload webhook-receiver --listen 127.0.0.1:9101 --secret whsec_… --count 2   # a partner's webhook endpoint
+//	switchload sim issuer --listen 127.0.0.1:9583 --control 127.0.0.1:9090  # issuer host simulator
+//	switchload sim biller --listen 127.0.0.1:9480 --control 127.0.0.1:9091  # biller simulator
 //
 // Ctrl-C ends the load early; the run still drains, verifies and prints
 // its summary. A second Ctrl-C stops at once.
@@ -36,6 +38,12 @@ func main() {
 func realMain(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "webhook-receiver" {
 		return runWebhookReceiver(args[1:], stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "sim" {
+		// A simulator runs until the first signal, then stops in order.
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		return runSim(ctx, args[1:], stderr)
 	}
 	cfg, err := parseFlags("switchload", args)
 	if errors.Is(err, flag.ErrHelp) {
