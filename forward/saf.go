@@ -159,9 +159,11 @@ func (s *safSender) step() (time.Duration, error) {
 	if d := time.Duration(e.NextAt - now.UnixNano()); d > 0 {
 		return min(d, f.cfg.SAF.Poll), nil
 	}
-	pan, err := f.OpenPAN(e.Forward, e.PAN)
-	if err != nil {
-		return 0, fmt.Errorf("advice %s: %w", e.ID, err)
+	var pan string
+	if len(e.PAN) > 0 {
+		if pan, err = f.OpenPAN(e.Forward, e.PAN); err != nil {
+			return 0, fmt.Errorf("advice %s: %w", e.ID, err)
+		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
