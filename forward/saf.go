@@ -2,6 +2,8 @@ package forward
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -74,19 +76,29 @@ type safSender struct {
 	client *host.Client
 	stop   chan struct{}
 	done   chan struct{}
-	// committing are deliveries proposed and not yet applied here: the
-	// queue still lists them, the sender must not send them again.
+	// committing are deliveries proposed (false) or applied (true) that
+	// a queue read may still list: the sender must not send them again.
 	mu         sync.Mutex
 	committing map[string]bool
 	window     chan struct{}
-	wg         sync.WaitGroup
-	delivered  uint64
-	expired    uint64
+	// claim is this sender's name in the entries it claims before their
+	// first send; sent are the entries it has sent and not yet recorded
+	// an outcome for. Either way, an entry another sender claimed, or one
+	// this sender sent before, goes as a repeat (0421): the host may have
+	// it already, and a new leader cannot know.
+	claim     string
+	sent      map[string]bool
+	wg        sync.WaitGroup
+	delivered uint64
+	expired   uint64
 }
 
 func (f *Forwarder) startSAF(dest string, c *host.Client) *safSender {
+	var name [12]byte
+	rand.Read(name[:])
 	s := &safSender{f: f, dest: dest, client: c, stop: make(chan struct{}), done: make(chan struct{}),
-		committing: map[string]bool{}, window: make(chan struct{}, f.cfg.SAF.Window)}
+		committing: map[string]bool{}, window: make(chan struct{}, f.cfg.SAF.Window),
+		claim: hex.EncodeToString(name[:]), sent: map[string]bool{}}
 	go s.run()
 	return s
 }
@@ -143,7 +155,19 @@ func (s *safSender) step() (time.Duration, error) {
 		return 0, err
 	}
 	s.mu.Lock()
-	entries = slices.DeleteFunc(entries, func(e store.SAFEntry) bool { return s.committing[e.ID] })
+	// A delivery applied after the queue was read is still listed in
+	// entries: it stays in committing until a read no longer lists it,
+	// or it would be sent again.
+	listed := make(map[string]bool, len(entries))
+	for _, e := range entries {
+		listed[e.ID] = true
+	}
+	for id, applied := range s.committing {
+		if applied && !listed[id] {
+			delete(s.committing, id)
+		}
+	}
+	entries = slices.DeleteFunc(entries, func(e store.SAFEntry) bool { _, ok := s.committing[e.ID]; return ok })
 	s.mu.Unlock()
 	if len(entries) == 0 {
 		return f.cfg.SAF.Poll, nil
@@ -158,6 +182,18 @@ func (s *safSender) step() (time.Duration, error) {
 	}
 	if d := time.Duration(e.NextAt - now.UnixNano()); d > 0 {
 		return min(d, f.cfg.SAF.Poll), nil
+	}
+	if e.Sends == 0 && e.Claim == "" {
+		// Never sent by anyone: claim it and the unsent ones behind it in
+		// one command before the first goes out.
+		return 0, s.claimEntries(entries)
+	}
+	s.mu.Lock()
+	repeat := e.Sends > 0 || e.Claim != s.claim || s.sent[e.ID]
+	s.sent[e.ID] = true
+	s.mu.Unlock()
+	if repeat && e.Sends == 0 {
+		e.Sends = 1 // Advice sends it as 0421
 	}
 	var pan string
 	if len(e.PAN) > 0 {
@@ -193,6 +229,34 @@ func (s *safSender) step() (time.Duration, error) {
 	}
 }
 
+// claimEntries proposes a claim on the entries of the head window that
+// nobody has sent or claimed.
+func (s *safSender) claimEntries(entries []store.SAFEntry) error {
+	ids := make([]string, 0, len(entries))
+	for _, e := range entries {
+		if e.Sends == 0 && e.Claim == "" {
+			ids = append(ids, e.ID)
+		}
+	}
+	key := "saf|claim|" + s.claim + "|" + ids[0]
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	res, err := s.f.ledger.Propose(ctx, store.Command{Op: store.OpSAFUpdate, Key: key, Fingerprint: key + "|" + ids[len(ids)-1],
+		Time: s.f.opt.Now().UnixNano(), Forward: &store.ForwardCommand{SAF: &store.SAFUpdate{Action: store.SAFActionClaim, IDs: ids, Claim: s.claim}}})
+	if err == nil {
+		err = res.Status.Err()
+	}
+	return err
+}
+
+// recorded forgets that e was sent: its outcome is in the log, which
+// says from now on whether the next send is a repeat.
+func (s *safSender) recorded(id string) {
+	s.mu.Lock()
+	delete(s.sent, id)
+	s.mu.Unlock()
+}
+
 func (s *safSender) backoff(n int) time.Duration {
 	d := s.f.cfg.SAF.RetryMin
 	for i := 1; i < n && d < s.f.cfg.SAF.RetryMax; i++ {
@@ -217,10 +281,14 @@ func (s *safSender) update(e store.SAFEntry, u store.SAFUpdate, async bool) erro
 		return err
 	}
 	if !async {
-		return propose()
+		err := propose()
+		if err == nil {
+			s.recorded(e.ID)
+		}
+		return err
 	}
 	s.mu.Lock()
-	s.committing[e.ID] = true
+	s.committing[e.ID] = false
 	s.mu.Unlock()
 	select {
 	case s.window <- struct{}{}:
@@ -236,13 +304,15 @@ func (s *safSender) update(e store.SAFEntry, u store.SAFUpdate, async bool) erro
 			// queue no longer lists the entry.
 			s.mu.Lock()
 			s.delivered++
+			delete(s.sent, e.ID)
+			s.committing[e.ID] = true // applied: forgotten once a queue read no longer lists it
 			s.mu.Unlock()
 		} else {
 			s.f.log.Warn("SAF delivery not recorded; the advice goes again", "saf", e.ID, "err", err)
+			s.mu.Lock()
+			delete(s.committing, e.ID)
+			s.mu.Unlock()
 		}
-		s.mu.Lock()
-		delete(s.committing, e.ID)
-		s.mu.Unlock()
 		<-s.window
 	}()
 	return nil

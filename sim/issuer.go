@@ -211,12 +211,16 @@ type issuerCounters struct {
 	accepted, refused, malformed, late, lost int64
 	messages                                 map[string]map[string]int64
 	advices                                  map[string]int64 // original key → deliveries
-	adviceReceived, adviceRetrans            int64
-	adviceDropped                            int64
+	// fresh are the originals an advice presented as new (0420, not
+	// 0421); freshTwice counts those presented as new more than once.
+	fresh                         map[string]bool
+	freshTwice                    int64
+	adviceReceived, adviceRetrans int64
+	adviceDropped                 int64
 }
 
 func newIssuerCounters() issuerCounters {
-	return issuerCounters{messages: make(map[string]map[string]int64), advices: make(map[string]int64)}
+	return issuerCounters{messages: make(map[string]map[string]int64), advices: make(map[string]int64), fresh: make(map[string]bool)}
 }
 
 // NewIssuer starts an issuer listening on cfg.Listen (unless the starting
@@ -532,6 +536,12 @@ func (s *Issuer) recordAdvice(req *codec.Message) {
 		return
 	}
 	s.stats.advices[key]++
+	if req.MTI[3] == '0' {
+		if s.stats.fresh[key] {
+			s.stats.freshTwice++
+		}
+		s.stats.fresh[key] = true
+	}
 }
 
 // answer writes req's response with code after d's delay; false when the
@@ -655,11 +665,14 @@ type IssuerStats struct {
 type AdviceStats struct {
 	// Received counts every advice; Distinct the originals they named;
 	// Duplicates is Received − Distinct (deliveries beyond the first);
-	// Retransmissions counts 0421s.
+	// Retransmissions counts 0421s; NewTwice counts the originals
+	// presented as new (0420) more than once, which a host may take as
+	// two reversals: a store-and-forward queue must keep it at 0.
 	Received        int64 `json:"received"`
 	Distinct        int64 `json:"distinct"`
 	Duplicates      int64 `json:"duplicates"`
 	Retransmissions int64 `json:"retransmissions"`
+	NewTwice        int64 `json:"new_twice"`
 	// Dropped advices named a new original past adviceKeysMax.
 	Dropped int64 `json:"dropped"`
 	// ByKey counts deliveries per original key (fields 90|11|41|37).
@@ -683,7 +696,7 @@ func (s *Issuer) Stats() IssuerStats {
 		}
 		st.Messages[mti] = c
 	}
-	a := AdviceStats{Received: s.stats.adviceReceived, Retransmissions: s.stats.adviceRetrans, Dropped: s.stats.adviceDropped,
+	a := AdviceStats{Received: s.stats.adviceReceived, Retransmissions: s.stats.adviceRetrans, Dropped: s.stats.adviceDropped, NewTwice: s.stats.freshTwice,
 		Distinct: int64(len(s.stats.advices)), ByKey: make(map[string]int64, len(s.stats.advices))}
 	var delivered int64
 	for k, v := range s.stats.advices {

@@ -513,8 +513,14 @@ func TestIssuerAdviceExactlyOnceCounters(t *testing.T) {
 	waitFor(t, func() bool { return s.Stats().Advices.Received == 4 })
 	mustSet(t, s, behavior(ModeApprove))
 	wantCode(t, c.roundTrip(advice("0421", "000012", "000003")), "0430", "00")
-	if a := s.Stats().Advices; a.Distinct != 3 || a.Duplicates != 2 || a.Retransmissions != 2 {
+	if a := s.Stats().Advices; a.Distinct != 3 || a.Duplicates != 2 || a.Retransmissions != 2 || a.NewTwice != 0 {
 		t.Fatalf("advice stats %+v", a)
+	}
+	// The same original presented as new (0420) again is what a host may
+	// take as a second reversal: counted apart.
+	wantCode(t, c.roundTrip(advice("0420", "000011", "000002")), "0430", "00")
+	if a := s.Stats().Advices; a.Distinct != 3 || a.NewTwice != 1 {
+		t.Fatalf("advice stats after a second 0420: %+v", a)
 	}
 }
 

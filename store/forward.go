@@ -84,6 +84,13 @@ const (
 	SAFActionExpire    = "expire"
 	SAFActionDrop      = "drop"
 	SAFActionRetry     = "retry"
+	// SAFActionClaim marks queued entries (SAFUpdate.IDs) as about to be
+	// sent by the sender that proposes it (SAFUpdate.Claim): an entry
+	// another sender claimed may have reached the host already, so any
+	// sender but the claimant sends it as a repeat (0421). One claim
+	// covers a window of entries, so it costs one raft round per window,
+	// not per advice.
+	SAFActionClaim = "claim"
 )
 
 // Limits.
@@ -91,8 +98,11 @@ const (
 	forwardFieldsMax     = 64
 	forwardFieldBytesMax = 999
 	wrappedPANBytesMax   = 128
-	// SAFBatchMax bounds a page of SAF entries read at once.
+	// SAFBatchMax bounds a page of SAF entries read at once, and the
+	// entries one claim names.
 	SAFBatchMax = 1000
+	// safClaimBytesMax bounds a claim's name.
+	safClaimBytesMax = 64
 )
 
 // ErrNotPending: a forward result for a request already decided.
@@ -151,6 +161,10 @@ type SAFUpdate struct {
 	// unreachable host does not, as jPOS's SAF does it).
 	Counts bool  `json:"counts,omitempty"`
 	NextAt int64 `json:"next_at,omitempty"`
+	// IDs and Claim are a claim's (SAFActionClaim; ID is unused): the
+	// entries and the sender's name for itself.
+	IDs   []string `json:"ids,omitempty"`
+	Claim string   `json:"claim,omitempty"`
 }
 
 // Forward is a forwarded request and what became of it.
@@ -231,6 +245,9 @@ type SAFEntry struct {
 	NextAt    int64  `json:"next_at"`
 	ExpiresAt int64  `json:"expires_at"`
 	DoneAt    int64  `json:"done_at,omitempty"`
+	// Claim names the sender that claimed the entry before its first send
+	// (SAFActionClaim); any other sender sends it as a repeat.
+	Claim string `json:"claim,omitempty"`
 }
 
 func (t *txn) nextSeq(key []byte) uint64 {
@@ -408,6 +425,9 @@ func (t *txn) safUpdate(c *Command) Result {
 	if u == nil || len(u.RC) > 3 || len(u.Error) > idBytesMax {
 		return invalid()
 	}
+	if u.Action == SAFActionClaim {
+		return t.safClaim(u)
+	}
 	e := t.safEntry(u.ID)
 	if e == nil {
 		return Result{Status: StatusNotFound, Detail: "id: no SAF entry " + strconv.Quote(u.ID)}
@@ -461,6 +481,24 @@ func (t *txn) safUpdate(c *Command) Result {
 	t.set(skey1(pfxSAF, e.ID), mustJSON(e))
 	if c.Admin != nil {
 		t.appendAudit(c, "saf."+u.Action, "saf/"+e.ID, before, mustJSON(e))
+	}
+	return Result{Status: StatusOK}
+}
+
+// safClaim applies a claim: each queued, unsent, unclaimed entry of u.IDs
+// is marked as u.Claim's. Entries already sent, claimed or done are left
+// as they are (a claim racing a delivery changes nothing).
+func (t *txn) safClaim(u *SAFUpdate) Result {
+	if u.Claim == "" || len(u.Claim) > safClaimBytesMax || len(u.IDs) == 0 || len(u.IDs) > SAFBatchMax {
+		return invalid()
+	}
+	for _, id := range u.IDs {
+		e := t.safEntry(id)
+		if e == nil || e.State != SAFQueued || e.Sends > 0 || e.Claim != "" {
+			continue
+		}
+		e.Claim = u.Claim
+		t.set(skey1(pfxSAF, e.ID), mustJSON(e))
 	}
 	return Result{Status: StatusOK}
 }

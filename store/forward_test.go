@@ -258,3 +258,32 @@ func TestForwardEncodingRoundTrip(t *testing.T) {
 		t.Fatalf("unknown member: %v", err)
 	}
 }
+
+// A claim marks the unsent, unclaimed queued entries it names, and only
+// those: one already sent, claimed by another sender, or done keeps what
+// it has; a claim without a name or entries is refused.
+func TestSAFClaim(t *testing.T) {
+	s := forwardFixture(t)
+	mustOK(t, s, fwdCmd("p1|k4", 1000), fwdResult("p1|k4", OutcomeTimeout, "", "", t0+2e9),
+		fwdCmd("p1|k5", 500), fwdResult("p1|k5", OutcomeTimeout, "", "", t0+2e9),
+		fwdCmd("p1|k6", 700), fwdResult("p1|k6", OutcomeTimeout, "", "", t0+2e9))
+	claim := func(key, name string, at int64, ids ...string) Command {
+		return Command{Op: OpSAFUpdate, Key: key, Fingerprint: "fp-" + key, Time: at,
+			Forward: &ForwardCommand{SAF: &SAFUpdate{Action: SAFActionClaim, IDs: ids, Claim: name}}}
+	}
+	// Entry 1 was sent (an unanswered attempt) before any claim.
+	mustOK(t, s, Command{Op: OpSAFUpdate, Key: "a1", Fingerprint: "a1", Time: t0 + 3e9,
+		Forward: &ForwardCommand{SAF: &SAFUpdate{ID: "S00000000000001", Action: SAFActionAttempt, Error: "timeout", NextAt: t0 + 4e9}}})
+	mustOK(t, s, claim("c1", "leader-a", t0+3e9, "S00000000000001", "S00000000000002"))
+	mustOK(t, s, claim("c2", "leader-b", t0+4e9, "S00000000000002", "S00000000000003", "S00000000000099"))
+	for id, want := range map[string]string{"S00000000000001": "", "S00000000000002": "leader-a", "S00000000000003": "leader-b"} {
+		if e, _ := s.SAFEntry(id); e.Claim != want {
+			t.Fatalf("%s claimed by %q, want %q", id, e.Claim, want)
+		}
+	}
+	for _, c := range []Command{claim("c3", "", t0+5e9, "S00000000000002"), claim("c4", "leader-c", t0+5e9)} {
+		if r := run1(t, s, c); r.Status != StatusInvalidCommand {
+			t.Fatalf("claim %+v: %+v", c.Forward.SAF, r)
+		}
+	}
+}

@@ -97,11 +97,13 @@ func getMembers(ops string) (members, error) {
 	return m, json.NewDecoder(resp.Body).Decode(&m)
 }
 
-// isoClient sends 0200s of 0.01 on card 4111 and returns 39 and 38.
+// isoClient sends 0200s of 0.01 on card pan (4111… when empty) and
+// returns 39 and 38.
 type isoClient struct {
-	t  *testing.T
-	c  *codec.Codec
-	fr codec.Framer
+	t   *testing.T
+	c   *codec.Codec
+	fr  codec.Framer
+	pan string
 }
 
 func (ic *isoClient) send(lane, mti string, stan int) (rc, auth string, err error) {
@@ -113,7 +115,11 @@ func (ic *isoClient) send(lane, mti string, stan int) (rc, auth string, err erro
 	conn.SetDeadline(time.Now().Add(5 * time.Second))
 	m := new(codec.Message)
 	m.MTI = mti
-	for id, v := range map[int]string{2: "4111111111111111", 3: "000000", 4: "000000000001",
+	pan := ic.pan
+	if pan == "" {
+		pan = "4111111111111111"
+	}
+	for id, v := range map[int]string{2: pan, 3: "000000", 4: "000000000001",
 		7: "1121130000", 11: fmt.Sprintf("%06d", stan), 32: "100001", 37: fmt.Sprintf("%012d", stan), 49: "840"} {
 		m.Set(id, v)
 	}
