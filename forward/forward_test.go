@@ -42,7 +42,7 @@ func (l ledger) Propose(ctx context.Context, c store.Command) (store.Result, err
 // config, its destination demo-issuer pointed at a simulated issuer, and
 // the core forwarding through a Forwarder.
 type rig struct {
-	t      *testing.T
+	t      testing.TB
 	st     *store.Store
 	cn     *cluster.Node
 	core   *payment.Core
@@ -54,7 +54,7 @@ type rig struct {
 
 const testPAN = "4000000000000002" // BIN 400000: the demo's off-us card
 
-func newRig(t *testing.T, behavior sim.Behavior) *rig {
+func newRig(t testing.TB, behavior sim.Behavior) *rig {
 	t.Helper()
 	icfg := sim.DefaultIssuerConfig()
 	// It signs the connection on in approve mode, then does what the

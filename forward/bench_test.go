@@ -1,0 +1,200 @@
+package forward_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/switchd/switchd/card"
+	"github.com/switchd/switchd/payment"
+	"github.com/switchd/switchd/sim"
+	"github.com/switchd/switchd/store"
+)
+
+// Issue 13's performance goals, on one node (real raft log and pebble)
+// and a simulated issuer answering at once, compared in one run:
+//
+//	go test -run NONE -bench 'Forward|SAFDrain' -benchtime 20x ./forward/
+//
+// BenchmarkForward: closed loop, 16 callers; off-us approvals/s over
+// on-us approvals/s (off/on) is the first goal (≥ 0.7).
+// BenchmarkForwardOpenLoop: 5,000/s offered; p99 off-us − p99 on-us is
+// what the forward hop adds (goal ≤ 2 ms). BenchmarkSAFDrain: 10,000
+// queued advices drained to a host that recovers (goal ≥ 2,000/s).
+
+const onUsPAN = "4111111111111111" // the demo's funded cardholder
+
+var benchSTAN atomic.Int64
+
+func (r *rig) benchIntent(pan string) payment.Intent {
+	n := benchSTAN.Add(1)
+	in := r.intent(int(n%1_000_000), 1)
+	p, err := card.ParsePAN(pan)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	in.PAN = p
+	key := fmt.Sprintf("100001|bench-%d", n)
+	in.IdempotencyKey, in.OriginalRef = key, key
+	in.Ref.STAN, in.Ref.RRN = fmt.Sprintf("%06d", n%1_000_000), fmt.Sprintf("%012d", n)
+	return in
+}
+
+func (r *rig) submitOK(pan string) time.Duration {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	out, err := r.core.Submit(ctx, r.benchIntent(pan))
+	if err != nil || out.AuthCode == "" {
+		r.t.Fatalf("purchase on %s: %+v %v", pan[:6], out, err)
+	}
+	return time.Since(start)
+}
+
+// BenchmarkForward alternates rounds of on-us and off-us purchases (64
+// callers, 400 a round: enough that both are bound by the machine, not by waiting), so both see the same machine, and reports
+// off-us approvals/s over on-us approvals/s; b.N rounds of each.
+func BenchmarkForward(b *testing.B) {
+	r := newRig(b, sim.DefaultBehavior())
+	const callers, round = 64, 400
+	var spent [2]time.Duration
+	pans := [2]string{onUsPAN, testPAN}
+	b.ResetTimer()
+	for range b.N {
+		for m, pan := range pans {
+			var wg sync.WaitGroup
+			var next atomic.Int64
+			start := time.Now()
+			for range callers {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for next.Add(1) <= round {
+						r.submitOK(pan)
+					}
+				}()
+			}
+			wg.Wait()
+			spent[m] += time.Since(start)
+		}
+	}
+	n := float64(b.N * round)
+	b.ReportMetric(n/spent[0].Seconds(), "on-us/s")
+	b.ReportMetric(n/spent[1].Seconds(), "off-us/s")
+	b.ReportMetric(spent[0].Seconds()/spent[1].Seconds(), "off/on")
+}
+
+// BenchmarkForwardOpenLoop offers 5,000 purchases a second (b.N of them)
+// and reports their latency percentiles.
+func BenchmarkForwardOpenLoop(b *testing.B) {
+	r := newRig(b, sim.DefaultBehavior())
+	const rate = 5000
+	for _, c := range []struct{ name, pan string }{{"on-us", onUsPAN}, {"off-us", testPAN}} {
+		b.Run(c.name, func(b *testing.B) {
+			lat := make([]time.Duration, b.N)
+			var wg sync.WaitGroup
+			tick := time.Second / rate
+			start := time.Now()
+			for i := range b.N {
+				if d := time.Until(start.Add(time.Duration(i) * tick)); d > 0 {
+					time.Sleep(d)
+				}
+				wg.Add(1)
+				go func() { defer wg.Done(); lat[i] = r.submitOK(c.pan) }()
+			}
+			wg.Wait()
+			slices.Sort(lat)
+			b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "done/s")
+		})
+	}
+}
+
+// BenchmarkSAFDrain queues 10,000 reversal advices (forwards recorded and
+// timed out straight through raft, as a host that stopped answering
+// leaves them) and times their delivery once the host answers again.
+func BenchmarkSAFDrain(b *testing.B) {
+	advices := 10_000
+	if n, err := strconv.Atoi(os.Getenv("SAF_DRAIN_ADVICES")); err == nil && n > 0 {
+		advices = n
+	}
+	for range b.N {
+		b.StopTimer()
+		r := newRig(b, sim.DefaultBehavior())
+		timeout := r.issuer.Behavior()
+		timeout.Mode = sim.ModeTimeout
+		if err := r.issuer.SetBehavior(timeout); err != nil {
+			b.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		for w := range 16 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := w; i < advices; i += 16 {
+					r.queueTimedOut(i)
+				}
+			}()
+		}
+		wg.Wait()
+		approve := timeout
+		approve.Mode = sim.ModeApprove
+		b.StartTimer()
+		start := time.Now()
+		if err := r.issuer.SetBehavior(approve); err != nil {
+			b.Fatal(err)
+		}
+		for {
+			q, err := r.st.SAFQueue("demo-issuer", 1)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if len(q) == 0 {
+				break
+			}
+			if time.Since(start) > 5*time.Minute {
+				b.Fatalf("SAF not drained in 5 minutes: %+v", r.issuer.Stats().Advices)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		el := time.Since(start)
+		b.StopTimer()
+		a := r.issuer.Stats().Advices
+		if a.Distinct != int64(advices) || a.NewTwice != 0 {
+			b.Fatalf("issuer advices %+v, want %d distinct", a, advices)
+		}
+		b.ReportMetric(float64(advices)/el.Seconds(), "advices/s")
+		r.fwd.Close()
+	}
+}
+
+// queueTimedOut records forward i and its timeout, which queues its 0420
+// (without a card number: the simulator needs none).
+func (r *rig) queueTimedOut(i int) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	key := fmt.Sprintf("demo-acquirer|100001|drain-%d", i)
+	now := time.Now().UnixNano()
+	res, err := r.cn.Propose(ctx, store.Command{Op: store.OpForward, Key: key, Fingerprint: key, Time: now, Partner: "demo-acquirer",
+		Amount: 1, Currency: "USD", BusinessDay: time.Now().UTC().Format("20060102"),
+		Ref: store.Ref{MTI: "0200", STAN: fmt.Sprintf("%06d", i%1_000_000), RRN: fmt.Sprintf("%012d", i)},
+		Forward: &store.ForwardCommand{Request: &store.ForwardRequest{Destination: "demo-issuer", Debit: "demo-issuer-settlement",
+			Credit: "demo-acquirer-settlement", MTI: "0200", MaskedPAN: "400000******0002", TimeoutAt: now + int64(time.Minute),
+			Fields: map[int]string{3: "000000", 4: "000000000001", 7: "1202120000", 32: "100001", 41: "TERM0001", 49: "840"}}}})
+	if err != nil || res.Status != store.StatusOK {
+		r.t.Fatalf("forward %d: %+v %v", i, res, err)
+	}
+	res, err = r.cn.Propose(ctx, store.Command{Op: store.OpForwardResult, Key: "fwd|timeout|" + key, Fingerprint: key, Time: now + 1,
+		Forward: &store.ForwardCommand{Result: &store.ForwardResult{Key: key, Outcome: store.OutcomeTimeout, Reason: "timeout",
+			SAFExpiresAt: now + int64(time.Hour)}}})
+	if err != nil || res.Status != store.StatusOK {
+		r.t.Fatalf("timeout %d: %+v %v", i, res, err)
+	}
+}
