@@ -20,7 +20,7 @@ import (
 // Issue 13's performance goals, on one node (real raft log and pebble)
 // and a simulated issuer answering at once, compared in one run:
 //
-//	go test -run NONE -bench 'Forward|SAFDrain' -benchtime 20x ./forward/
+//	go test -run NONE -bench 'Forward|SAFDrain' -benchtime 3x ./forward/
 //
 // BenchmarkForward: closed loop, 16 callers; off-us approvals/s over
 // on-us approvals/s (off/on) is the first goal (≥ 0.7).
@@ -57,12 +57,13 @@ func (r *rig) submitOK(pan string) time.Duration {
 	return time.Since(start)
 }
 
-// BenchmarkForward alternates rounds of on-us and off-us purchases (64
-// callers, 400 a round: enough that both are bound by the machine, not by waiting), so both see the same machine, and reports
-// off-us approvals/s over on-us approvals/s; b.N rounds of each.
+// BenchmarkForward alternates rounds of on-us and off-us purchases (256
+// callers, 2,048 a round: enough that both are bound by the machine,
+// not by waiting), so both see the same machine, and reports off-us
+// approvals/s over on-us approvals/s; b.N rounds of each.
 func BenchmarkForward(b *testing.B) {
 	r := newRig(b, sim.DefaultBehavior())
-	const callers, round = 64, 400
+	const callers, round = 256, 2048
 	var spent [2]time.Duration
 	pans := [2]string{onUsPAN, testPAN}
 	b.ResetTimer()
