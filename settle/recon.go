@@ -185,7 +185,8 @@ func fmtAmount(minor int64, code string) string {
 
 // reconcile matches the files against the ledger. Break ids are assigned
 // in a fixed order (partner file order, then biller file order, then the
-// ledger's order), so the same inputs give the same list everywhere.
+// ledger's order, then reversed forwards in key order), so the same
+// inputs give the same list everywhere.
 func reconcile(ctx context.Context, l ReconLedger, in *reconInput) (*ReconResult, error) {
 	ledger, index, err := loadLedger(ctx, l, in)
 	if err != nil {
@@ -258,6 +259,33 @@ func reconcile(ctx context.Context, l ReconLedger, in *reconInput) (*ReconResult
 		if r := &ledger[i]; r.biller && !r.byBiller && r.day == today {
 			add(Break{Code: B2, Source: "biller", RRN: r.rrn(), STAN: r.stan(), Ours: ours(r),
 				Detail: "posted to a biller account, missing in the biller's file"})
+		}
+	}
+	if rs, ok := l.(ReversedScanner); ok {
+		// Forwards the host did not answer in time: switchd declined the
+		// partner and owes the host a reversal. A pair whose advice the
+		// host confirmed is settled; an advice that expired or was
+		// dropped, or an approval the host sent after the timeout, is a
+		// status the host may not share with us.
+		err := rs.ScanReversedForwards(in.day, in.partner, func(r *store.ReversedForward) error {
+			f, e := &r.Forward, &r.Advice
+			b := Break{Code: B4, Source: "host", RRN: f.Ref.RRN, STAN: f.Ref.STAN,
+				Ours: &Side{Transfer: f.ID, Amount: fmtAmount(f.Amount, f.Currency), Currency: f.Currency, Day: f.BusinessDay, Status: "timed_out"}}
+			switch {
+			case f.Late != nil && f.Late.Outcome == store.OutcomeApproved:
+				b.Detail = fmt.Sprintf("host %s approved after the timeout (late answer, never posted); reversal advice %s is %s", f.Destination, e.ID, e.State)
+			case e.State == store.SAFExpired:
+				b.Detail = fmt.Sprintf("reversal advice %s to host %s expired unconfirmed after %d sends: the host may still hold the approval", e.ID, f.Destination, e.Sends)
+			case e.State == store.SAFDropped:
+				b.Detail = fmt.Sprintf("reversal advice %s to host %s was dropped by ops: confirm the reversal with the host", e.ID, f.Destination)
+			default:
+				return nil
+			}
+			add(b)
+			return nil
+		})
+		if err != nil {
+			return nil, err
 		}
 	}
 	for i := range res.Breaks {

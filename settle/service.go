@@ -24,6 +24,7 @@ var ErrNoFile = errors.New("settle: no such file")
 // Ledger is what the service reads.
 type Ledger interface {
 	Scanner
+	ReversedScanner
 	DayLedger
 	Day(day string) (store.Day, error)
 	Days(before string, limit int) ([]store.Day, error)

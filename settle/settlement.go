@@ -104,6 +104,28 @@ func WriteSettlement(ctx context.Context, sc Scanner, day, partner string, csvW,
 	if w.rows > 0 {
 		w.js.WriteString("\n  ")
 	}
+	w.js.WriteString("],\n  \"reversed_forwards\": [")
+	if rs, ok := sc.(ReversedScanner); ok {
+		n := 0
+		err := rs.ScanReversedForwards(day, partner, func(r *store.ReversedForward) error {
+			for _, rec := range reversedRows(r) {
+				w.csvRecord(rec)
+				if n > 0 {
+					w.js.WriteByte(',')
+				}
+				w.jsonRow(rec)
+				n++
+			}
+			return nil
+		})
+		if err != nil {
+			return 0, err
+		}
+		if n > 0 {
+			w.js.WriteString("\n  ")
+		}
+		w.rows += int64(n)
+	}
 	w.js.WriteString("],\n  \"trailer\": [")
 	ccys := make([]string, 0, len(w.totals))
 	for c := range w.totals {
@@ -189,6 +211,13 @@ func (w *settlementWriter) row(t, orig *store.Transfer, v *store.ScanView) error
 	if w.rows > 0 {
 		w.js.WriteByte(',')
 	}
+	w.jsonRow(rec[:])
+	w.rows++
+	return nil
+}
+
+// jsonRow writes rec (a CSV record) as a JSON object of its columns.
+func (w *settlementWriter) jsonRow(rec []string) {
 	w.js.WriteString("\n    {")
 	for i, col := range settlementColumns[1:] {
 		if i > 0 {
@@ -200,8 +229,36 @@ func (w *settlementWriter) row(t, orig *store.Transfer, v *store.ScanView) error
 		w.js.Write(w.buf)
 	}
 	w.js.WriteByte('}')
-	w.rows++
-	return nil
+}
+
+// ReversedScanner streams a day's forwards that timed out and were
+// reversed (store.Store.ScanReversedForwards).
+type ReversedScanner interface {
+	ScanReversedForwards(day, partner string, fn func(*store.ReversedForward) error) error
+}
+
+// reversedRows are the two "A" records of a forward that timed out: the
+// partner's request as it was (status timed_out: the partner was
+// declined, no money moved) and the reversal advice switchd owes the host
+// for it (type reversal_advice, the 0420 with the STAN and RRN it carries
+// toward the host, naming the original). Neither counts in the trailer.
+// Only what never changes once the forward timed out is shown (whether
+// the host has confirmed the advice yet is in GET /v1/saf and in
+// reconciliation), so the file of a closed day stays the same bytes.
+func reversedRows(r *store.ReversedForward) [2][]string {
+	f, e := &r.Forward, &r.Advice
+	amount := fmt.Sprint(f.Amount)
+	if ccy, err := currency.ByCode(f.Currency); err == nil {
+		amount = currency.FormatMinor(f.Amount, ccy, '.')
+	}
+	return [2][]string{
+		{"A", f.BusinessDay, f.Partner, f.ID, "financial", f.Ref.MTI, f.Ref.ProcCode, f.Ref.STAN, f.Ref.RRN,
+			f.Ref.Acquirer, f.Ref.Terminal, f.Ref.TransmissionTime, amount, f.Currency, "", "",
+			"timed_out", "", "", "", "", f.PayerType, ""},
+		{"A", f.BusinessDay, f.Partner, e.ID, "reversal_advice", e.MTI, e.Fields[3], e.Fields[11], e.Fields[37],
+			f.Ref.Acquirer, f.Ref.Terminal, e.Fields[7], amount, f.Currency, "", "",
+			"reversed", f.ID, f.Ref.MTI, f.Ref.STAN, f.Ref.RRN, f.PayerType, ""},
+	}
 }
 
 // csvRecord writes one CSV line (RFC 4180: CRLF-free, quoted only when a

@@ -50,6 +50,10 @@ const (
 	pfxForwardDue = 'e' // e<timeout at><command key> → "" (pending forwards only)
 	pfxSAF        = 'S' // S<saf id> → SAF entry (JSON)
 	pfxSAFQueue   = 'y' // y<destination>\x00<saf id> → "" (queued entries only)
+	// E<business day>\x00<partner>\x00<command key> → "": forwards that
+	// timed out and were reversed, for the day's settlement file and
+	// reconciliation (a scan of one partner's day, not of every forward).
+	pfxForwardReversed = 'E'
 )
 
 var (
@@ -386,6 +390,7 @@ func (t *txn) queueReversal(f *Forward, now, expires int64) string {
 	}
 	fields[11], fields[37] = f.STAN(), f.RRN()
 	fields[90] = OriginalDataElements(f.MTI, f.STAN(), f.Fields[7], f.Fields[32])
+	t.set(skeyIndex3(pfxForwardReversed, f.BusinessDay, f.Partner, f.Key), []byte{})
 	e := &SAFEntry{
 		ID: formatID('S', t.nextSeq(keySAFSeq)), Destination: f.Destination, Partner: f.Partner, Forward: f.Key,
 		MTI: "0420", Fields: fields, PAN: f.PAN, MaskedPAN: f.MaskedPAN, Amount: f.Amount, Currency: f.Currency,
@@ -644,4 +649,50 @@ func (s *Store) safEntries(ids []string) ([]SAFEntry, error) {
 		out = append(out, e)
 	}
 	return out, nil
+}
+
+// ReversedForward is a forward that timed out and the reversal advice
+// queued for it, as the day's settlement file and reconciliation see
+// them.
+type ReversedForward struct {
+	Forward Forward
+	Advice  SAFEntry
+}
+
+// ScanReversedForwards calls fn, in command key order, for each of
+// partner's forwards of business day that timed out and were reversed,
+// from one snapshot. The card number stays sealed in both records.
+func (s *Store) ScanReversedForwards(day, partner string, fn func(*ReversedForward) error) error {
+	return s.read(func(db *pebble.DB) error {
+		snap := db.NewSnapshot()
+		defer snap.Close()
+		lo := keyIndex(pfxForwardReversed, day, partner, "")
+		it, err := snap.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(lo)})
+		if err != nil {
+			return err
+		}
+		defer it.Close()
+		for ok := it.First(); ok; ok = it.Next() {
+			var r ReversedForward
+			key := string(it.Key()[len(lo):])
+			r.Forward, err = getRecord(snap, key1(pfxForward, key), func(b []byte) (Forward, error) {
+				var f Forward
+				return f, json.Unmarshal(b, &f)
+			})
+			if err != nil {
+				return fmt.Errorf("%w: forward %q of the reversed index: %v", ErrCorrupt, key, err)
+			}
+			r.Advice, err = getRecord(snap, key1(pfxSAF, r.Forward.SAF), func(b []byte) (SAFEntry, error) {
+				var e SAFEntry
+				return e, json.Unmarshal(b, &e)
+			})
+			if err != nil {
+				return fmt.Errorf("%w: SAF entry %q of forward %q: %v", ErrCorrupt, r.Forward.SAF, key, err)
+			}
+			if err := fn(&r); err != nil {
+				return err
+			}
+		}
+		return it.Error()
+	})
 }
