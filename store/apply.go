@@ -606,11 +606,13 @@ func (t *txn) apply(c *Command) Result {
 		r = t.reverse(c)
 	case OpBreak:
 		r = t.breakOp(c) // recon.go
-	case OpForward, OpForwardResult, OpSAFUpdate:
+	case OpForward, OpForwardResult, OpSAFUpdate, OpForwardAdvice:
 		if c.Forward == nil {
 			return invalid()
 		}
 		switch c.Op {
+		case OpForwardAdvice:
+			r = t.forwardAdvice(c) // advice.go
 		case OpForward:
 			r = t.forwardOp(c) // forward.go
 		case OpForwardResult:

@@ -79,6 +79,8 @@ func (o Op) String() string {
 		return "forward_result"
 	case OpSAFUpdate:
 		return "saf_update"
+	case OpForwardAdvice:
+		return "forward_advice"
 	case OpPutAuthorization:
 		return "put_authorization"
 	case OpPutWebhookEndpoint:

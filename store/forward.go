@@ -379,6 +379,25 @@ func (t *txn) queueReversal(f *Forward, now, expires int64) string {
 	return e.ID
 }
 
+// queueAdvice queues f, a partner's advice (advice.go), as the advice
+// itself (0220 or 0120, our STAN and RRN), behind its destination's other
+// entries.
+func (t *txn) queueAdvice(f *Forward, now, expires int64) string {
+	fields := make(map[int]string, len(f.Fields)+2)
+	for k, v := range f.Fields {
+		fields[k] = v
+	}
+	fields[11], fields[37] = f.STAN(), f.RRN()
+	e := &SAFEntry{
+		ID: formatID('S', t.nextSeq(keySAFSeq)), Destination: f.Destination, Partner: f.Partner, Forward: f.Key,
+		MTI: f.MTI, Fields: fields, PAN: f.PAN, MaskedPAN: f.MaskedPAN, Amount: f.Amount, Currency: f.Currency,
+		State: SAFQueued, CreatedAt: now, NextAt: now, ExpiresAt: expires,
+	}
+	t.set(skey1(pfxSAF, e.ID), mustJSON(e))
+	t.set(skeyIndex2(pfxSAFQueue, e.Destination, e.ID), []byte{})
+	return e.ID
+}
+
 // OriginalDataElements is ISO 8583:1987 field 90 (n 42): the original's
 // MTI, STAN, transmission date and time, acquiring institution (n 11,
 // zero-filled) and forwarding institution (none: zeros).
