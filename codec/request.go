@@ -34,7 +34,7 @@ func (m MTI) Class() string {
 // the switch must look up the original rather than act twice.
 func (m MTI) IsRepeat() bool {
 	switch m {
-	case "0101", "0201", "0221", "0401", "0421":
+	case "0101", "0121", "0201", "0221", "0401", "0421":
 		return true
 	}
 	return false
@@ -46,6 +46,8 @@ func (m MTI) Response() MTI {
 	switch m {
 	case "0100", "0101":
 		return "0110"
+	case "0120", "0121":
+		return "0130"
 	case "0200", "0201":
 		return "0210"
 	case "0220", "0221":
@@ -159,7 +161,12 @@ func mandatoryFields(mti MTI) ([]int, bool) {
 		return mandatoryNetwork, true
 	case "0100", "0101", "0200", "0201":
 		return mandatoryRequest, true
-	case "0220", "0221", "0400", "0401", "0420", "0421":
+	case "0120", "0121", "0220", "0221":
+		// Advices: with field 90 a 0220 completes the hold it names; without
+		// one it reports a payment the acquirer took offline (issue 13,
+		// docs/ADVICES.md), so 90 is optional here and the switch decides.
+		return mandatoryRequest, true
+	case "0400", "0401", "0420", "0421":
 		return mandatoryReference, true
 	}
 	return nil, false

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -318,34 +319,11 @@ func (f *Forwarder) Forward(ctx context.Context, req payment.ForwardRequest) (pa
 		}
 		return payment.ForwardAnswer{}, fmt.Errorf("%w: %s: %s", outcome.ErrDestinationUnavailable, dest.ID, why)
 	}
-	ccy, err := currency.ByCode(cmd.Currency)
+	fields, sealed, err := f.outbound(req)
 	if err != nil {
 		return payment.ForwardAnswer{}, err
 	}
-	sealed, err := f.kek.Seal("pan", cmd.Key, []byte(req.PAN.Digits()))
-	if err != nil {
-		return payment.ForwardAnswer{}, err
-	}
-	in := req.Intent
-	mti, proc := "0200", "000000"
-	if req.Kind == payment.KindCashWithdrawal {
-		proc = "010000"
-	}
-	if len(in.Ref.ProcCode) == 6 {
-		proc = in.Ref.ProcCode
-	}
-	at := time.Unix(0, cmd.Time).UTC()
-	fields := map[int]string{3: proc, 4: fmt.Sprintf("%012d", cmd.Amount), 7: at.Format("0102150405"),
-		12: at.Format("150405"), 13: at.Format("0102"), 49: ccy.Numeric}
-	if in.Acquirer != "" {
-		fields[32] = in.Acquirer
-	}
-	if in.Terminal != "" {
-		fields[41] = in.Terminal
-	}
-	if in.Merchant != "" {
-		fields[42] = in.Merchant
-	}
+	mti := "0200"
 	timeout := time.Duration(dest.ISO8583.TimeoutMs) * time.Millisecond
 	cmd.Op = store.OpForward
 	cmd.Card, cmd.Debit, cmd.Credit, cmd.OriginalRef = "", "", "", ""
@@ -404,6 +382,79 @@ func (f *Forwarder) Forward(ctx context.Context, req payment.ForwardRequest) (pa
 		}
 	}
 	return f.answer(ctx, final, timeoutCode, false)
+}
+
+// outbound is what a request to req's host is made of: its fields but 2,
+// 11 and 37 (ours, from the forward number), and the card number sealed
+// under the nodes' KEK for the command's key.
+func (f *Forwarder) outbound(req payment.ForwardRequest) (map[int]string, []byte, error) {
+	cmd := req.Command
+	ccy, err := currency.ByCode(cmd.Currency)
+	if err != nil {
+		return nil, nil, err
+	}
+	sealed, err := f.kek.Seal("pan", cmd.Key, []byte(req.PAN.Digits()))
+	if err != nil {
+		return nil, nil, err
+	}
+	in := req.Intent
+	proc := "000000"
+	if req.Kind == payment.KindCashWithdrawal {
+		proc = "010000"
+	}
+	if len(in.Ref.ProcCode) == 6 {
+		proc = in.Ref.ProcCode
+	}
+	at := time.Unix(0, cmd.Time).UTC()
+	fields := map[int]string{3: proc, 4: fmt.Sprintf("%012d", cmd.Amount), 7: at.Format("0102150405"),
+		12: at.Format("150405"), 13: at.Format("0102"), 49: ccy.Numeric}
+	if in.Acquirer != "" {
+		fields[32] = in.Acquirer
+	}
+	if in.Terminal != "" {
+		fields[41] = in.Terminal
+	}
+	if in.Merchant != "" {
+		fields[42] = in.Merchant
+	}
+	return fields, sealed, nil
+}
+
+// Advise is payment.Forwarder's: it takes a partner's advice for req's
+// destination (store.OpForwardAdvice: posted, recorded and queued for the
+// SAF sender in one command) whether the host is up or not — holding it
+// for the host is the point. It needs the node's KEK to seal the card
+// number (else 91, nothing recorded). A repeat is answered from the
+// record.
+func (f *Forwarder) Advise(ctx context.Context, req payment.ForwardRequest) (payment.ForwardAnswer, error) {
+	if f.kek == nil {
+		return payment.ForwardAnswer{}, fmt.Errorf("%w: %s: no key-encryption key on this node to seal the card number",
+			outcome.ErrDestinationUnavailable, req.Destination.ID)
+	}
+	fields, sealed, err := f.outbound(req)
+	if err != nil {
+		return payment.ForwardAnswer{}, err
+	}
+	mti := "0220"
+	if strings.HasPrefix(req.Intent.Ref.MTI, "012") {
+		mti = "0120" // an authorization advice goes on as one
+	}
+	cmd := req.Command
+	cmd.Op = store.OpForwardAdvice
+	cmd.Card, cmd.Debit, cmd.Credit = "", "", ""
+	cmd.Forward = &store.ForwardCommand{Request: &store.ForwardRequest{
+		Destination: req.Destination.ID, Route: req.Route, Debit: req.Destination.SettlementAccount, Credit: req.Credit,
+		MTI: mti, Fields: fields, PAN: sealed, MaskedPAN: req.PAN.Masked(),
+		TimeoutAt: cmd.Time + int64(f.cfg.SAFExpiry),
+	}}
+	res, err := f.ledger.Propose(ctx, cmd)
+	if err != nil {
+		return payment.ForwardAnswer{}, err
+	}
+	if err := res.Status.Err(); err != nil {
+		return payment.ForwardAnswer{}, err
+	}
+	return payment.ForwardAnswer{Approved: true, TransferID: res.TransferID, AuthCode: res.AuthCode, Replayed: res.Replayed}, nil
 }
 
 // proposeResult records the answer to forward key. Each outcome has its

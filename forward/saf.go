@@ -235,6 +235,12 @@ func (s *safSender) step() (time.Duration, error) {
 	if err != nil || slices.Contains(f.cfg.SAF.RetryCodes, ans.Get(39)) {
 		s.batch = nil // the head stays: read it again after the update
 	}
+	// The next attempt is counted from the answer (or the timeout), not
+	// from the send: the FSM refuses a NextAt that is not after the
+	// command's time, and a host timeout is longer than RetryMin, so an
+	// unanswered advice was never recorded as sent and went again as 0220
+	// instead of 0421.
+	now = f.opt.Now()
 	switch {
 	case err == nil && !slices.Contains(f.cfg.SAF.RetryCodes, ans.Get(39)):
 		// Delivered: proposed in the background, so the next advice goes

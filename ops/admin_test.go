@@ -472,12 +472,23 @@ func TestAgentsAPI(t *testing.T) {
 		{"partner without agents", "/v1/agents/plain:T1", `{"currency":"USD","cash_limit":100}`, 422, "invalid-change", "agent.partner"},
 		{"unknown currency", "/v1/agents/acme:T1", `{"currency":"XXQ","cash_limit":100}`, 422, "invalid-change", "agent.currency"},
 		{"no terminal", "/v1/agents/acme", `{"currency":"USD","cash_limit":100}`, 422, "invalid-change", "id"},
+		{"negative offline limit", "/v1/agents/acme:T1", `{"currency":"USD","cash_limit":100,"offline_limit":-1}`, 422, "invalid-change", "agent.offline_limit"},
+		{"float offline limit", "/v1/agents/acme:T1", `{"currency":"USD","cash_limit":100,"offline_limit":1.5}`, 400, "bad-request", ""},
 	} {
 		code, body, _ := do(t, "PUT", base+c.path, c.body)
 		refused(t, base, c.name, code, body, c.code, c.typ, c.field, before)
 	}
-	if code, body, _ := do(t, "PUT", base+"/v1/agents/acme:T1", `{"currency":"USD","cash_limit":10000,"reason":"new agent"}`); code != 201 {
+	if code, body, _ := do(t, "PUT", base+"/v1/agents/acme:T1", `{"currency":"USD","cash_limit":10000,"offline_limit":2500,"reason":"new agent"}`); code != 201 ||
+		!strings.Contains(body, `"offline_limit":2500`) {
 		t.Fatalf("agent: %d %s", code, body)
+	}
+	// A PUT without offline_limit keeps the agent's (docs/ADVICES.md).
+	if code, body, _ := do(t, "PUT", base+"/v1/agents/acme:T2", `{"currency":"USD","cash_limit":100,"offline_limit":70,"reason":"second"}`); code != 201 {
+		t.Fatalf("agent T2: %d %s", code, body)
+	}
+	if code, body, _ := do(t, "PUT", base+"/v1/agents/acme:T2", `{"currency":"USD","cash_limit":200,"reason":"cash limit only"}`); code != 200 ||
+		!strings.Contains(body, `"cash_limit":200`) || !strings.Contains(body, `"offline_limit":70`) {
+		t.Fatalf("agent put without offline_limit: %d %s", code, body)
 	}
 	// The agent takes 90.00 in cash (a posting against its limit).
 	now := time.Now()

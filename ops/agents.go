@@ -20,7 +20,7 @@ import (
 //
 //	GET  /v1/agents                      ?after=ID&limit=N
 //	GET  /v1/agents/{id}                 id is partner:terminal (store.AgentID)
-//	PUT  /v1/agents/{id}                 {currency, cash_limit, reason}
+//	PUT  /v1/agents/{id}                 {currency, cash_limit, offline_limit, reason}
 //	POST /v1/agents/{id}/settlements     {amount, currency, reference}: cash handed in
 //
 // A settlement is idempotent by (agent, reference): the same reference
@@ -43,7 +43,12 @@ type agentRequest struct {
 	Currency string `json:"currency"`
 	// CashLimit in minor units of Currency (JSON integer, required).
 	CashLimit *int64 `json:"cash_limit"`
-	Reason    string `json:"reason"`
+	// OfflineLimit in minor units bounds the cash the agent may report by
+	// offline advice without having handed it in (store/advice.go,
+	// docs/ADVICES.md); absent keeps the agent's current one (0, offline
+	// advices refused, for a new agent).
+	OfflineLimit *int64 `json:"offline_limit,omitempty"`
+	Reason       string `json:"reason"`
 }
 
 // settlementRequest is the body of POST /v1/agents/{id}/settlements.
@@ -136,18 +141,24 @@ func (s *Server) putAgent(w http.ResponseWriter, r *http.Request) {
 		err = changeError("agent.cash_limit", "required: minor units of the currency, a JSON integer")
 	case *req.CashLimit < 0:
 		err = changeError("agent.cash_limit", "%d is negative", *req.CashLimit)
+	case req.OfflineLimit != nil && *req.OfflineLimit < 0:
+		err = changeError("agent.offline_limit", "%d is negative", *req.OfflineLimit)
 	}
 	if err != nil {
 		s.fail(w, err)
 		return
 	}
-	_, getErr := s.ledger.Agent(id)
+	old, getErr := s.ledger.Agent(id)
 	existed := getErr == nil
 	if getErr != nil && !errors.Is(getErr, store.ErrNotFound) {
 		s.fail(w, getErr)
 		return
 	}
-	ag := store.Agent{Partner: partner, Terminal: terminal, Currency: req.Currency, CashLimit: *req.CashLimit}
+	ag := store.Agent{Partner: partner, Terminal: terminal, Currency: req.Currency, CashLimit: *req.CashLimit,
+		OfflineLimit: old.OfflineLimit}
+	if req.OfflineLimit != nil {
+		ag.OfflineLimit = *req.OfflineLimit
+	}
 	adm.Reason, adm.Agent = req.Reason, &ag
 	ctx, cancel := writeContext(r)
 	defer cancel()

@@ -175,6 +175,11 @@ var table = []struct {
 	{store.ErrAccountExists, Outcome{Code: InvalidTransaction, HTTPStatus: http.StatusConflict, Problem: "account-exists", Title: "Account exists"}},
 	{store.ErrDuplicateReference, Outcome{Code: DuplicateTransmision, HTTPStatus: http.StatusConflict, Problem: "duplicate-reference", Title: "STAN and time already used by another transaction"}},
 	{store.ErrAgentLimit, Outcome{Code: ExceedsLimit, HTTPStatus: http.StatusUnprocessableEntity, Problem: "agent-limit-exceeded", Title: "Agent cash limit exceeded, settle first"}},
+	// An OTC agent's offline advice beyond its offline limit (store/advice.go,
+	// docs/ADVICES.md): 61 like the cash limit, since both are amount
+	// limits the agent lifts the same way (by settling); on an 0230/0130
+	// only the offline limit applies, so the agent knows which one.
+	{store.ErrOfflineLimit, Outcome{Code: ExceedsLimit, HTTPStatus: http.StatusUnprocessableEntity, Problem: "agent-offline-limit-exceeded", Title: "Agent offline limit exceeded, settle first"}},
 	{store.ErrUnknownAgent, Outcome{Code: InvalidMerchant, HTTPStatus: http.StatusUnprocessableEntity, Problem: "unknown-agent", Title: "Unknown agent"}},
 	{store.ErrVersionConflict, Outcome{Code: SystemMalfunction, HTTPStatus: http.StatusConflict, Problem: "version-conflict", Title: "Routing table changed since the version given", Detail: true}},
 	{store.ErrInvalidChange, Outcome{Code: SystemMalfunction, HTTPStatus: http.StatusUnprocessableEntity, Problem: "invalid-change", Title: "Invalid change", Detail: true}},

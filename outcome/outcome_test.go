@@ -41,6 +41,8 @@ func TestTable(t *testing.T) {
 		{fmt.Errorf("account x: %w: Luhn check failed", card.ErrInvalidPAN), "14", http.StatusBadRequest},
 		{ErrPartnerSuspended, "62", http.StatusForbidden},
 		{store.ErrAgentLimit, "61", http.StatusUnprocessableEntity},
+		{store.ErrOfflineLimit, "61", http.StatusUnprocessableEntity},
+		{store.StatusOfflineLimit.Err(), "61", http.StatusUnprocessableEntity},
 		// Partner API authorizations: their own problems, not the ledger
 		// errors they wrap.
 		{fmt.Errorf("%w: %w", ErrCreditCheckRejected, store.ErrInsufficientFunds), "51", http.StatusUnprocessableEntity},

@@ -354,6 +354,11 @@ func (c *Core) Submit(ctx context.Context, in Intent) (Outcome, error) {
 			return out, fmt.Errorf("%w: nothing to reverse", store.ErrInvalidAmount)
 		}
 	}
+	if in.Advice && !isOffUs {
+		if err := onUsAdvice(&cmd, dc); err != nil { // advice.go
+			return out, err
+		}
+	}
 	if c.disk != nil {
 		if err := c.disk.Check(); err != nil {
 			return c.replayOrRefuse(cmd, out, err)

@@ -14,6 +14,11 @@ import (
 // OpForwardResult), so the exactly-once contract holds across the hop.
 type Forwarder interface {
 	Forward(ctx context.Context, req ForwardRequest) (ForwardAnswer, error)
+	// Advise takes a partner's advice (Intent.Advice) for the destination
+	// and queues it for the host in the replicated SAF queue; Approved
+	// means taken (posted at acceptance, advice.go), else the error says
+	// why not and nothing was recorded.
+	Advise(ctx context.Context, req ForwardRequest) (ForwardAnswer, error)
 }
 
 // ForwardRequest is a request the core routed off-us.
@@ -88,7 +93,12 @@ func (c *Core) forward(ctx context.Context, in *Intent, dc decision, dest *store
 		return out, fmt.Errorf("%w: an off-us request needs the card number", outcome.ErrUnsupported)
 	}
 	credit := dc.account
-	ans, err := c.fwd.Forward(ctx, ForwardRequest{Command: cmd, Kind: in.Kind, Destination: dest, Route: dc.route, Credit: credit, PAN: in.PAN, Intent: in})
+	req := ForwardRequest{Command: cmd, Kind: in.Kind, Destination: dest, Route: dc.route, Credit: credit, PAN: in.PAN, Intent: in}
+	send := c.fwd.Forward
+	if in.Advice {
+		send = c.fwd.Advise // advice.go
+	}
+	ans, err := send(ctx, req)
 	if err != nil {
 		return out, err
 	}

@@ -116,6 +116,10 @@ type Intent struct {
 	ActualAmount *int64
 	// Final, on a completion, releases what is left of the hold.
 	Final bool
+	// Advice: the request reports a payment the partner already made
+	// (ISO 8583 0220/0120 without an original; advice.go): accepted within
+	// an OTC agent's offline limit, or queued for an off-us destination.
+	Advice bool
 	// IdempotencyKey is the partner-relative key of a state change.
 	IdempotencyKey string
 	// Fingerprint lists what must be the same for a repeat to be a repeat;

@@ -62,12 +62,15 @@ type Seeds struct {
 
 // AgentSeed is an OTC agent the config wants: a terminal of a partner
 // whose payer type may be otc_agent, with a cash limit as a decimal
-// string ("1000.00") in Currency.
+// string ("1000.00") in Currency, and optionally an offline limit the
+// same way (what it may report by offline advice without settling,
+// store/advice.go; absent: "0", offline advices refused).
 type AgentSeed struct {
-	Partner   string `yaml:"partner"`
-	Terminal  string `yaml:"terminal"`
-	Currency  string `yaml:"currency"`
-	CashLimit string `yaml:"cash_limit"`
+	Partner      string `yaml:"partner"`
+	Terminal     string `yaml:"terminal"`
+	Currency     string `yaml:"currency"`
+	CashLimit    string `yaml:"cash_limit"`
+	OfflineLimit string `yaml:"offline_limit"`
 }
 
 // Agent is the store record s asks for.
@@ -76,14 +79,29 @@ func (s AgentSeed) Agent() (store.Agent, error) {
 	if err != nil {
 		return store.Agent{}, fmt.Errorf("payment: agent %s/%s: %w", s.Partner, s.Terminal, err)
 	}
-	minor, err := currency.ParseMinor(s.CashLimit, ccy, '.')
+	minor, err := agentLimit(s, "cash_limit", s.CashLimit, ccy)
 	if err != nil {
-		return store.Agent{}, fmt.Errorf("payment: agent %s/%s cash_limit: %w", s.Partner, s.Terminal, err)
+		return store.Agent{}, err
+	}
+	offline := int64(0)
+	if s.OfflineLimit != "" {
+		if offline, err = agentLimit(s, "offline_limit", s.OfflineLimit, ccy); err != nil {
+			return store.Agent{}, err
+		}
+	}
+	return store.Agent{Partner: s.Partner, Terminal: s.Terminal, Currency: s.Currency, CashLimit: minor, OfflineLimit: offline}, nil
+}
+
+// agentLimit is one of s's limits, the decimal v, in minor units of ccy.
+func agentLimit(s AgentSeed, name, v string, ccy currency.Currency) (int64, error) {
+	minor, err := currency.ParseMinor(v, ccy, '.')
+	if err != nil {
+		return 0, fmt.Errorf("payment: agent %s/%s %s: %w", s.Partner, s.Terminal, name, err)
 	}
 	if minor < 0 {
-		return store.Agent{}, fmt.Errorf("payment: agent %s/%s cash_limit: %w", s.Partner, s.Terminal, store.ErrInvalidAmount)
+		return 0, fmt.Errorf("payment: agent %s/%s %s: %w", s.Partner, s.Terminal, name, store.ErrInvalidAmount)
 	}
-	return store.Agent{Partner: s.Partner, Terminal: s.Terminal, Currency: s.Currency, CashLimit: minor}, nil
+	return minor, nil
 }
 
 // AccountReader finds an account by id and a stored answer by idempotency

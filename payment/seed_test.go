@@ -205,7 +205,7 @@ func TestSeedDirectoryOnceNotOverOpsChanges(t *testing.T) {
 	if fmt.Sprint(partners) != fmt.Sprint(want) || fmt.Sprint(routes) != "[default elec grid mfs]" {
 		t.Fatalf("seeded directory: %v %v", partners, routes)
 	}
-	if a, err := n.st.Agent("demo-agents:AGENT001"); err != nil || a.CashLimit != 100000 || a.Currency != "USD" {
+	if a, err := n.st.Agent("demo-agents:AGENT001"); err != nil || a.CashLimit != 100000 || a.OfflineLimit != 20000 || a.Currency != "USD" {
 		t.Fatalf("seeded agent: %+v %v", a, err)
 	}
 	recs, err := n.st.Audit(store.AuditFilter{})

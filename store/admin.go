@@ -131,6 +131,14 @@ type Agent struct {
 	CashHeld  int64  `json:"cash_held"`
 	// Settled is the total handed in so far.
 	Settled int64 `json:"settled"`
+	// OfflineLimit bounds OfflineHeld: the cash the agent may have
+	// collected offline and reported by advice (advice.go) without having
+	// handed it in. 0 refuses every offline advice.
+	OfflineLimit int64 `json:"offline_limit,omitempty"`
+	// OfflineHeld is the part of CashHeld accepted by offline advices and
+	// not yet settled (a settlement reduces it first; it never exceeds
+	// CashHeld).
+	OfflineHeld int64 `json:"offline_held,omitempty"`
 }
 
 // AgentID is the id of the agent at terminal under partner.
@@ -652,15 +660,18 @@ func (t *txn) putAgent(c *Command) Result {
 	if in.CashLimit < 0 || in.CashLimit > cashLimitMax {
 		return changeErr("agent.cash_limit", "%d not in [0, %d]", in.CashLimit, int64(cashLimitMax))
 	}
+	if in.OfflineLimit < 0 || in.OfflineLimit > cashLimitMax {
+		return changeErr("agent.offline_limit", "%d not in [0, %d]", in.OfflineLimit, int64(cashLimitMax))
+	}
 	id := AgentID(p.ID, in.Terminal)
 	a := &Agent{ID: strings.Clone(id), Partner: strings.Clone(p.ID), Terminal: strings.Clone(in.Terminal),
-		Currency: strings.Clone(in.Currency), CashLimit: in.CashLimit}
+		Currency: strings.Clone(in.Currency), CashLimit: in.CashLimit, OfflineLimit: in.OfflineLimit}
 	var before json.RawMessage
 	if old := t.agent(id); old != nil {
 		if old.Currency != a.Currency && old.CashHeld != 0 {
 			return changeErr("agent.currency", "agent holds %d %s not settled", old.CashHeld, old.Currency)
 		}
-		a.CashHeld, a.Settled = old.CashHeld, old.Settled
+		a.CashHeld, a.Settled, a.OfflineHeld = old.CashHeld, old.Settled, old.OfflineHeld
 		before = mustJSON(old)
 	}
 	t.putAgentRecord(a)
@@ -692,6 +703,7 @@ func (t *txn) settleAgent(c *Command) Result {
 	before := mustJSON(a)
 	a.CashHeld -= s.Amount
 	a.Settled += s.Amount
+	a.settleOffline(s.Amount) // advice.go
 	t.putAgentRecord(a)
 	after := mustJSON(struct {
 		*Agent
@@ -726,6 +738,7 @@ func (t *txn) refundAgent(id string, amt int64) {
 		return
 	}
 	a.CashHeld = max(0, a.CashHeld-amt)
+	a.OfflineHeld = min(a.OfflineHeld, a.CashHeld) // offline cash is part of the cash held
 	t.putAgentRecord(a)
 }
 

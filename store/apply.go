@@ -606,11 +606,13 @@ func (t *txn) apply(c *Command) Result {
 		r = t.reverse(c)
 	case OpBreak:
 		r = t.breakOp(c) // recon.go
-	case OpForward, OpForwardResult, OpSAFUpdate:
+	case OpForward, OpForwardResult, OpSAFUpdate, OpForwardAdvice:
 		if c.Forward == nil {
 			return invalid()
 		}
 		switch c.Op {
+		case OpForwardAdvice:
+			r = t.forwardAdvice(c) // advice.go
 		case OpForward:
 			r = t.forwardOp(c) // forward.go
 		case OpForwardResult:
@@ -742,6 +744,9 @@ func (t *txn) move(c *Command) (r Result) {
 	default:
 		drID, crID = c.Debit, c.Credit
 	}
+	if c.Offline && (c.Op != OpPost || c.Agent == "") {
+		return invalid() // only an agent's posting is ever taken offline
+	}
 	if (c.Card != "" && !validID(c.Card)) || (drID == "" && !cardDebit) || (crID == "" && !c.CreditCard) ||
 		!validOptional(drID, idBytesMax) || !validOptional(crID, idBytesMax) {
 		return invalid()
@@ -767,8 +772,13 @@ func (t *txn) move(c *Command) (r Result) {
 		return r
 	}
 	if c.Agent != "" && c.Op == OpPost {
-		// Cash an OTC agent collects counts against its limit (admin.go).
-		if r.Status = t.chargeAgent(c, c.Amount); r.Status != StatusOK {
+		// Cash an OTC agent collects counts against its limit (admin.go);
+		// cash it collected offline against its offline limit (advice.go).
+		charge := t.chargeAgent
+		if c.Offline {
+			charge = t.chargeAgentOffline
+		}
+		if r.Status = charge(c, c.Amount); r.Status != StatusOK {
 			return r
 		}
 	}

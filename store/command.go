@@ -79,6 +79,8 @@ func (o Op) String() string {
 		return "forward_result"
 	case OpSAFUpdate:
 		return "saf_update"
+	case OpForwardAdvice:
+		return "forward_advice"
 	case OpPutAuthorization:
 		return "put_authorization"
 	case OpPutWebhookEndpoint:
@@ -159,6 +161,12 @@ type Command struct {
 	// Agent names the OTC agent (AgentID) whose cash limit an OpPost
 	// counts against; empty when the payer is no agent.
 	Agent string `json:"agent,omitempty"`
+
+	// Offline on an agent's OpPost: the agent took the payment offline and
+	// reports it by advice (0220/0120 without an original), so it counts
+	// against the agent's offline limit instead of its cash limit
+	// (advice.go); encoded in the extension object (ext.go).
+	Offline bool `json:"offline,omitempty"`
 
 	// Account is the account to create on OpCreateAccount.
 	Account *Account `json:"account,omitempty"`
@@ -254,6 +262,8 @@ func (s Status) Err() error {
 		return ErrNotFound
 	case StatusAgentLimit:
 		return ErrAgentLimit
+	case StatusOfflineLimit:
+		return ErrOfflineLimit
 	case StatusUnknownAgent:
 		return ErrUnknownAgent
 	case StatusInvalidChange:

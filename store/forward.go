@@ -391,9 +391,27 @@ func (t *txn) queueReversal(f *Forward, now, expires int64) string {
 	fields[11], fields[37] = f.STAN(), f.RRN()
 	fields[90] = OriginalDataElements(f.MTI, f.STAN(), f.Fields[7], f.Fields[32])
 	t.set(skeyIndex3(pfxForwardReversed, f.BusinessDay, f.Partner, f.Key), []byte{})
+	return t.queueSAF(f, "0420", fields, now, expires)
+}
+
+// queueAdvice queues f, a partner's advice (advice.go), as the advice
+// itself (0220 or 0120, our STAN and RRN), behind its destination's other
+// entries.
+func (t *txn) queueAdvice(f *Forward, now, expires int64) string {
+	fields := make(map[int]string, len(f.Fields)+2)
+	for k, v := range f.Fields {
+		fields[k] = v
+	}
+	fields[11], fields[37] = f.STAN(), f.RRN()
+	return t.queueSAF(f, f.MTI, fields, now, expires)
+}
+
+// queueSAF queues the advice mti of f with fields behind its
+// destination's other entries and returns its id.
+func (t *txn) queueSAF(f *Forward, mti string, fields map[int]string, now, expires int64) string {
 	e := &SAFEntry{
 		ID: formatID('S', t.nextSeq(keySAFSeq)), Destination: f.Destination, Partner: f.Partner, Forward: f.Key,
-		MTI: "0420", Fields: fields, PAN: f.PAN, MaskedPAN: f.MaskedPAN, Amount: f.Amount, Currency: f.Currency,
+		MTI: mti, Fields: fields, PAN: f.PAN, MaskedPAN: f.MaskedPAN, Amount: f.Amount, Currency: f.Currency,
 		State: SAFQueued, CreatedAt: now, NextAt: now, ExpiresAt: expires,
 	}
 	t.set(skey1(pfxSAF, e.ID), mustJSON(e))

@@ -34,7 +34,7 @@ func TestMain(m *testing.M) {
 //	expire          one housekeeping run (hold expiry)
 //	restart         stop the node and open the same data again
 //	suspend partner=X / resume partner=X   an ops change of the partner, through the store
-//	agent id=X      the OTC agent's cash limit and cash held
+//	agent id=X      the OTC agent's cash and offline limits and what it holds
 //	settle-agent id=X amount=N   the agent hands N minor units in (ops, through the store)
 func TestGolden(t *testing.T) {
 	datadriven.Walk(t, "testdata/golden", func(t *testing.T, path string) {
@@ -128,7 +128,8 @@ func (h *harness) run(t *testing.T, d *datadriven.TestData) string {
 		if err != nil {
 			return "error: " + err.Error() + "\n"
 		}
-		return fmt.Sprintf("%s limit=%d held=%d settled=%d\n", a.ID, a.CashLimit, a.CashHeld, a.Settled)
+		return fmt.Sprintf("%s limit=%d held=%d settled=%d offline_limit=%d offline_held=%d\n",
+			a.ID, a.CashLimit, a.CashHeld, a.Settled, a.OfflineLimit, a.OfflineHeld)
 	case "settle-agent":
 		var id string
 		var amount int64

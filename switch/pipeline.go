@@ -123,8 +123,14 @@ func kindOf(r *codec.Request, class string) (payment.Kind, error) {
 			return payment.KindRefund, nil
 		}
 		return payment.KindUnknown, fmt.Errorf("%w: processing code %s on %s", outcome.ErrNotPermitted, t, r.MTI)
-	case "022":
-		return payment.KindCompletion, nil
+	case "022", "012":
+		if r.Original != nil {
+			if class == "022" {
+				return payment.KindCompletion, nil // the capture of the hold field 90 names
+			}
+			return payment.KindUnknown, fmt.Errorf("%w: %s with an original", outcome.ErrUnsupported, r.MTI)
+		}
+		return adviceKind(r)
 	case "040", "042":
 		return payment.KindReversal, nil
 	}
@@ -162,12 +168,14 @@ func intentOf(o payment.Origin, r *codec.Request, class string) (payment.Intent,
 	}
 	in.IdempotencyKey = idempotencyKey(r, class)
 	in.Fingerprint = fingerprintParts(r, class, proc)
-	switch kind {
-	case payment.KindCompletion:
+	switch {
+	case isAdvice(r, class):
+		adviceIntent(&in, r, class) // advice.go
+	case kind == payment.KindCompletion:
 		in.Original = originalOf(r.Original)
 		in.OriginalRef = originalRef(r.Acquirer, r.STAN, r.TransmissionTime, class)
 		in.Final = completionFinal(tag(r.AdditionalData, "CS"))
-	case payment.KindReversal:
+	case kind == payment.KindReversal:
 		// Field 4 of a reversal is the original amount; field 95 (when
 		// present) the amount that stands, so the difference is reversed.
 		in.Original = originalOf(r.Original)
