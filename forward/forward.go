@@ -52,6 +52,9 @@ const (
 	safExpiryMax   = 30 * 24 * time.Hour
 	sweepBatchMax  = 500
 	replayPollStep = 20 * time.Millisecond
+	// resultRetryStep paces the repeats of a result whose proposal
+	// failed (a leader change).
+	resultRetryStep = 30 * time.Millisecond
 )
 
 // ErrConfig is a configuration that cannot work.
@@ -461,13 +464,27 @@ func (f *Forwarder) Advise(ctx context.Context, req payment.ForwardRequest) (pay
 // own idempotency key, so a sweeper's timeout and a host's answer racing
 // each other both apply: the first decides, the second is kept as late.
 func (f *Forwarder) proposeResult(ctx context.Context, key, outc, rc, auth, reason string) (store.Result, error) {
-	now := f.opt.Now()
 	sum := sha256.Sum256([]byte(outc + "\x00" + rc + "\x00" + auth))
-	res, err := f.ledger.Propose(ctx, store.Command{
-		Op: store.OpForwardResult, Key: "fwd|" + outc + "|" + key, Fingerprint: hex.EncodeToString(sum[:]), Time: now.UnixNano(),
-		Forward: &store.ForwardCommand{Result: &store.ForwardResult{Key: key, Outcome: outc, RC: rc, AuthCode: auth, Reason: reason,
-			SAFExpiresAt: now.Add(f.cfg.SAFExpiry).UnixNano()}},
-	})
+	var res store.Result
+	var err error
+	// Until the outcome is known: the command is idempotent, and a
+	// result lost to a leader change must not leave the partner with a
+	// decline while the host's approval is posted (or never recorded).
+	for {
+		now := f.opt.Now()
+		res, err = f.ledger.Propose(ctx, store.Command{
+			Op: store.OpForwardResult, Key: "fwd|" + outc + "|" + key, Fingerprint: hex.EncodeToString(sum[:]), Time: now.UnixNano(),
+			Forward: &store.ForwardCommand{Result: &store.ForwardResult{Key: key, Outcome: outc, RC: rc, AuthCode: auth, Reason: reason,
+				SAFExpiresAt: now.Add(f.cfg.SAFExpiry).UnixNano()}},
+		})
+		if err == nil || ctx.Err() != nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(resultRetryStep):
+		}
+	}
 	if err == nil && res.Status == store.StatusFingerprintMismatch {
 		// The same outcome recorded with another code (a late answer after
 		// a sweep): the first stands.
@@ -492,12 +509,18 @@ func (f *Forwarder) readForward(ctx context.Context, key string) (store.Forward,
 func (f *Forwarder) answer(ctx context.Context, fw store.Forward, timeoutCode string, replayed bool) (payment.ForwardAnswer, error) {
 	for fw.State == store.ForwardPending {
 		if f.opt.Now().UnixNano() > fw.TimeoutAt {
-			return payment.ForwardAnswer{RC: timeoutCode, TimedOut: true, Replayed: replayed}, nil
-		}
-		select {
-		case <-ctx.Done():
-			return payment.ForwardAnswer{}, fmt.Errorf("%w: %v", outcome.ErrDestinationUnavailable, ctx.Err())
-		case <-time.After(replayPollStep):
+			// Past its deadline its node is gone or late: record the
+			// timeout (the first result wins) and answer what was
+			// recorded, never an answer the record may contradict.
+			if _, err := f.proposeResult(ctx, fw.Key, store.OutcomeTimeout, "", "", "deadline"); err != nil {
+				return payment.ForwardAnswer{}, err
+			}
+		} else {
+			select {
+			case <-ctx.Done():
+				return payment.ForwardAnswer{}, fmt.Errorf("%w: %v", outcome.ErrDestinationUnavailable, ctx.Err())
+			case <-time.After(replayPollStep):
+			}
 		}
 		next, err := f.readForward(ctx, fw.Key)
 		if err != nil {
