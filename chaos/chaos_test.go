@@ -21,6 +21,7 @@ var (
 	seed0    = flag.Int64("chaos.seed", 0, "long chaos: first seed (0: from the clock)")
 	verbose  = flag.Bool("chaos.log", false, "log the nodes")
 	size     = flag.Int("chaos.nodes", 3, "long chaos: cluster size (3 or 5)")
+	offUs    = flag.Int("chaos.offus", 4, "long chaos: off-us partners (purchases forwarded to a flaky simulated issuer) in every other run")
 )
 
 // regressionSeeds ran into a violation or a harness failure once; each
@@ -109,6 +110,9 @@ func TestChaosLong(t *testing.T) {
 		if (cfg.Seed/2)%2 == 1 { // independent of TLS: all four pairings
 			cfg.LogStore = "bolt"
 		}
+		if (cfg.Seed/4)%2 == 1 {
+			cfg.OffUsWorkers = *offUs
+		}
 		rep := runOne(t, cfg)
 		ops += rep.Ops
 		faults += len(rep.Faults)
@@ -117,4 +121,23 @@ func TestChaosLong(t *testing.T) {
 	}
 	t.Logf("chaos: %d runs (seeds %d–%d), %d faults injected, %d snapshot installs, %d operations checked, %d violations",
 		*runs, s, s+int64(*runs)-1, faults, installs, ops, violations)
+}
+
+// TestChaosOffUs is the off-us mix inside `make test` (issue 13): a
+// 3-node cluster under faults, on-us debits and purchases forwarded to a
+// simulated issuer that declines, drops and leaves unanswered a share of
+// them; every check of the on-us run plus the off-us ones (offus.go).
+func TestChaosOffUs(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Seed = 13
+	cfg.Duration = 12 * time.Second
+	cfg.Workers = 6
+	cfg.OffUsWorkers = 6
+	rep := runOne(t, cfg)
+	if rep.OffUsApproved == 0 || rep.OffUsTimedOut == 0 || rep.OffUsDeclined == 0 {
+		t.Errorf("the off-us mix did not cover approvals, timeouts and declines: %+v", rep)
+	}
+	if rep.OffUsAdvices == 0 {
+		t.Error("no reversal advice reached the host")
+	}
 }

@@ -21,6 +21,9 @@ import (
 	"time"
 
 	"github.com/switchd/switchd/cluster"
+	"github.com/switchd/switchd/forward"
+	"github.com/switchd/switchd/mac"
+	"github.com/switchd/switchd/sim"
 	"github.com/switchd/switchd/store"
 )
 
@@ -51,7 +54,10 @@ type Config struct {
 	// the checks then cover it. Needs LogStore "bolt": raft-wal drops the
 	// log's head only a whole segment at a time.
 	ForceSnapshotInstall bool
-	Logger               *slog.Logger
+	// OffUsWorkers partners send purchases forwarded to a flaky simulated
+	// issuer (offus.go); 0: none.
+	OffUsWorkers int
+	Logger       *slog.Logger
 }
 
 // DefaultConfig is a short run for `make test`.
@@ -70,10 +76,15 @@ type member struct {
 	mu   sync.RWMutex
 	st   *store.Store
 	node *cluster.Node
+	fwd  *forward.Forwarder // the off-us mix only
 }
 
 type harness struct {
-	cfg     Config
+	cfg Config
+	// issuer and kek serve the off-us mix: the host every node forwards
+	// to, and the key all nodes seal card numbers with.
+	issuer  *sim.Issuer
+	kek     *mac.KEK
 	log     *slog.Logger
 	net     *network
 	members []*member
@@ -161,6 +172,14 @@ func (h *harness) start(i int, bootstrap bool) error {
 		return err
 	}
 	m.st, m.node = st, n
+	if h.issuer != nil {
+		if err := h.startForwarder(m); err != nil {
+			n.Close()
+			st.Close()
+			m.st, m.node = nil, nil
+			return err
+		}
+	}
 	return nil
 }
 
@@ -171,6 +190,10 @@ func (h *harness) kill(i int) {
 	defer m.mu.Unlock()
 	if m.node == nil {
 		return
+	}
+	if m.fwd != nil {
+		m.fwd.Close() // it proposes through the node
+		m.fwd = nil
 	}
 	if err := m.node.Close(); err != nil {
 		h.log.Warn("node close", "node", m.id, "err", err)
@@ -187,6 +210,9 @@ func (h *harness) stopAll() {
 		h.kill(i)
 	}
 	h.net.closeAll()
+	if h.issuer != nil {
+		h.issuer.Close()
+	}
 }
 
 // use runs fn with member i's node and store, or returns false when the

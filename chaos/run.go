@@ -45,13 +45,20 @@ type Report struct {
 	// BogusJoins counts joins of nodes that do not exist or are not what
 	// they claim (never to be accepted).
 	BogusJoins int
-	Violations []string
+	// The off-us mix: answers by kind (unanswered: the load ended first),
+	// and the distinct reversal advices the host received.
+	OffUsApproved, OffUsDeclined, OffUsTimedOut, OffUsUnanswered, OffUsRetries, OffUsAdvices int
+	Violations                                                                               []string
 }
 
 func (r Report) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "seed %d (tls %v): %d ops (%d debits: %d approved, %d declined; %d reads), %d retries, %d faults (%d bogus joins), %d snapshot installs, %d violations",
 		r.Seed, r.TLS, r.Ops, r.Debits, r.Approved, r.Declined, r.Reads, r.Retries, len(r.Faults), r.BogusJoins, r.SnapshotInstalls, len(r.Violations))
+	if n := r.OffUsApproved + r.OffUsDeclined + r.OffUsTimedOut + r.OffUsUnanswered; n > 0 {
+		fmt.Fprintf(&b, "\n  off-us: %d purchases (%d approved, %d declined, %d timed out, %d unanswered at the end), %d retries, %d reversal advices at the host",
+			n, r.OffUsApproved, r.OffUsDeclined, r.OffUsTimedOut, r.OffUsUnanswered, r.OffUsRetries, r.OffUsAdvices)
+	}
 	fmt.Fprintf(&b, "\n  faults: %s", strings.Join(r.Faults, ", "))
 	for _, v := range r.Violations {
 		fmt.Fprintf(&b, "\n  VIOLATION: %s", v)
@@ -116,7 +123,14 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	defer h.stopAll()
 	setupCtx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	if err := h.form(setupCtx, setupCommands(cfg.Cards)); err != nil {
+	setup := setupCommands(cfg.Cards)
+	if cfg.OffUsWorkers > 0 {
+		if err := h.startIssuer(); err != nil {
+			return rep, err
+		}
+		setup = append(setup, offUsSetup(h.issuer.Addr())...)
+	}
+	if err := h.form(setupCtx, setup); err != nil {
 		return rep, err
 	}
 
@@ -130,6 +144,24 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		go func() {
 			defer wg.Done()
 			h.client(loadCtx, w, rand.New(rand.NewSource(cfg.Seed*1000+int64(w))), hs, &unresolved)
+		}()
+	}
+	oh := &offUsHistory{answers: map[string]offUsAnswer{}}
+	if cfg.OffUsWorkers > 0 {
+		// Every node signs on to the host while it answers; then it
+		// turns flaky for the rest of the load.
+		if err := h.waitHostConnections(setupCtx); err != nil {
+			return rep, err
+		}
+		if err := h.setIssuer(true); err != nil {
+			return rep, err
+		}
+	}
+	for w := 0; w < cfg.OffUsWorkers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			h.offUsClient(loadCtx, w, rand.New(rand.NewSource(cfg.Seed*1000+500+int64(w))), oh)
 		}()
 	}
 	faultsDone := make(chan struct{})
@@ -173,6 +205,10 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	if err := h.converge(resolveCtx); err != nil {
 		rep.Violations = append(rep.Violations, err.Error())
 		return rep, nil
+	}
+	if cfg.OffUsWorkers > 0 {
+		rep.OffUsRetries = oh.retries
+		rep.Violations = append(rep.Violations, h.checkOffUs(resolveCtx, oh, &rep)...)
 	}
 	rep.Ops = len(hs.ops)
 	rep.Violations = append(rep.Violations, h.checkMembers(resolveCtx)...)
