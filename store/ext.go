@@ -1,8 +1,8 @@
 package store
 
 import (
+	fastjson "github.com/goccy/go-json"
 	"bytes"
-	"encoding/json"
 )
 
 // The command flag byte is full; flagExt says a second one follows
@@ -42,7 +42,7 @@ func (x *cmdExt) apply(c *Command) {
 }
 
 func extJSON(x *cmdExt) []byte {
-	b, err := json.Marshal(x)
+	b, err := fastjson.Marshal(x)
 	if err != nil {
 		panic(err) // plain structs: cannot fail
 	}
@@ -60,7 +60,7 @@ func decodeExt(d *dec) *cmdExt {
 	}
 	raw := d.b[d.off : d.off+int(n)]
 	x := new(cmdExt)
-	dj := json.NewDecoder(bytes.NewReader(raw))
+	dj := fastjson.NewDecoder(bytes.NewReader(raw))
 	dj.DisallowUnknownFields()
 	if err := dj.Decode(x); err != nil || dj.More() {
 		d.fail("extension")

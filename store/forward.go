@@ -1,6 +1,7 @@
 package store
 
 import (
+	fastjson "github.com/goccy/go-json"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -280,11 +281,17 @@ func (t *txn) forwardRecord(key string) *Forward {
 		return nil
 	}
 	f := new(Forward)
-	mustDecode(json.Unmarshal(v, f))
+	mustDecode(fastjson.Unmarshal(v, f))
 	return f
 }
 
-func (t *txn) putForward(f *Forward) { t.set(skey1(pfxForward, f.Key), mustJSON(f)) }
+func (t *txn) putForward(f *Forward) {
+	b, err := fastjson.Marshal(f)
+	if err != nil {
+		panic(err)
+	}
+	t.set(skey1(pfxForward, f.Key), b)
+}
 
 // forwardOp applies OpForward (idempotency was checked by apply).
 func (t *txn) forwardOp(c *Command) Result {
@@ -538,7 +545,7 @@ func (s *Store) Forward(key string) (Forward, error) {
 			return err
 		}
 		defer closer.Close()
-		return json.Unmarshal(v, &f)
+		return fastjson.Unmarshal(v, &f)
 	})
 	return f, err
 }
