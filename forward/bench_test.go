@@ -91,16 +91,19 @@ func BenchmarkForward(b *testing.B) {
 	b.ReportMetric(spent[0].Seconds()/spent[1].Seconds(), "off/on")
 }
 
-// BenchmarkForwardOpenLoop offers 5,000 purchases a second (b.N of them)
-// and reports their latency percentiles.
+// BenchmarkForwardOpenLoop offers 5,000 purchases a second
+// (FORWARD_RATE) and reports their latency percentiles; b.N of them.
 func BenchmarkForwardOpenLoop(b *testing.B) {
 	r := newRig(b, sim.DefaultBehavior())
-	const rate = 5000
+	rate := 5000
+	if n, err := strconv.Atoi(os.Getenv("FORWARD_RATE")); err == nil && n > 0 {
+		rate = n
+	}
 	for _, c := range []struct{ name, pan string }{{"on-us", onUsPAN}, {"off-us", testPAN}} {
 		b.Run(c.name, func(b *testing.B) {
 			lat := make([]time.Duration, b.N)
 			var wg sync.WaitGroup
-			tick := time.Second / rate
+			tick := time.Second / time.Duration(rate)
 			start := time.Now()
 			for i := range b.N {
 				if d := time.Until(start.Add(time.Duration(i) * tick)); d > 0 {
