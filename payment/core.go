@@ -364,9 +364,13 @@ func (c *Core) Submit(ctx context.Context, in Intent) (Outcome, error) {
 			return c.replayOrRefuse(cmd, out, err)
 		}
 	}
-	if isOffUs {
+	if isOffUs && in.Kind != KindReversal {
 		return c.forward(ctx, &in, dc, dest, cmd, out) // forward.go
 	}
+	// A reversal of an off-us purchase goes to the ledger like any other:
+	// the store reverses the posted transfer and queues the host's 0420
+	// in the same apply (or, before the host answered, times the forward
+	// out).
 	res, err := c.ledger.Propose(ctx, cmd)
 	if err != nil {
 		return out, err

@@ -915,7 +915,16 @@ func (t *txn) complete(c *Command) (r Result) {
 
 func (t *txn) reverse(c *Command) (r Result) {
 	o, st := t.original(c)
+	if st == StatusUnknownOriginal {
+		if res, ok := t.reverseForward(c); ok { // forward.go: a forwarded original not posted
+			return res
+		}
+	}
 	if st != StatusOK {
+		r.Status = st
+		return r
+	}
+	if st := t.checkForwardedReversal(c, o); st != StatusOK {
 		r.Status = st
 		return r
 	}
@@ -957,6 +966,7 @@ func (t *txn) reverse(c *Command) (r Result) {
 		t.refundAgent(o.Agent, c.Amount) // the cash goes back to the customer
 	}
 	r.TransferID = t.postFor(c, o, origCr, origDr)
+	t.reversedForwarded(c, o) // forward.go: the host is told too
 	typ := EventPaymentPartlyRefund
 	if o.Reversed >= o.Amount {
 		typ = EventPaymentRefunded

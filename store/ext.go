@@ -1,8 +1,8 @@
 package store
 
 import (
-	fastjson "github.com/goccy/go-json"
 	"bytes"
+	fastjson "github.com/goccy/go-json"
 )
 
 // The command flag byte is full; flagExt says a second one follows

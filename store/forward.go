@@ -1,10 +1,10 @@
 package store
 
 import (
-	fastjson "github.com/goccy/go-json"
 	"encoding/json"
 	"errors"
 	"fmt"
+	fastjson "github.com/goccy/go-json"
 	"strconv"
 	"strings"
 
@@ -55,6 +55,13 @@ const (
 	// timed out and were reversed, for the day's settlement file and
 	// reconciliation (a scan of one partner's day, not of every forward).
 	pfxForwardReversed = 'E'
+	// G<transfer id> → command key: the forward an approved transfer came
+	// from, so a partner's reversal of it also reverses it at the host.
+	pfxForwardByTransfer = 'G'
+	// H<original reference> → command key: the forward a partner's
+	// reversal names when no transfer was posted (pending, timed out,
+	// declined).
+	pfxForwardByRef = 'H'
 )
 
 var (
@@ -326,6 +333,11 @@ func (t *txn) forwardOp(c *Command) Result {
 	}
 	t.putForward(f)
 	t.set(skey1(pfxForwardID, f.ID), []byte(f.Key))
+	if f.OriginalRef != "" {
+		if _, taken := t.get(skey1(pfxForwardByRef, f.OriginalRef)); !taken {
+			t.set(skey1(pfxForwardByRef, f.OriginalRef), []byte(f.Key))
+		}
+	}
 	t.set(skeyTimed(pfxForwardDue, f.TimeoutAt, f.Key), []byte{})
 	// TransferID names the record made: the forward (its number gives the
 	// outbound STAN and RRN).
@@ -367,6 +379,7 @@ func (t *txn) forwardResult(c *Command) Result {
 			return Result{Status: r.Status}
 		}
 		f.State, f.AuthCode, f.TransferID = ForwardApproved, a.AuthCode, r.TransferID
+		t.set(skey1(pfxForwardByTransfer, r.TransferID), []byte(f.Key))
 		if f.OriginalRef != "" && t.originalRef(f.OriginalRef) == "" {
 			t.set(skey1(pfxOrigRef, f.OriginalRef), []byte(r.TransferID))
 		}
@@ -391,13 +404,20 @@ func (t *txn) forwardResult(c *Command) Result {
 // queueReversal makes the 0420 that reverses f and queues it behind its
 // destination's other entries.
 func (t *txn) queueReversal(f *Forward, now, expires int64) string {
+	t.set(skeyIndex3(pfxForwardReversed, f.BusinessDay, f.Partner, f.Key), []byte{})
+	return t.queueReversalAdvice(f, now, expires)
+}
+
+// queueReversalAdvice queues the 0420 of f without listing f among the
+// day's timed-out forwards (a reversal of an approved one: both
+// transfers are in the settlement file already).
+func (t *txn) queueReversalAdvice(f *Forward, now, expires int64) string {
 	fields := make(map[int]string, len(f.Fields)+3)
 	for k, v := range f.Fields {
 		fields[k] = v
 	}
 	fields[11], fields[37] = f.STAN(), f.RRN()
 	fields[90] = OriginalDataElements(f.MTI, f.STAN(), f.Fields[7], f.Fields[32])
-	t.set(skeyIndex3(pfxForwardReversed, f.BusinessDay, f.Partner, f.Key), []byte{})
 	return t.queueSAF(f, "0420", fields, now, expires)
 }
 
@@ -720,4 +740,65 @@ func (s *Store) ScanReversedForwards(day, partner string, fn func(*ReversedForwa
 		}
 		return it.Error()
 	})
+}
+
+// partnerReversalSAFExpiry is how long the 0420 a partner's reversal
+// queues is retried (the forwarder's saf_expiry default: the apply path
+// has no node config).
+const partnerReversalSAFExpiry = 72 * 60 * 60 * 1e9
+
+// reverseForward applies a partner's reversal whose original is a
+// forward that posted nothing: pending (the partner gave up before the
+// host answered) is decided as timed out now, its 0420 queued, so the
+// host's answer, when it comes, is a late one and never posted; timed out
+// or declined needs nothing more. ok is false when c names no forward.
+func (t *txn) reverseForward(c *Command) (Result, bool) {
+	key, found := t.get(skey1(pfxForwardByRef, c.Original))
+	if !found {
+		return Result{}, false
+	}
+	f := t.forwardRecord(string(key))
+	if f == nil || f.Currency != c.Currency || f.State == ForwardApproved {
+		return Result{}, false
+	}
+	if f.State == ForwardPending {
+		t.del(skeyTimed(pfxForwardDue, f.TimeoutAt, f.Key))
+		f.State, f.Reason, f.DecidedAt = ForwardTimedOut, "partner_reversal", c.Time
+		f.SAF = t.queueReversal(f, c.Time, c.Time+partnerReversalSAFExpiry)
+		t.putForward(f)
+	}
+	return Result{Status: StatusOK}, true
+}
+
+// forwardOf is the forward approved transfer id came from, if any.
+func (t *txn) forwardOf(id string) *Forward {
+	key, ok := t.get(skey1(pfxForwardByTransfer, id))
+	if !ok {
+		return nil
+	}
+	return t.forwardRecord(string(key))
+}
+
+// checkForwardedReversal refuses a partial reversal of a forwarded
+// transfer: the host is sent a full 0420 (no replacement amounts yet).
+func (t *txn) checkForwardedReversal(c *Command, o *Transfer) Status {
+	if o.Status != TransferPosted || t.forwardOf(o.ID) == nil {
+		return StatusOK
+	}
+	if c.Amount != o.Amount-o.Reversed {
+		return StatusInvalidAmount
+	}
+	return StatusOK
+}
+
+// reversedForwarded queues the host's 0420 once a partner reversed a
+// forwarded transfer in full.
+func (t *txn) reversedForwarded(c *Command, o *Transfer) {
+	f := t.forwardOf(o.ID)
+	if f == nil || f.SAF != "" || o.Reversed < o.Amount {
+		return
+	}
+	f.Reason = "partner_reversal"
+	f.SAF = t.queueReversalAdvice(f, c.Time, c.Time+partnerReversalSAFExpiry)
+	t.putForward(f)
 }

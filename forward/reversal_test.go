@@ -1,0 +1,95 @@
+package forward_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/switchd/switchd/payment"
+	"github.com/switchd/switchd/sim"
+	"github.com/switchd/switchd/store"
+)
+
+// reverse is the partner's 0400 of purchase stan (its original reference).
+func (r *rig) reverse(stan, rstan int, amount int64) (payment.Outcome, error) {
+	in := r.intent(rstan, amount)
+	in.Kind, in.Ref.MTI = payment.KindReversal, "0400"
+	in.Original, in.OriginalRef = fmt.Sprintf("100001|%06d", stan), ""
+	in.Fingerprint = []string{"reversal", fmt.Sprint(amount), payment.FingerprintPAN}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return r.core.Submit(ctx, in)
+}
+
+// A partner reverses an approved off-us purchase: the ledger gives the
+// money back and, in the same apply, the host's 0420 is queued; it is
+// delivered once, a repeat of the reversal changes nothing, and a
+// partial reversal is refused (the host gets full reversals only).
+func TestPartnerReversesApprovedForward(t *testing.T) {
+	r := newRig(t, sim.DefaultBehavior())
+	if _, err := r.buy(21, 900); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.reverse(21, 22, 300); err == nil {
+		t.Fatal("a partial reversal of a forwarded purchase was taken")
+	}
+	if a := r.account("demo-issuer-settlement"); a.CreditsPosted != 0 {
+		t.Fatalf("the refused partial reversal posted: %+v", a)
+	}
+	if _, err := r.reverse(21, 23, 900); err != nil {
+		t.Fatalf("reversal: %v", err)
+	}
+	if a := r.account("demo-issuer-settlement"); a.DebitsPosted != 900 || a.CreditsPosted != 900 {
+		t.Fatalf("issuer position after the reversal %+v", a)
+	}
+	fw, _ := r.st.Forward("demo-acquirer|100001|000021")
+	if fw.State != store.ForwardApproved || fw.SAF == "" || fw.Reason != "partner_reversal" {
+		t.Fatalf("forward %+v", fw)
+	}
+	r.waitFor("the 0420 delivered", func() bool { e, _ := r.st.SAFEntry(fw.SAF); return e.State == store.SAFDelivered })
+	if out, err := r.reverse(21, 23, 900); err != nil || !out.Result.Replayed {
+		t.Fatalf("repeat of the reversal: %+v %v", out, err)
+	}
+	if adv := r.issuer.Stats().Advices; adv.Distinct != 1 || adv.NewTwice != 0 {
+		t.Fatalf("host advices %+v", adv)
+	}
+	if a := r.account("demo-issuer-settlement"); a.CreditsPosted != 900 {
+		t.Fatalf("the repeat posted again: %+v", a)
+	}
+}
+
+// A partner gives up before the host answers and reverses: the forward is
+// timed out by the reversal itself and its 0420 queued; the host's
+// approval, when it comes, is late and never posted; a reversal of a
+// timed-out forward needs nothing more.
+func TestPartnerReversesPendingForward(t *testing.T) {
+	r := newRig(t, sim.DefaultBehavior())
+	late := r.issuer.Behavior()
+	late.Mode, late.LateDelay = sim.ModeLate, sim.Duration(150*time.Millisecond) // inside the rig's 300 ms timeout
+	if err := r.issuer.SetBehavior(late); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := r.buy(31, 500); done <- err }()
+	r.waitFor("the forward recorded", func() bool { _, err := r.st.Forward("demo-acquirer|100001|000031"); return err == nil })
+	if _, err := r.reverse(31, 32, 500); err != nil {
+		t.Fatalf("reversal of a pending forward: %v", err)
+	}
+	if err := <-done; err == nil {
+		t.Fatal("the purchase was approved after its reversal")
+	}
+	fw, _ := r.st.Forward("demo-acquirer|100001|000031")
+	if fw.State != store.ForwardTimedOut || fw.Reason != "partner_reversal" || fw.SAF == "" {
+		t.Fatalf("forward %+v", fw)
+	}
+	if a := r.account("demo-issuer-settlement"); a.DebitsPosted != 0 {
+		t.Fatalf("posted after the reversal: %+v", a)
+	}
+	if _, err := r.reverse(31, 33, 500); err != nil {
+		t.Fatalf("second reversal (another STAN) of the timed-out forward: %v", err)
+	}
+	if q, _ := r.st.SAFEntries("", 100); len(q) != 1 {
+		t.Fatalf("SAF entries %+v, want the one 0420", q)
+	}
+}
