@@ -714,7 +714,8 @@ func (t *txn) settleAgent(c *Command) Result {
 }
 
 // chargeAgent counts amt against the agent's cash limit (OpPost by an OTC
-// agent); it returns a decline status when it may not.
+// agent), or, collected offline, against its offline limit (advice.go);
+// it returns a decline status when it may not.
 func (t *txn) chargeAgent(c *Command, amt int64) Status {
 	a := t.agent(c.Agent)
 	if a == nil {
@@ -723,10 +724,16 @@ func (t *txn) chargeAgent(c *Command, amt int64) Status {
 	if a.Currency != c.Currency {
 		return StatusCurrencyMismatch
 	}
-	if amt > a.CashLimit-a.CashHeld {
+	switch {
+	case c.Offline && amt > a.OfflineLimit-a.OfflineHeld:
+		return StatusOfflineLimit
+	case !c.Offline && amt > a.CashLimit-a.CashHeld:
 		return StatusAgentLimit
 	}
 	a.CashHeld += amt
+	if c.Offline {
+		a.OfflineHeld += amt
+	}
 	t.putAgentRecord(a)
 	return StatusOK
 }

@@ -32,25 +32,6 @@ const StatusOfflineLimit Status = 131
 // ErrOfflineLimit is StatusOfflineLimit's error.
 var ErrOfflineLimit = errors.New("store: agent offline limit exceeded")
 
-// chargeAgentOffline counts amt, collected offline, against the agent's
-// offline limit; it returns a decline status when it may not.
-func (t *txn) chargeAgentOffline(c *Command, amt int64) Status {
-	a := t.agent(c.Agent)
-	if a == nil {
-		return StatusUnknownAgent
-	}
-	if a.Currency != c.Currency {
-		return StatusCurrencyMismatch
-	}
-	if amt > a.OfflineLimit-a.OfflineHeld {
-		return StatusOfflineLimit
-	}
-	a.CashHeld += amt
-	a.OfflineHeld += amt
-	t.putAgentRecord(a)
-	return StatusOK
-}
-
 // settleOffline frees offline limit for amt handed in: offline cash is
 // settled first, and what is left never exceeds the cash still held.
 func (a *Agent) settleOffline(amt int64) {

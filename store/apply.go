@@ -774,11 +774,7 @@ func (t *txn) move(c *Command) (r Result) {
 	if c.Agent != "" && c.Op == OpPost {
 		// Cash an OTC agent collects counts against its limit (admin.go);
 		// cash it collected offline against its offline limit (advice.go).
-		charge := t.chargeAgent
-		if c.Offline {
-			charge = t.chargeAgentOffline
-		}
-		if r.Status = charge(c, c.Amount); r.Status != StatusOK {
+		if r.Status = t.chargeAgent(c, c.Amount); r.Status != StatusOK {
 			return r
 		}
 	}
