@@ -802,3 +802,22 @@ func (t *txn) reversedForwarded(c *Command, o *Transfer) {
 	f.SAF = t.queueReversalAdvice(f, c.Time, c.Time+partnerReversalSAFExpiry)
 	t.putForward(f)
 }
+
+// SAFQueueDepth counts destination dest's queued advices, up to max (a
+// key scan of the queue index; nothing is decoded).
+func (s *Store) SAFQueueDepth(dest string, max int) (int, error) {
+	n := 0
+	err := s.read(func(db *pebble.DB) error {
+		lo := []byte(skeyIndex2(pfxSAFQueue, dest, ""))
+		it, err := db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(lo)})
+		if err != nil {
+			return err
+		}
+		defer it.Close()
+		for ok := it.First(); ok && n < max; ok = it.Next() {
+			n++
+		}
+		return it.Error()
+	})
+	return n, err
+}

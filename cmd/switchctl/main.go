@@ -88,6 +88,10 @@ const usageText = `switchctl: operate a switchd node
   switchctl clients create ID --scopes S,T [--certs X5T,... | --cert-files PEM,...] [--no-secret] [--out FILE]
   switchctl clients rotate-secret ID [--overlap 24h] [--out FILE]
   switchctl clients update ID --scopes S,T [--certs ... | --cert-files ...] [--overlap 24h]
+  switchctl destinations status                              this node's host connections: ready, circuit, requests, timeouts, latency
+  switchctl saf list [--state queued|delivered|expired|dropped] [--dest D] [--after ID]   the store-and-forward queue
+  switchctl saf retry ID --reason TEXT | drop ID --reason TEXT   an advice back in the queue, or given up (audited)
+  switchctl forwards show ID                                 a forwarded request (F…) and what became of it
 
   ops commands take --ops http://127.0.0.1:8080 and --json (raw JSON), and authenticate with
   --credentials FILE (default $SWITCHCTL_CREDENTIALS, else data/ops-credentials.json, which
@@ -143,6 +147,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = tokenCmd(ctx, args, stdout)
 	case "clients":
 		err = clientsCmd(ctx, args[1:], stdout)
+	case "destinations":
+		err = destinationsCmd(ctx, args[1:], stdout)
+	case "saf":
+		err = safCmd(ctx, args[1:], stdout)
+	case "forwards":
+		err = forwardsCmd(ctx, args[1:], stdout)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usageText)
 		return 0

@@ -336,6 +336,7 @@ func run(ctx context.Context, cfg config.File, log *slog.Logger) error {
 		return err
 	}
 	defer fwd.Close()
+	reg.MustRegister(forward.NewCollector(fwd, st))
 	core.UseForwarder(fwd)
 	// Seeding belongs to the node that bootstraps: in the background,
 	// retried until a leader takes it, and a no-op once the seeds exist
