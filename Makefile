@@ -13,7 +13,7 @@ build:
 	$(GO) build -o $(BIN)/ ./cmd/...
 
 run: build
-	$(BIN)/switchd $(ARGS)
+	BIN=$(BIN) ./scripts/run-demo.sh $(ARGS)
 
 test:
 	$(GO) vet $(PKGS)
