@@ -25,18 +25,20 @@ type cmdExt struct {
 	Authorization *AuthorizationChange `json:"authorization,omitempty"`
 	// Webhook: OpWebhookAttempt's result (webhooks.go).
 	Webhook *WebhookAttempt `json:"webhook,omitempty"`
+	// HostReversal: OpHostReversal's request (hostreversal.go).
+	HostReversal *HostReversal `json:"host_reversal,omitempty"`
 }
 
 // ext is c's extension object, nil when c has none.
 func (c *Command) ext() *cmdExt {
-	if c.Forward == nil && c.Authorization == nil && c.Webhook == nil {
+	if c.Forward == nil && c.Authorization == nil && c.Webhook == nil && c.HostReversal == nil {
 		return nil
 	}
-	return &cmdExt{Forward: c.Forward, Authorization: c.Authorization, Webhook: c.Webhook}
+	return &cmdExt{Forward: c.Forward, Authorization: c.Authorization, Webhook: c.Webhook, HostReversal: c.HostReversal}
 }
 
 func (x *cmdExt) apply(c *Command) {
-	c.Forward, c.Authorization, c.Webhook = x.Forward, x.Authorization, x.Webhook
+	c.Forward, c.Authorization, c.Webhook, c.HostReversal = x.Forward, x.Authorization, x.Webhook, x.HostReversal
 }
 
 func extJSON(x *cmdExt) []byte {
