@@ -132,6 +132,7 @@ func Demo() File {
 		panic(fmt.Sprintf("config: embedded demo config is broken: %v", err)) // a build defect
 	}
 	f.demo = true
+	f.Switch.Destinations = f.Destinations // routes may name them
 	return f
 }
 
@@ -163,6 +164,7 @@ func Load(path string) (File, error) {
 	if err := f.readCardKeyFile(); err != nil {
 		return f, err
 	}
+	f.Switch.Destinations = f.Destinations
 	f.Path = path
 	return f, nil
 }
@@ -311,6 +313,7 @@ func (f File) Validate() error {
 	if err := f.validateCardKey(); err != nil {
 		return err
 	}
+	f.Switch.Destinations = f.Destinations // routes may name them
 	for _, err := range []error{f.Cluster.Validate(), f.Store.Validate(), f.Ops.Validate(), f.API.Validate(), f.Switch.Validate(), f.Settle.Validate(), f.MAC.Validate(), f.Forward.Validate(), f.Webhooks.Validate()} {
 		if err != nil {
 			return err

@@ -1,8 +1,11 @@
 // Package forward sends requests routed off-us to their ISO 8583 hosts
-// (issue 13): it records each one in the replicated state before it
-// leaves (store.OpForward), sends it over the destination's persistent
-// connections (package host), and records the answer (OpForwardResult),
-// which on a timeout queues the reversal advice in the same raft command.
+// and HTTP billers (issue 13): it records each one in the replicated
+// state before it leaves (store.OpForward), sends it over the
+// destination's persistent connections (package host) or POSTs it
+// (http.go), and records the answer (OpForwardResult), which on a timeout
+// queues the reversal advice (or the biller follow-up) in the same raft
+// command. Hosts and billers that take back a payment they approved are
+// handled in reversal.go (store.OpHostReversal).
 // On the leader it also sweeps forwards whose node died between the two
 // commands: past their deadline they are timed out, so their reversal is
 // queued too.
@@ -15,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"sync"
 	"time"
 
@@ -108,6 +112,8 @@ type Forwarder struct {
 	kek       *mac.KEK
 	opt       Options
 	log       *slog.Logger
+	// http sends bill payments to http destinations (http.go).
+	http *http.Client
 
 	mu      sync.Mutex
 	clients map[string]*destClient
@@ -118,13 +124,15 @@ type Forwarder struct {
 
 type destClient struct {
 	dest   *store.Destination // the record the client was made from
-	client *host.Client
+	client *host.Client       // nil for an http destination
 	saf    *safSender
 }
 
 func (dc *destClient) close() {
 	dc.saf.close() // it sends through the client
-	dc.client.Close()
+	if dc.client != nil {
+		dc.client.Close()
+	}
 }
 
 // New starts the forwarder: it runs a client for every iso8583
@@ -144,7 +152,7 @@ func New(cfg Config, ledger Ledger, kek *mac.KEK, opt Options) (*Forwarder, erro
 		opt.Leading = func() bool { return false }
 	}
 	f := &Forwarder{cfg: cfg, ledger: ledger, kek: kek, opt: opt, log: opt.Logger, clients: map[string]*destClient{},
-		stop: make(chan struct{}), done: make(chan struct{})}
+		http: newHTTPClient(), stop: make(chan struct{}), done: make(chan struct{})}
 	f.safLedger, _ = ledger.(SAFLedger)
 	f.sync()
 	go f.run()
@@ -166,6 +174,7 @@ func (f *Forwarder) Close() {
 		dc.close()
 		delete(f.clients, id)
 	}
+	f.http.CloseIdleConnections()
 }
 
 func (f *Forwarder) run() {
@@ -200,7 +209,7 @@ func (f *Forwarder) sync() {
 	want := map[string]*store.Destination{}
 	d := f.ledger.Directory()
 	for _, x := range d.Destinations() {
-		if x.Kind == store.DestinationKindISO8583 && !x.Disabled {
+		if (x.Kind == store.DestinationKindISO8583 || x.Kind == store.DestinationKindHTTP) && !x.Disabled {
 			p, _ := d.Destination(x.ID)
 			want[x.ID] = p
 		}
@@ -217,6 +226,11 @@ func (f *Forwarder) sync() {
 		if _, ok := f.clients[id]; ok {
 			continue
 		}
+		if x.Kind == store.DestinationKindHTTP {
+			// No connection of its own to keep: only its follow-ups.
+			f.clients[id] = &destClient{dest: x, saf: f.startSAF(id, f.httpFollowUp(id))}
+			continue
+		}
 		cfg, err := host.FromDestination(x)
 		if err != nil {
 			f.log.Error("destination cannot be connected on this node", "destination", id, "err", err)
@@ -230,7 +244,7 @@ func (f *Forwarder) sync() {
 			f.log.Error("destination cannot be connected on this node", "destination", id, "err", err)
 			continue
 		}
-		f.clients[id] = &destClient{dest: x, client: c, saf: f.startSAF(id, c)}
+		f.clients[id] = &destClient{dest: x, client: c, saf: f.startSAF(id, f.isoAdvice(c))}
 	}
 }
 
@@ -252,7 +266,9 @@ func (f *Forwarder) Stats() []host.Stats {
 	f.mu.Lock()
 	cs := make([]*host.Client, 0, len(f.clients))
 	for _, dc := range f.clients {
-		cs = append(cs, dc.client)
+		if dc.client != nil {
+			cs = append(cs, dc.client)
+		}
 	}
 	f.mu.Unlock()
 	out := make([]host.Stats, 0, len(cs))
@@ -300,6 +316,9 @@ func (f *Forwarder) recordLate(dest, id, rc, auth string) {
 // Forward is payment.Forwarder.
 func (f *Forwarder) Forward(ctx context.Context, req payment.ForwardRequest) (payment.ForwardAnswer, error) {
 	dest := req.Destination
+	if dest.Kind == store.DestinationKindHTTP {
+		return f.forwardHTTP(ctx, req) // http.go
+	}
 	timeoutCode := dest.ISO8583.TimeoutCode
 	if timeoutCode == "" {
 		timeoutCode = outcome.IssuerUnavailable
