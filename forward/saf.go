@@ -95,8 +95,8 @@ type safSender struct {
 	f    *Forwarder
 	dest string
 	send safSend
-	stop   chan struct{}
-	done   chan struct{}
+	stop chan struct{}
+	done chan struct{}
 	// committing are deliveries proposed and not yet applied here: the
 	// queue still lists them, the sender must not send them again.
 	mu         sync.Mutex
