@@ -295,6 +295,22 @@ func (f *File) Finish() {
 	}
 }
 
+// DemoSecretFiles are the biller reversal secret files the demo's
+// destinations name (made on first start, like the demo's KEK); none for
+// a --config file, whose secrets are the operator's to provision.
+func (f File) DemoSecretFiles() []string {
+	if !f.demo {
+		return nil
+	}
+	var out []string
+	for _, x := range f.Destinations {
+		if x.HTTP != nil && x.HTTP.ReversalSecretFile != "" {
+			out = append(out, x.HTTP.ReversalSecretFile)
+		}
+	}
+	return out
+}
+
 // DefaultKEKFile is where the demo makes its KEK (mac.generate).
 const DefaultKEKFile = "mac.kek"
 

@@ -19,14 +19,19 @@ func TestHostReversal(t *testing.T) {
 	mustOK(t, s, endpointCmd("we1", WebhookCreate, testEndpoint("ep1", EventPaymentReversed), 0))
 	fr := mustOK(t, s, fwdCmd("p1|k1", 1000))[0]
 	ar := mustOK(t, s, fwdResult("p1|k1", OutcomeApproved, "00", "A1B2C3", t0+1))[0]
+	// The biller reverses it the next business day.
+	day := "2026-03-02" // the fixture's open day
+	if rs := run(t, s, closeDayCmd(day, "2026-03-03")); rs[0].Status != StatusOK {
+		t.Fatalf("close %s: %+v", day, rs)
+	}
 
-	r := mustOK(t, s, hostRevCmd("hrev|iss|wh1", "iss", fr.TransferID, "wh1", "2026-12-03", t0+24*hour))[0]
+	r := mustOK(t, s, hostRevCmd("hrev|iss|wh1", "iss", fr.TransferID, "wh1", "2026-03-03", t0+24*hour))[0]
 	if r.TransferID == "" || r.Detail != "" {
 		t.Fatalf("reversal: %+v", r)
 	}
 	rev := getXfer(t, s, r.TransferID)
 	if rev.Debit != "settle" || rev.Credit != "issuer" || rev.Amount != 1000 || rev.Partner != "p1" ||
-		rev.Original != ar.TransferID || rev.BusinessDay != "2026-12-03" || rev.Op != OpReverse {
+		rev.Original != ar.TransferID || rev.BusinessDay != "2026-03-03" || rev.Op != OpReverse {
 		t.Fatalf("compensating transfer: %+v", rev)
 	}
 	if o := getXfer(t, s, ar.TransferID); o.Reversed != 1000 {
@@ -37,10 +42,10 @@ func TestHostReversal(t *testing.T) {
 
 	// The same webhook again: a replay. Another webhook id for the same
 	// payment: the first reversal, nothing new.
-	if rr := run1(t, s, hostRevCmd("hrev|iss|wh1", "iss", fr.TransferID, "wh1", "2026-12-03", t0+25*hour)); !rr.Replayed || rr.TransferID != r.TransferID {
+	if rr := run1(t, s, hostRevCmd("hrev|iss|wh1", "iss", fr.TransferID, "wh1", "2026-03-03", t0+25*hour)); !rr.Replayed || rr.TransferID != r.TransferID {
 		t.Fatalf("retry: %+v", rr)
 	}
-	if rr := mustOK(t, s, hostRevCmd("hrev|iss|wh2", "iss", fr.TransferID, "wh2", "2026-12-03", t0+26*hour))[0]; rr.TransferID != r.TransferID || rr.Detail != HostReversalAlready {
+	if rr := mustOK(t, s, hostRevCmd("hrev|iss|wh2", "iss", fr.TransferID, "wh2", "2026-03-03", t0+26*hour))[0]; rr.TransferID != r.TransferID || rr.Detail != HostReversalAlready {
 		t.Fatalf("second event: %+v", rr)
 	}
 	wantBal(t, s, "issuer", bal{dPost: 1000, cPost: 1000})
@@ -49,7 +54,7 @@ func TestHostReversal(t *testing.T) {
 		t.Fatalf("outbox: %+v", ds)
 	}
 	rec, err := s.HostReversal(fr.TransferID)
-	if err != nil || rec.Transfer != r.TransferID || rec.Event != "wh1" || rec.Day != "2026-12-03" {
+	if err != nil || rec.Transfer != r.TransferID || rec.Event != "wh1" || rec.Day != "2026-03-03" {
 		t.Fatalf("record %+v %v", rec, err)
 	}
 }
@@ -65,18 +70,18 @@ func TestHostReversalRefusals(t *testing.T) {
 	mustOK(t, s, fwdResult("p1|k2", OutcomeDeclined, "05", "", t0+1))
 	before := len(deliveries(t, s, "ep1"))
 
-	if r := run1(t, s, hostRevCmd("x1", "iss", "F00000000000099", "e", "2026-12-03", t0+hour)); r.Status != StatusUnknownOriginal {
+	if r := run1(t, s, hostRevCmd("x1", "iss", "F00000000000099", "e", "2026-03-03", t0+hour)); r.Status != StatusUnknownOriginal {
 		t.Fatalf("unknown forward: %+v", r)
 	}
-	if r := run1(t, s, hostRevCmd("x2", "other", fr.TransferID, "e", "2026-12-03", t0+hour)); r.Status != StatusUnknownOriginal {
+	if r := run1(t, s, hostRevCmd("x2", "other", fr.TransferID, "e", "2026-03-03", t0+hour)); r.Status != StatusUnknownOriginal {
 		t.Fatalf("another destination's forward: %+v", r)
 	}
-	bad := hostRevCmd("x3", "iss", fr.TransferID, "e", "2026-12-03", t0+hour)
+	bad := hostRevCmd("x3", "iss", fr.TransferID, "e", "2026-03-03", t0+hour)
 	bad.HostReversal.Source = "email"
 	if r := run1(t, s, bad); r.Status != StatusInvalidCommand {
 		t.Fatalf("bad source: %+v", r)
 	}
-	if r := mustOK(t, s, hostRevCmd("x4", "iss", d2.TransferID, "e", "2026-12-03", t0+hour))[0]; r.Detail != HostReversalNotApproved || r.TransferID != "" {
+	if r := mustOK(t, s, hostRevCmd("x4", "iss", d2.TransferID, "e", "2026-03-03", t0+hour))[0]; r.Detail != HostReversalNotApproved || r.TransferID != "" {
 		t.Fatalf("declined forward: %+v", r)
 	}
 	wantBal(t, s, "issuer", bal{dPost: 1000})
