@@ -117,6 +117,8 @@ type Forwarder struct {
 
 	mu      sync.Mutex
 	clients map[string]*destClient
+	// strays are host reversals being recorded (reversal.go).
+	strays sync.WaitGroup
 
 	stop chan struct{}
 	done chan struct{}
@@ -175,6 +177,7 @@ func (f *Forwarder) Close() {
 		delete(f.clients, id)
 	}
 	f.http.CloseIdleConnections()
+	f.strays.Wait() // after the connections: none brings more
 }
 
 func (f *Forwarder) run() {
@@ -282,6 +285,16 @@ func (f *Forwarder) Stats() []host.Stats {
 // posted: the timeout queued a reversal) so reconciliation shows it.
 func (f *Forwarder) onStray(dest string) func(host.Stray) {
 	return func(s host.Stray) {
+		if s.Kind == host.StrayRequest && (s.Message.MTI == "0420" || s.Message.MTI == "0421") {
+			// Off the connection's read loop: recording it is a raft
+			// round trip.
+			f.strays.Add(1)
+			go func() {
+				defer f.strays.Done()
+				f.hostReverse(dest, s) // reversal.go
+			}()
+			return
+		}
 		if s.Kind != host.StrayLate || len(s.Message.MTI) != 4 || s.Message.MTI[:2] != "02" {
 			return
 		}

@@ -219,3 +219,36 @@ func TestBillerReversalRefusals(t *testing.T) {
 		t.Fatalf("a refused call wrote outbox rows %+v", ds)
 	}
 }
+
+// An issuer host takes back a purchase it approved with an 0420 naming
+// our RRN: one compensating transfer, the host gets 0430 00, and a
+// repeat gets 00 again with nothing new; an 0420 naming no forward of
+// ours gets 25.
+func TestIssuerHostReversal(t *testing.T) {
+	r := newRig(t, sim.DefaultBehavior())
+	out, err := r.buy(20, 4200)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fw, _ := r.st.Forward("demo-acquirer|100001|000020")
+	for i := 0; i < 2; i++ {
+		if err := r.issuer.SendReversal(fw.RRN()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.waitFor("two 0430 00", func() bool { return r.issuer.Stats().HostReversals["00"] == 2 })
+	ts, err := r.st.Transfers(store.TransferFilter{Partner: "demo-acquirer", Op: store.OpReverse})
+	if err != nil || len(ts) != 1 || ts[0].Original != out.Result.TransferID || ts[0].Amount != 4200 {
+		t.Fatalf("compensating transfers %+v %v", ts, err)
+	}
+	if a := r.account("demo-issuer-settlement"); a.DebitsPosted != 4200 || a.CreditsPosted != 4200 {
+		t.Fatalf("issuer position %+v", a)
+	}
+	if err := r.issuer.SendReversal("000000000999"); err != nil {
+		t.Fatal(err)
+	}
+	r.waitFor("0430 25", func() bool { return r.issuer.Stats().HostReversals["25"] == 1 })
+	if ts, _ := r.st.Transfers(store.TransferFilter{Partner: "demo-acquirer", Op: store.OpReverse}); len(ts) != 1 {
+		t.Fatalf("an unknown original posted: %+v", ts)
+	}
+}
