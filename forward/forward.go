@@ -387,21 +387,11 @@ func (f *Forwarder) Forward(ctx context.Context, req payment.ForwardRequest) (pa
 		TimeoutAt:   cmd.Time + int64(timeout+f.cfg.DeadlineMargin),
 		OriginalRef: req.Command.OriginalRef,
 	}}
-	res, err := f.ledger.Propose(ctx, cmd)
-	if err != nil {
-		return payment.ForwardAnswer{}, err
+	id, replay, err := f.record(ctx, cmd, timeoutCode)
+	if err != nil || replay != nil {
+		return deref(replay), err
 	}
-	if err := res.Status.Err(); err != nil {
-		return payment.ForwardAnswer{}, err
-	}
-	if res.Replayed {
-		fw, err := f.readForward(ctx, cmd.Key)
-		if err != nil {
-			return payment.ForwardAnswer{}, err
-		}
-		return f.answer(ctx, fw, timeoutCode, true)
-	}
-	fw := store.Forward{ID: res.TransferID, MTI: mti, Fields: fields}
+	fw := store.Forward{ID: id, MTI: mti, Fields: fields}
 	msg := Request(&fw, req.PAN.Digits())
 	ans, err := cl.Send(ctx, msg)
 	outc, rc, auth, reason := store.OutcomeDeclined, "", "", ""
@@ -421,17 +411,50 @@ func (f *Forwarder) Forward(ctx context.Context, req payment.ForwardRequest) (pa
 		outc, rc, reason = store.OutcomeDeclined, outcome.IssuerUnavailable, "not_sent"
 		f.log.Warn("forward not sent", "destination", dest.ID, "forward", fw.ID, "err", err)
 	}
-	// The result is recorded whatever became of the partner's context:
-	// the host may have acted.
+	return f.decide(ctx, cmd.Key, outc, rc, auth, reason, timeout, timeoutCode)
+}
+
+// record proposes OpForward cmd and returns the forward's id; replay is
+// the recorded answer when the request had been forwarded before.
+func (f *Forwarder) record(ctx context.Context, cmd store.Command, timeoutCode string) (string, *payment.ForwardAnswer, error) {
+	res, err := f.ledger.Propose(ctx, cmd)
+	if err != nil {
+		return "", nil, err
+	}
+	if err := res.Status.Err(); err != nil {
+		return "", nil, err
+	}
+	if res.Replayed {
+		fw, err := f.readForward(ctx, cmd.Key)
+		if err != nil {
+			return "", nil, err
+		}
+		a, err := f.answer(ctx, fw, timeoutCode, true)
+		return "", &a, err
+	}
+	return res.TransferID, nil, nil
+}
+
+func deref(a *payment.ForwardAnswer) payment.ForwardAnswer {
+	if a == nil {
+		return payment.ForwardAnswer{}
+	}
+	return *a
+}
+
+// decide records the destination's answer to forward key and answers the
+// partner from the record. The result is recorded whatever became of the
+// partner's context: the destination may have acted.
+func (f *Forwarder) decide(ctx context.Context, key, outc, rc, auth, reason string, timeout time.Duration, timeoutCode string) (payment.ForwardAnswer, error) {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout+f.cfg.DeadlineMargin)
 	defer cancel()
-	if _, err := f.proposeResult(rctx, cmd.Key, outc, rc, auth, reason); err != nil {
+	if _, err := f.proposeResult(rctx, key, outc, rc, auth, reason); err != nil {
 		return payment.ForwardAnswer{}, err
 	}
-	final, err := f.ledger.Forward(cmd.Key)
+	final, err := f.ledger.Forward(key)
 	if err != nil || final.State == store.ForwardPending {
 		// Applied on the leader, not here yet.
-		if final, err = f.readForward(rctx, cmd.Key); err != nil {
+		if final, err = f.readForward(rctx, key); err != nil {
 			return payment.ForwardAnswer{}, err
 		}
 	}

@@ -143,39 +143,18 @@ func (f *Forwarder) forwardHTTP(ctx context.Context, req payment.ForwardRequest)
 		Destination: dest.ID, Route: req.Route, Debit: dest.SettlementAccount, Credit: req.Credit,
 		TimeoutAt: cmd.Time + int64(timeout+f.cfg.DeadlineMargin), OriginalRef: req.Command.OriginalRef, Body: body,
 	}}
-	res, err := f.ledger.Propose(ctx, cmd)
-	if err != nil {
-		return payment.ForwardAnswer{}, err
-	}
-	if err := res.Status.Err(); err != nil {
-		return payment.ForwardAnswer{}, err
-	}
-	if res.Replayed {
-		fw, err := f.readForward(ctx, cmd.Key)
-		if err != nil {
-			return payment.ForwardAnswer{}, err
-		}
-		return f.answer(ctx, fw, outcome.IssuerUnavailable, true)
+	id, replay, err := f.record(ctx, cmd, outcome.IssuerUnavailable)
+	if err != nil || replay != nil {
+		return deref(replay), err
 	}
 	pctx, pcancel := context.WithTimeout(ctx, timeout)
-	status, ans, err := f.post(pctx, dest, dest.HTTP.URL, res.TransferID, []byte(body))
+	status, ans, err := f.post(pctx, dest, dest.HTTP.URL, id, []byte(body))
 	pcancel()
 	outc, rc, auth, reason := classify(status, ans, err)
 	if reason == "not_sent" {
-		f.log.Warn("bill payment not sent", "destination", dest.ID, "forward", res.TransferID, "err", err)
+		f.log.Warn("bill payment not sent", "destination", dest.ID, "forward", id, "err", err)
 	}
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout+f.cfg.DeadlineMargin)
-	defer cancel()
-	if _, err := f.proposeResult(rctx, cmd.Key, outc, rc, auth, reason); err != nil {
-		return payment.ForwardAnswer{}, err
-	}
-	final, err := f.ledger.Forward(cmd.Key)
-	if err != nil || final.State == store.ForwardPending {
-		if final, err = f.readForward(rctx, cmd.Key); err != nil {
-			return payment.ForwardAnswer{}, err
-		}
-	}
-	return f.answer(ctx, final, outcome.IssuerUnavailable, false)
+	return f.decide(ctx, cmd.Key, outc, rc, auth, reason, timeout, outcome.IssuerUnavailable)
 }
 
 // classify turns a biller's answer to a payment into a forward result.
