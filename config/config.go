@@ -132,6 +132,7 @@ func Demo() File {
 		panic(fmt.Sprintf("config: embedded demo config is broken: %v", err)) // a build defect
 	}
 	f.demo = true
+	f.Switch.Destinations = f.Destinations // routes may name them
 	return f
 }
 
@@ -163,6 +164,7 @@ func Load(path string) (File, error) {
 	if err := f.readCardKeyFile(); err != nil {
 		return f, err
 	}
+	f.Switch.Destinations = f.Destinations
 	f.Path = path
 	return f, nil
 }
@@ -293,6 +295,22 @@ func (f *File) Finish() {
 	}
 }
 
+// DemoSecretFiles are the biller reversal secret files the demo's
+// destinations name (made on first start, like the demo's KEK); none for
+// a --config file, whose secrets are the operator's to provision.
+func (f File) DemoSecretFiles() []string {
+	if !f.demo {
+		return nil
+	}
+	var out []string
+	for _, x := range f.Destinations {
+		if x.HTTP != nil && x.HTTP.ReversalSecretFile != "" {
+			out = append(out, x.HTTP.ReversalSecretFile)
+		}
+	}
+	return out
+}
+
 // DefaultKEKFile is where the demo makes its KEK (mac.generate).
 const DefaultKEKFile = "mac.kek"
 
@@ -311,6 +329,7 @@ func (f File) Validate() error {
 	if err := f.validateCardKey(); err != nil {
 		return err
 	}
+	f.Switch.Destinations = f.Destinations // routes may name them
 	for _, err := range []error{f.Cluster.Validate(), f.Store.Validate(), f.Ops.Validate(), f.API.Validate(), f.Switch.Validate(), f.Settle.Validate(), f.MAC.Validate(), f.Forward.Validate(), f.Webhooks.Validate()} {
 		if err != nil {
 			return err

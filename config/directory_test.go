@@ -30,7 +30,8 @@ func TestDemoSeeds(t *testing.T) {
 			t.Errorf("seed partners %s\nlack %s", got, want)
 		}
 	}
-	if len(s.Routes) != 3 || s.Routes[0].ID != "elec" || s.Routes[2].Key() != (store.RouteKey{BillType: "*", PayerType: "*", Partner: "*"}) {
+	if len(s.Routes) != 4 || s.Routes[0].ID != "elec" || s.Routes[2].Key() != (store.RouteKey{BillType: "*", PayerType: "*", Partner: "*"}) ||
+		s.Routes[3].Destination != "demo-biller" {
 		t.Errorf("seed routes: %+v", s.Routes)
 	}
 	if len(s.Agents) != 1 {

@@ -1,8 +1,11 @@
 // Package forward sends requests routed off-us to their ISO 8583 hosts
-// (issue 13): it records each one in the replicated state before it
-// leaves (store.OpForward), sends it over the destination's persistent
-// connections (package host), and records the answer (OpForwardResult),
-// which on a timeout queues the reversal advice in the same raft command.
+// and HTTP billers (issue 13): it records each one in the replicated
+// state before it leaves (store.OpForward), sends it over the
+// destination's persistent connections (package host) or POSTs it
+// (http.go), and records the answer (OpForwardResult), which on a timeout
+// queues the reversal advice (or the biller follow-up) in the same raft
+// command. Hosts and billers that take back a payment they approved are
+// handled in reversal.go (store.OpHostReversal).
 // On the leader it also sweeps forwards whose node died between the two
 // commands: past their deadline they are timed out, so their reversal is
 // queued too.
@@ -15,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"strings"
 	"sync"
 	"time"
@@ -112,9 +116,13 @@ type Forwarder struct {
 	kek       *mac.KEK
 	opt       Options
 	log       *slog.Logger
+	// http sends bill payments to http destinations (http.go).
+	http *http.Client
 
 	mu      sync.Mutex
 	clients map[string]*destClient
+	// strays are host reversals being recorded (reversal.go).
+	strays sync.WaitGroup
 
 	stop chan struct{}
 	done chan struct{}
@@ -122,13 +130,15 @@ type Forwarder struct {
 
 type destClient struct {
 	dest   *store.Destination // the record the client was made from
-	client *host.Client
+	client *host.Client       // nil for an http destination
 	saf    *safSender
 }
 
 func (dc *destClient) close() {
 	dc.saf.close() // it sends through the client
-	dc.client.Close()
+	if dc.client != nil {
+		dc.client.Close()
+	}
 }
 
 // New starts the forwarder: it runs a client for every iso8583
@@ -148,7 +158,7 @@ func New(cfg Config, ledger Ledger, kek *mac.KEK, opt Options) (*Forwarder, erro
 		opt.Leading = func() bool { return false }
 	}
 	f := &Forwarder{cfg: cfg, ledger: ledger, kek: kek, opt: opt, log: opt.Logger, clients: map[string]*destClient{},
-		stop: make(chan struct{}), done: make(chan struct{})}
+		http: newHTTPClient(), stop: make(chan struct{}), done: make(chan struct{})}
 	f.safLedger, _ = ledger.(SAFLedger)
 	f.sync()
 	go f.run()
@@ -170,6 +180,8 @@ func (f *Forwarder) Close() {
 		dc.close()
 		delete(f.clients, id)
 	}
+	f.http.CloseIdleConnections()
+	f.strays.Wait() // after the connections: none brings more
 }
 
 func (f *Forwarder) run() {
@@ -204,7 +216,7 @@ func (f *Forwarder) sync() {
 	want := map[string]*store.Destination{}
 	d := f.ledger.Directory()
 	for _, x := range d.Destinations() {
-		if x.Kind == store.DestinationKindISO8583 && !x.Disabled {
+		if (x.Kind == store.DestinationKindISO8583 || x.Kind == store.DestinationKindHTTP) && !x.Disabled {
 			p, _ := d.Destination(x.ID)
 			want[x.ID] = p
 		}
@@ -221,6 +233,11 @@ func (f *Forwarder) sync() {
 		if _, ok := f.clients[id]; ok {
 			continue
 		}
+		if x.Kind == store.DestinationKindHTTP {
+			// No connection of its own to keep: only its follow-ups.
+			f.clients[id] = &destClient{dest: x, saf: f.startSAF(id, f.httpFollowUp(id))}
+			continue
+		}
 		cfg, err := host.FromDestination(x)
 		if err != nil {
 			f.log.Error("destination cannot be connected on this node", "destination", id, "err", err)
@@ -234,7 +251,7 @@ func (f *Forwarder) sync() {
 			f.log.Error("destination cannot be connected on this node", "destination", id, "err", err)
 			continue
 		}
-		f.clients[id] = &destClient{dest: x, client: c, saf: f.startSAF(id, c)}
+		f.clients[id] = &destClient{dest: x, client: c, saf: f.startSAF(id, f.isoAdvice(c))}
 	}
 }
 
@@ -256,7 +273,9 @@ func (f *Forwarder) Stats() []host.Stats {
 	f.mu.Lock()
 	cs := make([]*host.Client, 0, len(f.clients))
 	for _, dc := range f.clients {
-		cs = append(cs, dc.client)
+		if dc.client != nil {
+			cs = append(cs, dc.client)
+		}
 	}
 	f.mu.Unlock()
 	out := make([]host.Stats, 0, len(cs))
@@ -270,6 +289,16 @@ func (f *Forwarder) Stats() []host.Stats {
 // posted: the timeout queued a reversal) so reconciliation shows it.
 func (f *Forwarder) onStray(dest string) func(host.Stray) {
 	return func(s host.Stray) {
+		if s.Kind == host.StrayRequest && (s.Message.MTI == "0420" || s.Message.MTI == "0421") {
+			// Off the connection's read loop: recording it is a raft
+			// round trip.
+			f.strays.Add(1)
+			go func() {
+				defer f.strays.Done()
+				f.hostReverse(dest, s) // reversal.go
+			}()
+			return
+		}
 		if s.Kind != host.StrayLate || len(s.Message.MTI) != 4 || s.Message.MTI[:2] != "02" {
 			return
 		}
@@ -304,6 +333,9 @@ func (f *Forwarder) recordLate(dest, id, rc, auth string) {
 // Forward is payment.Forwarder.
 func (f *Forwarder) Forward(ctx context.Context, req payment.ForwardRequest) (payment.ForwardAnswer, error) {
 	dest := req.Destination
+	if dest.Kind == store.DestinationKindHTTP {
+		return f.forwardHTTP(ctx, req) // http.go
+	}
 	timeoutCode := dest.ISO8583.TimeoutCode
 	if timeoutCode == "" {
 		timeoutCode = outcome.IssuerUnavailable
@@ -336,21 +368,11 @@ func (f *Forwarder) Forward(ctx context.Context, req payment.ForwardRequest) (pa
 		TimeoutAt:   cmd.Time + int64(timeout+f.cfg.DeadlineMargin),
 		OriginalRef: req.Command.OriginalRef,
 	}}
-	res, err := f.ledger.Propose(ctx, cmd)
-	if err != nil {
-		return payment.ForwardAnswer{}, err
+	id, replay, err := f.record(ctx, cmd, timeoutCode)
+	if err != nil || replay != nil {
+		return deref(replay), err
 	}
-	if err := res.Status.Err(); err != nil {
-		return payment.ForwardAnswer{}, err
-	}
-	if res.Replayed {
-		fw, err := f.readForward(ctx, cmd.Key)
-		if err != nil {
-			return payment.ForwardAnswer{}, err
-		}
-		return f.answer(ctx, fw, timeoutCode, true)
-	}
-	fw := store.Forward{ID: res.TransferID, MTI: mti, Fields: fields}
+	fw := store.Forward{ID: id, MTI: mti, Fields: fields}
 	msg := Request(&fw, req.PAN.Digits())
 	ans, err := cl.Send(ctx, msg)
 	outc, rc, auth, reason := store.OutcomeDeclined, "", "", ""
@@ -370,17 +392,50 @@ func (f *Forwarder) Forward(ctx context.Context, req payment.ForwardRequest) (pa
 		outc, rc, reason = store.OutcomeDeclined, outcome.IssuerUnavailable, "not_sent"
 		f.log.Warn("forward not sent", "destination", dest.ID, "forward", fw.ID, "err", err)
 	}
-	// The result is recorded whatever became of the partner's context:
-	// the host may have acted.
+	return f.decide(ctx, cmd.Key, outc, rc, auth, reason, timeout, timeoutCode)
+}
+
+// record proposes OpForward cmd and returns the forward's id; replay is
+// the recorded answer when the request had been forwarded before.
+func (f *Forwarder) record(ctx context.Context, cmd store.Command, timeoutCode string) (string, *payment.ForwardAnswer, error) {
+	res, err := f.ledger.Propose(ctx, cmd)
+	if err != nil {
+		return "", nil, err
+	}
+	if err := res.Status.Err(); err != nil {
+		return "", nil, err
+	}
+	if res.Replayed {
+		fw, err := f.readForward(ctx, cmd.Key)
+		if err != nil {
+			return "", nil, err
+		}
+		a, err := f.answer(ctx, fw, timeoutCode, true)
+		return "", &a, err
+	}
+	return res.TransferID, nil, nil
+}
+
+func deref(a *payment.ForwardAnswer) payment.ForwardAnswer {
+	if a == nil {
+		return payment.ForwardAnswer{}
+	}
+	return *a
+}
+
+// decide records the destination's answer to forward key and answers the
+// partner from the record. The result is recorded whatever became of the
+// partner's context: the destination may have acted.
+func (f *Forwarder) decide(ctx context.Context, key, outc, rc, auth, reason string, timeout time.Duration, timeoutCode string) (payment.ForwardAnswer, error) {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout+f.cfg.DeadlineMargin)
 	defer cancel()
-	if _, err := f.proposeResult(rctx, cmd.Key, outc, rc, auth, reason); err != nil {
+	if _, err := f.proposeResult(rctx, key, outc, rc, auth, reason); err != nil {
 		return payment.ForwardAnswer{}, err
 	}
-	final, err := f.ledger.Forward(cmd.Key)
+	final, err := f.ledger.Forward(key)
 	if err != nil || final.State == store.ForwardPending {
 		// Applied on the leader, not here yet.
-		if final, err = f.readForward(rctx, cmd.Key); err != nil {
+		if final, err = f.readForward(rctx, key); err != nil {
 			return payment.ForwardAnswer{}, err
 		}
 	}

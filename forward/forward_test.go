@@ -54,7 +54,7 @@ type rig struct {
 
 const testPAN = "4000000000000002" // BIN 400000: the demo's off-us card
 
-func newRig(t testing.TB, behavior sim.Behavior) *rig {
+func newRig(t testing.TB, behavior sim.Behavior, mut ...func(*config.File)) *rig {
 	t.Helper()
 	icfg := sim.DefaultIssuerConfig()
 	// It signs the connection on in approve mode, then does what the
@@ -76,6 +76,9 @@ func newRig(t testing.TB, behavior sim.Behavior) *rig {
 			h.Addrs, h.TimeoutMs, h.EchoIntervalMs = []string{issuer.Addr()}, 300, 0
 			cfg.Destinations[i].ISO8583 = &h
 		}
+	}
+	for _, m := range mut {
+		m(&cfg)
 	}
 	cfg.Finish()
 	st, err := store.Open(cfg.Store)

@@ -70,13 +70,36 @@ type SAFLedger interface {
 	SAFEntry(id string) (store.SAFEntry, error)
 }
 
+// safSend sends one entry and returns its answer's code; errUnanswered,
+// host.ErrTimeout or host.ErrConnectionLost when it went without a
+// definitive answer, any other error when it could not be sent.
+type safSend func(ctx context.Context, e *store.SAFEntry) (rc string, err error)
+
+// isoAdvice sends an entry as an 0420/0421 through c.
+func (f *Forwarder) isoAdvice(c *host.Client) safSend {
+	return func(ctx context.Context, e *store.SAFEntry) (string, error) {
+		var pan string
+		if len(e.PAN) > 0 {
+			var err error
+			if pan, err = f.OpenPAN(e.Forward, e.PAN); err != nil {
+				return "", fmt.Errorf("advice %s: %w", e.ID, err)
+			}
+		}
+		ans, err := c.Send(ctx, Advice(e, pan))
+		if err != nil {
+			return "", err
+		}
+		return ans.Get(39), nil
+	}
+}
+
 // safSender drains one destination's queue.
 type safSender struct {
-	f      *Forwarder
-	dest   string
-	client *host.Client
-	stop   chan struct{}
-	done   chan struct{}
+	f    *Forwarder
+	dest string
+	send safSend
+	stop chan struct{}
+	done chan struct{}
 	// committing are deliveries proposed (false) or applied (true) that
 	// a queue read may still list: the sender must not send them again.
 	mu         sync.Mutex
@@ -98,10 +121,10 @@ type safSender struct {
 	expired   uint64
 }
 
-func (f *Forwarder) startSAF(dest string, c *host.Client) *safSender {
+func (f *Forwarder) startSAF(dest string, send safSend) *safSender {
 	var name [12]byte
 	rand.Read(name[:])
-	s := &safSender{f: f, dest: dest, client: c, stop: make(chan struct{}), done: make(chan struct{}),
+	s := &safSender{f: f, dest: dest, send: send, stop: make(chan struct{}), done: make(chan struct{}),
 		committing: map[string]bool{}, window: make(chan struct{}, f.cfg.SAF.Window),
 		claim: hex.EncodeToString(name[:]), sent: map[string]bool{}}
 	go s.run()
@@ -216,12 +239,6 @@ func (s *safSender) step() (time.Duration, error) {
 	if repeat && e.Sends == 0 {
 		e.Sends = 1 // Advice sends it as 0421
 	}
-	var pan string
-	if len(e.PAN) > 0 {
-		if pan, err = f.OpenPAN(e.Forward, e.PAN); err != nil {
-			return 0, fmt.Errorf("advice %s: %w", e.ID, err)
-		}
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
 		select {
@@ -230,9 +247,9 @@ func (s *safSender) step() (time.Duration, error) {
 		case <-ctx.Done():
 		}
 	}()
-	ans, err := s.client.Send(ctx, Advice(&e, pan))
+	rc, err := s.send(ctx, &e)
 	cancel()
-	if err != nil || slices.Contains(f.cfg.SAF.RetryCodes, ans.Get(39)) {
+	if err != nil || slices.Contains(f.cfg.SAF.RetryCodes, rc) {
 		s.batch = nil // the head stays: read it again after the update
 	}
 	// The next attempt is counted from the answer (or the timeout), not
@@ -242,15 +259,15 @@ func (s *safSender) step() (time.Duration, error) {
 	// instead of 0421.
 	now = f.opt.Now()
 	switch {
-	case err == nil && !slices.Contains(f.cfg.SAF.RetryCodes, ans.Get(39)):
+	case err == nil && !slices.Contains(f.cfg.SAF.RetryCodes, rc):
 		// Delivered: proposed in the background, so the next advice goes
 		// out while this one's delivery is on its way to the log.
 		s.batch = s.batch[1:]
-		return 0, s.update(e, store.SAFUpdate{ID: e.ID, Action: store.SAFActionDelivered, RC: ans.Get(39)}, true)
+		return 0, s.update(e, store.SAFUpdate{ID: e.ID, Action: store.SAFActionDelivered, RC: rc}, true)
 	case err == nil:
-		return 0, s.update(e, store.SAFUpdate{ID: e.ID, Action: store.SAFActionAttempt, RC: ans.Get(39), Counts: true,
+		return 0, s.update(e, store.SAFUpdate{ID: e.ID, Action: store.SAFActionAttempt, RC: rc, Counts: true,
 			NextAt: now.Add(s.backoff(e.Attempts + 1)).UnixNano()}, false)
-	case errors.Is(err, host.ErrTimeout), errors.Is(err, host.ErrConnectionLost):
+	case errors.Is(err, host.ErrTimeout), errors.Is(err, host.ErrConnectionLost), errors.Is(err, errUnanswered):
 		// Sent, unanswered: not an attempt, but the next one is a repeat.
 		return 0, s.update(e, store.SAFUpdate{ID: e.ID, Action: store.SAFActionAttempt, Error: "timeout",
 			NextAt: now.Add(s.backoff(e.Sends + 1)).UnixNano()}, false)

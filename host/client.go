@@ -65,6 +65,20 @@ type Stray struct {
 	Kind    StrayKind
 	Key     string
 	Message *codec.Message
+	conn    *conn // the connection it came on (Reply)
+}
+
+// ErrNoReply: Reply on a stray that came on no connection, or after it
+// closed.
+var ErrNoReply = errors.New("host: cannot reply: the connection is gone")
+
+// Reply answers a host's request (a StrayRequest) on the connection it
+// came on, as the host expects (an 0430 to its 0420).
+func (s Stray) Reply(m *codec.Message) error {
+	if s.conn == nil {
+		return ErrNoReply
+	}
+	return s.conn.write(m)
 }
 
 // Options are a Client's collaborators.
@@ -534,26 +548,36 @@ func (cn *conn) serveHost(m *codec.Message) {
 			}
 		}
 		ans.Set(39, "00")
-		cn.wmu.Lock()
-		defer cn.wmu.Unlock()
-		b, err := c.codec.Pack(nil, ans)
-		if err == nil {
-			if b, err = c.fr.AppendFrame(nil, b); err == nil {
-				cn.mu.Lock()
-				nc := cn.nc
-				cn.mu.Unlock()
-				if nc != nil {
-					nc.SetWriteDeadline(time.Now().Add(c.cfg.Timeout))
-					nc.Write(b)
-				}
-			}
-		}
+		cn.write(ans)
 		return
 	}
 	c.stats.hostRequests.Add(1)
 	if c.opt.OnStray != nil {
-		c.opt.OnStray(Stray{Kind: StrayRequest, Key: c.key(m), Message: m})
+		c.opt.OnStray(Stray{Kind: StrayRequest, Key: c.key(m), Message: m, conn: cn})
 	}
+}
+
+// write sends m on the connection, unless it is closed.
+func (cn *conn) write(m *codec.Message) error {
+	c := cn.c
+	cn.wmu.Lock()
+	defer cn.wmu.Unlock()
+	b, err := c.codec.Pack(nil, m)
+	if err != nil {
+		return err
+	}
+	if b, err = c.fr.AppendFrame(nil, b); err != nil {
+		return err
+	}
+	cn.mu.Lock()
+	nc := cn.nc
+	cn.mu.Unlock()
+	if nc == nil {
+		return ErrNoReply
+	}
+	nc.SetWriteDeadline(time.Now().Add(c.cfg.Timeout))
+	_, err = nc.Write(b)
+	return err
 }
 
 // isRequest: the MTI's function digit (third) is even (0200, 0420, 0800).

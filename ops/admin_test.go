@@ -581,8 +581,8 @@ func TestAuditVerify(t *testing.T) {
 	base := tn.start(t)
 	defer http.DefaultClient.CloseIdleConnections()
 	putPartner(t, base, "acme", "200001")
-	// Not ELEC: the demo table routes (ELEC, *, *).
-	for i, bt := range []string{"WATER", "GAS", "TEL"} {
+	// Not ELEC nor WATER: the demo table routes them.
+	for i, bt := range []string{"SEWER", "GAS", "TEL"} {
 		body := fmt.Sprintf(`{"bill_type":%q,"destination":"ledger","reason":"biller %d"}`, bt, i)
 		if code, body, _ := do(t, "PUT", base+"/v1/routes/r-"+strings.ToLower(bt), body); code != 201 {
 			t.Fatalf("route: %d %s", code, body)

@@ -300,7 +300,8 @@ func (s *Server) replaceRoutes(w http.ResponseWriter, r *http.Request) {
 // partners and accounts, ids and keys unique within the new table (a key
 // held by a rule being replaced is free).
 func checkTable(d *store.Directory, routes []store.Route, lookup func(*error) store.AccountLookup) error {
-	partnersOnly := store.NewDirectory(d.Partners(), nil)
+	// The partners and destinations it may name, none of the old rules.
+	partnersOnly := store.NewDirectory(d.Partners(), nil).WithDestinations(d.Destinations())
 	ids := make(map[string]struct{}, len(routes))
 	keys := make(map[store.RouteKey]string, len(routes))
 	var readErr error

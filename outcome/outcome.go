@@ -60,6 +60,9 @@ var (
 	// ErrNotReady: /readyz of a node that may not serve yet.
 	ErrBadRequest   = errors.New("ops: bad request")
 	ErrBodyTooLarge = errors.New("ops: body too large")
+	// ErrBadSignature: a destination's signed call (a biller's reversal)
+	// whose Standard Webhooks signature or timestamp does not verify.
+	ErrBadSignature = errors.New("switch: signature does not verify")
 	ErrNotReady     = errors.New("ops: not ready")
 	ErrNoJob        = errors.New("ops: no such job")
 	// ErrBatchExpired: a payment batch's item not made within the
@@ -213,6 +216,7 @@ var table = []struct {
 	{ErrNotSignedOn, Outcome{Code: IssuerUnavailable, HTTPStatus: http.StatusServiceUnavailable, Problem: "not-signed-on", Title: "Sign on first"}},
 	{ErrPartnerSuspended, Outcome{Code: RestrictedCard, HTTPStatus: http.StatusForbidden, Problem: "partner-suspended", Title: "Partner suspended"}},
 	{ErrBadRequest, Outcome{Code: SystemMalfunction, HTTPStatus: http.StatusBadRequest, Problem: "bad-request", Title: "Bad request", Detail: true}},
+	{ErrBadSignature, Outcome{Code: SecurityViolation, HTTPStatus: http.StatusUnauthorized, Problem: "bad-signature", Title: "Signature does not verify"}},
 	{ErrBodyTooLarge, Outcome{Code: SystemMalfunction, HTTPStatus: http.StatusRequestEntityTooLarge, Problem: "too-large", Title: "Body too large", Detail: true}},
 	{ErrNoJob, Outcome{Code: SystemMalfunction, HTTPStatus: http.StatusNotFound, Problem: "no-job", Title: "No such job", Detail: true}},
 	{ErrNotReady, Outcome{Code: SystemMalfunction, HTTPStatus: http.StatusServiceUnavailable, Problem: "not-ready", Title: "Not ready", Detail: true}},

@@ -50,7 +50,7 @@ type ForwardAnswer struct {
 	Replayed   bool
 }
 
-// UseForwarder makes the core send requests routed to iso8583
+// UseForwarder makes the core send requests routed to iso8583 and http
 // destinations through f. Without one such requests are declined as
 // destination unavailable (91). Call it before the front doors start.
 func (c *Core) UseForwarder(f Forwarder) { c.fwd = f }
@@ -79,18 +79,25 @@ func offUs(d *store.Directory, in *Intent, routeID string) (*store.Destination, 
 // into the core's.
 func (c *Core) forward(ctx context.Context, in *Intent, dc decision, dest *store.Destination, cmd store.Command, out Outcome) (Outcome, error) {
 	switch {
+	case dest.Kind == store.DestinationKindHTTP && in.Kind != KindBillPayment:
+		// A biller takes bill payments only.
+		return out, fmt.Errorf("%w: %s routed to biller %s", outcome.ErrUnsupported, in.Kind, dest.ID)
+	case dest.Kind == store.DestinationKindHTTP:
+		// A bill payment names the bill: no card number goes to the biller.
 	case in.Kind != KindPurchase && in.Kind != KindCashWithdrawal:
 		// Holds, refunds, reads and follow-ups of off-us cards are not
 		// forwarded yet (issue 13): declined, never posted on-us.
 		return out, fmt.Errorf("%w: %s of a card routed to destination %s (not forwarded yet)", outcome.ErrUnsupported, in.Kind, dest.ID)
 	case dest.Kind != store.DestinationKindISO8583:
-		return out, fmt.Errorf("%w: destination %s is %s (only iso8583 destinations are forwarded to yet)", outcome.ErrDestinationUnavailable, dest.ID, dest.Kind)
+		return out, fmt.Errorf("%w: destination %s is %s (not forwarded to)", outcome.ErrDestinationUnavailable, dest.ID, dest.Kind)
+	case in.PAN.IsZero():
+		return out, fmt.Errorf("%w: an off-us request needs the card number", outcome.ErrUnsupported)
+	}
+	switch {
 	case dest.Disabled:
 		return out, fmt.Errorf("%w: destination %s is disabled", outcome.ErrDestinationUnavailable, dest.ID)
 	case c.fwd == nil:
 		return out, fmt.Errorf("%w: no forwarder on this node", outcome.ErrDestinationUnavailable)
-	case in.PAN.IsZero():
-		return out, fmt.Errorf("%w: an off-us request needs the card number", outcome.ErrUnsupported)
 	}
 	credit := dc.account
 	req := ForwardRequest{Command: cmd, Kind: in.Kind, Destination: dest, Route: dc.route, Credit: credit, PAN: in.PAN, Intent: in}

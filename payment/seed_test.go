@@ -202,7 +202,7 @@ func TestSeedDirectoryOnceNotOverOpsChanges(t *testing.T) {
 	n := newTestNode(t, nil)
 	partners, routes := directoryOf(n.st)
 	want := []string{"bank-b:[demo east]:false:bank_customer", "demo-acquirer:[demo east api]:false:bank_customer", "demo-agents:[demo]:false:otc_agent"}
-	if fmt.Sprint(partners) != fmt.Sprint(want) || fmt.Sprint(routes) != "[default elec grid mfs]" {
+	if fmt.Sprint(partners) != fmt.Sprint(want) || fmt.Sprint(routes) != "[default elec grid mfs water]" {
 		t.Fatalf("seeded directory: %v %v", partners, routes)
 	}
 	if a, err := n.st.Agent("demo-agents:AGENT001"); err != nil || a.CashLimit != 100000 || a.OfflineLimit != 20000 || a.Currency != "USD" {

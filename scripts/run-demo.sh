@@ -25,7 +25,16 @@ trap 'stop; exit 130' INT
 trap 'stop; exit 143' TERM
 "$bin/switchload" sim issuer --listen 127.0.0.1:9583 --control 127.0.0.1:9090 &
 pids+=($!)
-"$bin/switchload" sim biller --listen 127.0.0.1:9480 --control 127.0.0.1:9091 &
+# The biller signs its reversals (POST /v1/billers/demo-biller/reversals on
+# the ops listener) with the secret switchd checks them against: made here
+# first if missing, in the form switchd's demo would make it.
+secret=data/demo-biller.secret
+if [[ ! -f $secret ]]; then
+  mkdir -p data
+  (umask 077; printf 'whsec_%s\n' "$(head -c 32 /dev/urandom | base64 -w0)" > "$secret")
+fi
+"$bin/switchload" sim biller --listen 127.0.0.1:9480 --control 127.0.0.1:9091 \
+  --reversal-url http://127.0.0.1:8080/v1/billers/demo-biller/reversals --webhook-secret-file "$secret" &
 pids+=($!)
 "$bin/switchd" "$@" &
 pids+=($!)

@@ -169,6 +169,9 @@ const (
 	statusApproved = "approved"
 	statusDeclined = "declined"
 	statusReversed = "reversed"
+	// statusCancelled: the payer's switch took it back (it never learnt
+	// the answer in time and gave up on it).
+	statusCancelled = "cancelled"
 )
 
 // payRecord is one idempotency key's stored answer.
@@ -213,6 +216,7 @@ type billerCounters struct {
 	outcomes map[string]int64 // approved, declined, unanswered, disconnected, invalid, conflict, full
 	replays  int64
 	late     int64
+	cancels  int64
 	rev      ReversalStats
 }
 
@@ -258,6 +262,7 @@ func NewBiller(cfg BillerConfig, logger *slog.Logger) (*Biller, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /payments", b.pay)
 	mux.HandleFunc("GET /payments/{id}", b.getPayment)
+	mux.HandleFunc("POST /payments/{id}/cancel", b.cancelPayment)
 	b.srv = &http.Server{
 		Handler: mux, ReadHeaderTimeout: controlReadHeaderTimeout,
 		ErrorLog:    slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
@@ -460,6 +465,32 @@ func (b *Biller) record(key, fp string, req PaymentRequest, declined bool) (payR
 	}
 	b.byKey[key], b.byID[rec.pay.ID] = rec, rec
 	return *rec, true
+}
+
+// cancelPayment takes back an approved payment at the caller's request
+// (POST /payments/{id}/cancel): 200 with the payment, also when it was
+// cancelled or reversed already (a retried cancel changes nothing); 409
+// for a declined one, 404 for none.
+func (b *Biller) cancelPayment(w http.ResponseWriter, r *http.Request) {
+	b.mu.Lock()
+	rec, ok := b.byID[r.PathValue("id")]
+	var pay Payment
+	if ok {
+		if rec.pay.Status == statusApproved {
+			rec.pay.Status = statusCancelled
+			b.counters.cancels++
+		}
+		pay = rec.pay
+	}
+	b.mu.Unlock()
+	switch {
+	case !ok:
+		writeProblem(w, http.StatusNotFound, "no-payment", ErrNoPayment.Error())
+	case pay.Status == statusDeclined:
+		writeProblem(w, http.StatusConflict, "not-cancellable", "a declined payment cannot be cancelled")
+	default:
+		writeJSON(w, http.StatusOK, pay)
+	}
 }
 
 func (b *Biller) getPayment(w http.ResponseWriter, r *http.Request) {
@@ -675,6 +706,7 @@ type BillerStats struct {
 	Payments  map[string]int64 `json:"payments"`
 	Replays   int64            `json:"replays"`
 	Late      int64            `json:"late"`
+	Cancels   int64            `json:"cancels"`
 	Stored    int              `json:"stored"`
 	Reversals ReversalStats    `json:"reversals"`
 	Queued    int              `json:"reversals_queued"`
@@ -685,7 +717,7 @@ func (b *Biller) Stats() BillerStats {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	st := BillerStats{Mode: b.state.get().Mode, Addr: b.gate.address(), Connections: b.gate.connCount(),
-		Payments: make(map[string]int64, len(b.counters.outcomes)), Replays: b.counters.replays, Late: b.counters.late,
+		Payments: make(map[string]int64, len(b.counters.outcomes)), Replays: b.counters.replays, Late: b.counters.late, Cancels: b.counters.cancels,
 		Stored: len(b.byKey), Reversals: b.counters.rev, Queued: len(b.queue)}
 	for k, v := range b.counters.outcomes {
 		st.Payments[k] = v

@@ -480,3 +480,49 @@ func TestBillerReversalQueueFull(t *testing.T) {
 		t.Fatalf("reversal stats %+v queued %d", s.Reversals, s.Queued)
 	}
 }
+
+func cancel(t testing.TB, b *Biller, id string) (int, Payment) {
+	t.Helper()
+	resp, err := http.Post("http://"+b.Addr()+"/payments/"+id+"/cancel", "application/json", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var p Payment
+	json.NewDecoder(resp.Body).Decode(&p)
+	return resp.StatusCode, p
+}
+
+// A cancel takes back an approved payment once: a retried cancel and a
+// retried payment see it cancelled; it can no longer be reversed; a
+// declined payment cannot be cancelled and an unknown one is 404.
+func TestBillerCancel(t *testing.T) {
+	b, _ := startBiller(t, func(c *BillerConfig) { c.ReversalURL, c.WebhookSecret = "http://127.0.0.1:1/rev", testSecret })
+	_, body, _ := payment(t, b, "k1", billBody)
+	var p Payment
+	json.Unmarshal(body, &p)
+	for i := 0; i < 2; i++ {
+		if st, got := cancel(t, b, p.ID); st != http.StatusOK || got.Status != statusCancelled {
+			t.Fatalf("cancel %d: %d %+v", i, st, got)
+		}
+	}
+	if _, body, _ := payment(t, b, "k1", billBody); !strings.Contains(string(body), `"cancelled"`) {
+		t.Fatalf("retry after cancel: %s", body)
+	}
+	if _, err := b.Reverse(ReversalRequest{PaymentID: p.ID}); !errors.Is(err, ErrNotReversible) {
+		t.Fatalf("reverse a cancelled payment: %v", err)
+	}
+	mustSet(t, b, behavior(ModeDecline))
+	_, body, _ = payment(t, b, "k2", billBody)
+	var d Payment
+	json.Unmarshal(body, &d)
+	if st, _ := cancel(t, b, d.ID); st != http.StatusConflict {
+		t.Fatalf("cancel a decline: %d", st)
+	}
+	if st, _ := cancel(t, b, "bp_99999999"); st != http.StatusNotFound {
+		t.Fatalf("cancel unknown: %d", st)
+	}
+	if s := b.Stats(); s.Cancels != 1 {
+		t.Fatalf("cancels %d, want 1", s.Cancels)
+	}
+}

@@ -152,7 +152,28 @@ func startControl(cfg ControlConfig, h http.Handler, logger *slog.Logger) (*Cont
 
 // StartIssuerControl serves the control API of s.
 func StartIssuerControl(cfg ControlConfig, s *Issuer, logger *slog.Logger) (*Control, error) {
-	return startControl(cfg, controlMux(s), logger)
+	mux := controlMux(s)
+	// POST /reverse {"rrn"}: the issuer takes back a request it approved
+	// (an 0420 to the switch on one of its connections).
+	mux.HandleFunc("POST /reverse", func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			RRN string `json:"rrn"`
+		}
+		if !readJSON(w, r, &req) {
+			return
+		}
+		switch err := s.SendReversal(req.RRN); {
+		case err == nil:
+			writeJSON(w, http.StatusAccepted, map[string]string{"rrn": req.RRN})
+		case errors.Is(err, ErrBehavior):
+			writeProblem(w, http.StatusBadRequest, "bad-request", err.Error())
+		case errors.Is(err, ErrNoConnection):
+			writeProblem(w, http.StatusConflict, "no-connection", err.Error())
+		default:
+			writeProblem(w, http.StatusInternalServerError, "internal", "cannot send the reversal")
+		}
+	})
+	return startControl(cfg, mux, logger)
 }
 
 // Addr is the control API's bound address.

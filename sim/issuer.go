@@ -205,6 +205,9 @@ type Issuer struct {
 
 	mu    sync.Mutex // protects stats and advices
 	stats issuerCounters
+
+	connsMu sync.Mutex           // protects conns
+	conns   map[*issuerConn]bool // the switch's connections, for SendReversal
 }
 
 type issuerCounters struct {
@@ -217,10 +220,13 @@ type issuerCounters struct {
 	freshTwice                    int64
 	adviceReceived, adviceRetrans int64
 	adviceDropped                 int64
+	// hostReversals counts the 0430s our own 0420s got, by code.
+	hostReversals map[string]int64
 }
 
 func newIssuerCounters() issuerCounters {
-	return issuerCounters{messages: make(map[string]map[string]int64), advices: make(map[string]int64), fresh: make(map[string]bool)}
+	return issuerCounters{messages: make(map[string]map[string]int64), advices: make(map[string]int64), fresh: make(map[string]bool),
+		hostReversals: make(map[string]int64)}
 }
 
 // NewIssuer starts an issuer listening on cfg.Listen (unless the starting
@@ -253,7 +259,7 @@ func NewIssuer(cfg IssuerConfig, logger *slog.Logger) (*Issuer, error) {
 		framer: codec.Framer{Header: cfg.Header, FrameBytesMax: cfg.FrameBytesMax},
 		state:  newBehaviorState(cfg.Behavior, cfg.Seed),
 		ctx:    ctx, cancel: cancel,
-		stats: newIssuerCounters(),
+		stats: newIssuerCounters(), conns: map[*issuerConn]bool{},
 	}
 	s.gate = newGate(cfg.Listen, tcfg, s.acceptLoop)
 	if cfg.Behavior.Mode != ModeDown {
@@ -375,7 +381,13 @@ func (s *Issuer) serveConn(c net.Conn) {
 	defer s.wg.Done()
 	cs := &issuerConn{c: c, done: make(chan struct{}), sem: make(chan struct{}, s.cfg.InflightMax),
 		bw: bufio.NewWriterSize(c, writeBufferBytes)}
+	s.connsMu.Lock()
+	s.conns[cs] = true
+	s.connsMu.Unlock()
 	defer func() {
+		s.connsMu.Lock()
+		delete(s.conns, cs)
+		s.connsMu.Unlock()
 		// Answers already given go out before the connection closes.
 		cs.flush(s.cfg.WriteTimeout)
 		close(cs.done)
@@ -438,6 +450,11 @@ func (cs *issuerConn) flush(timeout time.Duration) bool {
 // handle decides one message; false ends the connection.
 func (s *Issuer) handle(cs *issuerConn, req *codec.Message) bool {
 	mti := codec.MTI(req.MTI)
+	if req.MTI == "0430" {
+		// The switch's answer to a reversal we sent (SendReversal).
+		s.count(func(st *issuerCounters) { st.hostReversals[req.Get(39)]++ })
+		return true
+	}
 	if mti.Response() == "" {
 		s.countMessage(req.MTI, unsupportedOutcome)
 		if codec.GenericResponseMTI(req.MTI) == "" {
@@ -659,6 +676,9 @@ type IssuerStats struct {
 	Late    int64       `json:"late"`
 	Lost    int64       `json:"lost"`
 	Advices AdviceStats `json:"advices"`
+	// HostReversals counts the answers (0430) to the issuer's own
+	// reversals (SendReversal), by response code.
+	HostReversals map[string]int64 `json:"host_reversals"`
 }
 
 // AdviceStats is the exactly-once record of reversal advices (0420, 0421).
@@ -705,7 +725,56 @@ func (s *Issuer) Stats() IssuerStats {
 	}
 	a.Duplicates = delivered - a.Distinct
 	st.Advices = a
+	st.HostReversals = make(map[string]int64, len(s.stats.hostReversals))
+	for k, v := range s.stats.hostReversals {
+		st.HostReversals[k] = v
+	}
 	return st
+}
+
+// ErrNoConnection: the issuer has no connection to send on.
+var ErrNoConnection = errors.New("sim: no connection from the switch")
+
+// SendReversal sends the switch an 0420 reversing the switch's own
+// request with RRN rrn (a host taking back what it approved), on one of
+// the switch's connections; the 0430 is counted in HostReversals.
+func (s *Issuer) SendReversal(rrn string) error {
+	if len(rrn) != 12 {
+		return fmt.Errorf("%w: rrn must be 12 digits", ErrBehavior)
+	}
+	s.connsMu.Lock()
+	var cs *issuerConn
+	for c := range s.conns {
+		cs = c
+		break
+	}
+	s.connsMu.Unlock()
+	if cs == nil {
+		return ErrNoConnection
+	}
+	now := time.Now().UTC()
+	stan := fmt.Sprintf("%06d", s.authSeq.Add(1)%authCodeModulus)
+	m := &codec.Message{MTI: "0420"}
+	m.Set(7, now.Format("0102150405"))
+	m.Set(11, stan)
+	m.Set(37, rrn)
+	// The original: the switch's 0200 and its STAN, the RRN's last six.
+	m.Set(90, "0200"+rrn[6:]+strings.Repeat("0", 32))
+	cs.wmu.Lock()
+	defer cs.wmu.Unlock()
+	payload, err := s.codec.Pack(nil, m)
+	if err != nil {
+		return err
+	}
+	frame, err := s.framer.AppendFrame(nil, payload)
+	if err != nil {
+		return err
+	}
+	cs.c.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
+	if _, err := cs.bw.Write(frame); err != nil {
+		return err
+	}
+	return cs.bw.Flush()
 }
 
 func (s *Issuer) statsJSON() any { return s.Stats() }

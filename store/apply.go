@@ -626,6 +626,8 @@ func (t *txn) apply(c *Command) Result {
 		r = t.putBatch(c) // batch.go
 	case OpPutStatementJob:
 		r = t.putStatementJob(c) // statementjob.go
+	case OpHostReversal:
+		r = t.hostReversal(c) // hostreversal.go
 	default:
 		if !c.Op.IsAdmin() || c.Admin == nil {
 			return invalid()
@@ -643,7 +645,7 @@ func (t *txn) apply(c *Command) Result {
 		// corrected one may reuse the key.
 		return r
 	}
-	if r.Status == StatusOK && c.Op != OpForward && c.Op != OpForwardResult {
+	if r.Status == StatusOK && c.Op != OpForward && c.Op != OpForwardResult && c.Op != OpHostReversal {
 		// A forwarded request's approval code is the host's (forward.go).
 		r.AuthCode = authCodeFor(r.TransferID)
 		if c.OriginalRef != "" && r.TransferID != "" {

@@ -109,6 +109,7 @@ func TestKeyPrefixesDistinct(t *testing.T) {
 		"forward": pfxForward, "forwardid": pfxForwardID, "forwarddue": pfxForwardDue, "saf": pfxSAF, "safqueue": pfxSAFQueue,
 		"webhookendpoint": pfxWebhookEndpoint, "webhookdelivery": pfxWebhookDelivery, "webhookdue": pfxWebhookDue,
 		"batch": pfxBatch, "batchopen": pfxBatchOpen, "statementjob": pfxStatementJob,
+		"hostreversal": pfxHostReversal,
 	}
 	seen := map[byte]string{}
 	for name, b := range pfx {

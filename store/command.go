@@ -91,6 +91,8 @@ func (o Op) String() string {
 		return "put_batch"
 	case OpPutStatementJob:
 		return "put_statement_job"
+	case OpHostReversal:
+		return "host_reversal"
 	}
 	return "unknown"
 }
@@ -196,6 +198,9 @@ type Command struct {
 	// StatementJob on OpPutStatementJob is a statement job's record
 	// (statementjob.go).
 	StatementJob *StatementJob `json:"statement_job,omitempty"`
+	// HostReversal on OpHostReversal names the forward a destination
+	// takes back (hostreversal.go); encoded in the extension object.
+	HostReversal *HostReversal `json:"host_reversal,omitempty"`
 }
 
 // RepeatSafe reports whether proposing c again after an unknown outcome

@@ -139,7 +139,7 @@ func (t *txn) setOpenDay(day string, at int64) {
 // the first one (a fresh ledger needs no explicit OpOpenDay).
 func (t *txn) stampDay(c *Command) {
 	switch c.Op {
-	case OpAuthorize, OpPost, OpComplete, OpReverse, OpForwardAdvice, OpForward:
+	case OpAuthorize, OpPost, OpComplete, OpReverse, OpForwardAdvice, OpForward, OpHostReversal:
 	default:
 		return
 	}

@@ -112,6 +112,10 @@ type HTTPDestination struct {
 	// signs each request (Standard Webhooks headers). Empty: none.
 	TokenEnv         string `json:"token_env,omitempty" yaml:"token_env"`
 	SigningSecretEnv string `json:"signing_secret_env,omitempty" yaml:"signing_secret_env"`
+	// ReversalSecretFile is the file on each node with the secret the
+	// biller signs its reversals with (Standard Webhooks: whsec_<base64>
+	// or raw bytes); empty: its reversals are refused (401).
+	ReversalSecretFile string `json:"reversal_secret_file,omitempty" yaml:"reversal_secret_file"`
 }
 
 // Destination returns destination id.
@@ -305,6 +309,9 @@ func checkHTTPDestination(h *HTTPDestination) error {
 			return changeError("http", "%q is not an environment variable name", e)
 		}
 	}
+	if len(h.ReversalSecretFile) > destURLBytesMax || strings.ContainsRune(h.ReversalSecretFile, 0) {
+		return changeError("http.reversal_secret_file", "a path of at most %d bytes", destURLBytesMax)
+	}
 	return nil
 }
 
@@ -380,4 +387,14 @@ func loadDestinations(r pebble.Reader, d *Directory) error {
 		d.putDestination(x)
 	}
 	return it.Error()
+}
+
+// WithDestinations adds xs to d (NewDirectory's lists, for tools that
+// check a seed: a route may name a destination seeded beside it).
+func (d *Directory) WithDestinations(xs []Destination) *Directory {
+	for i := range xs {
+		x := xs[i]
+		d.putDestination(&x)
+	}
+	return d
 }

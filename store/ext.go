@@ -27,18 +27,20 @@ type cmdExt struct {
 	Webhook *WebhookAttempt `json:"webhook,omitempty"`
 	// Offline: an agent's posting reported by offline advice (advice.go).
 	Offline bool `json:"offline,omitempty"`
+	// HostReversal: OpHostReversal's request (hostreversal.go).
+	HostReversal *HostReversal `json:"host_reversal,omitempty"`
 }
 
 // ext is c's extension object, nil when c has none.
 func (c *Command) ext() *cmdExt {
-	if c.Forward == nil && c.Authorization == nil && c.Webhook == nil && !c.Offline {
+	if c.Forward == nil && c.Authorization == nil && c.Webhook == nil && !c.Offline && c.HostReversal == nil {
 		return nil
 	}
-	return &cmdExt{Forward: c.Forward, Authorization: c.Authorization, Webhook: c.Webhook, Offline: c.Offline}
+	return &cmdExt{Forward: c.Forward, Authorization: c.Authorization, Webhook: c.Webhook, Offline: c.Offline, HostReversal: c.HostReversal}
 }
 
 func (x *cmdExt) apply(c *Command) {
-	c.Forward, c.Authorization, c.Webhook, c.Offline = x.Forward, x.Authorization, x.Webhook, x.Offline
+	c.Forward, c.Authorization, c.Webhook, c.Offline, c.HostReversal = x.Forward, x.Authorization, x.Webhook, x.Offline, x.HostReversal
 }
 
 func extJSON(x *cmdExt) []byte {

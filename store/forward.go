@@ -110,6 +110,8 @@ const (
 	forwardFieldsMax     = 64
 	forwardFieldBytesMax = 999
 	wrappedPANBytesMax   = 128
+	// ForwardBodyBytesMax bounds an http forward's request body.
+	ForwardBodyBytesMax = 4096
 	// SAFBatchMax bounds a page of SAF entries read at once, and the
 	// entries one claim names.
 	SAFBatchMax = 1000
@@ -148,6 +150,10 @@ type ForwardRequest struct {
 	// OriginalRef is the partner-scoped reference the approved transfer
 	// can be named by later (completions, reversals).
 	OriginalRef string `json:"oref,omitempty"`
+	// Body is the request to an http destination, as sent (no card
+	// number: a bill payment names the bill, not the card); MTI and
+	// Fields are empty then.
+	Body string `json:"body,omitempty"`
 }
 
 // ForwardResult is the host's answer to forward Key.
@@ -211,6 +217,8 @@ type Forward struct {
 	SAF string `json:"saf,omitempty"`
 	// Late is an answer that came after the timeout: never posted.
 	Late *LateAnswer `json:"late,omitempty"`
+	// Body is an http destination's request (ForwardRequest.Body).
+	Body string `json:"body,omitempty"`
 }
 
 // LateAnswer is a host's answer to a forward already timed out.
@@ -305,7 +313,7 @@ func (t *txn) forwardOp(c *Command) Result {
 	q := c.Forward.Request
 	if q == nil || !validID(q.Destination) || !validID(q.Debit) || !validID(q.Credit) || q.Debit == q.Credit ||
 		!validOptional(q.Route, idBytesMax) || !validOptional(q.OriginalRef, keyBytesMax) ||
-		len(q.MTI) != 4 || len(q.Fields) > forwardFieldsMax || len(q.PAN) > wrappedPANBytesMax ||
+		(len(q.MTI) != 4 && q.Body == "") || len(q.Body) > ForwardBodyBytesMax || len(q.Fields) > forwardFieldsMax || len(q.PAN) > wrappedPANBytesMax ||
 		len(q.MaskedPAN) > idBytesMax || q.TimeoutAt <= c.Time || c.Partner == "" || !validCurrency(c.Currency) {
 		return invalid()
 	}
@@ -329,7 +337,7 @@ func (t *txn) forwardOp(c *Command) Result {
 		Destination: q.Destination, Route: q.Route, Debit: q.Debit, Credit: q.Credit,
 		Amount: c.Amount, Currency: strings.Clone(c.Currency), BusinessDay: strings.Clone(c.BusinessDay), Time: c.Time,
 		TimeoutAt: q.TimeoutAt, PayerType: strings.Clone(c.PayerType), Ref: c.Ref, OriginalRef: q.OriginalRef,
-		MTI: q.MTI, Fields: q.Fields, PAN: q.PAN, MaskedPAN: q.MaskedPAN, State: ForwardPending,
+		MTI: q.MTI, Fields: q.Fields, PAN: q.PAN, MaskedPAN: q.MaskedPAN, State: ForwardPending, Body: q.Body,
 	}
 	t.putForward(f)
 	t.set(skey1(pfxForwardID, f.ID), []byte(f.Key))
@@ -440,6 +448,11 @@ func (t *txn) queueSAF(f *Forward, mti string, fields map[int]string, now, expir
 		ID: formatID('S', t.nextSeq(keySAFSeq)), Destination: f.Destination, Partner: f.Partner, Forward: f.Key,
 		MTI: mti, Fields: fields, PAN: f.PAN, MaskedPAN: f.MaskedPAN, Amount: f.Amount, Currency: f.Currency,
 		State: SAFQueued, CreatedAt: now, NextAt: now, ExpiresAt: expires,
+	}
+	if f.Body != "" {
+		// An http forward's follow-up asks the biller again (the same
+		// idempotency key) and cancels what it approved: no message.
+		e.MTI, e.Fields = "", nil
 	}
 	t.set(skey1(pfxSAF, e.ID), mustJSON(e))
 	t.set(skeyIndex2(pfxSAFQueue, e.Destination, e.ID), []byte{})

@@ -44,6 +44,9 @@ type Config struct {
 	// read it), so the secret stays out of the config file; config.Load
 	// reads it. At most one of the two is set.
 	CardKeyFile string `yaml:"card_key_file"`
+	// Destinations are the ones the routes may name besides the ledger
+	// (the config file's destinations: section, set by package config).
+	Destinations []store.Destination `yaml:"-"`
 	// IdempotencyRetention is how long a key's answer is kept for repeats.
 	IdempotencyRetention time.Duration `yaml:"idempotency_retention"`
 	// HousekeepingInterval is how often the leader expires holds and prunes

@@ -56,7 +56,7 @@ func (c Config) DirectorySeeds() ([]store.Partner, []store.Route) {
 func (c Config) validateDirectory() error {
 	partners, routes := c.DirectorySeeds()
 	anyAccount := func(id string) (store.Account, bool) { return store.Account{ID: id}, true }
-	d := store.NewDirectory(partners, nil)
+	d := store.NewDirectory(partners, nil).WithDestinations(c.Destinations)
 	for _, p := range partners {
 		if err := d.CheckPartner(p, anyAccount, time.Now()); err != nil {
 			return directoryErr("partner "+p.ID, err)

@@ -1,0 +1,297 @@
+package forward
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
+
+	"github.com/switchd/switchd/currency"
+	"github.com/switchd/switchd/outcome"
+	"github.com/switchd/switchd/payment"
+	"github.com/switchd/switchd/store"
+)
+
+// HTTP billers (issue 13). A bill payment routed to an http destination
+// is recorded with OpForward like an ISO 8583 forward — the body it sends
+// is the record (a bill payment names the bill, never the card), its
+// forward id the Idempotency-Key — then POSTed to the destination's URL:
+//
+//	201 approved      → OpForwardResult approved: the destination's
+//	                    settlement account → the route's account
+//	422 declined      → declined with the biller's code (outcome.HostCode)
+//	no answer, 5xx    → timeout: the partner gets 91 and the record
+//	                    queues a follow-up in the SAF queue in the same apply
+//	refused to connect → never sent: 91, nothing to follow up
+//
+// The follow-up (SAF sender on the leader) POSTs the same body with the
+// same Idempotency-Key, which the biller answers from its record: a
+// decline ends it; an approval is kept on the forward as late (never
+// posted) and cancelled with POST <url>/{payment id}/cancel. Until the
+// biller answers definitively it is tried again, so exactly once is the
+// biller's idempotency on our forward id.
+
+// HTTP limits.
+const (
+	// httpResponseBytesMax bounds what is read of a biller's answer: a
+	// payment record of a few short fields.
+	httpResponseBytesMax = 16 << 10
+	// billFieldBytesMax is the biller API's bound on bill_type and
+	// biller_reference.
+	billFieldBytesMax = 64
+	// httpConnsPerHostMax bounds the connections to one biller.
+	httpConnsPerHostMax = 64
+	httpIdleConnsMax    = 16
+	httpIdleTimeout     = 90 * time.Second
+	// cancelTimeoutMin is the least a cancel is given, whatever the
+	// destination's payment timeout.
+	cancelTimeoutMin = time.Second
+)
+
+// errUnanswered: a request sent that got no definitive answer (a
+// timeout, a lost connection, a 5xx): the biller may have acted.
+var errUnanswered = errors.New("forward: sent, no definitive answer")
+
+// BillerPayment is the body POSTed to an http destination. Amount is a
+// decimal string in the currency's exponent ("12.34"), never a number.
+type BillerPayment struct {
+	BillType        string `json:"bill_type"`
+	BillerReference string `json:"biller_reference"`
+	Amount          string `json:"amount"`
+	Currency        string `json:"currency"`
+}
+
+// billerAnswer is what a biller says about a payment.
+type billerAnswer struct {
+	PaymentID string `json:"payment_id"`
+	Status    string `json:"status"`
+	Code      string `json:"code"`
+}
+
+// Biller payment statuses.
+const (
+	billerApproved  = "approved"
+	billerCancelled = "cancelled"
+	billerReversed  = "reversed"
+)
+
+func newHTTPClient() *http.Client {
+	return &http.Client{
+		Transport: &http.Transport{Proxy: nil, MaxConnsPerHost: httpConnsPerHostMax, MaxIdleConnsPerHost: httpIdleConnsMax,
+			IdleConnTimeout: httpIdleTimeout, DialContext: (&net.Dialer{Timeout: 5 * time.Second}).DialContext},
+		// A biller that redirects is misconfigured: its answer is the
+		// redirect, which is no decision.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+// billerBody is the request for bill payment req.
+func billerBody(req payment.ForwardRequest) (string, error) {
+	ccy, err := currency.ByCode(req.Command.Currency)
+	if err != nil {
+		return "", err
+	}
+	in := req.Intent
+	if in.BillType == "" || len(in.BillType) > billFieldBytesMax {
+		return "", fmt.Errorf("%w: a bill payment to a biller needs a bill type of 1..%d characters", outcome.ErrUnsupported, billFieldBytesMax)
+	}
+	// The partner's reference for the payment; a long one is hashed to
+	// fit the biller's field (it only has to be stable).
+	ref := in.IdempotencyKey
+	if in.Ref.RRN != "" {
+		ref = in.Ref.RRN
+	}
+	if len(ref) > billFieldBytesMax {
+		sum := sha256.Sum256([]byte(ref))
+		ref = hex.EncodeToString(sum[:16])
+	}
+	b, err := json.Marshal(BillerPayment{BillType: in.BillType, BillerReference: ref,
+		Amount: currency.FormatMinor(req.Command.Amount, ccy, '.'), Currency: ccy.Code})
+	if err != nil {
+		return "", err
+	}
+	if len(b) > store.ForwardBodyBytesMax {
+		return "", fmt.Errorf("%w: bill payment body over %d bytes", outcome.ErrUnsupported, store.ForwardBodyBytesMax)
+	}
+	return string(b), nil
+}
+
+// forwardHTTP is Forward for an http destination.
+func (f *Forwarder) forwardHTTP(ctx context.Context, req payment.ForwardRequest) (payment.ForwardAnswer, error) {
+	dest, cmd := req.Destination, req.Command
+	if fw, err := f.ledger.Forward(cmd.Key); err == nil {
+		return f.answer(ctx, fw, outcome.IssuerUnavailable, true)
+	}
+	body, err := billerBody(req)
+	if err != nil {
+		return payment.ForwardAnswer{}, err
+	}
+	timeout := time.Duration(dest.HTTP.TimeoutMs) * time.Millisecond
+	cmd.Op = store.OpForward
+	cmd.Card, cmd.Debit, cmd.Credit, cmd.OriginalRef = "", "", "", ""
+	cmd.Forward = &store.ForwardCommand{Request: &store.ForwardRequest{
+		Destination: dest.ID, Route: req.Route, Debit: dest.SettlementAccount, Credit: req.Credit,
+		TimeoutAt: cmd.Time + int64(timeout+f.cfg.DeadlineMargin), OriginalRef: req.Command.OriginalRef, Body: body,
+	}}
+	id, replay, err := f.record(ctx, cmd, outcome.IssuerUnavailable)
+	if err != nil || replay != nil {
+		return deref(replay), err
+	}
+	pctx, pcancel := context.WithTimeout(ctx, timeout)
+	status, ans, err := f.post(pctx, dest, dest.HTTP.URL, id, []byte(body))
+	pcancel()
+	outc, rc, auth, reason := classify(status, ans, err)
+	if reason == "not_sent" {
+		f.log.Warn("bill payment not sent", "destination", dest.ID, "forward", id, "err", err)
+	}
+	return f.decide(ctx, cmd.Key, outc, rc, auth, reason, timeout, outcome.IssuerUnavailable)
+}
+
+// classify turns a biller's answer to a payment into a forward result.
+func classify(status int, ans billerAnswer, err error) (outc, rc, auth, reason string) {
+	switch {
+	case err != nil && notSent(err):
+		return store.OutcomeDeclined, outcome.IssuerUnavailable, "", "not_sent"
+	case err != nil:
+		return store.OutcomeTimeout, "", "", "timeout"
+	case status == http.StatusCreated && ans.Status == billerApproved:
+		return store.OutcomeApproved, outcome.Approved, authCode(ans.PaymentID), ""
+	case status == http.StatusUnprocessableEntity:
+		rc = ans.Code
+		if len(rc) != 2 {
+			rc = outcome.DoNotHonor
+		}
+		return store.OutcomeDeclined, rc, "", ""
+	case status >= 500 || status == http.StatusTooManyRequests:
+		// Busy or broken: it may or may not have recorded the payment.
+		return store.OutcomeTimeout, "", "", fmt.Sprintf("http_%d", status)
+	}
+	// The biller refused the request itself (400, 401, 409, a 201 that
+	// is no approval): it did not pay the bill.
+	return store.OutcomeDeclined, outcome.SystemMalfunction, "", fmt.Sprintf("http_%d", status)
+}
+
+// authCode is the approval code a partner gets for a biller's payment:
+// field 38 has six characters, the last six of the biller's payment id.
+func authCode(paymentID string) string {
+	if len(paymentID) > 6 {
+		return paymentID[len(paymentID)-6:]
+	}
+	return paymentID
+}
+
+// notSent: the connection was never made, so the biller has nothing.
+func notSent(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
+// post sends one signed request to url with Idempotency-Key key and
+// returns the biller's status and answer; err is a transport failure
+// (its class only: no header or body is in it).
+func (f *Forwarder) post(ctx context.Context, dest *store.Destination, url, key string, body []byte) (int, billerAnswer, error) {
+	var ans billerAnswer
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return 0, ans, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Idempotency-Key", key)
+	h := dest.HTTP
+	if h.TokenEnv != "" {
+		tok := os.Getenv(h.TokenEnv)
+		if tok == "" {
+			return 0, ans, &net.OpError{Op: "dial", Net: "tcp", Err: fmt.Errorf("token variable %s is not set on this node", h.TokenEnv)}
+		}
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	if h.SigningSecretEnv != "" {
+		wh, err := standardwebhooks.NewWebhook(os.Getenv(h.SigningSecretEnv))
+		if err != nil || os.Getenv(h.SigningSecretEnv) == "" {
+			// The variable's name only: never its value.
+			return 0, ans, &net.OpError{Op: "dial", Net: "tcp", Err: fmt.Errorf("signing secret variable %s is not a whsec_/base64 secret on this node", h.SigningSecretEnv)}
+		}
+		now := f.opt.Now()
+		sig, _ := wh.Sign(key, now, body)
+		req.Header.Set(standardwebhooks.HeaderWebhookID, key)
+		req.Header.Set(standardwebhooks.HeaderWebhookTimestamp, fmt.Sprint(now.Unix()))
+		req.Header.Set(standardwebhooks.HeaderWebhookSignature, sig)
+	}
+	resp, err := f.http.Do(req)
+	if err != nil {
+		return 0, ans, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, httpResponseBytesMax+1))
+	if err != nil {
+		return 0, ans, fmt.Errorf("%w: reading the answer: %v", errUnanswered, err)
+	}
+	if len(b) > httpResponseBytesMax {
+		return 0, ans, fmt.Errorf("%w: answer over %d bytes", errUnanswered, httpResponseBytesMax)
+	}
+	if resp.StatusCode == http.StatusCreated || resp.StatusCode == http.StatusUnprocessableEntity || resp.StatusCode == http.StatusOK {
+		if err := json.Unmarshal(b, &ans); err != nil {
+			return 0, ans, fmt.Errorf("%w: answer %d is not a payment", errUnanswered, resp.StatusCode)
+		}
+	}
+	return resp.StatusCode, ans, nil
+}
+
+// httpFollowUp is the SAF send of an http destination's entry: ask the
+// biller again under the same key; cancel what it approved. rc "00" is
+// done; a retry code tries again later; errUnanswered waits for it.
+func (f *Forwarder) httpFollowUp(dest string) func(context.Context, *store.SAFEntry) (string, error) {
+	return func(ctx context.Context, e *store.SAFEntry) (string, error) {
+		x, ok := f.ledger.Directory().Destination(dest)
+		if !ok || x.HTTP == nil {
+			return "", fmt.Errorf("destination %s is no http destination any more", dest)
+		}
+		fw, err := f.ledger.Forward(e.Forward)
+		if err != nil {
+			return "", err
+		}
+		timeout := max(time.Duration(x.HTTP.TimeoutMs)*time.Millisecond, cancelTimeoutMin)
+		pctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		status, ans, err := f.post(pctx, x, x.HTTP.URL, fw.ID, []byte(fw.Body))
+		outc, rc, auth, reason := classify(status, ans, err)
+		switch {
+		case reason == "not_sent":
+			return "", err
+		case outc == store.OutcomeTimeout:
+			return "", fmt.Errorf("%w: %s", errUnanswered, reason)
+		case status == http.StatusCreated && (ans.Status == billerCancelled || ans.Status == billerReversed):
+			return outcome.Approved, nil // taken back already
+		case outc == store.OutcomeDeclined && status != http.StatusUnprocessableEntity:
+			return outcome.SystemMalfunction, nil // refused: try again later, counted
+		}
+		// A definitive answer: kept on the record as late (never posted).
+		if _, err := f.proposeResult(ctx, fw.Key, outc, rc, auth, "late"); err != nil {
+			return "", err
+		}
+		if outc == store.OutcomeDeclined {
+			return outcome.Approved, nil // nothing to take back
+		}
+		status, ans, err = f.post(pctx, x, x.HTTP.URL+"/"+ans.PaymentID+"/cancel", fw.ID+"-cancel", nil)
+		switch {
+		case err != nil && notSent(err):
+			return "", err
+		case err != nil, status >= 500:
+			return "", fmt.Errorf("%w: cancel", errUnanswered)
+		case status == http.StatusOK && (ans.Status == billerCancelled || ans.Status == billerReversed):
+			f.log.Info("bill payment the partner was declined for cancelled at the biller", "destination", dest, "forward", fw.ID, "payment", ans.PaymentID)
+			return outcome.Approved, nil
+		}
+		return outcome.SystemMalfunction, nil
+	}
+}

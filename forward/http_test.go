@@ -1,0 +1,162 @@
+package forward_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/switchd/switchd/card"
+	"github.com/switchd/switchd/config"
+	"github.com/switchd/switchd/outcome"
+	"github.com/switchd/switchd/payment"
+	"github.com/switchd/switchd/sim"
+	"github.com/switchd/switchd/store"
+)
+
+const billPAN = "4111111111111111" // the demo's on-us card pays an off-us biller
+
+// newBillerRig is the rig with demo-biller pointed at a simulated biller
+// (300 ms timeout); mut changes the biller's config.
+func newBillerRig(t *testing.T, behavior sim.Behavior, mut func(*sim.BillerConfig)) (*rig, *sim.Biller) {
+	t.Helper()
+	bcfg := sim.DefaultBillerConfig()
+	bcfg.Listen, bcfg.Behavior = "127.0.0.1:0", behavior
+	if mut != nil {
+		mut(&bcfg)
+	}
+	b, err := sim.NewBiller(bcfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	r := newRig(t, sim.DefaultBehavior(), func(cfg *config.File) {
+		for i := range cfg.Destinations {
+			if cfg.Destinations[i].ID == "demo-biller" {
+				h := *cfg.Destinations[i].HTTP
+				h.URL, h.TimeoutMs = "http://"+b.Addr()+"/payments", 300
+				cfg.Destinations[i].HTTP = &h
+			}
+		}
+	})
+	return r, b
+}
+
+func (r *rig) billIntent(stan int, amount int64) payment.Intent {
+	pan, err := card.ParsePAN(billPAN)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	key := fmt.Sprintf("bill|%06d", stan)
+	return payment.Intent{Kind: payment.KindBillPayment, Origin: payment.Origin{Lane: "demo"}, Acquirer: "100001", PAN: pan,
+		Terminal: "TERM0001", Amount: amount, Currency: "USD", BillType: "WATER",
+		Ref:            store.Ref{MTI: "0200", STAN: fmt.Sprintf("%06d", stan), RRN: fmt.Sprintf("%012d", stan)},
+		IdempotencyKey: key, OriginalRef: key, Fingerprint: []string{"bill", fmt.Sprint(amount), payment.FingerprintPAN}}
+}
+
+func (r *rig) payBill(stan int, amount int64) (payment.Outcome, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return r.core.Submit(ctx, r.billIntent(stan, amount))
+}
+
+func billKey(stan int) string { return fmt.Sprintf("demo-acquirer|bill|%06d", stan) }
+
+// A WATER bill goes to the biller and is approved (201): the partner gets
+// an approval code, the ledger posts the biller's settlement account →
+// the route's (the partner's) account, the record holds the body sent
+// (decimal amount, no card number), and a repeat is answered from the
+// record without a second payment at the biller.
+func TestBillApproved(t *testing.T) {
+	r, b := newBillerRig(t, sim.DefaultBehavior(), nil)
+	out, err := r.payBill(1, 1234)
+	if err != nil {
+		t.Fatalf("bill: %v", err)
+	}
+	if len(out.AuthCode) != 6 || out.Result.TransferID == "" || out.Route != "water" {
+		t.Fatalf("outcome %+v", out)
+	}
+	if a := r.account("demo-biller-settlement"); a.DebitsPosted != 1234 {
+		t.Fatalf("biller position %+v", a)
+	}
+	fw, err := r.st.Forward(billKey(1))
+	if err != nil || fw.State != store.ForwardApproved || fw.Destination != "demo-biller" {
+		t.Fatalf("forward %+v %v", fw, err)
+	}
+	if !strings.Contains(fw.Body, `"amount":"12.34"`) || !strings.Contains(fw.Body, `"bill_type":"WATER"`) ||
+		strings.Contains(fw.Body, billPAN) || len(fw.PAN) != 0 || fw.MTI != "" {
+		t.Fatalf("recorded body %q pan %d mti %q", fw.Body, len(fw.PAN), fw.MTI)
+	}
+	again, err := r.payBill(1, 1234)
+	if err != nil || again.AuthCode != out.AuthCode || !again.Result.Replayed {
+		t.Fatalf("repeat: %+v %v", again, err)
+	}
+	if s := b.Stats(); s.Payments["approved"] != 1 || s.Replays != 0 {
+		t.Fatalf("biller saw %+v", s)
+	}
+	if a := r.account("demo-biller-settlement"); a.DebitsPosted != 1234 {
+		t.Fatalf("the repeat posted again: %+v", a)
+	}
+}
+
+// A 422 reaches the partner with the biller's code through outcome's
+// table; nothing is posted, nothing queued.
+func TestBillDeclined(t *testing.T) {
+	r, _ := newBillerRig(t, sim.Behavior{Mode: sim.ModeDecline, LateDelay: sim.Duration(time.Second)}, func(c *sim.BillerConfig) { c.DeclineCode = "51" })
+	_, err := r.payBill(2, 500)
+	var hd *outcome.HostDecline
+	if !errors.As(err, &hd) || outcome.Code(err) != "51" {
+		t.Fatalf("decline: %v (%s)", err, outcome.Code(err))
+	}
+	if a := r.account("demo-biller-settlement"); a.DebitsPosted != 0 {
+		t.Fatalf("a decline posted: %+v", a)
+	}
+	if q, _ := r.st.SAFQueue("demo-biller", 10); len(q) != 0 {
+		t.Fatalf("queued: %+v", q)
+	}
+}
+
+// The biller approves but answers after our timeout: the partner gets 91,
+// nothing is posted, and a follow-up is queued in the same command. The
+// SAF sender asks again under the same Idempotency-Key, learns of the
+// approval (kept on the record as late, never posted) and cancels it at
+// the biller, once.
+func TestBillTimeoutFollowUpCancels(t *testing.T) {
+	r, b := newBillerRig(t, sim.Behavior{Mode: sim.ModeLate, LateDelay: sim.Duration(600 * time.Millisecond)}, nil)
+	if _, err := r.payBill(3, 700); outcome.Code(err) != "91" {
+		t.Fatalf("timeout: %v (%s)", err, outcome.Code(err))
+	}
+	fw, _ := r.st.Forward(billKey(3))
+	if fw.State != store.ForwardTimedOut || fw.SAF == "" {
+		t.Fatalf("forward %+v", fw)
+	}
+	r.waitFor("the follow-up delivered", func() bool { e, _ := r.st.SAFEntry(fw.SAF); return e.State == store.SAFDelivered })
+	if s := b.Stats(); s.Cancels != 1 || s.Payments["approved"] != 1 {
+		t.Fatalf("biller %+v", s)
+	}
+	fw, _ = r.st.Forward(billKey(3))
+	if fw.State != store.ForwardTimedOut || fw.Late == nil || fw.Late.Outcome != store.OutcomeApproved || fw.TransferID != "" {
+		t.Fatalf("forward after the follow-up %+v", fw)
+	}
+	if a := r.account("demo-biller-settlement"); a.DebitsPosted != 0 {
+		t.Fatalf("a timed-out bill posted: %+v", a)
+	}
+}
+
+// A biller that is down (connection refused): 91 at once, the record
+// says never sent, nothing posted, nothing queued.
+func TestBillBillerDown(t *testing.T) {
+	r, _ := newBillerRig(t, sim.Behavior{Mode: sim.ModeDown, LateDelay: sim.Duration(time.Second)}, nil)
+	if _, err := r.payBill(4, 100); outcome.Code(err) != "91" {
+		t.Fatalf("down: %v", err)
+	}
+	fw, err := r.st.Forward(billKey(4))
+	if err != nil || fw.State != store.ForwardDeclined || fw.Reason != "not_sent" {
+		t.Fatalf("forward %+v %v", fw, err)
+	}
+	if q, _ := r.st.SAFQueue("demo-biller", 10); len(q) != 0 {
+		t.Fatalf("queued: %+v", q)
+	}
+}
