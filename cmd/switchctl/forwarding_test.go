@@ -34,6 +34,10 @@ destinations:
     settlement_account: demo-issuer-settlement
     bins: ["400000"]
     iso8583: {addrs: [%q], dialect: iso87ascii, header: binary2, pool_size: 1, timeout_ms: 500, sign_on: true, timeout_code: "91"}
+  - id: demo-biller # the demo's WATER route names it
+    kind: http
+    settlement_account: demo-biller-settlement
+    http: {url: "http://127.0.0.1:9/payments", timeout_ms: 3000}
 `, filepath.Join(t.TempDir(), "mac.kek"), issuer.Addr())})
 	t.Setenv("SWITCHCTL_CREDENTIALS", n.Credentials)
 	ops := []string{"--ops", n.OpsURL}

@@ -50,6 +50,10 @@ destinations:
     settlement_account: demo-issuer-settlement
     bins: ["400000"]
     iso8583: {addrs: [%q], dialect: iso87ascii, header: binary2, pool_size: 4, timeout_ms: 250, sign_on: true, echo_interval_ms: 0, timeout_code: "91", breaker_failures: 1000, breaker_cooldown_ms: 100}
+  - id: demo-biller # the demo's WATER route names it
+    kind: http
+    settlement_account: demo-biller-settlement
+    http: {url: "http://127.0.0.1:9/payments", timeout_ms: 3000}
 `, kek, issuer.Addr())
 	nodes := startClusterNodes(t, bin, clusterSpec{extraYAML: extra})
 	c, err := codec.Load("iso87ascii")
