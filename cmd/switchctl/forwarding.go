@@ -10,6 +10,8 @@ import (
 	"net/url"
 	"strconv"
 	"time"
+
+	"github.com/switchd/switchd/host"
 )
 
 // Forwarding (issue 13): the host connections of the node asked, the
@@ -20,22 +22,9 @@ import (
 //	switchctl saf retry|drop ID --reason R
 //	switchctl forwards show ID
 
-type destStatus struct {
-	Name                 string    `json:"name"`
-	Ready                bool      `json:"ready"`
-	ConnectionsUp        int64     `json:"connections_up"`
-	PoolSize             int       `json:"pool_size"`
-	CircuitOpen          bool      `json:"circuit_open"`
-	Sent                 uint64    `json:"sent"`
-	Answered             uint64    `json:"answered"`
-	Timeouts             uint64    `json:"timeouts"`
-	Lost                 uint64    `json:"lost"`
-	Unavailable          uint64    `json:"unavailable"`
-	Late                 uint64    `json:"late"`
-	Unmatched            uint64    `json:"unmatched"`
-	LatencyBuckets       []uint64  `json:"latency_buckets"`
-	LatencyBoundsSeconds []float64 `json:"latency_bounds_seconds"`
-}
+// destStatus is a destination's line of GET /v1/destinations/status:
+// the host client's own counters.
+type destStatus = host.Stats
 
 type safEntry struct {
 	ID          string         `json:"id"`

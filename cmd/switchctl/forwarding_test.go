@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchd/switchd/internal/simtest"
 	"github.com/switchd/switchd/internal/switchdtest"
 	"github.com/switchd/switchd/sim"
 )
@@ -18,13 +19,7 @@ import (
 // retry or drop needs a reason, and a delivered advice cannot be dropped.
 func TestSAFWalkThrough(t *testing.T) {
 	bin := switchdtest.Build(t) // skips under -short
-	icfg := sim.DefaultIssuerConfig()
-	icfg.Listen = "127.0.0.1:0"
-	issuer, err := sim.NewIssuer(icfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { issuer.Close() })
+	issuer := simtest.Issuer(t)
 	n := switchdtest.StartWith(t, bin, switchdtest.Options{Extra: fmt.Sprintf(`mac: {kek_file: %q, generate: true}
 forward:
   saf: {retry_min: 100ms, retry_max: 500ms, poll: 50ms}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/switchd/switchd/codec"
+	"github.com/switchd/switchd/internal/simtest"
 	"github.com/switchd/switchd/internal/switchdtest"
 	"github.com/switchd/switchd/sim"
 	"github.com/switchd/switchd/store"
@@ -29,13 +30,7 @@ const safAdvices = 1000
 // every replica ends with every entry delivered and the same state hash.
 func TestKill9LeaderSAFExactlyOnce(t *testing.T) {
 	bin := switchdtest.Build(t) // skips under -short
-	icfg := sim.DefaultIssuerConfig()
-	icfg.Listen = "127.0.0.1:0"
-	issuer, err := sim.NewIssuer(icfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { issuer.Close() })
+	issuer := simtest.Issuer(t)
 	// One KEK file for the three nodes: a forward's card number is sealed
 	// by the node that took it and opened by whichever leader sends its
 	// advice.
