@@ -429,8 +429,14 @@ func deref(a *payment.ForwardAnswer) payment.ForwardAnswer {
 func (f *Forwarder) decide(ctx context.Context, key, outc, rc, auth, reason string, timeout time.Duration, timeoutCode string) (payment.ForwardAnswer, error) {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout+f.cfg.DeadlineMargin)
 	defer cancel()
-	if _, err := f.proposeResult(rctx, key, outc, rc, auth, reason); err != nil {
+	res, err := f.proposeResult(rctx, key, outc, rc, auth, reason)
+	if err != nil {
 		return payment.ForwardAnswer{}, err
+	}
+	if res.ForwardState != "" && !res.Replayed {
+		// The apply said what the record holds now.
+		fw := store.Forward{State: res.ForwardState, RC: res.ForwardRC, AuthCode: res.AuthCode, TransferID: res.TransferID}
+		return f.answer(ctx, fw, timeoutCode, false)
 	}
 	final, err := f.ledger.Forward(key)
 	if err != nil || final.State == store.ForwardPending {

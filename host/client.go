@@ -272,11 +272,66 @@ type conn struct {
 
 	mu      sync.Mutex
 	nc      net.Conn
+	w       *wire // nc's writer
 	ready   bool
 	pending map[string]chan *codec.Message
+}
 
-	wmu sync.Mutex // one writer at a time
-	buf []byte     // guarded by wmu
+// wire writes frames to one connection, combining them: a frame that
+// finds another write in progress is appended to the next one, which
+// its writer sends before it returns. Alone a frame goes out at once;
+// under load one write system call carries every frame queued meanwhile
+// (the simulated issuer answers the same way), instead of one each.
+type wire struct {
+	nc net.Conn
+
+	mu       sync.Mutex
+	next     []byte // frames for the next write
+	spare    []byte // the last write's buffer, reused
+	flushing bool   // a writer is in nc.Write
+	err      error  // the connection failed: every later send too
+}
+
+// send writes payload framed by fr (a copy is kept) within timeout. nil
+// means it went out or is in the write under way (a frame lost with the
+// connection then fails its waiter through the connection's end);
+// ErrConnectionLost that this connection failed; a framing error that
+// nothing was sent.
+func (w *wire) send(fr codec.Framer, payload []byte, timeout time.Duration) error {
+	w.mu.Lock()
+	if w.err != nil {
+		err := w.err
+		w.mu.Unlock()
+		return err
+	}
+	next, err := fr.AppendFrame(w.next, payload)
+	if err != nil {
+		w.mu.Unlock()
+		return err // too long for the header: nothing appended
+	}
+	w.next = next
+	if w.flushing {
+		w.mu.Unlock()
+		return nil
+	}
+	w.flushing = true
+	for len(w.next) > 0 && err == nil {
+		b := w.next
+		w.next = w.spare[:0]
+		w.mu.Unlock()
+		w.nc.SetWriteDeadline(time.Now().Add(timeout))
+		_, err = w.nc.Write(b)
+		w.mu.Lock()
+		w.spare = b[:0]
+	}
+	if err != nil {
+		w.nc.Close() // a half-written frame leaves the stream unusable
+		err = fmt.Errorf("%w: write: %v", ErrConnectionLost, err)
+		w.err, w.next = err, nil
+	}
+	w.flushing = false
+	w.mu.Unlock()
+	return err
 }
 
 func (cn *conn) isReady() bool {
@@ -351,7 +406,7 @@ func (cn *conn) session(addr string) (up bool, err error) {
 		nc.Close()
 		return false, nil
 	}
-	cn.nc, cn.pending = nc, map[string]chan *codec.Message{}
+	cn.nc, cn.w, cn.pending = nc, &wire{nc: nc}, map[string]chan *codec.Message{}
 	cn.mu.Unlock()
 	readerDone := make(chan error, 1)
 	go func() { readerDone <- cn.read(nc) }()
@@ -362,7 +417,7 @@ func (cn *conn) session(addr string) (up bool, err error) {
 			err = rerr
 		}
 		cn.mu.Lock()
-		cn.ready, cn.nc = false, nil
+		cn.ready, cn.nc, cn.w = false, nil, nil
 		for k, ch := range cn.pending {
 			close(ch) // the waiter sees ErrConnectionLost
 			delete(cn.pending, k)
@@ -418,9 +473,9 @@ func (cn *conn) exchange(ctx context.Context, m *codec.Message, timeout time.Dur
 	key := c.key(m)
 	ch := make(chan *codec.Message, 1)
 	cn.mu.Lock()
-	nc := cn.nc
+	w := cn.w
 	switch {
-	case nc == nil:
+	case w == nil:
 		cn.mu.Unlock()
 		return nil, fmt.Errorf("%w: %s", ErrConnectionLost, c.cfg.Name)
 	case cn.pending[key] != nil:
@@ -433,21 +488,13 @@ func (cn *conn) exchange(ctx context.Context, m *codec.Message, timeout time.Dur
 	cn.pending[key] = ch
 	cn.mu.Unlock()
 
-	cn.wmu.Lock()
-	var err error
-	cn.buf, err = c.codec.Pack(cn.buf[:0], m)
+	bp := packBuffers.Get().(*[]byte)
+	payload, err := c.codec.Pack((*bp)[:0], m)
 	if err == nil {
-		var frame []byte
-		if frame, err = c.fr.AppendFrame(nil, cn.buf); err == nil {
-			nc.SetWriteDeadline(time.Now().Add(timeout))
-			_, err = nc.Write(frame)
-			if err != nil {
-				nc.Close() // a half-written frame leaves the stream unusable
-				err = fmt.Errorf("%w: write: %v", ErrConnectionLost, err)
-			}
-		}
+		err = w.send(c.fr, payload, timeout)
 	}
-	cn.wmu.Unlock()
+	*bp = payload[:0]
+	packBuffers.Put(bp)
 	if err != nil {
 		cn.forget(key, ch)
 		return nil, err
@@ -560,25 +607,22 @@ func (cn *conn) serveHost(m *codec.Message) {
 // write sends m on the connection, unless it is closed.
 func (cn *conn) write(m *codec.Message) error {
 	c := cn.c
-	cn.wmu.Lock()
-	defer cn.wmu.Unlock()
-	b, err := c.codec.Pack(nil, m)
+	payload, err := c.codec.Pack(nil, m)
 	if err != nil {
 		return err
 	}
-	if b, err = c.fr.AppendFrame(nil, b); err != nil {
-		return err
-	}
 	cn.mu.Lock()
-	nc := cn.nc
+	w := cn.w
 	cn.mu.Unlock()
-	if nc == nil {
+	if w == nil {
 		return ErrNoReply
 	}
-	nc.SetWriteDeadline(time.Now().Add(c.cfg.Timeout))
-	_, err = nc.Write(b)
-	return err
+	return w.send(c.fr, payload, c.cfg.Timeout)
 }
+
+// packBuffers hold requests being packed: one a request in flight at
+// most, reused (send copies the frame).
+var packBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
 
 // isRequest: the MTI's function digit (third) is even (0200, 0420, 0800).
 func isRequest(mti string) bool { return len(mti) == 4 && (mti[2]-'0')%2 == 0 }

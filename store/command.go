@@ -335,4 +335,10 @@ type Result struct {
 	// stored (a repeat answers Replayed without them).
 	Version uint64 `json:"version,omitempty"`
 	Detail  string `json:"detail,omitempty"`
+	// ForwardState and ForwardRC are the forward's state and host code
+	// after OpForwardResult, so its proposer answers the partner without
+	// reading the record back. Not stored: a repeat answers Replayed
+	// without them, and the proposer reads the record then.
+	ForwardState string `json:"fwd_state,omitempty"`
+	ForwardRC    string `json:"fwd_rc,omitempty"`
 }

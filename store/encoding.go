@@ -54,6 +54,8 @@ type dec struct {
 	s   string
 	off int
 	err error
+	// legacy: something was read in a layout no longer written.
+	legacy bool
 }
 
 func newDec(b []byte) dec { return dec{b: b, s: string(b)} }
@@ -346,7 +348,8 @@ const (
 	flagExtBatch        = 1 << iota // a BatchChange follows the Admin (OpPutBatch)
 	flagExtStatementJob             // a StatementJob (JSON) follows the BatchChange (OpPutStatementJob)
 	flagExtJSON                     // the extension object (JSON, ext.go) follows the StatementJob
-	flagExtAll          = flagExtBatch | flagExtStatementJob | flagExtJSON
+	flagExtForward                  // a ForwardCommand (binary, forwardcodec.go) follows the extension object
+	flagExtAll          = flagExtBatch | flagExtStatementJob | flagExtJSON | flagExtForward
 )
 
 // EncodeBatch encodes the commands of one raft log entry. The layout is
@@ -371,7 +374,11 @@ func EncodeBatch(cmds []Command) ([]byte, error) {
 	return e.b, nil
 }
 
-func (e *enc) command(c *Command) {
+func (e *enc) command(c *Command) { e.commandExt(c, c.ext(), c.Forward) }
+
+// commandExt encodes c with extension object x and forwarding payload
+// fwd (tests write the legacy layout with them: fwd inside x).
+func (e *enc) commandExt(c *Command, x *cmdExt, fwd *ForwardCommand) {
 	e.byte(byte(c.Op))
 	e.str(c.Key)
 	e.str(c.Fingerprint)
@@ -408,9 +415,11 @@ func (e *enc) command(c *Command) {
 	if c.StatementJob != nil {
 		ext |= flagExtStatementJob
 	}
-	x := c.ext()
 	if x != nil {
 		ext |= flagExtJSON
+	}
+	if fwd != nil {
+		ext |= flagExtForward
 	}
 	if ext != 0 {
 		flags |= flagExt
@@ -452,6 +461,9 @@ func (e *enc) command(c *Command) {
 	}
 	if x != nil {
 		e.blob(extJSON(x)) // ext.go
+	}
+	if fwd != nil {
+		e.forwardCommand(fwd) // forwardcodec.go
 	}
 }
 
@@ -505,6 +517,11 @@ func checkStrings(c *Command) error {
 			return fmt.Errorf("%w: extension of %d bytes (max %d)", ErrInvalidCommand, n, extBytesMax)
 		}
 	}
+	if c.Forward != nil {
+		if err := checkForwardCommand(c.Forward); err != nil { // forwardcodec.go
+			return err
+		}
+	}
 	if a := c.Account; a != nil {
 		for _, s := range [...]string{a.ID, string(a.Kind), a.Currency, a.Partner, a.CardHash, a.MaskedPAN} {
 			if len(s) > stringBytesMax {
@@ -532,28 +549,36 @@ func batchLen(data []byte) int {
 // error wrapping ErrCorrupt; it never panics and allocates at most in
 // proportion to len(data).
 func DecodeBatch(data []byte) ([]Command, error) {
+	cmds, _, err := decodeBatch(data)
+	return cmds, err
+}
+
+// decodeBatch is DecodeBatch; legacy says a command carried a layout
+// that is read but no longer written (a JSON ForwardCommand, ext.go), so
+// re-encoding the commands gives other bytes for the same commands.
+func decodeBatch(data []byte) ([]Command, bool, error) {
 	d := newDec(data)
 	if v := d.byte(); d.err == nil && v != batchVersion {
-		return nil, fmt.Errorf("%w: batch version %d", ErrCorrupt, v)
+		return nil, false, fmt.Errorf("%w: batch version %d", ErrCorrupt, v)
 	}
 	n := d.uvar()
 	if d.err != nil {
-		return nil, d.err
+		return nil, false, d.err
 	}
 	if n == 0 || n > batchCommandsMax || n > uint64(len(data)/commandBytesMin) {
-		return nil, fmt.Errorf("%w: batch of %d commands in %d bytes", ErrCorrupt, n, len(data))
+		return nil, false, fmt.Errorf("%w: batch of %d commands in %d bytes", ErrCorrupt, n, len(data))
 	}
 	cmds := make([]Command, n)
 	for i := range cmds {
 		d.command(&cmds[i])
 		if d.err != nil {
-			return nil, d.err
+			return nil, false, d.err
 		}
 	}
 	if err := d.done(); err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	return cmds, nil
+	return cmds, d.legacy, nil
 }
 
 func (d *dec) command(c *Command) {
@@ -615,5 +640,12 @@ func (d *dec) command(c *Command) {
 		if x := decodeExt(d); x != nil {
 			x.apply(c)
 		}
+	}
+	if ext&flagExtForward != 0 {
+		if c.Forward != nil {
+			d.fail("forward command twice") // the extension's legacy member and the binary one
+			return
+		}
+		c.Forward = d.forwardCommand()
 	}
 }

@@ -7,8 +7,10 @@ import (
 
 // The command flag byte is full; flagExt says a second one follows
 // (encoding.go), and its flagExtJSON says this JSON object follows with
-// the payloads of the machine-state ops added since (forwarding and
-// store-and-forward, issue 13; SCA and the webhook outbox, issue 12). One
+// the payloads of the machine-state ops added since (SCA and the webhook
+// outbox, issue 12; offline advices and host reversals, issue 13; the
+// forwarding payloads were here too, and are binary now: flagExtForward,
+// forwardcodec.go). One
 // extension object keeps the binary layout stable while ops are added: a
 // new payload is a new member, and batches written before it still
 // decode (the member is absent). JSON like Admin: these commands are a few
@@ -20,6 +22,9 @@ const extBytesMax = 4 << 20
 
 // cmdExt is the extension object: every member optional, at least one set.
 type cmdExt struct {
+	// Forward is read from commands written before the ForwardCommand
+	// got its binary encoding (flagExtForward, forwardcodec.go); it is
+	// never written.
 	Forward *ForwardCommand `json:"forward,omitempty"`
 	// Authorization: OpPutAuthorization's change (sca.go).
 	Authorization *AuthorizationChange `json:"authorization,omitempty"`
@@ -33,10 +38,10 @@ type cmdExt struct {
 
 // ext is c's extension object, nil when c has none.
 func (c *Command) ext() *cmdExt {
-	if c.Forward == nil && c.Authorization == nil && c.Webhook == nil && !c.Offline && c.HostReversal == nil {
+	if c.Authorization == nil && c.Webhook == nil && !c.Offline && c.HostReversal == nil {
 		return nil
 	}
-	return &cmdExt{Forward: c.Forward, Authorization: c.Authorization, Webhook: c.Webhook, Offline: c.Offline, HostReversal: c.HostReversal}
+	return &cmdExt{Authorization: c.Authorization, Webhook: c.Webhook, Offline: c.Offline, HostReversal: c.HostReversal}
 }
 
 func (x *cmdExt) apply(c *Command) {
@@ -75,5 +80,8 @@ func decodeExt(d *dec) *cmdExt {
 		return nil
 	}
 	d.off += int(n)
+	if x.Forward != nil {
+		d.legacy = true
+	}
 	return x
 }

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	fastjson "github.com/goccy/go-json"
 	"strconv"
 	"strings"
 
@@ -46,7 +45,7 @@ const (
 )
 
 const (
-	pfxForward    = 'F' // F<command key> → forward (JSON)
+	pfxForward    = 'F' // F<command key> → forward (binary, forwardcodec.go; JSON if written before)
 	pfxForwardID  = 'f' // f<forward id> → command key
 	pfxForwardDue = 'e' // e<timeout at><command key> → "" (pending forwards only)
 	pfxSAF        = 'S' // S<saf id> → SAF entry (JSON)
@@ -296,16 +295,12 @@ func (t *txn) forwardRecord(key string) *Forward {
 		return nil
 	}
 	f := new(Forward)
-	mustDecode(fastjson.Unmarshal(v, f))
+	mustDecode(decodeForward(v, f)) // forwardcodec.go
 	return f
 }
 
 func (t *txn) putForward(f *Forward) {
-	b, err := fastjson.Marshal(f)
-	if err != nil {
-		panic(err)
-	}
-	t.set(skey1(pfxForward, f.Key), b)
+	t.set(skey1(pfxForward, f.Key), encodeForward(f))
 }
 
 // forwardOp applies OpForward (idempotency was checked by apply).
@@ -367,7 +362,7 @@ func (t *txn) forwardResult(c *Command) Result {
 			f.Late = &LateAnswer{Outcome: a.Outcome, RC: a.RC, AuthCode: a.AuthCode, At: c.Time}
 			t.putForward(f)
 		}
-		return Result{Status: StatusOK, TransferID: f.TransferID, AuthCode: f.AuthCode}
+		return Result{Status: StatusOK, TransferID: f.TransferID, AuthCode: f.AuthCode, ForwardState: f.State, ForwardRC: f.RC}
 	}
 	t.del(skeyTimed(pfxForwardDue, f.TimeoutAt, f.Key))
 	f.DecidedAt, f.RC, f.Reason = c.Time, a.RC, a.Reason
@@ -406,6 +401,7 @@ func (t *txn) forwardResult(c *Command) Result {
 		return invalid()
 	}
 	t.putForward(f)
+	r.ForwardState, r.ForwardRC = f.State, f.RC
 	return r
 }
 
@@ -578,7 +574,7 @@ func (s *Store) Forward(key string) (Forward, error) {
 			return err
 		}
 		defer closer.Close()
-		return fastjson.Unmarshal(v, &f)
+		return decodeForward(v, &f)
 	})
 	return f, err
 }
@@ -735,7 +731,7 @@ func (s *Store) ScanReversedForwards(day, partner string, fn func(*ReversedForwa
 			key := string(it.Key()[len(lo):])
 			r.Forward, err = getRecord(snap, key1(pfxForward, key), func(b []byte) (Forward, error) {
 				var f Forward
-				return f, json.Unmarshal(b, &f)
+				return f, decodeForward(b, &f)
 			})
 			if err != nil {
 				return fmt.Errorf("%w: forward %q of the reversed index: %v", ErrCorrupt, key, err)

@@ -253,7 +253,16 @@ func TestForwardEncodingRoundTrip(t *testing.T) {
 			t.Fatalf("truncated at %d: %v", i, err)
 		}
 	}
-	bad := bytes.Replace(data, []byte(`{"forward"`), []byte(`{"forwardx"`), 1)
+	// The layout written before the payload was binary (the JSON
+	// extension's "forward" member) is still read strictly.
+	e := enc{}
+	e.byte(batchVersion)
+	e.uvar(1)
+	e.commandExt(&cmds[0], &cmdExt{Forward: cmds[0].Forward}, nil)
+	if _, err := DecodeBatch(e.b); err != nil {
+		t.Fatalf("legacy layout: %v", err)
+	}
+	bad := bytes.Replace(e.b, []byte(`{"forward"`), []byte(`{"forwardx"`), 1)
 	if _, err := DecodeBatch(bad); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("unknown member: %v", err)
 	}
@@ -285,5 +294,31 @@ func TestSAFClaim(t *testing.T) {
 		if r := run1(t, s, c); r.Status != StatusInvalidCommand {
 			t.Fatalf("claim %+v: %+v", c.Forward.SAF, r)
 		}
+	}
+}
+
+// A result says the forward's state and code after it, so the proposer
+// answers without reading the record back; a repeat (Replayed) does not,
+// and a later, different result says the state the first one decided.
+func TestForwardResultSaysState(t *testing.T) {
+	s := forwardFixture(t)
+	mustOK(t, s, fwdCmd("p1|a", 100), fwdCmd("p1|d", 100), fwdCmd("p1|t", 100))
+	for _, c := range []struct {
+		key, outcome, rc, state string
+	}{{"p1|a", OutcomeApproved, "00", ForwardApproved}, {"p1|d", OutcomeDeclined, "05", ForwardDeclined}, {"p1|t", OutcomeTimeout, "", ForwardTimedOut}} {
+		r := run1(t, s, fwdResult(c.key, c.outcome, c.rc, "A1", t0+1))
+		if r.Status != StatusOK || r.ForwardState != c.state || r.ForwardRC != c.rc {
+			t.Errorf("%s: %+v", c.key, r)
+		}
+		if c.state == ForwardApproved && (r.TransferID == "" || r.TransferID != getForward(t, s, c.key).TransferID) {
+			t.Errorf("%s: transfer %q, record %+v", c.key, r.TransferID, getForward(t, s, c.key))
+		}
+		if again := run1(t, s, fwdResult(c.key, c.outcome, c.rc, "A1", t0+2)); !again.Replayed || again.ForwardState != "" {
+			t.Errorf("%s repeated: %+v", c.key, again)
+		}
+	}
+	late := run1(t, s, fwdResult("p1|t", OutcomeApproved, "00", "LATE01", t0+3))
+	if late.Status != StatusOK || late.ForwardState != ForwardTimedOut || late.TransferID != "" {
+		t.Errorf("late approval: %+v", late)
 	}
 }
