@@ -16,6 +16,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -55,6 +56,8 @@ const (
 	defaultBillerControl     = "127.0.0.1:9091"
 	// requestTokenBytesMax bounds the bearer token a biller may require.
 	requestTokenBytesMax = 4096
+	// paymentsFoundMax bounds one control API lookup's answer.
+	paymentsFoundMax = 100
 )
 
 // Biller refusals, each answered with its own problem type.
@@ -801,10 +804,39 @@ func (b *Biller) Stats() BillerStats {
 
 func (b *Biller) statsJSON() any { return b.Stats() }
 
-// StartBillerControl serves the control API of b: the shared routes and
-// POST /reversals {"payment_id", "reason"}.
+// PaymentsByReference returns the payments recorded with biller
+// reference ref, in id order, at most paymentsFoundMax (the control API's
+// GET /payments?biller_reference=: how a test or an operator finds the
+// payment id to reverse).
+func (b *Biller) PaymentsByReference(ref string) []Payment {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []Payment
+	for _, rec := range b.byID {
+		if rec.pay.BillerReference == ref {
+			out = append(out, rec.pay)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	if len(out) > paymentsFoundMax {
+		out = out[:paymentsFoundMax]
+	}
+	return out
+}
+
+// StartBillerControl serves the control API of b: the shared routes,
+// GET /payments?biller_reference=REF (the payments of that reference,
+// {"payments": […]}) and POST /reversals {"payment_id", "reason"}.
 func StartBillerControl(cfg ControlConfig, b *Biller, logger *slog.Logger) (*Control, error) {
 	mux := controlMux(b)
+	mux.HandleFunc("GET /payments", func(w http.ResponseWriter, r *http.Request) {
+		ref := r.URL.Query().Get("biller_reference")
+		if ref == "" || len(ref) > billFieldBytesMax || !printable(ref) {
+			writeProblem(w, http.StatusBadRequest, "bad-request", fmt.Sprintf("biller_reference of 1..%d printable characters is required", billFieldBytesMax))
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string][]Payment{"payments": append([]Payment{}, b.PaymentsByReference(ref)...)})
+	})
 	mux.HandleFunc("POST /reversals", func(w http.ResponseWriter, r *http.Request) {
 		var req ReversalRequest
 		if !readJSON(w, r, &req) {

@@ -605,3 +605,35 @@ func TestBillerRequestAuth(t *testing.T) {
 		t.Fatalf("log shows a secret or no refusal:\n%s", out)
 	}
 }
+
+// GET /payments?biller_reference= on the control API finds the payments
+// of a reference, in id order; none is an empty list, no reference a 400.
+func TestBillerPaymentsByReference(t *testing.T) {
+	b, ctl := startBiller(t, nil)
+	for key, ref := range map[string]string{"k-1": "ACC-1", "k-2": "ACC-2", "k-3": "ACC-1"} {
+		if st, body, _ := payment(t, b, key, strings.Replace(billBody, "ACC-1", ref, 1)); st != http.StatusCreated {
+			t.Fatalf("%s: %d %s", key, st, body)
+		}
+	}
+	get := func(q string) (int, []Payment) {
+		t.Helper()
+		resp, err := http.Get(ctl + "/payments" + q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out struct{ Payments []Payment }
+		json.NewDecoder(resp.Body).Decode(&out)
+		return resp.StatusCode, out.Payments
+	}
+	st, ps := get("?biller_reference=ACC-1")
+	if st != http.StatusOK || len(ps) != 2 || ps[0].ID >= ps[1].ID || ps[0].BillerReference != "ACC-1" || ps[1].BillerReference != "ACC-1" {
+		t.Fatalf("ACC-1: %d %+v", st, ps)
+	}
+	if st, ps := get("?biller_reference=ACC-9"); st != http.StatusOK || ps == nil || len(ps) != 0 {
+		t.Fatalf("ACC-9: %d %+v", st, ps)
+	}
+	if st, _ := get(""); st != http.StatusBadRequest {
+		t.Fatalf("no reference: %d", st)
+	}
+}
