@@ -2,6 +2,7 @@ package forward_test
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"strings"
@@ -158,5 +159,91 @@ func TestBillBillerDown(t *testing.T) {
 	}
 	if q, _ := r.st.SAFQueue("demo-biller", 10); len(q) != 0 {
 		t.Fatalf("queued: %+v", q)
+	}
+}
+
+// newSigningBillerRig is the biller rig with demo-biller signing its calls
+// (signing_secret_env) and sending a bearer token (token_env), both from
+// the environment, to a biller that verifies both under billerSecret and
+// billerToken.
+func newSigningBillerRig(t *testing.T, envSecret, envToken string, billerSecret []byte, billerToken string) (*rig, *sim.Biller) {
+	t.Helper()
+	t.Setenv("TEST_BILLER_SIGNING_SECRET", envSecret)
+	t.Setenv("TEST_BILLER_TOKEN", envToken)
+	bcfg := sim.DefaultBillerConfig()
+	bcfg.Listen, bcfg.RequestSigningSecret, bcfg.RequestToken = "127.0.0.1:0", billerSecret, billerToken
+	b, err := sim.NewBiller(bcfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	r := newRig(t, sim.DefaultBehavior(), func(cfg *config.File) {
+		for i := range cfg.Destinations {
+			if cfg.Destinations[i].ID == "demo-biller" {
+				h := *cfg.Destinations[i].HTTP
+				h.URL, h.TimeoutMs = "http://"+b.Addr()+"/payments", 300
+				h.SigningSecretEnv, h.TokenEnv = "TEST_BILLER_SIGNING_SECRET", "TEST_BILLER_TOKEN"
+				cfg.Destinations[i].HTTP = &h
+			}
+		}
+	})
+	return r, b
+}
+
+var (
+	billerSigningSecret = []byte("0123456789abcdef0123456789abcdef")
+	billerWhsec         = "whsec_" + base64.StdEncoding.EncodeToString(billerSigningSecret)
+)
+
+// A biller that verifies switchd's request signature and bearer token
+// (sim RequestSigningSecret, RequestToken) pays what switchd signs with
+// the same secret: the forwarder's Standard Webhooks signature (webhook-id
+// = the Idempotency-Key) verifies at an independent implementation.
+func TestBillSignedRequestVerified(t *testing.T) {
+	r, b := newSigningBillerRig(t, billerWhsec, "tok-1", billerSigningSecret, "tok-1")
+	out, err := r.payBill(5, 1500)
+	if err != nil || out.Result.TransferID == "" {
+		t.Fatalf("signed bill: %+v %v", out, err)
+	}
+	if s := b.Stats(); s.Payments["approved"] != 1 || s.Payments["unauthorized"] != 0 {
+		t.Fatalf("biller saw %+v", s)
+	}
+	if a := r.account("demo-biller-settlement"); a.DebitsPosted != 1500 {
+		t.Fatalf("biller position %+v", a)
+	}
+}
+
+// switchd signs with another secret than the biller's (or sends the wrong
+// token): the biller answers 401, which switchd takes as a refusal of the
+// request itself, the partner gets a decline (96), and nothing is posted
+// or queued for a follow-up.
+func TestBillWrongSignatureDeclined(t *testing.T) {
+	for name, c := range map[string]struct{ secret, token string }{
+		"signature": {"whsec_" + base64.StdEncoding.EncodeToString([]byte("another-secret-another-secret-00")), "tok-1"},
+		"token":     {billerWhsec, "tok-2"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			r, b := newSigningBillerRig(t, c.secret, c.token, billerSigningSecret, "tok-1")
+			_, err := r.payBill(6, 800)
+			if outcome.Code(err) != outcome.SystemMalfunction {
+				t.Fatalf("wrong %s: %v (%s), want a decline %s", name, err, outcome.Code(err), outcome.SystemMalfunction)
+			}
+			if s := b.Stats(); s.Payments["unauthorized"] != 1 || s.Stored != 0 {
+				t.Fatalf("biller saw %+v, want one 401 and nothing recorded", s)
+			}
+			fw, err := r.st.Forward(billKey(6))
+			if err != nil || fw.State != store.ForwardDeclined || fw.Reason != "http_401" || fw.TransferID != "" {
+				t.Fatalf("forward %+v %v", fw, err)
+			}
+			if a := r.account("demo-biller-settlement"); a.DebitsPosted != 0 || a.CreditsPosted != 0 {
+				t.Fatalf("a refused bill posted: %+v", a)
+			}
+			if ts, _ := r.st.Transfers(store.TransferFilter{Partner: "demo-acquirer"}); len(ts) != 0 {
+				t.Fatalf("transfers %+v", ts)
+			}
+			if q, _ := r.st.SAFQueue("demo-biller", 10); len(q) != 0 {
+				t.Fatalf("queued: %+v", q)
+			}
+		})
 	}
 }

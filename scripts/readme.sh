@@ -14,7 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-ports=(8443 8583 8584 8585 8586 8080 8081 8082 8083 7001 7002 7003 7004 9583 9584 9080 9081 9001 9002 9683 9180 9101 9090 9091 9480 19583 19090 19480 19091)
+ports=(8443 8583 8584 8585 8586 8080 8081 8082 8083 7001 7002 7003 7004 9583 9584 9080 9081 9001 9002 9683 9180 9101 9090 9091 9102 9480 19583 19090 19480 19091)
 for p in "${ports[@]}"; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
     echo "readme: port $p is in use (make run or make cluster still up?); the README's commands need it" >&2

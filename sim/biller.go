@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
+	"crypto/subtle"
 	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
@@ -15,9 +16,13 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
+
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
 	"github.com/switchd/switchd/currency"
 	"github.com/switchd/switchd/httptls"
@@ -49,6 +54,10 @@ const (
 	deliveryResponseBytesMax = 4096
 	defaultBillerListen      = "127.0.0.1:9480"
 	defaultBillerControl     = "127.0.0.1:9091"
+	// requestTokenBytesMax bounds the bearer token a biller may require.
+	requestTokenBytesMax = 4096
+	// paymentsFoundMax bounds one control API lookup's answer.
+	paymentsFoundMax = 100
 )
 
 // Biller refusals, each answered with its own problem type.
@@ -85,6 +94,15 @@ type BillerConfig struct {
 	BackoffMax      time.Duration
 	DeliveryTimeout time.Duration
 	TLS             *TLSFiles
+	// RequestSigningSecret, when set, is the secret the payer's switch
+	// signs its calls with (switchd: the destination's signing_secret_env,
+	// Standard Webhooks, the Idempotency-Key as webhook-id): POST /payments
+	// and POST /payments/{id}/cancel without a signature that verifies
+	// under it, timestamp within five minutes, are answered 401 and change
+	// nothing. RequestToken, when set, is the bearer token those calls must
+	// carry (switchd: token_env). Neither reaches a log line or an error.
+	RequestSigningSecret []byte
+	RequestToken         string
 }
 
 // DefaultBillerConfig approves at once on 127.0.0.1:9480; reversals are
@@ -140,6 +158,12 @@ func (c BillerConfig) Validate() error {
 	}
 	if c.TLS != nil && (c.TLS.CertFile == "" || c.TLS.KeyFile == "") {
 		return fmt.Errorf("%w: TLS needs a certificate and a key file", ErrConfig)
+	}
+	if n := len(c.RequestSigningSecret); n != 0 && (n < webhookSecretBytesMin || n > webhookSecretBytesMax) {
+		return fmt.Errorf("%w: request signing secret is %d bytes, want %d..%d", ErrConfig, n, webhookSecretBytesMin, webhookSecretBytesMax)
+	}
+	if n := len(c.RequestToken); n > requestTokenBytesMax || !printable(c.RequestToken) || strings.ContainsRune(c.RequestToken, ' ') {
+		return fmt.Errorf("%w: request token must be at most %d printable characters without spaces (it is %d bytes)", ErrConfig, requestTokenBytesMax, n)
 	}
 	return nil
 }
@@ -213,7 +237,7 @@ type Biller struct {
 }
 
 type billerCounters struct {
-	outcomes map[string]int64 // approved, declined, unanswered, disconnected, invalid, conflict, full
+	outcomes map[string]int64 // approved, declined, unanswered, disconnected, invalid, conflict, full, unauthorized
 	replays  int64
 	late     int64
 	cancels  int64
@@ -260,9 +284,9 @@ func NewBiller(cfg BillerConfig, logger *slog.Logger) (*Biller, error) {
 		counters: billerCounters{outcomes: make(map[string]int64)},
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /payments", b.pay)
+	mux.HandleFunc("POST /payments", b.authenticated(b.pay))
 	mux.HandleFunc("GET /payments/{id}", b.getPayment)
-	mux.HandleFunc("POST /payments/{id}/cancel", b.cancelPayment)
+	mux.HandleFunc("POST /payments/{id}/cancel", b.authenticated(b.cancelPayment))
 	b.srv = &http.Server{
 		Handler: mux, ReadHeaderTimeout: controlReadHeaderTimeout,
 		ErrorLog:    slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
@@ -289,8 +313,60 @@ func NewBiller(cfg BillerConfig, logger *slog.Logger) (*Biller, error) {
 		"latency", time.Duration(cfg.Behavior.Latency), "late_delay", time.Duration(cfg.Behavior.LateDelay),
 		"decline_ratio", cfg.Behavior.DeclineRatio, "timeout_ratio", cfg.Behavior.TimeoutRatio,
 		"disconnect_ratio", cfg.Behavior.DisconnectRatio, "seed", cfg.Seed, "reversal_url", redactedURL(cfg.ReversalURL),
-		"attempts_max", cfg.AttemptsMax, "backoff_min", cfg.BackoffMin, "backoff_max", cfg.BackoffMax, "tls", tcfg != nil)
+		"attempts_max", cfg.AttemptsMax, "backoff_min", cfg.BackoffMin, "backoff_max", cfg.BackoffMax, "tls", tcfg != nil,
+		"verify_signature", len(cfg.RequestSigningSecret) > 0, "require_token", cfg.RequestToken != "")
 	return b, nil
+}
+
+// authenticated is h behind the checks RequestToken and
+// RequestSigningSecret ask for; a call that fails one is answered 401,
+// counted as unauthorized, and h never sees it. The body is read (up to
+// paymentBodyBytesMax) to verify the signature, then handed to h as it was.
+func (b *Biller) authenticated(h http.HandlerFunc) http.HandlerFunc {
+	if len(b.cfg.RequestSigningSecret) == 0 && b.cfg.RequestToken == "" {
+		return h
+	}
+	var wh *standardwebhooks.Webhook
+	if len(b.cfg.RequestSigningSecret) > 0 {
+		wh, _ = standardwebhooks.NewWebhookRaw(b.cfg.RequestSigningSecret)
+	}
+	return func(w http.ResponseWriter, r *http.Request) {
+		refuse := func(reason string) {
+			b.countOutcome("unauthorized")
+			// The reason only: never the token, the signature or the secret.
+			b.log.Warn("biller simulator refused an unauthenticated call", "path", r.URL.Path, "reason", reason)
+			w.Header().Set("WWW-Authenticate", `Bearer realm="biller"`)
+			writeProblem(w, http.StatusUnauthorized, "unauthorized", reason)
+		}
+		if b.cfg.RequestToken != "" {
+			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+			if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(b.cfg.RequestToken)) != 1 {
+				refuse("a valid bearer token is required")
+				return
+			}
+		}
+		if wh == nil {
+			h(w, r)
+			return
+		}
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, paymentBodyBytesMax))
+		if err != nil {
+			writeProblem(w, http.StatusRequestEntityTooLarge, "body-too-large", fmt.Sprintf("the body is limited to %d bytes", paymentBodyBytesMax))
+			return
+		}
+		// The switch signs with its Idempotency-Key as the webhook id, so
+		// a signature cannot be moved to another payment's key.
+		if r.Header.Get(standardwebhooks.HeaderWebhookID) != r.Header.Get("Idempotency-Key") {
+			refuse("webhook-id must be the Idempotency-Key")
+			return
+		}
+		if err := wh.Verify(body, r.Header); err != nil {
+			refuse("the request signature does not verify: " + err.Error())
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		h(w, r)
+	}
 }
 
 // redactedURL is u without a password, for logs (a reversal URL may carry
@@ -701,7 +777,8 @@ type BillerStats struct {
 	Addr        string `json:"addr"`
 	Connections int    `json:"connections"`
 	// Payments counts new payment requests by outcome (approved,
-	// declined, unanswered, disconnected, invalid, conflict, full);
+	// declined, unanswered, disconnected, invalid, conflict, full,
+	// unauthorized: refused by RequestToken or RequestSigningSecret);
 	// Replays the retries answered from the record.
 	Payments  map[string]int64 `json:"payments"`
 	Replays   int64            `json:"replays"`
@@ -727,10 +804,39 @@ func (b *Biller) Stats() BillerStats {
 
 func (b *Biller) statsJSON() any { return b.Stats() }
 
-// StartBillerControl serves the control API of b: the shared routes and
-// POST /reversals {"payment_id", "reason"}.
+// PaymentsByReference returns the payments recorded with biller
+// reference ref, in id order, at most paymentsFoundMax (the control API's
+// GET /payments?biller_reference=: how a test or an operator finds the
+// payment id to reverse).
+func (b *Biller) PaymentsByReference(ref string) []Payment {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []Payment
+	for _, rec := range b.byID {
+		if rec.pay.BillerReference == ref {
+			out = append(out, rec.pay)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	if len(out) > paymentsFoundMax {
+		out = out[:paymentsFoundMax]
+	}
+	return out
+}
+
+// StartBillerControl serves the control API of b: the shared routes,
+// GET /payments?biller_reference=REF (the payments of that reference,
+// {"payments": […]}) and POST /reversals {"payment_id", "reason"}.
 func StartBillerControl(cfg ControlConfig, b *Biller, logger *slog.Logger) (*Control, error) {
 	mux := controlMux(b)
+	mux.HandleFunc("GET /payments", func(w http.ResponseWriter, r *http.Request) {
+		ref := r.URL.Query().Get("biller_reference")
+		if ref == "" || len(ref) > billFieldBytesMax || !printable(ref) {
+			writeProblem(w, http.StatusBadRequest, "bad-request", fmt.Sprintf("biller_reference of 1..%d printable characters is required", billFieldBytesMax))
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string][]Payment{"payments": append([]Payment{}, b.PaymentsByReference(ref)...)})
+	})
 	mux.HandleFunc("POST /reversals", func(w http.ResponseWriter, r *http.Request) {
 		var req ReversalRequest
 		if !readJSON(w, r, &req) {

@@ -391,6 +391,8 @@ func TestBillerConfigRefusals(t *testing.T) {
 		"backoff zero":   func(c *BillerConfig) { c.BackoffMin = 0 },
 		"delivery":       func(c *BillerConfig) { c.DeliveryTimeout = time.Hour },
 		"tls incomplete": func(c *BillerConfig) { c.TLS = &TLSFiles{KeyFile: "k"} },
+		"request secret": func(c *BillerConfig) { c.RequestSigningSecret = []byte("short") },
+		"request token":  func(c *BillerConfig) { c.RequestToken = "two words" },
 	} {
 		cfg := DefaultBillerConfig()
 		mut(&cfg)
@@ -524,5 +526,114 @@ func TestBillerCancel(t *testing.T) {
 	}
 	if s := b.Stats(); s.Cancels != 1 {
 		t.Fatalf("cancels %d, want 1", s.Cancels)
+	}
+}
+
+// signedPayment posts body under key as switchd's forwarder does with a
+// signing secret: Standard Webhooks headers with the key as webhook id,
+// signed under secret at time at; token, when set, as the bearer token.
+func signedPayment(t testing.TB, b *Biller, path, key, id, token, body string, secret []byte, at time.Time) (int, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, "http://"+b.Addr()+path, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Idempotency-Key", key)
+	req.Header.Set("webhook-id", id)
+	req.Header.Set("webhook-timestamp", strconv.FormatInt(at.Unix(), 10))
+	req.Header.Set("webhook-signature", Sign(secret, id, at.Unix(), []byte(body)))
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, out
+}
+
+// With a request signing secret and a token the biller refuses (401,
+// counted unauthorized, nothing recorded) a call signed with another
+// secret, one dated outside five minutes, one whose signature names
+// another key, an unsigned one and one without the token; the call signed
+// right with the token is paid, and its cancel must be signed too.
+func TestBillerRequestAuth(t *testing.T) {
+	other := []byte("another-secret-another-secret-00")
+	const token = "biller-token-1"
+	var logs bytes.Buffer
+	cfg := DefaultBillerConfig()
+	cfg.Listen, cfg.RequestSigningSecret, cfg.RequestToken = "127.0.0.1:0", testSecret, token
+	b, err := NewBiller(cfg, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	now := time.Now()
+	for name, c := range map[string]struct {
+		id, token string
+		secret    []byte
+		at        time.Time
+	}{
+		"wrong secret": {"k-1", token, other, now},
+		"stale":        {"k-1", token, testSecret, now.Add(-time.Hour)},
+		"other key":    {"k-2", token, testSecret, now},
+		"no token":     {"k-1", "", testSecret, now},
+		"wrong token":  {"k-1", "biller-token-2", testSecret, now},
+	} {
+		if st, body := signedPayment(t, b, "/payments", "k-1", c.id, c.token, billBody, c.secret, c.at); st != http.StatusUnauthorized {
+			t.Errorf("%s: %d %s, want 401", name, st, body)
+		}
+	}
+	if st, body, _ := payment(t, b, "k-1", billBody); st != http.StatusUnauthorized {
+		t.Errorf("unsigned: %d %s, want 401", st, body)
+	}
+	if s := b.Stats(); s.Stored != 0 || s.Payments["unauthorized"] != 6 || s.Payments["approved"] != 0 {
+		t.Fatalf("after the refusals: %+v", s)
+	}
+	st, body := signedPayment(t, b, "/payments", "k-1", "k-1", token, billBody, testSecret, now)
+	var p Payment
+	if err := json.Unmarshal(body, &p); st != http.StatusCreated || err != nil || p.Status != statusApproved {
+		t.Fatalf("signed: %d %s", st, body)
+	}
+	if st, _ := signedPayment(t, b, "/payments/"+p.ID+"/cancel", "k-1-cancel", "k-1-cancel", token, "", other, now); st != http.StatusUnauthorized {
+		t.Fatalf("cancel signed with another secret: %d", st)
+	}
+	if st, body := signedPayment(t, b, "/payments/"+p.ID+"/cancel", "k-1-cancel", "k-1-cancel", token, "", testSecret, now); st != http.StatusOK || !strings.Contains(string(body), statusCancelled) {
+		t.Fatalf("signed cancel: %d %s", st, body)
+	}
+	if out := logs.String(); strings.Contains(out, string(testSecret)) || strings.Contains(out, token) || !strings.Contains(out, "unauthenticated") {
+		t.Fatalf("log shows a secret or no refusal:\n%s", out)
+	}
+}
+
+// GET /payments?biller_reference= on the control API finds the payments
+// of a reference, in id order; none is an empty list, no reference a 400.
+func TestBillerPaymentsByReference(t *testing.T) {
+	b, ctl := startBiller(t, nil)
+	for key, ref := range map[string]string{"k-1": "ACC-1", "k-2": "ACC-2", "k-3": "ACC-1"} {
+		if st, body, _ := payment(t, b, key, strings.Replace(billBody, "ACC-1", ref, 1)); st != http.StatusCreated {
+			t.Fatalf("%s: %d %s", key, st, body)
+		}
+	}
+	get := func(q string) (int, []Payment) {
+		t.Helper()
+		resp, err := http.Get(ctl + "/payments" + q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out struct{ Payments []Payment }
+		json.NewDecoder(resp.Body).Decode(&out)
+		return resp.StatusCode, out.Payments
+	}
+	st, ps := get("?biller_reference=ACC-1")
+	if st != http.StatusOK || len(ps) != 2 || ps[0].ID >= ps[1].ID || ps[0].BillerReference != "ACC-1" || ps[1].BillerReference != "ACC-1" {
+		t.Fatalf("ACC-1: %d %+v", st, ps)
+	}
+	if st, ps := get("?biller_reference=ACC-9"); st != http.StatusOK || ps == nil || len(ps) != 0 {
+		t.Fatalf("ACC-9: %d %+v", st, ps)
+	}
+	if st, _ := get(""); st != http.StatusBadRequest {
+		t.Fatalf("no reference: %d", st)
 	}
 }

@@ -44,7 +44,7 @@ func runSim(ctx context.Context, args []string, stderr io.Writer) int {
 	)
 	var icfg sim.IssuerConfig
 	var bcfg sim.BillerConfig
-	var secretFile string
+	var secretFile, reqSecretFile, reqTokenFile string
 	switch kind {
 	case "issuer":
 		icfg, ctl = sim.DefaultIssuerConfig(), sim.DefaultControlConfig()
@@ -68,6 +68,8 @@ func runSim(ctx context.Context, args []string, stderr io.Writer) int {
 		fs.IntVar(&bcfg.AttemptsMax, "attempts", bcfg.AttemptsMax, "delivery attempts of one reversal at most")
 		fs.DurationVar(&bcfg.BackoffMin, "backoff-min", bcfg.BackoffMin, "first retry delay of a reversal (doubles)")
 		fs.DurationVar(&bcfg.BackoffMax, "backoff-max", bcfg.BackoffMax, "longest retry delay of a reversal")
+		fs.StringVar(&reqSecretFile, "request-signing-secret-file", "", "`file` holding the secret the switch signs POST /payments with (its destination's signing_secret_env; raw or whsec_<base64>): unsigned or badly signed calls get 401")
+		fs.StringVar(&reqTokenFile, "request-token-file", "", "`file` holding the bearer token POST /payments must carry (the destination's token_env): others get 401")
 	}
 	fs.StringVar(&ctl.Listen, "control", ctl.Listen, "control API `host:port` (loopback unless --control-remote)")
 	fs.BoolVar(&ctl.AllowRemote, "control-remote", false, "let the unauthenticated control API listen on a non-loopback address")
@@ -135,6 +137,23 @@ func runSim(ctx context.Context, args []string, stderr io.Writer) int {
 		if secretFile != "" {
 			if bcfg.WebhookSecret, err = readSecret(secretFile); err != nil {
 				fmt.Fprintln(stderr, "switchload sim:", err)
+				return 2
+			}
+		}
+		if reqSecretFile != "" {
+			if bcfg.RequestSigningSecret, err = readSecret(reqSecretFile); err != nil {
+				fmt.Fprintln(stderr, "switchload sim:", err)
+				return 2
+			}
+		}
+		if reqTokenFile != "" {
+			tok, err := os.ReadFile(reqTokenFile)
+			if err != nil {
+				fmt.Fprintln(stderr, "switchload sim: request token:", err)
+				return 2
+			}
+			if bcfg.RequestToken = strings.TrimSpace(string(tok)); bcfg.RequestToken == "" {
+				fmt.Fprintf(stderr, "switchload sim: request token file %s is empty\n", reqTokenFile)
 				return 2
 			}
 		}
