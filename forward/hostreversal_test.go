@@ -163,7 +163,7 @@ func TestBillerReversesYesterdaysPayment(t *testing.T) {
 
 	revs := rr.reversals()
 	if len(revs) != 1 || revs[0].Original != out.Result.TransferID || revs[0].BusinessDay != next || revs[0].Amount != 2500 ||
-		revs[0].Debit != "demo-acquirer-settlement" || revs[0].Credit != "demo-biller-settlement" {
+		revs[0].Debit != "demo-biller-settlement" || revs[0].Credit != "card-4111" {
 		t.Fatalf("compensating transfers %+v (original %s, day %s)", revs, out.Result.TransferID, next)
 	}
 	if o, _ := rr.st.Transfer(out.Result.TransferID); o.Reversed != 2500 {

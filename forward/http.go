@@ -138,9 +138,15 @@ func (f *Forwarder) forwardHTTP(ctx context.Context, req payment.ForwardRequest)
 	}
 	timeout := time.Duration(dest.HTTP.TimeoutMs) * time.Millisecond
 	cmd.Op = store.OpForward
-	cmd.Card, cmd.Debit, cmd.Credit, cmd.OriginalRef = "", "", "", ""
+	// The payer pays the bill, as on-us (cmd.Card, its funds checked when
+	// the payment is recorded, before the biller is asked); the biller's
+	// settlement account is credited with what we owe it.
+	if cmd.Card == "" {
+		return payment.ForwardAnswer{}, fmt.Errorf("%w: a bill payment to biller %s needs the payer's account", outcome.ErrUnsupported, dest.ID)
+	}
+	cmd.Debit, cmd.Credit, cmd.OriginalRef = "", "", ""
 	cmd.Forward = &store.ForwardCommand{Request: &store.ForwardRequest{
-		Destination: dest.ID, Route: req.Route, Debit: dest.SettlementAccount, Credit: req.Credit,
+		Destination: dest.ID, Route: req.Route, Credit: dest.SettlementAccount,
 		TimeoutAt: cmd.Time + int64(timeout+f.cfg.DeadlineMargin), OriginalRef: req.Command.OriginalRef, Body: body,
 	}}
 	id, replay, err := f.record(ctx, cmd, outcome.IssuerUnavailable)

@@ -66,8 +66,8 @@ func (r *rig) payBill(stan int, amount int64) (payment.Outcome, error) {
 func billKey(stan int) string { return fmt.Sprintf("demo-acquirer|bill|%06d", stan) }
 
 // A WATER bill goes to the biller and is approved (201): the partner gets
-// an approval code, the ledger posts the biller's settlement account →
-// the route's (the partner's) account, the record holds the body sent
+// an approval code, the ledger posts the payer's account → the biller's
+// settlement account (what we owe it), the record holds the body sent
 // (decimal amount, no card number), and a repeat is answered from the
 // record without a second payment at the biller.
 func TestBillApproved(t *testing.T) {
@@ -79,8 +79,11 @@ func TestBillApproved(t *testing.T) {
 	if len(out.AuthCode) != 6 || out.Result.TransferID == "" || out.Route != "water" {
 		t.Fatalf("outcome %+v", out)
 	}
-	if a := r.account("demo-biller-settlement"); a.DebitsPosted != 1234 {
+	if a := r.account("demo-biller-settlement"); a.CreditsPosted != 1234 || a.DebitsPosted != 0 {
 		t.Fatalf("biller position %+v", a)
+	}
+	if a := r.account("card-4111"); a.DebitsPosted != 1234 {
+		t.Fatalf("the payer paid %+v", a)
 	}
 	fw, err := r.st.Forward(billKey(1))
 	if err != nil || fw.State != store.ForwardApproved || fw.Destination != "demo-biller" {
@@ -97,8 +100,29 @@ func TestBillApproved(t *testing.T) {
 	if s := b.Stats(); s.Payments["approved"] != 1 || s.Replays != 0 {
 		t.Fatalf("biller saw %+v", s)
 	}
-	if a := r.account("demo-biller-settlement"); a.DebitsPosted != 1234 {
+	if a := r.account("demo-biller-settlement"); a.CreditsPosted != 1234 {
 		t.Fatalf("the repeat posted again: %+v", a)
+	}
+}
+
+// A payer without the funds is declined 51 before the biller is asked:
+// nothing reaches the biller, nothing is posted or queued.
+func TestBillPayerWithoutFunds(t *testing.T) {
+	r, b := newBillerRig(t, sim.DefaultBehavior(), nil)
+	in := r.billIntent(9, 1_000_01) // card-4111 opens with 1,000.00
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := r.core.Submit(ctx, in); outcome.Code(err) != "51" {
+		t.Fatalf("over the balance: %v (%s)", err, outcome.Code(err))
+	}
+	if s := b.Stats(); len(s.Payments) != 0 {
+		t.Fatalf("the biller was asked: %+v", s)
+	}
+	if a := r.account("card-4111"); a.DebitsPosted != 0 || a.DebitsPending != 0 {
+		t.Fatalf("the payer %+v", a)
+	}
+	if _, err := r.st.Forward(billKey(9)); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("recorded: %v", err)
 	}
 }
 
@@ -111,7 +135,7 @@ func TestBillDeclined(t *testing.T) {
 	if !errors.As(err, &hd) || outcome.Code(err) != "51" {
 		t.Fatalf("decline: %v (%s)", err, outcome.Code(err))
 	}
-	if a := r.account("demo-biller-settlement"); a.DebitsPosted != 0 {
+	if a := r.account("demo-biller-settlement"); a.CreditsPosted != 0 {
 		t.Fatalf("a decline posted: %+v", a)
 	}
 	if q, _ := r.st.SAFQueue("demo-biller", 10); len(q) != 0 {
@@ -141,7 +165,7 @@ func TestBillTimeoutFollowUpCancels(t *testing.T) {
 	if fw.State != store.ForwardTimedOut || fw.Late == nil || fw.Late.Outcome != store.OutcomeApproved || fw.TransferID != "" {
 		t.Fatalf("forward after the follow-up %+v", fw)
 	}
-	if a := r.account("demo-biller-settlement"); a.DebitsPosted != 0 {
+	if a := r.account("demo-biller-settlement"); a.CreditsPosted != 0 {
 		t.Fatalf("a timed-out bill posted: %+v", a)
 	}
 }
@@ -208,7 +232,7 @@ func TestBillSignedRequestVerified(t *testing.T) {
 	if s := b.Stats(); s.Payments["approved"] != 1 || s.Payments["unauthorized"] != 0 {
 		t.Fatalf("biller saw %+v", s)
 	}
-	if a := r.account("demo-biller-settlement"); a.DebitsPosted != 1500 {
+	if a := r.account("demo-biller-settlement"); a.CreditsPosted != 1500 {
 		t.Fatalf("biller position %+v", a)
 	}
 }

@@ -301,7 +301,9 @@ func (c *Core) Submit(ctx context.Context, in Intent) (Outcome, error) {
 	p := dc.partner
 	dest, isOffUs := offUs(c.dir(), &in, dc.route)
 	var card string
-	if !isOffUs {
+	if !isOffUs || dest.Kind == store.DestinationKindHTTP && in.Kind == KindBillPayment {
+		// A bill paid to a biller is paid from the payer's account like an
+		// on-us one; an off-us card is its issuer's to answer for.
 		if card, err = c.payer(ctx, in, p.ID); err != nil {
 			return out, err
 		}

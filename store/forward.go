@@ -306,7 +306,21 @@ func (t *txn) putForward(f *Forward) {
 // forwardOp applies OpForward (idempotency was checked by apply).
 func (t *txn) forwardOp(c *Command) Result {
 	q := c.Forward.Request
-	if q == nil || !validID(q.Destination) || !validID(q.Debit) || !validID(q.Credit) || q.Debit == q.Credit ||
+	if q == nil {
+		return invalid()
+	}
+	// A card purchase is owed by the issuer: its debit is the host's
+	// settlement account (Debit). A bill payment to a biller is paid by
+	// the payer, as on-us: its debit is the card's account (Card, the
+	// card hash), funds checked now, before the biller is asked.
+	payer := c.Card != ""
+	if payer && (q.Debit != "" || q.Body == "" || !validID(c.Card)) {
+		return invalid()
+	}
+	if !payer && !validID(q.Debit) {
+		return invalid()
+	}
+	if !validID(q.Destination) || !validID(q.Credit) || q.Debit == q.Credit ||
 		!validOptional(q.Route, idBytesMax) || !validOptional(q.OriginalRef, keyBytesMax) ||
 		(len(q.MTI) != 4 && q.Body == "") || len(q.Body) > ForwardBodyBytesMax || len(q.Fields) > forwardFieldsMax || len(q.PAN) > wrappedPANBytesMax ||
 		len(q.MaskedPAN) > idBytesMax || q.TimeoutAt <= c.Time || c.Partner == "" || !validCurrency(c.Currency) {
@@ -323,13 +337,21 @@ func (t *txn) forwardOp(c *Command) Result {
 	if _, ok := t.directory().Destination(q.Destination); !ok {
 		return Result{Status: StatusNotFound, Detail: "destination: no destination " + strconv.Quote(q.Destination)}
 	}
-	dr, cr := t.account(q.Debit), t.account(q.Credit)
-	if st := checkLegs(c, dr, cr, c.Amount, false); st != StatusOK {
+	debit := q.Debit
+	if payer {
+		card := t.cardAccount(c.Card)
+		if card == nil {
+			return Result{Status: StatusUnknownAccount}
+		}
+		debit = card.ID
+	}
+	dr, cr := t.account(debit), t.account(q.Credit)
+	if st := checkLegs(c, dr, cr, c.Amount, payer); st != StatusOK {
 		return Result{Status: st}
 	}
 	f := &Forward{
 		ID: formatID('F', t.nextSeq(keyForwardSeq)), Key: strings.Clone(c.Key), Partner: strings.Clone(c.Partner),
-		Destination: q.Destination, Route: q.Route, Debit: q.Debit, Credit: q.Credit,
+		Destination: q.Destination, Route: q.Route, Debit: debit, Credit: q.Credit,
 		Amount: c.Amount, Currency: strings.Clone(c.Currency), BusinessDay: strings.Clone(c.BusinessDay), Time: c.Time,
 		TimeoutAt: q.TimeoutAt, PayerType: strings.Clone(c.PayerType), Ref: c.Ref, OriginalRef: q.OriginalRef,
 		MTI: q.MTI, Fields: q.Fields, PAN: q.PAN, MaskedPAN: q.MaskedPAN, State: ForwardPending, Body: q.Body,

@@ -322,3 +322,42 @@ func TestForwardResultSaysState(t *testing.T) {
 		t.Errorf("late approval: %+v", late)
 	}
 }
+
+// A bill payment to a biller is paid from the payer's account (Card), its
+// funds checked when it is recorded; the approval posts payer → the
+// destination's account. Card with an explicit Debit, or without a body
+// (a card purchase is the issuer's to pay), is refused.
+func TestForwardPaidByPayer(t *testing.T) {
+	s := forwardFixture(t) // card1 (hash h1) holds 100.00
+	bill := func(key string, amt int64) Command {
+		c := fwdCmd(key, amt)
+		c.Card = "h1"
+		q := c.Forward.Request
+		q.Debit, q.Credit, q.MTI, q.Fields, q.PAN, q.MaskedPAN = "", "issuer", "", nil, nil, ""
+		q.Body = `{"bill_type":"WATER"}`
+		return c
+	}
+	if r := run1(t, s, bill("p1|over", 10001)); r.Status != StatusInsufficientFunds {
+		t.Fatalf("over the balance: %+v", r)
+	}
+	unknown := bill("p1|nocard", 100)
+	unknown.Card = "h-none"
+	if r := run1(t, s, unknown); r.Status != StatusUnknownAccount {
+		t.Fatalf("unknown payer: %+v", r)
+	}
+	both := bill("p1|both", 100)
+	both.Forward.Request.Debit = "settle"
+	noBody := bill("p1|nobody", 100)
+	noBody.Forward.Request.Body = ""
+	for _, c := range []Command{both, noBody} {
+		if r := run1(t, s, c); r.Status != StatusInvalidCommand {
+			t.Errorf("%s: %+v", c.Key, r)
+		}
+	}
+	mustOK(t, s, bill("p1|b1", 2500), fwdResult("p1|b1", OutcomeApproved, "00", "BP0001", t0+1))
+	if f := getForward(t, s, "p1|b1"); f.Debit != "card1" || f.Credit != "issuer" || f.State != ForwardApproved {
+		t.Fatalf("forward %+v", f)
+	}
+	wantBal(t, s, "card1", bal{dPost: 2500, cPost: 10000})
+	checkInvariants(t, s)
+}

@@ -411,7 +411,7 @@ destinations:
 	day2 := switchctl("day", "status")
 	rs = reversals()
 	if len(rs) != 1 || rs[0].Original != paid.ID || rs[0].Amount != "25.00" || rs[0].Day == day1 || !strings.Contains(day2, rs[0].Day) ||
-		rs[0].Debit != "demo-acquirer-settlement" || rs[0].Credit != "demo-biller-settlement" {
+		rs[0].Debit != "demo-biller-settlement" || rs[0].Credit != "card-4111" {
 		t.Fatalf("the partner's reversals %+v (payment %s of %s; %s)", rs, paid.ID, day1, day2)
 	}
 	code, body = call("GET", "/v1/payments/"+paid.ID, "", "")
@@ -445,7 +445,7 @@ destinations:
 	// record, business_day, partner, transfer_id, type, …, amount (12),
 	// currency, debit, credit, status (16), original_transfer_id (17).
 	if row == nil || row[1] != rs[0].Day || row[2] != "demo-acquirer" || row[4] != "reversal" || row[12] != "25.00" ||
-		row[14] != "demo-acquirer-settlement" || row[15] != "demo-biller-settlement" || row[16] != "posted" || row[17] != paid.ID {
+		row[14] != "demo-biller-settlement" || row[15] != "card-4111" || row[16] != "posted" || row[17] != paid.ID {
 		t.Fatalf("settlement file of %s: row %q of\n%v", rs[0].Day, row, recs)
 	}
 	t.Logf("payment %s of %s reversed by %s on %s; receiver: %d delivery, %d webhook-id (%s); settlement row %v",
