@@ -309,13 +309,24 @@ func (f *Forwarder) onStray(dest string) func(host.Stray) {
 			return
 		}
 		id := "F00" + rrn
-		go f.recordLate(dest, id, s.Message.Get(39), s.Message.Get(38))
+		f.strays.Add(1) // Close waits for it
+		go func() {
+			defer f.strays.Done()
+			f.recordLate(dest, id, s.Message.Get(39), s.Message.Get(38))
+		}()
 	}
 }
 
 func (f *Forwarder) recordLate(dest, id, rc, auth string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	go func() {
+		select {
+		case <-f.stop:
+			cancel() // closing: Close waits for this, not for the timeout
+		case <-ctx.Done():
+		}
+	}()
 	fw, err := f.ledger.ForwardByID(id)
 	if err != nil || fw.Destination != dest {
 		f.log.Warn("late answer for no forward of this destination", "destination", dest, "forward", id)
