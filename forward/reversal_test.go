@@ -24,18 +24,11 @@ func (r *rig) reverse(stan, rstan int, amount int64) (payment.Outcome, error) {
 
 // A partner reverses an approved off-us purchase: the ledger gives the
 // money back and, in the same apply, the host's 0420 is queued; it is
-// delivered once, a repeat of the reversal changes nothing, and a
-// partial reversal is refused (the host gets full reversals only).
+// delivered once, and a repeat of the reversal changes nothing.
 func TestPartnerReversesApprovedForward(t *testing.T) {
 	r := newRig(t, sim.DefaultBehavior())
 	if _, err := r.buy(21, 900); err != nil {
 		t.Fatal(err)
-	}
-	if _, err := r.reverse(21, 22, 300); err == nil {
-		t.Fatal("a partial reversal of a forwarded purchase was taken")
-	}
-	if a := r.account("demo-issuer-settlement"); a.CreditsPosted != 0 {
-		t.Fatalf("the refused partial reversal posted: %+v", a)
 	}
 	if _, err := r.reverse(21, 23, 900); err != nil {
 		t.Fatalf("reversal: %v", err)
@@ -56,6 +49,43 @@ func TestPartnerReversesApprovedForward(t *testing.T) {
 	}
 	if a := r.account("demo-issuer-settlement"); a.CreditsPosted != 900 {
 		t.Fatalf("the repeat posted again: %+v", a)
+	}
+}
+
+// A partner reverses part of an approved off-us purchase (the pump
+// dispensed less): the ledger gives back the part, and the host's 0420
+// keeps field 4, the original amount, with field 95 saying what stands;
+// it is delivered once. A second reversal of the same purchase is refused
+// and posts nothing: the host has been told what stands.
+func TestPartnerPartlyReversesApprovedForward(t *testing.T) {
+	r := newRig(t, sim.DefaultBehavior())
+	if _, err := r.buy(41, 900); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.reverse(41, 42, 300); err != nil {
+		t.Fatalf("partial reversal: %v", err)
+	}
+	if a := r.account("demo-issuer-settlement"); a.DebitsPosted != 900 || a.CreditsPosted != 300 {
+		t.Fatalf("issuer position after the partial reversal %+v", a)
+	}
+	fw, _ := r.st.Forward("demo-acquirer|100001|000041")
+	if fw.State != store.ForwardApproved || fw.SAF == "" || fw.Reason != "partner_partial_reversal" {
+		t.Fatalf("forward %+v", fw)
+	}
+	e, err := r.st.SAFEntry(fw.SAF)
+	if err != nil || e.MTI != "0420" || e.Fields[4] != "000000000900" || e.Fields[95] != store.ReplacementAmounts(600) ||
+		len(e.Fields[95]) != 42 || e.Fields[90] == "" {
+		t.Fatalf("the host's advice %+v %v", e, err)
+	}
+	r.waitFor("the 0420 delivered", func() bool { e, _ := r.st.SAFEntry(fw.SAF); return e.State == store.SAFDelivered })
+	if _, err := r.reverse(41, 43, 600); err == nil {
+		t.Fatal("a second reversal of a forwarded purchase was taken")
+	}
+	if a := r.account("demo-issuer-settlement"); a.CreditsPosted != 300 {
+		t.Fatalf("the refused second reversal posted: %+v", a)
+	}
+	if adv := r.issuer.Stats().Advices; adv.Distinct != 1 || adv.NewTwice != 0 {
+		t.Fatalf("host advices %+v", adv)
 	}
 }
 

@@ -438,13 +438,31 @@ func (t *txn) queueReversal(f *Forward, now, expires int64) string {
 // day's timed-out forwards (a reversal of an approved one: both
 // transfers are in the settlement file already).
 func (t *txn) queueReversalAdvice(f *Forward, now, expires int64) string {
-	fields := make(map[int]string, len(f.Fields)+3)
+	return t.queueReversalAdviceStanding(f, now, expires, 0)
+}
+
+// queueReversalAdviceStanding is queueReversalAdvice of a partial
+// reversal when standing (minor units, what the cardholder still pays)
+// is positive: field 4 stays the original amount, field 95 carries the
+// amount that stands.
+func (t *txn) queueReversalAdviceStanding(f *Forward, now, expires, standing int64) string {
+	fields := make(map[int]string, len(f.Fields)+4)
 	for k, v := range f.Fields {
 		fields[k] = v
 	}
 	fields[11], fields[37] = f.STAN(), f.RRN()
 	fields[90] = OriginalDataElements(f.MTI, f.STAN(), f.Fields[7], f.Fields[32])
+	if standing > 0 {
+		fields[95] = ReplacementAmounts(standing)
+	}
 	return t.queueSAF(f, "0420", fields, now, expires)
+}
+
+// ReplacementAmounts is ISO 8583:1987 field 95 (an 42) for a partial
+// reversal: the actual transaction and settlement amounts (n 12 each,
+// minor units) and no fees (x+n 8 each, credit zero).
+func ReplacementAmounts(standing int64) string {
+	return fmt.Sprintf("%012d%012dC00000000C00000000", standing, standing)
 }
 
 // queueAdvice queues f, a partner's advice (advice.go), as the advice
@@ -810,27 +828,35 @@ func (t *txn) forwardOf(id string) *Forward {
 	return t.forwardRecord(string(key))
 }
 
-// checkForwardedReversal refuses a partial reversal of a forwarded
-// transfer: the host is sent a full 0420 (no replacement amounts yet).
+// checkForwardedReversal limits a partner's reversal of a forwarded
+// transfer to one: the host is sent one 0420 per original (a host
+// detects duplicates by its original data elements, field 90), full or
+// partial (field 95, the amount that stands). A second reversal after
+// that one is refused: the host has been told what stands.
 func (t *txn) checkForwardedReversal(c *Command, o *Transfer) Status {
-	if o.Status != TransferPosted || t.forwardOf(o.ID) == nil {
+	if o.Status != TransferPosted {
 		return StatusOK
 	}
-	if c.Amount != o.Amount-o.Reversed {
+	if f := t.forwardOf(o.ID); f != nil && f.SAF != "" {
 		return StatusInvalidAmount
 	}
 	return StatusOK
 }
 
 // reversedForwarded queues the host's 0420 once a partner reversed a
-// forwarded transfer in full.
+// forwarded transfer: in full, or in part with field 95 saying what
+// stands.
 func (t *txn) reversedForwarded(c *Command, o *Transfer) {
 	f := t.forwardOf(o.ID)
-	if f == nil || f.SAF != "" || o.Reversed < o.Amount {
+	if f == nil || f.SAF != "" {
 		return
 	}
 	f.Reason = "partner_reversal"
-	f.SAF = t.queueReversalAdvice(f, c.Time, c.Time+partnerReversalSAFExpiry)
+	standing := int64(0)
+	if o.Reversed < o.Amount {
+		f.Reason, standing = "partner_partial_reversal", o.Amount-o.Reversed
+	}
+	f.SAF = t.queueReversalAdviceStanding(f, c.Time, c.Time+partnerReversalSAFExpiry, standing)
 	t.putForward(f)
 }
 
