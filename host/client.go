@@ -277,27 +277,38 @@ type conn struct {
 	pending map[string]chan *codec.Message
 }
 
-// wire writes frames to one connection, combining them: a frame that
-// finds another write in progress is appended to the next one, which
-// its writer sends before it returns. Alone a frame goes out at once;
-// under load one write system call carries every frame queued meanwhile
-// (the simulated issuer answers the same way), instead of one each.
+// wire writes frames to one connection from a goroutine of its own,
+// combining them: whatever callers queued while a write was under way
+// goes out in the next one. Alone a frame goes out at once; under load
+// one write system call carries every frame queued meanwhile (the
+// simulated issuer answers the same way), and no caller is held to write
+// the others' frames.
 type wire struct {
-	nc net.Conn
+	nc      net.Conn
+	timeout time.Duration // of one write
 
-	mu       sync.Mutex
-	next     []byte // frames for the next write
-	spare    []byte // the last write's buffer, reused
-	flushing bool   // a writer is in nc.Write
-	err      error  // the connection failed: every later send too
+	mu    sync.Mutex
+	next  []byte // frames for the next write
+	spare []byte // the last write's buffer, reused
+	err   error  // the connection failed: every later send too
+
+	kick    chan struct{} // cap 1: frames are waiting
+	stop    chan struct{}
+	stopped chan struct{}
 }
 
-// send writes payload framed by fr (a copy is kept) within timeout. nil
-// means it went out or is in the write under way (a frame lost with the
-// connection then fails its waiter through the connection's end);
-// ErrConnectionLost that this connection failed; a framing error that
-// nothing was sent.
-func (w *wire) send(fr codec.Framer, payload []byte, timeout time.Duration) error {
+func newWire(nc net.Conn, timeout time.Duration) *wire {
+	w := &wire{nc: nc, timeout: timeout, kick: make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{})}
+	go w.run()
+	return w
+}
+
+// send queues payload framed by fr (a copy is kept). nil means it is
+// queued: a frame lost with the connection fails its waiter through the
+// connection's end (ErrConnectionLost); an error that this connection
+// failed before (ErrConnectionLost) or that payload cannot be framed
+// (nothing queued).
+func (w *wire) send(fr codec.Framer, payload []byte) error {
 	w.mu.Lock()
 	if w.err != nil {
 		err := w.err
@@ -310,28 +321,55 @@ func (w *wire) send(fr codec.Framer, payload []byte, timeout time.Duration) erro
 		return err // too long for the header: nothing appended
 	}
 	w.next = next
-	if w.flushing {
-		w.mu.Unlock()
-		return nil
-	}
-	w.flushing = true
-	for len(w.next) > 0 && err == nil {
-		b := w.next
-		w.next = w.spare[:0]
-		w.mu.Unlock()
-		w.nc.SetWriteDeadline(time.Now().Add(timeout))
-		_, err = w.nc.Write(b)
-		w.mu.Lock()
-		w.spare = b[:0]
-	}
-	if err != nil {
-		w.nc.Close() // a half-written frame leaves the stream unusable
-		err = fmt.Errorf("%w: write: %v", ErrConnectionLost, err)
-		w.err, w.next = err, nil
-	}
-	w.flushing = false
 	w.mu.Unlock()
-	return err
+	select {
+	case w.kick <- struct{}{}:
+	default: // the writer has been told already
+	}
+	return nil
+}
+
+// run writes what is queued until close, or until a write fails (then
+// it closes the connection: a half-written frame leaves the stream
+// unusable, and the reader's end fails every waiter).
+func (w *wire) run() {
+	defer close(w.stopped)
+	for {
+		select {
+		case <-w.kick:
+		case <-w.stop:
+			return
+		}
+		for {
+			w.mu.Lock()
+			b := w.next
+			if len(b) == 0 {
+				w.mu.Unlock()
+				break
+			}
+			w.next = w.spare[:0]
+			w.mu.Unlock()
+			w.nc.SetWriteDeadline(time.Now().Add(w.timeout))
+			_, err := w.nc.Write(b)
+			w.mu.Lock()
+			w.spare = b[:0]
+			if err != nil {
+				w.err, w.next = fmt.Errorf("%w: write: %v", ErrConnectionLost, err), nil
+			}
+			w.mu.Unlock()
+			if err != nil {
+				w.nc.Close()
+				return
+			}
+		}
+	}
+}
+
+// close stops the writer and waits for it (frames still queued are
+// dropped with the connection).
+func (w *wire) close() {
+	close(w.stop)
+	<-w.stopped
 }
 
 func (cn *conn) isReady() bool {
@@ -406,12 +444,14 @@ func (cn *conn) session(addr string) (up bool, err error) {
 		nc.Close()
 		return false, nil
 	}
-	cn.nc, cn.w, cn.pending = nc, &wire{nc: nc}, map[string]chan *codec.Message{}
+	w := newWire(nc, c.cfg.Timeout)
+	cn.nc, cn.w, cn.pending = nc, w, map[string]chan *codec.Message{}
 	cn.mu.Unlock()
 	readerDone := make(chan error, 1)
 	go func() { readerDone <- cn.read(nc) }()
 	defer func() {
 		nc.Close()
+		w.close()
 		rerr := <-readerDone
 		if err == nil && !c.closed.Load() {
 			err = rerr
@@ -491,7 +531,7 @@ func (cn *conn) exchange(ctx context.Context, m *codec.Message, timeout time.Dur
 	bp := packBuffers.Get().(*[]byte)
 	payload, err := c.codec.Pack((*bp)[:0], m)
 	if err == nil {
-		err = w.send(c.fr, payload, timeout)
+		err = w.send(c.fr, payload)
 	}
 	*bp = payload[:0]
 	packBuffers.Put(bp)
@@ -617,7 +657,7 @@ func (cn *conn) write(m *codec.Message) error {
 	if w == nil {
 		return ErrNoReply
 	}
-	return w.send(c.fr, payload, c.cfg.Timeout)
+	return w.send(c.fr, payload)
 }
 
 // packBuffers hold requests being packed: one a request in flight at
