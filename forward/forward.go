@@ -444,7 +444,7 @@ func (f *Forwarder) decide(ctx context.Context, key, outc, rc, auth, reason stri
 	if err != nil {
 		return payment.ForwardAnswer{}, err
 	}
-	if res.ForwardState != "" && !res.Replayed {
+	if res.ForwardState != "" {
 		// The apply said what the record holds now.
 		fw := store.Forward{State: res.ForwardState, RC: res.ForwardRC, AuthCode: res.AuthCode, TransferID: res.TransferID}
 		return f.answer(ctx, fw, timeoutCode, false)

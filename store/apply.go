@@ -571,6 +571,16 @@ func (t *txn) apply(c *Command) Result {
 	if c.Key == "" || len(c.Key) > keyBytesMax {
 		return invalid()
 	}
+	if c.Op == OpForwardResult {
+		// Idempotent by the forward's state (forward.go): a repeat finds
+		// it decided and gets what the first one decided, so a result
+		// keeps no idempotency record of its own (one lookup of an absent
+		// key and two writes less a forward).
+		if c.Forward == nil {
+			return invalid()
+		}
+		return t.forwardResult(c)
+	}
 	ik := skey1(pfxIdem, c.Key)
 	if v, ok := t.get(ik); ok {
 		rec, err := decodeIdemRecord(v)
@@ -606,7 +616,7 @@ func (t *txn) apply(c *Command) Result {
 		r = t.reverse(c)
 	case OpBreak:
 		r = t.breakOp(c) // recon.go
-	case OpForward, OpForwardResult, OpSAFUpdate, OpForwardAdvice:
+	case OpForward, OpSAFUpdate, OpForwardAdvice:
 		if c.Forward == nil {
 			return invalid()
 		}
@@ -615,8 +625,6 @@ func (t *txn) apply(c *Command) Result {
 			r = t.forwardAdvice(c) // advice.go
 		case OpForward:
 			r = t.forwardOp(c) // forward.go
-		case OpForwardResult:
-			r = t.forwardResult(c)
 		default:
 			r = t.safUpdate(c)
 		}
@@ -645,7 +653,7 @@ func (t *txn) apply(c *Command) Result {
 		// corrected one may reuse the key.
 		return r
 	}
-	if r.Status == StatusOK && c.Op != OpForward && c.Op != OpForwardResult && c.Op != OpHostReversal {
+	if r.Status == StatusOK && c.Op != OpForward && c.Op != OpHostReversal {
 		// A forwarded request's approval code is the host's (forward.go).
 		r.AuthCode = authCodeFor(r.TransferID)
 		if c.OriginalRef != "" && r.TransferID != "" {

@@ -336,9 +336,9 @@ type Result struct {
 	Version uint64 `json:"version,omitempty"`
 	Detail  string `json:"detail,omitempty"`
 	// ForwardState and ForwardRC are the forward's state and host code
-	// after OpForwardResult, so its proposer answers the partner without
-	// reading the record back. Not stored: a repeat answers Replayed
-	// without them, and the proposer reads the record then.
+	// after OpForwardResult (a repeat's too: results are idempotent by
+	// the forward's state, not by a record), so its proposer answers the
+	// partner without reading the record back.
 	ForwardState string `json:"fwd_state,omitempty"`
 	ForwardRC    string `json:"fwd_rc,omitempty"`
 }

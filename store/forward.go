@@ -380,11 +380,19 @@ func (t *txn) forwardResult(c *Command) Result {
 		return Result{Status: StatusNotFound, Detail: "key: no forward"}
 	}
 	if f.State != ForwardPending {
+		// Decided before: by this result (a repeat), which gets what it
+		// got then, or by another, which this one may be late to.
+		if f.State == ForwardTimedOut && a.Outcome == OutcomeApproved && strings.HasPrefix(f.Reason, ledgerReasonPrefix) {
+			// This approval decided it, and the ledger refused to post it.
+			return Result{Status: statusNamed(f.Reason[len(ledgerReasonPrefix):])}
+		}
 		if f.State == ForwardTimedOut && a.Outcome != OutcomeTimeout && f.Late == nil {
 			f.Late = &LateAnswer{Outcome: a.Outcome, RC: a.RC, AuthCode: a.AuthCode, At: c.Time}
 			t.putForward(f)
 		}
-		return Result{Status: StatusOK, TransferID: f.TransferID, AuthCode: f.AuthCode, ForwardState: f.State, ForwardRC: f.RC}
+		repeat := a.Outcome == OutcomeApproved && f.State == ForwardApproved || a.Outcome == OutcomeDeclined && f.State == ForwardDeclined ||
+			a.Outcome == OutcomeTimeout && f.State == ForwardTimedOut
+		return Result{Status: StatusOK, Replayed: repeat, TransferID: f.TransferID, AuthCode: f.AuthCode, ForwardState: f.State, ForwardRC: f.RC}
 	}
 	t.del(skeyTimed(pfxForwardDue, f.TimeoutAt, f.Key))
 	f.DecidedAt, f.RC, f.Reason = c.Time, a.RC, a.Reason
@@ -398,7 +406,7 @@ func (t *txn) forwardResult(c *Command) Result {
 			// The host approved what our ledger cannot post (a floor on
 			// the destination's settlement account): the partner is
 			// declined and the approval reversed through the SAF queue.
-			f.State, f.Reason = ForwardTimedOut, "ledger_"+r.Status.String()
+			f.State, f.Reason = ForwardTimedOut, ledgerReasonPrefix+r.Status.String()
 			f.SAF = t.queueReversal(f, c.Time, a.SAFExpiresAt)
 			t.putForward(f)
 			return Result{Status: r.Status}
@@ -425,6 +433,21 @@ func (t *txn) forwardResult(c *Command) Result {
 	t.putForward(f)
 	r.ForwardState, r.ForwardRC = f.State, f.RC
 	return r
+}
+
+// ledgerReasonPrefix begins the reason of a forward the host approved
+// and the ledger refused to post; the status's name follows.
+const ledgerReasonPrefix = "ledger_"
+
+// statusNamed is the status whose String is name (StatusInvalidCommand
+// for none: a reason no status wrote).
+func statusNamed(name string) Status {
+	for s := range Status(255) {
+		if s.String() == name {
+			return s
+		}
+	}
+	return StatusInvalidCommand
 }
 
 // queueReversal makes the 0420 that reverses f and queues it behind its

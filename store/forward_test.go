@@ -298,8 +298,8 @@ func TestSAFClaim(t *testing.T) {
 }
 
 // A result says the forward's state and code after it, so the proposer
-// answers without reading the record back; a repeat (Replayed) does not,
-// and a later, different result says the state the first one decided.
+// answers without reading the record back; a repeat (Replayed) gets the
+// same, and a later, different result says the state the first decided.
 func TestForwardResultSaysState(t *testing.T) {
 	s := forwardFixture(t)
 	mustOK(t, s, fwdCmd("p1|a", 100), fwdCmd("p1|d", 100), fwdCmd("p1|t", 100))
@@ -313,7 +313,7 @@ func TestForwardResultSaysState(t *testing.T) {
 		if c.state == ForwardApproved && (r.TransferID == "" || r.TransferID != getForward(t, s, c.key).TransferID) {
 			t.Errorf("%s: transfer %q, record %+v", c.key, r.TransferID, getForward(t, s, c.key))
 		}
-		if again := run1(t, s, fwdResult(c.key, c.outcome, c.rc, "A1", t0+2)); !again.Replayed || again.ForwardState != "" {
+		if again := run1(t, s, fwdResult(c.key, c.outcome, c.rc, "A1", t0+2)); !again.Replayed || again.ForwardState != c.state || again.TransferID != r.TransferID {
 			t.Errorf("%s repeated: %+v", c.key, again)
 		}
 	}
@@ -359,5 +359,21 @@ func TestForwardPaidByPayer(t *testing.T) {
 		t.Fatalf("forward %+v", f)
 	}
 	wantBal(t, s, "card1", bal{dPost: 2500, cPost: 10000})
+
+	// Funds checked when recorded are not held: spent before the biller
+	// approves, the approval is refused by the ledger (the biller is told
+	// to cancel), and a repeat of that approval gets the same refusal,
+	// never a late answer.
+	mustOK(t, s, bill("p1|b2", 7000))
+	mustOK(t, s, postCmd("spend", "card1", "settle", 1000))
+	for i := range 2 {
+		if r := run1(t, s, fwdResult("p1|b2", OutcomeApproved, "00", "BP0002", t0+2+int64(i))); r.Status != StatusInsufficientFunds {
+			t.Fatalf("approval %d of a payment the payer can no longer pay: %+v", i, r)
+		}
+	}
+	if f := getForward(t, s, "p1|b2"); f.State != ForwardTimedOut || f.Reason != "ledger_insufficient_funds" || f.Late != nil || f.SAF == "" {
+		t.Fatalf("forward %+v", f)
+	}
+	wantBal(t, s, "card1", bal{dPost: 3500, cPost: 10000})
 	checkInvariants(t, s)
 }
