@@ -82,6 +82,9 @@ type ledgerRow struct {
 	day    uint16 // symbols code
 	status byte
 	biller bool // credited to a biller account: the biller must have it
+	// reversal: a compensating transfer (OpReverse). One a destination
+	// made (op 29) has its original's rrn and stan.
+	reversal bool
 	// matched by a row of the partner's / the biller's file.
 	byPartner, byBiller bool
 }
@@ -151,7 +154,7 @@ func loadLedger(ctx context.Context, l ReconLedger, in *reconInput) ([]ledgerRow
 				return fmt.Errorf("%w: more than %d distinct currencies and dates", ErrTooLarge, symbolsMax)
 			}
 			rows = append(rows, ledgerRow{key: key, id: strings.Clone(t.ID), amount: t.Amount, ccy: ccy,
-				day: day, status: st, next: -1, biller: isBiller && st == statusOK})
+				day: day, status: st, next: -1, biller: isBiller && st == statusOK, reversal: t.Op == store.OpReverse})
 			return nil
 		})
 		if err != nil {
@@ -217,18 +220,37 @@ func reconcile(ctx context.Context, l ReconLedger, in *reconInput) (*ReconResult
 	theirs := func(f *fileRow) *Side {
 		return &Side{Row: int(f.row), Amount: fmtAmount(f.amount, sym.name(f.ccy)), Currency: sym.name(f.ccy), Day: sym.name(f.day), Status: statusNames[f.status]}
 	}
+	// pick returns the ledger row file row f is about, of those with its
+	// rrn and stan that no row of this file took yet: a file's reversal
+	// row takes one of our reversals first; then the row of f's own date
+	// before one a day off; the ledger's order breaks a tie. (A
+	// destination's reversal has its original's rrn and stan on a later
+	// day, and the tolerance brings both into the ledger read: the first
+	// in ledger order paired a day's reversal with the day before's
+	// payment.)
+	pick := func(f *fileRow, seen func(*ledgerRow) *bool) *ledgerRow {
+		var best *ledgerRow
+		var bestMiss bool // best is not the reversal f reports
+		bestDays := 0
+		for j, ok := index[f.key]; ok && j >= 0; j = ledger[j].next {
+			c := &ledger[j]
+			if *seen(c) {
+				continue
+			}
+			miss, days := f.status == statusReversed && !c.reversal, dayDiff(sym, f.day, c.day)
+			if best == nil || !miss && bestMiss || miss == bestMiss && days < bestDays {
+				best, bestMiss, bestDays = c, miss, days
+			}
+			if !miss && days == 0 {
+				break
+			}
+		}
+		return best
+	}
 	compare := func(source string, rows []fileRow, seen func(*ledgerRow) *bool) {
 		for i := range rows {
 			f := &rows[i]
-			var lr *ledgerRow
-			j, ok := index[f.key]
-			for ok && j >= 0 {
-				if c := &ledger[j]; !*seen(c) {
-					lr = c
-					break
-				}
-				j = ledger[j].next
-			}
+			lr := pick(f, seen)
 			b := Break{Source: source, RRN: f.rrn(), STAN: f.stan(), Theirs: theirs(f)}
 			if lr == nil {
 				b.Code, b.Detail = B1, "no transfer in our ledger with this rrn and stan"
@@ -242,8 +264,12 @@ func reconcile(ctx context.Context, l ReconLedger, in *reconInput) (*ReconResult
 				b.Code, b.Detail = B5, fmt.Sprintf("currency %s, ours %s", sym.name(f.ccy), sym.name(lr.ccy))
 			case f.amount != lr.amount:
 				b.Code, b.Detail = B3, fmt.Sprintf("amount %s, ours %s", fmtAmount(f.amount, sym.name(f.ccy)), fmtAmount(lr.amount, sym.name(lr.ccy)))
-			case f.status != lr.status:
-				b.Code, b.Detail = B4, fmt.Sprintf("status %s, ours %s", statusNames[f.status], statusNames[lr.status])
+			case !statusAgrees(f, lr):
+				ourStatus := statusNames[lr.status]
+				if f.status == statusReversed && !lr.reversal {
+					ourStatus += " (not reversed)"
+				}
+				b.Code, b.Detail = B4, fmt.Sprintf("status %s, ours %s", statusNames[f.status], ourStatus)
 			case dayDiff(sym, f.day, lr.day) > in.toleranceDays:
 				b.Code, b.Detail = B5, fmt.Sprintf("date %s, ours %s (tolerance %d days)", sym.name(f.day), sym.name(lr.day), in.toleranceDays)
 			default:
@@ -295,6 +321,15 @@ func reconcile(ctx context.Context, l ReconLedger, in *reconInput) (*ReconResult
 		res.Counts[c] += 0
 	}
 	return res, ctx.Err()
+}
+
+// statusAgrees says whether file row f's status is ledger row lr's: the
+// same, or a reversal the file reports and ours that posted.
+func statusAgrees(f *fileRow, lr *ledgerRow) bool {
+	if f.status == statusReversed {
+		return lr.reversal && lr.status == statusOK
+	}
+	return f.status == lr.status
 }
 
 // filterBreaks returns the breaks with code (all when empty).

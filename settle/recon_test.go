@@ -78,7 +78,7 @@ func FuzzParseFile(f *testing.F) {
 		}
 		keys := map[string]bool{}
 		for _, r := range rows {
-			if keys[r.key] || r.row < 2 || !store.ValidDay(sym.name(r.day)) || (r.status != statusOK && r.status != statusAuth && r.status != statusFail) {
+			if keys[r.key] || r.row < 2 || !store.ValidDay(sym.name(r.day)) || r.status < statusOK || r.status > statusReversed {
 				t.Fatalf("bad row %+v", r)
 			}
 			keys[r.key] = true
@@ -270,5 +270,117 @@ func TestParseFilePartnerColumn(t *testing.T) {
 	m.Partner = "nope"
 	if _, err := parseFile("b.csv", strings.NewReader(in), m, 1<<20, newSymbols(), "acq"); err == nil || !strings.Contains(err.Error(), "row 1 column nope") {
 		t.Errorf("missing partner column: %v", err)
+	}
+}
+
+// billerReversalDays records, for partner acq, a WATER bill paid on
+// 2026-03-02 through the http destination "water" (card1 → its settlement
+// account, under the partner's reference WATER-42 and no STAN, as a REST
+// bill payment is) and the biller's reversal of it on 2026-03-03 (op 29:
+// the compensating transfer has the payment's rrn and stan). It returns
+// the payment's and the reversal's transfer ids.
+func billerReversalDays(t *testing.T, l *ledger) (payment, reversal string) {
+	t.Helper()
+	seedAccounts(t, l)
+	at := tBase.Add(time.Hour)
+	fund := txn(store.OpPost, "fund-000020", 10000, at)
+	fund.Debit, fund.Credit, fund.Partner = "fund", "card1", "bank"
+	l.must(t, store.Command{Op: store.OpCreateAccount, Key: "acct|water-settle", Fingerprint: "fp", Time: at.UnixNano(),
+		Account: &store.Account{ID: "water-settle", Kind: store.KindSettlement, Currency: "USD", Unlimited: true}},
+		store.Command{Op: store.OpPutDestination, Key: "dest|water", Fingerprint: "fp", Time: at.UnixNano(),
+			Admin: &store.Admin{Actor: "alice", Reason: "test", Destination: &store.Destination{ID: "water", Kind: store.DestinationKindHTTP,
+				SettlementAccount: "water-settle", HTTP: &store.HTTPDestination{URL: "http://127.0.0.1:9/payments", TimeoutMs: 1000}}}},
+		fund)
+	bill := txn(store.OpForward, "rest|water-42", 2500, at)
+	bill.Card, bill.Ref = "h1", store.Ref{RRN: "WATER-42", Acquirer: "100001"}
+	bill.Forward = &store.ForwardCommand{Request: &store.ForwardRequest{Destination: "water", Credit: "water-settle",
+		Body: `{"bill_type":"WATER","biller_reference":"WATER-42","amount":"25.00","currency":"USD"}`, TimeoutAt: at.Add(5 * time.Second).UnixNano()}}
+	fr, err := l.apply(bill)
+	if err != nil || fr[0].Status != store.StatusOK {
+		t.Fatalf("bill payment: %+v %v", fr, err)
+	}
+	ok := store.Command{Op: store.OpForwardResult, Key: "fwd|approved|rest|water-42", Fingerprint: "fp", Time: at.Add(time.Second).UnixNano(),
+		Forward: &store.ForwardCommand{Result: &store.ForwardResult{Key: "rest|water-42", Outcome: store.OutcomeApproved, RC: "00", AuthCode: "000001"}}}
+	ar, err := l.apply(ok)
+	if err != nil || ar[0].Status != store.StatusOK || ar[0].TransferID == "" {
+		t.Fatalf("approval: %+v %v", ar, err)
+	}
+	next := tBase.AddDate(0, 0, 1)
+	l.must(t, store.Command{Op: store.OpCloseDay, Time: next.UnixNano(), BusinessDay: "2026-03-02", NextDay: "2026-03-03"})
+	rv, err := l.apply(store.Command{Op: store.OpHostReversal, Key: "hrev|water|wh1", Fingerprint: "fp", Time: next.Add(time.Hour).UnixNano(),
+		BusinessDay: "2026-03-03", HostReversal: &store.HostReversal{Destination: "water", Forward: fr[0].TransferID, Source: store.HostReversalWebhook, Event: "wh1"}})
+	if err != nil || rv[0].Status != store.StatusOK || rv[0].TransferID == "" {
+		t.Fatalf("reversal: %+v %v", rv, err)
+	}
+	return ar[0].TransferID, rv[0].TransferID
+}
+
+// A biller reverses yesterday's payment: the partner sends back our
+// settlement files and the biller its postings (the payment on its day,
+// the reversal as REVERSED on the next). Neither day has a break; a row
+// is compared with the transfer of its own day (a wrong amount names the
+// reversal on the reversal's day, the payment on the payment's); a
+// REVERSED for a payment we never reversed is a status break.
+func TestReconDestinationReversal(t *testing.T) {
+	l := newLedger(t)
+	payment, reversal := billerReversalDays(t, l)
+	const head = "rrn,stan,amount,currency,date,status\n"
+	run := func(day, biller string) *ReconResult {
+		t.Helper()
+		pf, _ := settlementBytes(t, l, day, "acq")
+		in := &reconInput{id: "R", day: day, partner: "acq", toleranceDays: 1, sym: newSymbols()}
+		var err error
+		if in.partnerRows, err = parseFile("partner.csv", bytes.NewReader(pf), DefaultPartnerMapping(), 1<<20, in.sym, "acq"); err != nil || len(in.partnerRows) != 1 {
+			t.Fatalf("%s partner file (%d rows): %v\n%s", day, len(in.partnerRows), err, pf)
+		}
+		if in.billerRows, err = parseFile("biller.csv", strings.NewReader(head+biller), DefaultBillerMapping(), 1<<20, in.sym, "acq"); err != nil {
+			t.Fatal(err)
+		}
+		res, err := reconcile(context.Background(), l, in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	for _, c := range []struct {
+		day, biller string
+		matched     int
+	}{
+		{"2026-03-02", "WATER-42,,25.00,USD,2026-03-02,POSTED\n", 2},
+		{"2026-03-03", "WATER-42,,25.00,USD,2026-03-03,REVERSED\n", 2},
+		{"2026-03-03", "WATER-42,,25.00,USD,2026-03-03,POSTED\n", 2}, // a biller that calls its reversal posted
+		{"2026-03-03", "", 1}, // nothing is owed to the biller on the reversal's day
+	} {
+		if res := run(c.day, c.biller); len(res.Breaks) != 0 || res.Matched != c.matched || res.LedgerRows != 1 {
+			t.Errorf("%s with biller rows %q: matched %d, ledger %d, breaks %+v", c.day, c.biller, res.Matched, res.LedgerRows, res.Breaks)
+		}
+	}
+	for _, c := range []struct{ day, biller, transfer string }{
+		{"2026-03-03", "WATER-42,,25.01,USD,2026-03-03,REVERSED\n", reversal},
+		{"2026-03-03", "WATER-42,,25.01,USD,2026-03-03,POSTED\n", reversal},
+		{"2026-03-02", "WATER-42,,25.01,USD,2026-03-02,POSTED\n", payment},
+	} {
+		res := run(c.day, c.biller)
+		if len(res.Breaks) != 1 || res.Breaks[0].Code != B3 || res.Breaks[0].Source != "biller" || res.Breaks[0].Ours.Transfer != c.transfer || res.Breaks[0].Ours.Day != c.day {
+			t.Errorf("%s with biller rows %q: breaks %+v, want B3 naming %s", c.day, c.biller, res.Breaks, c.transfer)
+		}
+	}
+
+	// The biller says REVERSED for a payment of ours that was not.
+	l2 := newLedger(t)
+	seedAccounts(t, l2)
+	fund := txn(store.OpPost, "fund-000020", 10000, tBase)
+	fund.Debit, fund.Credit, fund.Partner = "fund", "card1", "bank"
+	bill := txn(store.OpPost, "bill-000021", 750, tBase.Add(time.Minute))
+	bill.Card, bill.Credit = "h1", "biller"
+	l2.must(t, fund, bill)
+	sym := newSymbols()
+	br, err := parseFile("biller.csv", strings.NewReader(head+"RRN000021,000021,7.50,USD,2026-03-02,REVERSED\n"), DefaultBillerMapping(), 1<<20, sym, "acq")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := reconcile(context.Background(), l2, &reconInput{id: "R", day: "2026-03-02", partner: "acq", toleranceDays: 1, sym: sym, billerRows: br})
+	if err != nil || len(res.Breaks) != 1 || res.Breaks[0].Code != B4 || res.Breaks[0].Detail != "status REVERSED, ours OK (not reversed)" {
+		t.Fatalf("REVERSED for a payment standing: %+v %v", res.Breaks, err)
 	}
 }

@@ -41,6 +41,11 @@ type Mapping struct {
 	// those that mean an authorization only. Anything else is FAIL.
 	StatusOK   []string `yaml:"status_ok"`
 	StatusAuth []string `yaml:"status_auth"`
+	// StatusReversed are the status values that mean the row is a
+	// reversal that took place (a biller's REVERSED: it took back a
+	// payment). Such a row agrees with our compensating transfer, which
+	// has the original's rrn and stan, not with the original.
+	StatusReversed []string `yaml:"status_reversed"`
 	// Record and Trailer: rows whose first field is Trailer are trailer
 	// records (our settlement file's "T" rows) and are skipped, whatever
 	// their column count.
@@ -55,10 +60,12 @@ func DefaultPartnerMapping() Mapping {
 		StatusAuth: []string{"authorized"}, Trailer: "T"}
 }
 
-// DefaultBillerMapping reads a biller posting file rrn,stan,amount,currency,date,status.
+// DefaultBillerMapping reads a biller posting file rrn,stan,amount,currency,date,status;
+// a reversal the biller made is a row of its day with status REVERSED.
 func DefaultBillerMapping() Mapping {
 	return Mapping{RRN: "rrn", STAN: "stan", Amount: "amount", Currency: "currency", Date: "date",
-		Status: "status", DateFormat: time.DateOnly, Decimal: ".", StatusOK: []string{"OK", "POSTED", "SUCCESS", "posted"}}
+		Status: "status", DateFormat: time.DateOnly, Decimal: ".", StatusOK: []string{"OK", "POSTED", "SUCCESS", "posted"},
+		StatusReversed: []string{"REVERSED", "reversed"}}
 }
 
 // withDefaults fills the date format and decimal separator when unset.
@@ -90,9 +97,12 @@ const (
 	statusOK byte = iota + 1
 	statusAuth
 	statusFail
+	// statusReversed: a file's reversal that took place (Mapping.StatusReversed);
+	// it agrees with a posted reversal of ours (ledgerRow.reversal).
+	statusReversed
 )
 
-var statusNames = [...]string{statusOK: "OK", statusAuth: "AUTH", statusFail: "FAIL"}
+var statusNames = [...]string{statusOK: "OK", statusAuth: "AUTH", statusFail: "FAIL", statusReversed: "REVERSED"}
 
 // symbolsMax bounds the distinct currencies and dates of one
 // reconciliation (they are uint16 codes in the rows).
@@ -133,7 +143,7 @@ type fileRow struct {
 	row    int32  // 1-based line number in the file (the header is row 1)
 	ccy    uint16 // symbols code
 	day    uint16 // symbols code of YYYY-MM-DD
-	status byte   // statusOK, statusAuth, statusFail
+	status byte   // statusOK, statusAuth, statusFail, statusReversed
 }
 
 func (f *fileRow) rrn() string  { r, _, _ := strings.Cut(f.key, "\x00"); return r }
@@ -200,7 +210,7 @@ func parseFile(name string, r io.Reader, m Mapping, bytesMax int64, sym *symbols
 		}
 		partnerCol = j
 	}
-	okSet, authSet := set(m.StatusOK), set(m.StatusAuth)
+	okSet, authSet, revSet := set(m.StatusOK), set(m.StatusAuth), set(m.StatusReversed)
 	seen := map[string]int32{}
 	type ccyCode struct {
 		c  currency.Currency
@@ -271,6 +281,8 @@ func parseFile(name string, r io.Reader, m Mapping, bytesMax int64, sym *symbols
 			fr.status = statusOK
 		case authSet[st]:
 			fr.status = statusAuth
+		case revSet[st]:
+			fr.status = statusReversed
 		default:
 			fr.status = statusFail
 		}

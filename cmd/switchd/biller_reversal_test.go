@@ -155,7 +155,9 @@ type partnerDelivery struct {
 // are answered without a second reversal. The receiver gets one verified
 // payment.reversed, one delivery, and nothing more while it is watched;
 // the partner's transaction list shows the reversal on the new day, and
-// that day's settlement file has its row.
+// that day's settlement file has its row; and each day's reconciliation
+// (the partner's copy of our settlement file, the biller's postings: the
+// payment on its day, the reversal on the next) has no break.
 func TestBillerReversalReachesPartnerWebhook(t *testing.T) {
 	bin := switchdtest.Build(t) // skips under -short
 	load, ctl := buildBinary(t, "switchload"), buildBinary(t, "switchctl")
@@ -447,6 +449,46 @@ destinations:
 	if row == nil || row[1] != rs[0].Day || row[2] != "demo-acquirer" || row[4] != "reversal" || row[12] != "25.00" ||
 		row[14] != "demo-biller-settlement" || row[15] != "card-4111" || row[16] != "posted" || row[17] != paid.ID {
 		t.Fatalf("settlement file of %s: row %q of\n%v", rs[0].Day, row, recs)
+	}
+	// Each day's three-way reconciliation, as ops runs it: the partner
+	// agrees with us and sends our settlement file back; the biller sends
+	// its postings (biller layout) from what it knows — the reference we
+	// paid under, amount, currency and its status: on the payment's day
+	// the payment it took, on the reversal's day the reversal, in its own
+	// word ("reversed"). Neither day has a break.
+	out1 := filepath.Join(dir, "out1")
+	switchctl("settlement", "pull", "--day", day1, "--partner", "demo-acquirer", "--out", out1)
+	st, b = do("GET", "http://"+billerCtl+"/payments?biller_reference=WATER-42", "", nil)
+	var known struct{ Payments []sim.Payment }
+	if json.Unmarshal(b, &known); st != 200 || len(known.Payments) != 1 || known.Payments[0].Status != "reversed" {
+		t.Fatalf("the biller's payments of WATER-42: %d %s", st, b)
+	}
+	bp := known.Payments[0]
+	billerFile := func(day, status string) string {
+		return write("biller-"+day+".csv", fmt.Sprintf("rrn,stan,amount,currency,date,status\n%s,,%s,%s,%s,%s\n", bp.BillerReference, bp.Amount, bp.Currency, day, status))
+	}
+	for _, c := range []struct{ day, partnerFile, billerFile string }{
+		{day1, filepath.Join(out1, "demo-acquirer.csv"), billerFile(day1, "POSTED")},
+		{rs[0].Day, filepath.Join(out, "demo-acquirer.csv"), billerFile(rs[0].Day, bp.Status)},
+	} {
+		id := switchctl("recon", "run", "--day", c.day, "--partner", "demo-acquirer", "--partner-file", c.partnerFile, "--biller-file", c.billerFile, "--print-id")
+		var sum struct {
+			State       string
+			PartnerRows int `json:"partner_rows"`
+			BillerRows  int `json:"biller_rows"`
+			Matched     int
+		}
+		var list struct{ Breaks []json.RawMessage }
+		json.Unmarshal([]byte(switchctl("recon", "status", id, "--json")), &sum)
+		breaks := switchctl("recon", "breaks", id, "--json")
+		if err := json.Unmarshal([]byte(breaks), &list); err != nil {
+			t.Fatalf("recon breaks %s: %v\n%s", id, err, breaks)
+		}
+		// Every row of both files is matched, so no break can name the
+		// payment or its reversal.
+		if sum.State != "done" || sum.PartnerRows != 1 || sum.BillerRows != 1 || sum.Matched != 2 || len(list.Breaks) != 0 {
+			t.Fatalf("reconciliation %s of %s (payment %s, reversal %s): %+v, breaks:\n%s", id, c.day, paid.ID, rs[0].ID, sum, breaks)
+		}
 	}
 	t.Logf("payment %s of %s reversed by %s on %s; receiver: %d delivery, %d webhook-id (%s); settlement row %v",
 		paid.ID, day1, rs[0].ID, rs[0].Day, len(lines), len(distinct), lines[0].WebhookID, row[:5])
