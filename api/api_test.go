@@ -474,3 +474,35 @@ func TestReplayAfterRefundIsTheOriginalAnswer(t *testing.T) {
 		t.Fatalf("GET: %s", g.body)
 	}
 }
+
+// Refunds carry references a reconciliation can match: the payment's
+// (RRN) and one of their own (STAN), so a payment and two refunds of it
+// on one day are three rows with distinct (rrn, stan) in the settlement
+// file; a refund's retry keeps its STAN.
+func TestRefundReferences(t *testing.T) {
+	n := startNode(t)
+	tok := n.token(t, "demo-acquirer")
+	var p api.Payment
+	json.Unmarshal([]byte(n.call(t, tok, "POST", "/v1/payments", "rr1", pay).body), &p)
+	seen := map[string]bool{}
+	for _, k := range []string{"rr1-a", "rr1-b", "rr1-a"} {
+		r := n.call(t, tok, "POST", "/v1/payments/"+p.ID+"/refunds", k, `{"amount":"1.00"}`)
+		if r.code != 201 {
+			t.Fatal(r.body)
+		}
+		var rf api.Refund
+		json.Unmarshal([]byte(r.body), &rf)
+		tr, err := n.st.Transfer(rf.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		orig, _ := n.st.Transfer(p.ID)
+		if tr.Ref.RRN != orig.Ref.RRN || len(tr.Ref.STAN) != 12 || tr.Ref.STAN == orig.Ref.STAN {
+			t.Fatalf("refund %s ref %+v, payment ref %+v", k, tr.Ref, orig.Ref)
+		}
+		seen[tr.Ref.RRN+"/"+tr.Ref.STAN] = true
+	}
+	if len(seen) != 2 {
+		t.Fatalf("refund references %v, want two distinct (the retry keeps its own)", seen)
+	}
+}

@@ -2,6 +2,8 @@ package api
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
@@ -289,6 +291,11 @@ func (s *Server) refund(ctx context.Context, key, id string, req refundRequest) 
 	in := s.intent(c, payment.KindReversal, orig.Debit, amount, ccy.Code)
 	in.Original = "rest|" + orig.Ref.RRN
 	in.IdempotencyKey = "rest|" + key
+	// The refund names its payment's reference (RRN) and one of its own
+	// (STAN, from its key): in the settlement file and in reconciliation
+	// each row needs a reference, and (rrn, stan) is unique per file — a
+	// refund on the payment's day beside it, or a second one.
+	in.Ref = store.Ref{RRN: orig.Ref.RRN, STAN: refundSTAN(key)}
 	in.Fingerprint = []string{"refund", orig.ID, req.Amount}
 	t, replayed, err := s.decide(ctx, in, nil)
 	if err != nil {
@@ -380,3 +387,10 @@ func zeroOf(code string) string {
 }
 
 func rfc3339(ns int64) string { return time.Unix(0, ns).UTC().Format(time.RFC3339Nano) }
+
+// refundSTAN is a refund's own reference: 12 hex digits of a hash of its
+// Idempotency-Key (short, stable across retries, and no partner data).
+func refundSTAN(key string) string {
+	sum := sha256.Sum256([]byte("refund\x00" + key))
+	return hex.EncodeToString(sum[:6])
+}
