@@ -1,6 +1,7 @@
 package settle
 
 import (
+	"bytes"
 	"context"
 	"strings"
 	"testing"
@@ -89,5 +90,15 @@ func TestReversedForwardsInSettlementAndRecon(t *testing.T) {
 	if late.STAN != "000012" || late.Source != "host" || !strings.Contains(late.Detail, "approved after the timeout") ||
 		expired.STAN != "000013" || !strings.Contains(expired.Detail, "expired unconfirmed") || expired.Ours.Status != "timed_out" {
 		t.Fatalf("breaks %+v %+v", late, expired)
+	}
+
+	// A partner that agrees sends our file back: its A records moved no
+	// money and are skipped, so they are no B1 (only the host's two).
+	in := &reconInput{id: "R2", day: "2026-03-02", partner: "acq", sym: newSymbols()}
+	if in.partnerRows, err = parseFile("partner.csv", bytes.NewReader(csv), DefaultPartnerMapping(), 1<<20, in.sym, "acq"); err != nil || len(in.partnerRows) != 1 {
+		t.Fatalf("partner file (%d rows): %v", len(in.partnerRows), err)
+	}
+	if res, err := reconcile(context.Background(), l, in); err != nil || len(res.Breaks) != 2 || res.Counts[B1] != 0 || res.Counts[B4] != 2 {
+		t.Fatalf("our own file back: %v %+v", err, res)
 	}
 }

@@ -50,6 +50,11 @@ type Mapping struct {
 	// records (our settlement file's "T" rows) and are skipped, whatever
 	// their column count.
 	Trailer string `yaml:"trailer"`
+	// Skip: rows whose first field is one of these are not payments and
+	// are skipped (our settlement file's "A" records: an off-us request
+	// the host did not answer in time and its reversal advice, which moved
+	// no money; reconciliation reports those itself, source host).
+	Skip []string `yaml:"skip_records"`
 }
 
 // DefaultPartnerMapping reads our own settlement file, so a partner can
@@ -57,7 +62,7 @@ type Mapping struct {
 func DefaultPartnerMapping() Mapping {
 	return Mapping{RRN: "rrn", STAN: "stan", Amount: "amount", Currency: "currency", Date: "business_day",
 		Status: "status", DateFormat: time.DateOnly, Decimal: ".", StatusOK: []string{"posted", "OK", "00"},
-		StatusAuth: []string{"authorized"}, Trailer: "T"}
+		StatusAuth: []string{"authorized"}, Trailer: "T", Skip: []string{"A"}}
 }
 
 // DefaultBillerMapping reads a biller posting file rrn,stan,amount,currency,date,status;
@@ -231,7 +236,7 @@ func parseFile(name string, r io.Reader, m Mapping, bytesMax int64, sym *symbols
 			return nil, csvError(name, err)
 		}
 		row, _ := cr.FieldPos(0)
-		if m.Trailer != "" && len(rec) > 0 && rec[0] == m.Trailer {
+		if m.Trailer != "" && len(rec) > 0 && rec[0] == m.Trailer || len(rec) > 0 && slices.Contains(m.Skip, rec[0]) {
 			continue
 		}
 		if len(rec) != len(header) {
