@@ -237,7 +237,7 @@ func reconcile(ctx context.Context, l ReconLedger, in *reconInput) (*ReconResult
 			if *seen(c) {
 				continue
 			}
-			miss, days := f.status == statusReversed && !c.reversal, dayDiff(sym, f.day, c.day)
+			miss, days := f.reversal && !c.reversal, dayDiff(sym, f.day, c.day)
 			if best == nil || !miss && bestMiss || miss == bestMiss && days < bestDays {
 				best, bestMiss, bestDays = c, miss, days
 			}
@@ -266,7 +266,7 @@ func reconcile(ctx context.Context, l ReconLedger, in *reconInput) (*ReconResult
 				b.Code, b.Detail = B3, fmt.Sprintf("amount %s, ours %s", fmtAmount(f.amount, sym.name(f.ccy)), fmtAmount(lr.amount, sym.name(lr.ccy)))
 			case !statusAgrees(f, lr):
 				ourStatus := statusNames[lr.status]
-				if f.status == statusReversed && !lr.reversal {
+				if f.reversal && !lr.reversal {
 					ourStatus += " (not reversed)"
 				}
 				b.Code, b.Detail = B4, fmt.Sprintf("status %s, ours %s", statusNames[f.status], ourStatus)
@@ -328,6 +328,9 @@ func reconcile(ctx context.Context, l ReconLedger, in *reconInput) (*ReconResult
 func statusAgrees(f *fileRow, lr *ledgerRow) bool {
 	if f.status == statusReversed {
 		return lr.reversal && lr.status == statusOK
+	}
+	if f.reversal && !lr.reversal {
+		return false // the file's reversal is not this payment
 	}
 	return f.status == lr.status
 }

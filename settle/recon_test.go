@@ -281,6 +281,14 @@ func TestParseFilePartnerColumn(t *testing.T) {
 // the payment's and the reversal's transfer ids.
 func billerReversalDays(t *testing.T, l *ledger) (payment, reversal string) {
 	t.Helper()
+	return billerReversal(t, l, true)
+}
+
+// billerReversal books a WATER bill payment to an http biller on
+// 2026-03-02 and the biller's reversal of it: the next day, or the same
+// one when nextDay is false.
+func billerReversal(t *testing.T, l *ledger, nextDay bool) (payment, reversal string) {
+	t.Helper()
 	seedAccounts(t, l)
 	at := tBase.Add(time.Hour)
 	fund := txn(store.OpPost, "fund-000020", 10000, at)
@@ -305,10 +313,13 @@ func billerReversalDays(t *testing.T, l *ledger) (payment, reversal string) {
 	if err != nil || ar[0].Status != store.StatusOK || ar[0].TransferID == "" {
 		t.Fatalf("approval: %+v %v", ar, err)
 	}
-	next := tBase.AddDate(0, 0, 1)
-	l.must(t, store.Command{Op: store.OpCloseDay, Time: next.UnixNano(), BusinessDay: "2026-03-02", NextDay: "2026-03-03"})
+	next, day := at.Add(time.Hour), "2026-03-02"
+	if nextDay {
+		next, day = tBase.AddDate(0, 0, 1), "2026-03-03"
+		l.must(t, store.Command{Op: store.OpCloseDay, Time: next.UnixNano(), BusinessDay: "2026-03-02", NextDay: "2026-03-03"})
+	}
 	rv, err := l.apply(store.Command{Op: store.OpHostReversal, Key: "hrev|water|wh1", Fingerprint: "fp", Time: next.Add(time.Hour).UnixNano(),
-		BusinessDay: "2026-03-03", HostReversal: &store.HostReversal{Destination: "water", Forward: fr[0].TransferID, Source: store.HostReversalWebhook, Event: "wh1"}})
+		BusinessDay: day, HostReversal: &store.HostReversal{Destination: "water", Forward: fr[0].TransferID, Source: store.HostReversalWebhook, Event: "wh1"}})
 	if err != nil || rv[0].Status != store.StatusOK || rv[0].TransferID == "" {
 		t.Fatalf("reversal: %+v %v", rv, err)
 	}
@@ -382,5 +393,36 @@ func TestReconDestinationReversal(t *testing.T) {
 	res, err := reconcile(context.Background(), l2, &reconInput{id: "R", day: "2026-03-02", partner: "acq", toleranceDays: 1, sym: sym, billerRows: br})
 	if err != nil || len(res.Breaks) != 1 || res.Breaks[0].Code != B4 || res.Breaks[0].Detail != "status REVERSED, ours OK (not reversed)" {
 		t.Fatalf("REVERSED for a payment standing: %+v %v", res.Breaks, err)
+	}
+}
+
+// A biller reverses a payment the day it was made: the partner's copy of
+// our settlement file has both rows with the same rrn and stan (the
+// reversal is the destination's, it carries its original's), told apart
+// by their type; the biller's file has the payment POSTED and its
+// REVERSED. Every row matches, no break.
+func TestReconSameDayDestinationReversal(t *testing.T) {
+	l := newLedger(t)
+	billerReversal(t, l, false)
+	pf, _ := settlementBytes(t, l, "2026-03-02", "acq")
+	in := &reconInput{id: "R", day: "2026-03-02", partner: "acq", toleranceDays: 1, sym: newSymbols()}
+	var err error
+	if in.partnerRows, err = parseFile("partner.csv", bytes.NewReader(pf), DefaultPartnerMapping(), 1<<20, in.sym, "acq"); err != nil || len(in.partnerRows) != 2 {
+		t.Fatalf("partner file (%d rows): %v\n%s", len(in.partnerRows), err, pf)
+	}
+	biller := "rrn,stan,amount,currency,date,status\nWATER-42,,25.00,USD,2026-03-02,POSTED\nWATER-42,,25.00,USD,2026-03-02,REVERSED\n"
+	if in.billerRows, err = parseFile("biller.csv", strings.NewReader(biller), DefaultBillerMapping(), 1<<20, in.sym, "acq"); err != nil {
+		t.Fatal(err)
+	}
+	res, err := reconcile(context.Background(), l, in)
+	if err != nil || len(res.Breaks) != 0 || res.LedgerRows != 2 {
+		t.Fatalf("%v: ledger %d, matched %d, breaks %+v", err, res.LedgerRows, res.Matched, res.Breaks)
+	}
+	// Without the type column the two rows are one reference twice: the
+	// file is refused, as any duplicate.
+	m := DefaultPartnerMapping()
+	m.Type = ""
+	if _, err := parseFile("partner.csv", bytes.NewReader(pf), m, 1<<20, newSymbols(), "acq"); err == nil || !strings.Contains(err.Error(), "duplicates row") {
+		t.Fatalf("without the type column: %v", err)
 	}
 }

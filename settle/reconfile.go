@@ -55,6 +55,13 @@ type Mapping struct {
 	// the host did not answer in time and its reversal advice, which moved
 	// no money; reconciliation reports those itself, source host).
 	Skip []string `yaml:"skip_records"`
+	// Type, optional, names a column whose values in TypeReversal mark a
+	// row as a reversal (our settlement file's type "reversal"): it is
+	// matched with a reversal of ours, so a payment and its reversal on
+	// one day, which share rrn and stan when the reversal came from the
+	// destination (op 29), are two rows, not a duplicate.
+	Type         string   `yaml:"type"`
+	TypeReversal []string `yaml:"type_reversal"`
 }
 
 // DefaultPartnerMapping reads our own settlement file, so a partner can
@@ -62,7 +69,7 @@ type Mapping struct {
 func DefaultPartnerMapping() Mapping {
 	return Mapping{RRN: "rrn", STAN: "stan", Amount: "amount", Currency: "currency", Date: "business_day",
 		Status: "status", DateFormat: time.DateOnly, Decimal: ".", StatusOK: []string{"posted", "OK", "00"},
-		StatusAuth: []string{"authorized"}, Trailer: "T", Skip: []string{"A"}}
+		StatusAuth: []string{"authorized"}, Trailer: "T", Skip: []string{"A"}, Type: "type", TypeReversal: []string{"reversal"}}
 }
 
 // DefaultBillerMapping reads a biller posting file rrn,stan,amount,currency,date,status;
@@ -149,6 +156,9 @@ type fileRow struct {
 	ccy    uint16 // symbols code
 	day    uint16 // symbols code of YYYY-MM-DD
 	status byte   // statusOK, statusAuth, statusFail, statusReversed
+	// reversal: the file says the row is a reversal (Mapping.Type, or
+	// status statusReversed).
+	reversal bool
 }
 
 func (f *fileRow) rrn() string  { r, _, _ := strings.Cut(f.key, "\x00"); return r }
@@ -207,6 +217,13 @@ func parseFile(name string, r io.Reader, m Mapping, bytesMax int64, sym *symbols
 		}
 		idx[i] = j
 	}
+	typeCol := -1
+	if m.Type != "" {
+		if j, ok := cols[m.Type]; ok {
+			typeCol = j // optional: a file without it has no reversal rows by type
+		}
+	}
+	typeRev := set(m.TypeReversal)
 	partnerCol := -1
 	if m.Partner != "" {
 		j, ok := cols[m.Partner]
@@ -295,10 +312,15 @@ func parseFile(name string, r io.Reader, m Mapping, bytesMax int64, sym *symbols
 			continue // checked, not ours; (rrn, stan) is unique per partner
 		}
 		fr.key = matchKey(rrn, stan)
-		if first, dup := seen[fr.key]; dup {
+		fr.reversal = fr.status == statusReversed || typeCol >= 0 && typeRev[rec[typeCol]]
+		seenKey := fr.key
+		if fr.reversal {
+			seenKey += "\x00reversal" // a reversal beside its payment is no duplicate
+		}
+		if first, dup := seen[seenKey]; dup {
 			return nil, bad(row, m.RRN, "duplicates row %d (same rrn %q and stan %q)", first, rrn, stan)
 		}
-		seen[fr.key] = fr.row
+		seen[seenKey] = fr.row
 		rows = append(rows, fr)
 	}
 	if lr.over {
