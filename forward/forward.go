@@ -55,6 +55,10 @@ const (
 	marginMax      = 10 * time.Minute
 	safExpiryMax   = 30 * 24 * time.Hour
 	sweepBatchMax  = 500
+	// sweepTimeout bounds one sweep: its results are proposed until
+	// known, and a node that lost leadership (or is closing) must not
+	// retry for ever; the next leader sweeps what is left.
+	sweepTimeout = 10 * time.Second
 	replayPollStep = 20 * time.Millisecond
 	// resultRetryStep paces the repeats of a result whose proposal
 	// failed (a leader change).
@@ -126,6 +130,10 @@ type Forwarder struct {
 
 	stop chan struct{}
 	done chan struct{}
+	// ctx is cancelled by Close: work of run's in flight (a sweep's
+	// retries) gives up.
+	ctx    context.Context
+	cancel context.CancelFunc
 }
 
 type destClient struct {
@@ -159,6 +167,7 @@ func New(cfg Config, ledger Ledger, kek *mac.KEK, opt Options) (*Forwarder, erro
 	}
 	f := &Forwarder{cfg: cfg, ledger: ledger, kek: kek, opt: opt, log: opt.Logger, clients: map[string]*destClient{},
 		http: newHTTPClient(), stop: make(chan struct{}), done: make(chan struct{})}
+	f.ctx, f.cancel = context.WithCancel(context.Background())
 	f.safLedger, _ = ledger.(SAFLedger)
 	f.sync()
 	go f.run()
@@ -173,6 +182,7 @@ func (f *Forwarder) Close() {
 	default:
 	}
 	close(f.stop)
+	f.cancel()
 	<-f.done
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -198,7 +208,10 @@ func (f *Forwarder) run() {
 			f.sync()
 		case <-sweepT.C:
 			if f.opt.Leading() {
-				if n, err := f.Sweep(context.Background()); err != nil {
+				sctx, scancel := context.WithTimeout(f.ctx, sweepTimeout)
+				n, err := f.Sweep(sctx)
+				scancel()
+				if err != nil {
 					f.log.Warn("forward sweep", "err", err)
 				} else if n > 0 {
 					f.log.Warn("forwards past their deadline timed out (a node died mid-request); reversals queued", "forwards", n)
@@ -318,15 +331,9 @@ func (f *Forwarder) onStray(dest string) func(host.Stray) {
 }
 
 func (f *Forwarder) recordLate(dest, id, rc, auth string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	// Cancelled by Close too: Close waits for this, not for the timeout.
+	ctx, cancel := context.WithTimeout(f.ctx, 10*time.Second)
 	defer cancel()
-	go func() {
-		select {
-		case <-f.stop:
-			cancel() // closing: Close waits for this, not for the timeout
-		case <-ctx.Done():
-		}
-	}()
 	fw, err := f.ledger.ForwardByID(id)
 	if err != nil || fw.Destination != dest {
 		f.log.Warn("late answer for no forward of this destination", "destination", dest, "forward", id)

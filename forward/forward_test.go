@@ -319,3 +319,47 @@ func TestSweepTimesOutAbandonedForwards(t *testing.T) {
 		return fw.State == store.ForwardTimedOut && fw.Reason == "deadline" && fw.SAF != ""
 	})
 }
+
+// refusingLedger refuses every proposal, as a node that lost its quorum.
+type refusingLedger struct{ ledger }
+
+func (refusingLedger) Propose(context.Context, store.Command) (store.Result, error) {
+	return store.Result{}, errors.New("no leader")
+}
+
+// A sweep retries a result until its outcome is known, but not for ever:
+// Close stops a forwarder whose sweep cannot get its timeout recorded (it
+// waited for it for good, and so did a node's shutdown under faults).
+func TestCloseStopsASweepThatCannotRecord(t *testing.T) {
+	r := newRig(t, sim.DefaultBehavior())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	key := "demo-acquirer|100001|stuck"
+	now := time.Now().UnixNano()
+	res, err := r.cn.Propose(ctx, store.Command{Op: store.OpForward, Key: key, Fingerprint: key, Time: now, Partner: "demo-acquirer",
+		Amount: 1, Currency: "USD", Ref: store.Ref{MTI: "0200", STAN: "000777", RRN: "000000000777"},
+		Forward: &store.ForwardCommand{Request: &store.ForwardRequest{Destination: "demo-issuer", Debit: "demo-issuer-settlement",
+			Credit: "demo-acquirer-settlement", MTI: "0200", MaskedPAN: "400000******0002", TimeoutAt: now + int64(time.Minute),
+			Fields: map[int]string{3: "000000", 4: "000000000001", 7: "1202120000", 32: "100001", 49: "840"}}}})
+	if err != nil || res.Status != store.StatusOK {
+		t.Fatalf("forward: %+v %v", res, err)
+	}
+	cfg := forward.DefaultConfig()
+	cfg.SweepInterval = 20 * time.Millisecond
+	later := func() time.Time { return time.Now().Add(time.Hour) } // the forward is past its deadline for this one
+	f, err := forward.New(cfg, refusingLedger{ledger{r.st, r.cn}}, nil, forward.Options{Leading: func() bool { return true }, Now: later})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond) // sweeping, its proposals refused
+	closed := make(chan struct{})
+	go func() { f.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close waited for a sweep retrying a refused result")
+	}
+	if fw, err := r.st.Forward(key); err != nil || fw.State != store.ForwardPending {
+		t.Fatalf("forward %+v %v", fw, err)
+	}
+}

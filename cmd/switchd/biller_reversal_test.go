@@ -239,21 +239,7 @@ destinations:
 	}
 
 	// The partner's API client (a config file makes none of its own).
-	req, _ := http.NewRequest("POST", node.OpsURL+"/v1/clients",
-		strings.NewReader(`{"id":"demo-acquirer","scopes":["payments:write","payments:read","webhooks:write","webhooks:read"],"reason":"biller reversal test"}`))
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := switchdtest.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var made struct {
-		ClientSecret string `json:"client_secret"`
-	}
-	json.NewDecoder(resp.Body).Decode(&made)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusCreated || made.ClientSecret == "" {
-		t.Fatalf("partner client: %d", resp.StatusCode)
-	}
+	secret := switchdtest.PartnerClient(t, node.OpsURL, "demo-acquirer", []string{"payments:write", "payments:read", "webhooks:write", "webhooks:read"}, "biller reversal test")
 	pem, err := os.ReadFile(filepath.Join(node.DataDir, "api", "ca.pem"))
 	if err != nil {
 		t.Fatal(err)
@@ -263,7 +249,7 @@ destinations:
 	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
 	defer hc.CloseIdleConnections()
 	base := "https://" + apiAddr
-	tok, err := oauth.FetchToken(context.Background(), hc, base+"/oauth/token", oauth.Credentials{ClientID: "demo-acquirer", ClientSecret: made.ClientSecret}, "")
+	tok, err := oauth.FetchToken(context.Background(), hc, base+"/oauth/token", oauth.Credentials{ClientID: "demo-acquirer", ClientSecret: secret}, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -308,7 +294,7 @@ destinations:
 	// The forward the biller was paid under (its Idempotency-Key): the
 	// first of a fresh ledger.
 	fwdID := "F00000000000001"
-	resp, err = switchdtest.Get(node.OpsURL + "/v1/forwards/" + fwdID)
+	resp, err := switchdtest.Get(node.OpsURL + "/v1/forwards/" + fwdID)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -146,22 +146,8 @@ func TestKill9LeaderRESTPayments(t *testing.T) {
 	nodes := startClusterNodes(t, bin, clusterSpec{extraOf: func(i int) string {
 		return "api:\n  listen: " + apiAddrs[i-1] + "\n  lane: api\n  partners: [demo-acquirer]\n"
 	}})
-	req, _ := http.NewRequest("POST", "http://"+nodes[0].ops+"/v1/clients",
-		strings.NewReader(`{"id":"demo-acquirer","scopes":["payments:write","payments:read"],"reason":"cluster crash test"}`))
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := switchdtest.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var made struct {
-		ClientSecret string `json:"client_secret"`
-	}
-	json.NewDecoder(resp.Body).Decode(&made)
-	resp.Body.Close()
-	if resp.StatusCode != 201 || made.ClientSecret == "" {
-		t.Fatalf("partner client: %d", resp.StatusCode)
-	}
-	rc := newRESTCluster(t, nodes, apiAddrs, made.ClientSecret)
+	secret := switchdtest.PartnerClient(t, "http://"+nodes[0].ops, "demo-acquirer", []string{"payments:write", "payments:read"}, "cluster crash test")
+	rc := newRESTCluster(t, nodes, apiAddrs, secret)
 	m, err := getMembers(nodes[0].ops)
 	if err != nil {
 		t.Fatal(err)

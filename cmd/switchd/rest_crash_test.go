@@ -30,21 +30,7 @@ func TestKill9RESTPayments(t *testing.T) {
 		Extra: "api:\n  listen: " + apiAddr + "\n  lane: api\n  partners: [demo-acquirer]\n",
 	})
 	// The partner's client, made by the admin through the ops API.
-	req, _ := http.NewRequest("POST", node.OpsURL+"/v1/clients",
-		strings.NewReader(`{"id":"demo-acquirer","scopes":["payments:write","payments:read"],"reason":"crash test"}`))
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := switchdtest.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var made struct {
-		ClientSecret string `json:"client_secret"`
-	}
-	json.NewDecoder(resp.Body).Decode(&made)
-	resp.Body.Close()
-	if resp.StatusCode != 201 || made.ClientSecret == "" {
-		t.Fatalf("partner client: %d", resp.StatusCode)
-	}
+	secret := switchdtest.PartnerClient(t, node.OpsURL, "demo-acquirer", []string{"payments:write", "payments:read"}, "crash test")
 	pem, err := os.ReadFile(filepath.Join(node.DataDir, "api", "ca.pem"))
 	if err != nil {
 		t.Fatal(err)
@@ -56,7 +42,7 @@ func TestKill9RESTPayments(t *testing.T) {
 	base := "https://" + apiAddr
 	token := func() string {
 		t.Helper()
-		tok, err := oauth.FetchToken(context.Background(), hc, base+"/oauth/token", oauth.Credentials{ClientID: "demo-acquirer", ClientSecret: made.ClientSecret}, "")
+		tok, err := oauth.FetchToken(context.Background(), hc, base+"/oauth/token", oauth.Credentials{ClientID: "demo-acquirer", ClientSecret: secret}, "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -130,7 +116,7 @@ func TestKill9RESTPayments(t *testing.T) {
 		}
 		ids[id] = n
 	}
-	resp, err = switchdtest.Get(node.OpsURL + "/v1/accounts/card-4111")
+	resp, err := switchdtest.Get(node.OpsURL + "/v1/accounts/card-4111")
 	if err != nil {
 		t.Fatal(err)
 	}

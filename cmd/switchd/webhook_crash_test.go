@@ -74,18 +74,7 @@ func TestKill9MidWebhookDelivery(t *testing.T) {
 		Extra: "api:\n  listen: " + apiAddr + "\n  lane: api\n  partners: [demo-acquirer]\n" +
 			"webhooks:\n  enabled: true\n  allow_http_hosts: [127.0.0.1]\n  allow_networks: [127.0.0.0/8]\n  poll_interval: 50ms\n",
 	})
-	req, _ := http.NewRequest("POST", node.OpsURL+"/v1/clients",
-		strings.NewReader(`{"id":"demo-acquirer","scopes":["payments:write","payments:read","webhooks:write","webhooks:read"],"reason":"webhook crash test"}`))
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := switchdtest.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var made struct {
-		ClientSecret string `json:"client_secret"`
-	}
-	json.NewDecoder(resp.Body).Decode(&made)
-	resp.Body.Close()
+	clientSecret := switchdtest.PartnerClient(t, node.OpsURL, "demo-acquirer", []string{"payments:write", "payments:read", "webhooks:write", "webhooks:read"}, "webhook crash test")
 	pem, err := os.ReadFile(filepath.Join(node.DataDir, "api", "ca.pem"))
 	if err != nil {
 		t.Fatal(err)
@@ -113,7 +102,7 @@ func TestKill9MidWebhookDelivery(t *testing.T) {
 	}
 	token := func() string {
 		t.Helper()
-		tok, err := oauth.FetchToken(context.Background(), hc, base+"/oauth/token", oauth.Credentials{ClientID: "demo-acquirer", ClientSecret: made.ClientSecret}, "")
+		tok, err := oauth.FetchToken(context.Background(), hc, base+"/oauth/token", oauth.Credentials{ClientID: "demo-acquirer", ClientSecret: clientSecret}, "")
 		if err != nil {
 			t.Fatal(err)
 		}

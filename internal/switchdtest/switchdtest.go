@@ -4,7 +4,9 @@
 package switchdtest
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -283,6 +285,29 @@ func Do(req *http.Request) (*http.Response, error) {
 			}
 		}
 	}
+}
+
+// PartnerClient makes the partner API client id with scopes through the
+// ops API at opsURL (as an admin does: a config file makes none) and
+// returns its client secret.
+func PartnerClient(t testing.TB, opsURL, id string, scopes []string, reason string) string {
+	t.Helper()
+	body, _ := json.Marshal(map[string]any{"id": id, "scopes": scopes, "reason": reason})
+	req, _ := http.NewRequest(http.MethodPost, opsURL+"/v1/clients", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var made struct {
+		ClientSecret string `json:"client_secret"`
+	}
+	json.NewDecoder(resp.Body).Decode(&made)
+	if resp.StatusCode != http.StatusCreated || made.ClientSecret == "" {
+		t.Fatalf("partner client %s: %d", id, resp.StatusCode)
+	}
+	return made.ClientSecret
 }
 
 // Get is http.Get with a token.
