@@ -29,6 +29,10 @@ bench:
 	$(GO) test -run=NONE -bench=FlushStall ./store/
 	# Settlement file (1M transfers), MT940 (100k entries), reconciliation (100k, 1M rows per source).
 	$(GO) test -run=NONE -bench='SettlementFile|MT940|Recon' -benchtime=1x ./settle/
+	# Off-us forwarding (issue 13): off/on approvals/s and CPU a purchase, latency at 5,000/s, SAF drain of 10,000.
+	$(GO) test -run=NONE -bench='Forward$$' -benchtime=10x ./forward/
+	FORWARD_RATE=5000 $(GO) test -run=NONE -bench=ForwardOpenLoop -benchtime=15000x ./forward/
+	$(GO) test -run=NONE -bench=SAFDrain -benchtime=1x ./forward/
 	$(MAKE) bench-e2e
 
 # End to end: switchd with an fsync'd raft log, driven by switchload on loopback.
