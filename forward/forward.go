@@ -52,13 +52,13 @@ type Config struct {
 
 // Limits.
 const (
-	marginMax      = 10 * time.Minute
-	safExpiryMax   = 30 * 24 * time.Hour
-	sweepBatchMax  = 500
+	marginMax     = 10 * time.Minute
+	safExpiryMax  = 30 * 24 * time.Hour
+	sweepBatchMax = 500
 	// sweepTimeout bounds one sweep: its results are proposed until
 	// known, and a node that lost leadership (or is closing) must not
 	// retry for ever; the next leader sweeps what is left.
-	sweepTimeout = 10 * time.Second
+	sweepTimeout   = 10 * time.Second
 	replayPollStep = 20 * time.Millisecond
 	// resultRetryStep paces the repeats of a result whose proposal
 	// failed (a leader change).
