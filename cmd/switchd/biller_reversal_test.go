@@ -3,9 +3,6 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/csv"
 	"encoding/json"
@@ -23,7 +20,6 @@ import (
 	"time"
 
 	"github.com/switchd/switchd/internal/switchdtest"
-	"github.com/switchd/switchd/oauth"
 	"github.com/switchd/switchd/sim"
 )
 
@@ -240,34 +236,11 @@ destinations:
 
 	// The partner's API client (a config file makes none of its own).
 	secret := switchdtest.PartnerClient(t, node.OpsURL, "demo-acquirer", []string{"payments:write", "payments:read", "webhooks:write", "webhooks:read"}, "biller reversal test")
-	pem, err := os.ReadFile(filepath.Join(node.DataDir, "api", "ca.pem"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(pem)
-	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
-	defer hc.CloseIdleConnections()
-	base := "https://" + apiAddr
-	tok, err := oauth.FetchToken(context.Background(), hc, base+"/oauth/token", oauth.Credentials{ClientID: "demo-acquirer", ClientSecret: secret}, "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	api := switchdtest.NewAPI(t, node.DataDir, apiAddr, "demo-acquirer", secret)
+	tok := api.Token()
 	call := func(method, path, key, body string) (int, []byte) {
 		t.Helper()
-		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+tok)
-		req.Header.Set("Content-Type", "application/json")
-		if key != "" {
-			req.Header.Set("Idempotency-Key", key)
-		}
-		resp, err := hc.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, b
+		return api.Call(tok, method, path, key, body)
 	}
 
 	// The partner's endpoint for payment.reversed, and its receiver.

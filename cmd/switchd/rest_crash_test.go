@@ -1,22 +1,16 @@
 package main
 
 import (
-	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/switchd/switchd/internal/switchdtest"
-	"github.com/switchd/switchd/oauth"
 )
 
 // REST payments survive kill -9 of the node exactly once: during a load of
@@ -31,23 +25,8 @@ func TestKill9RESTPayments(t *testing.T) {
 	})
 	// The partner's client, made by the admin through the ops API.
 	secret := switchdtest.PartnerClient(t, node.OpsURL, "demo-acquirer", []string{"payments:write", "payments:read"}, "crash test")
-	pem, err := os.ReadFile(filepath.Join(node.DataDir, "api", "ca.pem"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(pem)
-	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}, MaxIdleConnsPerHost: 8}}
-	defer hc.CloseIdleConnections()
-	base := "https://" + apiAddr
-	token := func() string {
-		t.Helper()
-		tok, err := oauth.FetchToken(context.Background(), hc, base+"/oauth/token", oauth.Credentials{ClientID: "demo-acquirer", ClientSecret: secret}, "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tok
-	}
+	api := switchdtest.NewAPI(t, node.DataDir, apiAddr, "demo-acquirer", secret)
+	hc, base, token := api.HC, api.Base, api.Token
 	tok := token()
 	pay := func(tok string, n int) (code int, id string, replayed bool, err error) {
 		body := fmt.Sprintf(`{"amount":"0.01","currency":"USD","debtor_account":"card-4111","reference":"CR-%d"}`, n)

@@ -1,23 +1,16 @@
 package main
 
 import (
-	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/switchd/switchd/internal/switchdtest"
-	"github.com/switchd/switchd/oauth"
 	"github.com/switchd/switchd/webhook"
 )
 
@@ -75,39 +68,13 @@ func TestKill9MidWebhookDelivery(t *testing.T) {
 			"webhooks:\n  enabled: true\n  allow_http_hosts: [127.0.0.1]\n  allow_networks: [127.0.0.0/8]\n  poll_interval: 50ms\n",
 	})
 	clientSecret := switchdtest.PartnerClient(t, node.OpsURL, "demo-acquirer", []string{"payments:write", "payments:read", "webhooks:write", "webhooks:read"}, "webhook crash test")
-	pem, err := os.ReadFile(filepath.Join(node.DataDir, "api", "ca.pem"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(pem)
-	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
-	defer hc.CloseIdleConnections()
-	base := "https://" + apiAddr
+	api := switchdtest.NewAPI(t, node.DataDir, apiAddr, "demo-acquirer", clientSecret)
 	call := func(tok, method, path, key, body string) (int, string) {
 		t.Helper()
-		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+tok)
-		req.Header.Set("Content-Type", "application/json")
-		if key != "" {
-			req.Header.Set("Idempotency-Key", key)
-		}
-		resp, err := hc.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
+		code, b := api.Call(tok, method, path, key, body)
+		return code, string(b)
 	}
-	token := func() string {
-		t.Helper()
-		tok, err := oauth.FetchToken(context.Background(), hc, base+"/oauth/token", oauth.Credentials{ClientID: "demo-acquirer", ClientSecret: clientSecret}, "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tok
-	}
+	token := api.Token
 	tok := token()
 	code, body := call(tok, "POST", "/v1/webhook-endpoints", "hook-1", `{"url":"`+recv.URL+`/hook","event_types":["payment.completed","payment.partly_refunded"]}`)
 	var ep struct{ ID, Secret string }
@@ -139,7 +106,7 @@ func TestKill9MidWebhookDelivery(t *testing.T) {
 		t.Fatal("no delivery reached the receiver")
 	}
 	node.Kill9()
-	hc.CloseIdleConnections()
+	api.HC.CloseIdleConnections()
 	mu.Lock()
 	killed = true
 	close(release)

@@ -6,6 +6,8 @@ package switchdtest
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -14,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -308,6 +311,60 @@ func PartnerClient(t testing.TB, opsURL, id string, scopes []string, reason stri
 		t.Fatalf("partner client %s: %d", id, resp.StatusCode)
 	}
 	return made.ClientSecret
+}
+
+// API is a partner's client of a node's REST API: it trusts the node's
+// development CA (dataDir/api/ca.pem) and signs in with clientID and its
+// secret.
+type API struct {
+	t                testing.TB
+	HC               *http.Client
+	Base             string // https://addr
+	clientID, secret string
+}
+
+// NewAPI is a client of the REST API at addr of the node whose data
+// directory is dataDir.
+func NewAPI(t testing.TB, dataDir, addr, clientID, secret string) *API {
+	t.Helper()
+	pem, err := os.ReadFile(filepath.Join(dataDir, "api", "ca.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(pem)
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}, MaxIdleConnsPerHost: 8}}
+	t.Cleanup(hc.CloseIdleConnections)
+	return &API{t: t, HC: hc, Base: "https://" + addr, clientID: clientID, secret: secret}
+}
+
+// Token is a new access token of the client.
+func (a *API) Token() string {
+	a.t.Helper()
+	tok, err := oauth.FetchToken(context.Background(), a.HC, a.Base+"/oauth/token", oauth.Credentials{ClientID: a.clientID, ClientSecret: a.secret}, "")
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	return tok
+}
+
+// Call sends a JSON request with token tok (and Idempotency-Key key when
+// set) and returns the status and body.
+func (a *API) Call(tok, method, path, key, body string) (int, []byte) {
+	a.t.Helper()
+	req, _ := http.NewRequest(method, a.Base+path, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Content-Type", "application/json")
+	if key != "" {
+		req.Header.Set("Idempotency-Key", key)
+	}
+	resp, err := a.HC.Do(req)
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
 }
 
 // Get is http.Get with a token.
