@@ -22,6 +22,11 @@ const billPAN = "4111111111111111" // the demo's on-us card pays an off-us bille
 // newBillerRig is the rig with demo-biller pointed at a simulated biller
 // (300 ms timeout); mut changes the biller's config.
 func newBillerRig(t *testing.T, behavior sim.Behavior, mut func(*sim.BillerConfig)) (*rig, *sim.Biller) {
+	return billerRig(t, behavior, mut, nil)
+}
+
+// billerRig is newBillerRig; dest also changes demo-biller's destination.
+func billerRig(t *testing.T, behavior sim.Behavior, mut func(*sim.BillerConfig), dest func(*store.HTTPDestination)) (*rig, *sim.Biller) {
 	t.Helper()
 	bcfg := sim.DefaultBillerConfig()
 	bcfg.Listen, bcfg.Behavior = "127.0.0.1:0", behavior
@@ -38,6 +43,9 @@ func newBillerRig(t *testing.T, behavior sim.Behavior, mut func(*sim.BillerConfi
 			if cfg.Destinations[i].ID == "demo-biller" {
 				h := *cfg.Destinations[i].HTTP
 				h.URL, h.TimeoutMs = "http://"+b.Addr()+"/payments", 300
+				if dest != nil {
+					dest(&h)
+				}
 				cfg.Destinations[i].HTTP = &h
 			}
 		}
@@ -194,24 +202,10 @@ func newSigningBillerRig(t *testing.T, envSecret, envToken string, billerSecret 
 	t.Helper()
 	t.Setenv("TEST_BILLER_SIGNING_SECRET", envSecret)
 	t.Setenv("TEST_BILLER_TOKEN", envToken)
-	bcfg := sim.DefaultBillerConfig()
-	bcfg.Listen, bcfg.RequestSigningSecret, bcfg.RequestToken = "127.0.0.1:0", billerSecret, billerToken
-	b, err := sim.NewBiller(bcfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Close() })
-	r := newRig(t, sim.DefaultBehavior(), func(cfg *config.File) {
-		for i := range cfg.Destinations {
-			if cfg.Destinations[i].ID == "demo-biller" {
-				h := *cfg.Destinations[i].HTTP
-				h.URL, h.TimeoutMs = "http://"+b.Addr()+"/payments", 300
-				h.SigningSecretEnv, h.TokenEnv = "TEST_BILLER_SIGNING_SECRET", "TEST_BILLER_TOKEN"
-				cfg.Destinations[i].HTTP = &h
-			}
-		}
-	})
-	return r, b
+	return billerRig(t, sim.DefaultBehavior(), func(c *sim.BillerConfig) { c.RequestSigningSecret, c.RequestToken = billerSecret, billerToken },
+		func(h *store.HTTPDestination) {
+			h.SigningSecretEnv, h.TokenEnv = "TEST_BILLER_SIGNING_SECRET", "TEST_BILLER_TOKEN"
+		})
 }
 
 var (
