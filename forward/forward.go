@@ -378,10 +378,18 @@ func (f *Forwarder) Forward(ctx context.Context, req payment.ForwardRequest) (pa
 	}
 	mti := "0200"
 	timeout := time.Duration(dest.ISO8583.TimeoutMs) * time.Millisecond
+	// The issuer owes a purchase or a withdrawal (its settlement account
+	// is debited, the partner's credited); a refund runs the other way:
+	// the partner's merchant gives the money back to the issuer's
+	// cardholder.
+	debit, credit := dest.SettlementAccount, req.Credit
+	if req.Kind == payment.KindRefund {
+		debit, credit = req.Credit, dest.SettlementAccount
+	}
 	cmd.Op = store.OpForward
-	cmd.Card, cmd.Debit, cmd.Credit, cmd.OriginalRef = "", "", "", ""
+	cmd.Card, cmd.Debit, cmd.Credit, cmd.CreditCard, cmd.OriginalRef = "", "", "", false, ""
 	cmd.Forward = &store.ForwardCommand{Request: &store.ForwardRequest{
-		Destination: dest.ID, Route: req.Route, Debit: dest.SettlementAccount, Credit: req.Credit,
+		Destination: dest.ID, Route: req.Route, Debit: debit, Credit: credit,
 		MTI: mti, Fields: fields, PAN: sealed, MaskedPAN: req.PAN.Masked(),
 		TimeoutAt:   cmd.Time + int64(timeout+f.cfg.DeadlineMargin),
 		OriginalRef: req.Command.OriginalRef,
@@ -481,8 +489,11 @@ func (f *Forwarder) outbound(req payment.ForwardRequest) (map[int]string, []byte
 	}
 	in := req.Intent
 	proc := "000000"
-	if req.Kind == payment.KindCashWithdrawal {
+	switch req.Kind {
+	case payment.KindCashWithdrawal:
 		proc = "010000"
+	case payment.KindRefund:
+		proc = "200000"
 	}
 	if len(in.Ref.ProcCode) == 6 {
 		proc = in.Ref.ProcCode

@@ -363,3 +363,50 @@ func TestCloseStopsASweepThatCannotRecord(t *testing.T) {
 		t.Fatalf("forward %+v %v", fw, err)
 	}
 }
+
+// refund is the partner's refund (processing code 20) to off-us card
+// testPAN.
+func (r *rig) refund(stan int, amount int64) (payment.Outcome, error) {
+	in := r.intent(stan, amount)
+	in.Kind, in.Ref.ProcCode = payment.KindRefund, "200000"
+	in.Fingerprint = []string{"refund", fmt.Sprint(amount), payment.FingerprintPAN}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return r.core.Submit(ctx, in)
+}
+
+// A merchant's refund to a card of another issuer goes to that issuer
+// (0200, processing code 20) and posts the other way from a purchase:
+// the partner's account gives the money, the issuer's position gets it.
+// Unanswered, it is 91 with its 0420 queued, nothing posted.
+func TestForwardRefund(t *testing.T) {
+	r := newRig(t, sim.DefaultBehavior())
+	out, err := r.refund(51, 650)
+	if err != nil || out.AuthCode == "" {
+		t.Fatalf("refund: %+v %v", out, err)
+	}
+	if a := r.account("demo-issuer-settlement"); a.CreditsPosted != 650 || a.DebitsPosted != 0 {
+		t.Fatalf("issuer position %+v", a)
+	}
+	if a := r.account("demo-acquirer-settlement"); a.DebitsPosted != 650 {
+		t.Fatalf("partner position %+v", a)
+	}
+	fw, _ := r.st.Forward("demo-acquirer|100001|000051")
+	if fw.State != store.ForwardApproved || fw.Fields[3] != "200000" || fw.MTI != "0200" {
+		t.Fatalf("forward %+v", fw)
+	}
+	if err := r.issuer.SetBehavior(sim.Behavior{Mode: sim.ModeTimeout, LateDelay: sim.Duration(time.Second)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.refund(52, 300); outcome.Code(err) != "91" {
+		t.Fatalf("unanswered refund: %v (%s)", err, outcome.Code(err))
+	}
+	fw, _ = r.st.Forward("demo-acquirer|100001|000052")
+	e, err := r.st.SAFEntry(fw.SAF)
+	if fw.State != store.ForwardTimedOut || err != nil || e.MTI != "0420" || e.Fields[3] != "200000" {
+		t.Fatalf("forward %+v, advice %+v %v", fw, e, err)
+	}
+	if a := r.account("demo-issuer-settlement"); a.CreditsPosted != 650 {
+		t.Fatalf("the unanswered refund posted: %+v", a)
+	}
+}
