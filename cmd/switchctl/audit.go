@@ -101,8 +101,7 @@ func auditCmd(ctx context.Context, args []string, stdout io.Writer) error {
 		object := fs.String("object", "", "only records of this object, e.g. route/r1, partner/acme, agent/acme:T1, node/n2, day/2026-03-06")
 		from := fs.String("from", "", "records at or after this time")
 		to := fs.String("to", "", "records before this time")
-		after := fs.String("after", "", "records after this sequence number (paging)")
-		limit := fs.Int("limit", 0, "records per page (API default 100, at most 1000)")
+		pg := pageFlags(fs, "records after this sequence number (paging)", "records per page (API default 100, at most 1000)")
 		if err := noArgs(fs, args, stdout); err != nil {
 			return err
 		}
@@ -119,12 +118,7 @@ func auditCmd(ctx context.Context, args []string, stdout io.Writer) error {
 		if *object != "" {
 			q.Set("object", *object)
 		}
-		if *after != "" {
-			q.Set("after", *after)
-		}
-		if *limit != 0 {
-			q.Set("limit", strconv.Itoa(*limit))
-		}
+		pg.set(q)
 		body, err := o.get(ctx, "/v1/audit", q)
 		if err != nil || o.json {
 			return jsonOr(err, stdout, body)

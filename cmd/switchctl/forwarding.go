@@ -113,18 +113,12 @@ func safCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	case "list":
 		state := fs.String("state", "", "only entries in this state (queued, delivered, expired, dropped)")
 		dest := fs.String("dest", "", "only entries of this destination")
-		after := fs.String("after", "", "list entries after this id (paging)")
-		limit := fs.Int("limit", 0, "entries per page read (API default 100, at most 1000)")
+		pg := pageFlags(fs, "list entries after this id (paging)", "entries per page read (API default 100, at most 1000)")
 		if err := noArgs(fs, args, stdout); err != nil {
 			return err
 		}
 		q := url.Values{}
-		if *after != "" {
-			q.Set("after", *after)
-		}
-		if *limit != 0 {
-			q.Set("limit", strconv.Itoa(*limit))
-		}
+		pg.set(q)
 		body, err := o.get(ctx, "/v1/saf", q)
 		if err != nil || o.json {
 			return jsonOr(err, stdout, body)

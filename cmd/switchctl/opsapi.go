@@ -144,8 +144,7 @@ func accountsCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	var o opsFlags
 	fs := flag.NewFlagSet("switchctl accounts", flag.ContinueOnError)
 	o.register(fs)
-	after := fs.String("after", "", "list accounts after this id (paging)")
-	limit := fs.Int("limit", 0, "accounts per page (API default 100, at most 1000)")
+	pg := pageFlags(fs, "list accounts after this id (paging)", "accounts per page (API default 100, at most 1000)")
 	pos, err := parseCmd(fs, args, stdout)
 	if err != nil {
 		return err
@@ -176,12 +175,7 @@ func accountsCmd(ctx context.Context, args []string, stdout io.Writer) error {
 		return tw.Flush()
 	}
 	q := url.Values{}
-	if *after != "" {
-		q.Set("after", *after)
-	}
-	if *limit != 0 {
-		q.Set("limit", strconv.Itoa(*limit))
-	}
+	pg.set(q)
 	body, err := o.get(ctx, "/v1/accounts", q)
 	if err != nil {
 		return err
@@ -203,7 +197,7 @@ func accountsCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := t.write(stdout); err != nil {
 		return err
 	}
-	if n := len(page.Accounts); n > 0 && n == pageSize(*limit) {
+	if n := len(page.Accounts); n > 0 && n == pageSize(*pg.limit) {
 		fmt.Fprintf(stdout, "(more: --after %s)\n", page.Accounts[n-1].ID)
 	}
 	return nil

@@ -380,18 +380,12 @@ func agentsCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	o.register(fs)
 	switch args[0] {
 	case "list":
-		after := fs.String("after", "", "list agents after this id (paging)")
-		limit := fs.Int("limit", 0, "agents per page (API default 100, at most 1000)")
+		pg := pageFlags(fs, "list agents after this id (paging)", "agents per page (API default 100, at most 1000)")
 		if err := noArgs(fs, args, stdout); err != nil {
 			return err
 		}
 		q := url.Values{}
-		if *after != "" {
-			q.Set("after", *after)
-		}
-		if *limit != 0 {
-			q.Set("limit", strconv.Itoa(*limit))
-		}
+		pg.set(q)
 		body, err := o.get(ctx, "/v1/agents", q)
 		if err != nil || o.json {
 			return jsonOr(err, stdout, body)
@@ -411,7 +405,7 @@ func agentsCmd(ctx context.Context, args []string, stdout io.Writer) error {
 		if err := t.write(stdout); err != nil {
 			return err
 		}
-		if n := len(page.Agents); n > 0 && n == pageSize(*limit) {
+		if n := len(page.Agents); n > 0 && n == pageSize(*pg.limit) {
 			fmt.Fprintf(stdout, "(more: --after %s)\n", page.Agents[n-1].ID)
 		}
 		return nil

@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -145,6 +146,27 @@ func reconCmd(ctx context.Context, args []string, stdout io.Writer) error {
 		return nil
 	}
 	return usagef("recon: unknown subcommand %q", args[0])
+}
+
+// paging is a list command's -after and -limit flags.
+type paging struct {
+	after *string
+	limit *int
+}
+
+// pageFlags registers -after and -limit on fs with these usage texts.
+func pageFlags(fs *flag.FlagSet, afterUsage, limitUsage string) paging {
+	return paging{after: fs.String("after", "", afterUsage), limit: fs.Int("limit", 0, limitUsage)}
+}
+
+// set puts the flags that were given into q.
+func (p paging) set(q url.Values) {
+	if *p.after != "" {
+		q.Set("after", *p.after)
+	}
+	if *p.limit != 0 {
+		q.Set("limit", strconv.Itoa(*p.limit))
+	}
 }
 
 func noArgs(fs *flag.FlagSet, args []string, stdout io.Writer) error {
