@@ -377,6 +377,11 @@ func (f *Forwarder) Forward(ctx context.Context, req payment.ForwardRequest) (pa
 		return payment.ForwardAnswer{}, err
 	}
 	mti := "0200"
+	if req.Kind == payment.KindAuthorize {
+		// The issuer holds the cardholder's funds; its approval places
+		// the ledger's hold on its settlement account (store.holdFor).
+		mti = "0100"
+	}
 	timeout := time.Duration(dest.ISO8583.TimeoutMs) * time.Millisecond
 	// The issuer owes a purchase or a withdrawal (its settlement account
 	// is debited, the partner's credited); a refund runs the other way:
@@ -387,12 +392,18 @@ func (f *Forwarder) Forward(ctx context.Context, req payment.ForwardRequest) (pa
 		debit, credit = req.Credit, dest.SettlementAccount
 	}
 	cmd.Op = store.OpForward
+	// The core names the card by its hash (Command.Card); the forward
+	// keeps it so a completion or reversal must name the same card.
+	cardHash := cmd.Card
 	cmd.Card, cmd.Debit, cmd.Credit, cmd.CreditCard, cmd.OriginalRef = "", "", "", false, ""
+	if mti != "0100" {
+		cmd.HoldExpiry = 0
+	}
 	cmd.Forward = &store.ForwardCommand{Request: &store.ForwardRequest{
 		Destination: dest.ID, Route: req.Route, Debit: debit, Credit: credit,
 		MTI: mti, Fields: fields, PAN: sealed, MaskedPAN: req.PAN.Masked(),
 		TimeoutAt:   cmd.Time + int64(timeout+f.cfg.DeadlineMargin),
-		OriginalRef: req.Command.OriginalRef,
+		OriginalRef: req.Command.OriginalRef, CardHash: cardHash,
 	}}
 	id, replay, err := f.record(ctx, cmd, timeoutCode)
 	if err != nil || replay != nil {

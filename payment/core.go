@@ -301,12 +301,18 @@ func (c *Core) Submit(ctx context.Context, in Intent) (Outcome, error) {
 	p := dc.partner
 	dest, isOffUs := offUs(c.dir(), &in, dc.route)
 	var card string
-	if !isOffUs || dest.Kind == store.DestinationKindHTTP && in.Kind == KindBillPayment {
+	switch {
+	case !isOffUs || dest.Kind == store.DestinationKindHTTP && in.Kind == KindBillPayment:
 		// A bill paid to a biller is paid from the payer's account like an
-		// on-us one; an off-us card is its issuer's to answer for.
+		// on-us one.
 		if card, err = c.payer(ctx, in, p.ID); err != nil {
 			return out, err
 		}
+	case !in.PAN.IsZero():
+		// An off-us card is its issuer's to answer for: it has no account
+		// here, and is named by its hash, so a completion or reversal
+		// must name the card its forward did (store.forwardCard).
+		card = c.CardHash(in.PAN)
 	}
 	now := c.now()
 	cmd := store.Command{
@@ -366,13 +372,14 @@ func (c *Core) Submit(ctx context.Context, in Intent) (Outcome, error) {
 			return c.replayOrRefuse(cmd, out, err)
 		}
 	}
-	if isOffUs && in.Kind != KindReversal {
+	if isOffUs && in.Kind != KindReversal && in.Kind != KindCompletion {
 		return c.forward(ctx, &in, dc, dest, cmd, out) // forward.go
 	}
 	// A reversal of an off-us purchase goes to the ledger like any other:
 	// the store reverses the posted transfer and queues the host's 0420
 	// in the same apply (or, before the host answered, times the forward
-	// out).
+	// out). A completion of an off-us authorization captures the hold its
+	// approval placed and queues the host's 0220 the same way.
 	res, err := c.ledger.Propose(ctx, cmd)
 	if err != nil {
 		return out, err

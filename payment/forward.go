@@ -84,10 +84,14 @@ func (c *Core) forward(ctx context.Context, in *Intent, dc decision, dest *store
 		return out, fmt.Errorf("%w: %s routed to biller %s", outcome.ErrUnsupported, in.Kind, dest.ID)
 	case dest.Kind == store.DestinationKindHTTP:
 		// A bill payment names the bill: no card number goes to the biller.
-	case in.Kind != KindPurchase && in.Kind != KindCashWithdrawal && (in.Kind != KindRefund || in.Advice):
-		// Holds, reads and follow-ups of off-us cards are not forwarded
-		// yet (issue 13): declined, never posted on-us.
-		return out, fmt.Errorf("%w: %s of a card routed to destination %s (not forwarded yet)", outcome.ErrUnsupported, in.Kind, dest.ID)
+	case in.Kind == KindRefund && in.Advice:
+		// A refund the partner already made would credit the issuer's
+		// cardholder on its word alone: declined, never posted on-us.
+		return out, fmt.Errorf("%w: refund advice of a card routed to destination %s", outcome.ErrUnsupported, dest.ID)
+	case in.Kind != KindPurchase && in.Kind != KindCashWithdrawal && in.Kind != KindRefund && in.Kind != KindAuthorize:
+		// Funds blocks (an account's, on-us by nature) and reads of off-us
+		// cards are not forwarded: declined, never posted on-us.
+		return out, fmt.Errorf("%w: %s of a card routed to destination %s (not forwarded)", outcome.ErrUnsupported, in.Kind, dest.ID)
 	case dest.Kind != store.DestinationKindISO8583:
 		return out, fmt.Errorf("%w: destination %s is %s (not forwarded to)", outcome.ErrDestinationUnavailable, dest.ID, dest.Kind)
 	case in.PAN.IsZero():

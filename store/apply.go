@@ -844,7 +844,9 @@ func (t *txn) original(c *Command) (*Transfer, Status) {
 	if c.Card != "" {
 		// The message's card must be a side of the original: a completion
 		// or reversal with another PAN must not move that card's money.
-		if card := t.cardOf(c); card == nil || (card.ID != o.Debit && card.ID != o.Credit) {
+		// An off-us card has no account here: its forward recorded the
+		// card's hash instead (forward.go).
+		if card := t.cardOf(c); (card == nil || card.ID != o.Debit && card.ID != o.Credit) && !t.forwardCard(c.Card, o) {
 			return nil, StatusUnknownOriginal
 		}
 	}
@@ -915,6 +917,7 @@ func (t *txn) complete(c *Command) (r Result) {
 		t.closeHold(o, TransferCompleted)
 	}
 	r.TransferID = t.postFor(c, o, dr, cr)
+	t.completedForwarded(c, o) // forward.go: an off-us hold's host is told
 	t.emitEvent(c, EventPaymentCompleted, t.xfers[r.TransferID].t)
 	return r
 }
@@ -945,6 +948,7 @@ func (t *txn) reverse(c *Command) (r Result) {
 			t.closeHold(o, TransferVoided)
 			t.emitEvent(c, EventPaymentReversed, o)
 		}
+		t.reversedForwarded(c, o) // forward.go: an off-us hold's host is told
 		r.TransferID = o.ID
 		return r
 	case TransferPosted:

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -153,6 +154,10 @@ type ForwardRequest struct {
 	// number: a bill payment names the bill, not the card); MTI and
 	// Fields are empty then.
 	Body string `json:"body,omitempty"`
+	// CardHash is the keyed hash of the card number (the ledger's card
+	// lookup key, never the number): a completion or reversal of the
+	// forward must name the same card.
+	CardHash string `json:"card_hash,omitempty"`
 }
 
 // ForwardResult is the host's answer to forward Key.
@@ -218,7 +223,18 @@ type Forward struct {
 	Late *LateAnswer `json:"late,omitempty"`
 	// Body is an http destination's request (ForwardRequest.Body).
 	Body string `json:"body,omitempty"`
+	// HoldExpiry is set on an authorization (0100): its approval places
+	// a hold on the destination's settlement account that lapses then,
+	// which the partner's completions capture (each one an 0220 to the
+	// host) and its reversal voids (an 0420).
+	HoldExpiry int64 `json:"hold_expiry,omitempty"`
+	// CardHash is ForwardRequest.CardHash.
+	CardHash string `json:"card_hash,omitempty"`
 }
+
+// IsAuthorization reports whether f is an authorization (0100): its
+// approval holds, not posts.
+func (f *Forward) IsAuthorization() bool { return f.HoldExpiry != 0 }
 
 // LateAnswer is a host's answer to a forward already timed out.
 type LateAnswer struct {
@@ -331,6 +347,12 @@ func (t *txn) forwardOp(c *Command) Result {
 			return invalid()
 		}
 	}
+	// An authorization (0100) holds on approval until HoldExpiry; it is
+	// a card's (the issuer holds the cardholder's funds), never a payer's.
+	if hold := c.HoldExpiry != 0; hold != (q.MTI == "0100") || hold && (payer || c.HoldExpiry <= c.Time) ||
+		!validOptional(q.CardHash, idBytesMax) {
+		return invalid()
+	}
 	if !validAmount(c.Amount) {
 		return Result{Status: StatusInvalidAmount}
 	}
@@ -355,6 +377,7 @@ func (t *txn) forwardOp(c *Command) Result {
 		Amount: c.Amount, Currency: strings.Clone(c.Currency), BusinessDay: strings.Clone(c.BusinessDay), Time: c.Time,
 		TimeoutAt: q.TimeoutAt, PayerType: strings.Clone(c.PayerType), Ref: c.Ref, OriginalRef: q.OriginalRef,
 		MTI: q.MTI, Fields: q.Fields, PAN: q.PAN, MaskedPAN: q.MaskedPAN, State: ForwardPending, Body: q.Body,
+		HoldExpiry: c.HoldExpiry, CardHash: q.CardHash,
 	}
 	t.putForward(f)
 	t.set(skey1(pfxForwardID, f.ID), []byte(f.Key))
@@ -401,7 +424,11 @@ func (t *txn) forwardResult(c *Command) Result {
 	case OutcomeApproved:
 		mv := Command{Op: OpPost, Time: f.Time, BusinessDay: f.BusinessDay, Partner: f.Partner, Debit: f.Debit, Credit: f.Credit,
 			Amount: f.Amount, Currency: f.Currency, Ref: f.Ref, PayerType: f.PayerType}
-		r = t.move(&mv)
+		if f.IsAuthorization() {
+			r = t.holdFor(f)
+		} else {
+			r = t.move(&mv)
+		}
 		if r.Status != StatusOK {
 			// The host approved what our ledger cannot post (a floor on
 			// the destination's settlement account): the partner is
@@ -503,10 +530,22 @@ func (t *txn) queueAdvice(f *Forward, now, expires int64) string {
 // queueSAF queues the advice mti of f with fields behind its
 // destination's other entries and returns its id.
 func (t *txn) queueSAF(f *Forward, mti string, fields map[int]string, now, expires int64) string {
+	return t.queueSAFOf(f, mti, fields, f.Amount, false, now, expires)
+}
+
+// queueSAFOf is queueSAF of an advice of amount; ownSTAN gives it a STAN
+// of its own where several advices of one forward may be in flight
+// (completions of a hold): the next forward number's last six digits,
+// so it is drawn from the same sequence as every forward's STAN and
+// collides with none of them at the host.
+func (t *txn) queueSAFOf(f *Forward, mti string, fields map[int]string, amount int64, ownSTAN bool, now, expires int64) string {
 	e := &SAFEntry{
 		ID: formatID('S', t.nextSeq(keySAFSeq)), Destination: f.Destination, Partner: f.Partner, Forward: f.Key,
-		MTI: mti, Fields: fields, PAN: f.PAN, MaskedPAN: f.MaskedPAN, Amount: f.Amount, Currency: f.Currency,
+		MTI: mti, Fields: fields, PAN: f.PAN, MaskedPAN: f.MaskedPAN, Amount: amount, Currency: f.Currency,
 		State: SAFQueued, CreatedAt: now, NextAt: now, ExpiresAt: expires,
+	}
+	if ownSTAN {
+		fields[11] = forwardDigits(formatID('F', t.nextSeq(keyForwardSeq)), 6)
 	}
 	if f.Body != "" {
 		// An http forward's follow-up asks the biller again (the same
@@ -830,7 +869,8 @@ func (t *txn) reverseForward(c *Command) (Result, bool) {
 		return Result{}, false
 	}
 	f := t.forwardRecord(string(key))
-	if f == nil || f.Currency != c.Currency || f.State == ForwardApproved {
+	if f == nil || f.Currency != c.Currency || f.State == ForwardApproved ||
+		c.Card != "" && f.CardHash != "" && f.CardHash != c.Card {
 		return Result{}, false
 	}
 	if f.State == ForwardPending {
@@ -857,7 +897,7 @@ func (t *txn) forwardOf(id string) *Forward {
 // partial (field 95, the amount that stands). A second reversal after
 // that one is refused: the host has been told what stands.
 func (t *txn) checkForwardedReversal(c *Command, o *Transfer) Status {
-	if o.Status != TransferPosted {
+	if o.Status != TransferPosted && o.Status != TransferPending {
 		return StatusOK
 	}
 	if f := t.forwardOf(o.ID); f != nil && f.SAF != "" {
@@ -881,6 +921,64 @@ func (t *txn) reversedForwarded(c *Command, o *Transfer) {
 	}
 	f.SAF = t.queueReversalAdviceStanding(f, c.Time, c.Time+partnerReversalSAFExpiry, standing)
 	t.putForward(f)
+}
+
+// holdFor places the hold an approved authorization f makes: pending,
+// from the destination's settlement account (what the issuer will owe
+// once the partner completes) to the partner's, until f.HoldExpiry. From
+// then on it is a hold like any other: completions capture it, a
+// reversal voids it, expiry releases it. The host is told of the first
+// two (completedForwarded, reversedForwarded), not of the expiry: an
+// issuer's authorization lapses on its own clock.
+func (t *txn) holdFor(f *Forward) Result {
+	hc := Command{Op: OpAuthorize, Currency: f.Currency}
+	dr, cr := t.account(f.Debit), t.account(f.Credit)
+	if st := checkLegs(&hc, dr, cr, f.Amount, true); st != StatusOK {
+		return Result{Status: st}
+	}
+	tr := &Transfer{
+		Op: OpAuthorize, Status: TransferPending, Debit: dr.ID, Credit: cr.ID, Amount: f.Amount, Held: f.Amount,
+		Expiry: f.HoldExpiry, Currency: f.Currency, Time: f.Time, BusinessDay: f.BusinessDay, Partner: f.Partner,
+		Ref: f.Ref, PayerType: f.PayerType,
+	}
+	dr.DebitsPending += f.Amount
+	cr.CreditsPending += f.Amount
+	t.dirtyAccount(dr)
+	t.dirtyAccount(cr)
+	t.newTransfer(tr)
+	return Result{Status: StatusOK, TransferID: tr.ID}
+}
+
+// completedForwarded queues the host's 0220 once a partner completed
+// (captured) a hold an off-us authorization placed, in the apply that
+// posts it: field 4 is the amount captured, 38 the host's approval code,
+// 90 the authorization's data elements, 37 its RRN. Each completion is an
+// advice of its own with a STAN of its own, so partial completions in
+// flight together never share a correlation key at the host.
+func (t *txn) completedForwarded(c *Command, o *Transfer) {
+	f := t.forwardOf(o.ID)
+	if f == nil {
+		return
+	}
+	fields := make(map[int]string, len(f.Fields)+5)
+	for k, v := range f.Fields {
+		fields[k] = v
+	}
+	at := time.Unix(0, c.Time).UTC()
+	fields[4], fields[7], fields[37] = fmt.Sprintf("%012d", c.Amount), at.Format("0102150405"), f.RRN()
+	if f.AuthCode != "" {
+		fields[38] = f.AuthCode
+	}
+	fields[90] = OriginalDataElements(f.MTI, f.STAN(), f.Fields[7], f.Fields[32])
+	t.queueSAFOf(f, "0220", fields, c.Amount, true, c.Time, c.Time+partnerReversalSAFExpiry)
+}
+
+// forwardCard reports whether card (a card hash) may name o: o came from
+// a forward of that card, or of a card the forward did not record (one
+// written before forwards kept the hash).
+func (t *txn) forwardCard(card string, o *Transfer) bool {
+	f := t.forwardOf(o.ID)
+	return f != nil && (f.CardHash == "" || f.CardHash == card)
 }
 
 // SAFQueueDepth counts destination dest's queued advices, up to max (a

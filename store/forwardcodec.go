@@ -22,14 +22,22 @@ import (
 // record starts with forwardRecordVersion, which no JSON object does.
 
 // forwardRecordVersion is the first byte of a binary forward record.
-const forwardRecordVersion = 1
+// Version 2 appends HoldExpiry and CardHash (off-us authorizations);
+// version 1 records, written before, still read, without them.
+const (
+	forwardRecordVersion   = 2
+	forwardRecordVersionV1 = 1
+)
 
 // Kinds of a ForwardCommand, its first byte (never zero).
 const (
 	fwdCmdRequest = 1 << iota
 	fwdCmdResult
 	fwdCmdSAF
-	fwdCmdAll = fwdCmdRequest | fwdCmdResult | fwdCmdSAF
+	// fwdCmdRequestCard: the request is followed by its CardHash (a
+	// command written before has no such bit and no such field).
+	fwdCmdRequestCard
+	fwdCmdAll = fwdCmdRequest | fwdCmdResult | fwdCmdSAF | fwdCmdRequestCard
 )
 
 // fields encodes an ISO 8583 fields map in ascending field order.
@@ -117,6 +125,9 @@ func (e *enc) forwardCommand(fc *ForwardCommand) {
 	var kinds byte
 	if fc.Request != nil {
 		kinds |= fwdCmdRequest
+		if fc.Request.CardHash != "" {
+			kinds |= fwdCmdRequestCard
+		}
 	}
 	if fc.Result != nil {
 		kinds |= fwdCmdResult
@@ -137,6 +148,9 @@ func (e *enc) forwardCommand(fc *ForwardCommand) {
 		e.svar(q.TimeoutAt)
 		e.str(q.OriginalRef)
 		e.blob([]byte(q.Body))
+		if q.CardHash != "" {
+			e.str(q.CardHash)
+		}
 	}
 	if a := fc.Result; a != nil {
 		e.str(a.Key)
@@ -163,7 +177,7 @@ func (e *enc) forwardCommand(fc *ForwardCommand) {
 
 func (d *dec) forwardCommand() *ForwardCommand {
 	kinds := d.byte()
-	if kinds == 0 || kinds&^fwdCmdAll != 0 {
+	if kinds == 0 || kinds&^fwdCmdAll != 0 || kinds&fwdCmdRequestCard != 0 && kinds&fwdCmdRequest == 0 {
 		d.fail("forward command kinds")
 		return nil
 	}
@@ -181,6 +195,13 @@ func (d *dec) forwardCommand() *ForwardCommand {
 		q.TimeoutAt = d.svar()
 		q.OriginalRef = d.str()
 		q.Body = d.textMax(ForwardBodyBytesMax, "forward body")
+		if kinds&fwdCmdRequestCard != 0 {
+			// One encoding per value: the bit says a hash follows, so
+			// an empty one is refused.
+			if q.CardHash = d.str(); q.CardHash == "" {
+				d.fail("forward card hash")
+			}
+		}
 		fc.Request = q
 	}
 	if kinds&fwdCmdResult != 0 {
@@ -244,7 +265,7 @@ func checkForwardCommand(fc *ForwardCommand) error {
 			}
 			bad = bad || long(v)
 		}
-		bad = bad || long(q.Destination, q.Route, q.Debit, q.Credit, q.MTI, q.MaskedPAN, q.OriginalRef)
+		bad = bad || long(q.Destination, q.Route, q.Debit, q.Credit, q.MTI, q.MaskedPAN, q.OriginalRef, q.CardHash)
 	}
 	if a := fc.Result; a != nil {
 		bad = bad || long(a.Key, a.Outcome, a.RC, a.AuthCode, a.Reason)
@@ -292,6 +313,8 @@ func encodeForward(f *Forward) []byte {
 		e.svar(l.At)
 	}
 	e.blob([]byte(f.Body))
+	e.svar(f.HoldExpiry)
+	e.str(f.CardHash)
 	return e.b
 }
 
@@ -303,7 +326,8 @@ func decodeForward(v []byte, f *Forward) error {
 		return fastjson.Unmarshal(v, f)
 	}
 	d := newDec(v)
-	if d.byte() != forwardRecordVersion {
+	version := d.byte()
+	if version != forwardRecordVersion && version != forwardRecordVersionV1 {
 		d.fail("forward record version")
 		return d.err
 	}
@@ -328,5 +352,10 @@ func decodeForward(v []byte, f *Forward) error {
 		f.Late = &LateAnswer{Outcome: d.str(), RC: d.str(), AuthCode: d.str(), At: d.svar()}
 	}
 	f.Body = d.textMax(ForwardBodyBytesMax, "forward body")
+	f.HoldExpiry, f.CardHash = 0, ""
+	if version >= 2 {
+		f.HoldExpiry = d.svar()
+		f.CardHash = d.str()
+	}
 	return d.done()
 }

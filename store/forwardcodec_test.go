@@ -114,7 +114,8 @@ func testForward() *Forward {
 		Ref: Ref{MTI: "0200", STAN: "000123", RRN: "000000000123", Terminal: "T1"}, OriginalRef: "p1|ref", MTI: "0200",
 		Fields: map[int]string{3: "000000", 4: "000000001234", 49: "840"}, PAN: []byte{1, 2, 3}, MaskedPAN: "400000******0002",
 		State: ForwardTimedOut, RC: "", Reason: "timeout", DecidedAt: t0 + 6e9, SAF: "S00000000000007",
-		Late: &LateAnswer{Outcome: OutcomeApproved, RC: "00", AuthCode: "A1", At: t0 + 7e9}}
+		Late:       &LateAnswer{Outcome: OutcomeApproved, RC: "00", AuthCode: "A1", At: t0 + 7e9},
+		HoldExpiry: t0 + 7*24*3600e9, CardHash: "c0ffee"}
 }
 
 // TestForwardRecordEncoding: a record reads back as written, binary or
@@ -135,9 +136,18 @@ func TestForwardRecordEncoding(t *testing.T) {
 			t.Fatalf("JSON: %v\n got %+v\nwant %+v", err, legacy, *f)
 		}
 	}
+	// A version 1 record (written before authorizations were forwarded)
+	// is version 2 without the hold expiry and card hash at its end.
+	plain := &Forward{ID: "F2", Key: "k", State: ForwardApproved, MTI: "0200", TransferID: "T1"}
+	v2 := encodeForward(plain)
+	v1 := append([]byte{forwardRecordVersionV1}, v2[1:len(v2)-2]...)
+	var got Forward
+	if err := decodeForward(v1, &got); err != nil || !reflect.DeepEqual(&got, plain) {
+		t.Fatalf("version 1: %v\n got %+v\nwant %+v", err, got, *plain)
+	}
 	b := encodeForward(testForward())
 	for name, bad := range map[string][]byte{
-		"empty": {}, "version": append([]byte{2}, b[1:]...), "truncated": b[:len(b)-1], "trailing": append(b[:len(b):len(b)], 0),
+		"empty": {}, "version": append([]byte{3}, b[1:]...), "v1 with v2 fields": append([]byte{forwardRecordVersionV1}, b[1:]...), "truncated": b[:len(b)-1], "trailing": append(b[:len(b):len(b)], 0),
 	} {
 		var f Forward
 		if err := decodeForward(bad, &f); !errors.Is(err, ErrCorrupt) {
@@ -160,6 +170,11 @@ func FuzzDecodeForward(f *testing.F) {
 				t.Fatalf("error not ErrCorrupt: %v", err)
 			}
 			return
+		}
+		if data[0] == forwardRecordVersionV1 {
+			// Written before: it reads as the version 2 record of the
+			// same forward, which is what it re-encodes to.
+			data = append(append([]byte{forwardRecordVersion}, data[1:]...), 0, 0)
 		}
 		if again := encodeForward(&fw); !bytes.Equal(again, data) {
 			t.Fatalf("decode/encode not the identity:\n%x\n%x", data, again)

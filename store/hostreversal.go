@@ -65,10 +65,12 @@ type HostReversalRecord struct {
 	Time     int64  `json:"time"`
 }
 
-// Detail values of an OpHostReversal that changed nothing.
+// Detail values of an OpHostReversal that posted nothing.
 const (
 	HostReversalAlready     = "already reversed"
 	HostReversalNotApproved = "not approved: nothing was posted"
+	HostReversalHoldVoided  = "authorization: what was held is released, captures stand"
+	HostReversalHoldClosed  = "authorization: nothing held any more, captures stand"
 )
 
 func (t *txn) hostReversal(c *Command) Result {
@@ -105,6 +107,23 @@ func (t *txn) hostReversal(c *Command) Result {
 	}
 	rec := HostReversalRecord{Forward: f.ID, Destination: f.Destination, Source: q.Source, Event: strings.Clone(q.Event),
 		Original: o.ID, Currency: o.Currency, Day: c.BusinessDay, Time: c.Time}
+	if o.Op == OpAuthorize {
+		// An issuer takes back an authorization: what is still held is
+		// let go (nothing was posted for it). What the partner captured
+		// already stands: taking that back is a chargeback, not a
+		// reversal, and is left to the dispute process.
+		detail := HostReversalHoldClosed
+		if o.Status == TransferPending {
+			detail, rec.Amount = HostReversalHoldVoided, o.Held
+			dr, cr := t.legs(o)
+			o.Reversed += o.Held
+			t.release(o, dr, cr, o.Held)
+			t.closeHold(o, TransferVoided)
+			t.emitEvent(c, EventPaymentReversed, o)
+		}
+		t.set(skey1(pfxHostReversal, f.ID), mustJSON(&rec))
+		return Result{Status: StatusOK, Detail: detail}
+	}
 	amt := o.Amount - o.Reversed
 	if amt > 0 {
 		// The partner's settlement gives the money back to the
