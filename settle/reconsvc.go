@@ -204,7 +204,7 @@ func (s *Service) resolveBiller(biller string) (billerScope, error) {
 		return billerScope{}, err
 	}
 	if a.Kind != store.KindBiller {
-		return billerScope{}, fmt.Errorf("%w: biller %q is an account of kind %s, not a biller nor an http destination's settlement account", ErrBadRequest, biller, a.Kind)
+		return billerScope{}, fmt.Errorf("%w: biller %q is an account of kind %s: neither a biller account nor an http destination's settlement account", ErrBadRequest, biller, a.Kind)
 	}
 	return billerScope{named: true, account: biller}, nil
 }
