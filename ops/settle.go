@@ -219,7 +219,7 @@ func (h *settleHandlers) serve(w http.ResponseWriter, r *http.Request, sp settle
 // Recon is what the reconciliation routes use (settle.Service).
 type Recon interface {
 	UploadBytesMax() int64
-	StartRecon(day, partner string, partnerFile, billerFile io.Reader) (settle.ReconStatus, error)
+	StartRecon(day, partner, biller string, partnerFile, billerFile io.Reader) (settle.ReconStatus, error)
 	Recon(id string) (settle.ReconStatus, error)
 	ReconBreaks(id, code string) ([]settle.Break, error)
 	ReconBreak(id, bid string) (settle.BreakDetail, error)
@@ -232,7 +232,7 @@ const uploadMemoryBytes = 32 << 20
 
 // HandleRecon adds the reconciliation routes. Call it before Start.
 //
-//	POST /v1/reconciliations                    multipart: day, partner, partner_file, biller_file → 202
+//	POST /v1/reconciliations                    multipart: day, partner, [biller], partner_file, biller_file → 202
 //	GET  /v1/reconciliations/{id}               state, counts per code, matched
 //	GET  /v1/reconciliations/{id}/breaks        ?code=B2 &format=csv (or Accept: text/csv)
 //	GET  /v1/reconciliations/{id}/breaks/{bid}  one break with its audit trail
@@ -257,7 +257,7 @@ func (h *reconHandlers) fail(w http.ResponseWriter, err error) { h.s.fail(w, err
 func (h *reconHandlers) start(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, h.svc.UploadBytesMax())
 	if err := r.ParseMultipartForm(uploadMemoryBytes); err != nil {
-		answer(w, badRequest(fmt.Sprintf("want multipart/form-data with day, partner, partner_file and biller_file, at most %d bytes", h.svc.UploadBytesMax())))
+		answer(w, badRequest(fmt.Sprintf("want multipart/form-data with day, partner, partner_file and biller_file (and biller, optional), at most %d bytes", h.svc.UploadBytesMax())))
 		return
 	}
 	defer r.MultipartForm.RemoveAll()
@@ -271,7 +271,8 @@ func (h *reconHandlers) start(w http.ResponseWriter, r *http.Request) {
 		defer f.Close()
 		files[i] = f
 	}
-	st, err := h.svc.StartRecon(r.FormValue("day"), r.FormValue("partner"), files[0], files[1])
+	// biller, optional: whose the biller file is (settle.Service.StartRecon).
+	st, err := h.svc.StartRecon(r.FormValue("day"), r.FormValue("partner"), r.FormValue("biller"), files[0], files[1])
 	if err != nil {
 		h.fail(w, err)
 		return

@@ -253,6 +253,18 @@ func TestReconAPI(t *testing.T) {
 		map[string]string{"partner_file": partner}); code != 400 {
 		t.Errorf("missing biller file: %d %s", code, body)
 	}
+	// The biller field names whose file it is: the http biller's file owes
+	// none of the power company's postings (no B2), and says so.
+	code, body = upload(t, base+"/v1/reconciliations", map[string]string{"day": day, "partner": "demo-acquirer", "biller": "demo-biller"},
+		map[string]string{"partner_file": partner, "biller_file": biller})
+	scoped, body := waitRecon(t, base, code, body)
+	if scoped.ID == st.ID || scoped.Biller != "demo-biller" || scoped.Counts[settle.B2] != 0 || scoped.Counts[settle.B4] != 1 {
+		t.Errorf("biller demo-biller: %s", body)
+	}
+	if code, body := upload(t, base+"/v1/reconciliations", map[string]string{"day": day, "partner": "demo-acquirer", "biller": "card-4111"},
+		map[string]string{"partner_file": partner, "biller_file": biller}); code != 400 || problemType(t, body) != "bad-request" || !strings.Contains(body, "kind cardholder") {
+		t.Errorf("a cardholder account as the biller: %d %s", code, body)
+	}
 }
 
 // Through a follower: closing the day is forwarded to the leader, the day

@@ -59,6 +59,10 @@ type ReconResult struct {
 	ID      string `json:"id"`
 	Day     string `json:"day"`
 	Partner string `json:"partner"`
+	// Biller is the biller the biller file is from, as the run named it
+	// (an http destination or an on-us biller account); empty: every
+	// biller (billerScope).
+	Biller string `json:"biller,omitempty"`
 	// Rows read from each source; ledger counts the partner's transfers
 	// of the day (matching also looks ToleranceDays around it).
 	PartnerRows int `json:"partner_rows"`
@@ -81,7 +85,12 @@ type ledgerRow struct {
 	ccy    uint16 // symbols code
 	day    uint16 // symbols code
 	status byte
-	biller bool // credited to a biller account: the biller must have it
+	// biller: the biller's file must have this transfer (B2 if not):
+	// billerNone, or which kind of biller's it is.
+	biller billerKind
+	// dest: symbols code of the http destination's id (biller
+	// billerDest or billerDestReversal).
+	dest uint16
 	// reversal: a compensating transfer (OpReverse). One a destination
 	// made (op 29) has its original's rrn and stan.
 	reversal bool
@@ -92,6 +101,51 @@ type ledgerRow struct {
 func (r *ledgerRow) rrn() string  { v, _, _ := strings.Cut(r.key, "\x00"); return v }
 func (r *ledgerRow) stan() string { _, v, _ := strings.Cut(r.key, "\x00"); return v }
 
+// billerKind says why the biller's file must have a ledger row.
+type billerKind byte
+
+const (
+	billerNone billerKind = iota
+	// billerLedger: posted to an on-us biller account (kind biller).
+	billerLedger
+	// billerDest: paid to an http destination (credited to its
+	// settlement account): the biller accepted it, its file must say so.
+	billerDest
+	// billerDestReversal: a reversal taking a payment back from an http
+	// destination's settlement account — the destination's own (op 29),
+	// or a partner's that the biller was to be told of. Its file must
+	// have it too: otherwise the biller counts money we gave back.
+	billerDestReversal
+)
+
+// billerScope says which of our transfers the biller's file must have
+// (B2). A run uploads one biller file; it names the biller the file is
+// from, or none (Service.resolveBiller resolves the name):
+//
+//   - none: the file covers every biller — transfers credited to any
+//     account of kind biller (on-us billers, as before http billers) and
+//     every http destination's payments and their reversals;
+//   - an http destination's id (or its settlement account's id): only
+//     that destination's payments and their reversals;
+//   - an account of kind biller: only what was posted to it.
+//
+// Naming the biller keeps one biller's file from reporting every other
+// biller's payments as B2. The file's rows are matched with any of the
+// partner's transfers by rrn and stan either way (as before): the scope
+// says which of ours the file must have, not which rows it may hold.
+//
+// The zero value is "every account of kind biller, no http destination".
+type billerScope struct {
+	// named: the run named its biller, so no account is in scope for its
+	// kind alone; account is the named on-us biller account (empty when
+	// the named biller is an http destination).
+	named   bool
+	account string
+	// dests maps the settlement account of each http destination in
+	// scope to the destination's id; store bounds destinations at 256.
+	dests map[string]string
+}
+
 // ReconLedger is what reconciliation reads.
 type ReconLedger interface {
 	Scanner
@@ -100,10 +154,12 @@ type ReconLedger interface {
 // reconInput is a reconciliation's parameters and parsed files.
 type reconInput struct {
 	id, day, partner string
+	biller           string // as the run named it; billers is what it resolved to
 	toleranceDays    int
 	partnerRows      []fileRow
 	billerRows       []fileRow
-	sym              *symbols // codes of the files' and the ledger's currencies and days
+	billers          billerScope
+	sym              *symbols // codes of the files' and the ledger's currencies, days and destinations
 }
 
 // loadLedger reads the partner's transfers of day ± tolerance.
@@ -115,26 +171,44 @@ func loadLedger(ctx context.Context, l ReconLedger, in *reconInput) ([]ledgerRow
 	var rows []ledgerRow
 	index := map[string]int32{}  // key → first row; rows chain through next
 	last := map[string]int32{}   // key → last row, only for keys seen twice
-	billers := map[string]bool{} // account id → is a biller
-	sym := in.sym
+	billers := map[string]bool{} // account id → is of kind biller
+	sym, scope := in.sym, &in.billers
 	for off := -in.toleranceDays; off <= in.toleranceDays; off++ {
 		day := d0.AddDate(0, 0, off).Format(time.DateOnly)
 		err := l.ScanTransfers(ctx, store.TransferFilter{BusinessDay: day, Partner: in.partner}, func(t, _ *store.Transfer, v *store.ScanView) error {
-			isBiller, ok := billers[t.Credit]
-			if !ok {
-				a, err := v.Account(t.Credit)
-				if err != nil {
-					return fmt.Errorf("settle: account %q: %w", t.Credit, err)
-				}
-				isBiller = a.Kind == store.KindBiller
-				if len(billers) >= ownerCacheMax {
-					clear(billers)
-				}
-				billers[t.Credit] = isBiller
-			}
 			st := statusOK
 			if t.Op == store.OpAuthorize {
 				st = statusAuth
+			}
+			// Which biller, if any, must have the transfer: only a
+			// posting moved money to (or back from) one.
+			kind, destID := billerNone, ""
+			if st == statusOK {
+				if d, ok := scope.dests[t.Credit]; ok {
+					kind, destID = billerDest, d
+				} else if d, ok := scope.dests[t.Debit]; ok && t.Op == store.OpReverse {
+					kind, destID = billerDestReversal, d
+				} else if scope.named {
+					if t.Credit == scope.account {
+						kind = billerLedger
+					}
+				} else {
+					isBiller, ok := billers[t.Credit]
+					if !ok {
+						a, err := v.Account(t.Credit)
+						if err != nil {
+							return fmt.Errorf("settle: account %q: %w", t.Credit, err)
+						}
+						isBiller = a.Kind == store.KindBiller
+						if len(billers) >= ownerCacheMax {
+							clear(billers)
+						}
+						billers[t.Credit] = isBiller
+					}
+					if isBiller {
+						kind = billerLedger
+					}
+				}
 			}
 			key := matchKey(t.Ref.RRN, t.Ref.STAN) // a new string: the record is not kept alive
 			n := int32(len(rows))
@@ -150,11 +224,15 @@ func loadLedger(ctx context.Context, l ReconLedger, in *reconInput) ([]ledgerRow
 			}
 			ccy, ok1 := sym.id(t.Currency)
 			day, ok2 := sym.id(t.BusinessDay)
-			if !ok1 || !ok2 {
-				return fmt.Errorf("%w: more than %d distinct currencies and dates", ErrTooLarge, symbolsMax)
+			dest, ok3 := uint16(0), true
+			if destID != "" {
+				dest, ok3 = sym.id(destID)
+			}
+			if !ok1 || !ok2 || !ok3 {
+				return fmt.Errorf("%w: more than %d distinct currencies, dates and destinations", ErrTooLarge, symbolsMax)
 			}
 			rows = append(rows, ledgerRow{key: key, id: strings.Clone(t.ID), amount: t.Amount, ccy: ccy,
-				day: day, status: st, next: -1, biller: isBiller && st == statusOK, reversal: t.Op == store.OpReverse})
+				day: day, status: st, next: -1, biller: kind, dest: dest, reversal: t.Op == store.OpReverse})
 			return nil
 		})
 		if err != nil {
@@ -196,7 +274,7 @@ func reconcile(ctx context.Context, l ReconLedger, in *reconInput) (*ReconResult
 		return nil, err
 	}
 	sym := in.sym
-	res := &ReconResult{ID: in.id, Day: in.day, Partner: in.partner, PartnerRows: len(in.partnerRows),
+	res := &ReconResult{ID: in.id, Day: in.day, Partner: in.partner, Biller: in.biller, PartnerRows: len(in.partnerRows),
 		BillerRows: len(in.billerRows), Counts: map[string]int{}}
 	today, ok := sym.id(in.day)
 	if !ok {
@@ -282,10 +360,18 @@ func reconcile(ctx context.Context, l ReconLedger, in *reconInput) (*ReconResult
 	compare("partner", in.partnerRows, func(r *ledgerRow) *bool { return &r.byPartner })
 	compare("biller", in.billerRows, func(r *ledgerRow) *bool { return &r.byBiller })
 	for i := range ledger {
-		if r := &ledger[i]; r.biller && !r.byBiller && r.day == today {
-			add(Break{Code: B2, Source: "biller", RRN: r.rrn(), STAN: r.stan(), Ours: ours(r),
-				Detail: "posted to a biller account, missing in the biller's file"})
+		r := &ledger[i]
+		if r.biller == billerNone || r.byBiller || r.day != today {
+			continue
 		}
+		detail := "posted to a biller account, missing in the biller's file"
+		switch r.biller {
+		case billerDest:
+			detail = fmt.Sprintf("paid to http biller %s, missing in the biller's file", sym.name(r.dest))
+		case billerDestReversal:
+			detail = fmt.Sprintf("reversal of a payment to http biller %s, missing in the biller's file", sym.name(r.dest))
+		}
+		add(Break{Code: B2, Source: "biller", RRN: r.rrn(), STAN: r.stan(), Ours: ours(r), Detail: detail})
 	}
 	if rs, ok := l.(ReversedScanner); ok {
 		// Forwards the host did not answer in time: switchd declined the

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -118,7 +119,7 @@ func TestReconcilePlantedBreaks(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer svc.Close()
-	st, err := svc.StartRecon("2026-03-02", "acq", strings.NewReader(pf), strings.NewReader(bf))
+	st, err := svc.StartRecon("2026-03-02", "acq", "", strings.NewReader(pf), strings.NewReader(bf))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,7 +179,7 @@ func TestReconcilePlantedBreaks(t *testing.T) {
 		t.Errorf("merged state %+v", bs[0])
 	}
 	// The same files again: the same reconciliation, decisions kept.
-	again, err := svc.StartRecon("2026-03-02", "acq", strings.NewReader(pf), strings.NewReader(bf))
+	again, err := svc.StartRecon("2026-03-02", "acq", "", strings.NewReader(pf), strings.NewReader(bf))
 	if err != nil || again.ID != st.ID || again.State != JobDone {
 		t.Errorf("re-upload: %+v %v", again, err)
 	}
@@ -188,7 +189,7 @@ func TestReconcilePlantedBreaks(t *testing.T) {
 		t.Errorf("from disk: %+v %v", st2, err)
 	}
 	// A bad file fails the whole reconciliation with row and column.
-	bad, err := svc.StartRecon("2026-03-02", "acq", strings.NewReader(pf), strings.NewReader("rrn,stan,amount,currency,date,status\nR,1,1.0,USD,2026-03-02,OK\n"))
+	bad, err := svc.StartRecon("2026-03-02", "acq", "", strings.NewReader(pf), strings.NewReader("rrn,stan,amount,currency,date,status\nR,1,1.0,USD,2026-03-02,OK\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -331,15 +332,21 @@ func billerReversal(t *testing.T, l *ledger, nextDay bool) (payment, reversal st
 // the reversal as REVERSED on the next). Neither day has a break; a row
 // is compared with the transfer of its own day (a wrong amount names the
 // reversal on the reversal's day, the payment on the payment's); a
-// REVERSED for a payment we never reversed is a status break.
+// REVERSED for a payment we never reversed is a status break; a biller
+// file without the reversal is a B2 (the biller would count money we gave
+// back).
 func TestReconDestinationReversal(t *testing.T) {
 	l := newLedger(t)
 	payment, reversal := billerReversalDays(t, l)
+	scope, err := newReconService(t, l).resolveBiller("") // every biller, as a run naming none
+	if err != nil {
+		t.Fatal(err)
+	}
 	const head = "rrn,stan,amount,currency,date,status\n"
 	run := func(day, biller string) *ReconResult {
 		t.Helper()
 		pf, _ := settlementBytes(t, l, day, "acq")
-		in := &reconInput{id: "R", day: day, partner: "acq", toleranceDays: 1, sym: newSymbols()}
+		in := &reconInput{id: "R", day: day, partner: "acq", toleranceDays: 1, sym: newSymbols(), billers: scope}
 		var err error
 		if in.partnerRows, err = parseFile("partner.csv", bytes.NewReader(pf), DefaultPartnerMapping(), 1<<20, in.sym, "acq"); err != nil || len(in.partnerRows) != 1 {
 			t.Fatalf("%s partner file (%d rows): %v\n%s", day, len(in.partnerRows), err, pf)
@@ -360,7 +367,6 @@ func TestReconDestinationReversal(t *testing.T) {
 		{"2026-03-02", "WATER-42,,25.00,USD,2026-03-02,POSTED\n", 2},
 		{"2026-03-03", "WATER-42,,25.00,USD,2026-03-03,REVERSED\n", 2},
 		{"2026-03-03", "WATER-42,,25.00,USD,2026-03-03,POSTED\n", 2}, // a biller that calls its reversal posted
-		{"2026-03-03", "", 1}, // nothing is owed to the biller on the reversal's day
 	} {
 		if res := run(c.day, c.biller); len(res.Breaks) != 0 || res.Matched != c.matched || res.LedgerRows != 1 {
 			t.Errorf("%s with biller rows %q: matched %d, ledger %d, breaks %+v", c.day, c.biller, res.Matched, res.LedgerRows, res.Breaks)
@@ -375,6 +381,9 @@ func TestReconDestinationReversal(t *testing.T) {
 		if len(res.Breaks) != 1 || res.Breaks[0].Code != B3 || res.Breaks[0].Source != "biller" || res.Breaks[0].Ours.Transfer != c.transfer || res.Breaks[0].Ours.Day != c.day {
 			t.Errorf("%s with biller rows %q: breaks %+v, want B3 naming %s", c.day, c.biller, res.Breaks, c.transfer)
 		}
+	}
+	if res := run("2026-03-03", ""); len(res.Breaks) != 1 || res.Breaks[0].Code != B2 || res.Breaks[0].Ours.Transfer != reversal || res.Matched != 1 {
+		t.Errorf("the reversal's day without the biller's row: matched %d, breaks %+v, want one B2 naming %s", res.Matched, res.Breaks, reversal)
 	}
 
 	// The biller says REVERSED for a payment of ours that was not.
@@ -424,5 +433,135 @@ func TestReconSameDayDestinationReversal(t *testing.T) {
 	m.Type = ""
 	if _, err := parseFile("partner.csv", bytes.NewReader(pf), m, 1<<20, newSymbols(), "acq"); err == nil || !strings.Contains(err.Error(), "duplicates row") {
 		t.Fatalf("without the type column: %v", err)
+	}
+}
+
+// newReconService is a settle service over l, for its biller resolution
+// and uploads.
+func newReconService(t *testing.T, l *ledger) *Service {
+	t.Helper()
+	cfg := DefaultConfig()
+	cfg.Dir = t.TempDir()
+	cal, _ := NewCalendar("UTC", "23:55")
+	svc, err := New(cfg, l, NewDays(cal, l, l, nil, nil), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(svc.Close)
+	return svc
+}
+
+// B2 covers the payments to an http biller (credited to its destination's
+// settlement account) and their reversals, as it covers on-us billers'
+// postings; a run names the biller its file is from, or covers them all.
+// The ledger: on 2026-03-02 WATER-42 paid through http destination
+// "water"; on 2026-03-03 water's reversal of it and a 7.50 on-us bill
+// posted to account "biller" (kind biller).
+func TestReconHTTPBillerB2(t *testing.T) {
+	l := newLedger(t)
+	payment, reversal := billerReversalDays(t, l)
+	at := tBase.AddDate(0, 0, 1).Add(2 * time.Hour)
+	bill := txn(store.OpPost, "bill-000021", 750, at)
+	bill.Card, bill.Credit = "h1", "biller"
+	onUs := l.must(t, bill)[0].TransferID
+	svc := newReconService(t, l)
+	const (
+		head       = "rrn,stan,amount,currency,date,status\n"
+		paid       = "WATER-42,,25.00,USD,2026-03-02,POSTED\n"
+		reversed   = "WATER-42,,25.00,USD,2026-03-03,REVERSED\n"
+		posted     = "RRN000021,000021,7.50,USD,2026-03-03,POSTED\n"
+		httpPaid   = "paid to http biller water, missing in the biller's file"
+		httpRev    = "reversal of a payment to http biller water, missing in the biller's file"
+		ledgerPost = "posted to a biller account, missing in the biller's file" // as before http billers
+	)
+	type b2 struct{ transfer, detail string }
+	for _, c := range []struct {
+		name, day, biller, rows string
+		want                    []b2
+	}{
+		{"all billers, the payment missing", "2026-03-02", "", "", []b2{{payment, httpPaid}}},
+		{"water, the payment missing", "2026-03-02", "water", "", []b2{{payment, httpPaid}}},
+		{"water by its settlement account", "2026-03-02", "water-settle", "", []b2{{payment, httpPaid}}},
+		{"water, the payment present", "2026-03-02", "water", paid, nil},
+		{"all billers, the payment present", "2026-03-02", "", paid, nil},
+		{"the on-us biller's file: water's payment is not its", "2026-03-02", "biller", "", nil},
+		{"water, its reversal present", "2026-03-03", "water", reversed, nil},
+		{"water, its reversal missing", "2026-03-03", "water", "", []b2{{reversal, httpRev}}},
+		{"all billers, the on-us posting missing", "2026-03-03", "", reversed, []b2{{onUs, ledgerPost}}},
+		{"all billers, both missing", "2026-03-03", "", "", []b2{{reversal, httpRev}, {onUs, ledgerPost}}},
+		{"all billers, both present", "2026-03-03", "", reversed + posted, nil},
+		{"the on-us biller, its posting missing", "2026-03-03", "biller", "", []b2{{onUs, ledgerPost}}},
+		{"the on-us biller, its posting present", "2026-03-03", "biller", posted, nil},
+	} {
+		scope, err := svc.resolveBiller(c.biller)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		in := &reconInput{id: "R", day: c.day, partner: "acq", biller: c.biller, billers: scope, toleranceDays: 1, sym: newSymbols()}
+		if in.billerRows, err = parseFile("biller.csv", strings.NewReader(head+c.rows), DefaultBillerMapping(), 1<<20, in.sym, "acq"); err != nil {
+			t.Fatal(err)
+		}
+		res, err := reconcile(context.Background(), l, in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []b2
+		for _, b := range res.Breaks {
+			if b.Code != B2 || b.Source != "biller" || b.Owner != "Eng" || b.Ours == nil {
+				t.Errorf("%s: break %+v, want only B2s", c.name, b)
+				continue
+			}
+			got = append(got, b2{b.Ours.Transfer, b.Detail})
+		}
+		if !slices.Equal(got, c.want) || res.Counts[B2] != len(c.want) || res.Matched != len(in.billerRows) || res.Biller != c.biller {
+			t.Errorf("%s: B2 %v (counts %v, matched %d of %d rows), want %v", c.name, got, res.Counts, res.Matched, len(in.billerRows), c.want)
+		}
+	}
+
+	// Without a scope resolved (the zero value: what reconciliation
+	// checked before http billers) only the on-us posting is owed.
+	sym := newSymbols()
+	res, err := reconcile(context.Background(), l, &reconInput{id: "R", day: "2026-03-03", partner: "acq", toleranceDays: 1, sym: sym})
+	if err != nil || res.Counts[B2] != 1 || res.Breaks[0].Ours.Transfer != onUs || res.Breaks[0].Detail != ledgerPost {
+		t.Fatalf("zero scope: %+v %v", res.Breaks, err)
+	}
+
+	// A biller that is none: refused before anything is stored.
+	l.must(t, store.Command{Op: store.OpPutDestination, Key: "dest|iss", Fingerprint: "fp", Time: at.UnixNano(),
+		Admin: &store.Admin{Actor: "alice", Reason: "test", Destination: &store.Destination{ID: "iss", Kind: store.DestinationKindISO8583,
+			SettlementAccount: "fund", ISO8583: &store.HostDestination{Addrs: []string{"127.0.0.1:9"}, Dialect: "iso87ascii", Header: "binary2", PoolSize: 1, TimeoutMs: 1000}}}})
+	for biller, want := range map[string]string{
+		"iss":   `biller "iss" is a iso8583 destination, not an http biller`,
+		"card1": `biller "card1" is an account of kind cardholder`,
+		"nope":  `biller "nope": no http destination and no account of that id`,
+		"../x":  "biller must be 1-64 characters",
+	} {
+		_, err := svc.StartRecon("2026-03-03", "acq", biller, strings.NewReader(head), strings.NewReader(head))
+		if !errors.Is(err, ErrBadRequest) || !strings.Contains(err.Error(), want) {
+			t.Errorf("biller %q: %v, want %q", biller, err, want)
+		}
+	}
+	if ents, _ := os.ReadDir(svc.reconDir("")); len(ents) != 0 {
+		t.Errorf("refused runs left %d entries", len(ents))
+	}
+
+	// Through the service: the biller is part of the reconciliation's
+	// identity and shown by its status; the same files for all billers
+	// are another reconciliation.
+	pf, _ := settlementBytes(t, l, "2026-03-02", "acq")
+	start := func(biller string) ReconStatus {
+		t.Helper()
+		st, err := svc.StartRecon("2026-03-02", "acq", biller, bytes.NewReader(pf), strings.NewReader(head))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return waitRecon(t, svc, st.ID)
+	}
+	water, all := start("water"), start("")
+	if water.State != JobDone || water.Biller != "water" || water.Counts[B2] != 1 || all.State != JobDone || all.Biller != "" || all.Counts[B2] != 1 || water.ID == all.ID {
+		t.Fatalf("water %+v / all %+v", water, all)
+	}
+	if again := start("water"); again.ID != water.ID {
+		t.Errorf("the same upload for water again: %s, then %s", water.ID, again.ID)
 	}
 }

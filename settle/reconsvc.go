@@ -71,6 +71,7 @@ type ReconStatus struct {
 	ID      string   `json:"id"`
 	Day     string   `json:"day"`
 	Partner string   `json:"partner"`
+	Biller  string   `json:"biller,omitempty"`
 	State   JobState `json:"state"`
 	Error   string   `json:"error,omitempty"`
 	Job     string   `json:"job,omitempty"`
@@ -94,20 +95,27 @@ func (s *Service) reconDir(id string) string { return filepath.Join(s.cfg.Dir, "
 type reconMeta struct {
 	Day     string `json:"day"`
 	Partner string `json:"partner"`
+	Biller  string `json:"biller,omitempty"`
 }
 
 // UploadBytesMax bounds one reconciliation upload (both files).
 func (s *Service) UploadBytesMax() int64 { return 2*s.cfg.Recon.FileBytesMax + 1<<20 }
 
 // StartRecon stores the two uploads and queues their reconciliation
-// against the ledger. The id is derived from the inputs, so uploading the
-// same files again gives the same reconciliation (and its break decisions).
-func (s *Service) StartRecon(day, partner string, partnerFile, billerFile io.Reader) (ReconStatus, error) {
+// against the ledger. biller names the biller the biller file is from (an
+// http destination's id, or an account id: see resolveBiller); empty, the
+// file covers every biller. The id is derived from the inputs, so
+// uploading the same files again gives the same reconciliation (and its
+// break decisions).
+func (s *Service) StartRecon(day, partner, biller string, partnerFile, billerFile io.Reader) (ReconStatus, error) {
 	if !store.ValidDay(day) {
 		return ReconStatus{}, fmt.Errorf("%w: day must be YYYY-MM-DD", ErrBadRequest)
 	}
 	if !ValidName(partner) {
 		return ReconStatus{}, fmt.Errorf("%w: partner must be 1-%d characters of [A-Za-z0-9._-]", ErrBadRequest, nameBytesMax)
+	}
+	if _, err := s.resolveBiller(biller); err != nil {
+		return ReconStatus{}, err
 	}
 	root := filepath.Join(s.cfg.Dir, "recon")
 	if err := os.MkdirAll(root, 0o750); err != nil {
@@ -120,6 +128,9 @@ func (s *Service) StartRecon(day, partner string, partnerFile, billerFile io.Rea
 	defer os.RemoveAll(tmp) // a no-op once renamed
 	h := sha256.New()
 	fmt.Fprintf(h, "%s\x00%s\x00%d\x00", day, partner, s.cfg.Recon.ToleranceDays)
+	if biller != "" { // absent from the hash without one: ids of runs from before --biller stand
+		fmt.Fprintf(h, "biller\x00%s\x00", biller)
+	}
 	for _, f := range []struct {
 		name string
 		r    io.Reader
@@ -130,7 +141,7 @@ func (s *Service) StartRecon(day, partner string, partnerFile, billerFile io.Rea
 		}
 		h.Write(sum)
 	}
-	meta, _ := json.Marshal(reconMeta{Day: day, Partner: partner})
+	meta, _ := json.Marshal(reconMeta{Day: day, Partner: partner, Biller: biller})
 	if err := os.WriteFile(filepath.Join(tmp, "meta.json"), meta, 0o640); err != nil {
 		return ReconStatus{}, err
 	}
@@ -148,7 +159,54 @@ func (s *Service) StartRecon(day, partner string, partnerFile, billerFile io.Rea
 	if err != nil {
 		return ReconStatus{}, err
 	}
-	return ReconStatus{ID: id, Day: day, Partner: partner, State: job.State, Job: job.ID}, nil
+	return ReconStatus{ID: id, Day: day, Partner: partner, Biller: biller, State: job.State, Job: job.ID}, nil
+}
+
+// resolveBiller resolves the biller a reconciliation's biller file is from
+// (billerScope says what each choice checks). biller is, first, the id of
+// an http destination; else the id of an account: an http destination's
+// settlement account (that destination) or an account of kind biller.
+// Anything else — an ISO 8583 destination, another kind of account, no
+// such id — is ErrBadRequest. Empty is every biller: each account of kind
+// biller and each http destination's settlement account. The directory
+// is read when the run starts and again when it runs: a destination added
+// in between is in scope, one deleted is not.
+func (s *Service) resolveBiller(biller string) (billerScope, error) {
+	dir := s.ledger.Directory()
+	// Settlement account → http destination, at most store's 256; by id:
+	// the first of two sharing an account names it.
+	dests := map[string]string{}
+	for _, d := range dir.Destinations() {
+		if _, dup := dests[d.SettlementAccount]; d.Kind == store.DestinationKindHTTP && !dup {
+			dests[d.SettlementAccount] = d.ID
+		}
+	}
+	if biller == "" {
+		return billerScope{dests: dests}, nil
+	}
+	if d, ok := dir.Destination(biller); ok {
+		if d.Kind != store.DestinationKindHTTP {
+			return billerScope{}, fmt.Errorf("%w: biller %q is a %s destination, not an http biller", ErrBadRequest, biller, d.Kind)
+		}
+		return billerScope{named: true, dests: map[string]string{d.SettlementAccount: d.ID}}, nil
+	}
+	if id, ok := dests[biller]; ok {
+		return billerScope{named: true, dests: map[string]string{biller: id}}, nil
+	}
+	if !ValidName(biller) {
+		return billerScope{}, fmt.Errorf("%w: biller must be 1-%d characters of [A-Za-z0-9._-]", ErrBadRequest, nameBytesMax)
+	}
+	a, err := s.ledger.Account(biller)
+	if errors.Is(err, store.ErrNotFound) {
+		return billerScope{}, fmt.Errorf("%w: biller %q: no http destination and no account of that id", ErrBadRequest, biller)
+	}
+	if err != nil {
+		return billerScope{}, err
+	}
+	if a.Kind != store.KindBiller {
+		return billerScope{}, fmt.Errorf("%w: biller %q is an account of kind %s: neither a biller account nor an http destination's settlement account", ErrBadRequest, biller, a.Kind)
+	}
+	return billerScope{named: true, account: biller}, nil
 }
 
 // saveUpload copies r to path, refusing more than bytesMax, and returns
@@ -194,7 +252,20 @@ func (s *Service) runRecon(ctx context.Context, sp Spec) ([]File, error) {
 }
 
 func (s *Service) reconcileDir(ctx context.Context, dir string, sp Spec) (*ReconResult, error) {
-	in := &reconInput{id: sp.Recon, day: sp.Day, partner: sp.Partner, toleranceDays: s.cfg.Recon.ToleranceDays, sym: newSymbols()}
+	var meta reconMeta
+	b, err := os.ReadFile(filepath.Join(dir, "meta.json"))
+	if err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(b, &meta); err != nil {
+		return nil, fmt.Errorf("settle: recon %s meta: %w", sp.Recon, err)
+	}
+	scope, err := s.resolveBiller(meta.Biller)
+	if err != nil {
+		return nil, err
+	}
+	in := &reconInput{id: sp.Recon, day: sp.Day, partner: sp.Partner, biller: meta.Biller, billers: scope,
+		toleranceDays: s.cfg.Recon.ToleranceDays, sym: newSymbols()}
 	for _, f := range []struct {
 		name string
 		m    Mapping
@@ -252,7 +323,7 @@ func (s *Service) Recon(id string) (ReconStatus, error) {
 	if err := json.Unmarshal(b, &meta); err != nil {
 		return ReconStatus{}, fmt.Errorf("settle: recon %s meta: %w", id, err)
 	}
-	st := ReconStatus{ID: id, Day: meta.Day, Partner: meta.Partner}
+	st := ReconStatus{ID: id, Day: meta.Day, Partner: meta.Partner, Biller: meta.Biller}
 	// The job first, then its files: a job writes its result or error
 	// before it stops being active, so a job that ends between the two
 	// checks has left its file for the second. (The other order read "no

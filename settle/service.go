@@ -31,6 +31,9 @@ type Ledger interface {
 	Account(id string) (store.Account, error)
 	ScanAccountBack(ctx context.Context, account string, fn func(t *store.Transfer) (bool, error)) (store.Account, error)
 	BreakLedger
+	// Directory names the http destinations, whose payments a biller's
+	// file must have (reconciliation's B2).
+	Directory() *store.Directory
 }
 
 // Service runs file jobs and serves their files.

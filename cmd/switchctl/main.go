@@ -64,7 +64,7 @@ const usageText = `switchctl: operate a switchd node
   switchctl day status | close [--day YYYY-MM-DD]
   switchctl settlement pull --day D --partner P [--out DIR] [--format csv|json|all]
   switchctl statement pull --day D --account A [--out DIR] [--format mt940|camt053|all]
-  switchctl recon run --day D --partner P --partner-file F --biller-file F
+  switchctl recon run --day D --partner P --partner-file F --biller-file F [--biller DEST|ACCOUNT]
   switchctl recon status ID | breaks ID [--code B2] [--csv]
   switchctl recon assign ID BREAK --to WHO | resolve ID BREAK --note TEXT
   switchctl routes list | get ID | export [--out FILE]

@@ -22,7 +22,7 @@ import (
 
 // Reconciliation commands:
 //
-//	switchctl recon run --day D --partner P --partner-file F --biller-file F [--wait 5m]
+//	switchctl recon run --day D --partner P --partner-file F --biller-file F [--biller B] [--wait 5m]
 //	switchctl recon status ID
 //	switchctl recon breaks ID [--code B2] [--csv]
 //	switchctl recon assign ID BREAK --to WHO
@@ -44,6 +44,7 @@ func reconCmd(ctx context.Context, args []string, stdout io.Writer) error {
 		partner := fs.String("partner", "", "partner id")
 		pf := fs.String("partner-file", "", "the partner's settlement `file` (CSV)")
 		bf := fs.String("biller-file", "", "the biller's posting `file` (CSV)")
+		biller := fs.String("biller", "", "the `biller` the biller file is from: an http destination or a biller account (B2 then covers only its payments); default: every biller")
 		wait := fs.Duration("wait", 5*time.Minute, "how long to wait for the result (0: do not wait)")
 		printID := fs.Bool("print-id", false, "print only the reconciliation's id (for scripts: rec=$(switchctl recon run … --print-id))")
 		if err := noArgs(fs, args, stdout); err != nil {
@@ -52,7 +53,7 @@ func reconCmd(ctx context.Context, args []string, stdout io.Writer) error {
 		if *day == "" || *partner == "" || *pf == "" || *bf == "" {
 			return usagef("recon run: --day, --partner, --partner-file and --biller-file are required")
 		}
-		return reconRun(ctx, &o, *day, *partner, *pf, *bf, *wait, *printID, stdout)
+		return reconRun(ctx, &o, reconUpload{day: *day, partner: *partner, biller: *biller, partnerFile: *pf, billerFile: *bf}, *wait, *printID, stdout)
 	case "status":
 		pos, err := parseCmd(fs, args[1:], stdout)
 		if err != nil {
@@ -180,12 +181,21 @@ func noArgs(fs *flag.FlagSet, args []string, stdout io.Writer) error {
 	return nil
 }
 
-func reconRun(ctx context.Context, o *opsFlags, day, partner, pf, bf string, wait time.Duration, printID bool, stdout io.Writer) error {
+// reconUpload is what recon run sends: the form fields and the two files.
+type reconUpload struct {
+	day, partner, biller    string
+	partnerFile, billerFile string // paths
+}
+
+func reconRun(ctx context.Context, o *opsFlags, up reconUpload, wait time.Duration, printID bool, stdout io.Writer) error {
 	var body bytes.Buffer
 	mw := multipart.NewWriter(&body)
-	mw.WriteField("day", day)
-	mw.WriteField("partner", partner)
-	for field, path := range map[string]string{"partner_file": pf, "biller_file": bf} {
+	mw.WriteField("day", up.day)
+	mw.WriteField("partner", up.partner)
+	if up.biller != "" {
+		mw.WriteField("biller", up.biller)
+	}
+	for field, path := range map[string]string{"partner_file": up.partnerFile, "biller_file": up.billerFile} {
 		f, err := os.Open(path)
 		if err != nil {
 			return err
@@ -273,18 +283,22 @@ func printRecon(o *opsFlags, body []byte, stdout io.Writer) error {
 		return printJSON(stdout, body)
 	}
 	var st struct {
-		ID, Day, Partner, State, Error string
-		PartnerRows                    int               `json:"partner_rows"`
-		BillerRows                     int               `json:"biller_rows"`
-		LedgerRows                     int               `json:"ledger_rows"`
-		Matched                        int               `json:"matched"`
-		Counts                         map[string]int    `json:"counts"`
-		Owners                         map[string]string `json:"owners"`
+		ID, Day, Partner, Biller, State, Error string
+		PartnerRows                            int               `json:"partner_rows"`
+		BillerRows                             int               `json:"biller_rows"`
+		LedgerRows                             int               `json:"ledger_rows"`
+		Matched                                int               `json:"matched"`
+		Counts                                 map[string]int    `json:"counts"`
+		Owners                                 map[string]string `json:"owners"`
 	}
 	if err := json.Unmarshal(body, &st); err != nil {
 		return fmt.Errorf("decoding the reconciliation: %w", err)
 	}
-	fmt.Fprintf(stdout, "reconciliation %s  day %s  partner %s  %s\n", st.ID, st.Day, st.Partner, st.State)
+	biller := ""
+	if st.Biller != "" {
+		biller = "  biller " + st.Biller
+	}
+	fmt.Fprintf(stdout, "reconciliation %s  day %s  partner %s%s  %s\n", st.ID, st.Day, st.Partner, biller, st.State)
 	if st.Error != "" {
 		fmt.Fprintf(stdout, "error: %s\n", st.Error)
 	}

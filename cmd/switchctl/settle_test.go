@@ -87,6 +87,20 @@ func TestDayCloseAndSettlementPull(t *testing.T) {
 	if code, out, _ := ctl("recon", "breaks", id, "--ops", ops, "--csv"); code != 0 || !strings.Contains(out, ",resolved,,biller posted it late,") {
 		t.Errorf("breaks csv: %s", out)
 	}
+	// --biller names whose file it is: the power company's (the bill
+	// payment is its: still the B2), the http biller's (it owes none of
+	// the power company's postings: no B2), or no biller at all (refused).
+	for biller, b2 := range map[string]string{"biller-power-co": "1", "demo-biller": "0"} {
+		code, out, errOut := ctl("recon", "run", "--ops", ops, "--day", day, "--partner", "demo-acquirer", "--partner-file", pf, "--biller-file", bf, "--biller", biller)
+		if code != 0 || !strings.Contains(out, "partner demo-acquirer  biller "+biller+"  done") || !regexp.MustCompile(`B2\s+`+b2+`\s+Eng`).MatchString(out) ||
+			!regexp.MustCompile(`B3\s+1\s+Partner ops`).MatchString(out) {
+			t.Errorf("recon run --biller %s: %d %s %s", biller, code, out, errOut)
+		}
+	}
+	if code, out, errOut := ctl("recon", "run", "--ops", ops, "--day", day, "--partner", "demo-acquirer", "--partner-file", pf, "--biller-file", bf, "--biller", "card-4111"); code != 1 ||
+		!strings.Contains(errOut, "400") || !strings.Contains(errOut, `biller "card-4111" is an account of kind cardholder`) {
+		t.Errorf("recon run --biller card-4111: %d %s %s", code, out, errOut)
+	}
 	if code, _, errOut := ctl("settlement", "pull", "--ops", ops, "--day", day); code != 2 || !strings.Contains(errOut, "--partner") {
 		t.Errorf("missing flag: %d %s", code, errOut)
 	}
