@@ -359,13 +359,16 @@ func (f *Forwarder) Forward(ctx context.Context, req payment.ForwardRequest) (pa
 		timeoutCode = outcome.IssuerUnavailable
 	}
 	cmd := req.Command
-	// A repeat of a request already forwarded gets its recorded answer,
-	// even while the host is down.
-	if fw, err := f.ledger.Forward(cmd.Key); err == nil {
-		return f.answer(ctx, fw, timeoutCode, true)
-	}
 	cl := f.client(dest.ID)
 	if cl == nil || !cl.Ready() || f.kek == nil {
+		// A repeat of a request already forwarded gets its recorded
+		// answer even while the host is down. With the host up, the
+		// OpForward's apply finds the repeat (record): a lookup here
+		// for every request, nearly always of an absent key, cost 7 %
+		// of an off-us purchase's CPU (docs/BENCHMARKS.md).
+		if fw, err := f.ledger.Forward(cmd.Key); err == nil {
+			return f.answer(ctx, fw, timeoutCode, true)
+		}
 		why := "no connection up"
 		if f.kek == nil {
 			why = "no key-encryption key on this node to seal the card number"
