@@ -1,7 +1,6 @@
 package api
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/switchd/switchd/outcome"
 	"github.com/switchd/switchd/store"
+	"github.com/switchd/switchd/webhook"
 )
 
 // Biller-side reversals (issue 13): POST /v1/billers/{destination}/reversals
@@ -41,9 +41,7 @@ import (
 const (
 	// BillerEventBytesMax bounds a reversal call's body: a handful of
 	// short fields.
-	BillerEventBytesMax = 16 << 10
-	// billerSecretBytesMax bounds the secret file read.
-	billerSecretBytesMax = 1024
+	BillerEventBytesMax  = 16 << 10
 	billerProposeTimeout = 10 * time.Second
 	// BillerReversalEvent is the event type a biller reverses with.
 	BillerReversalEvent = "bill_payment.reversed"
@@ -140,7 +138,7 @@ func (h *BillerReversals) verify(dest string, body []byte, hdr http.Header) erro
 	if !ok || x.Kind != store.DestinationKindHTTP || x.HTTP == nil || x.HTTP.ReversalSecretFile == "" {
 		return fmt.Errorf("%w: no biller %q with a reversal secret", outcome.ErrBadSignature, dest)
 	}
-	secret, err := ReadWebhookSecret(x.HTTP.ReversalSecretFile)
+	secret, err := webhook.ReadSecretFile(x.HTTP.ReversalSecretFile)
 	if err != nil {
 		return fmt.Errorf("%w: %v", outcome.ErrBadSignature, err)
 	}
@@ -149,31 +147,6 @@ func (h *BillerReversals) verify(dest string, body []byte, hdr http.Header) erro
 		return fmt.Errorf("%w: %v", outcome.ErrBadSignature, err)
 	}
 	return nil
-}
-
-// ReadWebhookSecret reads a signing secret file: Standard Webhooks'
-// whsec_<base64>, or raw bytes (as switchload sim biller reads it).
-// Errors name the file, never its content.
-func ReadWebhookSecret(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("secret file: %w", err)
-	}
-	defer f.Close()
-	raw, err := io.ReadAll(io.LimitReader(f, billerSecretBytesMax+1))
-	if err != nil || len(raw) > billerSecretBytesMax {
-		return nil, fmt.Errorf("secret file %s: unreadable or over %d bytes", path, billerSecretBytesMax)
-	}
-	raw = bytes.TrimSpace(raw)
-	if enc, ok := bytes.CutPrefix(raw, []byte("whsec_")); ok {
-		if raw, err = base64.StdEncoding.DecodeString(string(enc)); err != nil {
-			return nil, fmt.Errorf("secret file %s: whsec_ is not followed by base64", path)
-		}
-	}
-	if len(raw) < 24 {
-		return nil, fmt.Errorf("secret file %s: under 24 bytes", path)
-	}
-	return raw, nil
 }
 
 func (h *BillerReversals) fail(w http.ResponseWriter, err error) {

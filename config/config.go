@@ -295,17 +295,23 @@ func (f *File) Finish() {
 	}
 }
 
-// DemoSecretFiles are the biller reversal secret files the demo's
-// destinations name (made on first start, like the demo's KEK); none for
-// a --config file, whose secrets are the operator's to provision.
+// DemoSecretFiles are the biller secret files the demo's destinations
+// name, for its reversals and for signing our calls (made on first
+// start, like the demo's KEK); none for a --config file, whose secrets
+// are the operator's to provision.
 func (f File) DemoSecretFiles() []string {
 	if !f.demo {
 		return nil
 	}
 	var out []string
 	for _, x := range f.Destinations {
-		if x.HTTP != nil && x.HTTP.ReversalSecretFile != "" {
-			out = append(out, x.HTTP.ReversalSecretFile)
+		if x.HTTP == nil {
+			continue
+		}
+		for _, p := range []string{x.HTTP.ReversalSecretFile, x.HTTP.SigningSecretFile} {
+			if p != "" {
+				out = append(out, p)
+			}
 		}
 	}
 	return out

@@ -60,6 +60,8 @@ func newReversalRig(t *testing.T) *reversalRig {
 	}
 	bcfg := sim.DefaultBillerConfig()
 	bcfg.Listen, bcfg.ReversalURL, bcfg.WebhookSecret = "127.0.0.1:0", rr.url, rr.secret
+	bcfg.RequestSigningSecret = billerSigningSecret
+	signing := secretFile(t, billerWhsec)
 	bcfg.BackoffMin, bcfg.BackoffMax = 20*time.Millisecond, 100*time.Millisecond
 	b, err := sim.NewBiller(bcfg, nil)
 	if err != nil {
@@ -71,7 +73,7 @@ func newReversalRig(t *testing.T) *reversalRig {
 		for i := range cfg.Destinations {
 			if cfg.Destinations[i].ID == "demo-biller" {
 				x := *cfg.Destinations[i].HTTP
-				x.URL, x.TimeoutMs, x.ReversalSecretFile = "http://"+b.Addr()+"/payments", 300, file
+				x.URL, x.TimeoutMs, x.ReversalSecretFile, x.SigningSecretFile = "http://"+b.Addr()+"/payments", 300, file, signing
 				cfg.Destinations[i].HTTP = &x
 			}
 		}

@@ -20,6 +20,7 @@ import (
 	"github.com/switchd/switchd/outcome"
 	"github.com/switchd/switchd/payment"
 	"github.com/switchd/switchd/store"
+	"github.com/switchd/switchd/webhook"
 )
 
 // HTTP billers (issue 13). A bill payment routed to an http destination
@@ -202,6 +203,30 @@ func notSent(err error) bool {
 	return errors.As(err, &op) && op.Op == "dial"
 }
 
+// requestSigner is the signer of h's calls, nil when it signs none. The
+// secret is read at each call (a rotated variable or file takes effect
+// without a restart); a missing or malformed one fails the call before it
+// is sent, so the biller never sees an unsigned request it expects signed.
+// The error names the variable or file, never the secret.
+func requestSigner(h *store.HTTPDestination) (*standardwebhooks.Webhook, error) {
+	switch {
+	case h.SigningSecretEnv != "":
+		v := os.Getenv(h.SigningSecretEnv)
+		wh, err := standardwebhooks.NewWebhook(v)
+		if err != nil || v == "" {
+			return nil, fmt.Errorf("signing secret variable %s is not a whsec_/base64 secret on this node", h.SigningSecretEnv)
+		}
+		return wh, nil
+	case h.SigningSecretFile != "":
+		secret, err := webhook.ReadSecretFile(h.SigningSecretFile)
+		if err != nil {
+			return nil, fmt.Errorf("signing %v", err)
+		}
+		return standardwebhooks.NewWebhookRaw(secret)
+	}
+	return nil, nil
+}
+
 // post sends one signed request to url with Idempotency-Key key and
 // returns the biller's status and answer; err is a transport failure
 // (its class only: no header or body is in it).
@@ -221,12 +246,9 @@ func (f *Forwarder) post(ctx context.Context, dest *store.Destination, url, key 
 		}
 		req.Header.Set("Authorization", "Bearer "+tok)
 	}
-	if h.SigningSecretEnv != "" {
-		wh, err := standardwebhooks.NewWebhook(os.Getenv(h.SigningSecretEnv))
-		if err != nil || os.Getenv(h.SigningSecretEnv) == "" {
-			// The variable's name only: never its value.
-			return 0, ans, &net.OpError{Op: "dial", Net: "tcp", Err: fmt.Errorf("signing secret variable %s is not a whsec_/base64 secret on this node", h.SigningSecretEnv)}
-		}
+	if wh, err := requestSigner(h); err != nil {
+		return 0, ans, &net.OpError{Op: "dial", Net: "tcp", Err: err}
+	} else if wh != nil {
 		now := f.opt.Now()
 		sig, _ := wh.Sign(key, now, body)
 		req.Header.Set(standardwebhooks.HeaderWebhookID, key)

@@ -5,6 +5,8 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -30,6 +32,10 @@ func billerRig(t *testing.T, behavior sim.Behavior, mut func(*sim.BillerConfig),
 	t.Helper()
 	bcfg := sim.DefaultBillerConfig()
 	bcfg.Listen, bcfg.Behavior = "127.0.0.1:0", behavior
+	// As in the demo, switchd signs its calls with the secret in a file
+	// and the biller verifies them.
+	bcfg.RequestSigningSecret = billerSigningSecret
+	signing := secretFile(t, billerWhsec)
 	if mut != nil {
 		mut(&bcfg)
 	}
@@ -42,7 +48,7 @@ func billerRig(t *testing.T, behavior sim.Behavior, mut func(*sim.BillerConfig),
 		for i := range cfg.Destinations {
 			if cfg.Destinations[i].ID == "demo-biller" {
 				h := *cfg.Destinations[i].HTTP
-				h.URL, h.TimeoutMs = "http://"+b.Addr()+"/payments", 300
+				h.URL, h.TimeoutMs, h.SigningSecretFile = "http://"+b.Addr()+"/payments", 300, signing
 				if dest != nil {
 					dest(&h)
 				}
@@ -204,7 +210,7 @@ func newSigningBillerRig(t *testing.T, envSecret, envToken string, billerSecret 
 	t.Setenv("TEST_BILLER_TOKEN", envToken)
 	return billerRig(t, sim.DefaultBehavior(), func(c *sim.BillerConfig) { c.RequestSigningSecret, c.RequestToken = billerSecret, billerToken },
 		func(h *store.HTTPDestination) {
-			h.SigningSecretEnv, h.TokenEnv = "TEST_BILLER_SIGNING_SECRET", "TEST_BILLER_TOKEN"
+			h.SigningSecretEnv, h.TokenEnv, h.SigningSecretFile = "TEST_BILLER_SIGNING_SECRET", "TEST_BILLER_TOKEN", ""
 		})
 }
 
@@ -212,6 +218,16 @@ var (
 	billerSigningSecret = []byte("0123456789abcdef0123456789abcdef")
 	billerWhsec         = "whsec_" + base64.StdEncoding.EncodeToString(billerSigningSecret)
 )
+
+// secretFile is a file in the test's temporary directory holding s.
+func secretFile(t *testing.T, s string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "signing.secret")
+	if err := os.WriteFile(p, []byte(s+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
 
 // A biller that verifies switchd's request signature and bearer token
 // (sim RequestSigningSecret, RequestToken) pays what switchd signs with
@@ -258,6 +274,51 @@ func TestBillWrongSignatureDeclined(t *testing.T) {
 			}
 			if ts, _ := r.st.Transfers(store.TransferFilter{Partner: "demo-acquirer"}); len(ts) != 0 {
 				t.Fatalf("transfers %+v", ts)
+			}
+			if q, _ := r.st.SAFQueue("demo-biller", 10); len(q) != 0 {
+				t.Fatalf("queued: %+v", q)
+			}
+		})
+	}
+}
+
+// signing_secret_file: switchd signs with the file's secret, read at each
+// call. The biller's secret in the file pays (every bill rig does);
+// another secret there is refused by the biller (401 → 96); a file that
+// is missing or holds no secret fails the call before it is sent (91,
+// not_sent) and the biller sees nothing. Nothing is posted or queued for
+// a refused call, and the error names the file, never a secret.
+func TestBillSigningSecretFile(t *testing.T) {
+	other := "whsec_" + base64.StdEncoding.EncodeToString([]byte("another-secret-another-secret-00"))
+	for name, c := range map[string]struct {
+		file     func(t *testing.T) string
+		code     string
+		reason   string
+		refusals int64
+	}{
+		"other secret": {func(t *testing.T) string { return secretFile(t, other) }, outcome.SystemMalfunction, "http_401", 1},
+		"missing":      {func(t *testing.T) string { return filepath.Join(t.TempDir(), "absent.secret") }, outcome.IssuerUnavailable, "not_sent", 0},
+		"short":        {func(t *testing.T) string { return secretFile(t, "short") }, outcome.IssuerUnavailable, "not_sent", 0},
+	} {
+		t.Run(name, func(t *testing.T) {
+			file := c.file(t)
+			r, b := billerRig(t, sim.DefaultBehavior(), nil, func(h *store.HTTPDestination) { h.SigningSecretFile = file })
+			_, err := r.payBill(7, 900)
+			if outcome.Code(err) != c.code {
+				t.Fatalf("%s: %v (%s), want %s", name, err, outcome.Code(err), c.code)
+			}
+			if strings.Contains(fmt.Sprint(err), "another-secret") || strings.Contains(fmt.Sprint(err), other) {
+				t.Fatalf("a secret in the error: %v", err)
+			}
+			if s := b.Stats(); s.Payments["unauthorized"] != c.refusals || s.Payments["approved"] != 0 || s.Stored != 0 {
+				t.Fatalf("biller saw %+v", s)
+			}
+			fw, err := r.st.Forward(billKey(7))
+			if err != nil || fw.State != store.ForwardDeclined || fw.Reason != c.reason || fw.TransferID != "" {
+				t.Fatalf("forward %+v %v", fw, err)
+			}
+			if a := r.account("demo-biller-settlement"); a.DebitsPosted != 0 || a.CreditsPosted != 0 {
+				t.Fatalf("a refused bill posted: %+v", a)
 			}
 			if q, _ := r.st.SAFQueue("demo-biller", 10); len(q) != 0 {
 				t.Fatalf("queued: %+v", q)

@@ -26,15 +26,20 @@ trap 'stop; exit 143' TERM
 "$bin/switchload" sim issuer --listen 127.0.0.1:9583 --control 127.0.0.1:9090 &
 pids+=($!)
 # The biller signs its reversals (POST /v1/billers/demo-biller/reversals on
-# the ops listener) with the secret switchd checks them against: made here
-# first if missing, in the form switchd's demo would make it.
+# the ops listener) with the secret switchd checks them against, and checks
+# the signature switchd puts on its payments with another: both made here
+# first if missing, in the form switchd's demo would make them.
 secret=data/demo-biller.secret
-if [[ ! -f $secret ]]; then
-  mkdir -p data
-  (umask 077; printf 'whsec_%s\n' "$(head -c 32 /dev/urandom | base64 -w0)" > "$secret")
-fi
+signing=data/demo-biller-signing.secret
+for f in "$secret" "$signing"; do
+  if [[ ! -f $f ]]; then
+    mkdir -p data
+    (umask 077; printf 'whsec_%s\n' "$(head -c 32 /dev/urandom | base64 -w0)" > "$f")
+  fi
+done
 "$bin/switchload" sim biller --listen 127.0.0.1:9480 --control 127.0.0.1:9091 \
-  --reversal-url http://127.0.0.1:8080/v1/billers/demo-biller/reversals --webhook-secret-file "$secret" &
+  --reversal-url http://127.0.0.1:8080/v1/billers/demo-biller/reversals --webhook-secret-file "$secret" \
+  --request-signing-secret-file "$signing" &
 pids+=($!)
 "$bin/switchd" "$@" &
 pids+=($!)

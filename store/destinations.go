@@ -112,6 +112,10 @@ type HTTPDestination struct {
 	// signs each request (Standard Webhooks headers). Empty: none.
 	TokenEnv         string `json:"token_env,omitempty" yaml:"token_env"`
 	SigningSecretEnv string `json:"signing_secret_env,omitempty" yaml:"signing_secret_env"`
+	// SigningSecretFile is SigningSecretEnv's secret in a file on each
+	// node instead (whsec_<base64> or raw bytes), read at each call so a
+	// rotated file takes effect without a restart; at most one of the two.
+	SigningSecretFile string `json:"signing_secret_file,omitempty" yaml:"signing_secret_file"`
 	// ReversalSecretFile is the file on each node with the secret the
 	// biller signs its reversals with (Standard Webhooks: whsec_<base64>
 	// or raw bytes); empty: its reversals are refused (401).
@@ -311,6 +315,12 @@ func checkHTTPDestination(h *HTTPDestination) error {
 	}
 	if len(h.ReversalSecretFile) > destURLBytesMax || strings.ContainsRune(h.ReversalSecretFile, 0) {
 		return changeError("http.reversal_secret_file", "a path of at most %d bytes", destURLBytesMax)
+	}
+	if len(h.SigningSecretFile) > destURLBytesMax || strings.ContainsRune(h.SigningSecretFile, 0) {
+		return changeError("http.signing_secret_file", "a path of at most %d bytes", destURLBytesMax)
+	}
+	if h.SigningSecretFile != "" && h.SigningSecretEnv != "" {
+		return changeError("http.signing_secret_file", "set with signing_secret_env: one secret signs the calls")
 	}
 	return nil
 }

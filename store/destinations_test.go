@@ -108,9 +108,11 @@ func TestDestinationRefusals(t *testing.T) {
 		}
 	}
 	for name, h := range map[string]HTTPDestination{
-		"scheme":  {URL: "ftp://x", TimeoutMs: 1000},
-		"timeout": {URL: "https://x", TimeoutMs: 0},
-		"env":     {URL: "https://x", TimeoutMs: 1000, TokenEnv: "lower-case"},
+		"scheme":              {URL: "ftp://x", TimeoutMs: 1000},
+		"timeout":             {URL: "https://x", TimeoutMs: 0},
+		"env":                 {URL: "https://x", TimeoutMs: 1000, TokenEnv: "lower-case"},
+		"two signing secrets": {URL: "https://x", TimeoutMs: 1000, SigningSecretEnv: "S", SigningSecretFile: "s.secret"},
+		"signing file nul":    {URL: "https://x", TimeoutMs: 1000, SigningSecretFile: "s\x00"},
 	} {
 		r := run1(t, s, putDestCmd("bad-http-"+name, Destination{ID: "h", Kind: DestinationKindHTTP, SettlementAccount: "merch", HTTP: &h}))
 		if r.Status != StatusInvalidChange {

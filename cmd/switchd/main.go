@@ -442,14 +442,15 @@ func run(ctx context.Context, cfg config.File, log *slog.Logger) error {
 	srv.HandleMACKeys(kek)
 	srv.HandleForwarding(st, func() any { return fwd.Stats() })
 	// Billers take back payments they approved through a signed call
-	// (api/billers.go); the demo makes its biller's secret on first start.
+	// (api/billers.go), and the demo's biller checks the signature of
+	// ours: the demo makes both secrets on first start.
 	for _, p := range cfg.DemoSecretFiles() {
 		made, err := api.GenerateWebhookSecretFile(p)
 		if err != nil {
 			return err
 		}
 		if made {
-			log.Info("made the demo biller's reversal signing secret", "file", p)
+			log.Info("made a demo biller signing secret", "file", p)
 		}
 	}
 	srv.HandleBillerReversals(api.BillerReversalPattern, api.NewBillerReversals(forwardLedger{st, node}, log.With("component", "billers")))

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/base64"
 	"errors"
 	"flag"
 	"fmt"
@@ -16,6 +14,7 @@ import (
 	"github.com/switchd/switchd/codec"
 	"github.com/switchd/switchd/sim"
 	"github.com/switchd/switchd/specs"
+	"github.com/switchd/switchd/webhook"
 )
 
 const simUsage = `usage: switchload sim issuer [flags]   ISO 8583 issuer host simulator
@@ -135,13 +134,13 @@ func runSim(ctx context.Context, args []string, stderr io.Writer) int {
 	case "biller":
 		bcfg.TLS = tlsFiles
 		if secretFile != "" {
-			if bcfg.WebhookSecret, err = readSecret(secretFile); err != nil {
+			if bcfg.WebhookSecret, err = webhook.ReadSecretFile(secretFile); err != nil {
 				fmt.Fprintln(stderr, "switchload sim:", err)
 				return 2
 			}
 		}
 		if reqSecretFile != "" {
-			if bcfg.RequestSigningSecret, err = readSecret(reqSecretFile); err != nil {
+			if bcfg.RequestSigningSecret, err = webhook.ReadSecretFile(reqSecretFile); err != nil {
 				fmt.Fprintln(stderr, "switchload sim:", err)
 				return 2
 			}
@@ -189,22 +188,4 @@ func durationFlag(d *sim.Duration) func(string) error {
 		*d = sim.Duration(v)
 		return nil
 	}
-}
-
-// readSecret reads a webhook secret file: raw bytes, or the Standard
-// Webhooks form whsec_<base64>. Errors name the file, never its content.
-func readSecret(path string) ([]byte, error) {
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("webhook secret: %w", err)
-	}
-	raw = bytes.TrimSpace(raw)
-	if enc, ok := bytes.CutPrefix(raw, []byte("whsec_")); ok {
-		dec, err := base64.StdEncoding.DecodeString(string(enc))
-		if err != nil {
-			return nil, fmt.Errorf("webhook secret in %s: whsec_ is not followed by base64", path)
-		}
-		return dec, nil
-	}
-	return raw, nil
 }
