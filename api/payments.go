@@ -71,7 +71,7 @@ type fundsRequest struct {
 // ledger stored, so a replay's body is the original's, byte for byte.
 type Payment struct {
 	ID              string `json:"id"`
-	Status          string `json:"status" enum:"completed,partly_refunded,refunded,pending,reversed" doc:"completed; partly_refunded or refunded after refunds"`
+	Status          string `json:"status" enum:"completed,partly_refunded,refunded,pending,reversed,expired" doc:"completed; partly_refunded or refunded after refunds; reversed when taken back whole by the biller or issuer (or a hold voided); pending or expired for a hold"`
 	Amount          string `json:"amount"`
 	Refunded        string `json:"refunded"`
 	Currency        string `json:"currency"`
@@ -153,7 +153,13 @@ func (s *Server) registerPayments() {
 		if err != nil {
 			return nil, err
 		}
-		p, err := paymentOf(t)
+		byHost := false
+		if t.Reversed > 0 && t.Reversed >= t.Amount {
+			if byHost, err = s.ledger.ReversedByHost(t.ID); err != nil {
+				return nil, problemOf(err)
+			}
+		}
+		p, err := paymentWith(t, byHost)
 		if err != nil {
 			return nil, problemOf(err)
 		}
@@ -361,19 +367,17 @@ func (s *Server) ownTransfer(c *caller, id string) (store.Transfer, error) {
 }
 
 func paymentOf(t store.Transfer) (Payment, error) {
+	return paymentWith(t, false)
+}
+
+// paymentWith is paymentOf for a transfer its host took back (byHost,
+// store.PaymentStatus).
+func paymentWith(t store.Transfer, byHost bool) (Payment, error) {
 	ccy, err := currency.ByCode(t.Currency)
 	if err != nil {
 		return Payment{}, err
 	}
-	status := "completed"
-	switch {
-	case t.Status == store.TransferPending:
-		status = "pending"
-	case t.Reversed > 0 && t.Reversed >= t.Amount:
-		status = "refunded"
-	case t.Reversed > 0:
-		status = "partly_refunded"
-	}
+	status := store.PaymentStatus(&t, byHost)
 	return Payment{ID: t.ID, Status: status, Amount: currency.FormatMinor(t.Amount, ccy, '.'),
 		Refunded: currency.FormatMinor(t.Reversed, ccy, '.'), Currency: ccy.Code,
 		DebtorAccount: t.Debit, CreditorAccount: t.Credit, Reference: t.Ref.RRN, PayerType: t.PayerType,

@@ -45,6 +45,9 @@ type Ledger interface {
 	// TransferByOriginal the hold one reserved (sca.go).
 	Authorization(id string) (store.Authorization, error)
 	TransferByOriginal(ref string) (store.Transfer, error)
+	// ReversedByHost says whether the destination's host took back
+	// transfer id (store/hostreversal.go).
+	ReversedByHost(id string) (bool, error)
 	Replay(key, fingerprint string) (store.Result, bool, error)
 	Batch(partner, id string) (store.Batch, error)
 	BatchItems(partner, id string, from, n int) ([]store.BatchItem, error)

@@ -171,11 +171,19 @@ func TestBillerReversesYesterdaysPayment(t *testing.T) {
 	if o, _ := rr.st.Transfer(out.Result.TransferID); o.Reversed != 2500 {
 		t.Fatalf("original %+v", o)
 	}
+	// The partner API shows it reversed by its biller, not refunded.
+	if by, err := rr.st.ReversedByHost(out.Result.TransferID); !by || err != nil {
+		t.Fatalf("reversed by host: %v %v", by, err)
+	}
+	if by, err := rr.st.ReversedByHost(revs[0].ID); by || err != nil {
+		t.Fatalf("the compensating transfer reads reversed by host: %v %v", by, err)
+	}
 	if a := rr.account("demo-biller-settlement"); a.DebitsPosted != 2500 || a.CreditsPosted != 2500 {
 		t.Fatalf("biller position %+v", a)
 	}
 	ds, err := rr.st.WebhookDeliveries("ep-rev", "", 10)
-	if err != nil || len(ds) != 1 || ds[0].Type != store.EventPaymentReversed || ds[0].Transfer != out.Result.TransferID {
+	if err != nil || len(ds) != 1 || ds[0].Type != store.EventPaymentReversed || ds[0].Transfer != out.Result.TransferID ||
+		!strings.Contains(ds[0].Body, `"status":"reversed"`) {
 		t.Fatalf("outbox %+v %v", ds, err)
 	}
 	var csv, js bytes.Buffer

@@ -165,3 +165,35 @@ func (s *Store) HostReversal(id string) (HostReversalRecord, error) {
 	})
 	return rec, err
 }
+
+// ReversedByHost reports whether transfer id, an approved forward's, was
+// taken back by its destination's host (a host reversal record names its
+// forward): the partner API then shows a fully reversed payment as
+// "reversed", not "refunded". Three point reads, made only for a payment
+// that is reversed in full.
+func (s *Store) ReversedByHost(id string) (bool, error) {
+	var key string
+	err := s.read(func(db *pebble.DB) error {
+		v, closer, err := db.Get(key1(pfxForwardByTransfer, id))
+		if err != nil {
+			return err
+		}
+		key = string(v)
+		return closer.Close()
+	})
+	if errors.Is(err, pebble.ErrNotFound) {
+		return false, nil // not forwarded: only partners' refunds
+	}
+	if err != nil {
+		return false, err
+	}
+	f, err := s.Forward(key)
+	if err != nil {
+		return false, err
+	}
+	rec, err := s.HostReversal(f.ID)
+	if errors.Is(err, ErrNotFound) {
+		return false, nil
+	}
+	return err == nil && rec.Original == id, err
+}

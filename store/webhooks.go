@@ -420,8 +420,12 @@ type eventEnvelope struct {
 	Data      eventData `json:"data"`
 }
 
-// PaymentStatus is the status the partner API shows for t.
-func PaymentStatus(t *Transfer) string {
+// PaymentStatus is the status the partner API shows for t. byHost says
+// that the destination's host (a biller's reversal, an issuer's 0420)
+// took back what was left of it: a payment taken back as a whole by its
+// host is "reversed", like a voided hold, where the partner's own refunds
+// make it "refunded".
+func PaymentStatus(t *Transfer, byHost bool) string {
 	switch {
 	case t.Status == TransferPending:
 		return "pending"
@@ -429,6 +433,8 @@ func PaymentStatus(t *Transfer) string {
 		return "reversed"
 	case t.Status == TransferExpired:
 		return "expired"
+	case t.Reversed > 0 && t.Reversed >= t.Amount && byHost:
+		return "reversed"
 	case t.Reversed > 0 && t.Reversed >= t.Amount:
 		return "refunded"
 	case t.Reversed > 0:
@@ -444,7 +450,7 @@ func eventBody(id, typ string, now int64, tr *Transfer) string {
 		amount, refunded = currency.FormatMinor(tr.Amount, ccy, '.'), currency.FormatMinor(tr.Reversed, ccy, '.')
 	}
 	env := eventEnvelope{ID: id, Type: typ, Timestamp: time.Unix(0, now).UTC().Format(time.RFC3339Nano),
-		Data: eventData{PaymentID: tr.ID, Status: PaymentStatus(tr), Amount: amount, Refunded: refunded,
+		Data: eventData{PaymentID: tr.ID, Status: PaymentStatus(tr, typ == EventPaymentReversed), Amount: amount, Refunded: refunded,
 			Currency: tr.Currency, Reference: tr.Ref.RRN, BusinessDay: tr.BusinessDay}}
 	return string(mustJSON(&env))
 }

@@ -360,12 +360,18 @@ destinations:
 	for _, l := range lines {
 		distinct[l.WebhookID] = true
 	}
-	if len(lines) != 1 || len(distinct) != 1 || !lines[0].Verified || lines[0].Duplicate || lines[0].Type != "payment.reversed" || lines[0].PaymentID != paid.ID {
+	if len(lines) != 1 || len(distinct) != 1 || !lines[0].Verified || lines[0].Duplicate || lines[0].Type != "payment.reversed" || lines[0].PaymentID != paid.ID || lines[0].Status != "reversed" {
 		t.Fatalf("the receiver got %d deliveries of %d webhook-ids, want exactly one verified payment.reversed of %s: %+v", len(lines), len(distinct), paid.ID, lines)
 	}
 	ds := deliveries()
 	if len(ds) != 1 || ds[0].EventID != lines[0].WebhookID || ds[0].State != "delivered" || len(ds[0].Attempts) != 1 || ds[0].Attempts[0].StatusCode != http.StatusNoContent {
 		t.Fatalf("deliveries %+v", ds)
+	}
+
+	// The payment reads reversed (its biller took it back), not refunded.
+	code, body = call("GET", "/v1/payments/"+paid.ID, "", "")
+	if json.Unmarshal(body, &paid); code != http.StatusOK || paid.Status != "reversed" {
+		t.Fatalf("GET the reversed payment: %d %s", code, body)
 	}
 
 	// The partner's transaction list shows the reversal, on the new day.
