@@ -92,14 +92,35 @@ type harness struct {
 	restores atomic.Int64
 }
 
+// freeAddr is a loopback address free a moment ago and not handed out
+// before by this process: the kernel readily gives a port just closed to
+// the next bind(0), and two nodes on one port fail to start.
 func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
+	for range freeAddrTries {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return "", err
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		freeAddrs.Lock()
+		seen := freeAddrs.given[addr]
+		freeAddrs.given[addr] = true
+		freeAddrs.Unlock()
+		if !seen {
+			return addr, nil
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
+	return "", fmt.Errorf("chaos: no loopback port not handed out before in %d tries", freeAddrTries)
 }
+
+// freeAddrTries bounds freeAddr's search.
+const freeAddrTries = 100
+
+var freeAddrs = struct {
+	sync.Mutex
+	given map[string]bool
+}{given: map[string]bool{}}
 
 func newHarness(cfg Config) (*harness, error) {
 	h := &harness{cfg: cfg, log: cfg.Logger, net: newNetwork(cfg.Seed)}

@@ -34,16 +34,38 @@ const (
 
 // FreePort reserves a loopback port long enough to learn its number. The
 // port could be taken again before switchd binds it; on a test machine
-// that is rare enough.
+// that is rare enough from other processes, but the kernel readily hands
+// a port just closed to the next bind(0) of this one (CI once saw a
+// node's ops and API addresses be the same port), so a port is never
+// handed out twice by one test binary.
 func FreePort(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for range freePortTries {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		freePorts.Lock()
+		seen := freePorts.given[addr]
+		freePorts.given[addr] = true
+		freePorts.Unlock()
+		if !seen {
+			return addr
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	t.Fatalf("no loopback port not handed out before in %d tries", freePortTries)
+	return ""
 }
+
+// freePortTries bounds FreePort's search for a port not given before.
+const freePortTries = 100
+
+var freePorts = struct {
+	sync.Mutex
+	given map[string]bool
+}{given: map[string]bool{}}
 
 // Build compiles cmd/switchd into a temporary directory and returns the
 // binary's path. It skips the test under -short or without a go tool.
