@@ -1030,5 +1030,6 @@ func (t *txn) expire(c *Command) Result {
 		t.del(k)
 		r.Pruned++
 	}
+	r.Scrubbed = t.scrubForwards(c.RetainAfter) // scrub.go
 	return r
 }

@@ -324,9 +324,11 @@ type Result struct {
 	Posted    int64  `json:"posted,omitempty"`
 	Available int64  `json:"avail,omitempty"`
 	Currency  string `json:"ccy,omitempty"`
-	// Expired and Pruned count what OpExpire did.
-	Expired int `json:"expired,omitempty"`
-	Pruned  int `json:"pruned,omitempty"`
+	// Expired, Pruned and Scrubbed count what OpExpire did (Scrubbed:
+	// forwards whose sealed card number it dropped, scrub.go).
+	Expired  int `json:"expired,omitempty"`
+	Pruned   int `json:"pruned,omitempty"`
+	Scrubbed int `json:"scrubbed,omitempty"`
 	// Day is the open business day after OpOpenDay or OpCloseDay. It is
 	// not stored (day ops keep no idempotency records).
 	Day string `json:"day,omitempty"`

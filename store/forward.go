@@ -600,7 +600,10 @@ func (t *txn) safUpdate(c *Command) Result {
 	if e.State != SAFQueued && u.Action != SAFActionRetry {
 		return Result{Status: StatusAlreadyFinal}
 	}
+	sealed := e.PAN
+	e.PAN = nil
 	before := mustJSON(e)
+	e.PAN = sealed
 	switch u.Action {
 	case SAFActionAttempt:
 		if u.NextAt <= c.Time {
@@ -614,6 +617,7 @@ func (t *txn) safUpdate(c *Command) Result {
 	case SAFActionDelivered:
 		e.Sends++
 		e.State, e.LastRC, e.LastError, e.DoneAt = SAFDelivered, u.RC, "", c.Time
+		e.PAN = nil // the host has it: nothing is sent again (scrub.go)
 	case SAFActionExpire:
 		if c.Time < e.ExpiresAt {
 			return changeErr("action", "entry %s expires at %d, not yet", e.ID, e.ExpiresAt)
@@ -641,7 +645,9 @@ func (t *txn) safUpdate(c *Command) Result {
 	}
 	t.set(skey1(pfxSAF, e.ID), mustJSON(e))
 	if c.Admin != nil {
-		t.appendAudit(c, "saf."+u.Action, "saf/"+e.ID, before, mustJSON(e))
+		after := *e
+		after.PAN = nil // the audit says what changed, not the sealed card number
+		t.appendAudit(c, "saf."+u.Action, "saf/"+e.ID, before, mustJSON(&after))
 	}
 	return Result{Status: StatusOK}
 }

@@ -86,8 +86,8 @@ func (h *Housekeeper) Once(ctx context.Context) (int, error) {
 		h.log.Warn("housekeeping failed", "err", err)
 		return 0, err
 	}
-	if res.Expired > 0 || res.Pruned > 0 {
-		h.log.Info("housekeeping", "holds_expired", res.Expired, "idempotency_pruned", res.Pruned)
+	if res.Expired > 0 || res.Pruned > 0 || res.Scrubbed > 0 {
+		h.log.Info("housekeeping", "holds_expired", res.Expired, "idempotency_pruned", res.Pruned, "forward_cards_scrubbed", res.Scrubbed)
 	}
 	return res.Expired + res.Pruned, nil
 }
