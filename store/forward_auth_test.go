@@ -224,3 +224,37 @@ func TestHostReversesAuthorization(t *testing.T) {
 	wantBal(t, s, "issuer", bal{dPost: 700})
 	checkInvariants(t, s)
 }
+
+// The issuer approves an authorization our ledger cannot hold (the
+// destination's settlement account is not unlimited and has nothing to
+// owe from): the partner is declined with the ledger's status, nothing is
+// held, and the approval is reversed at the issuer through the SAF queue
+// (one 0420), as for a purchase; a repeat of the approval gets the same
+// refusal.
+func TestForwardedAuthorizationHoldRefused(t *testing.T) {
+	s := forwardFixture(t)
+	mustOK(t, s, createCmd(acct("iss-lim", KindSettlement, "USD")), putDestCmd("d-iss2", Destination{ID: "iss2", Kind: DestinationKindISO8583, SettlementAccount: "iss-lim",
+		BINs: []string{"500000"}, ISO8583: &HostDestination{Addrs: []string{"127.0.0.1:9584"}, Dialect: "iso87ascii", Header: "binary2", PoolSize: 1, TimeoutMs: 1000}}))
+	c := fwdAuthCmd("p1|a9", 1000)
+	c.Forward.Request.Destination, c.Forward.Request.Debit = "iss2", "iss-lim"
+	mustOK(t, s, c)
+	for i := range 2 {
+		if r := run1(t, s, fwdResult("p1|a9", OutcomeApproved, "00", "A9A9A9", t0+1+int64(i))); r.Status != StatusInsufficientFunds || r.TransferID != "" {
+			t.Fatalf("approval %d of a hold the ledger refuses: %+v", i, r)
+		}
+	}
+	f := getForward(t, s, "p1|a9")
+	if f.State != ForwardTimedOut || f.Reason != "ledger_insufficient_funds" || f.TransferID != "" || f.SAF == "" {
+		t.Fatalf("forward %+v", f)
+	}
+	wantBal(t, s, "iss-lim", bal{})
+	wantBal(t, s, "settle", bal{})
+	q, err := s.SAFQueue("iss2", 10)
+	if err != nil || len(q) != 1 || q[0].MTI != "0420" || q[0].ID != f.SAF {
+		t.Fatalf("queue %+v %v, want the approval's one 0420", q, err)
+	}
+	if ts, _ := s.Transfers(TransferFilter{Account: "iss-lim"}); len(ts) != 0 {
+		t.Fatalf("transfers %+v", ts)
+	}
+	checkInvariants(t, s)
+}
