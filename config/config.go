@@ -22,6 +22,7 @@ import (
 	"github.com/switchd/switchd/cluster"
 	"github.com/switchd/switchd/disk"
 	"github.com/switchd/switchd/forward"
+	"github.com/switchd/switchd/keyfile"
 	"github.com/switchd/switchd/mac"
 	"github.com/switchd/switchd/ops"
 	"github.com/switchd/switchd/payment"
@@ -184,23 +185,11 @@ func (f *File) readCardKeyFile() error {
 	if f.Switch.CardKey != "" {
 		return fmt.Errorf("%w: switch.card_key and switch.card_key_file are both set; keep one", ErrConfig)
 	}
-	fh, err := os.Open(name)
+	b, err := keyfile.Read(name, "switch.card_key_file", cardKeyFileBytesMax)
 	if err != nil {
-		return fmt.Errorf("%w: switch.card_key_file: %w", ErrConfig, err)
+		return fmt.Errorf("%w: %w", ErrConfig, err)
 	}
-	defer fh.Close()
-	fi, err := fh.Stat()
-	if err != nil {
-		return fmt.Errorf("%w: switch.card_key_file: %w", ErrConfig, err)
-	}
-	if fi.Mode().Perm()&0o077 != 0 {
-		return fmt.Errorf("%w: switch.card_key_file %s is readable by others (mode %v): chmod 600 it", ErrConfig, name, fi.Mode().Perm())
-	}
-	b, err := io.ReadAll(io.LimitReader(fh, cardKeyFileBytesMax+1))
-	if err != nil || len(b) > cardKeyFileBytesMax {
-		return fmt.Errorf("%w: switch.card_key_file %s: not a key file", ErrConfig, name)
-	}
-	f.Switch.CardKey = payment.Secret(strings.TrimSpace(string(b)))
+	f.Switch.CardKey = payment.Secret(string(b))
 	return nil
 }
 

@@ -9,8 +9,9 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
+
+	"github.com/switchd/switchd/keyfile"
 )
 
 // A KEK (key-encryption key) keeps MAC keys encrypted wherever they rest:
@@ -81,36 +82,6 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// generateKEKFile makes path with a new KEK unless it exists: O_EXCL, so
-// two starts never make two keys.
-func generateKEKFile(path string) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return err
-	}
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
-	if errors.Is(err, os.ErrExist) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	b := make([]byte, kekBytes)
-	if _, err := io.ReadFull(rand.Reader, b); err != nil {
-		f.Close()
-		os.Remove(path)
-		return err
-	}
-	_, err = f.WriteString(hex.EncodeToString(b) + "\n")
-	clear(b)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(path)
-	}
-	return err
-}
-
 // KEK wraps and unwraps MAC keys. It is safe for concurrent use; its
 // String shows its check value only.
 type KEK struct {
@@ -141,30 +112,19 @@ func LoadKEK(c Config) (*KEK, error) {
 		return nil, err
 	}
 	if c.Generate {
-		if err := generateKEKFile(c.KEKFile); err != nil {
+		if _, err := keyfile.Generate(c.KEKFile, kekBytes); err != nil {
 			return nil, fmt.Errorf("%w: mac.generate: %w", ErrConfig, err)
 		}
 	}
 	var text string
 	switch {
 	case c.KEKFile != "":
-		f, err := os.Open(c.KEKFile)
+		b, err := keyfile.Read(c.KEKFile, "mac.kek_file", kekFileBytesMax)
 		if err != nil {
-			return nil, fmt.Errorf("%w: mac.kek_file: %w", ErrConfig, err)
-		}
-		defer f.Close()
-		fi, err := f.Stat()
-		if err != nil {
-			return nil, fmt.Errorf("%w: mac.kek_file: %w", ErrConfig, err)
-		}
-		if fi.Mode().Perm()&0o077 != 0 {
-			return nil, fmt.Errorf("%w: mac.kek_file %s is readable by others (mode %v): chmod 600 it", ErrConfig, c.KEKFile, fi.Mode().Perm())
-		}
-		b, err := io.ReadAll(io.LimitReader(f, kekFileBytesMax+1))
-		if err != nil || len(b) > kekFileBytesMax {
-			return nil, fmt.Errorf("%w: mac.kek_file %s: not a key file", ErrConfig, c.KEKFile)
+			return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 		}
 		text = string(b)
+		clear(b)
 	case c.KEKEnv != "":
 		v, ok := os.LookupEnv(c.KEKEnv)
 		if !ok {

@@ -7,13 +7,11 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
-	"errors"
 	"fmt"
-	"io"
 	"os"
-	"path/filepath"
 	"strings"
 
+	"github.com/switchd/switchd/keyfile"
 	"github.com/switchd/switchd/store"
 )
 
@@ -58,23 +56,12 @@ func LoadKEK(c Config) (*KEK, error) {
 	var text string
 	switch {
 	case c.KEKFile != "":
-		f, err := os.Open(c.KEKFile)
+		b, err := keyfile.Read(c.KEKFile, "webhooks.kek_file", kekFileBytesMax)
 		if err != nil {
-			return nil, fmt.Errorf("%w: webhooks.kek_file: %w", ErrConfig, err)
-		}
-		defer f.Close()
-		fi, err := f.Stat()
-		if err != nil {
-			return nil, fmt.Errorf("%w: webhooks.kek_file: %w", ErrConfig, err)
-		}
-		if fi.Mode().Perm()&0o077 != 0 {
-			return nil, fmt.Errorf("%w: webhooks.kek_file %s is readable by others (mode %v): chmod 600 it", ErrConfig, c.KEKFile, fi.Mode().Perm())
-		}
-		b, err := io.ReadAll(io.LimitReader(f, kekFileBytesMax+1))
-		if err != nil || len(b) > kekFileBytesMax {
-			return nil, fmt.Errorf("%w: webhooks.kek_file %s: not a key file", ErrConfig, c.KEKFile)
+			return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 		}
 		text = string(b)
+		clear(b)
 	case c.KEKEnv != "":
 		v, ok := os.LookupEnv(c.KEKEnv)
 		if !ok {
@@ -96,28 +83,11 @@ func LoadKEK(c Config) (*KEK, error) {
 // exists; made reports whether it wrote one. The demo's KEK is made this
 // way under its data dir.
 func GenerateKEKFile(path string) (made bool, err error) {
-	if _, err := os.Stat(path); err == nil {
-		return false, nil
-	} else if !errors.Is(err, os.ErrNotExist) {
+	made, err = keyfile.Generate(path, kekBytes)
+	if err != nil {
 		return false, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
-	b := make([]byte, kekBytes)
-	if _, err := rand.Read(b); err != nil {
-		return false, err
-	}
-	defer clear(b)
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return false, err
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return false, err
-	}
-	if _, err := f.WriteString(hex.EncodeToString(b) + "\n"); err != nil {
-		f.Close()
-		return false, err
-	}
-	return true, f.Close()
+	return made, nil
 }
 
 // ID names the KEK without its material.

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/switchd/switchd/codec"
+	"github.com/switchd/switchd/keyfile"
 	"github.com/switchd/switchd/mac"
 )
 
@@ -48,25 +49,18 @@ type partnerMAC struct {
 
 // readKeyFile reads hex key material from name ("-": stdin).
 func readKeyFile(name string, stdin io.Reader) ([]byte, error) {
-	var r io.Reader = stdin
-	if name != "-" {
-		f, err := os.Open(name)
-		if err != nil {
-			return nil, usagef("key file: %v", err)
+	var b []byte
+	if name == "-" {
+		var err error
+		b, err = io.ReadAll(io.LimitReader(stdin, keyFileBytesMax+1))
+		if err != nil || len(b) > keyFileBytesMax {
+			return nil, usagef("key file %s: not a key file", name)
 		}
-		defer f.Close()
-		fi, err := f.Stat()
-		if err != nil {
-			return nil, usagef("key file: %v", err)
+	} else {
+		var err error
+		if b, err = keyfile.Read(name, "key file", keyFileBytesMax); err != nil {
+			return nil, usagef("%v", err)
 		}
-		if fi.Mode().Perm()&0o077 != 0 {
-			return nil, usagef("key file %s is readable by others (mode %v): chmod 600 it", name, fi.Mode().Perm())
-		}
-		r = f
-	}
-	b, err := io.ReadAll(io.LimitReader(r, keyFileBytesMax+1))
-	if err != nil || len(b) > keyFileBytesMax {
-		return nil, usagef("key file %s: not a key file", name)
 	}
 	key, err := hex.DecodeString(string(bytes.TrimSpace(b)))
 	clear(b)
