@@ -14,7 +14,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -22,6 +21,7 @@ import (
 
 	"github.com/switchd/switchd/cluster"
 	"github.com/switchd/switchd/forward"
+	"github.com/switchd/switchd/internal/loopback"
 	"github.com/switchd/switchd/mac"
 	"github.com/switchd/switchd/sim"
 	"github.com/switchd/switchd/store"
@@ -92,35 +92,9 @@ type harness struct {
 	restores atomic.Int64
 }
 
-// freeAddr is a loopback address free a moment ago and not handed out
-// before by this process: the kernel readily gives a port just closed to
-// the next bind(0), and two nodes on one port fail to start.
-func freeAddr() (string, error) {
-	for range freeAddrTries {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return "", err
-		}
-		addr := ln.Addr().String()
-		ln.Close()
-		freeAddrs.Lock()
-		seen := freeAddrs.given[addr]
-		freeAddrs.given[addr] = true
-		freeAddrs.Unlock()
-		if !seen {
-			return addr, nil
-		}
-	}
-	return "", fmt.Errorf("chaos: no loopback port not handed out before in %d tries", freeAddrTries)
-}
-
-// freeAddrTries bounds freeAddr's search.
-const freeAddrTries = 100
-
-var freeAddrs = struct {
-	sync.Mutex
-	given map[string]bool
-}{given: map[string]bool{}}
+// freeAddr is a loopback address for a node (loopback.FreeAddr: never
+// one this process handed out before).
+func freeAddr() (string, error) { return loopback.FreeAddr() }
 
 func newHarness(cfg Config) (*harness, error) {
 	h := &harness{cfg: cfg, log: cfg.Logger, net: newNetwork(cfg.Seed)}

@@ -111,14 +111,7 @@ func TestReconcilePlantedBreaks(t *testing.T) {
 	l := newLedger(t)
 	dayOfTraffic(t, l)
 	pf, bf := plantedFiles(t, l)
-	cfg := DefaultConfig()
-	cfg.Dir = t.TempDir()
-	cal, _ := NewCalendar("UTC", "23:55")
-	svc, err := New(cfg, l, NewDays(cal, l, l, nil, nil), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer svc.Close()
+	svc := newReconService(t, l)
 	st, err := svc.StartRecon("2026-03-02", "acq", "", strings.NewReader(pf), strings.NewReader(bf))
 	if err != nil {
 		t.Fatal(err)

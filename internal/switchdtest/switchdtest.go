@@ -11,7 +11,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -21,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchd/switchd/internal/loopback"
 	"github.com/switchd/switchd/oauth"
 )
 
@@ -32,40 +32,16 @@ const (
 	stopTimeout = 20 * time.Second
 )
 
-// FreePort reserves a loopback port long enough to learn its number. The
-// port could be taken again before switchd binds it; on a test machine
-// that is rare enough from other processes, but the kernel readily hands
-// a port just closed to the next bind(0) of this one (CI once saw a
-// node's ops and API addresses be the same port), so a port is never
-// handed out twice by one test binary.
+// FreePort is a loopback address to give switchd (loopback.FreeAddr:
+// never one this test binary handed out before).
 func FreePort(t testing.TB) string {
 	t.Helper()
-	for range freePortTries {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := ln.Addr().String()
-		ln.Close()
-		freePorts.Lock()
-		seen := freePorts.given[addr]
-		freePorts.given[addr] = true
-		freePorts.Unlock()
-		if !seen {
-			return addr
-		}
+	addr, err := loopback.FreeAddr()
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatalf("no loopback port not handed out before in %d tries", freePortTries)
-	return ""
+	return addr
 }
-
-// freePortTries bounds FreePort's search for a port not given before.
-const freePortTries = 100
-
-var freePorts = struct {
-	sync.Mutex
-	given map[string]bool
-}{given: map[string]bool{}}
 
 // Build compiles cmd/switchd into a temporary directory and returns the
 // binary's path. It skips the test under -short or without a go tool.
