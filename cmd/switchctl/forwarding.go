@@ -17,7 +17,7 @@ import (
 // Forwarding (issue 13): the host connections of the node asked, the
 // replicated store-and-forward queue, and forwarded requests.
 //
-//	switchctl destinations status
+//	switchctl destinations status (the others: destinations.go)
 //	switchctl saf list [--state S] [--dest D] [--after ID] [--limit N]
 //	switchctl saf retry|drop ID --reason R
 //	switchctl forwards show ID
@@ -67,13 +67,8 @@ func quantile(s destStatus, q float64) string {
 	return "-"
 }
 
-func destinationsCmd(ctx context.Context, args []string, stdout io.Writer) error {
-	if len(args) == 0 || args[0] != "status" {
-		return usagef("destinations: want status")
-	}
-	var o opsFlags
-	fs := flag.NewFlagSet("switchctl destinations status", flag.ContinueOnError)
-	o.register(fs)
+// destinationsStatus is `destinations status`.
+func destinationsStatus(ctx context.Context, o *opsFlags, fs *flag.FlagSet, args []string, stdout io.Writer) error {
 	if err := noArgs(fs, args, stdout); err != nil {
 		return err
 	}

@@ -88,6 +88,10 @@ const usageText = `switchctl: operate a switchd node
   switchctl clients create ID --scopes S,T [--certs X5T,... | --cert-files PEM,...] [--no-secret] [--out FILE]
   switchctl clients rotate-secret ID [--overlap 24h] [--out FILE]
   switchctl clients update ID --scopes S,T [--certs ... | --cert-files ...] [--overlap 24h]
+  switchctl destinations list | get ID                        ops-managed destinations (get prints the JSON put reads back)
+  switchctl destinations put ID --file F --reason TEXT       create or replace one from JSON or YAML (audited)
+  switchctl destinations disable|enable ID --reason TEXT     disabled: its requests are answered 91 at once, nothing sent
+  switchctl destinations delete ID --reason TEXT             refused while a route names it
   switchctl destinations status                              this node's host connections: ready, circuit, requests, timeouts, latency
   switchctl saf list [--state queued|delivered|expired|dropped] [--dest D] [--after ID]   the store-and-forward queue
   switchctl saf retry ID --reason TEXT | drop ID --reason TEXT   an advice back in the queue, or given up (audited)
