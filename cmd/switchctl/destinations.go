@@ -76,32 +76,29 @@ func destinationsCmd(ctx context.Context, args []string, stdout io.Writer) error
 		return printJSON(stdout, body) // the form put reads back
 	case "put":
 		file := fs.String("file", "", "the destination as JSON or YAML (`FILE`, - for standard input): kind, settlement_account, bins, disabled, iso8583 | http")
-		reason := fs.String("reason", "", "why (required: the audit chain records it)")
-		pos, err := parseCmd(fs, args[1:], stdout)
+		reason := reasonFlag(fs)
+		id, err := oneWithReason(fs, args[1:], stdout, "destination id", reason)
 		if err != nil {
 			return err
 		}
-		if len(pos) != 1 || *file == "" || *reason == "" {
-			return usagef("destinations put: want one destination id, --file and --reason")
+		if *file == "" {
+			return usagef("destinations put: want --file")
 		}
 		x, err := readDestination(*file, os.Stdin)
 		if err != nil {
 			return err
 		}
-		if x.ID != "" && x.ID != pos[0] {
-			return usagef("destinations put: the file is destination %q, not %q", x.ID, pos[0])
+		if x.ID != "" && x.ID != id {
+			return usagef("destinations put: the file is destination %q, not %q", x.ID, id)
 		}
-		return putDestination(ctx, &o, pos[0], x, *reason, stdout)
+		return putDestination(ctx, &o, id, x, *reason, stdout)
 	case "enable", "disable":
-		reason := fs.String("reason", "", "why (required: the audit chain records it)")
-		pos, err := parseCmd(fs, args[1:], stdout)
+		reason := reasonFlag(fs)
+		id, err := oneWithReason(fs, args[1:], stdout, "destination id", reason)
 		if err != nil {
 			return err
 		}
-		if len(pos) != 1 || *reason == "" {
-			return usagef("destinations %s: want one destination id and --reason", args[0])
-		}
-		body, err := o.get(ctx, "/v1/destinations/"+url.PathEscape(pos[0]), nil)
+		body, err := o.get(ctx, "/v1/destinations/"+url.PathEscape(id), nil)
 		if err != nil {
 			return err
 		}
@@ -117,21 +114,18 @@ func destinationsCmd(ctx context.Context, args []string, stdout io.Writer) error
 			return nil
 		}
 		x.Disabled = !x.Disabled
-		return putDestination(ctx, &o, pos[0], x, *reason, stdout)
+		return putDestination(ctx, &o, id, x, *reason, stdout)
 	case "delete":
-		reason := fs.String("reason", "", "why (required: the audit chain records it)")
-		pos, err := parseCmd(fs, args[1:], stdout)
+		reason := reasonFlag(fs)
+		id, err := oneWithReason(fs, args[1:], stdout, "destination id", reason)
 		if err != nil {
 			return err
 		}
-		if len(pos) != 1 || *reason == "" {
-			return usagef("destinations delete: want one destination id and --reason")
-		}
-		body, err := o.write(ctx, http.MethodDelete, "/v1/destinations/"+url.PathEscape(pos[0]), map[string]string{"reason": *reason}, opsBodyBytesMax)
+		body, err := o.write(ctx, http.MethodDelete, "/v1/destinations/"+url.PathEscape(id), map[string]string{"reason": *reason}, opsBodyBytesMax)
 		if err != nil || o.json {
 			return jsonOr(err, stdout, body)
 		}
-		fmt.Fprintf(stdout, "destination %s deleted\n", pos[0])
+		fmt.Fprintf(stdout, "destination %s deleted\n", id)
 		return nil
 	}
 	return usagef("destinations: unknown command %q (%s)", args[0], want)

@@ -150,18 +150,12 @@ func safCmd(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		return nil
 	case "retry", "drop":
-		reason := fs.String("reason", "", "why, for the audit chain (required)")
-		pos, err := parseCmd(fs, args[1:], stdout)
+		reason := reasonFlag(fs)
+		id, err := oneWithReason(fs, args[1:], stdout, "SAF entry id", reason)
 		if err != nil {
 			return err
 		}
-		if len(pos) != 1 {
-			return usagef("saf %s: want one SAF entry id", args[0])
-		}
-		if *reason == "" {
-			return usagef("saf %s: --reason is required (it goes to the audit chain)", args[0])
-		}
-		body, err := o.write(ctx, http.MethodPost, "/v1/saf/"+url.PathEscape(pos[0])+"/"+args[0], map[string]string{"reason": *reason}, opsBodyBytesMax)
+		body, err := o.write(ctx, http.MethodPost, "/v1/saf/"+url.PathEscape(id)+"/"+args[0], map[string]string{"reason": *reason}, opsBodyBytesMax)
 		if err != nil || o.json {
 			return jsonOr(err, stdout, body)
 		}

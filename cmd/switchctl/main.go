@@ -33,6 +33,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 )
 
@@ -176,6 +177,24 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "switchctl:", err)
 		return 1
 	}
+}
+
+// reasonFlag registers --reason, which every audited change requires.
+func reasonFlag(fs *flag.FlagSet) *string {
+	return fs.String("reason", "", "why (required: the audit chain records it)")
+}
+
+// oneWithReason parses a change of one object: one positional id (of
+// an object, for the usage error) and a --reason (reasonFlag).
+func oneWithReason(fs *flag.FlagSet, args []string, stdout io.Writer, object string, reason *string) (string, error) {
+	pos, err := parseCmd(fs, args, stdout)
+	if err != nil {
+		return "", err
+	}
+	if len(pos) != 1 || *reason == "" {
+		return "", usagef("%s: want one %s and --reason", strings.TrimPrefix(fs.Name(), "switchctl "), object)
+	}
+	return pos[0], nil
 }
 
 // parseCmd parses a command's flags. On -h it prints them to stdout and

@@ -161,15 +161,12 @@ func partnersCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	case "mac-key":
 		return partnersMACKey(ctx, &o, fs, args[1:], os.Stdin, stdout) // mackeys.go
 	case "suspend", "resume":
-		reason := fs.String("reason", "", "why (required: the audit chain records it)")
-		pos, err := parseCmd(fs, args[1:], stdout)
+		reason := reasonFlag(fs)
+		id, err := oneWithReason(fs, args[1:], stdout, "partner id", reason)
 		if err != nil {
 			return err
 		}
-		if len(pos) != 1 || *reason == "" {
-			return usagef("partners %s: want one partner id and --reason", args[0])
-		}
-		body, err := o.write(ctx, http.MethodPost, "/v1/partners/"+url.PathEscape(pos[0])+"/"+args[0], map[string]string{"reason": *reason}, opsBodyBytesMax)
+		body, err := o.write(ctx, http.MethodPost, "/v1/partners/"+url.PathEscape(id)+"/"+args[0], map[string]string{"reason": *reason}, opsBodyBytesMax)
 		if err != nil || o.json {
 			return jsonOr(err, stdout, body)
 		}

@@ -99,15 +99,12 @@ func routesCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	case "set":
 		return routeSet(ctx, &o, fs, args[1:], stdout)
 	case "delete":
-		reason := fs.String("reason", "", "why (required: the audit chain records it)")
-		pos, err := parseCmd(fs, args[1:], stdout)
+		reason := reasonFlag(fs)
+		id, err := oneWithReason(fs, args[1:], stdout, "route id", reason)
 		if err != nil {
 			return err
 		}
-		if len(pos) != 1 || *reason == "" {
-			return usagef("routes delete: want one route id and --reason")
-		}
-		body, err := o.write(ctx, http.MethodDelete, "/v1/routes/"+url.PathEscape(pos[0]), map[string]string{"reason": *reason}, opsBodyBytesMax)
+		body, err := o.write(ctx, http.MethodDelete, "/v1/routes/"+url.PathEscape(id), map[string]string{"reason": *reason}, opsBodyBytesMax)
 		if err != nil || o.json {
 			return jsonOr(err, stdout, body)
 		}
@@ -117,7 +114,7 @@ func routesCmd(ctx context.Context, args []string, stdout io.Writer) error {
 		if err := json.Unmarshal(body, &v); err != nil {
 			return fmt.Errorf("decoding the answer: %w", err)
 		}
-		fmt.Fprintf(stdout, "route %s deleted (table version %d)\n", pos[0], v.Version)
+		fmt.Fprintf(stdout, "route %s deleted (table version %d)\n", id, v.Version)
 		return nil
 	case "export":
 		out := fs.String("out", "", "write the table to `FILE` (default: standard output)")
