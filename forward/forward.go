@@ -125,6 +125,9 @@ type Forwarder struct {
 
 	mu      sync.Mutex
 	clients map[string]*destClient
+	// billers are the HTTP clients of http destinations with TLS
+	// settings of their own (http.go), under mu.
+	billers map[string]*billerClient
 	// strays are host reversals being recorded (reversal.go).
 	strays sync.WaitGroup
 
@@ -191,6 +194,10 @@ func (f *Forwarder) Close() {
 		delete(f.clients, id)
 	}
 	f.http.CloseIdleConnections()
+	for id, b := range f.billers {
+		b.client.CloseIdleConnections()
+		delete(f.billers, id)
+	}
 	f.strays.Wait() // after the connections: none brings more
 }
 

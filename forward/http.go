@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -17,6 +18,7 @@ import (
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
 	"github.com/switchd/switchd/currency"
+	"github.com/switchd/switchd/host"
 	"github.com/switchd/switchd/outcome"
 	"github.com/switchd/switchd/payment"
 	"github.com/switchd/switchd/store"
@@ -197,10 +199,55 @@ func authCode(paymentID string) string {
 	return paymentID
 }
 
-// notSent: the connection was never made, so the biller has nothing.
+// notSent: the connection was never made, or its TLS handshake failed,
+// so the biller has nothing. A TLS alert from the biller ("remote
+// error": it refused our certificate, or wanted one) means its HTTP
+// server never took the request: servers hand a request on only after
+// the handshake, though with TLS 1.3 our side learns of the refusal only
+// when it reads the answer. A certificate of the biller's we cannot
+// verify stops the handshake before anything is written.
 func notSent(err error) bool {
 	var op *net.OpError
-	return errors.As(err, &op) && op.Op == "dial"
+	var verify *tls.CertificateVerificationError
+	return errors.As(err, &op) && (op.Op == "dial" || op.Op == "remote error") || errors.As(err, &verify)
+}
+
+// billerClient is the HTTP client of one destination with TLS settings
+// of its own, made when they change (the files are read then).
+type billerClient struct {
+	tls    store.HostTLS
+	client *http.Client
+}
+
+// httpClient is the client for dest's calls: the shared one unless dest
+// has TLS settings of its own (a private CA, a client certificate for
+// mutual TLS). A setting that cannot be loaded fails the call before
+// it is sent, and is tried again on the next (so a fixed file is
+// picked up without a restart); the error names the file, never a key.
+func (f *Forwarder) httpClient(dest *store.Destination) (*http.Client, error) {
+	t := dest.HTTP.TLS
+	if t == nil {
+		return f.http, nil
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if c, ok := f.billers[dest.ID]; ok && c.tls == *t {
+		return c.client, nil
+	}
+	tc, err := host.ClientTLS(&host.TLSConfig{CAFile: t.CAFile, CertFile: t.CertFile, KeyFile: t.KeyFile, ServerName: t.ServerName})
+	if err != nil {
+		return nil, fmt.Errorf("destination %s tls: %w", dest.ID, err)
+	}
+	c := newHTTPClient()
+	c.Transport.(*http.Transport).TLSClientConfig = tc
+	if old, ok := f.billers[dest.ID]; ok {
+		old.client.CloseIdleConnections()
+	}
+	if f.billers == nil {
+		f.billers = map[string]*billerClient{}
+	}
+	f.billers[dest.ID] = &billerClient{tls: *t, client: c}
+	return c, nil
 }
 
 // requestSigner is the signer of h's calls, nil when it signs none. The
@@ -255,7 +302,11 @@ func (f *Forwarder) post(ctx context.Context, dest *store.Destination, url, key 
 		req.Header.Set(standardwebhooks.HeaderWebhookTimestamp, fmt.Sprint(now.Unix()))
 		req.Header.Set(standardwebhooks.HeaderWebhookSignature, sig)
 	}
-	resp, err := f.http.Do(req)
+	hc, err := f.httpClient(dest)
+	if err != nil {
+		return 0, ans, &net.OpError{Op: "dial", Net: "tcp", Err: err}
+	}
+	resp, err := hc.Do(req)
 	if err != nil {
 		return 0, ans, err
 	}

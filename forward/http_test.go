@@ -13,6 +13,7 @@ import (
 
 	"github.com/switchd/switchd/card"
 	"github.com/switchd/switchd/config"
+	"github.com/switchd/switchd/internal/testpki"
 	"github.com/switchd/switchd/outcome"
 	"github.com/switchd/switchd/payment"
 	"github.com/switchd/switchd/sim"
@@ -319,6 +320,63 @@ func TestBillSigningSecretFile(t *testing.T) {
 			}
 			if a := r.account("demo-biller-settlement"); a.DebitsPosted != 0 || a.CreditsPosted != 0 {
 				t.Fatalf("a refused bill posted: %+v", a)
+			}
+			if q, _ := r.st.SAFQueue("demo-biller", 10); len(q) != 0 {
+				t.Fatalf("queued: %+v", q)
+			}
+		})
+	}
+}
+
+// A biller over mutual TLS (tls: its CA and our client certificate, an
+// https URL): the payment is approved. Each way the link can fail
+// before the biller takes the request — no client certificate (the
+// biller's TLS refuses it), the biller's certificate not trusted (the
+// system roots, not its CA), a key file missing — declines the partner
+// with 91 at once, records the forward as not sent (so no follow-up is
+// queued), posts nothing, and the biller saw no payment.
+func TestBillOverMutualTLS(t *testing.T) {
+	pki := testpki.New(t, "biller-ca")
+	srvCert, srvKey := pki.Issue(t, "biller", true)
+	cliCert, cliKey := pki.Issue(t, "switchd", false)
+	billerTLS := func(c *sim.BillerConfig) {
+		c.TLS = &sim.TLSFiles{CertFile: srvCert, KeyFile: srvKey, ClientCAFile: pki.CAFile}
+	}
+	https := func(tc *store.HostTLS) func(*store.HTTPDestination) {
+		return func(h *store.HTTPDestination) {
+			h.URL, h.TLS = strings.Replace(h.URL, "http://", "https://", 1), tc
+		}
+	}
+
+	r, b := billerRig(t, sim.DefaultBehavior(), billerTLS, https(&store.HostTLS{CAFile: pki.CAFile, CertFile: cliCert, KeyFile: cliKey}))
+	out, err := r.payBill(8, 1200)
+	if err != nil || out.Result.TransferID == "" {
+		t.Fatalf("bill over mutual TLS: %+v %v", out, err)
+	}
+	if s := b.Stats(); s.Payments["approved"] != 1 {
+		t.Fatalf("biller saw %+v", s)
+	}
+
+	for name, tc := range map[string]*store.HostTLS{
+		"no client certificate": {CAFile: pki.CAFile},
+		"biller not trusted":    {CertFile: cliCert, KeyFile: cliKey},
+		"key file missing":      {CAFile: pki.CAFile, CertFile: cliCert, KeyFile: cliKey + ".absent"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			r, b := billerRig(t, sim.DefaultBehavior(), billerTLS, https(tc))
+			_, err := r.payBill(9, 700)
+			if outcome.Code(err) != outcome.IssuerUnavailable {
+				t.Fatalf("%s: %v (%s), want %s", name, err, outcome.Code(err), outcome.IssuerUnavailable)
+			}
+			if s := b.Stats(); s.Stored != 0 || len(s.Payments) != 0 {
+				t.Fatalf("biller saw %+v", s)
+			}
+			fw, err := r.st.Forward(billKey(9))
+			if err != nil || fw.State != store.ForwardDeclined || fw.Reason != "not_sent" || fw.TransferID != "" {
+				t.Fatalf("forward %+v %v", fw, err)
+			}
+			if a := r.account("demo-biller-settlement"); a.DebitsPosted != 0 || a.CreditsPosted != 0 {
+				t.Fatalf("posted: %+v", a)
 			}
 			if q, _ := r.st.SAFQueue("demo-biller", 10); len(q) != 0 {
 				t.Fatalf("queued: %+v", q)

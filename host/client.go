@@ -125,7 +125,7 @@ func New(cfg Config, opt Options) (*Client, error) {
 	}
 	c := &Client{cfg: cfg, codec: cd, fr: codec.Framer{Header: cfg.Header, FrameBytesMax: cfg.FrameBytesMax}, opt: opt, stop: make(chan struct{})}
 	if cfg.TLS != nil {
-		if c.tls, err = clientTLS(cfg.TLS); err != nil {
+		if c.tls, err = ClientTLS(cfg.TLS); err != nil {
 			return nil, fmt.Errorf("%w: %s: %v", ErrConfig, cfg.Name, err)
 		}
 	}
@@ -152,7 +152,10 @@ func New(cfg Config, opt Options) (*Client, error) {
 	return c, nil
 }
 
-func clientTLS(t *TLSConfig) (*tls.Config, error) {
+// ClientTLS is the client side of TLS that t describes: TLS 1.2 or
+// later, t's CA (the system roots when none), and t's certificate when
+// the peer wants mutual TLS. The forwarder's HTTP billers use it too.
+func ClientTLS(t *TLSConfig) (*tls.Config, error) {
 	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: t.ServerName}
 	if t.CAFile != "" {
 		pem, err := os.ReadFile(t.CAFile)

@@ -274,6 +274,11 @@ func NewBiller(cfg BillerConfig, logger *slog.Logger) (*Biller, error) {
 		if tcfg, err = httptls.ServerConfig(cfg.TLS.CertFile, cfg.TLS.KeyFile, cfg.TLS.ClientCAFile); err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrConfig, err)
 		}
+		if tcfg.ClientCAs != nil {
+			// A biller that names a client CA wants mutual TLS, as an
+			// issuer link does: no certificate, no request.
+			tcfg.ClientAuth = tls.RequireAndVerifyClientCert
+		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	b := &Biller{

@@ -116,6 +116,11 @@ type HTTPDestination struct {
 	// node instead (whsec_<base64> or raw bytes), read at each call so a
 	// rotated file takes effect without a restart; at most one of the two.
 	SigningSecretFile string `json:"signing_secret_file,omitempty" yaml:"signing_secret_file"`
+	// TLS is the client side of TLS to the biller (an https URL): the CA
+	// its certificate chains to (empty: the system's roots) and our
+	// certificate when it wants mutual TLS; paths on each node, read when
+	// the destination changes or the node starts.
+	TLS *HostTLS `json:"tls,omitempty" yaml:"tls"`
 	// ReversalSecretFile is the file on each node with the secret the
 	// biller signs its reversals with (Standard Webhooks: whsec_<base64>
 	// or raw bytes); empty: its reversals are refused (401).
@@ -288,14 +293,21 @@ func checkHost(h *HostDestination) error {
 			}
 		}
 	}
-	if t := h.TLS; t != nil {
-		if (t.CertFile == "") != (t.KeyFile == "") {
-			return changeError("iso8583.tls", "cert_file and key_file go together")
-		}
-		for _, p := range []string{t.CAFile, t.CertFile, t.KeyFile, t.ServerName} {
-			if len(p) > destPathBytesMax || strings.ContainsRune(p, 0) {
-				return changeError("iso8583.tls", "a path or name over %d bytes", destPathBytesMax)
-			}
+	return checkHostTLS("iso8583.tls", h.TLS)
+}
+
+// checkHostTLS checks the client TLS settings of a destination (field
+// names them in errors).
+func checkHostTLS(field string, t *HostTLS) error {
+	if t == nil {
+		return nil
+	}
+	if (t.CertFile == "") != (t.KeyFile == "") {
+		return changeError(field, "cert_file and key_file go together")
+	}
+	for _, p := range []string{t.CAFile, t.CertFile, t.KeyFile, t.ServerName} {
+		if len(p) > destPathBytesMax || strings.ContainsRune(p, 0) {
+			return changeError(field, "a path or name over %d bytes", destPathBytesMax)
 		}
 	}
 	return nil
@@ -322,7 +334,10 @@ func checkHTTPDestination(h *HTTPDestination) error {
 	if h.SigningSecretFile != "" && h.SigningSecretEnv != "" {
 		return changeError("http.signing_secret_file", "set with signing_secret_env: one secret signs the calls")
 	}
-	return nil
+	if h.TLS != nil && !strings.HasPrefix(h.URL, "https://") {
+		return changeError("http.tls", "set for %s: TLS settings need an https URL", h.URL)
+	}
+	return checkHostTLS("http.tls", h.TLS)
 }
 
 func validEnvName(s string) bool {

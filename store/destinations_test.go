@@ -113,6 +113,8 @@ func TestDestinationRefusals(t *testing.T) {
 		"env":                 {URL: "https://x", TimeoutMs: 1000, TokenEnv: "lower-case"},
 		"two signing secrets": {URL: "https://x", TimeoutMs: 1000, SigningSecretEnv: "S", SigningSecretFile: "s.secret"},
 		"signing file nul":    {URL: "https://x", TimeoutMs: 1000, SigningSecretFile: "s\x00"},
+		"tls over http":       {URL: "http://x", TimeoutMs: 1000, TLS: &HostTLS{CAFile: "ca.pem"}},
+		"tls cert no key":     {URL: "https://x", TimeoutMs: 1000, TLS: &HostTLS{CertFile: "c.pem"}},
 	} {
 		r := run1(t, s, putDestCmd("bad-http-"+name, Destination{ID: "h", Kind: DestinationKindHTTP, SettlementAccount: "merch", HTTP: &h}))
 		if r.Status != StatusInvalidChange {

@@ -85,7 +85,7 @@ func runSim(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.StringVar(decline, "decline-code", *decline, "response code of a decline")
 	fs.StringVar(&tlsF.CertFile, "tls-cert", "", "serve TLS with this certificate `file` (PEM)")
 	fs.StringVar(&tlsF.KeyFile, "tls-key", "", "the certificate's key `file` (PEM)")
-	fs.StringVar(&tlsF.ClientCAFile, "tls-client-ca", "", "CA `file` client certificates must chain to (issuer: required, mTLS)")
+	fs.StringVar(&tlsF.ClientCAFile, "tls-client-ca", "", "CA `file` client certificates must chain to (mutual TLS: a client without one is refused)")
 	fs.BoolVar(&debug, "debug", false, "log every answer (card numbers masked)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
