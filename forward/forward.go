@@ -48,6 +48,12 @@ type Config struct {
 	SyncInterval time.Duration `yaml:"sync_interval"`
 	// SAF is the reversal-advice sender (saf.go).
 	SAF SAFConfig `yaml:"saf"`
+	// BillerBreakerFailures consecutive failures of an http biller (not
+	// sent, no definitive answer) open its circuit for
+	// BillerBreakerCooldown: its payments are declined 91 at once, with
+	// nothing sent, until one probe gets an answer (http.go).
+	BillerBreakerFailures int           `yaml:"biller_breaker_failures"`
+	BillerBreakerCooldown time.Duration `yaml:"biller_breaker_cooldown"`
 }
 
 // Limits.
@@ -55,6 +61,10 @@ const (
 	marginMax     = 10 * time.Minute
 	safExpiryMax  = 30 * 24 * time.Hour
 	sweepBatchMax = 500
+	// breakerFailuresMax and breakerCooldownMax bound a biller's circuit:
+	// one that never opens, or stays open for hours, is a misconfiguration.
+	breakerFailuresMax = 1000
+	breakerCooldownMax = 10 * time.Minute
 	// sweepTimeout bounds one sweep: its results are proposed until
 	// known, and a node that lost leadership (or is closing) must not
 	// retry for ever; the next leader sweeps what is left.
@@ -72,7 +82,7 @@ var ErrConfig = errors.New("forward: invalid config")
 // three days.
 func DefaultConfig() Config {
 	return Config{DeadlineMargin: 5 * time.Second, SweepInterval: time.Second, SAFExpiry: 72 * time.Hour, SyncInterval: 500 * time.Millisecond,
-		SAF: DefaultSAFConfig()}
+		SAF: DefaultSAFConfig(), BillerBreakerFailures: 5, BillerBreakerCooldown: 5 * time.Second}
 }
 
 // Validate reports the first setting that cannot work.
@@ -86,6 +96,10 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("%w: saf_expiry %s out of [1m, %s]", ErrConfig, c.SAFExpiry, safExpiryMax)
 	case c.SyncInterval <= 0 || c.SyncInterval > time.Minute:
 		return fmt.Errorf("%w: sync_interval %s out of (0, 1m]", ErrConfig, c.SyncInterval)
+	case c.BillerBreakerFailures < 1 || c.BillerBreakerFailures > breakerFailuresMax:
+		return fmt.Errorf("%w: biller_breaker_failures %d out of 1..%d", ErrConfig, c.BillerBreakerFailures, breakerFailuresMax)
+	case c.BillerBreakerCooldown <= 0 || c.BillerBreakerCooldown > breakerCooldownMax:
+		return fmt.Errorf("%w: biller_breaker_cooldown %s out of (0, %s]", ErrConfig, c.BillerBreakerCooldown, breakerCooldownMax)
 	}
 	return c.SAF.Validate()
 }
@@ -126,8 +140,10 @@ type Forwarder struct {
 	mu      sync.Mutex
 	clients map[string]*destClient
 	// billers are the HTTP clients of http destinations with TLS
-	// settings of their own (http.go), under mu.
+	// settings of their own, meters every http destination's requests
+	// and circuit (http.go); both under mu.
 	billers map[string]*billerClient
+	meters  map[string]*host.Meter
 	// strays are host reversals being recorded (reversal.go).
 	strays sync.WaitGroup
 
@@ -297,10 +313,22 @@ func (f *Forwarder) Stats() []host.Stats {
 			cs = append(cs, dc.client)
 		}
 	}
+	ms := make([]*host.Meter, 0, len(f.meters))
+	d := f.ledger.Directory()
+	for id, m := range f.meters {
+		if _, ok := d.Destination(id); !ok {
+			delete(f.meters, id) // deleted: its counters go with it
+			continue
+		}
+		ms = append(ms, m)
+	}
 	f.mu.Unlock()
-	out := make([]host.Stats, 0, len(cs))
+	out := make([]host.Stats, 0, len(cs)+len(ms))
 	for _, c := range cs {
 		out = append(out, c.Stats())
+	}
+	for _, m := range ms {
+		out = append(out, m.Stats())
 	}
 	return out
 }

@@ -107,7 +107,7 @@ func newRig(t testing.TB, behavior sim.Behavior, mut ...func(*config.File)) *rig
 	rand.Read(kb)
 	kek, _ := mac.NewKEK(kb)
 	r := &rig{t: t, st: st, cn: cn, core: core, issuer: issuer, data: cfg.DataDir}
-	fcfg := forward.DefaultConfig()
+	fcfg := cfg.Forward // the demo's, as the test changed it
 	fcfg.DeadlineMargin, fcfg.SweepInterval, fcfg.SyncInterval = 200*time.Millisecond, 50*time.Millisecond, 50*time.Millisecond
 	fcfg.SAF.RetryMin, fcfg.SAF.RetryMax, fcfg.SAF.Poll = 20*time.Millisecond, 100*time.Millisecond, 10*time.Millisecond
 	fwd, err := forward.New(fcfg, ledger{st, cn}, kek, forward.Options{Leading: cn.Leading,

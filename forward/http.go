@@ -212,6 +212,21 @@ func notSent(err error) bool {
 	return errors.As(err, &op) && (op.Op == "dial" || op.Op == "remote error") || errors.As(err, &verify)
 }
 
+// meter is destination id's meter, made on its first call.
+func (f *Forwarder) meter(id string) *host.Meter {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	m, ok := f.meters[id]
+	if !ok {
+		if f.meters == nil {
+			f.meters = map[string]*host.Meter{}
+		}
+		m = host.NewMeter(id, store.DestinationKindHTTP, f.cfg.BillerBreakerFailures, f.cfg.BillerBreakerCooldown, f.opt.Now)
+		f.meters[id] = m
+	}
+	return m
+}
+
 // billerClient is the HTTP client of one destination with TLS settings
 // of its own, made when they change (the files are read then).
 type billerClient struct {
@@ -302,21 +317,39 @@ func (f *Forwarder) post(ctx context.Context, dest *store.Destination, url, key 
 		req.Header.Set(standardwebhooks.HeaderWebhookTimestamp, fmt.Sprint(now.Unix()))
 		req.Header.Set(standardwebhooks.HeaderWebhookSignature, sig)
 	}
+	m := f.meter(dest.ID)
+	if !m.Begin() {
+		return 0, ans, &net.OpError{Op: "dial", Net: "tcp", Err: fmt.Errorf("%w: %s: circuit open", host.ErrUnavailable, dest.ID)}
+	}
 	hc, err := f.httpClient(dest)
 	if err != nil {
+		m.Unavailable()
 		return 0, ans, &net.OpError{Op: "dial", Net: "tcp", Err: err}
 	}
+	t0 := time.Now()
 	resp, err := hc.Do(req)
 	if err != nil {
+		if notSent(err) {
+			m.Unavailable()
+		} else {
+			m.Timeout()
+		}
 		return 0, ans, err
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, httpResponseBytesMax+1))
 	if err != nil {
+		m.Timeout()
 		return 0, ans, fmt.Errorf("%w: reading the answer: %v", errUnanswered, err)
 	}
 	if len(b) > httpResponseBytesMax {
+		m.Timeout()
 		return 0, ans, fmt.Errorf("%w: answer over %d bytes", errUnanswered, httpResponseBytesMax)
+	}
+	if resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests {
+		m.Timeout() // busy or broken: no decision (classify)
+	} else {
+		m.Answered(time.Since(t0))
 	}
 	if resp.StatusCode == http.StatusCreated || resp.StatusCode == http.StatusUnprocessableEntity || resp.StatusCode == http.StatusOK {
 		if err := json.Unmarshal(b, &ans); err != nil {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/switchd/switchd/card"
 	"github.com/switchd/switchd/config"
+	"github.com/switchd/switchd/host"
 	"github.com/switchd/switchd/internal/testpki"
 	"github.com/switchd/switchd/outcome"
 	"github.com/switchd/switchd/payment"
@@ -29,7 +30,7 @@ func newBillerRig(t *testing.T, behavior sim.Behavior, mut func(*sim.BillerConfi
 }
 
 // billerRig is newBillerRig; dest also changes demo-biller's destination.
-func billerRig(t *testing.T, behavior sim.Behavior, mut func(*sim.BillerConfig), dest func(*store.HTTPDestination)) (*rig, *sim.Biller) {
+func billerRig(t *testing.T, behavior sim.Behavior, mut func(*sim.BillerConfig), dest func(*store.HTTPDestination), more ...func(*config.File)) (*rig, *sim.Biller) {
 	t.Helper()
 	bcfg := sim.DefaultBillerConfig()
 	bcfg.Listen, bcfg.Behavior = "127.0.0.1:0", behavior
@@ -45,7 +46,7 @@ func billerRig(t *testing.T, behavior sim.Behavior, mut func(*sim.BillerConfig),
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.Close() })
-	r := newRig(t, sim.DefaultBehavior(), func(cfg *config.File) {
+	r := newRig(t, sim.DefaultBehavior(), append([]func(*config.File){func(cfg *config.File) {
 		for i := range cfg.Destinations {
 			if cfg.Destinations[i].ID == "demo-biller" {
 				h := *cfg.Destinations[i].HTTP
@@ -56,7 +57,7 @@ func billerRig(t *testing.T, behavior sim.Behavior, mut func(*sim.BillerConfig),
 				cfg.Destinations[i].HTTP = &h
 			}
 		}
-	})
+	}}, more...)...)
 	return r, b
 }
 
@@ -382,5 +383,63 @@ func TestBillOverMutualTLS(t *testing.T) {
 				t.Fatalf("queued: %+v", q)
 			}
 		})
+	}
+}
+
+// billerStats is demo-biller's line of the forwarder's Stats.
+func (r *rig) billerStats() host.Stats {
+	for _, s := range r.fwd.Stats() {
+		if s.Name == "demo-biller" {
+			return s
+		}
+	}
+	r.t.Fatalf("no demo-biller in %+v", r.fwd.Stats())
+	return host.Stats{}
+}
+
+// An http biller has a meter and a circuit like an ISO 8583 host: down,
+// each payment is 91 and counted; after biller_breaker_failures of them
+// its circuit opens and the next is declined at once without a call;
+// after the cooldown one probe goes through, its answer closes the
+// circuit, and the stats (metrics, destinations status) say so.
+func TestBillerCircuit(t *testing.T) {
+	r, b := billerRig(t, sim.DefaultBehavior(), nil, nil, func(cfg *config.File) {
+		cfg.Forward.BillerBreakerFailures, cfg.Forward.BillerBreakerCooldown = 3, time.Minute
+	})
+	mode := func(m sim.Mode) {
+		bh := b.Behavior()
+		bh.Mode = m
+		if err := b.SetBehavior(bh); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mode(sim.ModeDown) // after its listener took a port: it reopens on the same one
+	for i := range 4 {
+		if _, err := r.payBill(20+i, 100); outcome.Code(err) != outcome.IssuerUnavailable {
+			t.Fatalf("payment %d to a biller that is down: %v", i, err)
+		}
+	}
+	s := r.billerStats()
+	if s.Kind != "http" || !s.CircuitOpen || s.Ready || s.CircuitOpens != 1 || s.Sent != 3 || s.DialFailures != 3 || s.Unavailable != 4 || s.Answered != 0 {
+		t.Fatalf("stats after 4 payments to a dead biller: %+v", s)
+	}
+	if fw, _ := r.st.Forward(billKey(23)); fw.State != store.ForwardDeclined || fw.Reason != "not_sent" {
+		t.Fatalf("the payment the open circuit declined: %+v", fw)
+	}
+
+	mode(sim.ModeApprove)
+	if _, err := r.payBill(30, 100); outcome.Code(err) != outcome.IssuerUnavailable {
+		t.Fatalf("within the cooldown: %v", err)
+	}
+	if got := b.Stats().Payments["approved"]; got != 0 {
+		t.Fatalf("the open circuit let %d payments through", got)
+	}
+	r.now.Add(int64(time.Minute + time.Second)) // past the cooldown
+	if out, err := r.payBill(31, 100); err != nil || out.Result.TransferID == "" {
+		t.Fatalf("the probe: %+v %v", out, err)
+	}
+	s = r.billerStats()
+	if s.CircuitOpen || !s.Ready || s.Answered != 1 || s.LatencySumSeconds <= 0 {
+		t.Fatalf("stats after the probe: %+v", s)
 	}
 }

@@ -40,6 +40,8 @@ type counters struct {
 // `switchctl destinations status`. Counters count since New.
 type Stats struct {
 	Name string `json:"name"`
+	// Kind is the destination's kind (iso8583, http).
+	Kind string `json:"kind"`
 	// Ready: a connection is up (signed on). ConnectionsUp of PoolSize.
 	Ready         bool  `json:"ready"`
 	ConnectionsUp int64 `json:"connections_up"`
@@ -83,13 +85,19 @@ func (c *Client) Stats() Stats {
 		Late: c.stats.late.Load(), Unmatched: c.stats.unmatched.Load(), Malformed: c.stats.malformed.Load(),
 		HostRequests: c.stats.hostRequests.Load(), Connects: c.stats.connects.Load(),
 		DialFailures: c.stats.dialFailures.Load(), EchoFailures: c.stats.echoFailures.Load(),
-		LatencySumSeconds: time.Duration(c.stats.latency.sumNs.Load()).Seconds(),
+		Kind: "iso8583",
 	}
-	for i := range c.stats.latency.counts {
-		s.LatencyBuckets = append(s.LatencyBuckets, c.stats.latency.counts[i].Load())
+	c.stats.latency.fill(&s)
+	return s
+}
+
+// fill puts the histogram in s.
+func (h *histogram) fill(s *Stats) {
+	s.LatencySumSeconds = time.Duration(h.sumNs.Load()).Seconds()
+	for i := range h.counts {
+		s.LatencyBuckets = append(s.LatencyBuckets, h.counts[i].Load())
 	}
 	for _, b := range latencyBounds {
 		s.LatencyBoundsSeconds = append(s.LatencyBoundsSeconds, b.Seconds())
 	}
-	return s
 }

@@ -82,14 +82,18 @@ func destinationsStatus(ctx context.Context, o *opsFlags, fs *flag.FlagSet, args
 	if err := json.Unmarshal(body, &page); err != nil {
 		return fmt.Errorf("decoding destination status: %w", err)
 	}
-	t := newTable("DESTINATION", "READY", "CONNS", "CIRCUIT", "SENT", "ANSWERED", "TIMEOUTS", "LOST", "UNAVAILABLE", "LATE", "P50", "P99").
+	t := newTable("DESTINATION", "KIND", "READY", "CONNS", "CIRCUIT", "SENT", "ANSWERED", "TIMEOUTS", "LOST", "UNAVAILABLE", "LATE", "P50", "P99").
 		alignRight("CONNS", "SENT", "ANSWERED", "TIMEOUTS", "LOST", "UNAVAILABLE", "LATE")
 	for _, s := range page.Destinations {
 		circuit := "closed"
 		if s.CircuitOpen {
 			circuit = "open"
 		}
-		t.add(s.Name, strconv.FormatBool(s.Ready), fmt.Sprintf("%d/%d", s.ConnectionsUp, s.PoolSize), circuit,
+		conns := fmt.Sprintf("%d/%d", s.ConnectionsUp, s.PoolSize)
+		if s.PoolSize == 0 {
+			conns = "-" // an http biller: a connection per call, no pool
+		}
+		t.add(s.Name, orDash(s.Kind), strconv.FormatBool(s.Ready), conns, circuit,
 			strconv.FormatUint(s.Sent, 10), strconv.FormatUint(s.Answered, 10), strconv.FormatUint(s.Timeouts, 10),
 			strconv.FormatUint(s.Lost, 10), strconv.FormatUint(s.Unavailable, 10), strconv.FormatUint(s.Late, 10),
 			quantile(s, 0.5), quantile(s, 0.99))
