@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
@@ -228,10 +229,35 @@ func (f *Forwarder) meter(id string) *host.Meter {
 }
 
 // billerClient is the HTTP client of one destination with TLS settings
-// of its own, made when they change (the files are read then).
+// of its own: made when they change, and again when its files do
+// (stamp), so a rotated certificate needs no restart.
 type billerClient struct {
-	tls    store.HostTLS
-	client *http.Client
+	tls     store.HostTLS
+	stamp   string
+	checked time.Time
+	client  *http.Client
+}
+
+// billerTLSCheckInterval is how often a biller's TLS files are looked
+// at (a stat each) for a rotation.
+const billerTLSCheckInterval = 10 * time.Second
+
+// tlsStamp says when t's files last changed: their sizes and
+// modification times. ok is false when one cannot be read (a rotation
+// half done): the client in use stays.
+func tlsStamp(t *store.HostTLS) (stamp string, ok bool) {
+	var b strings.Builder
+	for _, p := range []string{t.CAFile, t.CertFile, t.KeyFile} {
+		if p == "" {
+			continue
+		}
+		fi, err := os.Stat(p)
+		if err != nil {
+			return "", false
+		}
+		fmt.Fprintf(&b, "%d.%d;", fi.Size(), fi.ModTime().UnixNano())
+	}
+	return b.String(), true
 }
 
 // httpClient is the client for dest's calls: the shared one unless dest
@@ -239,29 +265,47 @@ type billerClient struct {
 // mutual TLS). A setting that cannot be loaded fails the call before
 // it is sent, and is tried again on the next (so a fixed file is
 // picked up without a restart); the error names the file, never a key.
+// Files that changed are read again (at most every
+// billerTLSCheckInterval); when the new ones do not load, the client in
+// use stays and the error is logged.
 func (f *Forwarder) httpClient(dest *store.Destination) (*http.Client, error) {
 	t := dest.HTTP.TLS
 	if t == nil {
 		return f.http, nil
 	}
+	now := f.opt.Now()
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if c, ok := f.billers[dest.ID]; ok && c.tls == *t {
-		return c.client, nil
+	old, ok := f.billers[dest.ID]
+	if ok && old.tls == *t {
+		if now.Sub(old.checked) < billerTLSCheckInterval {
+			return old.client, nil
+		}
+		old.checked = now
+		if stamp, ok := tlsStamp(t); !ok || stamp == old.stamp {
+			return old.client, nil
+		}
 	}
+	stamp, _ := tlsStamp(t)
 	tc, err := host.ClientTLS(&host.TLSConfig{CAFile: t.CAFile, CertFile: t.CertFile, KeyFile: t.KeyFile, ServerName: t.ServerName})
 	if err != nil {
-		return nil, fmt.Errorf("destination %s tls: %w", dest.ID, err)
+		err = fmt.Errorf("destination %s tls: %w", dest.ID, err)
+		if ok && old.tls == *t {
+			f.log.Error("biller TLS files changed but do not load: the old ones stay in use", "destination", dest.ID, "err", err)
+			return old.client, nil
+		}
+		return nil, err
 	}
 	c := newHTTPClient()
 	c.Transport.(*http.Transport).TLSClientConfig = tc
-	if old, ok := f.billers[dest.ID]; ok {
+	if ok {
 		old.client.CloseIdleConnections()
+		f.log.Info("biller TLS settings loaded again", "destination", dest.ID)
 	}
 	if f.billers == nil {
 		f.billers = map[string]*billerClient{}
 	}
-	f.billers[dest.ID] = &billerClient{tls: *t, client: c}
+	f.billers[dest.ID] = &billerClient{tls: *t, stamp: stamp, checked: now, client: c}
 	return c, nil
 }
 

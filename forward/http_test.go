@@ -13,6 +13,7 @@ import (
 
 	"github.com/switchd/switchd/card"
 	"github.com/switchd/switchd/config"
+	"github.com/switchd/switchd/forward"
 	"github.com/switchd/switchd/host"
 	"github.com/switchd/switchd/internal/testpki"
 	"github.com/switchd/switchd/outcome"
@@ -441,5 +442,64 @@ func TestBillerCircuit(t *testing.T) {
 	s = r.billerStats()
 	if s.CircuitOpen || !s.Ready || s.Answered != 1 || s.LatencySumSeconds <= 0 {
 		t.Fatalf("stats after the probe: %+v", s)
+	}
+}
+
+// A biller's client certificate is rotated in place: the files are looked
+// at again after billerTLSCheckInterval, and the new ones are used. Files
+// that do not load keep the client in use (a rotation half done breaks
+// nothing); a certificate the biller does not trust is refused (91, not
+// sent) until good files come back.
+func TestBillerTLSRotation(t *testing.T) {
+	trusted := testpki.New(t, "biller-ca")
+	other := testpki.New(t, "another-ca")
+	srvCert, srvKey := trusted.Issue(t, "biller", true)
+	goodCert, goodKey := trusted.Issue(t, "switchd", false)
+	badCert, badKey := other.Issue(t, "switchd", false)
+	dir := t.TempDir()
+	cert, key := filepath.Join(dir, "client.pem"), filepath.Join(dir, "client.key")
+	install := func(c, k string) {
+		t.Helper()
+		for src, dst := range map[string]string{c: cert, k: key} {
+			b, err := os.ReadFile(src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(dst, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	install(goodCert, goodKey)
+	r, b := billerRig(t, sim.DefaultBehavior(), func(c *sim.BillerConfig) {
+		c.TLS = &sim.TLSFiles{CertFile: srvCert, KeyFile: srvKey, ClientCAFile: trusted.CAFile}
+	}, func(h *store.HTTPDestination) {
+		h.URL, h.TLS = strings.Replace(h.URL, "http://", "https://", 1), &store.HostTLS{CAFile: trusted.CAFile, CertFile: cert, KeyFile: key}
+	})
+	stan := 40
+	pay := func(step, want string) {
+		t.Helper()
+		stan++
+		_, err := r.payBill(stan, 100)
+		if got := outcome.Code(err); got != want {
+			t.Fatalf("%s: %v (%s), want %s", step, err, got, want)
+		}
+	}
+	later := func() { r.now.Add(int64(forward.BillerTLSCheckInterval + time.Second)) }
+
+	pay("first", outcome.Approved)
+	install(badCert, badKey)
+	pay("rotated, not looked at yet", outcome.Approved)
+	os.WriteFile(key, []byte("not a key"), 0o600) // half done
+	later()
+	pay("a rotation half done", outcome.Approved)
+	install(badCert, badKey)
+	later()
+	pay("a certificate the biller does not trust", outcome.IssuerUnavailable)
+	install(goodCert, goodKey)
+	later()
+	pay("good files back", outcome.Approved)
+	if got := b.Stats().Payments["approved"]; got != 4 {
+		t.Fatalf("biller approved %d, want 4", got)
 	}
 }
