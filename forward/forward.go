@@ -313,14 +313,17 @@ func (f *Forwarder) Stats() []host.Stats {
 			cs = append(cs, dc.client)
 		}
 	}
-	ms := make([]*host.Meter, 0, len(f.meters))
 	d := f.ledger.Directory()
-	for id, m := range f.meters {
+	for id := range f.meters {
 		if _, ok := d.Destination(id); !ok {
 			delete(f.meters, id) // deleted: its counters go with it
-			continue
 		}
-		ms = append(ms, m)
+	}
+	ms := make([]*host.Meter, 0, len(f.meters))
+	for _, x := range d.Destinations() {
+		if x.Kind == store.DestinationKindHTTP {
+			ms = append(ms, f.meterLocked(x.ID)) // listed before its first call too
+		}
 	}
 	f.mu.Unlock()
 	out := make([]host.Stats, 0, len(cs)+len(ms))

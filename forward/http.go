@@ -213,10 +213,15 @@ func notSent(err error) bool {
 	return errors.As(err, &op) && (op.Op == "dial" || op.Op == "remote error") || errors.As(err, &verify)
 }
 
-// meter is destination id's meter, made on its first call.
+// meter is destination id's meter, made on its first call (or when
+// Stats lists it).
 func (f *Forwarder) meter(id string) *host.Meter {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	return f.meterLocked(id)
+}
+
+func (f *Forwarder) meterLocked(id string) *host.Meter {
 	m, ok := f.meters[id]
 	if !ok {
 		if f.meters == nil {
