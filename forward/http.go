@@ -13,7 +13,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"strings"
 	"time"
 
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
@@ -235,10 +234,10 @@ func (f *Forwarder) meterLocked(id string) *host.Meter {
 
 // billerClient is the HTTP client of one destination with TLS settings
 // of its own: made when they change, and again when its files do
-// (stamp), so a rotated certificate needs no restart.
+// (host.TLSFiles), so a rotated certificate needs no restart.
 type billerClient struct {
 	tls     store.HostTLS
-	stamp   string
+	files   *host.TLSFiles
 	checked time.Time
 	client  *http.Client
 }
@@ -246,24 +245,6 @@ type billerClient struct {
 // billerTLSCheckInterval is how often a biller's TLS files are looked
 // at (a stat each) for a rotation.
 const billerTLSCheckInterval = 10 * time.Second
-
-// tlsStamp says when t's files last changed: their sizes and
-// modification times. ok is false when one cannot be read (a rotation
-// half done): the client in use stays.
-func tlsStamp(t *store.HostTLS) (stamp string, ok bool) {
-	var b strings.Builder
-	for _, p := range []string{t.CAFile, t.CertFile, t.KeyFile} {
-		if p == "" {
-			continue
-		}
-		fi, err := os.Stat(p)
-		if err != nil {
-			return "", false
-		}
-		fmt.Fprintf(&b, "%d.%d;", fi.Size(), fi.ModTime().UnixNano())
-	}
-	return b.String(), true
-}
 
 // httpClient is the client for dest's calls: the shared one unless dest
 // has TLS settings of its own (a private CA, a client certificate for
@@ -281,37 +262,44 @@ func (f *Forwarder) httpClient(dest *store.Destination) (*http.Client, error) {
 	now := f.opt.Now()
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	old, ok := f.billers[dest.ID]
-	if ok && old.tls == *t {
-		if now.Sub(old.checked) < billerTLSCheckInterval {
-			return old.client, nil
+	bc, ok := f.billers[dest.ID]
+	if ok && bc.tls == *t {
+		if now.Sub(bc.checked) < billerTLSCheckInterval {
+			return bc.client, nil
 		}
-		old.checked = now
-		if stamp, ok := tlsStamp(t); !ok || stamp == old.stamp {
-			return old.client, nil
+		bc.checked = now
+		tc, changed, err := bc.files.Config()
+		if err != nil {
+			f.log.Error("biller TLS files", "destination", dest.ID, "err", err)
 		}
+		if changed {
+			bc.client.CloseIdleConnections()
+			bc.client = newBillerHTTPClient(tc)
+			f.log.Info("biller TLS files loaded again", "destination", dest.ID)
+		}
+		return bc.client, nil
 	}
-	stamp, _ := tlsStamp(t)
-	tc, err := host.ClientTLS(&host.TLSConfig{CAFile: t.CAFile, CertFile: t.CertFile, KeyFile: t.KeyFile, ServerName: t.ServerName})
+	files, err := host.LoadTLSFiles(&host.TLSConfig{CAFile: t.CAFile, CertFile: t.CertFile, KeyFile: t.KeyFile, ServerName: t.ServerName})
 	if err != nil {
-		err = fmt.Errorf("destination %s tls: %w", dest.ID, err)
-		if ok && old.tls == *t {
-			f.log.Error("biller TLS files changed but do not load: the old ones stay in use", "destination", dest.ID, "err", err)
-			return old.client, nil
-		}
-		return nil, err
+		return nil, fmt.Errorf("destination %s tls: %w", dest.ID, err)
 	}
-	c := newHTTPClient()
-	c.Transport.(*http.Transport).TLSClientConfig = tc
+	tc, _, _ := files.Config()
 	if ok {
-		old.client.CloseIdleConnections()
-		f.log.Info("biller TLS settings loaded again", "destination", dest.ID)
+		bc.client.CloseIdleConnections() // settings changed
 	}
 	if f.billers == nil {
 		f.billers = map[string]*billerClient{}
 	}
-	f.billers[dest.ID] = &billerClient{tls: *t, stamp: stamp, checked: now, client: c}
+	c := newBillerHTTPClient(tc)
+	f.billers[dest.ID] = &billerClient{tls: *t, files: files, checked: now, client: c}
 	return c, nil
+}
+
+// newBillerHTTPClient is newHTTPClient with TLS configuration tc.
+func newBillerHTTPClient(tc *tls.Config) *http.Client {
+	c := newHTTPClient()
+	c.Transport.(*http.Transport).TLSClientConfig = tc
+	return c
 }
 
 // requestSigner is the signer of h's calls, nil when it signs none. The

@@ -99,7 +99,7 @@ type Client struct {
 	cfg    Config
 	codec  *codec.Codec
 	fr     codec.Framer
-	tls    *tls.Config
+	tls    *TLSFiles
 	opt    Options
 	log    *slog.Logger
 	conns  []*conn
@@ -125,7 +125,7 @@ func New(cfg Config, opt Options) (*Client, error) {
 	}
 	c := &Client{cfg: cfg, codec: cd, fr: codec.Framer{Header: cfg.Header, FrameBytesMax: cfg.FrameBytesMax}, opt: opt, stop: make(chan struct{})}
 	if cfg.TLS != nil {
-		if c.tls, err = ClientTLS(cfg.TLS); err != nil {
+		if c.tls, err = LoadTLSFiles(cfg.TLS); err != nil {
 			return nil, fmt.Errorf("%w: %s: %v", ErrConfig, cfg.Name, err)
 		}
 	}
@@ -426,7 +426,15 @@ func (cn *conn) session(addr string) (up bool, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.DialTimeout)
 	nc, err := c.opt.Dial(ctx, addr)
 	if err == nil && c.tls != nil {
-		tc := c.tls.Clone()
+		// Read again if the files changed: a rotated certificate is
+		// taken by the next connection made.
+		cur, changed, terr := c.tls.Config()
+		if terr != nil {
+			c.log.Error("host TLS files", "destination", c.cfg.Name, "err", terr)
+		} else if changed {
+			c.log.Info("host TLS files loaded again", "destination", c.cfg.Name)
+		}
+		tc := cur.Clone()
 		if tc.ServerName == "" {
 			tc.ServerName, _, _ = strings.Cut(addr, ":")
 		}
