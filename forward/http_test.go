@@ -346,7 +346,9 @@ func TestBillOverMutualTLS(t *testing.T) {
 	}
 	https := func(tc *store.HostTLS) func(*store.HTTPDestination) {
 		return func(h *store.HTTPDestination) {
-			h.URL, h.TLS = strings.Replace(h.URL, "http://", "https://", 1), tc
+			// A new TLS connection's handshake under -race on a busy
+			// machine can take longer than the rig's 300 ms.
+			h.URL, h.TLS, h.TimeoutMs = strings.Replace(h.URL, "http://", "https://", 1), tc, 5000
 		}
 	}
 
@@ -359,13 +361,22 @@ func TestBillOverMutualTLS(t *testing.T) {
 		t.Fatalf("biller saw %+v", s)
 	}
 
-	for name, tc := range map[string]*store.HostTLS{
-		"no client certificate": {CAFile: pki.CAFile},
-		"biller not trusted":    {CertFile: cliCert, KeyFile: cliKey},
-		"key file missing":      {CAFile: pki.CAFile, CertFile: cliCert, KeyFile: cliKey + ".absent"},
+	for name, c := range map[string]struct {
+		tls *store.HostTLS
+		// refusedLate: with TLS 1.3 the biller refuses a missing client
+		// certificate after our side finished its handshake and wrote
+		// the request. Its alert says so (not sent), unless its close
+		// resets the connection first: then the call reads as sent and
+		// unanswered, and a follow-up (a cancel) is queued. Either way
+		// the partner gets 91 and nothing is posted.
+		refusedLate bool
+	}{
+		"no client certificate": {&store.HostTLS{CAFile: pki.CAFile}, true},
+		"biller not trusted":    {&store.HostTLS{CertFile: cliCert, KeyFile: cliKey}, false},
+		"key file missing":      {&store.HostTLS{CAFile: pki.CAFile, CertFile: cliCert, KeyFile: cliKey + ".absent"}, false},
 	} {
 		t.Run(name, func(t *testing.T) {
-			r, b := billerRig(t, sim.DefaultBehavior(), billerTLS, https(tc))
+			r, b := billerRig(t, sim.DefaultBehavior(), billerTLS, https(c.tls))
 			_, err := r.payBill(9, 700)
 			if outcome.Code(err) != outcome.IssuerUnavailable {
 				t.Fatalf("%s: %v (%s), want %s", name, err, outcome.Code(err), outcome.IssuerUnavailable)
@@ -374,14 +385,16 @@ func TestBillOverMutualTLS(t *testing.T) {
 				t.Fatalf("biller saw %+v", s)
 			}
 			fw, err := r.st.Forward(billKey(9))
-			if err != nil || fw.State != store.ForwardDeclined || fw.Reason != "not_sent" || fw.TransferID != "" {
+			notSent := fw.State == store.ForwardDeclined && fw.Reason == "not_sent"
+			unanswered := c.refusedLate && fw.State == store.ForwardTimedOut
+			if err != nil || !(notSent || unanswered) || fw.TransferID != "" {
 				t.Fatalf("forward %+v %v", fw, err)
 			}
 			if a := r.account("demo-biller-settlement"); a.DebitsPosted != 0 || a.CreditsPosted != 0 {
 				t.Fatalf("posted: %+v", a)
 			}
-			if q, _ := r.st.SAFQueue("demo-biller", 10); len(q) != 0 {
-				t.Fatalf("queued: %+v", q)
+			if q, _ := r.st.SAFQueue("demo-biller", 10); notSent && len(q) != 0 || unanswered && len(q) != 1 {
+				t.Fatalf("queued: %+v (forward %s)", q, fw.State)
 			}
 		})
 	}
@@ -475,6 +488,7 @@ func TestBillerTLSRotation(t *testing.T) {
 		c.TLS = &sim.TLSFiles{CertFile: srvCert, KeyFile: srvKey, ClientCAFile: trusted.CAFile}
 	}, func(h *store.HTTPDestination) {
 		h.URL, h.TLS = strings.Replace(h.URL, "http://", "https://", 1), &store.HostTLS{CAFile: trusted.CAFile, CertFile: cert, KeyFile: key}
+		h.TimeoutMs = 5000 // a new TLS connection under -race on a busy machine: not the rig's 300 ms
 	})
 	stan := 40
 	pay := func(step, want string) {

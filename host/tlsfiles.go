@@ -1,10 +1,11 @@
 package host
 
 import (
+	"crypto/sha256"
 	"crypto/tls"
 	"fmt"
+	"io"
 	"os"
-	"strings"
 	"sync"
 )
 
@@ -50,19 +51,30 @@ func (f *TLSFiles) Config() (tc *tls.Config, changed bool, err error) {
 	return next, true, nil
 }
 
-// filesStamp says when t's files last changed: their sizes and
-// modification times; ok is false when one cannot be read.
+// filesStamp is a digest of t's files' contents (file modification
+// times are too coarse: two writes in the same few milliseconds share
+// one); ok is false when one cannot be read. The files are small
+// (certificates and a key, bounded by tlsFileBytesMax).
 func filesStamp(t *TLSConfig) (stamp string, ok bool) {
-	var b strings.Builder
+	h := sha256.New()
 	for _, p := range []string{t.CAFile, t.CertFile, t.KeyFile} {
 		if p == "" {
 			continue
 		}
-		fi, err := os.Stat(p)
+		f, err := os.Open(p)
 		if err != nil {
 			return "", false
 		}
-		fmt.Fprintf(&b, "%d.%d;", fi.Size(), fi.ModTime().UnixNano())
+		n, err := io.Copy(h, io.LimitReader(f, tlsFileBytesMax))
+		f.Close()
+		if err != nil {
+			return "", false
+		}
+		fmt.Fprintf(h, "\x00%d\x00", n)
 	}
-	return b.String(), true
+	return string(h.Sum(nil)), true
 }
+
+// tlsFileBytesMax bounds the part of a TLS file that is hashed: a CA
+// bundle of a few hundred certificates.
+const tlsFileBytesMax = 1 << 20
