@@ -471,18 +471,7 @@ func TestBillerTLSRotation(t *testing.T) {
 	badCert, badKey := other.Issue(t, "switchd", false)
 	dir := t.TempDir()
 	cert, key := filepath.Join(dir, "client.pem"), filepath.Join(dir, "client.key")
-	install := func(c, k string) {
-		t.Helper()
-		for src, dst := range map[string]string{c: cert, k: key} {
-			b, err := os.ReadFile(src)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(dst, b, 0o600); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	install := func(c, k string) { testpki.Install(t, c, k, cert, key) }
 	install(goodCert, goodKey)
 	r, b := billerRig(t, sim.DefaultBehavior(), func(c *sim.BillerConfig) {
 		c.TLS = &sim.TLSFiles{CertFile: srvCert, KeyFile: srvKey, ClientCAFile: trusted.CAFile}

@@ -19,18 +19,7 @@ func TestTLSFilesReload(t *testing.T) {
 	c2, k2 := pki.Issue(t, "switchd-2", false)
 	dir := t.TempDir()
 	cert, key := filepath.Join(dir, "c.pem"), filepath.Join(dir, "c.key")
-	install := func(c, k string) {
-		t.Helper()
-		for src, dst := range map[string]string{c: cert, k: key} {
-			b, err := os.ReadFile(src)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(dst, b, 0o600); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	install := func(c, k string) { testpki.Install(t, c, k, cert, key) }
 	install(c1, k1)
 	f, err := LoadTLSFiles(&TLSConfig{CAFile: pki.CAFile, CertFile: cert, KeyFile: key})
 	if err != nil {

@@ -83,3 +83,19 @@ func (p *PKI) write(t testing.TB, name, typ string, der []byte) string {
 	}
 	return path
 }
+
+// Install copies a certificate and key (as Issue made them) over the
+// files certFile and keyFile: a rotation in place, as an operator's
+// tooling does it.
+func Install(t testing.TB, fromCert, fromKey, certFile, keyFile string) {
+	t.Helper()
+	for src, dst := range map[string]string{fromCert: certFile, fromKey: keyFile} {
+		b, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(dst, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
