@@ -54,6 +54,9 @@ type Config struct {
 	// nothing sent, until one probe gets an answer (http.go).
 	BillerBreakerFailures int           `yaml:"biller_breaker_failures"`
 	BillerBreakerCooldown time.Duration `yaml:"biller_breaker_cooldown"`
+	// BillerTLSCheck is how often an http biller's TLS files are read
+	// (and hashed) to see whether they were rotated (http.go).
+	BillerTLSCheck time.Duration `yaml:"biller_tls_check"`
 }
 
 // Limits.
@@ -82,7 +85,7 @@ var ErrConfig = errors.New("forward: invalid config")
 // three days.
 func DefaultConfig() Config {
 	return Config{DeadlineMargin: 5 * time.Second, SweepInterval: time.Second, SAFExpiry: 72 * time.Hour, SyncInterval: 500 * time.Millisecond,
-		SAF: DefaultSAFConfig(), BillerBreakerFailures: 5, BillerBreakerCooldown: 5 * time.Second}
+		SAF: DefaultSAFConfig(), BillerBreakerFailures: 5, BillerBreakerCooldown: 5 * time.Second, BillerTLSCheck: 10 * time.Second}
 }
 
 // Validate reports the first setting that cannot work.
@@ -100,6 +103,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("%w: biller_breaker_failures %d out of 1..%d", ErrConfig, c.BillerBreakerFailures, breakerFailuresMax)
 	case c.BillerBreakerCooldown <= 0 || c.BillerBreakerCooldown > breakerCooldownMax:
 		return fmt.Errorf("%w: biller_breaker_cooldown %s out of (0, %s]", ErrConfig, c.BillerBreakerCooldown, breakerCooldownMax)
+	case c.BillerTLSCheck <= 0 || c.BillerTLSCheck > time.Hour:
+		return fmt.Errorf("%w: biller_tls_check %s out of (0, 1h]", ErrConfig, c.BillerTLSCheck)
 	}
 	return c.SAF.Validate()
 }
@@ -141,7 +146,10 @@ type Forwarder struct {
 	clients map[string]*destClient
 	// billers are the HTTP clients of http destinations with TLS
 	// settings of their own, meters every http destination's requests
-	// and circuit (http.go); both under mu.
+	// and circuit (http.go); both under httpMu, never under mu: a SAF
+	// sender's follow-up call takes httpMu, and mu is held while a sender
+	// is stopped and waited for (destClient.close). Order: mu, then httpMu.
+	httpMu  sync.Mutex
 	billers map[string]*billerClient
 	meters  map[string]*host.Meter
 	// strays are host reversals being recorded (reversal.go).
@@ -210,10 +218,12 @@ func (f *Forwarder) Close() {
 		delete(f.clients, id)
 	}
 	f.http.CloseIdleConnections()
+	f.httpMu.Lock()
 	for id, b := range f.billers {
 		b.client.CloseIdleConnections()
 		delete(f.billers, id)
 	}
+	f.httpMu.Unlock()
 	f.strays.Wait() // after the connections: none brings more
 }
 
@@ -313,7 +323,9 @@ func (f *Forwarder) Stats() []host.Stats {
 			cs = append(cs, dc.client)
 		}
 	}
+	f.mu.Unlock()
 	d := f.ledger.Directory()
+	f.httpMu.Lock()
 	for id := range f.meters {
 		if _, ok := d.Destination(id); !ok {
 			delete(f.meters, id) // deleted: its counters go with it
@@ -325,7 +337,7 @@ func (f *Forwarder) Stats() []host.Stats {
 			ms = append(ms, f.meterLocked(x.ID)) // listed before its first call too
 		}
 	}
-	f.mu.Unlock()
+	f.httpMu.Unlock()
 	out := make([]host.Stats, 0, len(cs)+len(ms))
 	for _, c := range cs {
 		out = append(out, c.Stats())

@@ -215,8 +215,8 @@ func notSent(err error) bool {
 // meter is destination id's meter, made on its first call (or when
 // Stats lists it).
 func (f *Forwarder) meter(id string) *host.Meter {
-	f.mu.Lock()
-	defer f.mu.Unlock()
+	f.httpMu.Lock()
+	defer f.httpMu.Unlock()
 	return f.meterLocked(id)
 }
 
@@ -242,17 +242,13 @@ type billerClient struct {
 	client  *http.Client
 }
 
-// billerTLSCheckInterval is how often a biller's TLS files are looked
-// at (a stat each) for a rotation.
-const billerTLSCheckInterval = 10 * time.Second
-
 // httpClient is the client for dest's calls: the shared one unless dest
 // has TLS settings of its own (a private CA, a client certificate for
 // mutual TLS). A setting that cannot be loaded fails the call before
 // it is sent, and is tried again on the next (so a fixed file is
 // picked up without a restart); the error names the file, never a key.
 // Files that changed are read again (at most every
-// billerTLSCheckInterval); when the new ones do not load, the client in
+// Config.BillerTLSCheck); when the new ones do not load, the client in
 // use stays and the error is logged.
 func (f *Forwarder) httpClient(dest *store.Destination) (*http.Client, error) {
 	t := dest.HTTP.TLS
@@ -260,11 +256,11 @@ func (f *Forwarder) httpClient(dest *store.Destination) (*http.Client, error) {
 		return f.http, nil
 	}
 	now := f.opt.Now()
-	f.mu.Lock()
-	defer f.mu.Unlock()
+	f.httpMu.Lock()
+	defer f.httpMu.Unlock()
 	bc, ok := f.billers[dest.ID]
 	if ok && bc.tls == *t {
-		if now.Sub(bc.checked) < billerTLSCheckInterval {
+		if now.Sub(bc.checked) < f.cfg.BillerTLSCheck {
 			return bc.client, nil
 		}
 		bc.checked = now
