@@ -62,14 +62,11 @@ func destinationsCmd(ctx context.Context, args []string, stdout io.Writer) error
 		}
 		return t.write(stdout)
 	case "get":
-		pos, err := parseCmd(fs, args[1:], stdout)
+		id, err := oneID(fs, args[1:], stdout, "destination id")
 		if err != nil {
 			return err
 		}
-		if len(pos) != 1 {
-			return usagef("destinations get: want one destination id")
-		}
-		body, err := o.get(ctx, "/v1/destinations/"+url.PathEscape(pos[0]), nil)
+		body, err := o.get(ctx, "/v1/destinations/"+url.PathEscape(id), nil)
 		if err != nil {
 			return err
 		}

@@ -184,14 +184,11 @@ func forwardsCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	var o opsFlags
 	fs := flag.NewFlagSet("switchctl forwards show", flag.ContinueOnError)
 	o.register(fs)
-	pos, err := parseCmd(fs, args[1:], stdout)
+	id, err := oneID(fs, args[1:], stdout, "forward id (F…)")
 	if err != nil {
 		return err
 	}
-	if len(pos) != 1 {
-		return usagef("forwards show: want one forward id (F…)")
-	}
-	body, err := o.get(ctx, "/v1/forwards/"+url.PathEscape(pos[0]), nil)
+	body, err := o.get(ctx, "/v1/forwards/"+url.PathEscape(id), nil)
 	if err != nil {
 		return err
 	}

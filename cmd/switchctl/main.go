@@ -184,17 +184,27 @@ func reasonFlag(fs *flag.FlagSet) *string {
 	return fs.String("reason", "", "why (required: the audit chain records it)")
 }
 
-// oneWithReason parses a change of one object: one positional id (of
-// an object, for the usage error) and a --reason (reasonFlag).
-func oneWithReason(fs *flag.FlagSet, args []string, stdout io.Writer, object string, reason *string) (string, error) {
+// oneID parses a command about one object: one positional id (of an
+// object, for the usage error).
+func oneID(fs *flag.FlagSet, args []string, stdout io.Writer, object string) (string, error) {
 	pos, err := parseCmd(fs, args, stdout)
 	if err != nil {
 		return "", err
 	}
-	if len(pos) != 1 || *reason == "" {
-		return "", usagef("%s: want one %s and --reason", strings.TrimPrefix(fs.Name(), "switchctl "), object)
+	if len(pos) != 1 {
+		return "", usagef("%s: want one %s", strings.TrimPrefix(fs.Name(), "switchctl "), object)
 	}
 	return pos[0], nil
+}
+
+// oneWithReason is oneID for a change, which needs a --reason
+// (reasonFlag) too.
+func oneWithReason(fs *flag.FlagSet, args []string, stdout io.Writer, object string, reason *string) (string, error) {
+	id, err := oneID(fs, args, stdout, object+" and --reason")
+	if err == nil && *reason == "" {
+		err = usagef("%s: want one %s and --reason", strings.TrimPrefix(fs.Name(), "switchctl "), object)
+	}
+	return id, err
 }
 
 // parseCmd parses a command's flags. On -h it prints them to stdout and

@@ -144,14 +144,11 @@ func partnersCmd(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		return t.write(stdout)
 	case "get", "show":
-		pos, err := parseCmd(fs, args[1:], stdout)
+		id, err := oneID(fs, args[1:], stdout, "partner id")
 		if err != nil {
 			return err
 		}
-		if len(pos) != 1 {
-			return usagef("partners %s: want one partner id", args[0])
-		}
-		body, err := o.get(ctx, "/v1/partners/"+url.PathEscape(pos[0]), nil)
+		body, err := o.get(ctx, "/v1/partners/"+url.PathEscape(id), nil)
 		if err != nil || o.json {
 			return jsonOr(err, stdout, body)
 		}
@@ -407,14 +404,11 @@ func agentsCmd(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		return nil
 	case "get", "show":
-		pos, err := parseCmd(fs, args[1:], stdout)
+		id, err := oneID(fs, args[1:], stdout, "agent id (partner:terminal)")
 		if err != nil {
 			return err
 		}
-		if len(pos) != 1 {
-			return usagef("agents get: want one agent id (partner:terminal)")
-		}
-		body, err := o.get(ctx, "/v1/agents/"+url.PathEscape(pos[0]), nil)
+		body, err := o.get(ctx, "/v1/agents/"+url.PathEscape(id), nil)
 		if err != nil || o.json {
 			return jsonOr(err, stdout, body)
 		}
@@ -423,21 +417,18 @@ func agentsCmd(ctx context.Context, args []string, stdout io.Writer) error {
 		ccy := fs.String("currency", "", "currency of the agent's cash (required for a new agent)")
 		limit := fs.String("cash-limit", "", "most cash the agent may hold before it settles, e.g. 500.00")
 		reason := fs.String("reason", "", "why, for the audit chain")
-		pos, err := parseCmd(fs, args[1:], stdout)
+		id, err := oneID(fs, args[1:], stdout, "agent id (partner:terminal)")
 		if err != nil {
 			return err
 		}
-		if len(pos) != 1 {
-			return usagef("agents set: want one agent id (partner:terminal)")
-		}
-		code, body, err := o.call(ctx, http.MethodGet, "/v1/agents/"+url.PathEscape(pos[0]), nil, opsBodyBytesMax, http.StatusNotFound)
+		code, body, err := o.call(ctx, http.MethodGet, "/v1/agents/"+url.PathEscape(id), nil, opsBodyBytesMax, http.StatusNotFound)
 		if err != nil {
 			return err
 		}
 		var cur agent
 		if code != http.StatusNotFound {
 			if err := json.Unmarshal(body, &cur); err != nil {
-				return fmt.Errorf("decoding agent %s: %w", pos[0], err)
+				return fmt.Errorf("decoding agent %s: %w", id, err)
 			}
 		}
 		if *ccy != "" {
@@ -454,7 +445,7 @@ func agentsCmd(ctx context.Context, args []string, stdout io.Writer) error {
 			return usagef("agents set: a new agent needs --currency and --cash-limit")
 		}
 		req := map[string]any{"currency": cur.Currency, "cash_limit": cur.CashLimit, "reason": *reason}
-		body, err = o.write(ctx, http.MethodPut, "/v1/agents/"+url.PathEscape(pos[0]), req, opsBodyBytesMax)
+		body, err = o.write(ctx, http.MethodPut, "/v1/agents/"+url.PathEscape(id), req, opsBodyBytesMax)
 		if err != nil || o.json {
 			return jsonOr(err, stdout, body)
 		}

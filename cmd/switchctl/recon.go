@@ -55,14 +55,11 @@ func reconCmd(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		return reconRun(ctx, &o, reconUpload{day: *day, partner: *partner, biller: *biller, partnerFile: *pf, billerFile: *bf}, *wait, *printID, stdout)
 	case "status":
-		pos, err := parseCmd(fs, args[1:], stdout)
+		id, err := oneID(fs, args[1:], stdout, "reconciliation id")
 		if err != nil {
 			return err
 		}
-		if len(pos) != 1 {
-			return usagef("recon status: want one reconciliation id")
-		}
-		body, err := o.get(ctx, "/v1/reconciliations/"+url.PathEscape(pos[0]), nil)
+		body, err := o.get(ctx, "/v1/reconciliations/"+url.PathEscape(id), nil)
 		if err != nil {
 			return err
 		}
@@ -70,12 +67,9 @@ func reconCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	case "breaks":
 		code := fs.String("code", "", "only breaks with this code (B1..B5)")
 		asCSV := fs.Bool("csv", false, "print CSV")
-		pos, err := parseCmd(fs, args[1:], stdout)
+		id, err := oneID(fs, args[1:], stdout, "reconciliation id")
 		if err != nil {
 			return err
-		}
-		if len(pos) != 1 {
-			return usagef("recon breaks: want one reconciliation id")
 		}
 		q := url.Values{}
 		if *code != "" {
@@ -84,7 +78,7 @@ func reconCmd(ctx context.Context, args []string, stdout io.Writer) error {
 		if *asCSV {
 			q.Set("format", "csv")
 		}
-		body, err := o.get(ctx, "/v1/reconciliations/"+url.PathEscape(pos[0])+"/breaks", q)
+		body, err := o.get(ctx, "/v1/reconciliations/"+url.PathEscape(id)+"/breaks", q)
 		if err != nil {
 			return err
 		}

@@ -84,14 +84,11 @@ func routesCmd(ctx context.Context, args []string, stdout io.Writer) error {
 		fmt.Fprintf(stdout, "routing table version %d, %s\n", tb.Version, rules(len(tb.Routes)))
 		return routeRows(tb.Routes).write(stdout)
 	case "get":
-		pos, err := parseCmd(fs, args[1:], stdout)
+		id, err := oneID(fs, args[1:], stdout, "route id")
 		if err != nil {
 			return err
 		}
-		if len(pos) != 1 {
-			return usagef("routes get: want one route id")
-		}
-		body, err := o.get(ctx, "/v1/routes/"+url.PathEscape(pos[0]), nil)
+		body, err := o.get(ctx, "/v1/routes/"+url.PathEscape(id), nil)
 		if err != nil || o.json {
 			return jsonOr(err, stdout, body)
 		}
