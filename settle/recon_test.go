@@ -331,7 +331,7 @@ func billerReversal(t *testing.T, l *ledger, nextDay bool) (payment, reversal st
 func TestReconDestinationReversal(t *testing.T) {
 	l := newLedger(t)
 	payment, reversal := billerReversalDays(t, l)
-	scope, err := newReconService(t, l).resolveBiller("") // every biller, as a run naming none
+	scope, err := newReconService(t, l).resolveBiller("", "2026-03-02") // every biller, as a run naming none
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -486,7 +486,7 @@ func TestReconHTTPBillerB2(t *testing.T) {
 		{"the on-us biller, its posting missing", "2026-03-03", "biller", "", []b2{{onUs, ledgerPost}}},
 		{"the on-us biller, its posting present", "2026-03-03", "biller", posted, nil},
 	} {
-		scope, err := svc.resolveBiller(c.biller)
+		scope, err := svc.resolveBiller(c.biller, c.day)
 		if err != nil {
 			t.Fatalf("%s: %v", c.name, err)
 		}
@@ -556,5 +556,50 @@ func TestReconHTTPBillerB2(t *testing.T) {
 	}
 	if again := start("water"); again.ID != water.ID {
 		t.Errorf("the same upload for water again: %s, then %s", water.ID, again.ID)
+	}
+}
+
+// An http destination deleted since the days a run reads stays in B2's
+// scope, from the audit record of its deletion: its payments made before
+// it went are still owed in the biller's file, whether the run names it
+// or covers every biller. One deleted before those days is out of scope.
+func TestReconDeletedHTTPBiller(t *testing.T) {
+	l := newLedger(t)
+	payment, _ := billerReversalDays(t, l)
+	gone := tBase.AddDate(0, 0, 3) // 2026-03-05
+	l.must(t, store.Command{Op: store.OpDeleteDestination, Key: "del|water", Fingerprint: "fp", Time: gone.UnixNano(),
+		Admin: &store.Admin{Actor: "alice", Reason: "contract ended", ID: "water"}})
+	if _, ok := l.Directory().Destination("water"); ok {
+		t.Fatal("water not deleted")
+	}
+	svc := newReconService(t, l)
+	for _, biller := range []string{"", "water", "water-settle"} {
+		scope, err := svc.resolveBiller(biller, "2026-03-02")
+		if err != nil {
+			t.Fatalf("biller %q: %v", biller, err)
+		}
+		if id := scope.dests["water-settle"]; id != "water" || scope.named != (biller != "") {
+			t.Fatalf("biller %q: scope %+v, want water's account in it", biller, scope)
+		}
+		in := &reconInput{id: "R", day: "2026-03-02", partner: "acq", biller: biller, billers: scope, toleranceDays: 1, sym: newSymbols()}
+		in.billerRows, err = parseFile("biller.csv", strings.NewReader("rrn,stan,amount,currency,date,status\n"), DefaultBillerMapping(), 1<<20, in.sym, "acq")
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := reconcile(context.Background(), l, in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Counts[B2] != 1 || res.Breaks[0].Code != B2 || res.Breaks[0].Ours.Transfer != payment {
+			t.Fatalf("biller %q: breaks %+v, want the B2 of %s", biller, res.Breaks, payment)
+		}
+	}
+	// A month later the deletion is before the days read: out of scope,
+	// and naming it is an unknown biller.
+	if scope, err := svc.resolveBiller("", "2026-04-02"); err != nil || len(scope.dests) != 0 {
+		t.Fatalf("a month on: %+v %v", scope, err)
+	}
+	if _, err := svc.resolveBiller("water", "2026-04-02"); !errors.Is(err, ErrBadRequest) {
+		t.Fatalf("naming it a month on: %v", err)
 	}
 }

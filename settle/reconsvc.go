@@ -8,10 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/switchd/switchd/store"
 )
@@ -114,7 +117,7 @@ func (s *Service) StartRecon(day, partner, biller string, partnerFile, billerFil
 	if !ValidName(partner) {
 		return ReconStatus{}, fmt.Errorf("%w: partner must be 1-%d characters of [A-Za-z0-9._-]", ErrBadRequest, nameBytesMax)
 	}
-	if _, err := s.resolveBiller(biller); err != nil {
+	if _, err := s.resolveBiller(biller, day); err != nil {
 		return ReconStatus{}, err
 	}
 	root := filepath.Join(s.cfg.Dir, "recon")
@@ -170,25 +173,49 @@ func (s *Service) StartRecon(day, partner, biller string, partnerFile, billerFil
 // such id — is ErrBadRequest. Empty is every biller: each account of kind
 // biller and each http destination's settlement account. The directory
 // is read when the run starts and again when it runs: a destination added
-// in between is in scope, one deleted is not.
-func (s *Service) resolveBiller(biller string) (billerScope, error) {
+// in between is in scope. So is an http destination deleted since the
+// first day the run reads (day − tolerance): the audit record of its
+// deletion says what it was, and the payments made before it went are
+// still owed in the biller's file.
+func (s *Service) resolveBiller(biller, day string) (billerScope, error) {
 	dir := s.ledger.Directory()
-	// Settlement account → http destination, at most store's 256; by id:
-	// the first of two sharing an account names it.
+	gone, err := s.deletedBillers(day)
+	if err != nil {
+		return billerScope{}, err
+	}
+	// Settlement account → http destination, at most store's 256 and
+	// those deleted; by id: the first of two sharing an account names it,
+	// a destination of the directory before one deleted.
 	dests := map[string]string{}
 	for _, d := range dir.Destinations() {
 		if _, dup := dests[d.SettlementAccount]; d.Kind == store.DestinationKindHTTP && !dup {
 			dests[d.SettlementAccount] = d.ID
 		}
 	}
+	for _, d := range gone {
+		if _, dup := dests[d.SettlementAccount]; !dup {
+			dests[d.SettlementAccount] = d.ID
+		}
+	}
 	if biller == "" {
 		return billerScope{dests: dests}, nil
 	}
+	// By id: the destination and, if it was deleted (and perhaps made
+	// again since, settling elsewhere), what it settled to before.
+	named := map[string]string{}
 	if d, ok := dir.Destination(biller); ok {
 		if d.Kind != store.DestinationKindHTTP {
 			return billerScope{}, fmt.Errorf("%w: biller %q is a %s destination, not an http biller", ErrBadRequest, biller, d.Kind)
 		}
-		return billerScope{named: true, dests: map[string]string{d.SettlementAccount: d.ID}}, nil
+		named[d.SettlementAccount] = d.ID
+	}
+	for _, d := range gone {
+		if d.ID == biller {
+			named[d.SettlementAccount] = d.ID
+		}
+	}
+	if len(named) > 0 {
+		return billerScope{named: true, dests: named}, nil
 	}
 	if id, ok := dests[biller]; ok {
 		return billerScope{named: true, dests: map[string]string{biller: id}}, nil
@@ -207,6 +234,45 @@ func (s *Service) resolveBiller(biller string) (billerScope, error) {
 		return billerScope{}, fmt.Errorf("%w: biller %q is an account of kind %s: neither a biller account nor an http destination's settlement account", ErrBadRequest, biller, a.Kind)
 	}
 	return billerScope{named: true, account: biller}, nil
+}
+
+// auditPage is how many audit records deletedBillers asks for at a time.
+const auditPage = 1000
+
+// deletedBillers are the http destinations deleted since the first day a
+// reconciliation of day reads (a day more, for a business day that
+// starts before midnight UTC), as their deletions' audit records hold
+// them, in id order; the last deletion of an id wins.
+func (s *Service) deletedBillers(day string) ([]store.Destination, error) {
+	d0, err := time.Parse(time.DateOnly, day)
+	if err != nil {
+		return nil, fmt.Errorf("%w: day must be YYYY-MM-DD", ErrBadRequest)
+	}
+	from := d0.AddDate(0, 0, -s.cfg.Recon.ToleranceDays-1).UnixNano()
+	byID := map[string]store.Destination{}
+	var after uint64
+	for {
+		recs, err := s.ledger.Audit(store.AuditFilter{From: from, After: after, Limit: auditPage})
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range recs {
+			after = r.Seq
+			var d store.Destination
+			if r.Action != "destination.delete" || json.Unmarshal(r.Before, &d) != nil || d.Kind != store.DestinationKindHTTP {
+				continue
+			}
+			byID[d.ID] = d
+		}
+		if len(recs) < auditPage {
+			break
+		}
+	}
+	out := make([]store.Destination, 0, len(byID))
+	for _, id := range slices.Sorted(maps.Keys(byID)) {
+		out = append(out, byID[id])
+	}
+	return out, nil
 }
 
 // saveUpload copies r to path, refusing more than bytesMax, and returns
@@ -260,7 +326,7 @@ func (s *Service) reconcileDir(ctx context.Context, dir string, sp Spec) (*Recon
 	if err := json.Unmarshal(b, &meta); err != nil {
 		return nil, fmt.Errorf("settle: recon %s meta: %w", sp.Recon, err)
 	}
-	scope, err := s.resolveBiller(meta.Biller)
+	scope, err := s.resolveBiller(meta.Biller, sp.Day)
 	if err != nil {
 		return nil, err
 	}

@@ -32,8 +32,9 @@ type Ledger interface {
 	ScanAccountBack(ctx context.Context, account string, fn func(t *store.Transfer) (bool, error)) (store.Account, error)
 	BreakLedger
 	// Directory names the http destinations, whose payments a biller's
-	// file must have (reconciliation's B2).
+	// file must have (reconciliation's B2); the audit chain those deleted.
 	Directory() *store.Directory
+	Audit(f store.AuditFilter) ([]store.AuditRecord, error)
 }
 
 // Service runs file jobs and serves their files.

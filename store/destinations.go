@@ -390,11 +390,45 @@ func (t *txn) deleteDestination(c *Command) Result {
 			return changeErr("id", "destination %q is used by route %q", before.ID, r.ID)
 		}
 	}
+	if r, busy := t.destinationBusy(before.ID); busy {
+		return r
+	}
 	d = t.dirForChange()
 	d.deleteDestination(before.ID)
 	t.del(skey1(pfxDestination, before.ID))
 	t.appendAudit(c, "destination.delete", "destination/"+before.ID, mustJSON(before), nil)
 	return Result{Status: StatusOK}
+}
+
+// pendingScanMax bounds the pending forwards a destination's deletion
+// reads (each one's record) to find one of its own; past it the deletion
+// is refused: the FSM is not held up by an unbounded walk, and ops retry
+// once the hosts have answered.
+const pendingScanMax = 4096
+
+// destinationBusy refuses the deletion of destination id while it has
+// advices in its SAF queue, or requests that wait for its answer. Its
+// SAF sender stops with it: a queued advice — a timeout's 0420, a
+// partner's reversal or completion — or the reversal a pending request's
+// timeout would queue, would never reach the host, which would keep money
+// the partner was told came back.
+func (t *txn) destinationBusy(id string) (Result, bool) {
+	lo := []byte(skeyIndex2(pfxSAFQueue, id, ""))
+	if q := t.scanKeys(lo, prefixEnd(lo), 1); len(q) > 0 {
+		return changeErr("id", "destination %q has advices queued for its host (switchctl saf list --dest %s): let them be delivered, or drop them, first",
+			id, id), true
+	}
+	lo = []byte{pfxForwardDue}
+	due := t.scanKeys(lo, prefixEnd(lo), pendingScanMax+1)
+	for i, k := range due {
+		if i == pendingScanMax {
+			return changeErr("id", "more than %d requests wait for their hosts' answers: retry the deletion of %q once they are answered", pendingScanMax, id), true
+		}
+		if f := t.forwardRecord(k[9:]); f != nil && f.Destination == id {
+			return changeErr("id", "destination %q has requests waiting for its answer (forward %s): retry once they are answered or timed out", id, f.ID), true
+		}
+	}
+	return Result{}, false
 }
 
 func loadDestinations(r pebble.Reader, d *Directory) error {

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -133,3 +134,65 @@ func TestDestinationRefusals(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// A destination cannot be deleted while a request waits for its answer or
+// an advice waits in its SAF queue: its sender stops with it, so the
+// host would never hear of the reversal. Each refusal changes nothing and
+// writes no audit record; another destination's traffic holds up nobody.
+func TestDeleteDestinationBusy(t *testing.T) {
+	s := forwardFixture(t)
+	mustOK(t, s, putDestCmd("d-other", issuerDest("other", "500000")))
+	del := func(key, id string) Result { return run1(t, s, adminCmd(OpDeleteDestination, key, &Admin{ID: id})) }
+	refused := func(r Result, want string) {
+		t.Helper()
+		head, _ := s.Audit(AuditFilter{Limit: 1000})
+		if r.Status != StatusInvalidChange || !strings.Contains(r.Detail, want) {
+			t.Fatalf("delete of a busy destination: %+v (want %q)", r, want)
+		}
+		if _, ok := s.Directory().Destination("iss"); !ok {
+			t.Fatal("a refused delete removed the destination")
+		}
+		if after, _ := s.Audit(AuditFilter{Limit: 1000}); len(after) != len(head) {
+			t.Fatal("a refused delete was audited")
+		}
+	}
+	mustOK(t, s, fwdCmd("p1|k1", 100))
+	refused(del("del-1", "iss"), "requests waiting for its answer (forward F00000000000001)")
+	mustOK(t, s, fwdResult("p1|k1", OutcomeTimeout, "", "", t0+1))
+	refused(del("del-2", "iss"), "advices queued for its host (switchctl saf list --dest iss)")
+	// The other destination has neither: its deletion goes through.
+	if r := del("del-other", "other"); r.Status != StatusOK {
+		t.Fatalf("delete of an idle destination: %+v", r)
+	}
+	drop := Command{Op: OpSAFUpdate, Key: "drop-1", Fingerprint: "fp-drop-1", Time: t0 + 3e9,
+		Admin:   &Admin{Actor: "alice", Reason: "host confirmed by phone"},
+		Forward: &ForwardCommand{SAF: &SAFUpdate{ID: "S00000000000001", Action: SAFActionDrop}}}
+	mustOK(t, s, drop)
+	if r := del("del-3", "iss"); r.Status != StatusOK {
+		t.Fatalf("delete once the queue is empty: %+v", r)
+	}
+	if _, ok := s.Directory().Destination("iss"); ok {
+		t.Fatal("destination still there")
+	}
+}
+
+// Past pendingScanMax pending forwards (of any destination) the deletion
+// is refused rather than walking them all inside the FSM.
+func TestDeleteDestinationPendingBound(t *testing.T) {
+	s := forwardFixture(t)
+	mustOK(t, s, putDestCmd("d-other", issuerDest("other", "500000")))
+	cmds := make([]Command, 0, pendingScanMax+1)
+	for i := range pendingScanMax + 1 {
+		c := fwdCmd(fmt.Sprintf("p1|b%d", i), 100)
+		c.Forward.Request.Destination = "other"
+		cmds = append(cmds, c)
+	}
+	mustOK(t, s, cmds...)
+	r := run1(t, s, adminCmd(OpDeleteDestination, "del-iss", &Admin{ID: "iss"}))
+	if r.Status != StatusInvalidChange || !strings.Contains(r.Detail, "more than 4096 requests wait") {
+		t.Fatalf("delete past the bound: %+v", r)
+	}
+	if _, ok := s.Directory().Destination("iss"); !ok {
+		t.Fatal("a refused delete removed the destination")
+	}
+}
