@@ -155,6 +155,16 @@ func BenchmarkSAFDrain(b *testing.B) {
 			}()
 		}
 		wg.Wait()
+		// Head of line: the first entry goes first, the last one last;
+		// the ids are the queue's order (S + 14 digits, from 1 here).
+		first, last := "S00000000000001", fmt.Sprintf("S%014d", advices)
+		delivered := func(id string) bool {
+			e, err := r.st.SAFEntry(id)
+			if err != nil {
+				b.Fatal(err)
+			}
+			return e.State == store.SAFDelivered
+		}
 		approve := timeout
 		approve.Mode = sim.ModeApprove
 		b.StartTimer()
@@ -162,13 +172,14 @@ func BenchmarkSAFDrain(b *testing.B) {
 		if err := r.issuer.SetBehavior(approve); err != nil {
 			b.Fatal(err)
 		}
-		for {
-			q, err := r.st.SAFQueue("demo-issuer", 1)
-			if err != nil {
-				b.Fatal(err)
-			}
-			if len(q) == 0 {
-				break
+		// Polled by one point read each, not by reading the queue from
+		// its head: that read skips the deletions of every delivered
+		// entry (pebble tombstones) and, every millisecond, took CPU
+		// from the sender it was timing.
+		var firstAt time.Time
+		for !delivered(last) {
+			if firstAt.IsZero() && delivered(first) {
+				firstAt = time.Now()
 			}
 			if time.Since(start) > 5*time.Minute {
 				b.Fatalf("SAF not drained in 5 minutes: %+v", r.issuer.Stats().Advices)
@@ -176,12 +187,24 @@ func BenchmarkSAFDrain(b *testing.B) {
 			time.Sleep(time.Millisecond)
 		}
 		el := time.Since(start)
+		if firstAt.IsZero() {
+			firstAt = start.Add(el)
+		}
 		b.StopTimer()
+		if q, err := r.st.SAFQueue("demo-issuer", 1); err != nil || len(q) != 0 {
+			b.Fatalf("queue after the last delivery: %+v %v", q, err)
+		}
 		a := r.issuer.Stats().Advices
 		if a.Distinct != int64(advices) || a.NewTwice != 0 {
 			b.Fatalf("issuer advices %+v, want %d distinct", a, advices)
 		}
-		b.ReportMetric(float64(advices)/el.Seconds(), "advices/s")
+		// The rate once advices flow; before the first delivery the
+		// head's send in flight times out (the host did not answer it)
+		// and, if the host's timeouts opened its circuit while the
+		// queue filled, the breaker's cooldown passes (first-ms).
+		b.ReportMetric(float64(advices-1)/(el-firstAt.Sub(start)).Seconds(), "advices/s")
+		b.ReportMetric(float64(firstAt.Sub(start).Milliseconds()), "first-ms")
+		b.ReportMetric(float64(advices)/el.Seconds(), "overall/s")
 		r.fwd.Close()
 	}
 }
