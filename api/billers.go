@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -10,12 +9,11 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"os"
-	"path/filepath"
 	"time"
 
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
+	"github.com/switchd/switchd/keyfile"
 	"github.com/switchd/switchd/outcome"
 	"github.com/switchd/switchd/store"
 	"github.com/switchd/switchd/webhook"
@@ -168,26 +166,7 @@ const webhookSecretBytes = 32
 // new whsec_<base64 of 32 random bytes> secret, unless it exists (false).
 // The demo's biller reversal secret is made this way on first start.
 func GenerateWebhookSecretFile(path string) (bool, error) {
-	if _, err := os.Stat(path); err == nil {
-		return false, nil
-	}
-	b := make([]byte, webhookSecretBytes)
-	if _, err := rand.Read(b); err != nil {
-		return false, err
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return false, err
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if errors.Is(err, os.ErrExist) {
-		return false, nil // made by another process meanwhile
-	}
-	if err != nil {
-		return false, err
-	}
-	if _, err := f.WriteString("whsec_" + base64.StdEncoding.EncodeToString(b) + "\n"); err != nil {
-		f.Close()
-		return false, err
-	}
-	return true, f.Close()
+	return keyfile.GenerateEncoded(path, webhookSecretBytes, func(b []byte) string {
+		return "whsec_" + base64.StdEncoding.EncodeToString(b)
+	})
 }

@@ -46,6 +46,14 @@ func Read(path, setting string, max int) ([]byte, error) {
 // 0700) unless the file exists, and reports whether it made it. O_EXCL:
 // two starts racing never make two keys.
 func Generate(path string, n int) (made bool, err error) {
+	return GenerateEncoded(path, n, hex.EncodeToString)
+}
+
+// GenerateEncoded is Generate with the file's text made from the random
+// bytes by encode (a webhook secret's "whsec_" and base64). A file
+// whose write fails is removed, never left half written for the next
+// start to take as the key.
+func GenerateEncoded(path string, n int, encode func([]byte) string) (made bool, err error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return false, err
 	}
@@ -63,7 +71,7 @@ func Generate(path string, n int) (made bool, err error) {
 		os.Remove(path)
 		return false, err
 	}
-	_, err = f.WriteString(hex.EncodeToString(b) + "\n")
+	_, err = f.WriteString(encode(b) + "\n")
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}

@@ -1,6 +1,7 @@
 package keyfile
 
 import (
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"io/fs"
@@ -70,5 +71,27 @@ func TestGenerate(t *testing.T) {
 	again, _ := Read(p, "kek", 1024)
 	if err != nil || made || string(again) != string(b) {
 		t.Fatalf("second: made %v %v, content changed %v", made, err, string(again) != string(b))
+	}
+}
+
+// GenerateEncoded writes the encoding of the random bytes (a webhook
+// secret's "whsec_" + base64), owner-only, once.
+func TestGenerateEncoded(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "biller.secret")
+	enc := func(b []byte) string { return "whsec_" + base64.StdEncoding.EncodeToString(b) }
+	made, err := GenerateEncoded(p, 32, enc)
+	if err != nil || !made {
+		t.Fatalf("first: %v %v", made, err)
+	}
+	b, err := Read(p, "reversal_secret_file", 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(string(b), "whsec_"))
+	if !strings.HasPrefix(string(b), "whsec_") || err != nil || len(raw) != 32 {
+		t.Fatalf("content %q: %v", b, err)
+	}
+	if made, err := GenerateEncoded(p, 32, enc); err != nil || made {
+		t.Fatalf("second: made %v %v", made, err)
 	}
 }
