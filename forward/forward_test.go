@@ -112,7 +112,7 @@ func newRig(t testing.TB, behavior sim.Behavior, mut ...func(*config.File)) *rig
 	if _, bench := t.(*testing.B); bench {
 		// The sweeper's read of the deadline index costs 3-8 ms (it skips
 		// the deletions of the forwards decided since pebble compacted
-		// it): every 50 ms that was 4 % of an off-us purchase's CPU, which
+		// it): every 50 ms that was 12 % of an off-us purchase's CPU, which
 		// a node sweeping at its default interval does not pay.
 		fcfg.SweepInterval = forward.DefaultConfig().SweepInterval
 	}
