@@ -73,6 +73,10 @@ const (
 	// retry for ever; the next leader sweeps what is left.
 	sweepTimeout   = 10 * time.Second
 	replayPollStep = 20 * time.Millisecond
+	// orphanCheckEvery: every this many sweeps (a minute at the default
+	// interval) the leader looks for advices queued for destinations the
+	// directory no longer has (orphans.go).
+	orphanCheckEvery = 60
 	// resultRetryStep paces the repeats of a result whose proposal
 	// failed (a leader change).
 	resultRetryStep = 30 * time.Millisecond
@@ -233,6 +237,7 @@ func (f *Forwarder) run() {
 	defer syncT.Stop()
 	sweepT := time.NewTicker(f.cfg.SweepInterval)
 	defer sweepT.Stop()
+	sweeps := 0
 	for {
 		select {
 		case <-f.stop:
@@ -248,6 +253,11 @@ func (f *Forwarder) run() {
 					f.log.Warn("forward sweep", "err", err)
 				} else if n > 0 {
 					f.log.Warn("forwards past their deadline timed out (a node died mid-request); reversals queued", "forwards", n)
+				}
+				if sweeps++; sweeps%orphanCheckEvery == 1 {
+					octx, ocancel := context.WithTimeout(f.ctx, sweepTimeout)
+					f.CheckOrphans(octx) // orphans.go
+					ocancel()
 				}
 			}
 		}

@@ -174,6 +174,15 @@ func TestDeleteDestinationBusy(t *testing.T) {
 	if _, ok := s.Directory().Destination("iss"); ok {
 		t.Fatal("destination still there")
 	}
+	// The dropped advice cannot be put back in a queue nobody reads.
+	retry := drop
+	retry.Key, retry.Fingerprint, retry.Forward = "retry-1", "fp-retry-1", &ForwardCommand{SAF: &SAFUpdate{ID: "S00000000000001", Action: SAFActionRetry}}
+	if r := run1(t, s, retry); r.Status != StatusInvalidChange || !strings.Contains(r.Detail, `destination "iss", which no longer exists`) {
+		t.Fatalf("retry for a deleted destination: %+v", r)
+	}
+	if e, err := s.SAFEntry("S00000000000001"); err != nil || e.State != SAFDropped {
+		t.Fatalf("refused retry changed the entry: %+v %v", e, err)
+	}
 }
 
 // Past pendingScanMax pending forwards (of any destination) the deletion
@@ -194,5 +203,41 @@ func TestDeleteDestinationPendingBound(t *testing.T) {
 	}
 	if _, ok := s.Directory().Destination("iss"); !ok {
 		t.Fatal("a refused delete removed the destination")
+	}
+}
+
+// SAFQueueDestinations names each destination with queued advices once,
+// in order, up to max; one whose queue emptied is gone.
+func TestSAFQueueDestinations(t *testing.T) {
+	s := forwardFixture(t)
+	mustOK(t, s, putDestCmd("d-other", issuerDest("other", "500000")))
+	other := func(key string) Command {
+		c := fwdCmd(key, 100)
+		c.Forward.Request.Destination = "other"
+		return c
+	}
+	mustOK(t, s, fwdCmd("p1|k1", 100), fwdResult("p1|k1", OutcomeTimeout, "", "", t0+1),
+		fwdCmd("p1|k2", 100), fwdResult("p1|k2", OutcomeTimeout, "", "", t0+1),
+		other("p1|k3"), fwdResult("p1|k3", OutcomeTimeout, "", "", t0+1))
+	got := func(max int) string {
+		t.Helper()
+		ds, err := s.SAFQueueDestinations(max)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.Join(ds, ",")
+	}
+	if g := got(10); g != "iss,other" {
+		t.Fatalf("destinations %q", g)
+	}
+	if g := got(1); g != "iss" {
+		t.Fatalf("max 1: %q", g)
+	}
+	for i, id := range []string{"S00000000000001", "S00000000000002"} {
+		mustOK(t, s, Command{Op: OpSAFUpdate, Key: fmt.Sprintf("d%d", i), Fingerprint: "fp", Time: t0 + 3e9,
+			Forward: &ForwardCommand{SAF: &SAFUpdate{ID: id, Action: SAFActionDelivered, RC: "00"}}})
+	}
+	if g := got(10); g != "other" {
+		t.Fatalf("after iss's queue emptied: %q", g)
 	}
 }

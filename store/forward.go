@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -629,6 +630,11 @@ func (t *txn) safUpdate(c *Command) Result {
 		if e.State == SAFDelivered {
 			return Result{Status: StatusAlreadyFinal}
 		}
+		if _, ok := t.directory().Destination(e.Destination); !ok {
+			// No sender would take it: it would sit in a queue nobody
+			// reads (deletion refuses a destination with queued entries).
+			return changeErr("id", "entry %s is for destination %q, which no longer exists: put the destination back first", e.ID, e.Destination)
+		}
 		// Back in the queue at once, with the expiry moved on as far as
 		// it was from the entry's creation.
 		if e.State != SAFQueued {
@@ -774,6 +780,33 @@ func (s *Store) SAFQueue(dest string, limit int) ([]SAFEntry, error) {
 		return nil, err
 	}
 	return s.safEntries(ids)
+}
+
+// SAFQueueDestinations are the destinations that have advices in their
+// SAF queues, in id order, at most max: one seek past each destination's
+// entries, nothing decoded. The leader compares them with the directory
+// (a destination deleted after a partner's reversal queued its 0420).
+func (s *Store) SAFQueueDestinations(max int) ([]string, error) {
+	var out []string
+	err := s.read(func(db *pebble.DB) error {
+		lo := []byte{pfxSAFQueue}
+		it, err := db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(lo)})
+		if err != nil {
+			return err
+		}
+		defer it.Close()
+		for ok := it.First(); ok && len(out) < max; {
+			k := it.Key()[1:]
+			i := bytes.IndexByte(k, 0)
+			if i < 0 {
+				return fmt.Errorf("%w: SAF queue key %q", ErrCorrupt, it.Key())
+			}
+			out = append(out, string(k[:i]))
+			ok = it.SeekGE(prefixEnd(it.Key()[:1+i+1]))
+		}
+		return it.Error()
+	})
+	return out, err
 }
 
 // SAFEntries lists entries after id after (all states), at most limit.

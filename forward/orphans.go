@@ -1,0 +1,73 @@
+package forward
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/switchd/switchd/store"
+)
+
+// orphanLedger is what CheckOrphans reads besides the SAF queues.
+type orphanLedger interface {
+	SAFQueueDestinations(max int) ([]string, error)
+}
+
+// destinationsScanMax bounds the destinations with queued advices one
+// check reads: store bounds live destinations at 256, and as many
+// deleted ones again is already a directory in trouble.
+const destinationsScanMax = 512
+
+// CheckOrphans looks for advices queued for destinations the directory no
+// longer has. No sender takes them: a destination is not deleted while
+// its queue holds advices, but a partner's reversal or completion of an
+// older off-us payment queues its advice for the payment's destination,
+// which may have been deleted since. Each is an alarm (an error log line
+// naming the destination and how many wait), and one past its expiry is
+// expired as a sender would: the host never heard of it, which
+// reconciliation reports as a host break. It returns how many orphans it
+// saw and expired. The leader runs it every orphanCheckEvery sweeps.
+func (f *Forwarder) CheckOrphans(ctx context.Context) (seen, expired int) {
+	ol, ok := f.safLedger.(orphanLedger)
+	if !ok {
+		return 0, 0
+	}
+	dests, err := ol.SAFQueueDestinations(destinationsScanMax)
+	if err != nil {
+		f.log.Warn("SAF orphan check", "err", err)
+		return 0, 0
+	}
+	dir := f.ledger.Directory()
+	now := f.opt.Now().UnixNano()
+	for _, id := range dests {
+		if _, ok := dir.Destination(id); ok {
+			continue
+		}
+		entries, err := f.safLedger.SAFQueue(id, store.SAFBatchMax)
+		if err != nil {
+			f.log.Warn("SAF orphan check", "destination", id, "err", err)
+			continue
+		}
+		n := 0
+		for _, e := range entries {
+			if now < e.ExpiresAt {
+				continue
+			}
+			key := fmt.Sprintf("saf|%s|%s|%d", e.ID, store.SAFActionExpire, e.Sends)
+			res, err := f.ledger.Propose(ctx, store.Command{Op: store.OpSAFUpdate, Key: key, Fingerprint: key + "||", Time: now,
+				Forward: &store.ForwardCommand{SAF: &store.SAFUpdate{ID: e.ID, Action: store.SAFActionExpire}}})
+			if err == nil {
+				err = res.Status.Err()
+			}
+			if err != nil {
+				f.log.Warn("SAF orphan expiry", "destination", id, "saf", e.ID, "err", err)
+				continue
+			}
+			n++
+		}
+		seen += len(entries)
+		expired += n
+		f.log.Error("advices queued for a destination that no longer exists: no sender takes them (put the destination back with switchctl destinations put, or drop them with switchctl saf drop)",
+			"destination", id, "queued", len(entries), "expired_now", n)
+	}
+	return seen, expired
+}

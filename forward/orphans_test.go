@@ -1,0 +1,59 @@
+package forward_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/switchd/switchd/sim"
+	"github.com/switchd/switchd/store"
+)
+
+// A partner reverses a purchase whose destination ops deleted after it
+// was approved: the money comes back and the host's 0420 is queued for a
+// destination no sender serves. The leader's check finds it (an alarm),
+// leaves it while it may still be sent (ops may put the destination
+// back), and expires it once past its expiry, as a sender would.
+func TestCheckOrphans(t *testing.T) {
+	r := newRig(t, sim.DefaultBehavior())
+	if _, err := r.buy(31, 700); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	res, err := r.cn.Propose(ctx, store.Command{Op: store.OpDeleteDestination, Key: "admin|destination.delete|demo-issuer|t1",
+		Fingerprint: "t1", Time: time.Now().UnixNano(), Admin: &store.Admin{ID: "demo-issuer", Actor: "alice", Reason: "contract ended"}})
+	if err != nil || res.Status != store.StatusOK {
+		t.Fatalf("delete: %+v %v", res, err)
+	}
+	if seen, expired := r.fwd.CheckOrphans(ctx); seen != 0 || expired != 0 {
+		t.Fatalf("before the reversal: %d seen, %d expired", seen, expired)
+	}
+	if _, err := r.reverse(31, 33, 700); err != nil {
+		t.Fatalf("reversal: %v", err)
+	}
+	fw, _ := r.st.Forward("demo-acquirer|100001|000031")
+	if fw.SAF == "" {
+		t.Fatalf("no 0420 queued: %+v", fw)
+	}
+	if seen, expired := r.fwd.CheckOrphans(ctx); seen != 1 || expired != 0 {
+		t.Fatalf("queued, not expired: %d seen, %d expired", seen, expired)
+	}
+	e, _ := r.st.SAFEntry(fw.SAF)
+	if e.State != store.SAFQueued {
+		t.Fatalf("entry %+v", e)
+	}
+	r.now.Store(e.ExpiresAt - time.Now().UnixNano() + int64(time.Minute)) // the forwarder's clock past its expiry
+	if seen, expired := r.fwd.CheckOrphans(ctx); seen != 1 || expired != 1 {
+		t.Fatalf("past its expiry: %d seen, %d expired", seen, expired)
+	}
+	if e, _ := r.st.SAFEntry(fw.SAF); e.State != store.SAFExpired {
+		t.Fatalf("entry after the check %+v", e)
+	}
+	if seen, _ := r.fwd.CheckOrphans(ctx); seen != 0 {
+		t.Fatalf("an expired entry is no longer queued: %d seen", seen)
+	}
+	if adv := r.issuer.Stats().Advices; adv.Received != 0 {
+		t.Fatalf("the host got advices: %+v", adv)
+	}
+}
