@@ -186,14 +186,26 @@ func BenchmarkSAFDrain(b *testing.B) {
 			}
 			time.Sleep(time.Millisecond)
 		}
+		// Deliveries are recorded a window at a time, so one just before
+		// the last may still be on its way to the log.
+		for {
+			q, err := r.st.SAFQueue("demo-issuer", 1)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if len(q) == 0 {
+				break
+			}
+			if time.Since(start) > 5*time.Minute {
+				b.Fatalf("queue after the last delivery: %+v", q)
+			}
+			time.Sleep(time.Millisecond)
+		}
 		el := time.Since(start)
 		if firstAt.IsZero() {
 			firstAt = start.Add(el)
 		}
 		b.StopTimer()
-		if q, err := r.st.SAFQueue("demo-issuer", 1); err != nil || len(q) != 0 {
-			b.Fatalf("queue after the last delivery: %+v %v", q, err)
-		}
 		a := r.issuer.Stats().Advices
 		if a.Distinct != int64(advices) || a.NewTwice != 0 {
 			b.Fatalf("issuer advices %+v, want %d distinct", a, advices)
