@@ -148,6 +148,9 @@ type Forwarder struct {
 
 	mu      sync.Mutex
 	clients map[string]*destClient
+	// orphans: the leader's last check of SAF queues whose destination
+	// is gone (orphans.go).
+	orphans orphans
 	// billers are the HTTP clients of http destinations with TLS
 	// settings of their own, meters every http destination's requests
 	// and circuit (http.go); both under httpMu, never under mu: a SAF

@@ -24,7 +24,7 @@ type Collector struct {
 	f     *Forwarder
 	depth DepthReader
 
-	up, conns, circuit, queued, requests, strays, latency *prometheus.Desc
+	up, conns, circuit, queued, requests, strays, latency, orphaned *prometheus.Desc
 }
 
 // NewCollector is f's collector; depth may be nil (no SAF gauge).
@@ -40,12 +40,13 @@ func NewCollector(f *Forwarder, depth DepthReader) *Collector {
 		requests: d("requests_total", "Requests sent by this node, by result.", "result"),
 		strays:   d("strays_total", "Messages from the host that matched no request in flight, by kind.", "kind"),
 		latency:  d("answer_seconds", "Time from sending a request to its answer."),
+		orphaned: d("saf_orphaned", "Advices queued for a destination the directory no longer has: no sender takes them (the leader's last check, every 60 sweeps; counted up to 1000)."),
 	}
 }
 
 // Describe is prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.up, c.conns, c.circuit, c.queued, c.requests, c.strays, c.latency} {
+	for _, d := range []*prometheus.Desc{c.up, c.conns, c.circuit, c.queued, c.requests, c.strays, c.latency, c.orphaned} {
 		ch <- d
 	}
 }
@@ -54,6 +55,9 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	for _, s := range c.f.Stats() {
 		c.collect(ch, s)
+	}
+	for id, n := range c.f.Orphans() {
+		ch <- prometheus.MustNewConstMetric(c.orphaned, prometheus.GaugeValue, float64(n), id)
 	}
 }
 

@@ -3,9 +3,33 @@ package forward
 import (
 	"context"
 	"fmt"
+	"maps"
+	"sync"
 
 	"github.com/switchd/switchd/store"
 )
+
+// orphans is what the last check found: destination → advices queued
+// for it (up to store.SAFBatchMax), for the metrics.
+type orphans struct {
+	mu     sync.Mutex
+	queued map[string]int
+}
+
+func (o *orphans) set(m map[string]int) {
+	o.mu.Lock()
+	o.queued = m
+	o.mu.Unlock()
+}
+
+// Orphans is what the leader's last check found: each destination the
+// directory no longer has, with how many advices wait for it (none on a
+// follower, or before the first check).
+func (f *Forwarder) Orphans() map[string]int {
+	f.orphans.mu.Lock()
+	defer f.orphans.mu.Unlock()
+	return maps.Clone(f.orphans.queued)
+}
 
 // orphanLedger is what CheckOrphans reads besides the SAF queues.
 type orphanLedger interface {
@@ -38,6 +62,8 @@ func (f *Forwarder) CheckOrphans(ctx context.Context) (seen, expired int) {
 	}
 	dir := f.ledger.Directory()
 	now := f.opt.Now().UnixNano()
+	found := map[string]int{}
+	defer func() { f.orphans.set(found) }()
 	for _, id := range dests {
 		if _, ok := dir.Destination(id); ok {
 			continue
@@ -66,6 +92,9 @@ func (f *Forwarder) CheckOrphans(ctx context.Context) (seen, expired int) {
 		}
 		seen += len(entries)
 		expired += n
+		if left := len(entries) - n; left > 0 {
+			found[id] = left
+		}
 		f.log.Error("advices queued for a destination that no longer exists: no sender takes them (put the destination back with switchctl destinations put, or drop them with switchctl saf drop)",
 			"destination", id, "queued", len(entries), "expired_now", n)
 	}

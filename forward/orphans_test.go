@@ -5,6 +5,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/switchd/switchd/forward"
 	"github.com/switchd/switchd/sim"
 	"github.com/switchd/switchd/store"
 )
@@ -36,8 +39,13 @@ func TestCheckOrphans(t *testing.T) {
 	if fw.SAF == "" {
 		t.Fatalf("no 0420 queued: %+v", fw)
 	}
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(forward.NewCollector(r.fwd, r.st))
 	if seen, expired := r.fwd.CheckOrphans(ctx); seen != 1 || expired != 0 {
 		t.Fatalf("queued, not expired: %d seen, %d expired", seen, expired)
+	}
+	if n := metric(t, reg, "switchd_destination_saf_orphaned", map[string]string{"destination": "demo-issuer"}); n != 1 {
+		t.Fatalf("orphaned gauge %v, want 1", n)
 	}
 	e, _ := r.st.SAFEntry(fw.SAF)
 	if e.State != store.SAFQueued {
@@ -50,8 +58,8 @@ func TestCheckOrphans(t *testing.T) {
 	if e, _ := r.st.SAFEntry(fw.SAF); e.State != store.SAFExpired {
 		t.Fatalf("entry after the check %+v", e)
 	}
-	if seen, _ := r.fwd.CheckOrphans(ctx); seen != 0 {
-		t.Fatalf("an expired entry is no longer queued: %d seen", seen)
+	if seen, _ := r.fwd.CheckOrphans(ctx); seen != 0 || len(r.fwd.Orphans()) != 0 {
+		t.Fatalf("an expired entry is no longer queued: %d seen, orphans %v", seen, r.fwd.Orphans())
 	}
 	if adv := r.issuer.Stats().Advices; adv.Received != 0 {
 		t.Fatalf("the host got advices: %+v", adv)
