@@ -48,8 +48,11 @@ const destinationsScanMax = 512
 // which may have been deleted since. Each is an alarm (an error log line
 // naming the destination and how many wait), and one past its expiry is
 // expired as a sender would: the host never heard of it, which
-// reconciliation reports as a host break. It returns how many orphans it
-// saw and expired. The leader runs it every orphanCheckEvery sweeps.
+// reconciliation reports as a host break. A disabled destination has no
+// sender either: its advices wait for it to be enabled, but those past
+// their expiry are expired the same way (an error line, no orphan). It
+// returns how many orphans it saw, and how many advices it expired. The
+// leader runs it every orphanCheckEvery sweeps.
 func (f *Forwarder) CheckOrphans(ctx context.Context) (seen, expired int) {
 	ol, ok := f.safLedger.(orphanLedger)
 	if !ok {
@@ -65,33 +68,25 @@ func (f *Forwarder) CheckOrphans(ctx context.Context) (seen, expired int) {
 	found := map[string]int{}
 	defer func() { f.orphans.set(found) }()
 	for _, id := range dests {
-		if _, ok := dir.Destination(id); ok {
-			continue
+		d, known := dir.Destination(id)
+		if known && !d.Disabled {
+			continue // its sender expires what it must
 		}
 		entries, err := f.safLedger.SAFQueue(id, store.SAFBatchMax)
 		if err != nil {
 			f.log.Warn("SAF orphan check", "destination", id, "err", err)
 			continue
 		}
-		n := 0
-		for _, e := range entries {
-			if now < e.ExpiresAt {
-				continue
+		n := f.expireDue(ctx, id, entries, now)
+		expired += n
+		if known {
+			if n > 0 {
+				f.log.Error("SAF advices expired undelivered while their destination is disabled: the host never confirmed the reversals (reconcile by hand)",
+					"destination", id, "expired", n)
 			}
-			key := fmt.Sprintf("saf|%s|%s|%d", e.ID, store.SAFActionExpire, e.Sends)
-			res, err := f.ledger.Propose(ctx, store.Command{Op: store.OpSAFUpdate, Key: key, Fingerprint: key + "||", Time: now,
-				Forward: &store.ForwardCommand{SAF: &store.SAFUpdate{ID: e.ID, Action: store.SAFActionExpire}}})
-			if err == nil {
-				err = res.Status.Err()
-			}
-			if err != nil {
-				f.log.Warn("SAF orphan expiry", "destination", id, "saf", e.ID, "err", err)
-				continue
-			}
-			n++
+			continue
 		}
 		seen += len(entries)
-		expired += n
 		if left := len(entries) - n; left > 0 {
 			found[id] = left
 		}
@@ -99,4 +94,27 @@ func (f *Forwarder) CheckOrphans(ctx context.Context) (seen, expired int) {
 			"destination", id, "queued", len(entries), "expired_now", n)
 	}
 	return seen, expired
+}
+
+// expireDue expires the entries of destination dest past their expiry at
+// now, as its sender would, and returns how many it expired.
+func (f *Forwarder) expireDue(ctx context.Context, dest string, entries []store.SAFEntry, now int64) int {
+	n := 0
+	for _, e := range entries {
+		if now < e.ExpiresAt {
+			continue
+		}
+		key := fmt.Sprintf("saf|%s|%s|%d", e.ID, store.SAFActionExpire, e.Sends)
+		res, err := f.ledger.Propose(ctx, store.Command{Op: store.OpSAFUpdate, Key: key, Fingerprint: key + "||", Time: now,
+			Forward: &store.ForwardCommand{SAF: &store.SAFUpdate{ID: e.ID, Action: store.SAFActionExpire}}})
+		if err == nil {
+			err = res.Status.Err()
+		}
+		if err != nil {
+			f.log.Warn("SAF expiry", "destination", dest, "saf", e.ID, "err", err)
+			continue
+		}
+		n++
+	}
+	return n
 }

@@ -65,3 +65,44 @@ func TestCheckOrphans(t *testing.T) {
 		t.Fatalf("the host got advices: %+v", adv)
 	}
 }
+
+// A disabled destination has no sender: its advices wait for it, and one
+// past its expiry is expired by the leader's check, not reported as an
+// orphan.
+func TestCheckOrphansDisabled(t *testing.T) {
+	r := newRig(t, sim.DefaultBehavior())
+	if _, err := r.buy(35, 400); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	d, _ := r.st.Directory().Destination("demo-issuer")
+	off := *d
+	off.Disabled = true
+	res, err := r.cn.Propose(ctx, store.Command{Op: store.OpPutDestination, Key: "admin|destination.put|demo-issuer|t1",
+		Fingerprint: "t1", Time: time.Now().UnixNano(), Admin: &store.Admin{Destination: &off, Actor: "alice", Reason: "maintenance"}})
+	if err != nil || res.Status != store.StatusOK {
+		t.Fatalf("disable: %+v %v", res, err)
+	}
+	if _, err := r.reverse(35, 37, 400); err != nil {
+		t.Fatalf("reversal: %v", err)
+	}
+	fw, _ := r.st.Forward("demo-acquirer|100001|000035")
+	if seen, expired := r.fwd.CheckOrphans(ctx); seen != 0 || expired != 0 {
+		t.Fatalf("before its expiry: %d seen, %d expired", seen, expired)
+	}
+	e, _ := r.st.SAFEntry(fw.SAF)
+	if e.State != store.SAFQueued {
+		t.Fatalf("entry %+v", e)
+	}
+	r.now.Store(e.ExpiresAt - time.Now().UnixNano() + int64(time.Minute))
+	if seen, expired := r.fwd.CheckOrphans(ctx); seen != 0 || expired != 1 || len(r.fwd.Orphans()) != 0 {
+		t.Fatalf("past its expiry: %d seen, %d expired, orphans %v", seen, expired, r.fwd.Orphans())
+	}
+	if e, _ := r.st.SAFEntry(fw.SAF); e.State != store.SAFExpired {
+		t.Fatalf("entry after the check %+v", e)
+	}
+	if adv := r.issuer.Stats().Advices; adv.Received != 0 {
+		t.Fatalf("the host got advices: %+v", adv)
+	}
+}
