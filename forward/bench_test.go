@@ -12,7 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/switchd/switchd/card"
+	"github.com/switchd/switchd/forward"
 	"github.com/switchd/switchd/payment"
 	"github.com/switchd/switchd/sim"
 	"github.com/switchd/switchd/store"
@@ -102,6 +105,8 @@ func BenchmarkForward(b *testing.B) {
 // (FORWARD_RATE) and reports their latency percentiles; b.N of them.
 func BenchmarkForwardOpenLoop(b *testing.B) {
 	r := newRig(b, sim.DefaultBehavior())
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(forward.NewCollector(r.fwd, nil))
 	rate := 5000
 	if n, err := strconv.Atoi(os.Getenv("FORWARD_RATE")); err == nil && n > 0 {
 		rate = n
@@ -124,6 +129,13 @@ func BenchmarkForwardOpenLoop(b *testing.B) {
 			b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
 			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "done/s")
+			if c.pan == testPAN {
+				// Where an off-us purchase's time goes, from the node's own
+				// stage histogram (switchd_forward_stage_seconds).
+				for _, stage := range []string{forward.StageRecord, forward.StageHop, forward.StageAnswer} {
+					b.ReportMetric(stageQuantile(b, reg, stage, 0.99), stage+"-p99-ms")
+				}
+			}
 		})
 	}
 }
@@ -252,4 +264,42 @@ func processCPU() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// stageQuantile estimates quantile q, in ms, of forward stage stage from
+// the stage histogram's buckets: linear within the bucket it falls in,
+// so as fine as the buckets (0.25-1 ms below 10 ms).
+func stageQuantile(b *testing.B, reg *prometheus.Registry, stage string, q float64) float64 {
+	b.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "switchd_forward_stage_seconds" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			match := false
+			for _, l := range m.GetLabel() {
+				match = match || l.GetName() == "stage" && l.GetValue() == stage
+			}
+			h := m.GetHistogram()
+			if !match || h.GetSampleCount() == 0 {
+				continue
+			}
+			target := q * float64(h.GetSampleCount())
+			lo, below := 0.0, 0.0
+			for _, bk := range h.GetBucket() {
+				n := float64(bk.GetCumulativeCount())
+				if n >= target {
+					return 1000 * (lo + (bk.GetUpperBound()-lo)*(target-below)/max(n-below, 1))
+				}
+				lo, below = bk.GetUpperBound(), n
+			}
+			return 1000 * lo // past the last bound
+		}
+	}
+	b.Fatalf("no samples of stage %s", stage)
+	return 0
 }

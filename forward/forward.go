@@ -23,6 +23,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/switchd/switchd/codec"
 	"github.com/switchd/switchd/currency"
 	"github.com/switchd/switchd/host"
@@ -151,6 +153,8 @@ type Forwarder struct {
 	// orphans: the leader's last check of SAF queues whose destination
 	// is gone (orphans.go).
 	orphans orphans
+	// stages times each stage of a forward (stages.go).
+	stages *prometheus.HistogramVec
 	// billers are the HTTP clients of http destinations with TLS
 	// settings of their own, meters every http destination's requests
 	// and circuit (http.go); both under httpMu, never under mu: a SAF
@@ -200,7 +204,7 @@ func New(cfg Config, ledger Ledger, kek *mac.KEK, opt Options) (*Forwarder, erro
 		opt.Leading = func() bool { return false }
 	}
 	f := &Forwarder{cfg: cfg, ledger: ledger, kek: kek, opt: opt, log: opt.Logger, clients: map[string]*destClient{},
-		http: newHTTPClient(), stop: make(chan struct{}), done: make(chan struct{})}
+		http: newHTTPClient(), stages: newStages(), stop: make(chan struct{}), done: make(chan struct{})}
 	f.ctx, f.cancel = context.WithCancel(context.Background())
 	f.safLedger, _ = ledger.(SAFLedger)
 	f.sync()
@@ -471,13 +475,17 @@ func (f *Forwarder) Forward(ctx context.Context, req payment.ForwardRequest) (pa
 		TimeoutAt:   cmd.Time + int64(timeout+f.cfg.DeadlineMargin),
 		OriginalRef: req.Command.OriginalRef, CardHash: cardHash,
 	}}
+	start := time.Now()
 	id, replay, err := f.record(ctx, cmd, timeoutCode)
 	if err != nil || replay != nil {
 		return deref(replay), err
 	}
+	f.observe(dest.ID, StageRecord, start)
 	fw := store.Forward{ID: id, MTI: mti, Fields: fields}
 	msg := Request(&fw, req.PAN.Digits())
+	start = time.Now()
 	ans, err := cl.Send(ctx, msg)
+	f.observe(dest.ID, StageHop, start)
 	outc, rc, auth, reason := store.OutcomeDeclined, "", "", ""
 	switch {
 	case err == nil:
@@ -495,6 +503,7 @@ func (f *Forwarder) Forward(ctx context.Context, req payment.ForwardRequest) (pa
 		outc, rc, reason = store.OutcomeDeclined, outcome.IssuerUnavailable, "not_sent"
 		f.log.Warn("forward not sent", "destination", dest.ID, "forward", fw.ID, "err", err)
 	}
+	defer f.observe(dest.ID, StageAnswer, time.Now())
 	return f.decide(ctx, cmd.Key, outc, rc, auth, reason, timeout, timeoutCode)
 }
 

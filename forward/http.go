@@ -152,17 +152,22 @@ func (f *Forwarder) forwardHTTP(ctx context.Context, req payment.ForwardRequest)
 		Destination: dest.ID, Route: req.Route, Credit: dest.SettlementAccount,
 		TimeoutAt: cmd.Time + int64(timeout+f.cfg.DeadlineMargin), OriginalRef: req.Command.OriginalRef, Body: body,
 	}}
+	start := time.Now()
 	id, replay, err := f.record(ctx, cmd, outcome.IssuerUnavailable)
 	if err != nil || replay != nil {
 		return deref(replay), err
 	}
+	f.observe(dest.ID, StageRecord, start)
 	pctx, pcancel := context.WithTimeout(ctx, timeout)
+	start = time.Now()
 	status, ans, err := f.post(pctx, dest, dest.HTTP.URL, id, []byte(body))
+	f.observe(dest.ID, StageHop, start)
 	pcancel()
 	outc, rc, auth, reason := classify(status, ans, err)
 	if reason == "not_sent" {
 		f.log.Warn("bill payment not sent", "destination", dest.ID, "forward", id, "err", err)
 	}
+	defer f.observe(dest.ID, StageAnswer, time.Now())
 	return f.decide(ctx, cmd.Key, outc, rc, auth, reason, timeout, outcome.IssuerUnavailable)
 }
 

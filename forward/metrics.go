@@ -49,6 +49,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.up, c.conns, c.circuit, c.queued, c.requests, c.strays, c.latency, c.orphaned} {
 		ch <- d
 	}
+	c.f.stages.Describe(ch)
 }
 
 // Collect is prometheus.Collector.
@@ -59,6 +60,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	for id, n := range c.f.Orphans() {
 		ch <- prometheus.MustNewConstMetric(c.orphaned, prometheus.GaugeValue, float64(n), id)
 	}
+	c.f.stages.Collect(ch)
 }
 
 func (c *Collector) collect(ch chan<- prometheus.Metric, s host.Stats) {

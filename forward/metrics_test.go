@@ -63,6 +63,11 @@ func TestDestinationMetrics(t *testing.T) {
 		metric(t, reg, "switchd_destination_saf_queued", dest) != 0 {
 		t.Fatal("metrics after an approval")
 	}
+	for _, stage := range []string{forward.StageRecord, forward.StageHop, forward.StageAnswer} {
+		if n := metric(t, reg, "switchd_forward_stage_seconds", map[string]string{"destination": "demo-issuer", "stage": stage}); n != 1 {
+			t.Fatalf("stage %s timed %v times after one purchase, want 1", stage, n)
+		}
+	}
 	b := r.issuer.Behavior()
 	b.Mode = sim.ModeTimeout
 	if err := r.issuer.SetBehavior(b); err != nil {
