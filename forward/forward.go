@@ -266,6 +266,9 @@ func (f *Forwarder) run() {
 					f.CheckOrphans(octx) // orphans.go
 					ocancel()
 				}
+			} else {
+				sweeps = 0
+				f.orphans.set(nil) // the leader's gauge, not a follower's
 			}
 		}
 	}
