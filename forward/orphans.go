@@ -2,7 +2,6 @@ package forward
 
 import (
 	"context"
-	"fmt"
 	"maps"
 	"sync"
 
@@ -104,9 +103,7 @@ func (f *Forwarder) expireDue(ctx context.Context, dest string, entries []store.
 		if now < e.ExpiresAt {
 			continue
 		}
-		key := fmt.Sprintf("saf|%s|%s|%d", e.ID, store.SAFActionExpire, e.Sends)
-		res, err := f.ledger.Propose(ctx, store.Command{Op: store.OpSAFUpdate, Key: key, Fingerprint: key + "||", Time: now,
-			Forward: &store.ForwardCommand{SAF: &store.SAFUpdate{ID: e.ID, Action: store.SAFActionExpire}}})
+		res, err := f.ledger.Propose(ctx, safCommand(e, store.SAFUpdate{ID: e.ID, Action: store.SAFActionExpire}, now))
 		if err == nil {
 			err = res.Status.Err()
 		}

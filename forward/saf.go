@@ -316,9 +316,7 @@ func (s *safSender) backoff(n int) time.Duration {
 // update proposes u for e; async deliveries hold a window slot until the
 // log has them.
 func (s *safSender) update(e store.SAFEntry, u store.SAFUpdate, async bool) error {
-	key := fmt.Sprintf("saf|%s|%s|%d", u.ID, u.Action, e.Sends)
-	cmd := store.Command{Op: store.OpSAFUpdate, Key: key, Fingerprint: key + "|" + u.RC + "|" + u.Error, Time: s.f.opt.Now().UnixNano(),
-		Forward: &store.ForwardCommand{SAF: &u}}
+	cmd := safCommand(e, u, s.f.opt.Now().UnixNano())
 	propose := func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -364,4 +362,13 @@ func (s *safSender) update(e store.SAFEntry, u store.SAFUpdate, async bool) erro
 		<-s.window
 	}()
 	return nil
+}
+
+// safCommand is the OpSAFUpdate of u for entry e at now. Its key names
+// the entry, the step and the sends so far, so the same step proposed
+// again (after a leader change, or by the orphan check) is a repeat.
+func safCommand(e store.SAFEntry, u store.SAFUpdate, now int64) store.Command {
+	key := fmt.Sprintf("saf|%s|%s|%d", u.ID, u.Action, e.Sends)
+	return store.Command{Op: store.OpSAFUpdate, Key: key, Fingerprint: key + "|" + u.RC + "|" + u.Error, Time: now,
+		Forward: &store.ForwardCommand{SAF: &u}}
 }
