@@ -59,6 +59,10 @@ type Config struct {
 	// BillerTLSCheck is how often an http biller's TLS files are read
 	// (and hashed) to see whether they were rotated (http.go).
 	BillerTLSCheck time.Duration `yaml:"biller_tls_check"`
+	// OrphanCheck is how often the leader looks for advices queued for a
+	// destination the directory no longer has, or one disabled, that are
+	// past their expiry (orphans.go).
+	OrphanCheck time.Duration `yaml:"orphan_check"`
 }
 
 // Limits.
@@ -75,10 +79,6 @@ const (
 	// retry for ever; the next leader sweeps what is left.
 	sweepTimeout   = 10 * time.Second
 	replayPollStep = 20 * time.Millisecond
-	// orphanCheckEvery: every this many sweeps (a minute at the default
-	// interval) the leader looks for advices queued for destinations the
-	// directory no longer has (orphans.go).
-	orphanCheckEvery = 60
 	// resultRetryStep paces the repeats of a result whose proposal
 	// failed (a leader change).
 	resultRetryStep = 30 * time.Millisecond
@@ -91,7 +91,8 @@ var ErrConfig = errors.New("forward: invalid config")
 // three days.
 func DefaultConfig() Config {
 	return Config{DeadlineMargin: 5 * time.Second, SweepInterval: time.Second, SAFExpiry: 72 * time.Hour, SyncInterval: 500 * time.Millisecond,
-		SAF: DefaultSAFConfig(), BillerBreakerFailures: 5, BillerBreakerCooldown: 5 * time.Second, BillerTLSCheck: 10 * time.Second}
+		SAF: DefaultSAFConfig(), BillerBreakerFailures: 5, BillerBreakerCooldown: 5 * time.Second, BillerTLSCheck: 10 * time.Second,
+		OrphanCheck: time.Minute}
 }
 
 // Validate reports the first setting that cannot work.
@@ -111,6 +112,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("%w: biller_breaker_cooldown %s out of (0, %s]", ErrConfig, c.BillerBreakerCooldown, breakerCooldownMax)
 	case c.BillerTLSCheck <= 0 || c.BillerTLSCheck > time.Hour:
 		return fmt.Errorf("%w: biller_tls_check %s out of (0, 1h]", ErrConfig, c.BillerTLSCheck)
+	case c.OrphanCheck < time.Second || c.OrphanCheck > 24*time.Hour:
+		return fmt.Errorf("%w: orphan_check %s out of [1s, 24h]", ErrConfig, c.OrphanCheck)
 	}
 	return c.SAF.Validate()
 }
@@ -244,7 +247,8 @@ func (f *Forwarder) run() {
 	defer syncT.Stop()
 	sweepT := time.NewTicker(f.cfg.SweepInterval)
 	defer sweepT.Stop()
-	sweeps := 0
+	orphanT := time.NewTicker(f.cfg.OrphanCheck)
+	defer orphanT.Stop()
 	for {
 		select {
 		case <-f.stop:
@@ -261,13 +265,13 @@ func (f *Forwarder) run() {
 				} else if n > 0 {
 					f.log.Warn("forwards past their deadline timed out (a node died mid-request); reversals queued", "forwards", n)
 				}
-				if sweeps++; sweeps%orphanCheckEvery == 1 {
-					octx, ocancel := context.WithTimeout(f.ctx, sweepTimeout)
-					f.CheckOrphans(octx) // orphans.go
-					ocancel()
-				}
+			}
+		case <-orphanT.C:
+			if f.opt.Leading() {
+				octx, ocancel := context.WithTimeout(f.ctx, sweepTimeout)
+				f.CheckOrphans(octx) // orphans.go
+				ocancel()
 			} else {
-				sweeps = 0
 				f.orphans.set(nil) // the leader's gauge, not a follower's
 			}
 		}

@@ -40,7 +40,7 @@ func NewCollector(f *Forwarder, depth DepthReader) *Collector {
 		requests: d("requests_total", "Requests sent by this node, by result.", "result"),
 		strays:   d("strays_total", "Messages from the host that matched no request in flight, by kind.", "kind"),
 		latency:  d("answer_seconds", "Time from sending a request to its answer."),
-		orphaned: d("saf_orphaned", "Advices queued for a destination the directory no longer has: no sender takes them (the leader's last check, every 60 sweeps; counted up to 1000)."),
+		orphaned: d("saf_orphaned", "Advices queued for a destination the directory no longer has: no sender takes them (the leader's last check, every forward.orphan_check; counted up to 1000)."),
 	}
 }
 

@@ -51,7 +51,7 @@ const destinationsScanMax = 512
 // sender either: its advices wait for it to be enabled, but those past
 // their expiry are expired the same way (an error line, no orphan). It
 // returns how many orphans it saw, and how many advices it expired. The
-// leader runs it every orphanCheckEvery sweeps.
+// leader runs it every forward.orphan_check (a minute).
 func (f *Forwarder) CheckOrphans(ctx context.Context) (seen, expired int) {
 	ol, ok := f.safLedger.(orphanLedger)
 	if !ok {
@@ -104,6 +104,9 @@ func (f *Forwarder) expireDue(ctx context.Context, dest string, entries []store.
 			continue
 		}
 		res, err := f.ledger.Propose(ctx, safCommand(e, store.SAFUpdate{ID: e.ID, Action: store.SAFActionExpire}, now))
+		if err == nil && res.Status == store.StatusAlreadyFinal {
+			continue // a sender, or another check, got there first
+		}
 		if err == nil {
 			err = res.Status.Err()
 		}

@@ -32,6 +32,7 @@ func TestCheckOrphans(t *testing.T) {
 	if seen, expired := r.fwd.CheckOrphans(ctx); seen != 0 || expired != 0 {
 		t.Fatalf("before the reversal: %d seen, %d expired", seen, expired)
 	}
+	r.waitFor("the deleted destination's sender stopped", func() bool { return r.fwd.Client("demo-issuer") == nil })
 	if _, err := r.reverse(31, 33, 700); err != nil {
 		t.Fatalf("reversal: %v", err)
 	}
@@ -84,6 +85,7 @@ func TestCheckOrphansDisabled(t *testing.T) {
 	if err != nil || res.Status != store.StatusOK {
 		t.Fatalf("disable: %+v %v", res, err)
 	}
+	r.waitFor("the disabled destination's sender stopped", func() bool { return r.fwd.Client("demo-issuer") == nil })
 	if _, err := r.reverse(35, 37, 400); err != nil {
 		t.Fatalf("reversal: %v", err)
 	}
