@@ -2,6 +2,7 @@ package forward_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -22,13 +23,7 @@ func TestCheckOrphans(t *testing.T) {
 	if _, err := r.buy(31, 700); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	res, err := r.cn.Propose(ctx, store.Command{Op: store.OpDeleteDestination, Key: "admin|destination.delete|demo-issuer|t1",
-		Fingerprint: "t1", Time: time.Now().UnixNano(), Admin: &store.Admin{ID: "demo-issuer", Actor: "alice", Reason: "contract ended"}})
-	if err != nil || res.Status != store.StatusOK {
-		t.Fatalf("delete: %+v %v", res, err)
-	}
+	ctx := r.opsChange(store.OpDeleteDestination, &store.Admin{ID: "demo-issuer", Actor: "alice", Reason: "contract ended"})
 	if seen, expired := r.fwd.CheckOrphans(ctx); seen != 0 || expired != 0 {
 		t.Fatalf("before the reversal: %d seen, %d expired", seen, expired)
 	}
@@ -75,16 +70,10 @@ func TestCheckOrphansDisabled(t *testing.T) {
 	if _, err := r.buy(35, 400); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
 	d, _ := r.st.Directory().Destination("demo-issuer")
 	off := *d
 	off.Disabled = true
-	res, err := r.cn.Propose(ctx, store.Command{Op: store.OpPutDestination, Key: "admin|destination.put|demo-issuer|t1",
-		Fingerprint: "t1", Time: time.Now().UnixNano(), Admin: &store.Admin{Destination: &off, Actor: "alice", Reason: "maintenance"}})
-	if err != nil || res.Status != store.StatusOK {
-		t.Fatalf("disable: %+v %v", res, err)
-	}
+	ctx := r.opsChange(store.OpPutDestination, &store.Admin{Destination: &off, Actor: "alice", Reason: "maintenance"})
 	r.waitFor("the disabled destination's sender stopped", func() bool { return r.fwd.Client("demo-issuer") == nil })
 	if _, err := r.reverse(35, 37, 400); err != nil {
 		t.Fatalf("reversal: %v", err)
@@ -107,4 +96,18 @@ func TestCheckOrphansDisabled(t *testing.T) {
 	if adv := r.issuer.Stats().Advices; adv.Received != 0 {
 		t.Fatalf("the host got advices: %+v", adv)
 	}
+}
+
+// opsChange applies an ops change of demo-issuer through raft, as the ops
+// API does, and returns a context for the rest of the test.
+func (r *rig) opsChange(op store.Op, adm *store.Admin) context.Context {
+	r.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	r.t.Cleanup(cancel)
+	key := fmt.Sprintf("admin|%d|demo-issuer", op)
+	res, err := r.cn.Propose(ctx, store.Command{Op: op, Key: key, Fingerprint: key, Time: time.Now().UnixNano(), Admin: adm})
+	if err != nil || res.Status != store.StatusOK {
+		r.t.Fatalf("%s of demo-issuer: %+v %v", op, res, err)
+	}
+	return ctx
 }
