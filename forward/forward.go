@@ -488,9 +488,11 @@ func (f *Forwarder) Forward(ctx context.Context, req payment.ForwardRequest) (pa
 		return deref(replay), err
 	}
 	f.observe(dest.ID, StageRecord, start)
+	// The hop counts building the host's message too: all the forward
+	// adds between its two raft commands.
+	start = time.Now()
 	fw := store.Forward{ID: id, MTI: mti, Fields: fields}
 	msg := Request(&fw, req.PAN.Digits())
-	start = time.Now()
 	ans, err := cl.Send(ctx, msg)
 	f.observe(dest.ID, StageHop, start)
 	outc, rc, auth, reason := store.OutcomeDeclined, "", "", ""
