@@ -66,14 +66,26 @@ func (r *rig) submitOK(pan string) time.Duration {
 // callers, 2,048 a round: enough that both are bound by the machine,
 // not by waiting), so both see the same machine, and reports off-us
 // approvals/s over on-us approvals/s; b.N rounds of each.
+//
+// A third round is the control: the on-us purchase followed by a second
+// raft command that does nothing (noopCommand) before the caller goes on. An off-us purchase is two
+// commands in sequence, the request recorded before it leaves and the
+// answer before the partner hears it, so 2commit/on is about as far as
+// off/on can go on this machine whatever the forward itself costs.
+// FORWARD_ONLY=on-us|off-us|2commit runs only that kind (for a profile).
 func BenchmarkForward(b *testing.B) {
 	r := newRig(b, sim.DefaultBehavior())
 	const callers, round = 256, 2048
-	var spent, cpu [2]time.Duration
-	pans := [2]string{onUsPAN, testPAN}
+	var spent, cpu [3]time.Duration
+	pans := [3]string{onUsPAN, testPAN, onUsPAN}
+	names := [3]string{"on-us", "off-us", "2commit"}
+	only := os.Getenv("FORWARD_ONLY") // one kind of round, for its profile
 	b.ResetTimer()
 	for range b.N {
 		for m, pan := range pans {
+			if only != "" && only != names[m] {
+				continue
+			}
 			var wg sync.WaitGroup
 			var next atomic.Int64
 			cpu0 := processCPU()
@@ -84,6 +96,9 @@ func BenchmarkForward(b *testing.B) {
 					defer wg.Done()
 					for next.Add(1) <= round {
 						r.submitOK(pan)
+						if m == 2 {
+							r.noopCommand()
+						}
 					}
 				}()
 			}
@@ -93,13 +108,32 @@ func BenchmarkForward(b *testing.B) {
 		}
 	}
 	n := float64(b.N * round)
-	// CPU a purchase costs the whole process (switch, raft, pebble, the
-	// simulated issuer, GC): what bounds approvals/s on a busy machine.
-	b.ReportMetric(float64(cpu[0].Microseconds())/n, "on-us-cpu-us")
-	b.ReportMetric(float64(cpu[1].Microseconds())/n, "off-us-cpu-us")
-	b.ReportMetric(n/spent[0].Seconds(), "on-us/s")
-	b.ReportMetric(n/spent[1].Seconds(), "off-us/s")
-	b.ReportMetric(spent[0].Seconds()/spent[1].Seconds(), "off/on")
+	for m, name := range names {
+		if spent[m] == 0 {
+			continue // FORWARD_ONLY
+		}
+		// CPU a purchase costs the whole process (switch, raft, pebble,
+		// the simulated issuer, GC): what bounds approvals/s on a busy
+		// machine.
+		b.ReportMetric(float64(cpu[m].Microseconds())/n, name+"-cpu-us")
+		b.ReportMetric(n/spent[m].Seconds(), name+"/s")
+	}
+	if spent[0] != 0 && spent[1] != 0 && spent[2] != 0 {
+		b.ReportMetric(spent[0].Seconds()/spent[1].Seconds(), "off/on")
+		b.ReportMetric(spent[0].Seconds()/spent[2].Seconds(), "2commit/on")
+	}
+}
+
+// noopCommand proposes a command the FSM refuses before it reads or
+// writes anything (a post without an idempotency key): the cost of a
+// raft command and nothing else.
+func (r *rig) noopCommand() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	res, err := r.cn.Propose(ctx, store.Command{Op: store.OpPost})
+	if err != nil || res.Status != store.StatusInvalidCommand {
+		r.t.Fatalf("no-op command: %+v %v", res, err)
+	}
 }
 
 // BenchmarkForwardOpenLoop offers 5,000 purchases a second
