@@ -2,10 +2,12 @@ package forward_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
 
+	"github.com/switchd/switchd/outcome"
 	"github.com/switchd/switchd/payment"
 	"github.com/switchd/switchd/sim"
 	"github.com/switchd/switchd/store"
@@ -49,6 +51,37 @@ func TestPartnerReversesApprovedForward(t *testing.T) {
 	}
 	if a := r.account("demo-issuer-settlement"); a.CreditsPosted != 900 {
 		t.Fatalf("the repeat posted again: %+v", a)
+	}
+}
+
+// A partner's reversal of an off-us purchase whose card number is no
+// longer kept (older than the idempotency retention, scrubbed by the
+// housekeeping command) is refused with 12: nothing given back, no 0420
+// at the host.
+func TestPartnerReversalPastRetentionRefused(t *testing.T) {
+	r := newRig(t, sim.DefaultBehavior())
+	if _, err := r.buy(31, 700); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().Add(time.Hour).UnixNano()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// The leader's housekeeping, an hour on with a retention it has passed.
+	if res, err := r.cn.Propose(ctx, store.Command{Op: store.OpExpire, Time: now, RetainAfter: now}); err != nil || res.Scrubbed != 1 {
+		t.Fatalf("housekeeping: %+v %v", res, err)
+	}
+	_, err := r.reverse(31, 33, 700)
+	if !errors.Is(err, store.ErrReversalWindowClosed) || outcome.Code(err) != outcome.InvalidTransaction {
+		t.Fatalf("reversal past the retention: %v (code %s)", err, outcome.Code(err))
+	}
+	if a := r.account("demo-issuer-settlement"); a.DebitsPosted != 700 || a.CreditsPosted != 0 {
+		t.Fatalf("issuer position after the refused reversal %+v", a)
+	}
+	if fw, _ := r.st.Forward("demo-acquirer|100001|000031"); fw.SAF != "" {
+		t.Fatalf("0420 queued: %+v", fw)
+	}
+	if adv := r.issuer.Stats().Advices; adv.Distinct != 0 {
+		t.Fatalf("host advices %+v", adv)
 	}
 }
 

@@ -183,6 +183,11 @@ var table = []struct {
 	// limits the agent lifts the same way (by settling); on an 0230/0130
 	// only the offline limit applies, so the agent knows which one.
 	{store.ErrOfflineLimit, Outcome{Code: ExceedsLimit, HTTPStatus: http.StatusUnprocessableEntity, Problem: "agent-offline-limit-exceeded", Title: "Agent offline limit exceeded, settle first"}},
+	// A partner's reversal of an off-us card purchase older than the
+	// idempotency retention, when its card number is no longer kept
+	// (store/scrub.go): 12, as a transaction the switch will not do;
+	// nothing is reversed or sent to the issuer.
+	{store.ErrReversalWindowClosed, Outcome{Code: InvalidTransaction, HTTPStatus: http.StatusUnprocessableEntity, Problem: "reversal-window-closed", Title: "Too late to reverse this off-us payment"}},
 	{store.ErrUnknownAgent, Outcome{Code: InvalidMerchant, HTTPStatus: http.StatusUnprocessableEntity, Problem: "unknown-agent", Title: "Unknown agent"}},
 	{store.ErrVersionConflict, Outcome{Code: SystemMalfunction, HTTPStatus: http.StatusConflict, Problem: "version-conflict", Title: "Routing table changed since the version given", Detail: true}},
 	{store.ErrInvalidChange, Outcome{Code: SystemMalfunction, HTTPStatus: http.StatusUnprocessableEntity, Problem: "invalid-change", Title: "Invalid change", Detail: true}},

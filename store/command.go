@@ -267,6 +267,8 @@ func (s Status) Err() error {
 		return ErrNotFound
 	case StatusAgentLimit:
 		return ErrAgentLimit
+	case StatusReversalWindowClosed:
+		return ErrReversalWindowClosed
 	case StatusOfflineLimit:
 		return ErrOfflineLimit
 	case StatusUnknownAgent:

@@ -930,17 +930,38 @@ func (t *txn) forwardOf(id string) *Forward {
 	return t.forwardRecord(string(key))
 }
 
+// StatusReversalWindowClosed: a partner's reversal of a forwarded card
+// transfer whose card number is no longer kept (scrub.go: the forward is
+// older than the idempotency retention). The host's 0420 needs field 2,
+// and one sent without it would be refused or left unmatched at the host
+// while our ledger had reversed: a break found only in reconciliation.
+// Refused instead, with nothing reversed and nothing sent, so the partner
+// knows at once (a chargeback is the way from there).
+const StatusReversalWindowClosed Status = 141
+
+// ErrReversalWindowClosed is StatusReversalWindowClosed's error.
+var ErrReversalWindowClosed = errors.New("store: too late to reverse: the card number of the forwarded original is no longer kept")
+
 // checkForwardedReversal limits a partner's reversal of a forwarded
 // transfer to one: the host is sent one 0420 per original (a host
 // detects duplicates by its original data elements, field 90), full or
 // partial (field 95, the amount that stands). A second reversal after
-// that one is refused: the host has been told what stands.
+// that one is refused: the host has been told what stands. So is one
+// whose 0420 could no longer carry the card number.
 func (t *txn) checkForwardedReversal(c *Command, o *Transfer) Status {
 	if o.Status != TransferPosted && o.Status != TransferPending {
 		return StatusOK
 	}
-	if f := t.forwardOf(o.ID); f != nil && f.SAF != "" {
+	f := t.forwardOf(o.ID)
+	switch {
+	case f == nil:
+		return StatusOK
+	case f.SAF != "":
 		return StatusInvalidAmount
+	case f.Body == "" && f.MaskedPAN != "" && len(f.PAN) == 0:
+		// An ISO 8583 forward of a card whose sealed number was scrubbed
+		// (an http biller's follow-up needs no card number).
+		return StatusReversalWindowClosed
 	}
 	return StatusOK
 }

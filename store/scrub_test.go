@@ -1,6 +1,7 @@
 package store
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -118,5 +119,66 @@ func TestExpireScrubsInSteps(t *testing.T) {
 	}
 	if f := getForward(t, s, fmt.Sprintf("p1|s%03d", n-1)); len(f.PAN) != 0 {
 		t.Fatalf("the last forward kept its card: %+v", f)
+	}
+}
+
+// Once a forwarded card purchase's number is scrubbed, the partner's
+// reversal of it is refused (StatusReversalWindowClosed, stored for its
+// repeat): nothing is reversed and no 0420 goes to the host without its
+// field 2. A forward within the retention reverses as before.
+func TestReversalRefusedOnceCardScrubbed(t *testing.T) {
+	const minute = int64(time.Minute)
+	s := forwardFixture(t)
+	k3 := fwdCmd("p1|k3", 300)
+	k3.Time = t0 + 20*minute
+	k3.Forward.Request.TimeoutAt = k3.Time + 5e9
+	r1 := mustOK(t, s, fwdCmd("p1|k1", 100), fwdResult("p1|k1", OutcomeApproved, "00", "AAAAAA", t0+1),
+		k3, fwdResult("p1|k3", OutcomeApproved, "00", "CCCCCC", k3.Time+1))
+	if r := mustOK(t, s, expireCmd(t0+30*minute, t0+10*minute))[0]; r.Scrubbed != 1 {
+		t.Fatalf("scrub: %+v", r)
+	}
+	accounts := func() (out []Account) {
+		for _, id := range []string{"issuer", "settle"} {
+			a, err := s.Account(id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, a)
+		}
+		return out
+	}
+	before := accounts()
+
+	late := reverseCmd("p1|rev-k1", "p1|ref-p1|k1", 100)
+	late.Time = t0 + 31*minute
+	for _, try := range []string{"reversal", "its repeat"} {
+		if r := run1(t, s, late); r.Status != StatusReversalWindowClosed || r.TransferID != "" {
+			t.Fatalf("%s of a scrubbed forward: %+v", try, r)
+		}
+	}
+	if !errors.Is(StatusReversalWindowClosed.Err(), ErrReversalWindowClosed) {
+		t.Fatal("no sentinel error")
+	}
+	if x := getXfer(t, s, r1[1].TransferID); x.Reversed != 0 || x.Status != TransferPosted {
+		t.Fatalf("original changed: %+v", x)
+	}
+	if after := accounts(); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Fatalf("balances moved:\n%+v\n%+v", before, after)
+	}
+	if q, err := s.SAFQueue("iss", 10); err != nil || len(q) != 0 {
+		t.Fatalf("advice queued for a refused reversal: %+v %v", q, err)
+	}
+	if f := getForward(t, s, "p1|k1"); f.SAF != "" || strings.HasPrefix(f.Reason, "partner") {
+		t.Fatalf("forward marked: %+v", f)
+	}
+
+	// Within the retention: reversed, and its 0420 carries the card.
+	ok := reverseCmd("p1|rev-k3", "p1|ref-p1|k3", 300)
+	ok.Time = t0 + 31*minute
+	if r := run1(t, s, ok); r.Status != StatusOK || r.TransferID == "" {
+		t.Fatalf("reversal within the retention: %+v", r)
+	}
+	if q, err := s.SAFQueue("iss", 10); err != nil || len(q) != 1 || q[0].MTI != "0420" || len(q[0].PAN) == 0 {
+		t.Fatalf("0420 of the reversal within the retention: %+v %v", q, err)
 	}
 }

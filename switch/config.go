@@ -48,6 +48,9 @@ type Config struct {
 	// (the config file's destinations: section, set by package config).
 	Destinations []store.Destination `yaml:"-"`
 	// IdempotencyRetention is how long a key's answer is kept for repeats.
+	// It also bounds a partner's reversal of an off-us card purchase: past
+	// it the card number is scrubbed and the reversal is refused with 12
+	// (store.ErrReversalWindowClosed; docs/OFFUS.md).
 	IdempotencyRetention time.Duration `yaml:"idempotency_retention"`
 	// HousekeepingInterval is how often the leader expires holds and prunes
 	// idempotency records.
