@@ -8,6 +8,13 @@ import (
 	"time"
 )
 
+// fwdCmdAt is fwdCmd recorded at time at (its deadline 5 s later).
+func fwdCmdAt(key string, amt, at int64) Command {
+	c := fwdCmd(key, amt)
+	c.Time, c.Forward.Request.TimeoutAt = at, at+5e9
+	return c
+}
+
 // A forward's sealed card number is dropped by OpExpire once the forward
 // is older than the retention and final, walking forwards in the order
 // they were made: an open hold (a completion could still need the card
@@ -17,9 +24,7 @@ import (
 func TestExpireScrubsForwardCards(t *testing.T) {
 	const minute = int64(time.Minute)
 	s := forwardFixture(t)
-	k3 := fwdCmd("p1|k3", 300)
-	k3.Time = t0 + 20*minute
-	k3.Forward.Request.TimeoutAt = k3.Time + 5e9
+	k3 := fwdCmdAt("p1|k3", 300, t0+20*minute)
 	mustOK(t, s, fwdCmd("p1|k1", 100), fwdResult("p1|k1", OutcomeApproved, "00", "AAAAAA", t0+1),
 		fwdCmd("p1|k2", 200), fwdResult("p1|k2", OutcomeTimeout, "", "", t0+2),
 		fwdAuthCmd("p1|a1", 1000), fwdResult("p1|a1", OutcomeApproved, "00", "BBBBBB", t0+3),
@@ -129,9 +134,7 @@ func TestExpireScrubsInSteps(t *testing.T) {
 func TestReversalRefusedOnceCardScrubbed(t *testing.T) {
 	const minute = int64(time.Minute)
 	s := forwardFixture(t)
-	k3 := fwdCmd("p1|k3", 300)
-	k3.Time = t0 + 20*minute
-	k3.Forward.Request.TimeoutAt = k3.Time + 5e9
+	k3 := fwdCmdAt("p1|k3", 300, t0+20*minute)
 	r1 := mustOK(t, s, fwdCmd("p1|k1", 100), fwdResult("p1|k1", OutcomeApproved, "00", "AAAAAA", t0+1),
 		k3, fwdResult("p1|k3", OutcomeApproved, "00", "CCCCCC", k3.Time+1))
 	if r := mustOK(t, s, expireCmd(t0+30*minute, t0+10*minute))[0]; r.Scrubbed != 1 {
