@@ -1,0 +1,2 @@
+module pingpong
+go 1.26
