@@ -71,10 +71,11 @@ func (r *rig) submitOK(pan string) time.Duration {
 // approvals/s over on-us approvals/s; b.N rounds of each.
 //
 // A third round is the control: the on-us purchase followed by a second
-// raft command that does nothing (noopCommand) before the caller goes on. An off-us purchase is two
-// commands in sequence, the request recorded before it leaves and the
-// answer before the partner hears it, so 2commit/on is about as far as
-// off/on can go on this machine whatever the forward itself costs.
+// raft command that does nothing (noopCommand) before the caller goes
+// on. An off-us purchase is two commands in sequence, the request
+// recorded before it leaves and the answer before the partner hears it,
+// so 2commit/on is about as far as off/on can go on this machine
+// whatever the forward itself costs (docs/BENCHMARKS.md: 0.68-0.73).
 // FORWARD_ONLY=on-us|off-us|2commit runs only that kind (for a profile).
 func BenchmarkForward(b *testing.B) {
 	r := newRig(b, sim.DefaultBehavior())

@@ -35,6 +35,8 @@ func (s Status) String() string {
 		return "authentication_expired"
 	case StatusTokenMismatch:
 		return "token_mismatch"
+	case StatusReversalWindowClosed:
+		return "reversal_window_closed"
 	}
 	return "unknown_status"
 }
